@@ -1,0 +1,412 @@
+"""Greedy maximisation of MIG's dataset information E(S) = sum_k phi(x_k), x = sum_{i in S} u_i.
+
+Sample i is given sparsely: its label ids ``label_ids[indptr[i]:indptr[i+1]]`` (each once) and its
+weight ``w_i`` (the score, or score / #labels); its propagated information is
+``u_i = w_i * v_i @ P``. Propagated rows are never materialised: the gradient gain is
+``u_i . phi'(x) = w_i * sum_{l in L_i} h_l`` with ``h = P phi'(x)``, and after a pick only the
+labels within two hops of the picked sample's labels change ``h``.
+
+Engines, all returning the same picks in the same order (ties go to the lowest index):
+
+* ``"lazy"``: lazy greedy over a binary max-heap keyed by (gain, index) holding stale upper
+  bounds; only the top is re-evaluated. Exact because gains never rise (phi concave, u_i >= 0).
+  When stale re-evaluations since the last refresh exceed ``refresh_fraction`` of the heap,
+  every remaining gain is recomputed and the heap rebuilt.
+* ``"scan"``: every remaining gain evaluated at every step (required when phi is not concave).
+
+Both are compiled with numba when it is installed (``compiled=True``); the same functions run
+as plain Python otherwise, slower but identical.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import warnings
+from dataclasses import dataclass, field
+
+import numpy as np
+import scipy.sparse as sp
+from tqdm.auto import tqdm
+
+from .objective import Objective
+
+try:  # pragma: no cover - exercised when numba is installed
+    if os.environ.get("HF_MIG_DISABLE_NUMBA", "") not in ("", "0"):
+        raise ImportError("numba disabled by HF_MIG_DISABLE_NUMBA")
+    import numba
+
+    _njit = numba.njit(cache=True, nogil=True)
+    HAVE_NUMBA = True
+except ImportError:  # pragma: no cover - exercised without numba
+    HAVE_NUMBA = False
+
+    def _njit(fn):
+        fn.py_func = fn
+        return fn
+
+
+GAIN_KINDS = ("gradient", "exact")
+ENGINES = ("auto", "lazy", "scan")
+
+# integer state slots
+_SIZE, _STEP, _STALE, _REFRESHES, _EVALS = range(5)
+
+
+# ---------------------------------------------------------------------------- phi
+@_njit
+def _phi(x, code, a, b, alpha):
+    if code == 0:
+        return (x + a) ** b
+    return 1.0 - math.exp(-alpha * x)
+
+
+@_njit
+def _dphi(x, code, a, b, alpha):
+    if code == 0:
+        return b * (x + a) ** (b - 1.0)
+    return alpha * math.exp(-alpha * x)
+
+
+# ---------------------------------------------------------------------------- gains
+@_njit
+def _gain(i, indptr, lab, w, p_indptr, p_indices, p_data, x, h, exact, acc, touched, code, a, b, al):
+    """Gain of sample i: gradient ``w_i * sum h_l`` or exact ``sum phi(x+u_i) - phi(x)``."""
+    wi = w[i]
+    if wi == 0.0:
+        return 0.0
+    if not exact:
+        s = 0.0
+        for t in range(indptr[i], indptr[i + 1]):
+            s += h[lab[t]]
+        return wi * s
+    n = 0
+    for t in range(indptr[i], indptr[i + 1]):
+        l = lab[t]
+        for q in range(p_indptr[l], p_indptr[l + 1]):
+            j = p_indices[q]
+            if acc[j] == 0.0:
+                touched[n] = j
+                n += 1
+            acc[j] += wi * p_data[q]
+    s = 0.0
+    for m in range(n):
+        j = touched[m]
+        uj = acc[j]
+        acc[j] = 0.0
+        if uj != 0.0:
+            s += _phi(x[j] + uj, code, a, b, al) - _phi(x[j], code, a, b, al)
+    return s
+
+
+# ---------------------------------------------------------------------------- heap
+@_njit
+def _less(ka, ia, kb, ib):
+    return ka < kb or (ka == kb and ia < ib)
+
+
+@_njit
+def _sift_down(keys, idx, pos, size):
+    k0 = keys[pos]
+    i0 = idx[pos]
+    while True:
+        child = 2 * pos + 1
+        if child >= size:
+            break
+        right = child + 1
+        if right < size and _less(keys[right], idx[right], keys[child], idx[child]):
+            child = right
+        if _less(keys[child], idx[child], k0, i0):
+            keys[pos] = keys[child]
+            idx[pos] = idx[child]
+            pos = child
+        else:
+            break
+    keys[pos] = k0
+    idx[pos] = i0
+
+
+@_njit
+def _heapify(keys, idx, size):
+    for pos in range(size // 2 - 1, -1, -1):
+        _sift_down(keys, idx, pos, size)
+
+
+# ---------------------------------------------------------------------------- state update
+@_njit
+def _add_sample(i, indptr, lab, w, p_indptr, p_indices, p_data, x, g, h, acc, touched,
+                mark, code, a, b, al):
+    """x += u_i, then refresh g and h where they changed; return the change of E."""
+    wi = w[i]
+    n = 0
+    for t in range(indptr[i], indptr[i + 1]):
+        l = lab[t]
+        for q in range(p_indptr[l], p_indptr[l + 1]):
+            j = p_indices[q]
+            if mark[j] == 0:
+                mark[j] = 1
+                touched[n] = j
+                n += 1
+            acc[j] += wi * p_data[q]
+    delta = 0.0
+    for m in range(n):
+        j = touched[m]
+        old = x[j]
+        x[j] = old + acc[j]
+        acc[j] = 0.0
+        mark[j] = 0
+        delta += _phi(x[j], code, a, b, al) - _phi(old, code, a, b, al)
+        g[j] = _dphi(x[j], code, a, b, al)
+    # h_l = sum_j P[l, j] g_j changes for every l linked to a touched j (P's pattern is
+    # symmetric, so those are the column indices of row j).
+    for m in range(n):
+        j = touched[m]
+        for q in range(p_indptr[j], p_indptr[j + 1]):
+            l = p_indices[q]
+            if mark[l] == 0:
+                mark[l] = 1
+                s = 0.0
+                for r in range(p_indptr[l], p_indptr[l + 1]):
+                    s += p_data[r] * g[p_indices[r]]
+                h[l] = s
+    for m in range(n):
+        j = touched[m]
+        for q in range(p_indptr[j], p_indptr[j + 1]):
+            mark[p_indices[q]] = 0
+    return delta
+
+
+# ---------------------------------------------------------------------------- engines
+@_njit
+def _lazy_steps(steps, indptr, lab, w, p_indptr, p_indices, p_data, x, g, h, keys, idx,
+                stamp, istate, fstate, out_idx, out_gain, out_obj, acc, touched, mark,
+                exact, refresh_limit, code, a, b, al):
+    """Run up to ``steps`` picks of lazy greedy from the state held in the arrays."""
+    for _ in range(steps):
+        size = istate[_SIZE]
+        if size == 0:
+            break
+        t = istate[_STEP]
+        while True:
+            i = idx[0]
+            if stamp[i] == t:
+                break
+            gi = _gain(i, indptr, lab, w, p_indptr, p_indices, p_data, x, h, exact, acc,
+                       touched, code, a, b, al)
+            istate[_EVALS] += 1
+            stamp[i] = t
+            keys[0] = -gi
+            _sift_down(keys, idx, 0, size)
+            istate[_STALE] += 1
+            if istate[_STALE] > refresh_limit * size:
+                for pos in range(size):
+                    j = idx[pos]
+                    keys[pos] = -_gain(j, indptr, lab, w, p_indptr, p_indices, p_data, x, h,
+                                       exact, acc, touched, code, a, b, al)
+                    stamp[j] = t
+                istate[_EVALS] += size
+                _heapify(keys, idx, size)
+                istate[_STALE] = 0
+                istate[_REFRESHES] += 1
+        i = idx[0]
+        gain = -keys[0]
+        size -= 1
+        keys[0] = keys[size]
+        idx[0] = idx[size]
+        istate[_SIZE] = size
+        if size > 0:
+            _sift_down(keys, idx, 0, size)
+        fstate[0] += _add_sample(i, indptr, lab, w, p_indptr, p_indices, p_data, x, g, h, acc,
+                                 touched, mark, code, a, b, al)
+        out_idx[t] = i
+        out_gain[t] = gain
+        out_obj[t] = fstate[0]
+        istate[_STEP] = t + 1
+        # the stamp of step t+1 must differ from every stamp already stored
+    return istate[_STEP]
+
+
+@_njit
+def _scan_steps(steps, indptr, lab, w, p_indptr, p_indices, p_data, x, g, h, picked,
+                istate, fstate, out_idx, out_gain, out_obj, acc, touched, mark, exact,
+                code, a, b, al):
+    """Run up to ``steps`` picks of the full-scan greedy (argmax, lowest index on ties)."""
+    n = w.size
+    for _ in range(steps):
+        t = istate[_STEP]
+        if t >= n:
+            break
+        best = -1
+        best_gain = 0.0
+        for i in range(n):
+            if picked[i]:
+                continue
+            gi = _gain(i, indptr, lab, w, p_indptr, p_indices, p_data, x, h, exact, acc,
+                       touched, code, a, b, al)
+            if best < 0 or gi > best_gain:
+                best = i
+                best_gain = gi
+        istate[_EVALS] += n - t
+        picked[best] = True
+        fstate[0] += _add_sample(best, indptr, lab, w, p_indptr, p_indices, p_data, x, g, h,
+                                 acc, touched, mark, code, a, b, al)
+        out_idx[t] = best
+        out_gain[t] = best_gain
+        out_obj[t] = fstate[0]
+        istate[_STEP] = t + 1
+    return istate[_STEP]
+
+
+@_njit
+def _initial_gains(indptr, lab, w, p_indptr, p_indices, p_data, x, h, exact, acc, touched,
+                   code, a, b, al):
+    n = w.size
+    out = np.empty(n)
+    for i in range(n):
+        out[i] = _gain(i, indptr, lab, w, p_indptr, p_indices, p_data, x, h, exact, acc,
+                       touched, code, a, b, al)
+    return out
+
+
+# ---------------------------------------------------------------------------- driver
+@dataclass
+class GreedyResult:
+    """Picks in order, the gain of each pick when it was made, and E after each pick."""
+
+    indices: np.ndarray
+    gains: np.ndarray
+    objective_trace: np.ndarray
+    initial_objective: float
+    stats: dict = field(default_factory=dict)
+
+
+def _as_csr_parts(propagation: sp.spmatrix):
+    p = sp.csr_matrix(propagation, dtype=np.float64)
+    if p.shape[0] != p.shape[1]:
+        raise ValueError(f"propagation matrix must be square, got {p.shape}")
+    p = p.copy()
+    p.eliminate_zeros()
+    p.sort_indices()
+    if p.nnz and (p.data < 0).any():
+        raise ValueError("propagation matrix has negative entries; gains could rise")
+    return (
+        np.ascontiguousarray(p.indptr, dtype=np.int64),
+        np.ascontiguousarray(p.indices, dtype=np.int64),
+        np.ascontiguousarray(p.data, dtype=np.float64),
+    )
+
+
+def greedy_select(
+    indptr: np.ndarray,
+    label_ids: np.ndarray,
+    weights: np.ndarray,
+    propagation: sp.spmatrix,
+    k: int,
+    objective: Objective | None = None,
+    *,
+    gain: str = "gradient",
+    engine: str = "auto",
+    compiled: bool | None = None,
+    refresh_fraction: float = 0.05,
+    chunk_size: int = 10_000,
+    progress: bool | None = None,
+) -> GreedyResult:
+    """Pick ``k`` samples greedily; see the module docstring for the model and the engines.
+
+    ``indptr``/``label_ids``: CSR of sample -> label ids (each label at most once per sample);
+    ``weights``: per-sample weight ``>= 0``; ``propagation``: P (K x K, non-negative, CSR).
+    ``engine="auto"`` uses lazy greedy when phi is concave and the full scan otherwise (with a
+    warning). ``compiled=None`` uses numba when installed.
+    """
+    objective = objective or Objective()
+    if gain not in GAIN_KINDS:
+        raise ValueError(f"gain must be one of {GAIN_KINDS}, got {gain!r}")
+    if engine not in ENGINES:
+        raise ValueError(f"engine must be one of {ENGINES}, got {engine!r}")
+    indptr = np.ascontiguousarray(indptr, dtype=np.int64)
+    lab = np.ascontiguousarray(label_ids, dtype=np.int64)
+    w = np.ascontiguousarray(weights, dtype=np.float64)
+    n = w.size
+    if indptr.shape != (n + 1,) or indptr[0] != 0 or indptr[-1] != lab.size:
+        raise ValueError("indptr must have len(weights) + 1 entries, start at 0, end at len(label_ids)")
+    if not np.isfinite(w).all() or (w < 0).any():
+        raise ValueError("weights must be finite and >= 0")
+    if not isinstance(k, (int, np.integer)) or k < 1 or k > n:
+        raise ValueError(f"k must be an integer in [1, {n}], got {k!r}")
+    p_indptr, p_indices, p_data = _as_csr_parts(propagation)
+    num_labels = p_indptr.size - 1
+    if lab.size and (lab.min() < 0 or lab.max() >= num_labels):
+        raise ValueError(f"label ids must lie in [0, {num_labels})")
+
+    if engine == "auto":
+        engine = "lazy" if objective.is_concave else "scan"
+    if engine == "lazy" and not objective.is_concave:
+        warnings.warn(
+            f"phi={objective.phi} with b={objective.b} is not concave: gains can rise, so lazy "
+            "greedy is not exact; using the full scan instead.",
+            stacklevel=2,
+        )
+        engine = "scan"
+    if compiled is None:
+        compiled = HAVE_NUMBA
+    if compiled and not HAVE_NUMBA:
+        raise ImportError("compiled=True needs numba: pip install numba")
+
+    def fn(f):
+        return f if compiled else f.py_func
+
+    code, a, b, al = objective.code, float(objective.a), float(objective.b), float(objective.alpha)
+    exact = gain == "exact"
+    x = np.zeros(num_labels)
+    g = np.full(num_labels, _dphi.py_func(0.0, code, a, b, al))
+    h = sp.csr_matrix((p_data, p_indices, p_indptr), shape=(num_labels, num_labels)) @ g
+    acc = np.zeros(num_labels)
+    touched = np.zeros(num_labels, dtype=np.int64)
+    mark = np.zeros(num_labels, dtype=np.int8)
+    istate = np.zeros(5, dtype=np.int64)
+    initial = float(num_labels * _phi.py_func(0.0, code, a, b, al))
+    fstate = np.array([initial])
+    out_idx = np.empty(k, dtype=np.int64)
+    out_gain = np.empty(k)
+    out_obj = np.empty(k)
+    args = (indptr, lab, w, p_indptr, p_indices, p_data, x, g, h)
+
+    if engine == "lazy":
+        gains0 = fn(_initial_gains)(*args[:7], h, exact, acc, touched, code, a, b, al)
+        keys = -gains0
+        idx = np.arange(n, dtype=np.int64)
+        stamp = np.zeros(n, dtype=np.int64)
+        istate[_SIZE] = n
+        istate[_EVALS] = n
+        fn(_heapify)(keys, idx, n)
+
+        def run(steps):
+            return fn(_lazy_steps)(steps, *args, keys, idx, stamp, istate, fstate, out_idx,
+                                   out_gain, out_obj, acc, touched, mark, exact,
+                                   float(refresh_fraction), code, a, b, al)
+    else:
+        picked = np.zeros(n, dtype=np.bool_)
+
+        def run(steps):
+            return fn(_scan_steps)(steps, *args, picked, istate, fstate, out_idx, out_gain,
+                                   out_obj, acc, touched, mark, exact, code, a, b, al)
+
+    show = progress if progress is not None else (k * (1 if engine == "lazy" else n)) > 5e9 or n > 2_000_000
+    with tqdm(total=k, desc=f"MIG greedy ({engine})", unit="pick", disable=not show) as bar:
+        done = 0
+        while done < k:
+            step = min(chunk_size if compiled else max(1, chunk_size // 10), k - done)
+            new_done = int(run(step))
+            bar.update(new_done - done)
+            done = new_done
+
+    stats = {
+        "engine": engine,
+        "compiled": bool(compiled),
+        "gain": gain,
+        "evaluations": int(istate[_EVALS]),
+        "refreshes": int(istate[_REFRESHES]),
+        "pool_size": n,
+        "num_labels": num_labels,
+    }
+    return GreedyResult(out_idx, out_gain, out_obj, initial, stats)

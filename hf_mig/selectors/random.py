@@ -1,0 +1,31 @@
+"""Uniform random selection, reproducing ``random.Random(seed).sample`` exactly."""
+
+from __future__ import annotations
+
+import random
+
+import numpy as np
+from datasets import Dataset
+
+from .base import BaseSelector, register_selector
+
+
+@register_selector("random")
+class RandomSelector(BaseSelector):
+    """``k`` rows drawn without replacement by Python's ``random.Random(seed).sample``.
+
+    With ``seed=42`` this is the paper's random baseline: the same indices as sampling the
+    pool's list of records with ``random.Random(42).sample(records, k)``.
+    """
+
+    def __init__(self, k: int, *, seed: int = 42):
+        self.k = k
+        self.seed = seed
+
+    def select_indices(self, dataset: Dataset) -> np.ndarray:
+        k = self._check_k(dataset)
+        picks = random.Random(self.seed).sample(range(len(dataset)), k)
+        return np.asarray(picks, dtype=np.int64)
+
+    def __repr__(self) -> str:
+        return f"RandomSelector(k={self.k}, seed={self.seed})"
