@@ -14,6 +14,11 @@ Engines, all returning the same picks in the same order (ties go to the lowest i
   every remaining gain is recomputed and the heap rebuilt.
 * ``"scan"``: every remaining gain evaluated at every step (required when phi is not concave).
 
+Gradient gains are sums of non-increasing terms, so they are non-increasing in floating point
+too and lazy greedy reproduces the full scan bit for bit. Exact gains ``phi(x+u) - phi(x)`` carry
+rounding noise; candidates whose exact gains agree to within that noise (e.g. any linear phi) may
+come out in a different order than the full scan.
+
 Both are compiled with numba when it is installed (``compiled=True``); the same functions run
 as plain Python otherwise, slower but identical.
 """
