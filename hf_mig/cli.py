@@ -1,0 +1,211 @@
+"""The ``hf-mig`` command line: ``select``, ``graph`` and ``demo``."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+import time
+from collections.abc import Sequence
+
+from . import __version__
+
+logger = logging.getLogger("hf_mig")
+
+
+def _add_pool_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("pool", help="pool: .jsonl/.json/.parquet/.csv file, saved dataset folder, or Hub id")
+    p.add_argument("--split", default="train", help="split of a Hub dataset or DatasetDict")
+    p.add_argument(
+        "--format", dest="pool_format", default="auto", choices=["auto", "labels", "mig-authors"],
+        help="pool schema: 'labels' (has labels + score columns), 'mig-authors' (the MIG "
+        "authors' annotated records), or auto-detect",
+    )
+    p.add_argument("--labels-column", default="labels")
+    p.add_argument("--score-column", default="score")
+    p.add_argument(
+        "--vocabulary", help="JSON list or text file of labels to keep (others are ignored)"
+    )
+    p.add_argument(
+        "--score-reduce", default="mean", choices=["mean", "sum"],
+        help="mig-authors format: combine per-turn quality x complexity by mean or sum",
+    )
+    p.add_argument(
+        "--skip-bad-lines", action="store_true",
+        help="JSON Lines pools: skip malformed lines (reported) instead of failing",
+    )
+    p.add_argument("--num-proc", type=int, default=None, help="processes for Dataset.map steps")
+
+
+def _add_graph_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--embedder", default=None,
+        help="sentence-transformers model id or local path for label embeddings "
+        "(default: sentence-transformers/all-MiniLM-L6-v2)",
+    )
+    p.add_argument(
+        "--threshold", type=float, default=None,
+        help="cosine threshold for label edges (default: calibrated for the embedder)",
+    )
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="hf-mig", description="MIG data selection for Hugging Face datasets."
+    )
+    parser.add_argument("--version", action="version", version=f"hf-mig {__version__}")
+    parser.add_argument("-q", "--quiet", action="store_true", help="only warnings and errors")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    s = sub.add_parser("select", help="select rows of a pool and write them out")
+    _add_pool_args(s)
+    s.add_argument("--num", "-k", type=int, required=True, help="number of rows to select")
+    s.add_argument("--out", "-o", required=True, help="output file (.jsonl/.json/.parquet/.csv) or folder")
+    s.add_argument("--method", default="mig", help="selection method (mig, random)")
+    s.add_argument("--seed", type=int, default=42, help="random method: seed")
+    s.add_argument("--graph", help="label graph saved by 'hf-mig graph' / LabelGraph.save")
+    _add_graph_args(s)
+    s.add_argument("--save-graph", help="also save the label graph built from the pool here")
+    s.add_argument("--phi", default="pow", choices=["pow", "exp"])
+    s.add_argument("--phi-a", type=float, default=1e-6)
+    s.add_argument("--phi-b", type=float, default=0.8)
+    s.add_argument("--phi-alpha", type=float, default=1.0)
+    s.add_argument("--prop-weight", type=float, default=1.0)
+    s.add_argument("--norm", action="store_true", help="divide scores by the number of labels")
+    s.add_argument("--gain", default="gradient", choices=["gradient", "exact"])
+    s.add_argument("--engine", default="auto", choices=["auto", "lazy", "scan"])
+    s.add_argument(
+        "--record-gains", action="store_true", help="add mig_rank and mig_gain columns"
+    )
+    s.add_argument("--summary-json", help="write the selection summary (JSON) here")
+
+    g = sub.add_parser("graph", help="build and save a label graph")
+    g.add_argument(
+        "pool", nargs="?", help="pool whose distinct labels become the nodes (see 'select')"
+    )
+    g.add_argument("--out", "-o", required=True, help="output .npz")
+    g.add_argument("--vocabulary", help="labels file: nodes (no pool) or filter (with a pool)")
+    g.add_argument("--labels-column", default="labels")
+    g.add_argument("--split", default="train")
+    _add_graph_args(g)
+
+    d = sub.add_parser("demo", help="tag, score, build the graph and select on a bundled pool")
+    d.add_argument("--num", "-k", type=int, default=40, help="rows to select (default 40)")
+    d.add_argument("--out", "-o", help="folder for the subset and the graph")
+    return parser
+
+
+def _load_prepared(args):
+    from .formats import load_vocabulary
+    from .io import load_pool
+    from .pool import prepare_pool
+
+    vocabulary = load_vocabulary(args.vocabulary) if args.vocabulary else None
+    pool = load_pool(args.pool, split=args.split, skip_bad_lines=args.skip_bad_lines)
+    pool = prepare_pool(
+        pool, args.pool_format, vocabulary=vocabulary, reduce=args.score_reduce,
+        labels_column=args.labels_column, score_column=args.score_column, num_proc=args.num_proc,
+    )
+    return pool, vocabulary
+
+
+def cmd_select(args) -> int:
+    from .graph import LabelGraph
+    from .io import save_dataset
+    from .selectors import get_selector
+    from .summary import format_summary, selection_summary
+
+    start = time.perf_counter()
+    pool, vocabulary = _load_prepared(args)
+    if args.method == "mig":
+        options = dict(
+            label_graph=LabelGraph.load(args.graph) if args.graph else None,
+            embedder=args.embedder, threshold=args.threshold, phi=args.phi, phi_a=args.phi_a,
+            phi_b=args.phi_b, phi_alpha=args.phi_alpha, prop_weight=args.prop_weight,
+            norm=args.norm, gain=args.gain, labels_column=args.labels_column,
+            score_column=args.score_column, vocabulary=vocabulary,
+            record_gains=args.record_gains, engine=args.engine,
+        )
+    elif args.method == "random":
+        options = dict(seed=args.seed)
+    else:
+        options = {}
+    selector = get_selector(args.method, args.num, **options)
+    subset = selector.select(pool)
+    save_dataset(subset, args.out)
+    if args.save_graph and getattr(selector, "label_graph_", None) is not None:
+        selector.label_graph_.save(args.save_graph)
+    summary = selection_summary(
+        pool, subset, labels_column=args.labels_column, score_column=args.score_column
+    )
+    summary["method"] = args.method
+    summary["seconds"] = round(time.perf_counter() - start, 3)
+    if hasattr(selector, "result_"):
+        summary["lazy_greedy"] = selector.result_.stats
+        summary["label_graph"] = {
+            k: v for k, v in selector.label_graph_.stats().items() if k != "degree_histogram"
+        }
+        summary["encoding"] = selector.encoding_report_
+    print(format_summary(summary))
+    print(f"wrote {args.out} in {summary['seconds']:.1f} s")
+    if args.summary_json:
+        with open(args.summary_json, "w") as fh:
+            json.dump(summary, fh, indent=2, default=str)
+    return 0
+
+
+def cmd_graph(args) -> int:
+    from .encoding import unique_labels
+    from .formats import load_vocabulary
+    from .graph import LabelGraph
+    from .io import load_pool
+    from .selectors.mig import arrow_columns
+
+    vocabulary = load_vocabulary(args.vocabulary) if args.vocabulary else None
+    if args.pool:
+        pool = load_pool(args.pool, split=args.split)
+        labels = unique_labels(arrow_columns(pool, [args.labels_column]), args.labels_column)
+        if vocabulary is not None:
+            allowed = set(vocabulary)
+            labels = [label for label in labels if label in allowed]
+    elif vocabulary is not None:
+        labels = sorted(set(vocabulary))
+    else:
+        raise SystemExit("hf-mig graph: give a POOL, a --vocabulary file, or both")
+    graph = LabelGraph.from_labels(
+        labels, embedder=args.embedder, threshold=args.threshold, progress=True
+    )
+    graph.save(args.out)
+    stats = graph.stats()
+    print(
+        f"label graph: {stats['num_labels']:,} labels, {stats['num_edges']:,} edges "
+        f"(T={graph.threshold}), {stats['isolated_labels']:,} isolated, "
+        f"max degree {stats['max_degree']} -> {args.out}"
+    )
+    return 0
+
+
+def cmd_demo(args) -> int:
+    from .demo import run_demo
+
+    run_demo(k=args.num, out_dir=args.out)
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(
+        level=logging.WARNING if args.quiet else logging.INFO,
+        format="%(levelname)s %(name)s: %(message)s",
+    )
+    handlers = {"select": cmd_select, "graph": cmd_graph, "demo": cmd_demo}
+    try:
+        return handlers[args.command](args)
+    except (ValueError, FileNotFoundError) as err:
+        print(f"hf-mig {args.command}: error: {err}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

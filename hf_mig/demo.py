@@ -1,0 +1,102 @@
+"""``hf-mig demo``: the whole pipeline on the bundled self-instruct pool, offline.
+
+Tag (EmbeddingTagger over the InsTag vocabulary) -> score (LengthScorer) -> label graph ->
+MIG selection, then a readable account of what was picked and why, beside a top-score and a
+random selection of the same size.
+"""
+
+from __future__ import annotations
+
+import os
+import textwrap
+import time
+
+import numpy as np
+
+from datasets import Dataset, load_dataset
+
+from .graph import LabelGraph
+from .resources import demo_pool_path
+from .scorers import LengthScorer
+from .selectors import MIGSelector, RandomSelector
+from .summary import selection_summary
+
+
+def _excerpt(messages: list[dict], width: int = 60) -> str:
+    text = next((m["content"] for m in messages if m["role"] == "user"), "")
+    return textwrap.shorten(" ".join(text.split()), width=width, placeholder="...")
+
+
+def build_demo_pool(progress: bool = True) -> Dataset:
+    """The bundled pool with ``labels`` and ``score`` columns added by ``Dataset.map``."""
+    from .taggers import EmbeddingTagger
+
+    pool = load_dataset("json", data_files=str(demo_pool_path()), split="train")
+    pool = pool.map(EmbeddingTagger(), batched=True, batch_size=128, desc="Tagging")
+    pool = pool.map(LengthScorer(), batched=True, desc="Scoring")
+    return pool
+
+
+def run_demo(k: int = 40, out_dir: str | os.PathLike | None = None, echo=print) -> dict:
+    """Run the demo; print the account with ``echo`` and return its numbers."""
+    start = time.perf_counter()
+    pool = build_demo_pool()
+    labels = sorted({label for row in pool["labels"] for label in row})
+    graph = LabelGraph.from_labels(labels)
+    selector = MIGSelector(k, label_graph=graph, record_gains=True)
+    subset = selector.select(pool)
+    order = np.argsort(-np.asarray(pool["score"]), kind="stable")
+    top_score = pool.select(order[:k])
+    random_subset = RandomSelector(k, seed=42).select(pool)
+    seconds = time.perf_counter() - start
+
+    stats = graph.stats()
+    report = selector.encoding_report_
+    summaries = {
+        "mig": selection_summary(pool, subset),
+        "top_score": selection_summary(pool, top_score),
+        "random": selection_summary(pool, random_subset),
+    }
+    echo(f"Pool: {len(pool)} self-instruct tasks (Apache-2.0), bundled with hf-mig.")
+    echo(
+        f"Tagged with the {len(selector.label_graph_.labels)} InsTag labels they use "
+        f"({report['rows_without_labels']} rows got no label above the tagger's threshold; "
+        f"they are kept and rank last); scored with LengthScorer."
+    )
+    echo(
+        f"Label graph: {stats['num_labels']} labels, {stats['num_edges']} edges at "
+        f"T={graph.threshold} (all-MiniLM-L6-v2)."
+    )
+    echo("")
+    echo(f"MIG picked {k} rows. The first ten, with the information gain each added:")
+    echo(f"  {'#':>2}  {'gain':>7}  {'score':>5}  labels / request")
+    for rank in range(min(10, k)):
+        row = subset[rank]
+        echo(
+            f"  {rank + 1:>2}  {row['mig_gain']:7.2f}  {row['score']:5.1f}  "
+            f"{', '.join(row['labels'][:3])}"
+        )
+        echo(f"  {'':>2}  {'':>7}  {'':>5}  \u2514 {_excerpt(row['messages'])}")
+    echo("")
+    echo("Why: a row's gain is its score times how little the pool's picks so far cover its")
+    echo("labels (and their graph neighbours), so high scores on labels not yet seen come first.")
+    echo(
+        f"The gain fell from {subset['mig_gain'][0]:.2f} to {subset['mig_gain'][-1]:.2f} as "
+        "labels filled up."
+    )
+    echo("")
+    echo(f"  {'selection':<10} {'labels covered':>15} {'mean score':>11}")
+    for name, s in summaries.items():
+        echo(
+            f"  {name:<10} {s['selected_labels']:>7} / {s['pool_labels']:<5} "
+            f"{s['selected_mean_score']:>11.2f}"
+        )
+    echo(f"  {'pool':<10} {'':>15} {summaries['mig']['pool_mean_score']:>11.2f}")
+    if out_dir is not None:
+        os.makedirs(out_dir, exist_ok=True)
+        subset.to_json(os.path.join(out_dir, "mig_subset.jsonl"))
+        graph.save(os.path.join(out_dir, "label_graph.npz"))
+        echo(f"\nWrote {out_dir}/mig_subset.jsonl and {out_dir}/label_graph.npz")
+    echo(f"\nDone in {seconds:.1f} s.")
+    return {"summaries": summaries, "graph": stats, "seconds": seconds,
+            "selected_ids": subset["id"]}
