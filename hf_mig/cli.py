@@ -15,10 +15,15 @@ logger = logging.getLogger("hf_mig")
 
 
 def _add_pool_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("pool", help="pool: .jsonl/.json/.parquet/.csv file, saved dataset folder, or Hub id")
+    p.add_argument(
+        "pool", help="pool: .jsonl/.json/.parquet/.csv file, saved dataset folder, or Hub id"
+    )
     p.add_argument("--split", default="train", help="split of a Hub dataset or DatasetDict")
     p.add_argument(
-        "--format", dest="pool_format", default="auto", choices=["auto", "labels", "mig-authors"],
+        "--format",
+        dest="pool_format",
+        default="auto",
+        choices=["auto", "labels", "mig-authors"],
         help="pool schema: 'labels' (has labels + score columns), 'mig-authors' (the MIG "
         "authors' annotated records), or auto-detect",
     )
@@ -28,11 +33,14 @@ def _add_pool_args(p: argparse.ArgumentParser) -> None:
         "--vocabulary", help="JSON list or text file of labels to keep (others are ignored)"
     )
     p.add_argument(
-        "--score-reduce", default="mean", choices=["mean", "sum"],
+        "--score-reduce",
+        default="mean",
+        choices=["mean", "sum"],
         help="mig-authors format: combine per-turn quality x complexity by mean or sum",
     )
     p.add_argument(
-        "--skip-bad-lines", action="store_true",
+        "--skip-bad-lines",
+        action="store_true",
         help="JSON Lines pools: skip malformed lines (reported) instead of failing",
     )
     p.add_argument("--num-proc", type=int, default=None, help="processes for Dataset.map steps")
@@ -40,12 +48,15 @@ def _add_pool_args(p: argparse.ArgumentParser) -> None:
 
 def _add_graph_args(p: argparse.ArgumentParser) -> None:
     p.add_argument(
-        "--embedder", default=None,
+        "--embedder",
+        default=None,
         help="sentence-transformers model id or local path for label embeddings "
         "(default: sentence-transformers/all-MiniLM-L6-v2)",
     )
     p.add_argument(
-        "--threshold", type=float, default=None,
+        "--threshold",
+        type=float,
+        default=None,
         help="cosine threshold for label edges (default: calibrated for the embedder)",
     )
 
@@ -61,7 +72,9 @@ def build_parser() -> argparse.ArgumentParser:
     s = sub.add_parser("select", help="select rows of a pool and write them out")
     _add_pool_args(s)
     s.add_argument("--num", "-k", type=int, required=True, help="number of rows to select")
-    s.add_argument("--out", "-o", required=True, help="output file (.jsonl/.json/.parquet/.csv) or folder")
+    s.add_argument(
+        "--out", "-o", required=True, help="output file (.jsonl/.json/.parquet/.csv) or folder"
+    )
     s.add_argument("--method", default="mig", help="selection method (mig, random)")
     s.add_argument("--seed", type=int, default=42, help="random method: seed")
     s.add_argument("--graph", help="label graph saved by 'hf-mig graph' / LabelGraph.save")
@@ -75,9 +88,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--norm", action="store_true", help="divide scores by the number of labels")
     s.add_argument("--gain", default="gradient", choices=["gradient", "exact"])
     s.add_argument("--engine", default="auto", choices=["auto", "lazy", "scan"])
-    s.add_argument(
-        "--record-gains", action="store_true", help="add mig_rank and mig_gain columns"
-    )
+    s.add_argument("--record-gains", action="store_true", help="add mig_rank and mig_gain columns")
     s.add_argument("--summary-json", help="write the selection summary (JSON) here")
 
     g = sub.add_parser("graph", help="build and save a label graph")
@@ -104,8 +115,13 @@ def _load_prepared(args):
     vocabulary = load_vocabulary(args.vocabulary) if args.vocabulary else None
     pool = load_pool(args.pool, split=args.split, skip_bad_lines=args.skip_bad_lines)
     pool = prepare_pool(
-        pool, args.pool_format, vocabulary=vocabulary, reduce=args.score_reduce,
-        labels_column=args.labels_column, score_column=args.score_column, num_proc=args.num_proc,
+        pool,
+        args.pool_format,
+        vocabulary=vocabulary,
+        reduce=args.score_reduce,
+        labels_column=args.labels_column,
+        score_column=args.score_column,
+        num_proc=args.num_proc,
     )
     return pool, vocabulary
 
@@ -121,11 +137,20 @@ def cmd_select(args) -> int:
     if args.method == "mig":
         options = dict(
             label_graph=LabelGraph.load(args.graph) if args.graph else None,
-            embedder=args.embedder, threshold=args.threshold, phi=args.phi, phi_a=args.phi_a,
-            phi_b=args.phi_b, phi_alpha=args.phi_alpha, prop_weight=args.prop_weight,
-            norm=args.norm, gain=args.gain, labels_column=args.labels_column,
-            score_column=args.score_column, vocabulary=vocabulary,
-            record_gains=args.record_gains, engine=args.engine,
+            embedder=args.embedder,
+            threshold=args.threshold,
+            phi=args.phi,
+            phi_a=args.phi_a,
+            phi_b=args.phi_b,
+            phi_alpha=args.phi_alpha,
+            prop_weight=args.prop_weight,
+            norm=args.norm,
+            gain=args.gain,
+            labels_column=args.labels_column,
+            score_column=args.score_column,
+            vocabulary=vocabulary,
+            record_gains=args.record_gains,
+            engine=args.engine,
         )
     elif args.method == "random":
         options = dict(seed=args.seed)

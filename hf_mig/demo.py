@@ -12,7 +12,6 @@ import textwrap
 import time
 
 import numpy as np
-
 from datasets import Dataset, load_dataset
 
 from .graph import LabelGraph
@@ -98,5 +97,9 @@ def run_demo(k: int = 40, out_dir: str | os.PathLike | None = None, echo=print) 
         graph.save(os.path.join(out_dir, "label_graph.npz"))
         echo(f"\nWrote {out_dir}/mig_subset.jsonl and {out_dir}/label_graph.npz")
     echo(f"\nDone in {seconds:.1f} s.")
-    return {"summaries": summaries, "graph": stats, "seconds": seconds,
-            "selected_ids": subset["id"]}
+    return {
+        "summaries": summaries,
+        "graph": stats,
+        "seconds": seconds,
+        "selected_ids": subset["id"],
+    }

@@ -23,7 +23,7 @@ DEFAULT_THRESHOLDS: dict[str, float] = {
     "all-MiniLM-L6-v2": 0.7,
 }
 
-EmbedderLike = Union[str, os.PathLike, Callable[[list[str]], "np.ndarray"]]
+EmbedderLike = Union[str, os.PathLike, Callable[[list[str]], "np.ndarray"]]  # noqa: UP007
 
 
 def default_threshold(embedder: EmbedderLike | None) -> float:
@@ -111,7 +111,9 @@ class SentenceTransformerEmbedder:
         return f"SentenceTransformerEmbedder({self.model_name!r})"
 
 
-def load_embedder(embedder: EmbedderLike | None = None, **kwargs) -> Callable[[list[str]], np.ndarray]:
+def load_embedder(
+    embedder: EmbedderLike | None = None, **kwargs
+) -> Callable[[list[str]], np.ndarray]:
     """Turn a model id, a local path or a callable into a normalising embedder."""
     if embedder is None:
         embedder = DEFAULT_EMBEDDER

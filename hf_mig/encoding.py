@@ -16,6 +16,8 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from ._jit import njit
+
 logger = logging.getLogger(__name__)
 
 
@@ -98,7 +100,9 @@ def _list_column(table: pa.Table, column: str) -> pa.Array:
         raise PoolValidationError(
             f"column {column!r} must hold a list of label strings per row, got type {col.type}"
         )
-    if not (pa.types.is_string(col.type.value_type) or pa.types.is_large_string(col.type.value_type)):
+    if not (
+        pa.types.is_string(col.type.value_type) or pa.types.is_large_string(col.type.value_type)
+    ):
         raise PoolValidationError(
             f"column {column!r} must hold lists of strings, got lists of {col.type.value_type}"
         )
@@ -158,16 +162,45 @@ def encode_pool(
     id_values = ids.fill_null(0).to_numpy(zero_copy_only=False).astype(np.int64)
     rows_k = rows[known]
     ids_k = id_values[known]
-    k = max(len(vocab), 1)
-    keys = np.unique(rows_k * k + ids_k)  # sorts by row, then label id; drops repeats
-    report["repeated_labels"] = int(rows_k.size - keys.size)
-    out_rows = keys // k
-    label_ids = (keys - out_rows * k).astype(np.int32)
-    counts = np.bincount(out_rows, minlength=n)
+    counts = np.bincount(rows_k, minlength=n)
     indptr = np.zeros(n + 1, dtype=np.int64)
     np.cumsum(counts, out=indptr[1:])
+    label_ids = ids_k.astype(np.int32)
+    kept = _sort_unique_rows(indptr, label_ids)
+    report["repeated_labels"] = int(label_ids.size - kept)
+    if kept != label_ids.size:
+        counts = np.diff(indptr)
+        label_ids = label_ids[:kept].copy()
     report["rows_without_labels"] = int((counts == 0).sum())
     return PoolEncoding(indptr, label_ids, scores, list(vocabulary), report)
+
+
+@njit
+def _sort_unique_rows(indptr, ids):
+    """Sort each row's ids and drop repeats, compacting in place; -> number of ids kept.
+
+    ``indptr`` is rewritten to the compacted rows. Rows are short, so insertion sort is used.
+    """
+    out = 0
+    start = indptr[0]
+    for r in range(indptr.size - 1):
+        stop = indptr[r + 1]
+        row_start = out
+        for q in range(start, stop):
+            v = ids[q]
+            pos = out
+            while pos > row_start and ids[pos - 1] > v:
+                pos -= 1
+            if pos > row_start and ids[pos - 1] == v:
+                continue
+            for m in range(out, pos, -1):
+                ids[m] = ids[m - 1]
+            ids[pos] = v
+            out += 1
+        indptr[r] = row_start
+        start = stop
+    indptr[indptr.size - 1] = out
+    return out
 
 
 def describe_report(report: dict) -> str:

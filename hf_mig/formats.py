@@ -27,7 +27,11 @@ from collections.abc import Collection, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, Literal
 
+import pyarrow as pa
+
 __all__ = [
+    "LABELS_ARROW_TYPE",
+    "MESSAGES_ARROW_TYPE",
     "ROLES",
     "SHAPES",
     "SHAREGPT_ROLES",
@@ -62,6 +66,32 @@ SHAREGPT_ROLES: dict[str, str] = {
 }
 
 Shape = Literal["auto", "messages", "conversations", "alpaca", "dialogs"]
+
+#: Arrow type of the ``messages`` column made by :func:`to_messages`.
+MESSAGES_ARROW_TYPE = pa.list_(pa.struct([("role", pa.string()), ("content", pa.string())]))
+#: Arrow type of the ``labels`` column made by :class:`MIGAnnotations`.
+LABELS_ARROW_TYPE = pa.list_(pa.string())
+
+
+class _TypedColumn(list):
+    """A plain ``list`` that converts to Arrow with a fixed type.
+
+    ``Dataset.map`` fixes a column's type from the first batch it writes; a batch whose rows
+    are all empty lists would otherwise be typed ``list<null>`` and make later batches fail.
+    """
+
+    arrow_type: pa.DataType = pa.null()
+
+    def __arrow_array__(self, type: pa.DataType | None = None) -> pa.Array:
+        return pa.array(list(self), type=type or self.arrow_type)
+
+
+class _MessagesColumn(_TypedColumn):
+    arrow_type = MESSAGES_ARROW_TYPE
+
+
+class _LabelsColumn(_TypedColumn):
+    arrow_type = LABELS_ARROW_TYPE
 
 
 # --------------------------------------------------------------------------------------
@@ -184,7 +214,8 @@ def _alpaca_row(batch: Mapping[str, Sequence[Any]], i: int, row: int) -> list[di
                 f"got {_type_name(history)}"
             )
         for j, pair in enumerate(history):
-            if not (_is_sequence(pair) and len(pair) == 2 and all(isinstance(p, str) for p in pair)):
+            is_pair = _is_sequence(pair) and len(pair) == 2
+            if not (is_pair and all(isinstance(p, str) for p in pair)):
                 raise ValueError(
                     f"row {row}, field 'history'[{j}]: expected a [user, assistant] pair of "
                     f"strings, got {_short(pair)}"
@@ -212,8 +243,8 @@ def to_messages(
 
     Shapes (``shape="auto"`` picks one with :func:`detect_shape`):
 
-    * ``"messages"``: ``[{"role", "content"}]`` with roles system/user/assistant; validated and
-      passed through (only ``role`` and ``content`` are kept).
+    * ``"messages"``: ``[{"role", "content"}]`` with roles system/user/assistant (compared
+      lower-cased); validated and passed through (only ``role`` and ``content`` are kept).
     * ``"conversations"`` (ShareGPT): ``[{"from", "value"}]``; ``from`` is compared lower-cased
       and mapped with :data:`SHAREGPT_ROLES` (human/user -> user;
       gpt/chatgpt/bing/bard/assistant/model -> assistant; system -> system).
@@ -222,6 +253,10 @@ def to_messages(
       ``history`` list of ``[user, assistant]`` pairs comes before them and an optional
       non-empty ``system`` string comes first.
     * ``"dialogs"`` (the MIG authors' pools): like ``messages``.
+
+    The returned column is a ``list`` (a subclass that also tells Arrow its type,
+    :data:`MESSAGES_ARROW_TYPE`, so a first batch made only of empty conversations does not
+    fix the column type to ``list<null>``).
 
     Contracts: one output row per input row, in order. An empty conversation gives an empty
     list (the row is kept, never dropped; filter it yourself if needed). Empty strings as
@@ -254,7 +289,7 @@ def to_messages(
             messages.append(
                 _role_content_turns(column[i], row, shape, role_key, content_key, role_map)
             )
-    return {"messages": messages}
+    return {"messages": _MessagesColumn(messages)}
 
 
 # --------------------------------------------------------------------------------------
@@ -280,8 +315,9 @@ def _resolve_field(batch: Mapping[str, Sequence[Any]], field: str) -> tuple[str,
     )
 
 
-def _get(batch: Mapping[str, Sequence[Any]], located: tuple[str, list[str]], i: int,
-         row: int, field: str) -> Any:
+def _get(
+    batch: Mapping[str, Sequence[Any]], located: tuple[str, list[str]], i: int, row: int, field: str
+) -> Any:
     column, keys = located
     value = batch[column][i]
     walked = column
@@ -313,7 +349,9 @@ def _scores(value: Any, row: int, field: str) -> list[float]:
     out: list[float] = []
     for j, x in enumerate(value):
         if isinstance(x, bool) or not isinstance(x, numbers.Real) or not math.isfinite(float(x)):
-            raise ValueError(f"row {row}, field {field!r}[{j}]: expected a finite number, got {x!r}")
+            raise ValueError(
+                f"row {row}, field {field!r}[{j}]: expected a finite number, got {_short(x)}"
+            )
         out.append(float(x))
     return out
 
@@ -331,6 +369,9 @@ class MIGAnnotations:
       that row (0 without a vocabulary), so that filtering never loses labels silently.
     * ``score`` (``float``): ``mean`` (default, as in the released MIG code) or ``sum`` (as in
       the original DEITA) over turns ``j`` of ``quality[j] * complexity[j]``.
+
+    ``labels`` is returned as a ``list`` subclass typed :data:`LABELS_ARROW_TYPE` for Arrow, so
+    a first batch whose labels are all filtered out does not fix the column to ``list<null>``.
 
     Fields are dotted paths into nested structs (``"annotation.deita.quality_scores"``); a
     column literally named by the whole path (as ``Dataset.flatten()`` makes) also works.
@@ -423,13 +464,11 @@ class MIGAnnotations:
         kept = [label for label in unique if label in self._lookup]
         return kept, len(unique) - len(kept)
 
-    def __call__(
-        self, batch: dict[str, list], indices: list[int] | None = None
-    ) -> dict[str, list]:
+    def __call__(self, batch: dict[str, list], indices: list[int] | None = None) -> dict[str, list]:
         """Compute ``labels``, ``labels_dropped`` and ``score`` for one batch (see the class)."""
         rows = _row_ids(batch, indices)
         if not rows:
-            return {"labels": [], "labels_dropped": [], "score": []}
+            return {"labels": _LabelsColumn(), "labels_dropped": [], "score": []}
         at_labels = _resolve_field(batch, self.labels_field)
         at_quality = _resolve_field(batch, self.quality_field)
         at_complexity = _resolve_field(batch, self.complexity_field)
@@ -437,9 +476,7 @@ class MIGAnnotations:
         dropped: list[int] = []
         scores: list[float] = []
         for i, row in enumerate(rows):
-            kept, n_dropped = self._labels(
-                _get(batch, at_labels, i, row, self.labels_field), row
-            )
+            kept, n_dropped = self._labels(_get(batch, at_labels, i, row, self.labels_field), row)
             quality = _scores(
                 _get(batch, at_quality, i, row, self.quality_field), row, self.quality_field
             )
@@ -454,11 +491,11 @@ class MIGAnnotations:
                     f"expected per-turn lists of the same length, got {len(quality)} and "
                     f"{len(complexity)}"
                 )
-            total = math.fsum(q * c for q, c in zip(quality, complexity))
+            total = math.fsum(q * c for q, c in zip(quality, complexity, strict=True))
             labels.append(kept)
             dropped.append(n_dropped)
             scores.append(total / len(quality) if self.reduce == "mean" else total)
-        return {"labels": labels, "labels_dropped": dropped, "score": scores}
+        return {"labels": _LabelsColumn(labels), "labels_dropped": dropped, "score": scores}
 
 
 # --------------------------------------------------------------------------------------

@@ -111,7 +111,9 @@ class LabelGraph:
         diag = w.diagonal()
         missing = np.flatnonzero(diag == 0)
         if missing.size:
-            w = (w + sp.csr_matrix((np.ones(missing.size), (missing, missing)), shape=(n, n))).tocsr()
+            w = (
+                w + sp.csr_matrix((np.ones(missing.size), (missing, missing)), shape=(n, n))
+            ).tocsr()
         return cls(labels, w, threshold=threshold, metadata=dict(metadata or {}))
 
     @classmethod
@@ -157,7 +159,10 @@ class LabelGraph:
         v = np.concatenate(vals_out) if vals_out else np.empty(0)
         diag = np.arange(n)
         w = sp.coo_matrix(
-            (np.concatenate([v, v, np.ones(n)]), (np.concatenate([r, c, diag]), np.concatenate([c, r, diag]))),
+            (
+                np.concatenate([v, v, np.ones(n)]),
+                (np.concatenate([r, c, diag]), np.concatenate([c, r, diag])),
+            ),
             shape=(n, n),
         ).tocsr()
         return cls(labels, w, threshold=float(threshold), metadata=dict(metadata or {}))
@@ -187,7 +192,11 @@ class LabelGraph:
         embeddings = embed(labels) if labels else np.zeros((0, 1), np.float32)
         meta = {"embedder": embedder_name(embedder)}
         return cls.from_embeddings(
-            labels, embeddings, threshold=threshold, block_size=block_size, progress=progress,
+            labels,
+            embeddings,
+            threshold=threshold,
+            block_size=block_size,
+            progress=progress,
             metadata=meta,
         )
 

@@ -26,7 +26,6 @@ as plain Python otherwise, slower but identical.
 from __future__ import annotations
 
 import math
-import os
 import warnings
 from dataclasses import dataclass, field
 
@@ -34,22 +33,10 @@ import numpy as np
 import scipy.sparse as sp
 from tqdm.auto import tqdm
 
+from ._jit import HAVE_NUMBA
+from ._jit import njit as _njit
+from ._jit import njit_inline as _njit_inline
 from .objective import Objective
-
-try:  # pragma: no cover - exercised when numba is installed
-    if os.environ.get("HF_MIG_DISABLE_NUMBA", "") not in ("", "0"):
-        raise ImportError("numba disabled by HF_MIG_DISABLE_NUMBA")
-    import numba
-
-    _njit = numba.njit(cache=True, nogil=True)
-    HAVE_NUMBA = True
-except ImportError:  # pragma: no cover - exercised without numba
-    HAVE_NUMBA = False
-
-    def _njit(fn):
-        fn.py_func = fn
-        return fn
-
 
 GAIN_KINDS = ("gradient", "exact")
 ENGINES = ("auto", "lazy", "scan")
@@ -59,14 +46,14 @@ _SIZE, _STEP, _STALE, _REFRESHES, _EVALS = range(5)
 
 
 # ---------------------------------------------------------------------------- phi
-@_njit
+@_njit_inline
 def _phi(x, code, a, b, alpha):
     if code == 0:
         return (x + a) ** b
     return 1.0 - math.exp(-alpha * x)
 
 
-@_njit
+@_njit_inline
 def _dphi(x, code, a, b, alpha):
     if code == 0:
         return b * (x + a) ** (b - 1.0)
@@ -74,8 +61,10 @@ def _dphi(x, code, a, b, alpha):
 
 
 # ---------------------------------------------------------------------------- gains
-@_njit
-def _gain(i, indptr, lab, w, p_indptr, p_indices, p_data, x, h, exact, acc, touched, code, a, b, al):
+@_njit_inline
+def _gain(
+    i, indptr, lab, w, p_indptr, p_indices, p_data, x, h, exact, acc, touched, code, a, b, al
+):
     """Gain of sample i: gradient ``w_i * sum h_l`` or exact ``sum phi(x+u_i) - phi(x)``."""
     wi = w[i]
     if wi == 0.0:
@@ -87,8 +76,8 @@ def _gain(i, indptr, lab, w, p_indptr, p_indices, p_data, x, h, exact, acc, touc
         return wi * s
     n = 0
     for t in range(indptr[i], indptr[i + 1]):
-        l = lab[t]
-        for q in range(p_indptr[l], p_indptr[l + 1]):
+        lb = lab[t]
+        for q in range(p_indptr[lb], p_indptr[lb + 1]):
             j = p_indices[q]
             if acc[j] == 0.0:
                 touched[n] = j
@@ -105,48 +94,127 @@ def _gain(i, indptr, lab, w, p_indptr, p_indices, p_data, x, h, exact, acc, touc
 
 
 # ---------------------------------------------------------------------------- heap
-@_njit
+@_njit_inline
 def _less(ka, ia, kb, ib):
     return ka < kb or (ka == kb and ia < ib)
 
 
+# The heap is a 4-ary min-heap over rows ``(-gain, index)`` of a (n + ROOT, 2) float64 array
+# (indices are exact in float64 up to 2**53). Key and index sit side by side and, with the root
+# at row ROOT = 3, the four children of a node fill one 64-byte cache line.
+ROOT = 3
+
+
+@_njit_inline
+def _child(pos):
+    return 4 * pos - 8
+
+
 @_njit
-def _sift_down(keys, idx, pos, size):
-    k0 = keys[pos]
-    i0 = idx[pos]
+def _sift_down(heap, pos, end):
+    """Restore the heap below ``pos``; live rows are ``ROOT <= row < end``."""
+    k0 = heap[pos, 0]
+    i0 = heap[pos, 1]
     while True:
-        child = 2 * pos + 1
-        if child >= size:
+        first = _child(pos)
+        if first >= end:
             break
-        right = child + 1
-        if right < size and _less(keys[right], idx[right], keys[child], idx[child]):
-            child = right
-        if _less(keys[child], idx[child], k0, i0):
-            keys[pos] = keys[child]
-            idx[pos] = idx[child]
-            pos = child
+        best = first
+        last = min(first + 4, end)
+        for c in range(first + 1, last):
+            if _less(heap[c, 0], heap[c, 1], heap[best, 0], heap[best, 1]):
+                best = c
+        if _less(heap[best, 0], heap[best, 1], k0, i0):
+            heap[pos, 0] = heap[best, 0]
+            heap[pos, 1] = heap[best, 1]
+            pos = best
         else:
             break
-    keys[pos] = k0
-    idx[pos] = i0
+    heap[pos, 0] = k0
+    heap[pos, 1] = i0
 
 
 @_njit
-def _heapify(keys, idx, size):
-    for pos in range(size // 2 - 1, -1, -1):
-        _sift_down(keys, idx, pos, size)
+def _heapify(heap, end):
+    for pos in range(end - 1, ROOT - 1, -1):
+        if _child(pos) < end:
+            _sift_down(heap, pos, end)
+
+
+@_njit
+def _fill_heap(
+    heap,
+    indptr,
+    lab,
+    w,
+    p_indptr,
+    p_indices,
+    p_data,
+    x,
+    h,
+    exact,
+    acc,
+    touched,
+    picked,
+    stamp,
+    t,
+    code,
+    a,
+    b,
+    al,
+):
+    """Evaluate every unpicked sample in index order into the heap, then heapify; -> size."""
+    pos = ROOT
+    n = w.size
+    if exact:
+        for j in range(n):
+            if not picked[j]:
+                heap[pos, 0] = -_gain(
+                    j,
+                    indptr,
+                    lab,
+                    w,
+                    p_indptr,
+                    p_indices,
+                    p_data,
+                    x,
+                    h,
+                    True,
+                    acc,
+                    touched,
+                    code,
+                    a,
+                    b,
+                    al,
+                )
+                heap[pos, 1] = j
+                stamp[j] = t
+                pos += 1
+    else:
+        for j in range(n):
+            if not picked[j]:
+                s = 0.0
+                for q in range(indptr[j], indptr[j + 1]):
+                    s += h[lab[q]]
+                heap[pos, 0] = -(w[j] * s) if w[j] != 0.0 else -0.0
+                heap[pos, 1] = j
+                stamp[j] = t
+                pos += 1
+    _heapify(heap, pos)
+    return pos - ROOT
 
 
 # ---------------------------------------------------------------------------- state update
 @_njit
-def _add_sample(i, indptr, lab, w, p_indptr, p_indices, p_data, x, g, h, acc, touched,
-                mark, code, a, b, al):
+def _add_sample(
+    i, indptr, lab, w, p_indptr, p_indices, p_data, x, g, h, acc, touched, mark, code, a, b, al
+):
     """x += u_i, then refresh g and h where they changed; return the change of E."""
     wi = w[i]
     n = 0
     for t in range(indptr[i], indptr[i + 1]):
-        l = lab[t]
-        for q in range(p_indptr[l], p_indptr[l + 1]):
+        lb = lab[t]
+        for q in range(p_indptr[lb], p_indptr[lb + 1]):
             j = p_indices[q]
             if mark[j] == 0:
                 mark[j] = 1
@@ -167,13 +235,13 @@ def _add_sample(i, indptr, lab, w, p_indptr, p_indices, p_data, x, g, h, acc, to
     for m in range(n):
         j = touched[m]
         for q in range(p_indptr[j], p_indptr[j + 1]):
-            l = p_indices[q]
-            if mark[l] == 0:
-                mark[l] = 1
+            lb = p_indices[q]
+            if mark[lb] == 0:
+                mark[lb] = 1
                 s = 0.0
-                for r in range(p_indptr[l], p_indptr[l + 1]):
+                for r in range(p_indptr[lb], p_indptr[lb + 1]):
                     s += p_data[r] * g[p_indices[r]]
-                h[l] = s
+                h[lb] = s
     for m in range(n):
         j = touched[m]
         for q in range(p_indptr[j], p_indptr[j + 1]):
@@ -183,9 +251,35 @@ def _add_sample(i, indptr, lab, w, p_indptr, p_indices, p_data, x, g, h, acc, to
 
 # ---------------------------------------------------------------------------- engines
 @_njit
-def _lazy_steps(steps, indptr, lab, w, p_indptr, p_indices, p_data, x, g, h, keys, idx,
-                stamp, istate, fstate, out_idx, out_gain, out_obj, acc, touched, mark,
-                exact, refresh_limit, code, a, b, al):
+def _lazy_steps(
+    steps,
+    indptr,
+    lab,
+    w,
+    p_indptr,
+    p_indices,
+    p_data,
+    x,
+    g,
+    h,
+    heap,
+    stamp,
+    picked,
+    istate,
+    fstate,
+    out_idx,
+    out_gain,
+    out_obj,
+    acc,
+    touched,
+    mark,
+    exact,
+    refresh_limit,
+    code,
+    a,
+    b,
+    al,
+):
     """Run up to ``steps`` picks of lazy greedy from the state held in the arrays."""
     for _ in range(steps):
         size = istate[_SIZE]
@@ -193,48 +287,119 @@ def _lazy_steps(steps, indptr, lab, w, p_indptr, p_indices, p_data, x, g, h, key
             break
         t = istate[_STEP]
         while True:
-            i = idx[0]
+            i = np.int64(heap[ROOT, 1])
             if stamp[i] == t:
                 break
-            gi = _gain(i, indptr, lab, w, p_indptr, p_indices, p_data, x, h, exact, acc,
-                       touched, code, a, b, al)
+            gi = _gain(
+                i,
+                indptr,
+                lab,
+                w,
+                p_indptr,
+                p_indices,
+                p_data,
+                x,
+                h,
+                exact,
+                acc,
+                touched,
+                code,
+                a,
+                b,
+                al,
+            )
             istate[_EVALS] += 1
             stamp[i] = t
-            keys[0] = -gi
-            _sift_down(keys, idx, 0, size)
+            heap[ROOT, 0] = -gi
+            _sift_down(heap, ROOT, ROOT + size)
             istate[_STALE] += 1
             if istate[_STALE] > refresh_limit * size:
-                for pos in range(size):
-                    j = idx[pos]
-                    keys[pos] = -_gain(j, indptr, lab, w, p_indptr, p_indices, p_data, x, h,
-                                       exact, acc, touched, code, a, b, al)
-                    stamp[j] = t
+                _fill_heap(
+                    heap,
+                    indptr,
+                    lab,
+                    w,
+                    p_indptr,
+                    p_indices,
+                    p_data,
+                    x,
+                    h,
+                    exact,
+                    acc,
+                    touched,
+                    picked,
+                    stamp,
+                    t,
+                    code,
+                    a,
+                    b,
+                    al,
+                )
                 istate[_EVALS] += size
-                _heapify(keys, idx, size)
                 istate[_STALE] = 0
                 istate[_REFRESHES] += 1
-        i = idx[0]
-        gain = -keys[0]
+        i = np.int64(heap[ROOT, 1])
+        gain = -heap[ROOT, 0]
         size -= 1
-        keys[0] = keys[size]
-        idx[0] = idx[size]
+        heap[ROOT, 0] = heap[ROOT + size, 0]
+        heap[ROOT, 1] = heap[ROOT + size, 1]
         istate[_SIZE] = size
+        picked[i] = True
         if size > 0:
-            _sift_down(keys, idx, 0, size)
-        fstate[0] += _add_sample(i, indptr, lab, w, p_indptr, p_indices, p_data, x, g, h, acc,
-                                 touched, mark, code, a, b, al)
+            _sift_down(heap, ROOT, ROOT + size)
+        fstate[0] += _add_sample(
+            i,
+            indptr,
+            lab,
+            w,
+            p_indptr,
+            p_indices,
+            p_data,
+            x,
+            g,
+            h,
+            acc,
+            touched,
+            mark,
+            code,
+            a,
+            b,
+            al,
+        )
         out_idx[t] = i
         out_gain[t] = gain
         out_obj[t] = fstate[0]
         istate[_STEP] = t + 1
-        # the stamp of step t+1 must differ from every stamp already stored
     return istate[_STEP]
 
 
 @_njit
-def _scan_steps(steps, indptr, lab, w, p_indptr, p_indices, p_data, x, g, h, picked,
-                istate, fstate, out_idx, out_gain, out_obj, acc, touched, mark, exact,
-                code, a, b, al):
+def _scan_steps(
+    steps,
+    indptr,
+    lab,
+    w,
+    p_indptr,
+    p_indices,
+    p_data,
+    x,
+    g,
+    h,
+    picked,
+    istate,
+    fstate,
+    out_idx,
+    out_gain,
+    out_obj,
+    acc,
+    touched,
+    mark,
+    exact,
+    code,
+    a,
+    b,
+    al,
+):
     """Run up to ``steps`` picks of the full-scan greedy (argmax, lowest index on ties)."""
     n = w.size
     for _ in range(steps):
@@ -246,31 +411,53 @@ def _scan_steps(steps, indptr, lab, w, p_indptr, p_indices, p_data, x, g, h, pic
         for i in range(n):
             if picked[i]:
                 continue
-            gi = _gain(i, indptr, lab, w, p_indptr, p_indices, p_data, x, h, exact, acc,
-                       touched, code, a, b, al)
+            gi = _gain(
+                i,
+                indptr,
+                lab,
+                w,
+                p_indptr,
+                p_indices,
+                p_data,
+                x,
+                h,
+                exact,
+                acc,
+                touched,
+                code,
+                a,
+                b,
+                al,
+            )
             if best < 0 or gi > best_gain:
                 best = i
                 best_gain = gi
         istate[_EVALS] += n - t
         picked[best] = True
-        fstate[0] += _add_sample(best, indptr, lab, w, p_indptr, p_indices, p_data, x, g, h,
-                                 acc, touched, mark, code, a, b, al)
+        fstate[0] += _add_sample(
+            best,
+            indptr,
+            lab,
+            w,
+            p_indptr,
+            p_indices,
+            p_data,
+            x,
+            g,
+            h,
+            acc,
+            touched,
+            mark,
+            code,
+            a,
+            b,
+            al,
+        )
         out_idx[t] = best
         out_gain[t] = best_gain
         out_obj[t] = fstate[0]
         istate[_STEP] = t + 1
     return istate[_STEP]
-
-
-@_njit
-def _initial_gains(indptr, lab, w, p_indptr, p_indices, p_data, x, h, exact, acc, touched,
-                   code, a, b, al):
-    n = w.size
-    out = np.empty(n)
-    for i in range(n):
-        out[i] = _gain(i, indptr, lab, w, p_indptr, p_indices, p_data, x, h, exact, acc,
-                       touched, code, a, b, al)
-    return out
 
 
 # ---------------------------------------------------------------------------- driver
@@ -333,7 +520,9 @@ def greedy_select(
     w = np.ascontiguousarray(weights, dtype=np.float64)
     n = w.size
     if indptr.shape != (n + 1,) or indptr[0] != 0 or indptr[-1] != lab.size:
-        raise ValueError("indptr must have len(weights) + 1 entries, start at 0, end at len(label_ids)")
+        raise ValueError(
+            "indptr must have len(weights) + 1 entries, start at 0, end at len(label_ids)"
+        )
     if not np.isfinite(w).all() or (w < 0).any():
         raise ValueError("weights must be finite and >= 0")
     if not isinstance(k, (int, np.integer)) or k < 1 or k > n:
@@ -377,26 +566,64 @@ def greedy_select(
     args = (indptr, lab, w, p_indptr, p_indices, p_data, x, g, h)
 
     if engine == "lazy":
-        gains0 = fn(_initial_gains)(*args[:7], h, exact, acc, touched, code, a, b, al)
-        keys = -gains0
-        idx = np.arange(n, dtype=np.int64)
+        heap = np.empty((n + ROOT, 2))
         stamp = np.zeros(n, dtype=np.int64)
-        istate[_SIZE] = n
+        picked = np.zeros(n, dtype=np.bool_)
+        istate[_SIZE] = fn(_fill_heap)(
+            heap, *args[:7], h, exact, acc, touched, picked, stamp, 0, code, a, b, al
+        )
         istate[_EVALS] = n
-        fn(_heapify)(keys, idx, n)
 
         def run(steps):
-            return fn(_lazy_steps)(steps, *args, keys, idx, stamp, istate, fstate, out_idx,
-                                   out_gain, out_obj, acc, touched, mark, exact,
-                                   float(refresh_fraction), code, a, b, al)
+            return fn(_lazy_steps)(
+                steps,
+                *args,
+                heap,
+                stamp,
+                picked,
+                istate,
+                fstate,
+                out_idx,
+                out_gain,
+                out_obj,
+                acc,
+                touched,
+                mark,
+                exact,
+                float(refresh_fraction),
+                code,
+                a,
+                b,
+                al,
+            )
     else:
         picked = np.zeros(n, dtype=np.bool_)
 
         def run(steps):
-            return fn(_scan_steps)(steps, *args, picked, istate, fstate, out_idx, out_gain,
-                                   out_obj, acc, touched, mark, exact, code, a, b, al)
+            return fn(_scan_steps)(
+                steps,
+                *args,
+                picked,
+                istate,
+                fstate,
+                out_idx,
+                out_gain,
+                out_obj,
+                acc,
+                touched,
+                mark,
+                exact,
+                code,
+                a,
+                b,
+                al,
+            )
 
-    show = progress if progress is not None else (k * (1 if engine == "lazy" else n)) > 5e9 or n > 2_000_000
+    show = (
+        progress
+        if progress is not None
+        else (k * (1 if engine == "lazy" else n)) > 5e9 or n > 2_000_000
+    )
     with tqdm(total=k, desc=f"MIG greedy ({engine})", unit="pick", disable=not show) as bar:
         done = 0
         while done < k:

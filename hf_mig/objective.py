@@ -35,7 +35,9 @@ class Objective:
                 raise ValueError(f"phi_{name} must be a finite number, got {value!r}")
         if self.phi == "pow":
             if self.a <= 0:
-                raise ValueError(f"phi_a must be > 0 for phi='pow' (phi'(0) is infinite), got {self.a}")
+                raise ValueError(
+                    f"phi_a must be > 0 for phi='pow' (phi'(0) is infinite), got {self.a}"
+                )
             if self.b <= 0:
                 raise ValueError(f"phi_b must be > 0 for phi='pow', got {self.b}")
         if self.phi == "exp" and self.alpha <= 0:

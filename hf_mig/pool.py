@@ -14,8 +14,9 @@ logger = logging.getLogger(__name__)
 POOL_FORMATS = ("auto", "labels", "mig-authors")
 
 
-def detect_pool_format(dataset: Dataset, labels_column: str = "labels",
-                       score_column: str = "score") -> str:
+def detect_pool_format(
+    dataset: Dataset, labels_column: str = "labels", score_column: str = "score"
+) -> str:
     """``"labels"`` when the label and score columns exist, ``"mig-authors"`` when the
     authors' ``annotation`` struct does; otherwise a ValueError saying what is missing."""
     columns = set(dataset.column_names)
@@ -54,7 +55,10 @@ def prepare_pool(
         return dataset
     adapter = MIGAnnotations(vocabulary=vocabulary, reduce=reduce)
     out = dataset.map(
-        adapter, batched=True, with_indices=True, num_proc=num_proc,
+        adapter,
+        batched=True,
+        with_indices=True,
+        num_proc=num_proc,
         desc="Reading MIG annotations",
     )
     if labels_column != "labels":

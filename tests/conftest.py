@@ -9,7 +9,9 @@ import pytest
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
-SHARED = Path(os.environ.get("HF_MIG_SHARED", Path(__file__).resolve().parents[1].parent / "shared"))
+SHARED = Path(
+    os.environ.get("HF_MIG_SHARED", Path(__file__).resolve().parents[1].parent / "shared")
+)
 PARITY = SHARED / "fixtures" / "parity"
 DATA = SHARED / "data"
 

@@ -40,7 +40,9 @@ def test_threshold_is_inclusive():
     cos01 = float(np.float32(emb[0] @ emb[1]))
     graph = LabelGraph.from_embeddings(["a", "b", "c"], emb, threshold=cos01)
     assert graph.weights[0, 1] == pytest.approx(cos01)
-    above = LabelGraph.from_embeddings(["a", "b", "c"], emb, threshold=float(np.nextafter(np.float32(cos01), np.float32(1))))
+    above = LabelGraph.from_embeddings(
+        ["a", "b", "c"], emb, threshold=float(np.nextafter(np.float32(cos01), np.float32(1)))
+    )
     assert above.weights[0, 1] == 0
     assert graph.neighbors("b") == [("c", pytest.approx(0.8)), ("a", pytest.approx(0.6))]
 

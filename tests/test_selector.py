@@ -28,9 +28,7 @@ def toy(labels, scores, **extra):
     return Dataset.from_dict({"labels": labels, "score": scores, **extra})
 
 
-TOY_GRAPH = LabelGraph.from_edges(
-    ["code", "coding", "math", "poem"], [0, 1], [1, 0], [0.95, 0.95]
-)
+TOY_GRAPH = LabelGraph.from_edges(["code", "coding", "math", "poem"], [0, 1], [1, 0], [0.95, 0.95])
 
 
 def test_select_returns_view_in_pick_order_with_extra_columns(parity_pool, graph09):
@@ -112,7 +110,10 @@ def test_norm_divides_by_label_count():
     "data, message",
     [
         ({"labels": [["code"]], "score": [math.nan]}, "row 0: column 'score' is nan"),
-        ({"labels": [["code"], ["math"]], "score": [1.0, math.inf]}, "row 1: column 'score' is inf"),
+        (
+            {"labels": [["code"], ["math"]], "score": [1.0, math.inf]},
+            "row 1: column 'score' is inf",
+        ),
         ({"labels": [["code"], ["math"]], "score": [1.0, -2.0]}, "row 1: column 'score' is -2.0"),
         ({"labels": [["code"], ["math"]], "score": [1.0, None]}, "row 1: column 'score' is null"),
         ({"labels": [["code"]], "score": ["high"]}, "must hold numbers"),
@@ -129,8 +130,10 @@ def test_bad_input_errors_name_row_and_field(data, message):
         MIGSelector(1, label_graph=TOY_GRAPH).select_indices(ds)
 
 
-@pytest.mark.parametrize("k, err", [(0, ValueError), (-3, ValueError), (4, ValueError),
-                                    (1.5, TypeError), (True, TypeError)])
+@pytest.mark.parametrize(
+    "k, err",
+    [(0, ValueError), (-3, ValueError), (4, ValueError), (1.5, TypeError), (True, TypeError)],
+)
 def test_bad_k(k, err):
     ds = toy([["code"], ["math"], ["poem"]], [1.0, 1.0, 1.0])
     with pytest.raises(err, match="k"):
@@ -147,3 +150,22 @@ def test_unknown_method():
 def test_selectors_satisfy_protocol():
     for cls in hf_mig.SELECTORS.values():
         assert isinstance(cls(k=1), hf_mig.Selector)
+
+
+def test_encoding_sorts_and_deduplicates_rows_like_numpy():
+    from hf_mig.encoding import encode_pool
+    from hf_mig.selectors.mig import arrow_columns
+
+    rng = np.random.default_rng(0)
+    vocab = [f"t{i:02d}" for i in range(30)]
+    labels = [list(rng.choice(vocab + ["unknown"], size=rng.integers(0, 9))) for _ in range(400)]
+    ds = toy(labels, [1.0] * 400)
+    enc = encode_pool(arrow_columns(ds, ["labels", "score"]), vocab)
+    expected = [sorted({vocab.index(x) for x in row if x != "unknown"}) for row in labels]
+    got = [enc.label_ids[enc.indptr[i] : enc.indptr[i + 1]].tolist() for i in range(400)]
+    assert got == expected
+    known = [[x for x in row if x != "unknown"] for row in labels]
+    assert enc.report["labels_outside_vocabulary"] == sum(
+        len(r) - len(k) for r, k in zip(labels, known)
+    )
+    assert enc.report["repeated_labels"] == sum(len(k) - len(set(k)) for k in known)

@@ -1,0 +1,26 @@
+"""numba's ``njit`` when numba is installed (and not disabled), else a no-op decorator.
+
+Functions decorated here run compiled with numba, or as the same plain Python otherwise; each
+keeps the plain version as ``.py_func``. Set ``HF_MIG_DISABLE_NUMBA=1`` to force plain Python.
+"""
+
+from __future__ import annotations
+
+import os
+
+try:  # pragma: no cover - exercised when numba is installed
+    if os.environ.get("HF_MIG_DISABLE_NUMBA", "") not in ("", "0"):
+        raise ImportError("numba disabled by HF_MIG_DISABLE_NUMBA")
+    import numba
+
+    HAVE_NUMBA = True
+    njit = numba.njit(cache=True, nogil=True)
+    njit_inline = numba.njit(cache=True, nogil=True, inline="always")
+except ImportError:  # pragma: no cover - exercised without numba
+    HAVE_NUMBA = False
+
+    def njit(fn):
+        fn.py_func = fn
+        return fn
+
+    njit_inline = njit
