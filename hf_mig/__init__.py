@@ -2,9 +2,12 @@
 
 __version__ = "0.1.0"
 
+from .formats import MIGAnnotations, load_vocabulary, to_messages  # noqa: E402
 from .graph import LabelGraph  # noqa: E402
 from .greedy import GreedyResult, greedy_select  # noqa: E402
+from .io import load_pool, save_dataset  # noqa: E402
 from .objective import Objective  # noqa: E402
+from .pool import prepare_pool  # noqa: E402
 from .selectors import (  # noqa: E402
     SELECTORS,
     MIGSelector,
@@ -26,6 +29,7 @@ __all__ = [
     "SELECTORS",
     "GreedyResult",
     "LabelGraph",
+    "MIGAnnotations",
     "MIGSelector",
     "Objective",
     "RandomSelector",
@@ -33,5 +37,10 @@ __all__ = [
     "__version__",
     "get_selector",
     "greedy_select",
+    "load_pool",
+    "load_vocabulary",
+    "prepare_pool",
+    "save_dataset",
     "select",
+    "to_messages",
 ]

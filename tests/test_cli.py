@@ -1,0 +1,135 @@
+"""The hf-mig command line, run as a user would (console script in a subprocess)."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+
+import pytest
+from datasets import load_dataset
+
+import hf_mig
+
+
+def hf_mig_cli(*args, check=True):
+    exe = shutil.which("hf-mig")
+    cmd = [exe] if exe else [sys.executable, "-m", "hf_mig"]
+    out = subprocess.run(cmd + [str(a) for a in args], capture_output=True, text=True)
+    if check and out.returncode != 0:
+        raise AssertionError(f"hf-mig {args} failed ({out.returncode}):\n{out.stderr}")
+    return out
+
+
+def test_select_with_saved_graph_matches_reference(parity_dir, tmp_path):
+    expected = json.loads((parity_dir / "expected.json").read_text())["configs"][0]
+    out = tmp_path / "subset.jsonl"
+    summary = tmp_path / "summary.json"
+    res = hf_mig_cli(
+        "select",
+        parity_dir / "pool.jsonl",
+        "--num",
+        600,
+        "--out",
+        out,
+        "--graph",
+        parity_dir / "label_graph_t0.9.npz",
+        "--record-gains",
+        "--summary-json",
+        summary,
+    )
+    assert "selected 600 of 2,000 rows" in res.stdout
+    subset = load_dataset("json", data_files=str(out), split="train")
+    assert subset["id"] == expected["selected_ids"]
+    assert subset["mig_rank"] == list(range(600))
+    assert {"dialogs", "labels", "score"} <= set(subset.column_names)
+    numbers = json.loads(summary.read_text())
+    assert numbers["lazy_greedy"]["engine"] == "lazy"
+    assert numbers["label_graph"]["num_edges"] == 15
+    assert numbers["selected_labels"] <= numbers["pool_labels"]
+
+
+@pytest.mark.parametrize("suffix", [".parquet", ".json", "_folder"])
+def test_select_random_writes_any_format(parity_dir, tmp_path, suffix):
+    expected = json.loads((parity_dir / "expected.json").read_text())["random_seed42"]
+    out = tmp_path / f"subset{suffix}"
+    hf_mig_cli("select", parity_dir / "pool.jsonl", "--method", "random", "-k", 500, "-o", out)
+    assert hf_mig.load_pool(out)["id"] == expected["selected_ids"]
+
+
+def test_select_authors_format_with_vocabulary(data_dir, tmp_path):
+    """The authors' example pool: line 3 is malformed; skipping it is reported."""
+    pool = data_dir / "mig_authors" / "data" / "example.jsonl"
+    vocab = data_dir / "mig_authors" / "configs" / "valid_tag_path.json"
+    bad = hf_mig_cli("select", pool, "-k", 3, "-o", tmp_path / "x.jsonl", check=False)
+    assert bad.returncode == 2
+    assert "line 3" in bad.stderr
+    graph = tmp_path / "g.npz"
+    ok = hf_mig_cli(
+        "select",
+        pool,
+        "-k",
+        3,
+        "-o",
+        tmp_path / "s.jsonl",
+        "--skip-bad-lines",
+        "--vocabulary",
+        vocab,
+        "--threshold",
+        0.7,
+        "--save-graph",
+        graph,
+    )
+    assert "selected 3 of 9 rows" in ok.stdout
+    assert "skipped 1" in ok.stderr.lower() or "1 malformed" in ok.stderr.lower()
+    assert "outside the vocabulary" in ok.stderr  # the tag not in the 4,531 is reported
+    subset = load_dataset("json", data_files=str(tmp_path / "s.jsonl"), split="train")
+    assert len(subset) == 3 and "labels_dropped" in subset.column_names
+    assert hf_mig.LabelGraph.load(graph).threshold == 0.7
+
+
+def test_graph_command_from_vocabulary(tmp_path):
+    vocab = tmp_path / "vocab.txt"
+    vocab.write_text("python programming\npython coding\ncooking recipe\n")
+    res = hf_mig_cli("graph", "--vocabulary", vocab, "--out", tmp_path / "g.npz")
+    assert "3 labels, 1 edges" in res.stdout
+    g = hf_mig.LabelGraph.load(tmp_path / "g.npz")
+    assert [n for n, _ in g.neighbors("python coding")] == ["python programming"]
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["-k", "0"], "k must be >= 1"),
+        (["-k", "2001"], "exceeds the pool size"),
+        (["-k", "5", "--labels-column", "tags"], "expected 'tags' and 'score' columns"),
+    ],
+)
+def test_select_errors_are_clear(parity_dir, tmp_path, args, message):
+    res = hf_mig_cli(
+        "select",
+        parity_dir / "pool.jsonl",
+        "-o",
+        tmp_path / "o.jsonl",
+        "--graph",
+        parity_dir / "label_graph_t0.9.npz",
+        *args,
+        check=False,
+    )
+    assert res.returncode == 2
+    assert message in res.stderr
+
+
+def test_demo_runs_offline_and_explains(tmp_path):
+    res = hf_mig_cli("demo", "--num", 20, "--out", tmp_path)
+    assert "MIG picked 20 rows" in res.stdout
+    lines = {
+        line.split()[0]: line
+        for line in res.stdout.splitlines()
+        if line.strip()[:3] in ("mig", "top", "ran")
+    }
+    covered = {name: int(line.split()[1]) for name, line in lines.items()}
+    assert covered["mig"] > covered["top_score"] and covered["mig"] > covered["random"]
+    subset = load_dataset("json", data_files=str(tmp_path / "mig_subset.jsonl"), split="train")
+    assert len(subset) == 20
