@@ -103,7 +103,7 @@ class SentenceTransformerEmbedder:
             batch_size=self.batch_size,
             convert_to_numpy=True,
             normalize_embeddings=True,
-            show_progress_bar=False,
+            show_progress_bar=len(texts) > 5000,
         )
         return normalize_rows(out)
 
