@@ -1,10 +1,17 @@
-"""The ``hf-mig`` command line: ``select``, ``graph`` and ``demo``."""
+"""The ``hf-mig`` command line.
+
+``select``, ``graph`` and ``demo`` live here; every module of :mod:`hf_mig.commands` that defines
+``register(subparsers)`` adds its own subcommand (setting ``func`` with ``set_defaults``).
+"""
 
 from __future__ import annotations
 
 import argparse
+import importlib
+import inspect
 import json
 import logging
+import pkgutil
 import sys
 import time
 from collections.abc import Sequence
@@ -75,7 +82,14 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument(
         "--out", "-o", required=True, help="output file (.jsonl/.json/.parquet/.csv) or folder"
     )
-    s.add_argument("--method", default="mig", help="selection method (mig, random)")
+    s.add_argument("--method", default="mig", help="selection method (see 'hf-mig methods')")
+    s.add_argument(
+        "--option",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="extra selector option (repeatable); VALUE is parsed as JSON when it can be",
+    )
     s.add_argument("--seed", type=int, default=42, help="random method: seed")
     s.add_argument("--graph", help="label graph saved by 'hf-mig graph' / LabelGraph.save")
     _add_graph_args(s)
@@ -91,6 +105,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--record-gains", action="store_true", help="add mig_rank and mig_gain columns")
     s.add_argument("--summary-json", help="write the selection summary (JSON) here")
 
+    s.set_defaults(func=cmd_select)
+
     g = sub.add_parser("graph", help="build and save a label graph")
     g.add_argument(
         "pool", nargs="?", help="pool whose distinct labels become the nodes (see 'select')"
@@ -101,10 +117,37 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--split", default="train")
     _add_graph_args(g)
 
+    g.set_defaults(func=cmd_graph)
+
     d = sub.add_parser("demo", help="tag, score, build the graph and select on a bundled pool")
     d.add_argument("--num", "-k", type=int, default=40, help="rows to select (default 40)")
     d.add_argument("--out", "-o", help="folder for the subset and the graph")
+    d.set_defaults(func=cmd_demo)
+
+    m = sub.add_parser("methods", help="list the selection methods")
+    m.set_defaults(func=cmd_methods)
+
+    from . import commands
+
+    for info in sorted(pkgutil.iter_modules(commands.__path__), key=lambda i: i.name):
+        module = importlib.import_module(f"{commands.__name__}.{info.name}")
+        if hasattr(module, "register"):
+            module.register(sub)
     return parser
+
+
+def parse_options(items: Sequence[str]) -> dict:
+    """``["alpha=0.7", "column=ifd"]`` -> ``{"alpha": 0.7, "column": "ifd"}``."""
+    options = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise ValueError(f"--option expects KEY=VALUE, got {item!r}")
+        try:
+            options[key.replace("-", "_")] = json.loads(value)
+        except json.JSONDecodeError:
+            options[key.replace("-", "_")] = value
+    return options
 
 
 def _load_prepared(args):
@@ -152,10 +195,20 @@ def cmd_select(args) -> int:
             record_gains=args.record_gains,
             engine=args.engine,
         )
-    elif args.method == "random":
-        options = dict(seed=args.seed)
     else:
-        options = {}
+        from .selectors import SELECTORS
+
+        cls = SELECTORS.get(args.method)
+        accepted = inspect.signature(cls.__init__).parameters if cls else {}
+        common = dict(
+            seed=args.seed,
+            labels_column=args.labels_column,
+            score_column=args.score_column,
+            embedder=args.embedder,
+            threshold=args.threshold,
+        )
+        options = {k: v for k, v in common.items() if k in accepted and v is not None}
+    options.update(parse_options(args.option))
     selector = get_selector(args.method, args.num, **options)
     subset = selector.select(pool)
     save_dataset(subset, args.out)
@@ -218,15 +271,23 @@ def cmd_demo(args) -> int:
     return 0
 
 
+def cmd_methods(args) -> int:
+    from .selectors import SELECTORS
+
+    for name in sorted(SELECTORS):
+        doc = (SELECTORS[name].__doc__ or "").strip().splitlines()
+        print(f"{name:<10} {doc[0] if doc else ''}")
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(
         level=logging.WARNING if args.quiet else logging.INFO,
         format="%(levelname)s %(name)s: %(message)s",
     )
-    handlers = {"select": cmd_select, "graph": cmd_graph, "demo": cmd_demo}
     try:
-        return handlers[args.command](args)
+        return args.func(args)
     except (ValueError, FileNotFoundError) as err:
         print(f"hf-mig {args.command}: error: {err}", file=sys.stderr)
         return 2

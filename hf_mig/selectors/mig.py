@@ -32,7 +32,7 @@ def arrow_columns(dataset: Dataset, columns: Sequence[str]) -> pa.Table:
 
 @register_selector("mig")
 class MIGSelector(BaseSelector):
-    """Select ``k`` rows maximising ``E(S) = sum_k phi(x_k)`` over the label graph (SPEC §1-2).
+    """MIG: select ``k`` rows greedily maximising the label-graph information ``E(S)``.
 
     Parameters
     ----------

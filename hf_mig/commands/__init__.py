@@ -1,0 +1,1 @@
+"""Subcommands of ``hf-mig`` contributed by modules: each defines ``register(subparsers)``."""
