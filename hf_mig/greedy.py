@@ -41,20 +41,29 @@ from .objective import Objective
 GAIN_KINDS = ("gradient", "exact")
 ENGINES = ("auto", "lazy", "scan")
 
-# integer state slots
+# The kernels pass their arrays in small tuples:
+#   pool = (indptr, label_ids, weights)       the samples, CSR over label ids
+#   prop = (p_indptr, p_indices, p_data)      P, CSR
+#   state = (x, g, h)                         coverage x, g = phi'(x), h = P g
+#   work = (acc, touched, mark)               scratch of length K, zero between calls
+#   phi = (code, a, b, alpha)                 the objective (code 0 = pow, 1 = exp)
+#   out = (picks, gains, objective trace)
+#   istate = [heap size, step, stale evaluations, refreshes, evaluations]; fstate = [E]
 _SIZE, _STEP, _STALE, _REFRESHES, _EVALS = range(5)
 
 
 # ---------------------------------------------------------------------------- phi
 @_njit_inline
-def _phi(x, code, a, b, alpha):
+def _phi(x, phi):
+    code, a, b, alpha = phi
     if code == 0:
         return (x + a) ** b
     return 1.0 - math.exp(-alpha * x)
 
 
 @_njit_inline
-def _dphi(x, code, a, b, alpha):
+def _dphi(x, phi):
+    code, a, b, alpha = phi
     if code == 0:
         return b * (x + a) ** (b - 1.0)
     return alpha * math.exp(-alpha * x)
@@ -62,35 +71,48 @@ def _dphi(x, code, a, b, alpha):
 
 # ---------------------------------------------------------------------------- gains
 @_njit_inline
-def _gain(
-    i, indptr, lab, w, p_indptr, p_indices, p_data, x, h, exact, acc, touched, code, a, b, al
-):
-    """Gain of sample i: gradient ``w_i * sum h_l`` or exact ``sum phi(x+u_i) - phi(x)``."""
+def _gradient_gain(i, pool, h):
+    """``w_i * sum_{l in L_i} h_l``."""
+    indptr, lab, w = pool
+    if w[i] == 0.0:
+        return 0.0
+    s = 0.0
+    for t in range(indptr[i], indptr[i + 1]):
+        s += h[lab[t]]
+    return w[i] * s
+
+
+@_njit_inline
+def _exact_gain(i, pool, prop, x, work, phi):
+    """``sum_j phi(x_j + u_ij) - phi(x_j)`` over the support of u_i."""
+    indptr, lab, w = pool
+    p_indptr, p_indices, p_data = prop
+    acc, touched, _ = work
     wi = w[i]
     if wi == 0.0:
         return 0.0
-    if not exact:
-        s = 0.0
-        for t in range(indptr[i], indptr[i + 1]):
-            s += h[lab[t]]
-        return wi * s
     n = 0
     for t in range(indptr[i], indptr[i + 1]):
         lb = lab[t]
         for q in range(p_indptr[lb], p_indptr[lb + 1]):
             j = p_indices[q]
-            if acc[j] == 0.0:
+            if acc[j] == 0.0:  # P has no explicit zeros and w_i > 0: first visit of j
                 touched[n] = j
                 n += 1
             acc[j] += wi * p_data[q]
     s = 0.0
     for m in range(n):
         j = touched[m]
-        uj = acc[j]
+        s += _phi(x[j] + acc[j], phi) - _phi(x[j], phi)
         acc[j] = 0.0
-        if uj != 0.0:
-            s += _phi(x[j] + uj, code, a, b, al) - _phi(x[j], code, a, b, al)
     return s
+
+
+@_njit_inline
+def _gain(i, pool, prop, state, work, exact, phi):
+    if exact:
+        return _exact_gain(i, pool, prop, state[0], work, phi)
+    return _gradient_gain(i, pool, state[2])
 
 
 # ---------------------------------------------------------------------------- heap
@@ -120,16 +142,14 @@ def _sift_down(heap, pos, end):
         if first >= end:
             break
         best = first
-        last = min(first + 4, end)
-        for c in range(first + 1, last):
+        for c in range(first + 1, min(first + 4, end)):
             if _less(heap[c, 0], heap[c, 1], heap[best, 0], heap[best, 1]):
                 best = c
-        if _less(heap[best, 0], heap[best, 1], k0, i0):
-            heap[pos, 0] = heap[best, 0]
-            heap[pos, 1] = heap[best, 1]
-            pos = best
-        else:
+        if not _less(heap[best, 0], heap[best, 1], k0, i0):
             break
+        heap[pos, 0] = heap[best, 0]
+        heap[pos, 1] = heap[best, 1]
+        pos = best
     heap[pos, 0] = k0
     heap[pos, 1] = i0
 
@@ -142,74 +162,27 @@ def _heapify(heap, end):
 
 
 @_njit
-def _fill_heap(
-    heap,
-    indptr,
-    lab,
-    w,
-    p_indptr,
-    p_indices,
-    p_data,
-    x,
-    h,
-    exact,
-    acc,
-    touched,
-    picked,
-    stamp,
-    t,
-    code,
-    a,
-    b,
-    al,
-):
-    """Evaluate every unpicked sample in index order into the heap, then heapify; -> size."""
+def _fill_heap(heap, pool, prop, state, work, exact, phi, picked, stamp, t):
+    """Evaluate every unpicked sample, in index order, into the heap and heapify; -> size."""
     pos = ROOT
-    n = w.size
-    if exact:
-        for j in range(n):
-            if not picked[j]:
-                heap[pos, 0] = -_gain(
-                    j,
-                    indptr,
-                    lab,
-                    w,
-                    p_indptr,
-                    p_indices,
-                    p_data,
-                    x,
-                    h,
-                    True,
-                    acc,
-                    touched,
-                    code,
-                    a,
-                    b,
-                    al,
-                )
-                heap[pos, 1] = j
-                stamp[j] = t
-                pos += 1
-    else:
-        for j in range(n):
-            if not picked[j]:
-                s = 0.0
-                for q in range(indptr[j], indptr[j + 1]):
-                    s += h[lab[q]]
-                heap[pos, 0] = -(w[j] * s) if w[j] != 0.0 else -0.0
-                heap[pos, 1] = j
-                stamp[j] = t
-                pos += 1
+    for j in range(picked.size):
+        if not picked[j]:
+            heap[pos, 0] = -_gain(j, pool, prop, state, work, exact, phi)
+            heap[pos, 1] = j
+            stamp[j] = t
+            pos += 1
     _heapify(heap, pos)
     return pos - ROOT
 
 
 # ---------------------------------------------------------------------------- state update
 @_njit
-def _add_sample(
-    i, indptr, lab, w, p_indptr, p_indices, p_data, x, g, h, acc, touched, mark, code, a, b, al
-):
+def _add_sample(i, pool, prop, state, work, phi):
     """x += u_i, then refresh g and h where they changed; return the change of E."""
+    indptr, lab, w = pool
+    p_indptr, p_indices, p_data = prop
+    x, g, h = state
+    acc, touched, mark = work
     wi = w[i]
     n = 0
     for t in range(indptr[i], indptr[i + 1]):
@@ -228,13 +201,12 @@ def _add_sample(
         x[j] = old + acc[j]
         acc[j] = 0.0
         mark[j] = 0
-        delta += _phi(x[j], code, a, b, al) - _phi(old, code, a, b, al)
-        g[j] = _dphi(x[j], code, a, b, al)
+        delta += _phi(x[j], phi) - _phi(old, phi)
+        g[j] = _dphi(x[j], phi)
     # h_l = sum_j P[l, j] g_j changes for every l linked to a touched j (P's pattern is
     # symmetric, so those are the column indices of row j).
     for m in range(n):
-        j = touched[m]
-        for q in range(p_indptr[j], p_indptr[j + 1]):
+        for q in range(p_indptr[touched[m]], p_indptr[touched[m] + 1]):
             lb = p_indices[q]
             if mark[lb] == 0:
                 mark[lb] = 1
@@ -243,42 +215,38 @@ def _add_sample(
                     s += p_data[r] * g[p_indices[r]]
                 h[lb] = s
     for m in range(n):
-        j = touched[m]
-        for q in range(p_indptr[j], p_indptr[j + 1]):
+        for q in range(p_indptr[touched[m]], p_indptr[touched[m] + 1]):
             mark[p_indices[q]] = 0
     return delta
+
+
+@_njit_inline
+def _record(i, gain, pool, prop, state, work, phi, istate, fstate, out):
+    t = istate[_STEP]
+    fstate[0] += _add_sample(i, pool, prop, state, work, phi)
+    out[0][t] = i
+    out[1][t] = gain
+    out[2][t] = fstate[0]
+    istate[_STEP] = t + 1
 
 
 # ---------------------------------------------------------------------------- engines
 @_njit
 def _lazy_steps(
     steps,
-    indptr,
-    lab,
-    w,
-    p_indptr,
-    p_indices,
-    p_data,
-    x,
-    g,
-    h,
+    pool,
+    prop,
+    state,
+    work,
+    exact,
+    phi,
     heap,
     stamp,
     picked,
     istate,
     fstate,
-    out_idx,
-    out_gain,
-    out_obj,
-    acc,
-    touched,
-    mark,
-    exact,
+    out,
     refresh_limit,
-    code,
-    a,
-    b,
-    al,
 ):
     """Run up to ``steps`` picks of lazy greedy from the state held in the arrays."""
     for _ in range(steps):
@@ -288,175 +256,48 @@ def _lazy_steps(
         t = istate[_STEP]
         while True:
             i = np.int64(heap[ROOT, 1])
-            if stamp[i] == t:
+            if stamp[i] == t:  # evaluated at this step: its gain is current, and maximal
                 break
-            gi = _gain(
-                i,
-                indptr,
-                lab,
-                w,
-                p_indptr,
-                p_indices,
-                p_data,
-                x,
-                h,
-                exact,
-                acc,
-                touched,
-                code,
-                a,
-                b,
-                al,
-            )
-            istate[_EVALS] += 1
+            heap[ROOT, 0] = -_gain(i, pool, prop, state, work, exact, phi)
             stamp[i] = t
-            heap[ROOT, 0] = -gi
             _sift_down(heap, ROOT, ROOT + size)
+            istate[_EVALS] += 1
             istate[_STALE] += 1
             if istate[_STALE] > refresh_limit * size:
-                _fill_heap(
-                    heap,
-                    indptr,
-                    lab,
-                    w,
-                    p_indptr,
-                    p_indices,
-                    p_data,
-                    x,
-                    h,
-                    exact,
-                    acc,
-                    touched,
-                    picked,
-                    stamp,
-                    t,
-                    code,
-                    a,
-                    b,
-                    al,
-                )
+                _fill_heap(heap, pool, prop, state, work, exact, phi, picked, stamp, t)
                 istate[_EVALS] += size
                 istate[_STALE] = 0
                 istate[_REFRESHES] += 1
-        i = np.int64(heap[ROOT, 1])
         gain = -heap[ROOT, 0]
         size -= 1
         heap[ROOT, 0] = heap[ROOT + size, 0]
         heap[ROOT, 1] = heap[ROOT + size, 1]
         istate[_SIZE] = size
-        picked[i] = True
         if size > 0:
             _sift_down(heap, ROOT, ROOT + size)
-        fstate[0] += _add_sample(
-            i,
-            indptr,
-            lab,
-            w,
-            p_indptr,
-            p_indices,
-            p_data,
-            x,
-            g,
-            h,
-            acc,
-            touched,
-            mark,
-            code,
-            a,
-            b,
-            al,
-        )
-        out_idx[t] = i
-        out_gain[t] = gain
-        out_obj[t] = fstate[0]
-        istate[_STEP] = t + 1
+        picked[i] = True
+        _record(i, gain, pool, prop, state, work, phi, istate, fstate, out)
     return istate[_STEP]
 
 
 @_njit
-def _scan_steps(
-    steps,
-    indptr,
-    lab,
-    w,
-    p_indptr,
-    p_indices,
-    p_data,
-    x,
-    g,
-    h,
-    picked,
-    istate,
-    fstate,
-    out_idx,
-    out_gain,
-    out_obj,
-    acc,
-    touched,
-    mark,
-    exact,
-    code,
-    a,
-    b,
-    al,
-):
+def _scan_steps(steps, pool, prop, state, work, exact, phi, picked, istate, fstate, out):
     """Run up to ``steps`` picks of the full-scan greedy (argmax, lowest index on ties)."""
-    n = w.size
+    n = picked.size
     for _ in range(steps):
-        t = istate[_STEP]
-        if t >= n:
+        if istate[_STEP] >= n:
             break
         best = -1
         best_gain = 0.0
         for i in range(n):
-            if picked[i]:
-                continue
-            gi = _gain(
-                i,
-                indptr,
-                lab,
-                w,
-                p_indptr,
-                p_indices,
-                p_data,
-                x,
-                h,
-                exact,
-                acc,
-                touched,
-                code,
-                a,
-                b,
-                al,
-            )
-            if best < 0 or gi > best_gain:
-                best = i
-                best_gain = gi
-        istate[_EVALS] += n - t
+            if not picked[i]:
+                gi = _gain(i, pool, prop, state, work, exact, phi)
+                if best < 0 or gi > best_gain:
+                    best = i
+                    best_gain = gi
+        istate[_EVALS] += n - istate[_STEP]
         picked[best] = True
-        fstate[0] += _add_sample(
-            best,
-            indptr,
-            lab,
-            w,
-            p_indptr,
-            p_indices,
-            p_data,
-            x,
-            g,
-            h,
-            acc,
-            touched,
-            mark,
-            code,
-            a,
-            b,
-            al,
-        )
-        out_idx[t] = best
-        out_gain[t] = best_gain
-        out_obj[t] = fstate[0]
-        istate[_STEP] = t + 1
+        _record(best, best_gain, pool, prop, state, work, phi, istate, fstate, out)
     return istate[_STEP]
 
 
@@ -549,74 +390,49 @@ def greedy_select(
     def fn(f):
         return f if compiled else f.py_func
 
-    code, a, b, al = objective.code, float(objective.a), float(objective.b), float(objective.alpha)
+    phi = (objective.code, float(objective.a), float(objective.b), float(objective.alpha))
     exact = gain == "exact"
+    pool = (indptr, lab, w)
+    prop = (p_indptr, p_indices, p_data)
     x = np.zeros(num_labels)
-    g = np.full(num_labels, _dphi.py_func(0.0, code, a, b, al))
+    g = np.full(num_labels, _dphi.py_func(0.0, phi))
     h = sp.csr_matrix((p_data, p_indices, p_indptr), shape=(num_labels, num_labels)) @ g
-    acc = np.zeros(num_labels)
-    touched = np.zeros(num_labels, dtype=np.int64)
-    mark = np.zeros(num_labels, dtype=np.int8)
+    state = (x, g, h)
+    work = (np.zeros(num_labels), np.zeros(num_labels, np.int64), np.zeros(num_labels, np.int8))
     istate = np.zeros(5, dtype=np.int64)
-    initial = float(num_labels * _phi.py_func(0.0, code, a, b, al))
+    initial = float(num_labels * _phi.py_func(0.0, phi))
     fstate = np.array([initial])
-    out_idx = np.empty(k, dtype=np.int64)
-    out_gain = np.empty(k)
-    out_obj = np.empty(k)
-    args = (indptr, lab, w, p_indptr, p_indices, p_data, x, g, h)
+    out = (np.empty(k, dtype=np.int64), np.empty(k), np.empty(k))
+    picked = np.zeros(n, dtype=np.bool_)
 
     if engine == "lazy":
         heap = np.empty((n + ROOT, 2))
         stamp = np.zeros(n, dtype=np.int64)
-        picked = np.zeros(n, dtype=np.bool_)
-        istate[_SIZE] = fn(_fill_heap)(
-            heap, *args[:7], h, exact, acc, touched, picked, stamp, 0, code, a, b, al
-        )
+        istate[_SIZE] = fn(_fill_heap)(heap, pool, prop, state, work, exact, phi, picked, stamp, 0)
         istate[_EVALS] = n
 
         def run(steps):
             return fn(_lazy_steps)(
                 steps,
-                *args,
+                pool,
+                prop,
+                state,
+                work,
+                exact,
+                phi,
                 heap,
                 stamp,
                 picked,
                 istate,
                 fstate,
-                out_idx,
-                out_gain,
-                out_obj,
-                acc,
-                touched,
-                mark,
-                exact,
+                out,
                 float(refresh_fraction),
-                code,
-                a,
-                b,
-                al,
             )
     else:
-        picked = np.zeros(n, dtype=np.bool_)
 
         def run(steps):
             return fn(_scan_steps)(
-                steps,
-                *args,
-                picked,
-                istate,
-                fstate,
-                out_idx,
-                out_gain,
-                out_obj,
-                acc,
-                touched,
-                mark,
-                exact,
-                code,
-                a,
-                b,
-                al,
+                steps, pool, prop, state, work, exact, phi, picked, istate, fstate, out
             )
 
     show = (
@@ -641,4 +457,4 @@ def greedy_select(
         "pool_size": n,
         "num_labels": num_labels,
     }
-    return GreedyResult(out_idx, out_gain, out_obj, initial, stats)
+    return GreedyResult(out[0], out[1], out[2], initial, stats)
