@@ -165,6 +165,7 @@ def _load_prepared(args):
         labels_column=args.labels_column,
         score_column=args.score_column,
         num_proc=args.num_proc,
+        strict=getattr(args, "method", "mig") == "mig",
     )
     return pool, vocabulary
 

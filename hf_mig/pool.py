@@ -40,17 +40,24 @@ def prepare_pool(
     labels_column: str = "labels",
     score_column: str = "score",
     num_proc: int | None = None,
+    strict: bool = True,
 ) -> Dataset:
     """Return ``dataset`` with ``labels_column`` and ``score_column``, all columns kept.
 
     ``"mig-authors"`` derives them with :class:`hf_mig.formats.MIGAnnotations` (labels filtered
     to ``vocabulary`` and a ``labels_dropped`` count per row; score = mean or sum over turns of
-    quality x complexity). ``"labels"`` leaves the pool as it is.
+    quality x complexity). ``"labels"`` leaves the pool as it is. With ``strict=False`` a pool in
+    neither shape is returned unchanged (for methods that read other columns, e.g. text).
     """
     if pool_format not in POOL_FORMATS:
         raise ValueError(f"pool format must be one of {POOL_FORMATS}, got {pool_format!r}")
     if pool_format == "auto":
-        pool_format = detect_pool_format(dataset, labels_column, score_column)
+        try:
+            pool_format = detect_pool_format(dataset, labels_column, score_column)
+        except ValueError:
+            if strict:
+                raise
+            return dataset
     if pool_format == "labels":
         return dataset
     adapter = MIGAnnotations(vocabulary=vocabulary, reduce=reduce)
