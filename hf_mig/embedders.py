@@ -19,8 +19,8 @@ DEFAULT_EMBEDDER = "sentence-transformers/all-MiniLM-L6-v2"
 #: near-synonyms above 0.9. See README "Choosing the similarity threshold".
 DEFAULT_THRESHOLDS: dict[str, float] = {
     "intfloat/e5-mistral-7b-instruct": 0.9,
-    "sentence-transformers/all-MiniLM-L6-v2": 0.7,
-    "all-MiniLM-L6-v2": 0.7,
+    "sentence-transformers/all-MiniLM-L6-v2": 0.8,
+    "all-MiniLM-L6-v2": 0.8,
 }
 
 EmbedderLike = Union[str, os.PathLike, Callable[[list[str]], "np.ndarray"]]  # noqa: UP007

@@ -1,0 +1,5 @@
+"""Taggers: ``Dataset.map`` callables that attach labels to conversations."""
+
+from hf_mig.taggers.embedding import DEFAULT_TAG_THRESHOLDS, EmbeddingTagger, TaggingStats
+
+__all__ = ["DEFAULT_TAG_THRESHOLDS", "EmbeddingTagger", "TaggingStats"]
