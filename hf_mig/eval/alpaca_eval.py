@@ -1,0 +1,1067 @@
+"""AlpacaEval 2: win rate, length-controlled win rate, judging and generation.
+
+Two scoring modes:
+
+- ``official``: the benchmark's own protocol. The judge is asked for the identifier of the better
+  output (``m`` = the first output, ``M`` = the second) and its first-token probabilities are
+  turned into a continuous preference in [1, 2] (``weighted_alpaca_eval_gpt4_turbo``); the output
+  order is randomised per instruction. The headline metric is the length-controlled (LC) win rate.
+- ``paper``: what the MIG paper ran (OpenCompass): the same judge prompt, a discrete ``m``/``M``
+  answer, plain win rate against the GPT-4-Turbo reference outputs.
+
+Judging differences from the reference tools, all deliberate and stated: the output order is
+randomised by a hash of the instruction (alpaca_eval seeds its own shuffle; both swap about half);
+the official one-token request is sent at temperature 0 (alpaca_eval sends 1 and notes it has no
+effect on the returned log-probabilities); ``paper`` mode uses alpaca_eval's prompt, whose
+wording differs slightly from OpenCompass's copy (triple versus single quotes around the texts),
+and reads the first standalone ``m``/``M`` of the reply.
+
+Preferences follow the AlpacaEval convention: ``1`` = the baseline (``output_1``) wins, ``2`` = the
+evaluated model (``output_2``) wins, ``1.5`` (or the legacy ``0``) = a draw.
+
+The LC win rate is the benchmark's GLM (Dubois et al. 2024): a logistic model of the preference on
+``tanh(std_delta_len)``, the per-instruction ``instruction_difficulty`` and a
+``not_gamed_baseline`` indicator, with no intercept, fitted with L1 regularisation on the model's
+annotations plus the "gamed" baselines' annotations (weight 0.1 each), then evaluated with the
+length difference set to zero. Which variant was computed is always in the result
+(``lc_method``):
+
+- ``glm-weights``: the published per-model GLM coefficients (the ``baseline_gpt4_1106_preview.csv``
+  shipped with alpaca_eval) and the official ``instruction_difficulty.csv``: exactly the
+  leaderboard's LC win rate.
+- ``glm-refit``: the GLM refitted here (numpy/scipy) from the annotations, the official
+  ``instruction_difficulty.csv`` and the gamed-baseline annotations (``df_gamed.csv``).
+- ``glm-weights+estimated-difficulty``: the published coefficients with the *distribution* of
+  instruction difficulty estimated from other leaderboard models' published LC win rates (the
+  official difficulty file is not shipped with alpaca_eval; it is downloaded from the Hub). The
+  LC win rate only depends on that distribution, not on which instruction has which difficulty.
+- ``reduced-glm``: no difficulty, no gamed baselines: ``tanh(std_delta_len)`` + intercept fitted on
+  the model's annotations alone. A reduced variant, not the leaderboard metric.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import hashlib
+import json
+import math
+import re
+import sys
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from scipy.optimize import nnls
+
+__all__ = [
+    "AlpacaEvalScore",
+    "GLMWeights",
+    "LCResult",
+    "WinRate",
+    "estimate_difficulty_distribution",
+    "fit_length_controlled",
+    "lc_from_weights",
+    "load_annotations",
+    "load_glm_weights",
+    "load_instruction_difficulty",
+    "load_leaderboard",
+    "main",
+    "score_annotations",
+    "win_rate",
+]
+
+#: The official LC formula (patsy syntax, as in alpaca_eval's ``GLM_INFO["length_controlled_v1"]``).
+LC_FORMULA = (
+    "np.tanh(std_delta_len) + instruction_difficulty + not_gamed_baseline.astype(float) - 1"
+)
+#: Column names of the published weights CSV, in formula order.
+WEIGHT_COLUMNS = (
+    "np.tanh(std_delta_len)",
+    "instruction_difficulty",
+    "not_gamed_baseline.astype(float)",
+)
+#: Weight of the gamed baselines' rows relative to the model's rows (lambda = 0.2, two baselines).
+GAMED_SAMPLE_WEIGHT = 0.2 / 2
+#: Inverse regularisation strengths searched by the GLM's cross-validation (sklearn's Cs=10 grid).
+LC_CS = np.logspace(-4, 4, 10)
+LC_N_SPLITS = 5
+DEFAULT_BASELINE = "gpt4_1106_preview"
+N_INSTRUCTIONS = 805
+
+# --------------------------------------------------------------------------------------------
+# loading
+
+
+def load_annotations(path: str | Path) -> list[dict[str, Any]]:
+    """Read annotations in the AlpacaEval format (a JSON list, or JSON lines).
+
+    Each record needs ``preference``; ``output_1``/``output_2`` (baseline / model outputs) are
+    needed for the LC win rate, ``generator_1``/``generator_2`` name the baseline and the model.
+    Raises ``ValueError`` naming the file and record for a record that is not an object.
+    """
+    path = Path(path)
+    text = path.read_text(encoding="utf-8")
+    stripped = text.lstrip()
+    if stripped.startswith("["):
+        records = json.loads(text)
+    else:
+        records = []
+        for lineno, line in enumerate(text.splitlines(), 1):
+            if line.strip():
+                try:
+                    records.append(json.loads(line))
+                except json.JSONDecodeError as err:
+                    raise ValueError(f"{path}: line {lineno}: {err}") from err
+    for i, rec in enumerate(records):
+        if not isinstance(rec, dict):
+            raise ValueError(f"{path}: record {i} is {type(rec).__name__}, not an object")
+    return records
+
+
+def _read_csv_rows(path: str | Path) -> tuple[list[str], list[list[str]]]:
+    with open(path, newline="", encoding="utf-8") as fh:
+        rows = list(csv.reader(fh))
+    if not rows:
+        raise ValueError(f"{path}: empty CSV")
+    return rows[0], rows[1:]
+
+
+@dataclass(frozen=True)
+class GLMWeights:
+    """Published LC GLM coefficients of one model (``baseline_<name>.csv`` row)."""
+
+    length: float
+    difficulty: float
+    not_gamed: float
+
+
+def load_glm_weights(path: str | Path) -> dict[str, GLMWeights]:
+    """Read alpaca_eval's GLM weights CSV (index = model, columns = :data:`WEIGHT_COLUMNS`).
+
+    A model listed twice keeps its last row (as alpaca_eval does when it saves weights).
+    """
+    header, rows = _read_csv_rows(path)
+    try:
+        cols = [header.index(c) for c in WEIGHT_COLUMNS]
+    except ValueError as err:
+        raise ValueError(f"{path}: expected columns {WEIGHT_COLUMNS}, got {header}") from err
+    out: dict[str, GLMWeights] = {}
+    for row in rows:
+        if row:
+            out[row[0]] = GLMWeights(*(float(row[c]) for c in cols))
+    return out
+
+
+def load_leaderboard(path: str | Path) -> dict[str, dict[str, float | str]]:
+    """Read an AlpacaEval leaderboard CSV into ``{model: {column: value}}`` (numbers as floats,
+    empty cells as NaN, text columns such as ``mode`` kept as strings)."""
+    header, rows = _read_csv_rows(path)
+    out: dict[str, dict[str, float | str]] = {}
+    for row in rows:
+        if not row:
+            continue
+        rec: dict[str, float | str] = {}
+        for name, value in zip(header[1:], row[1:]):
+            try:
+                rec[name] = float(value) if value != "" else math.nan
+            except ValueError:
+                rec[name] = value
+        out[row[0]] = rec
+    return out
+
+
+def load_instruction_difficulty(path: str | Path) -> np.ndarray:
+    """Read the official ``instruction_difficulty.csv`` (index, value), in instruction order."""
+    _, rows = _read_csv_rows(path)
+    pairs = sorted((int(float(r[0])), float(r[-1])) for r in rows if r)
+    idx = [p[0] for p in pairs]
+    if idx != list(range(len(idx))):
+        raise ValueError(f"{path}: index must be 0..n-1, got {idx[:5]}...")
+    return np.array([p[1] for p in pairs], dtype=float)
+
+
+# --------------------------------------------------------------------------------------------
+# win rate
+
+
+@dataclass
+class WinRate:
+    """AlpacaEval head-to-head statistics (percentages in [0, 100])."""
+
+    win_rate: float
+    standard_error: float
+    n_wins: int
+    n_wins_base: int
+    n_draws: int
+    n_total: int
+    discrete_win_rate: float
+    n_invalid: int = 0
+
+
+def _as_float(p: Any) -> float:
+    if p is None:
+        return math.nan
+    try:
+        return float(p)
+    except (TypeError, ValueError):
+        return math.nan
+
+
+def win_rate(preferences: Sequence[Any]) -> WinRate:
+    """Win rate of the model over the baseline from AlpacaEval preferences.
+
+    Contract (alpaca_eval's ``get_winrate``): ``0`` is read as a draw (``1.5``); values outside
+    ``[1, 2]``, ``None`` and NaN are invalid and counted in ``n_invalid`` (they are not in
+    ``n_total``). ``win_rate = 100 * mean(p - 1)``, ``standard_error = 100 * sem(p - 1)``
+    (ddof 1), ``n_wins`` = #(p > 1.5), ``n_wins_base`` = #(p < 1.5), ``n_draws`` = #(p == 1.5),
+    ``discrete_win_rate`` = 100 * (wins + draws / 2) / n after rounding each preference to 1 or 2.
+    """
+    p = np.array([_as_float(x) for x in preferences], dtype=float)
+    p[p == 0] = 1.5
+    n_draws = int(np.sum(p == 1.5))
+    valid = (p >= 1) & (p <= 2)
+    n_invalid = int(np.sum(~valid))
+    q = p[valid] - 1.0
+    n = len(q)
+    if n == 0:
+        return WinRate(math.nan, math.nan, 0, 0, n_draws, 0, math.nan, n_invalid)
+    sem = float(np.std(q, ddof=1) / math.sqrt(n)) if n > 1 else math.nan
+    # discrete: draws stay draws, every other preference is rounded to the nearer of 1 and 2
+    qd = np.where(q == 0.5, 0.5, np.round(q))
+    return WinRate(
+        win_rate=float(np.mean(q) * 100),
+        standard_error=sem * 100,
+        n_wins=int(np.sum(q > 0.5)),
+        n_wins_base=int(np.sum(q < 0.5)),
+        n_draws=n_draws,
+        n_total=n,
+        discrete_win_rate=float(np.mean(qd) * 100),
+        n_invalid=n_invalid,
+    )
+
+
+# --------------------------------------------------------------------------------------------
+# length-controlled win rate
+
+
+@dataclass
+class LCResult:
+    """A length-controlled win rate and how it was computed."""
+
+    length_controlled_winrate: float
+    lc_standard_error: float
+    lc_method: str
+    note: str
+    weights: dict[str, float] = field(default_factory=dict)
+
+
+def _logistic(x: np.ndarray) -> np.ndarray:
+    return np.exp(-np.logaddexp(0.0, -x))
+
+
+def lc_from_weights(
+    model: GLMWeights,
+    difficulty: np.ndarray,
+    baseline: GLMWeights | None = None,
+    *,
+    probabilities: np.ndarray | None = None,
+) -> tuple[float, float]:
+    """LC win rate (and its standard error) from published GLM coefficients.
+
+    ``p_i = logistic(dw_not_gamed + dw_difficulty * d_i)`` with ``dw = model - baseline``
+    (the baseline's row is all zeros for the leaderboard's own baseline); the LC win rate is
+    ``100 * mean_i p_i`` (alpaca_eval's ``predict_winrate``). ``difficulty`` is one value per
+    instruction, or the support of a distribution whose weights are ``probabilities``.
+    """
+    base = baseline or GLMWeights(0.0, 0.0, 0.0)
+    d_ng = model.not_gamed - base.not_gamed
+    d_id = model.difficulty - base.difficulty
+    p = _logistic(d_ng + d_id * np.asarray(difficulty, dtype=float))
+    if probabilities is None:
+        sem = float(np.std(p, ddof=1) / math.sqrt(len(p))) if len(p) > 1 else math.nan
+        return float(np.mean(p) * 100), sem * 100
+    w = np.asarray(probabilities, dtype=float)
+    return float(np.dot(w, p) * 100), math.nan
+
+
+def estimate_difficulty_distribution(
+    weights: dict[str, GLMWeights],
+    leaderboard: dict[str, dict[str, float | str]],
+    *,
+    exclude: Sequence[str] = (),
+    grid: np.ndarray | None = None,
+    outlier_tol: float = 5e-4,
+) -> tuple[np.ndarray, np.ndarray, list[str]]:
+    """Estimate the distribution of instruction difficulty from published LC win rates.
+
+    For every model in both tables (minus ``exclude``), the leaderboard's LC win rate is
+    ``mean_i logistic(a_m + b_m d_i)`` with the model's published coefficients ``a_m, b_m``. A
+    discrete distribution over ``grid`` (default 401 points in [-5, 5]) is fitted to those
+    equations by non-negative least squares with a sum-to-one constraint; models whose published
+    value the fit cannot match within ``outlier_tol`` (a fraction, 5e-4 = 0.05 points) are dropped
+    twice and the fit redone (a few leaderboard rows were computed with other weights).
+    Returns ``(grid, probabilities, models_used)``. This is an *estimate*: the official
+    per-instruction difficulties are a separate download.
+    """
+    grid = np.linspace(-5.0, 5.0, 401) if grid is None else np.asarray(grid, dtype=float)
+    models = []
+    for name, w in weights.items():
+        if name in exclude or name not in leaderboard:
+            continue
+        lc = leaderboard[name].get("length_controlled_winrate", math.nan)
+        if isinstance(lc, float) and not math.isnan(lc):
+            models.append((name, w, lc / 100.0))
+    if len(models) < 10:
+        raise ValueError(f"need >= 10 models with weights and a published LC, got {len(models)}")
+    a = np.array([m[1].not_gamed for m in models])
+    b = np.array([m[1].difficulty for m in models])
+    y = np.array([m[2] for m in models])
+    keep = np.arange(len(models))
+    probs = np.zeros(len(grid))
+    for it in range(3):
+        design = _logistic(a[keep, None] + b[keep, None] * grid[None, :])
+        big = 1e3
+        aug = np.vstack([design, big * np.ones(len(grid))])
+        target = np.concatenate([y[keep], [big]])
+        probs, _ = nnls(aug, target)
+        if it < 2:
+            resid = np.abs(design @ probs - y[keep])
+            keep = keep[resid < outlier_tol]
+    probs = probs / probs.sum()
+    return grid, probs, [models[i][0] for i in keep]
+
+
+def _soft_logloss_terms(z: np.ndarray, y: np.ndarray) -> np.ndarray:
+    # -[y log s(z) + (1-y) log(1-s(z))], computed stably
+    return y * np.logaddexp(0.0, -z) + (1.0 - y) * np.logaddexp(0.0, z)
+
+
+def _fit_l1_logistic(x: np.ndarray, y: np.ndarray, sw: np.ndarray, c: float | None) -> np.ndarray:
+    """Minimise ``||w||_1 + c * sum_i sw_i CE(y_i, logistic(x_i w))`` (liblinear's L1 objective
+    with soft labels y in [0, 1]); ``c=None`` fits without penalty. Returns ``w``.
+
+    Proximal Newton: each step minimises the quadratic model of the smooth part plus the L1 term
+    by coordinate descent, then backtracks on the true objective (few features, so every step
+    costs O(n)). Converges to the unique optimum when the design has full column rank.
+    """
+    n, d = x.shape
+    lam = 0.0 if c is None else 1.0 / float(c)  # objective divided by c
+
+    def objective(w: np.ndarray) -> float:
+        return float(np.sum(sw * _soft_logloss_terms(x @ w, y)) + lam * np.sum(np.abs(w)))
+
+    w = np.zeros(d)
+    f = objective(w)
+    for _ in range(200):
+        p = _logistic(x @ w)
+        g = x.T @ (sw * (p - y))
+        h = (x * (sw * p * (1 - p))[:, None]).T @ x + 1e-10 * np.eye(d)
+        u = w.copy()
+        for _sweep in range(200):
+            u_old = u.copy()
+            for j in range(d):
+                r = g[j] + h[j] @ (u - w) - h[j, j] * (u[j] - w[j])
+                b = w[j] - r / h[j, j]
+                u[j] = np.sign(b) * max(abs(b) - lam / h[j, j], 0.0)
+            if np.max(np.abs(u - u_old)) < 1e-13:
+                break
+        step = u - w
+        if np.max(np.abs(step)) < 1e-11:
+            break
+        decrease = float(g @ step + lam * (np.sum(np.abs(u)) - np.sum(np.abs(w))))
+        t = 1.0
+        while True:
+            cand = w + t * step
+            f_new = objective(cand)
+            if f_new <= f + 1e-4 * t * decrease or t < 1e-10:
+                break
+            t *= 0.5
+        if f - f_new < 1e-15 * max(1.0, abs(f)):
+            w = cand if f_new <= f else w
+            break
+        w, f = cand, f_new
+    return w
+
+
+def _fit_l1_logistic_cv(
+    x: np.ndarray,
+    y: np.ndarray,
+    sw: np.ndarray,
+    *,
+    cs: np.ndarray = LC_CS,
+    n_splits: int = LC_N_SPLITS,
+) -> tuple[np.ndarray, float]:
+    """Pick ``C`` from ``cs`` by ``n_splits``-fold CV on the weighted soft log loss, refit on all
+    rows. Folds are ``row % n_splits`` (alpaca_eval uses sklearn's GroupKFold over rows)."""
+    if len(y) < 2:
+        return _fit_l1_logistic(x, y, sw, float(cs[-1])), float(cs[-1])
+    n_splits = max(2, min(n_splits, len(y)))
+    folds = np.arange(len(y)) % n_splits
+    best_c, best_loss = float(cs[0]), math.inf
+    for c in cs:
+        losses = []
+        for k in range(n_splits):
+            tr, te = folds != k, folds == k
+            w = _fit_l1_logistic(x[tr], y[tr], sw[tr], float(c))
+            losses.append(float(np.mean(sw[te] * _soft_logloss_terms(x[te] @ w, y[te]))))
+        loss = float(np.mean(losses))
+        if loss < best_loss - 1e-12:
+            best_c, best_loss = float(c), loss
+    return _fit_l1_logistic(x, y, sw, best_c), best_c
+
+
+def _length_features(records: Sequence[dict[str, Any]]) -> np.ndarray:
+    len_1 = np.array([len(r.get("output_1") or "") for r in records], dtype=float)
+    len_2 = np.array([len(r.get("output_2") or "") for r in records], dtype=float)
+    delta = len_1 - len_2
+    sd = float(np.std(delta, ddof=1)) if len(delta) > 1 else 0.0
+    return delta / sd if sd > 0 else np.zeros_like(delta)
+
+
+def fit_length_controlled(
+    records: Sequence[dict[str, Any]],
+    *,
+    instruction_difficulty: np.ndarray | None = None,
+    gamed: Sequence[dict[str, float]] | None = None,
+) -> LCResult:
+    """Fit the LC GLM on ``records`` (AlpacaEval annotations) and predict at zero length difference.
+
+    With ``instruction_difficulty`` (one value per record, in record order) and ``gamed`` (rows
+    with ``preference`` in [0, 1], ``std_delta_len``, ``instruction_difficulty``, from
+    ``df_gamed.csv``) this is the official ``length_controlled_v1`` protocol (``glm-refit``):
+    L1 logistic regression without intercept on ``tanh(std_delta_len)``, difficulty and
+    ``not_gamed_baseline``, gamed rows weighted 0.1, C chosen by 5-fold CV. Without them it is the
+    ``reduced-glm`` variant (``tanh(std_delta_len)`` + intercept, the model's rows only). Records
+    whose preference is invalid are left out of the fit but predicted (as alpaca_eval does).
+    """
+    pref = np.array([_as_float(r.get("preference")) for r in records], dtype=float)
+    pref[pref == 0] = 1.5
+    y = pref - 1.0
+    t = np.tanh(_length_features(records))
+    n = len(records)
+    if instruction_difficulty is not None:
+        diff = np.asarray(instruction_difficulty, dtype=float)
+        if len(diff) != n:
+            raise ValueError(f"instruction_difficulty has {len(diff)} values for {n} annotations")
+        x = np.column_stack([t, diff, np.ones(n)])
+        x_test = np.column_stack([np.zeros(n), diff, np.ones(n)])
+        sw = np.ones(n)
+        method = "glm-refit"
+        note = "official length_controlled_v1 GLM refitted with numpy/scipy"
+        if gamed is not None:
+            g = list(gamed)
+            xg = np.column_stack(
+                [
+                    np.tanh([float(r["std_delta_len"]) for r in g]),
+                    [float(r["instruction_difficulty"]) for r in g],
+                    np.zeros(len(g)),
+                ]
+            )
+            yg = np.array([float(r["preference"]) for r in g])
+            x = np.vstack([x, xg])
+            y = np.concatenate([y, yg])
+            sw = np.concatenate([sw, np.full(len(g), GAMED_SAMPLE_WEIGHT)])
+        else:
+            method = "glm-refit-no-gamed"
+            note = "LC GLM with official difficulty but without gamed-baseline regularisation"
+    else:
+        x = np.column_stack([t, np.ones(n)])
+        x_test = np.column_stack([np.zeros(n), np.ones(n)])
+        sw = np.ones(n)
+        method = "reduced-glm"
+        note = (
+            "REDUCED variant: tanh(std_delta_len) + intercept on this model's annotations only; "
+            "no instruction difficulty, no gamed baselines (not the leaderboard's LC)"
+        )
+    ok = (y >= 0) & (y <= 1)
+    w, c = _fit_l1_logistic_cv(x[ok], y[ok], sw[ok])
+    p = _logistic(x_test @ w)
+    names = ["tanh_std_delta_len", "instruction_difficulty", "not_gamed_baseline"]
+    if instruction_difficulty is None:
+        names = ["tanh_std_delta_len", "intercept"]
+    weights = {k: float(v) for k, v in zip(names, w)}
+    weights["C"] = c
+    sem = float(np.std(p, ddof=1) / math.sqrt(n)) if n > 1 else math.nan
+    return LCResult(float(np.mean(p) * 100), sem * 100, method, note, weights)
+
+
+def load_gamed(path: str | Path) -> list[dict[str, float]]:
+    """Read alpaca_eval's ``df_gamed.csv`` (columns include ``preference``, ``std_delta_len``,
+    ``instruction_difficulty``). Preferences already in [0, 1] are kept; ones in [1, 2] shifted."""
+    header, rows = _read_csv_rows(path)
+    need = ["preference", "std_delta_len", "instruction_difficulty"]
+    missing = [c for c in need if c not in header]
+    if missing:
+        raise ValueError(f"{path}: missing columns {missing}")
+    idx = {c: header.index(c) for c in need}
+    out = []
+    for row in rows:
+        if not row:
+            continue
+        pref = _as_float(row[idx["preference"]])
+        if pref == 0:
+            pref = 1.5
+        if pref > 1:
+            pref -= 1
+        out.append(
+            {
+                "preference": pref,
+                "std_delta_len": float(row[idx["std_delta_len"]]),
+                "instruction_difficulty": float(row[idx["instruction_difficulty"]]),
+            }
+        )
+    return out
+
+
+# --------------------------------------------------------------------------------------------
+# scoring
+
+
+@dataclass
+class AlpacaEvalScore:
+    """Everything ``score`` reports for one model."""
+
+    model: str
+    baseline: str
+    mode: str
+    primary_metric: str
+    primary: float
+    win_rate: WinRate
+    lc: LCResult | None
+    avg_length: float
+    judging: str = "unknown"
+    published: dict[str, float] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Flat JSON-able dict (``win_rate``... fields at top level, LC fields when computed)."""
+        out: dict[str, Any] = {
+            "benchmark": "alpaca_eval_2",
+            "model": self.model,
+            "baseline": self.baseline,
+            "mode": self.mode,
+            "primary_metric": self.primary_metric,
+            "primary": self.primary,
+            "avg_length": self.avg_length,
+            "judging": self.judging,
+        }
+        out.update(asdict(self.win_rate))
+        if self.lc is not None:
+            out.update(asdict(self.lc))
+        if self.published:
+            out["published"] = self.published
+        return out
+
+
+def _judging_kind(records: Sequence[dict[str, Any]]) -> str:
+    kinds = {r.get("judging") for r in records if r.get("judging")}
+    if kinds:
+        return "+".join(sorted(kinds))
+    annotators = {str(r.get("annotator", "")) for r in records}
+    if any(a.startswith("weighted_") for a in annotators):
+        return "logprob-weighted"
+    return "unknown"
+
+
+def score_annotations(
+    records: Sequence[dict[str, Any]],
+    *,
+    mode: str = "official",
+    model_name: str | None = None,
+    glm_weights: dict[str, GLMWeights] | None = None,
+    instruction_difficulty: np.ndarray | None = None,
+    gamed: Sequence[dict[str, float]] | None = None,
+    leaderboard: dict[str, dict[str, float | str]] | None = None,
+    lc: bool = True,
+) -> AlpacaEvalScore:
+    """Score AlpacaEval annotations of one model against one baseline.
+
+    ``mode="official"``: headline = LC win rate, computed with the best method the inputs allow
+    (see the module docstring: ``glm-weights`` > ``glm-refit`` >
+    ``glm-weights+estimated-difficulty`` > ``reduced-glm``). ``mode="paper"``: headline = plain
+    win rate (LC still reported when ``lc``). ``model_name`` overrides ``generator_2`` for the
+    weights lookup. When ``leaderboard`` has the model, its published numbers are attached.
+    """
+    if mode not in ("official", "paper"):
+        raise ValueError(f"mode must be 'official' or 'paper', got {mode!r}")
+    if not records:
+        raise ValueError("no annotations")
+    gens = {r.get("generator_2") for r in records}
+    bases = {r.get("generator_1") for r in records}
+    model = model_name or (gens.pop() if len(gens) == 1 else "model")
+    baseline = bases.pop() if len(bases) == 1 else DEFAULT_BASELINE
+    wr = win_rate([r.get("preference") for r in records])
+    lengths = [len(r.get("output_2") or "") for r in records]
+    avg_len = float(np.mean(lengths)) if lengths else math.nan
+
+    lc_res: LCResult | None = None
+    if lc:
+        if model == baseline:
+            lc_res = LCResult(
+                50.0, 0.0, "baseline", "the baseline against itself is 50 by definition"
+            )
+        elif (
+            glm_weights is not None and model in glm_weights and instruction_difficulty is not None
+        ):
+            diff = np.asarray(instruction_difficulty, dtype=float)
+            val, sem = lc_from_weights(glm_weights[model], diff, glm_weights.get(baseline))
+            lc_res = LCResult(
+                val,
+                sem,
+                "glm-weights",
+                "published GLM coefficients + official difficulty",
+                asdict(glm_weights[model]),
+            )
+        elif instruction_difficulty is not None:
+            lc_res = fit_length_controlled(
+                records, instruction_difficulty=instruction_difficulty, gamed=gamed
+            )
+        elif glm_weights is not None and model in glm_weights and leaderboard is not None:
+            grid, probs, used = estimate_difficulty_distribution(
+                glm_weights, leaderboard, exclude=[model]
+            )
+            val, _ = lc_from_weights(
+                glm_weights[model], grid, glm_weights.get(baseline), probabilities=probs
+            )
+            lc_res = LCResult(
+                val,
+                math.nan,
+                "glm-weights+estimated-difficulty",
+                "published GLM coefficients; instruction-difficulty DISTRIBUTION estimated from "
+                f"{len(used)} other leaderboard models' published LC (official file not given)",
+                asdict(glm_weights[model]),
+            )
+        else:
+            lc_res = fit_length_controlled(records)
+
+    if mode == "official" and lc_res is not None:
+        primary_metric, primary = "length_controlled_winrate", lc_res.length_controlled_winrate
+    else:
+        primary_metric, primary = "win_rate", wr.win_rate
+    published: dict[str, float] = {}
+    if leaderboard is not None and model in leaderboard:
+        for k in ("win_rate", "standard_error", "length_controlled_winrate", "avg_length"):
+            v = leaderboard[model].get(k)
+            if isinstance(v, float) and not math.isnan(v):
+                published[k] = v
+    return AlpacaEvalScore(
+        model,
+        str(baseline),
+        mode,
+        primary_metric,
+        primary,
+        wr,
+        lc_res,
+        avg_len,
+        _judging_kind(records),
+        published,
+    )
+
+
+def format_score(score: AlpacaEvalScore) -> str:
+    """Human-readable summary of :func:`score_annotations`'s result."""
+    wr = score.win_rate
+    lines = [
+        f"AlpacaEval 2 [{score.mode}] {score.model} vs {score.baseline} (judging: {score.judging})",
+        f"  win rate            {wr.win_rate:6.2f} +/- {wr.standard_error:.2f}  "
+        f"(wins {wr.n_wins}, losses {wr.n_wins_base}, draws {wr.n_draws}, n {wr.n_total}"
+        + (f", invalid {wr.n_invalid}" if wr.n_invalid else "")
+        + ")",
+        f"  discrete win rate   {wr.discrete_win_rate:6.2f}",
+    ]
+    if score.lc is not None:
+        lines.append(
+            f"  LC win rate         {score.lc.length_controlled_winrate:6.2f}  "
+            f"[{score.lc.lc_method}: {score.lc.note}]"
+        )
+    lines.append(f"  avg length          {score.avg_length:.0f}")
+    if score.published:
+        pub = ", ".join(f"{k} {v:.2f}" for k, v in score.published.items())
+        lines.append(f"  published           {pub}")
+    lines.append(f"  => {score.primary_metric} = {score.primary:.2f}")
+    return "\n".join(lines)
+
+
+# --------------------------------------------------------------------------------------------
+# judging
+
+
+TEMPLATE_OFFICIAL = "alpaca_eval_clf_gpt4_turbo.txt"
+
+
+def chatml_to_messages(text: str) -> list[dict[str, str]]:
+    """Split an alpaca_eval ChatML prompt (``<|im_start|>role ... <|im_end|>``) into messages."""
+    messages = []
+    for chunk in text.split("<|im_start|>")[1:]:
+        body = chunk.split("<|im_end|>")[0]
+        role, _, content = body.partition("\n")
+        messages.append({"role": role.strip(), "content": content.strip()})
+    if not messages:
+        raise ValueError("template has no <|im_start|> blocks")
+    return messages
+
+
+def _fill(template: str, values: dict[str, str]) -> str:
+    # alpaca_eval substitutes exact "{key}" placeholders; other braces in the template stay
+    for key, value in values.items():
+        template = template.replace("{" + key + "}", value)
+    return template
+
+
+def is_swapped(instruction: str, seed: int = 0) -> bool:
+    """Deterministic per-instruction order randomisation (half of the instructions swapped)."""
+    digest = hashlib.sha256(f"{seed}:{instruction}".encode()).digest()
+    return digest[0] % 2 == 1
+
+
+def build_judge_messages(
+    instruction: str, output_1: str, output_2: str, template: str
+) -> list[dict[str, str]]:
+    """Judge messages for one comparison, ``output_1`` shown as ``m``, ``output_2`` as ``M``."""
+    filled = [
+        {
+            "role": m["role"],
+            "content": _fill(
+                m["content"],
+                {"instruction": instruction, "output_1": output_1, "output_2": output_2},
+            ),
+        }
+        for m in chatml_to_messages(template)
+    ]
+    return filled
+
+
+def preference_from_logprobs(top_logprobs: dict[str, float]) -> float | None:
+    """alpaca_eval's ``logprob_parser``: P(m) / (P(m) + P(M)) over the first token's top
+    log-probabilities, returned as the probability that the *first shown* output is better;
+    ``None`` when neither token is among them."""
+    pm = math.exp(top_logprobs["m"]) if "m" in top_logprobs else 0.0
+    p_big = math.exp(top_logprobs["M"]) if "M" in top_logprobs else 0.0
+    if pm + p_big == 0:
+        return None
+    return pm / (pm + p_big)
+
+
+def parse_discrete(text: str) -> str | None:
+    """Discrete judge answer: ``"m"`` or ``"M"`` (the first such token in the reply) or None."""
+    found = re.search(r"(?<![A-Za-z])([mM])(?![A-Za-z])", text or "")
+    return found.group(1) if found else None
+
+
+# --------------------------------------------------------------------------------------------
+# command line
+
+
+def _add_score_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--annotations", required=True, nargs="+", help="annotations JSON file(s)")
+    p.add_argument("--mode", choices=["official", "paper"], default="official")
+    p.add_argument("--model-name", help="model name for the GLM weights lookup")
+    p.add_argument("--glm-weights", help="alpaca_eval's baseline_gpt4_1106_preview.csv")
+    p.add_argument("--instruction-difficulty", help="alpaca_eval's instruction_difficulty.csv")
+    p.add_argument("--gamed", help="alpaca_eval's df_gamed.csv (gamed-baseline annotations)")
+    p.add_argument("--leaderboard", help="leaderboard CSV: published numbers shown alongside")
+    p.add_argument("--no-lc", action="store_true", help="skip the length-controlled win rate")
+    p.add_argument("--out", help="write the result(s) as JSON here")
+
+
+def _cmd_score(args: argparse.Namespace) -> list[dict[str, Any]]:
+    weights = load_glm_weights(args.glm_weights) if args.glm_weights else None
+    diff = (
+        load_instruction_difficulty(args.instruction_difficulty)
+        if args.instruction_difficulty
+        else None
+    )
+    gamed = load_gamed(args.gamed) if args.gamed else None
+    board = load_leaderboard(args.leaderboard) if args.leaderboard else None
+    results = []
+    for path in args.annotations:
+        records = load_annotations(path)
+        res = score_annotations(
+            records,
+            mode=args.mode,
+            model_name=args.model_name,
+            glm_weights=weights,
+            instruction_difficulty=diff,
+            gamed=gamed,
+            leaderboard=board,
+            lc=not args.no_lc,
+        )
+        print(format_score(res))
+        results.append(res.to_dict())
+    if args.out:
+        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.out).write_text(json.dumps(results if len(results) > 1 else results[0], indent=2))
+    return results
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The ``eval/alpaca_eval.py`` argument parser (subcommands generate / judge / score / all)."""
+    from . import generate as gen
+    from . import judge as jdg
+
+    parser = argparse.ArgumentParser(
+        prog="alpaca_eval.py", description="AlpacaEval 2: generate, judge and score"
+    )
+    sub = parser.add_subparsers(dest="command", required=True)
+    p_gen = sub.add_parser("generate", help="model outputs for the 805 instructions")
+    gen.add_generation_args(p_gen)
+    _add_data_args(p_gen)
+    p_gen.add_argument(
+        "--mode",
+        choices=["official", "paper"],
+        default="official",
+        help="sets the default --max-new-tokens (2048 / 4096)",
+    )
+    p_gen.add_argument("--out", required=True, help="model_outputs.json to write (resumable)")
+    p_judge = sub.add_parser("judge", help="annotations from a judge")
+    _add_data_args(p_judge)
+    p_judge.add_argument("--outputs", required=True, help="model_outputs.json of the model")
+    p_judge.add_argument("--mode", choices=["official", "paper"], default="official")
+    p_judge.add_argument("--out", required=True, help="annotations.json to write")
+    jdg.add_judge_args(p_judge)
+    p_score = sub.add_parser("score", help="metrics from annotations")
+    _add_score_args(p_score)
+    p_all = sub.add_parser("all", help="generate, judge and score")
+    gen.add_generation_args(p_all)
+    _add_data_args(p_all)
+    jdg.add_judge_args(p_all)
+    p_all.add_argument("--mode", choices=["official", "paper"], default="official")
+    p_all.add_argument("--out-dir", required=True)
+    p_all.add_argument("--glm-weights")
+    p_all.add_argument("--instruction-difficulty")
+    p_all.add_argument("--gamed")
+    return parser
+
+
+def _add_data_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--reference",
+        help="reference outputs in the AlpacaEval results format (default: the Hub's "
+        "gpt4_1106_preview outputs when online); also the source of the 805 instructions",
+    )
+    p.add_argument("--limit", type=int, help="only the first N instructions (smoke tests)")
+
+
+# --------------------------------------------------------------------------------------------
+# pipelines: generate / judge
+
+
+#: Default generation budgets: alpaca_eval's model configs use 2048 new tokens; the MIG paper's
+#: OpenCompass runs used max_out_len 4096.
+MAX_NEW_TOKENS = {"official": 2048, "paper": 4096}
+TEMPLATES = Path(__file__).parent / "templates"
+
+
+def load_reference(path: str | Path | None) -> list[dict[str, Any]]:
+    """The 805 instructions with the reference (baseline) outputs, AlpacaEval results format
+    (``instruction``, ``output``, ``generator``, ``dataset``).
+
+    ``path=None`` downloads the AlpacaEval 2 baseline (GPT-4-Turbo outputs,
+    ``alpaca_eval_gpt4_baseline.json`` of the Hub dataset ``tatsu-lab/alpaca_eval``; needs
+    network); otherwise a local JSON file, e.g. alpaca_eval's
+    ``results/gpt4_1106_preview/model_outputs.json``.
+    """
+    if path is None:
+        from huggingface_hub import hf_hub_download
+
+        path = hf_hub_download(
+            "tatsu-lab/alpaca_eval", "alpaca_eval_gpt4_baseline.json", repo_type="dataset"
+        )
+    records = load_annotations(path)
+    for i, r in enumerate(records):
+        if "instruction" not in r or "output" not in r:
+            raise ValueError(f"{path}: record {i} lacks 'instruction' or 'output'")
+    return records
+
+
+def generate_outputs(
+    backend: Any,
+    reference: Sequence[dict[str, Any]],
+    out: str | Path,
+    *,
+    generator: str,
+    max_new_tokens: int,
+    chunk_size: int = 32,
+) -> Any:
+    """Generate the model's outputs for the reference's instructions (greedy, chat template).
+
+    Progress goes to ``<out>.progress.jsonl`` (resumable); when every instruction has an output,
+    ``out`` is written in the AlpacaEval results format. Returns the
+    :class:`~hf_mig.eval.generate.GenerationReport`.
+    """
+    from .generate import GenerationItem, generate_incremental
+
+    out = Path(out)
+    items = [
+        GenerationItem(str(i), [{"role": "user", "content": r["instruction"]}], max_new_tokens)
+        for i, r in enumerate(reference)
+    ]
+    done, report = generate_incremental(
+        backend, items, str(out) + ".progress.jsonl", chunk_size=chunk_size
+    )
+    if len(done) >= len(items) and all(it.key in done for it in items):
+        rows = [
+            {
+                "instruction": r["instruction"],
+                "output": done[str(i)]["output"],
+                "generator": generator,
+                "dataset": r.get("dataset", ""),
+            }
+            for i, r in enumerate(reference)
+        ]
+        out.write_text(json.dumps(rows, indent=2, ensure_ascii=False))
+    return report
+
+
+def judge_outputs(
+    client: Any,
+    model_outputs: Sequence[dict[str, Any]],
+    reference: Sequence[dict[str, Any]],
+    *,
+    mode: str = "official",
+    template: str | None = None,
+    seed: int = 0,
+) -> list[dict[str, Any]]:
+    """Annotations (AlpacaEval format) of ``model_outputs`` against ``reference``.
+
+    Pairs are matched by instruction text; the order shown to the judge is randomised per
+    instruction (:func:`is_swapped`). ``official``: one-token reply with the top-5 first-token
+    log-probabilities, preference = the probability-weighted ``m``/``M`` choice (falls back to the
+    discrete reply when the server returns no log-probabilities; ``judging`` says which).
+    ``paper``: the discrete reply. Malformed replies and failed calls get ``preference: None``
+    (invalid; counted by :func:`win_rate`).
+    """
+    from .judge import JudgeRequest
+
+    if mode not in ("official", "paper"):
+        raise ValueError(f"mode must be 'official' or 'paper', got {mode!r}")
+    template = template or (TEMPLATES / TEMPLATE_OFFICIAL).read_text()
+    ref_by_instruction = {r["instruction"]: r for r in reference}
+    pairs = []
+    for i, m in enumerate(model_outputs):
+        ref = ref_by_instruction.get(m["instruction"])
+        if ref is None:
+            raise ValueError(f"model output {i}: instruction not in the reference outputs")
+        pairs.append((m, ref))
+
+    def text_parser(text: str) -> float | None:
+        choice = parse_discrete(text)
+        return None if choice is None else (1.0 if choice == "m" else 0.0)
+
+    requests = []
+    swaps = []
+    for i, (m, ref) in enumerate(pairs):
+        swapped = is_swapped(m["instruction"], seed)
+        swaps.append(swapped)
+        first, second = (m["output"], ref["output"]) if swapped else (ref["output"], m["output"])
+        messages = build_judge_messages(m["instruction"], first or "", second or "", template)
+        if mode == "official":
+            req = JudgeRequest(
+                str(i),
+                messages,
+                text_parser,
+                max_tokens=1,
+                temperature=0.0,
+                top_logprobs=5,
+                parse_logprobs=preference_from_logprobs,
+            )
+        else:
+            req = JudgeRequest(str(i), messages, text_parser, max_tokens=2048, temperature=0.0)
+        requests.append(req)
+    judgments = client.judge(requests)
+    annotator = f"{'weighted_' if mode == 'official' else 'discrete_'}alpaca_eval:{client.model}"
+    records = []
+    for (m, ref), swapped, j in zip(pairs, swaps, judgments):
+        pref = None
+        if j.value is not None:
+            p_first = float(j.value)
+            pref = 1.0 + p_first if swapped else 2.0 - p_first
+        records.append(
+            {
+                "instruction": m["instruction"],
+                "dataset": m.get("dataset", ref.get("dataset", "")),
+                "output_1": ref["output"],
+                "generator_1": ref.get("generator", "reference"),
+                "output_2": m["output"],
+                "generator_2": m.get("generator", "model"),
+                "annotator": annotator,
+                "preference": pref,
+                "judging": j.method or ("error" if j.error else "malformed"),
+                "swapped": swapped,
+                "raw_completion": j.text,
+                "top_logprobs": j.top_logprobs,
+                "error": j.error,
+            }
+        )
+    return records
+
+
+def _cmd_generate(args: argparse.Namespace) -> Any:
+    from .generate import backend_from_args, generator_name
+
+    reference = load_reference(args.reference)[: args.limit]
+    mode = getattr(args, "mode", "official")
+    report = generate_outputs(
+        backend_from_args(args),
+        reference,
+        args.out,
+        generator=generator_name(args),
+        max_new_tokens=args.max_new_tokens or MAX_NEW_TOKENS[mode],
+        chunk_size=args.chunk_size,
+    )
+    print(f"generation: {report.summary()}")
+    return report
+
+
+def _cmd_judge(args: argparse.Namespace) -> list[dict[str, Any]]:
+    from .judge import client_from_args
+
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    model_outputs = load_annotations(args.outputs)[: args.limit]
+    reference = load_reference(args.reference)
+    client = client_from_args(args, out.parent / "judge_cache.sqlite")
+    records = judge_outputs(client, model_outputs, reference, mode=args.mode)
+    out.write_text(json.dumps(records, indent=2, ensure_ascii=False))
+    print(f"judge: {client.stats.summary()}")
+    return records
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of ``eval/alpaca_eval.py``; returns the exit status.
+
+    ``generate`` -> ``model_outputs.json``; ``judge`` -> ``annotations.json``; ``score`` prints
+    (and with ``--out`` writes) the metrics; ``all`` runs the three into ``--out-dir``.
+    """
+    args = build_parser().parse_args(argv)
+    if args.command == "score":
+        _cmd_score(args)
+    elif args.command == "generate":
+        report = _cmd_generate(args)
+        return 1 if report.failed else 0
+    elif args.command == "judge":
+        _cmd_judge(args)
+    else:
+        out_dir = Path(args.out_dir)
+        out_dir.mkdir(parents=True, exist_ok=True)
+        args.out = str(out_dir / "model_outputs.json")
+        report = _cmd_generate(args)
+        if report.failed:
+            print("generation incomplete; re-run to retry the failed instructions")
+            return 1
+        args.outputs = args.out
+        args.out = str(out_dir / "annotations.json")
+        _cmd_judge(args)
+        args.annotations = [args.out]
+        args.out = str(out_dir / "alpaca_eval.json")
+        args.model_name = None
+        args.leaderboard = None
+        args.no_lc = False
+        _cmd_score(args)
+    return 0
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,912 @@
+"""WildBench v2: WB-Score, WB-Reward, judging and generation.
+
+- **WB-Score** (``official``): the judge grades each response 1-10 with a checklist
+  (``eval_template.score.v2.md``). Per task category ``(mean - 5) * 2``; the headline
+  ``WB_score.task_macro`` is the weighted mean of the five categories with the official weights
+  (:data:`TASK_WEIGHTS`, divided by their sum) x 10; ``WB_score`` is ``(mean - 5) * 2 * 10`` over
+  all sessions. Lengths (``avg_len``) and categories skip empty and ``... (truncated)`` outputs,
+  as the leaderboard's scripts do.
+- **WB-Reward**: the judge compares the model (A or B, randomised) with a reference model's
+  response (``eval_template.pairwise.v2.md``) and answers ``A++``/``A+``/``A=B``/``B+``/``B++``,
+  mapped to +100 / +50 / 0 / -50 / -100 from the model's side. With a length penalty ``K >= 0``
+  a *slight* win (or loss) whose winner is more than ``K`` characters longer counts as a tie.
+  Judgments that could not be parsed count 0 and stay in the denominator (the leaderboard's
+  rule) and are reported in ``n_invalid``.
+- ``paper`` mode (what the MIG paper reports, via OpenCompass): WB-Reward against the three
+  WildBench references (GPT-4-Turbo-2024-04-09, Claude-3-Haiku, Llama-2-70B-chat), averaged
+  (the leaderboard's ``mixture_of_rewards``), in [-100, 100]; the paper's averages use
+  ``(x + 100) / 2``.
+
+Each session's task categories come from the WildBench tasks (``primary_tag`` + ``secondary_tags``
+mapped by :data:`TASK_GROUPS`); without the tasks (offline, no local copy) per-category numbers
+and the task macro cannot be computed and are reported as missing.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import random
+import re
+import sys
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+__all__ = [
+    "REFERENCE_MODELS",
+    "REWARD_OF_CHOICE",
+    "TASK_GROUPS",
+    "TASK_WEIGHTS",
+    "WBReward",
+    "WBScore",
+    "load_records",
+    "load_tasks",
+    "main",
+    "mixture_of_rewards",
+    "parse_pairwise_choice",
+    "parse_score",
+    "task_categories",
+    "task_macro",
+    "wb_reward",
+    "wb_score",
+]
+
+#: WildBench v2 tag -> task category (the leaderboard's ``task_group_new``).
+TASK_GROUPS = {
+    "Information seeking": "Information/Advice seeking",
+    "Creative Writing": "Creative Tasks",
+    "Coding & Debugging": "Coding & Debugging",
+    "Reasoning": "Planning & Reasoning",
+    "Editing": "Creative Tasks",
+    "Math": "Math & Data Analysis",
+    "Planning": "Planning & Reasoning",
+    "Brainstorming": "Creative Tasks",
+    "Role playing": "Creative Tasks",
+    "Advice seeking": "Information/Advice seeking",
+    "Data Analysis": "Math & Data Analysis",
+    "Others": "Creative Tasks",
+}
+#: Official task-macro weights (WildBench v2 leaderboard).
+TASK_WEIGHTS = {
+    "Creative Tasks": 0.5,
+    "Planning & Reasoning": 1.25,
+    "Math & Data Analysis": 1.0,
+    "Information/Advice seeking": 0.75,
+    "Coding & Debugging": 1.25,
+}
+#: The three reference models of WB-Reward (leaderboard keys gpt4t / haiku / llama).
+REFERENCE_MODELS = {
+    "gpt4t": "gpt-4-turbo-2024-04-09",
+    "haiku": "claude-3-haiku-20240307",
+    "llama": "Llama-2-70b-chat-hf",
+}
+#: Reward (model's side, model shown as A) of each pairwise choice.
+REWARD_OF_CHOICE = {"A++": 1.0, "A+": 0.5, "A=B": 0.0, "B+": -0.5, "B++": -1.0}
+TRUNCATION_MARK = "... (truncated)"
+#: v2 judge prompts shorten histories, queries and responses to this many words.
+MAX_WORDS_TO_EVAL = 1000
+
+
+def load_records(path: str | Path) -> list[dict[str, Any]]:
+    """Read judge records (a JSON list or JSON lines)."""
+    text = Path(path).read_text(encoding="utf-8")
+    if text.lstrip().startswith("["):
+        return json.loads(text)
+    return [json.loads(line) for line in text.splitlines() if line.strip()]
+
+
+def load_tasks(source: str | Path | None = None) -> list[dict[str, Any]]:
+    """WildBench v2 tasks: a local JSON / JSON-lines / parquet file in the Hub's schema
+    (``session_id``, ``primary_tag``, ``secondary_tags``, ``conversation_input``, ``checklist``),
+    or ``None`` for the Hub's ``allenai/WildBench`` ``v2`` test split (needs network)."""
+    if source is None:
+        from datasets import load_dataset
+
+        return list(load_dataset("allenai/WildBench", "v2", split="test"))
+    path = Path(source)
+    if path.suffix == ".parquet":
+        from datasets import load_dataset
+
+        return list(load_dataset("parquet", data_files=str(path), split="train"))
+    return load_records(path)
+
+
+def task_categories(tasks: Iterable[dict[str, Any]]) -> dict[str, list[str]]:
+    """``{session_id: [category, ...]}`` from tasks' primary and secondary tags (duplicates kept,
+    as the leaderboard does: a session tagged Reasoning and Planning counts twice in its
+    category). Raises ``KeyError`` naming an unknown tag."""
+    out: dict[str, list[str]] = {}
+    for t in tasks:
+        sid = t.get("session_id") or t.get("id")
+        tags = [t["primary_tag"], *(t.get("secondary_tags") or [])]
+        try:
+            out[str(sid)] = [TASK_GROUPS[tag] for tag in tags]
+        except KeyError as err:
+            raise KeyError(f"session {sid}: unknown WildBench tag {err.args[0]!r}") from None
+    return out
+
+
+def task_macro(
+    category_values: dict[str, float], weights: dict[str, float] = TASK_WEIGHTS
+) -> float:
+    """Weighted task macro: ``sum_c w_c v_c / sum(all weights)``.
+
+    As in the leaderboard, the denominator is the sum of *all* weights, so a category with no
+    session lowers the macro. Raises ``KeyError`` for a category without a weight.
+    """
+    return sum(v * weights[c] for c, v in category_values.items()) / sum(weights.values())
+
+
+# --------------------------------------------------------------------------------------------
+# parsing judge replies
+
+_SCORE_RE = re.compile(r"[\"']score[\"']\s*:\s*[\"']?\s*\[?\s*(\d+(?:\.\d+)?)")
+_CHOICE_RE = re.compile(r"[\"']choice[\"']\s*:\s*[\"']?\s*\[?\s*(A\+\+|A\+|A=B|B\+\+|B\+|A|B|tie)")
+
+
+def _json_block(text: str) -> dict[str, Any] | None:
+    text = text.strip()
+    fenced = re.findall(r"```(?:json)?\s*(\{.*?\})\s*```", text, flags=re.S)
+    candidates = fenced + [text[text.find("{") : text.rfind("}") + 1]] if "{" in text else fenced
+    for cand in candidates:
+        try:
+            obj = json.loads(cand)
+        except (json.JSONDecodeError, ValueError):
+            continue
+        if isinstance(obj, dict):
+            return obj
+    return None
+
+
+def parse_score(text: str) -> float | None:
+    """The 1-10 ``score`` of a WB-Score judgment (JSON reply, or a ``"score": "N"`` fragment);
+    ``None`` when absent or outside [1, 10]."""
+    obj = _json_block(text or "")
+    value: Any = obj.get("score") if obj else None
+    if value is None:
+        m = _SCORE_RE.search(text or "")
+        value = m.group(1) if m else None
+    try:
+        score = float(str(value).strip().strip("[]"))
+    except (TypeError, ValueError):
+        return None
+    return score if 1 <= score <= 10 else None
+
+
+def parse_pairwise_choice(text: str) -> str | None:
+    """The ``choice`` of a WB-Reward judgment: one of A++, A+, A=B, B+, B++ (or None)."""
+    obj = _json_block(text or "")
+    value = obj.get("choice") if obj else None
+    if not isinstance(value, str):
+        m = _CHOICE_RE.search(text or "")
+        value = m.group(1) if m else None
+    if value is None:
+        return None
+    value = value.strip().strip("[]").strip()
+    return value if value in REWARD_OF_CHOICE else None
+
+
+# --------------------------------------------------------------------------------------------
+# WB-Score
+
+
+@dataclass
+class WBScore:
+    """WB-Score of one model (``*_x10`` fields are the leaderboard's scale)."""
+
+    model: str
+    score: float  # raw mean 1-10
+    adjusted_score: float  # (mean - 5) * 2
+    WB_score: float  # adjusted_score * 10
+    task_categorized_scores: dict[str, float]  # (mean_c - 5) * 2, x10 in WB_score.<cat>
+    task_macro_score: float | None  # weighted macro of the categories, (x10 = WB_score.task_macro)
+    total: int
+    n_invalid: int
+    avg_len: float
+    categories_available: bool
+    mode: str = "official"
+    judging: str = "discrete"
+
+    def to_dict(self) -> dict[str, Any]:
+        """Flat dict with the leaderboard's key names added (``WB_score.task_macro`` etc.)."""
+        out = dict(self.__dict__)
+        out["benchmark"] = "wildbench_v2"
+        out["primary_metric"] = "WB_score.task_macro" if self.categories_available else "WB_score"
+        if self.task_macro_score is not None:
+            out["WB_score.task_macro"] = self.task_macro_score * 10
+        for cat, v in self.task_categorized_scores.items():
+            out[f"WB_score.{cat}"] = v * 10
+        out["primary"] = out.get("WB_score.task_macro", self.WB_score)
+        return out
+
+
+def _score_of(rec: dict[str, Any]) -> float | None:
+    value = rec.get("score")
+    if value is None and "judgment" in rec:
+        return parse_score(rec["judgment"])
+    try:
+        s = float(value)
+    except (TypeError, ValueError):
+        return None
+    return s if 1 <= s <= 10 else None
+
+
+def _is_counted_output(text: str) -> bool:
+    return bool(text) and not text.endswith(TRUNCATION_MARK)
+
+
+def wb_score(
+    records: Sequence[dict[str, Any]],
+    categories: dict[str, list[str]] | None = None,
+    *,
+    model: str | None = None,
+) -> WBScore:
+    """WB-Score from per-session judge records (``session_id``, ``score``, ``model_output``).
+
+    Contract (the v2 leaderboard's aggregation): ``score`` = mean over sessions with a valid
+    score (1-10; others are counted in ``n_invalid``); ``adjusted_score = (score - 5) * 2``;
+    ``avg_len`` = mean character length over non-empty, non-truncated outputs; categories (when
+    ``categories`` maps session ids to their categories) use the same non-empty, non-truncated
+    sessions, ``(mean_c - 5) * 2`` each, and their weighted macro. A session missing from
+    ``categories`` raises ``KeyError``.
+    """
+    scores: list[float] = []
+    lengths: list[int] = []
+    per_cat: dict[str, list[float]] = {}
+    n_invalid = 0
+    for rec in records:
+        s = _score_of(rec)
+        if s is None:
+            n_invalid += 1
+            continue
+        scores.append(s)
+        out = rec.get("model_output") or ""
+        if isinstance(out, list):
+            out = out[0] if out else ""
+        if not _is_counted_output(out):
+            continue
+        lengths.append(len(out))
+        if categories is not None:
+            sid = str(rec["session_id"])
+            if sid not in categories:
+                raise KeyError(f"session {sid} has no task categories")
+            for cat in categories[sid]:
+                per_cat.setdefault(cat, []).append(s)
+    if not scores:
+        raise ValueError("no valid scores")
+    mean = sum(scores) / len(scores)
+    cat_scores = {c: (sum(v) / len(v) - 5) * 2 for c, v in per_cat.items()}
+    name = model or str(records[0].get("model_test") or records[0].get("generator") or "model")
+    return WBScore(
+        model=name.split("/")[-1],
+        score=mean,
+        adjusted_score=(mean - 5) * 2,
+        WB_score=(mean - 5) * 2 * 10,
+        task_categorized_scores=cat_scores,
+        task_macro_score=task_macro(cat_scores) if categories is not None else None,
+        total=len(records),
+        n_invalid=n_invalid,
+        avg_len=sum(lengths) / len(lengths) if lengths else math.nan,
+        categories_available=categories is not None,
+    )
+
+
+# --------------------------------------------------------------------------------------------
+# WB-Reward
+
+
+@dataclass
+class WBReward:
+    """WB-Reward of one model against one reference (rewards in [-100, 100])."""
+
+    model: str
+    reference: str
+    reward: float
+    win_much: int
+    win: int
+    tie: int
+    lose: int
+    lose_much: int
+    total: int
+    n_invalid: int
+    K: int
+    task_categorized_rewards: dict[str, float] = field(default_factory=dict)
+    task_macro_reward: float | None = None
+    avg_len: float = math.nan
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain dict of the fields."""
+        return dict(self.__dict__)
+
+
+def outcome(record: dict[str, Any], K: int = -1) -> str | None:
+    """Outcome for the model of one pairwise record: ``win_much``/``win``/``tie``/``lose``/
+    ``lose_much``, or None if the choice is missing.
+
+    A record has ``choice`` (or ``judgment`` to parse), ``model_is_A`` (bool) and, for ``K >= 0``,
+    ``model_output`` and ``ref_output`` (lengths in characters).
+    """
+    choice = record.get("choice") or parse_pairwise_choice(record.get("judgment") or "")
+    if choice not in REWARD_OF_CHOICE:
+        return None
+    r = REWARD_OF_CHOICE[choice] * (1 if record.get("model_is_A", True) else -1)
+    if r == 0:
+        return "tie"
+    if abs(r) == 1:
+        return "win_much" if r > 0 else "lose_much"
+    if K >= 0:
+        len_m = len(record.get("model_output") or "")
+        len_r = len(record.get("ref_output") or "")
+        if r > 0 and len_m > len_r + K:
+            return "tie"
+        if r < 0 and len_r > len_m + K:
+            return "tie"
+    return "win" if r > 0 else "lose"
+
+
+_OUTCOME_VALUE = {"win_much": 1.0, "win": 0.5, "tie": 0.0, "lose": -0.5, "lose_much": -1.0}
+
+
+def wb_reward(
+    records: Sequence[dict[str, Any]],
+    *,
+    K: int = -1,
+    categories: dict[str, list[str]] | None = None,
+    model: str | None = None,
+    reference: str | None = None,
+) -> WBReward:
+    """WB-Reward of the model against one reference from pairwise records.
+
+    Contract: ``reward = 100 * (win_much + win/2 - lose/2 - lose_much) / total`` where ``total``
+    counts every record (unparseable judgments contribute 0 and are in ``n_invalid``); per
+    category the same over the sessions of that category; ``task_macro_reward`` is the weighted
+    macro (:func:`task_macro`).
+    """
+    counts = dict.fromkeys(_OUTCOME_VALUE, 0)
+    n_invalid = 0
+    per_cat: dict[str, list[float]] = {}
+    lengths = []
+    for rec in records:
+        o = outcome(rec, K)
+        value = 0.0
+        if o is None:
+            n_invalid += 1
+        else:
+            counts[o] += 1
+            value = _OUTCOME_VALUE[o]
+        lengths.append(len(rec.get("model_output") or ""))
+        if categories is not None:
+            sid = str(rec["session_id"])
+            if sid not in categories:
+                raise KeyError(f"session {sid} has no task categories")
+            for cat in categories[sid]:
+                per_cat.setdefault(cat, []).append(value)
+    total = len(records)
+    if total == 0:
+        raise ValueError("no pairwise records")
+    reward = sum(counts[k] * v for k, v in _OUTCOME_VALUE.items()) / total * 100
+    cat_rewards = {c: sum(v) / len(v) * 100 for c, v in per_cat.items()}
+    first = records[0]
+    return WBReward(
+        model=model or str(first.get("generator") or "model"),
+        reference=reference or str(first.get("ref_generator") or "reference"),
+        reward=reward,
+        total=total,
+        n_invalid=n_invalid,
+        K=K,
+        task_categorized_rewards=cat_rewards,
+        task_macro_reward=task_macro(cat_rewards) if categories is not None else None,
+        avg_len=sum(lengths) / len(lengths),
+        **counts,
+    )
+
+
+def mixture_of_rewards(rewards: Sequence[float]) -> float:
+    """Mean of the per-reference rewards (the leaderboard's ``mixture_of_rewards`` and the MIG
+    paper's WildBench number)."""
+    if not rewards:
+        raise ValueError("no rewards")
+    return sum(rewards) / len(rewards)
+
+
+def paper_scale(reward: float) -> float:
+    """The MIG paper's averaging scale for WildBench: ``(reward + 100) / 2``."""
+    return (reward + 100) / 2
+
+
+# --------------------------------------------------------------------------------------------
+# judge prompts
+
+
+def _shorten(text: str, max_words: int = MAX_WORDS_TO_EVAL) -> str:
+    words = text.split(" ")
+    if max_words > 0 and len(words) > max_words:
+        return " ".join(words[:max_words]) + TRUNCATION_MARK
+    return text
+
+
+def history_and_query(conversation: Sequence[dict[str, str]]) -> tuple[str, str]:
+    """WildBench's rendering of a conversation: prior turns as ``USER: ...`` / ``ASSISTANT: ...``
+    paragraphs, and the last user message as the query."""
+    history = ""
+    for turn in conversation[:-1]:
+        role = "USER" if turn["role"] == "user" else "ASSISTANT"
+        history += f"{role}: {turn['content']}\n\n"
+    return history, conversation[-1]["content"]
+
+
+def _checklist_text(checklist: Sequence[str]) -> str:
+    return "".join(f"- {c}\n" for c in checklist)
+
+
+#: What the judge sees in place of an empty response (pairwise), as in WildBench v2.
+EMPTY_RESPONSE = "[This model response is empty.]"
+
+
+def build_score_prompt(task: dict[str, Any], output: str, template: str) -> str:
+    """The WB-Score judge prompt for one task and model output (template placeholders
+    ``{$history}``, ``{$user_query}``, ``{$model_output}``, ``{$checklist}``); history, query and
+    output are shortened to :data:`MAX_WORDS_TO_EVAL` words."""
+    history, query = history_and_query(task["conversation_input"])
+    return (
+        template.replace("{$history}", _shorten(history))
+        .replace("{$user_query}", _shorten(query))
+        .replace("{$model_output}", _shorten(output))
+        .replace("{$checklist}", _checklist_text(task.get("checklist") or []))
+    )
+
+
+def build_pairwise_prompt(task: dict[str, Any], output_a: str, output_b: str, template: str) -> str:
+    """The WB-Reward judge prompt (``{$candidate_A}``, ``{$candidate_B}``; an empty response is
+    shown as :data:`EMPTY_RESPONSE`)."""
+    history, query = history_and_query(task["conversation_input"])
+    a = _shorten(output_a)
+    b = _shorten(output_b)
+    return (
+        template.replace("{$history}", _shorten(history))
+        .replace("{$user_query}", _shorten(query))
+        .replace("{$candidate_A}", a if a.strip() else EMPTY_RESPONSE)
+        .replace("{$candidate_B}", b if b.strip() else EMPTY_RESPONSE)
+        .replace("{$checklist}", _checklist_text(task.get("checklist") or []))
+    )
+
+
+def empty_response_verdict(output_a: str, output_b: str) -> str | None:
+    """WildBench's verdict without a judge call when a response is empty: ``A=B`` if both are,
+    ``B++`` if only A is, ``A++`` if only B is; None otherwise."""
+    a_empty, b_empty = not output_a.strip(), not output_b.strip()
+    if a_empty and b_empty:
+        return "A=B"
+    if a_empty:
+        return "B++"
+    if b_empty:
+        return "A++"
+    return None
+
+
+def model_is_a(session_id: str, reference: str, seed: int = 42) -> bool:
+    """Deterministic A/B assignment per (session, reference): the model is A about half the time."""
+    return random.Random(f"{seed}:{reference}:{session_id}").random() < 0.5
+
+
+# --------------------------------------------------------------------------------------------
+# pipelines: generate / judge
+
+#: Generation budget of WildBench v2's inference scripts and of the MIG paper's runs.
+MAX_NEW_TOKENS = 4096
+JUDGE_MAX_TOKENS = 4096
+TEMPLATES = Path(__file__).parent / "templates"
+
+
+def _sid(task: dict[str, Any]) -> str:
+    return str(task.get("session_id") or task.get("id"))
+
+
+def _text(output: Any) -> str:
+    if isinstance(output, list):
+        return str(output[0]) if output else ""
+    return "" if output is None else str(output)
+
+
+def load_outputs(spec: str | Path) -> dict[str, dict[str, Any]]:
+    """Model outputs by session id: a local JSON/JSONL file (records with ``session_id``,
+    ``output`` (a string or a one-element list) and ``generator``) or, when ``spec`` is not a
+    file, the config of that name in the Hub dataset ``allenai/WildBench-V2-Model-Outputs``
+    (needs network; e.g. ``gpt-4-turbo-2024-04-09``)."""
+    path = Path(spec)
+    if path.exists():
+        records = load_records(path)
+    else:
+        from datasets import load_dataset
+
+        records = list(load_dataset("allenai/WildBench-V2-Model-Outputs", str(spec), split="train"))
+    return {str(r["session_id"]): r for r in records}
+
+
+def generate_outputs(
+    backend: Any,
+    tasks: Sequence[dict[str, Any]],
+    out: str | Path,
+    *,
+    generator: str,
+    max_new_tokens: int = MAX_NEW_TOKENS,
+    chunk_size: int = 32,
+) -> Any:
+    """Complete each task's ``conversation_input`` (greedy, the model's chat template); progress
+    in ``<out>.progress.jsonl`` (resumable); ``out`` (records ``session_id``, ``output``,
+    ``generator``) is written once every task has an output. Returns the generation report."""
+    from .generate import GenerationItem, generate_incremental
+
+    out = Path(out)
+    items = [
+        GenerationItem(
+            _sid(t),
+            [{"role": m["role"], "content": m["content"]} for m in t["conversation_input"]],
+            max_new_tokens,
+        )
+        for t in tasks
+    ]
+    done, report = generate_incremental(
+        backend, items, str(out) + ".progress.jsonl", chunk_size=chunk_size
+    )
+    if all(it.key in done for it in items):
+        rows = [
+            {"session_id": it.key, "output": [done[it.key]["output"]], "generator": generator}
+            for it in items
+        ]
+        out.write_text(json.dumps(rows, indent=2, ensure_ascii=False))
+    return report
+
+
+def judge_scores(
+    client: Any,
+    tasks: Sequence[dict[str, Any]],
+    outputs: dict[str, dict[str, Any]],
+    *,
+    template: str | None = None,
+) -> list[dict[str, Any]]:
+    """WB-Score judge records (the leaderboard's ``eval_results`` format: ``session_id``,
+    ``model_test``, ``score``, ``model_output``, plus ``judgment`` and ``judging``).
+
+    An empty output gets score 1 without a judge call (as WildBench does); a malformed reply or
+    a failed call gets ``score: None`` (counted invalid by :func:`wb_score`)."""
+    from .judge import JudgeRequest
+
+    template = template or (TEMPLATES / "wildbench_eval_template.score.v2.md").read_text()
+    requests, rows = [], []
+    for t in tasks:
+        sid = _sid(t)
+        if sid not in outputs:
+            raise KeyError(f"no model output for session {sid}")
+        out = _text(outputs[sid].get("output"))
+        rec = {
+            "session_id": sid,
+            "model_test": outputs[sid].get("generator", "model"),
+            "model_output": out,
+        }
+        rows.append(rec)
+        if not out.strip():
+            rec.update(score="1", judgment=None, judging="empty-output-rule")
+            continue
+        prompt = build_score_prompt(t, out, template)
+        requests.append(
+            JudgeRequest(
+                sid, [{"role": "user", "content": prompt}], parse_score, max_tokens=JUDGE_MAX_TOKENS
+            )
+        )
+    by_key = {j.key: j for j in client.judge(requests)}
+    for rec in rows:
+        j = by_key.get(rec["session_id"])
+        if j is None:
+            continue
+        rec.update(
+            score=None if j.value is None else str(j.value),
+            judgment=j.text,
+            judging=j.method or ("error" if j.error else "malformed"),
+            error=j.error,
+        )
+    return rows
+
+
+def judge_pairwise(
+    client: Any,
+    tasks: Sequence[dict[str, Any]],
+    outputs: dict[str, dict[str, Any]],
+    reference: dict[str, dict[str, Any]],
+    reference_name: str,
+    *,
+    template: str | None = None,
+    seed: int = 42,
+) -> list[dict[str, Any]]:
+    """WB-Reward judge records against one reference model: ``session_id``, ``model_output``,
+    ``ref_output``, ``model_is_A`` (random per session, :func:`model_is_a`), ``choice``
+    (A++ .. B++ as the judge saw them, or None), ``judgment``, ``generator``,
+    ``ref_generator``. Empty responses follow WildBench's rule (:func:`empty_response_verdict`)
+    without a judge call."""
+    from .judge import JudgeRequest
+
+    template = template or (TEMPLATES / "wildbench_eval_template.pairwise.v2.md").read_text()
+    requests, rows = [], []
+    for t in tasks:
+        sid = _sid(t)
+        if sid not in outputs or sid not in reference:
+            raise KeyError(f"session {sid}: missing model or reference output")
+        out = _text(outputs[sid].get("output"))
+        ref = _text(reference[sid].get("output"))
+        a_is_model = model_is_a(sid, reference_name, seed)
+        a, b = (out, ref) if a_is_model else (ref, out)
+        rec = {
+            "session_id": sid,
+            "generator": outputs[sid].get("generator", "model"),
+            "ref_generator": reference_name,
+            "model_output": out,
+            "ref_output": ref,
+            "model_is_A": a_is_model,
+        }
+        rows.append(rec)
+        verdict = empty_response_verdict(a, b)
+        if verdict is not None:
+            rec.update(choice=verdict, judgment=None, judging="empty-output-rule")
+            continue
+        prompt = build_pairwise_prompt(t, a, b, template)
+        requests.append(
+            JudgeRequest(
+                sid,
+                [{"role": "user", "content": prompt}],
+                parse_pairwise_choice,
+                max_tokens=JUDGE_MAX_TOKENS,
+            )
+        )
+    by_key = {j.key: j for j in client.judge(requests)}
+    for rec in rows:
+        j = by_key.get(rec["session_id"])
+        if j is None:
+            continue
+        rec.update(
+            choice=j.value,
+            judgment=j.text,
+            judging=j.method or ("error" if j.error else "malformed"),
+            error=j.error,
+        )
+    return rows
+
+
+# --------------------------------------------------------------------------------------------
+# leaderboard
+
+
+def load_leaderboard(data_dir: str | Path) -> tuple[dict[str, Any], dict[str, Any]]:
+    """``(score.json, all_stat_wildbench.-1.json)`` of the leaderboard's ``data_dir``."""
+    d = Path(data_dir)
+    scores = json.loads((d / "score.json").read_text())
+    stats = json.loads((d / "all_stat_wildbench.-1.json").read_text())
+    return scores, stats
+
+
+def format_score(res: WBScore) -> str:
+    """Human-readable WB-Score summary."""
+    lines = [
+        f"WildBench v2 WB-Score [{res.mode}] {res.model} (judging: {res.judging})",
+        f"  WB_score            {res.WB_score:7.2f}   (raw mean {res.score:.4f}, n {res.total}, "
+        f"invalid {res.n_invalid}, avg_len {res.avg_len:.1f})",
+    ]
+    if res.task_macro_score is not None:
+        lines.append(f"  WB_score.task_macro {res.task_macro_score * 10:7.2f}")
+        for c, v in sorted(res.task_categorized_scores.items()):
+            lines.append(f"    {c:28s} {v * 10:7.2f}")
+    else:
+        lines.append(
+            "  WB_score.task_macro    n/a   (needs the WildBench tasks' tags: --tasks FILE, or "
+            "the Hub when online)"
+        )
+    return "\n".join(lines)
+
+
+def format_rewards(rewards: Sequence[WBReward], mode: str) -> str:
+    """Human-readable WB-Reward summary (and the mixture in paper mode)."""
+    lines = []
+    for r in rewards:
+        macro = "" if r.task_macro_reward is None else f", task macro {r.task_macro_reward:.2f}"
+        lines.append(
+            f"WB-Reward {r.model} vs {r.reference} (K={r.K}): {r.reward:7.2f}{macro} "
+            f"[++{r.win_much} +{r.win} ={r.tie} -{r.lose} --{r.lose_much}; invalid {r.n_invalid}]"
+        )
+    if len(rewards) > 1 or mode == "paper":
+        mix = mixture_of_rewards([r.reward for r in rewards])
+        lines.append(
+            f"  mixture_of_rewards {mix:.2f}  (paper scale (x+100)/2 = {paper_scale(mix):.2f})"
+        )
+    return "\n".join(lines)
+
+
+# --------------------------------------------------------------------------------------------
+# command line
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The ``eval/wildbench.py`` argument parser (subcommands generate / judge / score / all)."""
+    from . import generate as gen
+    from . import judge as jdg
+
+    parser = argparse.ArgumentParser(prog="wildbench.py", description="WildBench v2")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    def data_args(p: argparse.ArgumentParser) -> None:
+        p.add_argument("--tasks", help="WildBench v2 tasks file (default: the Hub, online)")
+        p.add_argument("--limit", type=int, help="only the first N tasks")
+
+    p_gen = sub.add_parser("generate", help="model outputs for the WildBench tasks")
+    gen.add_generation_args(p_gen)
+    data_args(p_gen)
+    p_gen.add_argument("--out", required=True)
+    p_judge = sub.add_parser("judge", help="judge records (score or pairwise)")
+    data_args(p_judge)
+    p_judge.add_argument("--outputs", required=True, help="model outputs (from generate)")
+    p_judge.add_argument("--mode", choices=["official", "paper"], default="official")
+    p_judge.add_argument("--kind", choices=["score", "pairwise"], help="default: per mode")
+    p_judge.add_argument(
+        "--reference-outputs",
+        nargs="*",
+        default=[],
+        help="NAME=FILE reference outputs for pairwise judging (paper mode: the three references)",
+    )
+    p_judge.add_argument("--out", required=True, help="judge records file (or dir for pairwise)")
+    jdg.add_judge_args(p_judge)
+    p_score = sub.add_parser("score", help="WB-Score / WB-Reward from judge records")
+    p_score.add_argument("--records", nargs="+", required=True, help="judge record files")
+    p_score.add_argument("--kind", choices=["score", "pairwise"], default="score")
+    p_score.add_argument("--mode", choices=["official", "paper"], default="official")
+    p_score.add_argument("--tasks", help="WildBench v2 tasks (for categories / task macro)")
+    p_score.add_argument("--K", type=int, default=-1, help="length penalty for WB-Reward")
+    p_score.add_argument("--leaderboard-dir", help="leaderboard data_dir: show published numbers")
+    p_score.add_argument("--out", help="write the result JSON here")
+    p_all = sub.add_parser("all", help="generate, judge and score (paper: pairwise vs 3 refs)")
+    gen.add_generation_args(p_all)
+    data_args(p_all)
+    jdg.add_judge_args(p_all)
+    p_all.add_argument("--mode", choices=["official", "paper"], default="official")
+    p_all.add_argument("--reference-outputs", nargs="*", default=[])
+    p_all.add_argument("--out-dir", required=True)
+    return parser
+
+
+def _cmd_score(args: argparse.Namespace) -> dict[str, Any]:
+    cats = task_categories(load_tasks(args.tasks)) if args.tasks else None
+    board = load_leaderboard(args.leaderboard_dir) if args.leaderboard_dir else None
+    if args.kind == "score":
+        results = []
+        for path in args.records:
+            res = wb_score(load_records(path), cats)
+            res.mode = args.mode
+            print(format_score(res))
+            d = res.to_dict()
+            if board is not None and res.model in board[1]:
+                stat = board[1][res.model]
+                pub = {k: v for k, v in stat.items() if k.startswith("WB_score") or k == "Length"}
+                d["published"] = pub
+                print(
+                    f"  published: WB_score {pub.get('WB_score'):.2f}, WB_score.task_macro "
+                    f"{pub.get('WB_score.task_macro'):.2f}, Length {pub.get('Length'):.1f}"
+                )
+            results.append(d)
+        out: dict[str, Any] = results[0] if len(results) == 1 else {"results": results}
+    else:
+        rewards = []
+        for path in args.records:
+            recs = load_records(path)
+            rewards.append(wb_reward(recs, K=args.K, categories=cats))
+        print(format_rewards(rewards, args.mode))
+        mix = mixture_of_rewards([r.reward for r in rewards])
+        out = {
+            "benchmark": "wildbench_v2",
+            "mode": args.mode,
+            "model": rewards[0].model,
+            "primary_metric": "mixture_of_rewards" if len(rewards) > 1 else "reward",
+            "primary": mix,
+            "mixture_of_rewards": mix,
+            "paper_scale": paper_scale(mix),
+            "rewards": [r.to_dict() for r in rewards],
+            "judging": "discrete",
+        }
+        macros = [r.task_macro_reward for r in rewards]
+        if all(m is not None for m in macros):
+            out["task_macro_reward"] = mixture_of_rewards(macros)  # type: ignore[arg-type]
+    if args.out:
+        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.out).write_text(json.dumps(out, indent=2))
+    return out
+
+
+def _parse_refs(specs: Sequence[str], mode: str) -> list[tuple[str, str]]:
+    refs = []
+    for spec in specs:
+        name, sep, source = spec.partition("=")
+        refs.append((name, source if sep else name))
+    if not refs and mode == "paper":
+        refs = [(m, m) for m in REFERENCE_MODELS.values()]
+    return refs
+
+
+def _cmd_generate(args: argparse.Namespace) -> Any:
+    from .generate import backend_from_args, generator_name
+
+    tasks = load_tasks(args.tasks)[: args.limit]
+    report = generate_outputs(
+        backend_from_args(args),
+        tasks,
+        args.out,
+        generator=generator_name(args),
+        max_new_tokens=args.max_new_tokens or MAX_NEW_TOKENS,
+        chunk_size=args.chunk_size,
+    )
+    print(f"generation: {report.summary()}")
+    return report
+
+
+def _cmd_judge(args: argparse.Namespace) -> list[Path]:
+    from .judge import client_from_args
+
+    tasks = load_tasks(args.tasks)[: args.limit]
+    outputs = load_outputs(args.outputs)
+    kind = args.kind or ("pairwise" if args.mode == "paper" else "score")
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    client = client_from_args(args, out.parent / "judge_cache.sqlite")
+    written = []
+    if kind == "score":
+        recs = judge_scores(client, tasks, outputs)
+        out.write_text(json.dumps(recs, indent=2, ensure_ascii=False))
+        written.append(out)
+    else:
+        refs = _parse_refs(args.reference_outputs, args.mode)
+        if not refs:
+            raise SystemExit("pairwise judging needs --reference-outputs NAME=FILE")
+        for name, source in refs:
+            recs = judge_pairwise(client, tasks, outputs, load_outputs(source), name)
+            path = out.with_name(f"{out.stem}.ref={name}{out.suffix or '.json'}")
+            path.write_text(json.dumps(recs, indent=2, ensure_ascii=False))
+            written.append(path)
+    print(f"judge: {client.stats.summary()}")
+    for path in written:
+        print(f"  wrote {path}")
+    return written
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of ``eval/wildbench.py``; returns the exit status.
+
+    ``generate`` -> outputs; ``judge`` -> judge records (``score`` kind in official mode,
+    ``pairwise`` against the references in paper mode); ``score`` -> WB-Score / WB-Reward;
+    ``all`` runs the three into ``--out-dir``.
+    """
+    args = build_parser().parse_args(argv)
+    if args.command == "score":
+        _cmd_score(args)
+    elif args.command == "generate":
+        return 1 if _cmd_generate(args).failed else 0
+    elif args.command == "judge":
+        _cmd_judge(args)
+    else:
+        out_dir = Path(args.out_dir)
+        out_dir.mkdir(parents=True, exist_ok=True)
+        args.out = str(out_dir / "outputs.json")
+        if _cmd_generate(args).failed:
+            print("generation incomplete; re-run to retry the failed tasks")
+            return 1
+        args.outputs = args.out
+        args.kind = "pairwise" if args.mode == "paper" else "score"
+        args.out = str(out_dir / "judgments.json")
+        written = _cmd_judge(args)
+        args.records = [str(p) for p in written]
+        args.K = -1
+        args.leaderboard_dir = None
+        args.out = str(out_dir / "wildbench.json")
+        _cmd_score(args)
+    return 0
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())
