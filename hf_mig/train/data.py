@@ -1,0 +1,448 @@
+"""Training data for a recipe: a ready subset, or a pool + a selection computed once and cached.
+
+:func:`load_training_data` turns a :class:`~hf_mig.train.config.DataConfig` into the datasets a
+trainer needs. With a pool and a selection spec:
+
+1. the pool is loaded (:func:`hf_mig.load_pool`) and brought to the ``labels`` / ``score`` shape
+   (:func:`hf_mig.prepare_pool`);
+2. the cache key is computed from the *pool fingerprint* (SHA-256 of the pool file's bytes, or of
+   a saved dataset folder's files; the ``datasets`` fingerprint for a Hub dataset) and the *spec*
+   (method, k, options with every file option replaced by the SHA-256 of its content, pool
+   format, vocabulary, columns, hf-mig version): ``<cache_dir>/<key>/`` holds ``indices.npy``,
+   ``manifest.json`` and ``spec.json``;
+3. on a miss the selector runs and the folder is written atomically (temporary folder + rename);
+   on a hit the indices are read back and the selector is not called.
+
+In multi-process runs the whole step runs on the global main process first (``accelerate``'s
+``main_process_first``); the other ranks wait, then find the cache (on a shared file system) and
+reuse it. The log says which happened on which rank (``selection computed`` /
+``selection cache hit``).
+
+Conversations are normalised to OpenAI ``messages`` with :func:`hf_mig.to_messages` (errors name
+the *pool* row). Rows without an assistant turn cannot train anything under assistant-only loss;
+they are dropped and counted (warning + manifest), never silently.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import inspect
+import json
+import logging
+import os
+import shutil
+import tempfile
+import time
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .. import __version__
+from .config import PATH_OPTIONS, DataConfig
+from .tiny import cache_root
+
+logger = logging.getLogger(__name__)
+
+__all__ = [
+    "BUNDLED_VOCABULARY",
+    "TrainingData",
+    "file_fingerprint",
+    "load_training_data",
+    "pool_fingerprint",
+    "selection_key",
+    "selection_spec",
+    "selections_dir",
+]
+
+
+@dataclass
+class TrainingData:
+    """What :func:`load_training_data` returns.
+
+    ``train`` / ``eval``: datasets with one column, ``messages`` (what ``SFTTrainer`` gets).
+    ``train_rows`` / ``eval_rows``: the same rows with the labels column and ``pool_index`` kept
+    (for the callbacks). ``manifest``: the selection manifest. ``cache_path`` / ``cache_hit``:
+    the selection's cache folder and whether it was reused (``None`` for a ready subset).
+    """
+
+    train: Any
+    eval: Any
+    train_rows: Any
+    eval_rows: Any
+    manifest: dict[str, Any]
+    cache_path: Path | None = None
+    cache_hit: bool | None = None
+
+
+def _rank() -> int:
+    return int(os.environ.get("RANK", "0"))
+
+
+def selections_dir(cache_dir: str | os.PathLike | None = None) -> Path:
+    """``cache_dir`` or ``$HF_MIG_CACHE/selections`` (default ``~/.cache/hf_mig/selections``)."""
+    return Path(cache_dir).expanduser() if cache_dir else cache_root() / "selections"
+
+
+def _sha256_file(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def file_fingerprint(path: str | os.PathLike, memo_dir: str | os.PathLike | None = None) -> str:
+    """``sha256:<hex>`` of a file's bytes, or of a folder's files (relative names + bytes).
+
+    With ``memo_dir`` the digest of a file is remembered there by (absolute path, size, mtime), so
+    a multi-GB pool is hashed once, not at every run.
+    """
+    p = Path(path).expanduser().resolve()
+    if p.is_dir():
+        digest = hashlib.sha256()
+        for child in sorted(q for q in p.rglob("*") if q.is_file()):
+            digest.update(str(child.relative_to(p)).encode())
+            digest.update(_sha256_file(child).encode())
+        return "sha256:" + digest.hexdigest()
+    stat = p.stat()
+    memo = None
+    if memo_dir is not None:
+        name = hashlib.sha256(str(p).encode()).hexdigest()[:24]
+        memo = Path(memo_dir) / ".fingerprints" / f"{name}.json"
+        if memo.is_file():
+            try:
+                saved = json.loads(memo.read_text())
+                if saved["size"] == stat.st_size and saved["mtime_ns"] == stat.st_mtime_ns:
+                    return saved["fingerprint"]
+            except (ValueError, KeyError):
+                pass
+    fingerprint = "sha256:" + _sha256_file(p)
+    if memo is not None:
+        memo.parent.mkdir(parents=True, exist_ok=True)
+        record = {"size": stat.st_size, "mtime_ns": stat.st_mtime_ns, "fingerprint": fingerprint}
+        tmp = memo.with_name(f".{memo.name}.{os.getpid()}")
+        tmp.write_text(json.dumps(record))
+        os.replace(tmp, memo)
+    return fingerprint
+
+
+def pool_fingerprint(source: str, dataset: Any, memo_dir: str | os.PathLike | None = None) -> str:
+    """Content fingerprint of a local pool file/folder; ``datasets:<fingerprint>`` otherwise."""
+    path = Path(source).expanduser()
+    if path.exists():
+        return file_fingerprint(path, memo_dir)
+    return f"datasets:{getattr(dataset, '_fingerprint', None)}"
+
+
+def _describe_option(key: str, value: Any) -> Any:
+    if isinstance(value, (str, os.PathLike)) and key in PATH_OPTIONS:
+        p = Path(value).expanduser()
+        if p.exists():
+            return {"file_sha256": file_fingerprint(p)}
+    if isinstance(value, Mapping):
+        return {str(k): _describe_option(str(k), v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_describe_option(key, v) for v in value]
+    if isinstance(value, (str, int, float, bool)) or value is None:
+        return value
+    return repr(value)
+
+
+#: ``data.vocabulary`` value naming the InsTag vocabulary shipped with hf-mig (4,531 tags).
+BUNDLED_VOCABULARY = "hf-mig:instag"
+
+
+def _vocabulary_file(name: str) -> Path:
+    if name == BUNDLED_VOCABULARY:
+        from importlib import resources
+
+        return Path(str(resources.files("hf_mig").joinpath("data/instag_vocabulary.json")))
+    return Path(name)
+
+
+def _load_vocabulary(name: str | None) -> list[str] | None:
+    if not name:
+        return None
+    if name == BUNDLED_VOCABULARY:
+        from ..resources import instag_vocabulary
+
+        return instag_vocabulary()
+    from ..formats import load_vocabulary
+
+    return load_vocabulary(name)
+
+
+def selection_spec(config: DataConfig) -> dict[str, Any]:
+    """The JSON-ready spec that, with the pool fingerprint, keys the selection cache.
+
+    File-valued options (``label_graph``, ``vocabulary``, ...) and ``data.vocabulary`` enter by
+    content hash, not by path, so moving a file keeps the cache and editing it invalidates it.
+    """
+    sel = config.selection
+    if sel is None:
+        raise ValueError("selection_spec needs a data config with a selection")
+    vocabulary = None
+    if config.vocabulary:
+        vocabulary = {"file_sha256": file_fingerprint(_vocabulary_file(config.vocabulary))}
+    return {
+        "method": sel.method,
+        "k": int(sel.k),
+        "options": {str(k): _describe_option(str(k), v) for k, v in sorted(sel.options.items())},
+        "split": config.split,
+        "pool_format": config.pool_format,
+        "score_reduce": config.score_reduce,
+        "labels_column": config.labels_column,
+        "score_column": config.score_column,
+        "vocabulary": vocabulary,
+        "skip_bad_lines": config.skip_bad_lines,
+        "hf_mig_version": __version__,
+    }
+
+
+def selection_key(fingerprint: str, spec: Mapping[str, Any]) -> str:
+    """24 hex digits of SHA-256 over the pool fingerprint and the canonical JSON of ``spec``."""
+    payload = json.dumps({"pool": fingerprint, "spec": spec}, sort_keys=True)
+    return hashlib.sha256(payload.encode()).hexdigest()[:24]
+
+
+def _selector_options(config: DataConfig, vocabulary: list[str] | None) -> dict[str, Any]:
+    from ..selectors import SELECTORS
+
+    sel = config.selection
+    assert sel is not None
+    cls = SELECTORS.get(sel.method)
+    if cls is None:
+        raise ValueError(
+            f"unknown selection method {sel.method!r}; available: {', '.join(sorted(SELECTORS))}"
+        )
+    accepted = inspect.signature(cls.__init__).parameters
+    options = dict(sel.options)
+    defaults = {
+        "labels_column": config.labels_column,
+        "score_column": config.score_column,
+        "vocabulary": vocabulary,
+    }
+    for key, value in defaults.items():
+        if key in accepted and key not in options and value is not None:
+            options[key] = value
+    return options
+
+
+def _load_cached(folder: Path, k: int, pool_rows: int) -> tuple[np.ndarray, dict] | None:
+    try:
+        indices = np.load(folder / "indices.npy", allow_pickle=False)
+        manifest = json.loads((folder / "manifest.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    if indices.ndim != 1 or len(indices) != k or (len(indices) and indices.max() >= pool_rows):
+        logger.warning("selection cache %s does not match this pool; recomputing", folder)
+        return None
+    return indices.astype(np.int64), manifest
+
+
+def _write_cache(folder: Path, indices: np.ndarray, manifest: dict, spec: dict) -> None:
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", dir=folder.parent))
+    try:
+        np.save(tmp / "indices.npy", np.asarray(indices, dtype=np.int64), allow_pickle=False)
+        (tmp / "manifest.json").write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
+        (tmp / "spec.json").write_text(json.dumps(spec, indent=2, sort_keys=True) + "\n")
+        try:
+            os.rename(tmp, folder)
+        except OSError:
+            if not (folder / "indices.npy").is_file():
+                raise
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _select(config: DataConfig) -> tuple[Any, np.ndarray, dict, Path, bool]:
+    """Load and prepare the pool; return (prepared pool, indices, manifest, folder, hit)."""
+    from ..callbacks import build_selection_manifest
+    from ..io import load_pool
+    from ..pool import prepare_pool
+    from ..selectors import get_selector
+
+    sel = config.selection
+    assert sel is not None and config.pool is not None
+    vocabulary = _load_vocabulary(config.vocabulary)
+    raw = load_pool(config.pool, split=config.split, skip_bad_lines=config.skip_bad_lines)
+    pool = prepare_pool(
+        raw,
+        config.pool_format,
+        vocabulary=vocabulary,
+        reduce=config.score_reduce,
+        labels_column=config.labels_column,
+        score_column=config.score_column,
+    )
+    root = selections_dir(config.cache_dir)
+    fingerprint = pool_fingerprint(config.pool, raw, memo_dir=root)
+    spec = selection_spec(config)
+    key = selection_key(fingerprint, spec)
+    folder = root / key
+    cached = _load_cached(folder, sel.k, len(pool)) if folder.is_dir() else None
+    if cached is not None:
+        indices, manifest = cached
+        logger.info(
+            "selection cache hit: reusing %s (%s, k=%d) [rank %d]",
+            folder,
+            sel.method,
+            sel.k,
+            _rank(),
+        )
+        return pool, indices, manifest, folder, True
+    start = time.perf_counter()
+    selector = get_selector(sel.method, sel.k, **_selector_options(config, vocabulary))
+    indices = np.asarray(selector.select_indices(pool), dtype=np.int64)
+    seconds = time.perf_counter() - start
+    manifest = build_selection_manifest(
+        pool,
+        pool.select(indices),
+        method=sel.method,
+        k=sel.k,
+        options=sel.options,
+        selector=selector,
+        pool_source=config.pool,
+        pool_fingerprint=fingerprint,
+        labels_column=config.labels_column,
+        score_column=config.score_column,
+        extra={
+            "cache_key": key,
+            "selection_seconds": round(seconds, 3),
+            "indices_sha256": hashlib.sha256(indices.tobytes()).hexdigest(),
+            "pool_format": config.pool_format,
+        },
+    )
+    _write_cache(folder, indices, manifest, spec)
+    logger.info(
+        "selection computed: %s k=%d of %d rows in %.1f s -> %s [rank %d]",
+        sel.method,
+        sel.k,
+        len(pool),
+        seconds,
+        folder,
+        _rank(),
+    )
+    return pool, indices, manifest, folder, False
+
+
+def _normalise(rows: Any, shape: str, pool_index: list[int]) -> Any:
+    """Add ``messages`` (via :func:`hf_mig.to_messages`; errors name the pool row)."""
+    from ..formats import to_messages
+
+    def convert(batch: dict, idx: list[int]) -> dict:
+        return to_messages(batch, [pool_index[i] for i in idx], shape=shape)
+
+    return rows.map(
+        convert, batched=True, with_indices=True, desc="Normalising conversations to messages"
+    )
+
+
+def _keep_trainable(rows: Any, what: str) -> tuple[Any, int]:
+    before = len(rows)
+    rows = rows.filter(
+        lambda messages: any(m["role"] == "assistant" for m in messages),
+        input_columns="messages",
+        desc="Dropping rows without an assistant turn",
+    )
+    dropped = before - len(rows)
+    if dropped:
+        logger.warning("%s: dropped %d of %d rows without an assistant turn", what, dropped, before)
+    return rows, dropped
+
+
+@contextlib.contextmanager
+def _main_first() -> Iterator[None]:
+    if int(os.environ.get("WORLD_SIZE", "1")) <= 1:
+        yield
+        return
+    from accelerate import PartialState
+
+    with PartialState().main_process_first():
+        yield
+
+
+def load_training_data(config: DataConfig) -> TrainingData:
+    """Load (and select) the training rows described by ``config``; see the module docstring.
+
+    Raises ``ValueError`` for an invalid config, an unknown method, an eval split larger than the
+    data, or conversations that cannot be normalised (naming the pool row and the field).
+    """
+    from ..io import load_pool
+    from ..summary import selection_summary
+
+    config.validate()
+    with _main_first():
+        if config.selection is not None:
+            pool, indices, manifest, folder, hit = _select(config)
+            rows = pool.select(indices)
+            pool_index = [int(i) for i in indices]
+        else:
+            assert config.dataset is not None
+            rows = load_pool(
+                config.dataset, split=config.split, skip_bad_lines=config.skip_bad_lines
+            )
+            pool_index = list(range(len(rows)))
+            manifest = {
+                "hf_mig_version": __version__,
+                "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+                "pool": None,
+                "dataset": {
+                    "source": config.dataset,
+                    "fingerprint": pool_fingerprint(config.dataset, rows),
+                    "rows": len(rows),
+                },
+                "selection": None,
+                "label_graph": None,
+            }
+            if config.labels_column in rows.column_names:
+                manifest["coverage"] = selection_summary(
+                    rows,
+                    rows,
+                    labels_column=config.labels_column,
+                    score_column=config.score_column,
+                )
+            folder, hit = None, None
+        if "pool_index" not in rows.column_names:
+            rows = rows.add_column("pool_index", pool_index)
+        rows = _normalise(rows, config.shape, pool_index)
+        rows, dropped = _keep_trainable(rows, "training data")
+
+        eval_rows = None
+        if config.eval_size:
+            if config.eval_size >= len(rows):
+                raise ValueError(
+                    f"data.eval_size = {config.eval_size} leaves no training rows "
+                    f"({len(rows)} rows)"
+                )
+            split = rows.train_test_split(test_size=config.eval_size, seed=config.seed)
+            rows, eval_rows = split["train"], split["test"]
+        elif config.eval_dataset:
+            eval_raw = load_pool(config.eval_dataset, split=config.eval_split)
+            eval_raw = eval_raw.add_column("pool_index", list(range(len(eval_raw))))
+            eval_rows = _normalise(eval_raw, config.shape, list(range(len(eval_raw))))
+            eval_rows, _ = _keep_trainable(eval_rows, "evaluation data")
+
+    manifest = dict(manifest)
+    manifest["training_rows"] = len(rows)
+    manifest["eval_rows"] = 0 if eval_rows is None else len(eval_rows)
+    manifest["dropped_without_assistant_turn"] = dropped
+    keep = [c for c in ("messages", config.labels_column, "pool_index") if c in rows.column_names]
+    train_rows = rows.select_columns(keep)
+    eval_keep = None
+    if eval_rows is not None:
+        eval_keep = eval_rows.select_columns([c for c in keep if c in eval_rows.column_names])
+    return TrainingData(
+        train=train_rows.select_columns(["messages"]),
+        eval=None if eval_keep is None else eval_keep.select_columns(["messages"]),
+        train_rows=train_rows,
+        eval_rows=eval_keep,
+        manifest=manifest,
+        cache_path=folder,
+        cache_hit=hit,
+    )

@@ -1,0 +1,226 @@
+"""Every recipe loads and matches the paper's settings; every chat template is training-compatible.
+
+Nothing is downloaded: templates are rendered with the offline tiny tokenizer, which carries the
+special tokens of all three model families.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import inspect
+import re
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+from transformers import AutoTokenizer
+from trl.chat_template_utils import is_chat_template_stop_token_trained
+
+from hf_mig.selectors import SELECTORS, get_selector
+from hf_mig.train import load_recipe
+from hf_mig.train.config import SECTIONS, sft_config_fields
+from hf_mig.train.templates import (
+    QWEN25_DEFAULT_SYSTEM,
+    TEMPLATES,
+    apply_chat_template,
+    check_training_template,
+    get_template,
+)
+from hf_mig.train.tiny import build_tiny_llama
+
+pytestmark = pytest.mark.filterwarnings(
+    "ignore:`gradient_checkpointing` is deprecated:FutureWarning"
+)
+
+REPO = Path(__file__).resolve().parents[1]
+RECIPES = REPO / "recipes"
+PAPER = sorted(p for p in RECIPES.glob("*/*.yaml") if p.parent.name != "accelerate")
+
+# (pool slug in the file name) -> (k, learning rate, warmup ratio, max length), SPEC section 4
+PAPER_SETTINGS = {
+    "tulu3": (50_000, 5e-6, 0.03, 4096),
+    "openhermes2.5": (50_000, 7e-6, 0.01, 4096),
+    "deita-pool": (6_000, 2e-5, 0.1, 2048),
+}
+FAMILIES = {
+    "llama-3.1-8b": ("meta-llama/Llama-3.1-8B", "llama3", "<|eot_id|>"),
+    "qwen2.5-7b": ("Qwen/Qwen2.5-7B", "qwen2.5", "<|im_end|>"),
+    "mistral-7b-v0.3": ("mistralai/Mistral-7B-v0.3", "mistral-v0.3", None),
+}
+CONVERSATIONS = [
+    [{"role": "user", "content": "Hi"}, {"role": "assistant", "content": "Hello! How can I help?"}],
+    [
+        {"role": "system", "content": "Answer briefly."},
+        {"role": "user", "content": "2 + 2?"},
+        {"role": "assistant", "content": "  4\n"},
+        {"role": "user", "content": "And 3 + 3?"},
+        {"role": "assistant", "content": "6, since 3 + 3 = 6."},
+    ],
+]
+
+
+@pytest.fixture(scope="module")
+def tiny_tokenizer(tmp_path_factory):
+    return AutoTokenizer.from_pretrained(build_tiny_llama(tmp_path_factory.mktemp("tok") / "t"))
+
+
+def test_the_recipe_set_is_complete():
+    names = {p.relative_to(RECIPES).as_posix() for p in PAPER}
+    methods = ("mig", "random", "ifd", "instag", "deita", "car", "qdit", "zip")
+    for family in FAMILIES:
+        for method in methods:
+            assert f"{family}/tulu3-{method}-50k.yaml" in names
+    assert "llama-3.1-8b/openhermes2.5-mig-50k.yaml" in names
+    assert "llama-3.1-8b/deita-pool-mig-6k.yaml" in names
+    assert "llama-3.1-8b/tulu3-mig-50k-lora-1gpu.yaml" in names
+    assert len(names) == 27
+    assert (RECIPES / "tiny_cpu.yaml").is_file()
+
+
+@pytest.mark.parametrize("path", PAPER, ids=lambda p: p.relative_to(RECIPES).as_posix())
+def test_paper_recipe(path, tiny_tokenizer):
+    text = path.read_text()
+    gpus = int(re.search(r"^# gpus: (\d+)$", text, re.M).group(1))
+    assert re.search(r"^# expects: .+", text, re.M)
+    assert re.search(r"about [\d.]+ h on H100", text) and "ESTIMATE" in text
+    raw = yaml.safe_load(text)
+    assert set(raw) - set(SECTIONS) <= set(sft_config_fields())
+    recipe = load_recipe(path)
+    t = recipe.training
+    lora = recipe.model.lora is not None
+    assert gpus == (1 if lora else 8)
+    assert t["per_device_train_batch_size"] * t["gradient_accumulation_steps"] * gpus == 128
+    k, lr, warmup, max_length = next(
+        v for s, v in PAPER_SETTINGS.items() if path.name.startswith(s)
+    )
+    assert recipe.data.selection.k == k
+    assert t["learning_rate"] == pytest.approx(1e-4 if lora else lr)
+    assert t["warmup_steps"] == pytest.approx(warmup)
+    assert t["max_length"] == max_length
+    assert t["num_train_epochs"] == 3 and t["bf16"] is True
+    assert str(t["lr_scheduler_type"]).endswith("linear")
+    assert t["assistant_only_loss"] is True and t["packing"] is False
+    assert recipe.model.dtype == "bfloat16"
+    # the SFTConfig builds (bf16 lifted only because this machine may have no GPU)
+    config = recipe.sft_config(bf16=False, use_cpu=True)
+    assert config.max_length == max_length and config.assistant_only_loss
+    # the template named for the family, training-compatible, with the matching eos
+    hub_id, template_name, eos = FAMILIES[path.parent.name]
+    assert recipe.model.name_or_path == hub_id and recipe.model.chat_template == template_name
+    template = TEMPLATES[template_name]
+    assert t["eos_token"] == eos == template.end_of_turn
+    for messages in CONVERSATIONS:
+        report = check_training_template(tiny_tokenizer, messages, template.template)
+        assert report["ok"], report
+    assert is_chat_template_stop_token_trained(tiny_tokenizer, chat_template=template.template)
+    # the selection spec names a real method and options it accepts
+    method, options = recipe.data.selection.method, recipe.data.selection.options
+    if method not in SELECTORS:
+        pytest.skip(f"selection method {method!r} is not registered in this checkout")
+    accepted = inspect.signature(SELECTORS[method].__init__).parameters
+    assert set(options) <= set(accepted), set(options) - set(accepted)
+    assert get_selector(method, k, **options).k == k
+
+
+def test_tiny_recipe_loads_and_points_at_real_data(parity_dir):
+    recipe = load_recipe(RECIPES / "tiny_cpu.yaml")
+    assert Path(recipe.data.pool) == (parity_dir / "pool.jsonl").resolve()
+    assert Path(recipe.data.selection.options["label_graph"]).is_file()
+    assert recipe.model.name_or_path == "hf-mig:tiny-llama"
+    assert recipe.training["assistant_only_loss"] is True and recipe.training["packing"] is False
+
+
+def test_generator_matches_the_committed_recipes(tmp_path):
+    spec = importlib.util.spec_from_file_location("recipes_generate", RECIPES / "generate.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses look their module up
+    try:
+        spec.loader.exec_module(module)
+    finally:
+        sys.modules.pop(spec.name, None)
+    assert module.main(["--check"]) == 0
+    assert module.main(["--out", str(tmp_path)]) == 0
+    for rel in module.all_recipes():
+        assert (tmp_path / rel).read_text() == (RECIPES / rel).read_text()
+    # the estimate: 3 x 50,000 x 1,000 tokens x 8 x 8.03e9 x 1.3 / (8 x 989e12 x 0.35) s
+    expected = 1.5e8 * 8 * 8.03e9 * 1.3 / (8 * 989e12 * 0.35) / 3600
+    assert module.hours(module.MODELS["llama"], module.POOLS["tulu3"], 8, False) == pytest.approx(
+        expected
+    )
+
+
+@pytest.mark.parametrize(("name", "kind"), [("zero3.yaml", "DEEPSPEED"), ("fsdp2.yaml", "FSDP")])
+def test_accelerate_configs(name, kind):
+    from accelerate.commands.config.config_args import ClusterConfig
+
+    config = ClusterConfig.from_yaml_file(str(RECIPES / "accelerate" / name))
+    assert config.distributed_type.value == kind
+    assert config.num_processes == 8 and config.num_machines == 1
+    assert config.mixed_precision == "bf16" and not config.use_cpu
+    if kind == "DEEPSPEED":
+        assert config.deepspeed_config["zero_stage"] == 3
+        assert config.deepspeed_config["zero3_save_16bit_model"] is True
+    else:
+        assert config.fsdp_config["fsdp_version"] == 2
+        assert config.fsdp_config["fsdp_state_dict_type"] == "FULL_STATE_DICT"
+
+
+# ------------------------------------------------------------------------------ templates
+
+
+def test_template_renderings(tiny_tokenizer):
+    messages = CONVERSATIONS[1]
+    bos, eos = tiny_tokenizer.bos_token, tiny_tokenizer.eos_token
+
+    def render(name, msgs=messages, **kw):
+        return tiny_tokenizer.apply_chat_template(
+            msgs, tokenize=False, chat_template=TEMPLATES[name].template, **kw
+        )
+
+    assert render("llama3") == (
+        f"{bos}<|start_header_id|>system<|end_header_id|>\n\nAnswer briefly.<|eot_id|>"
+        "<|start_header_id|>user<|end_header_id|>\n\n2 + 2?<|eot_id|>"
+        "<|start_header_id|>assistant<|end_header_id|>\n\n  4\n<|eot_id|>"
+        "<|start_header_id|>user<|end_header_id|>\n\nAnd 3 + 3?<|eot_id|>"
+        "<|start_header_id|>assistant<|end_header_id|>\n\n6, since 3 + 3 = 6.<|eot_id|>"
+    )
+    assert render("mistral-v0.3") == (
+        f"{bos}[INST] 2 + 2?[/INST]   4\n{eos}"
+        f"[INST] Answer briefly.\n\nAnd 3 + 3?[/INST] 6, since 3 + 3 = 6.{eos}"
+    )
+    assert render("qwen2.5") == render("chatml")
+    assert render("qwen2.5", CONVERSATIONS[0]) == (
+        f"<|im_start|>system\n{QWEN25_DEFAULT_SYSTEM}<|im_end|>\n"
+        "<|im_start|>user\nHi<|im_end|>\n<|im_start|>assistant\nHello! How can I help?<|im_end|>\n"
+    )
+    prompt = [{"role": "user", "content": "Hi"}]
+    assert render("llama3", prompt, add_generation_prompt=True).endswith(
+        "<|start_header_id|>assistant<|end_header_id|>\n\n"
+    )
+    assert render("chatml", prompt, add_generation_prompt=True).endswith("<|im_start|>assistant\n")
+    assert render("mistral-v0.3", prompt, add_generation_prompt=True) == f"{bos}[INST] Hi[/INST]"
+
+
+def test_templates_refuse_a_tokenizer_without_their_tokens(data_dir, tmp_path):
+    bert = AutoTokenizer.from_pretrained(data_dir / "all_minilm_l6_v2_tokenizer")
+    for name in ("llama3", "qwen2.5", "mistral-v0.3"):
+        with pytest.raises(ValueError, match="not in the tokenizer's vocabulary"):
+            apply_chat_template(bert, name)
+    with pytest.raises(ValueError, match="unknown chat template"):
+        get_template("llama2")
+    plain = tmp_path / "plain.jinja"
+    plain.write_text("{% for m in messages %}{{ m['content'] }}{% endfor %}")
+    with pytest.raises(ValueError, match="no {% generation %} block"):
+        get_template(plain)
+
+
+def test_a_template_without_the_end_token_in_the_mask_is_caught(tiny_tokenizer):
+    broken = TEMPLATES["chatml"].template.replace(
+        "{%- generation %}{{- message['content'] + '<|im_end|>' }}{%- endgeneration %}",
+        "{%- generation %}{{- message['content'] }}{%- endgeneration %}{{- '<|im_end|>' }}",
+    )
+    assert broken != TEMPLATES["chatml"].template
+    report = check_training_template(tiny_tokenizer, CONVERSATIONS[0], broken)
+    assert not report["ok"] and "no end-of-turn token" in report["problems"][0]
+    assert not is_chat_template_stop_token_trained(tiny_tokenizer, chat_template=broken)

@@ -1,0 +1,387 @@
+"""End to end: recipes/tiny_cpu.yaml trains the offline tiny Llama on a MIG selection of real data.
+
+One in-process run (``hf_mig.train.train``) is shared by most tests; the module entry point, the
+``hf-mig train`` subcommand and a two-process ``torchrun`` run are exercised separately.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import hf_mig
+from hf_mig.summary import selection_summary
+from hf_mig.train import load_recipe, train
+from hf_mig.train.config import DataConfig, SelectionSpec
+from hf_mig.train.data import load_training_data, selection_key, selection_spec
+from hf_mig.train.templates import assistant_spans
+
+pytestmark = pytest.mark.filterwarnings(
+    "ignore:`gradient_checkpointing` is deprecated:FutureWarning"
+)
+
+REPO = Path(__file__).resolve().parents[1]
+TINY = REPO / "recipes" / "tiny_cpu.yaml"
+QUIET = [
+    "--eval_strategy",
+    "no",
+    "--save_strategy",
+    "no",
+    "--callbacks.generation_preview.enabled",
+    "false",
+]
+
+
+def _sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+@pytest.fixture(scope="module")
+def hf_cache(tmp_path_factory):
+    """A private hf-mig cache (tiny model + selections) for this module."""
+    path = tmp_path_factory.mktemp("hf_mig_cache")
+    old = os.environ.get("HF_MIG_CACHE")
+    os.environ["HF_MIG_CACHE"] = str(path)
+    yield path
+    if old is None:
+        os.environ.pop("HF_MIG_CACHE", None)
+    else:
+        os.environ["HF_MIG_CACHE"] = old
+
+
+@pytest.fixture(scope="module")
+def tiny_run(parity_dir, hf_cache, tmp_path_factory):
+    import torch
+
+    threads = torch.get_num_threads()
+    out = tmp_path_factory.mktemp("tiny_run") / "run"
+    try:
+        result = train(TINY, ["--output_dir", str(out)])
+    finally:
+        torch.set_num_threads(threads)
+    return result
+
+
+def _env(cache: Path) -> dict[str, str]:
+    return {
+        **os.environ,
+        "HF_MIG_CACHE": str(cache),
+        "HF_HUB_OFFLINE": "1",
+        "OMP_NUM_THREADS": "1",
+        "PYTHONPATH": str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", ""),
+    }
+
+
+# ------------------------------------------------------------------------------ the tiny run
+
+
+def test_tiny_recipe_loss_goes_down(tiny_run):
+    history = tiny_run.trainer.state.log_history
+    losses = [h["loss"] for h in history if "loss" in h]
+    evals = [h["eval_loss"] for h in history if "eval_loss" in h]
+    assert len(losses) >= 8
+    assert losses[-1] < losses[0] - 0.5, losses
+    assert np.mean(losses[-3:]) < np.mean(losses[:3])
+    assert len(evals) >= 2 and evals[-1] < evals[0], evals
+    assert (tiny_run.output_dir / "model.safetensors").is_file()
+    assert (tiny_run.output_dir / "chat_template.jinja").read_text().count("generation") >= 2
+
+
+def test_trained_rows_are_the_mig_selection(tiny_run, parity_dir):
+    """The cached indices are exactly what MIGSelector picks, and they are what was trained on."""
+    pool = hf_mig.load_pool(parity_dir / "pool.jsonl")
+    fresh = hf_mig.get_selector(
+        "mig", 64, label_graph=str(parity_dir / "label_graph_t0.9.npz")
+    ).select_indices(pool)
+    cached = np.load(tiny_run.data.cache_path / "indices.npy")
+    np.testing.assert_array_equal(cached, fresh)
+    rows = tiny_run.data.train_rows
+    eval_rows = tiny_run.data.eval_rows
+    assert len(rows) == 56 and len(eval_rows) == 8
+    assert sorted(list(rows["pool_index"]) + list(eval_rows["pool_index"])) == sorted(
+        fresh.tolist()
+    )
+    first = rows[0]
+    dialogs = pool[first["pool_index"]]["dialogs"]
+    assert first["messages"] == [{"role": d["role"], "content": d["content"]} for d in dialogs]
+
+
+def test_assistant_mask_covers_only_assistant_tokens(tiny_run):
+    trainer = tiny_run.trainer
+    tok = trainer.processing_class
+    dataset = trainer.train_dataset
+    max_length = tiny_run.recipe.training["max_length"]
+    assert {"input_ids", "labels", "messages"} <= set(dataset.column_names)
+    checked = truncated = 0
+    for row in dataset:
+        ids, labels = row["input_ids"], row["labels"]
+        spans = assistant_spans(ids, [label != -100 for label in labels])
+        answers = [m["content"] for m in row["messages"] if m["role"] == "assistant"]
+        prompts = [m["content"] for m in row["messages"] if m["role"] != "assistant"]
+        assert len(spans) == len(answers)
+        for (a, b), content in zip(spans, answers):
+            assert labels[a:b] == ids[a:b]
+            text = tok.decode(ids[a:b]).strip()
+            expected = (content + "<|eot_id|>").strip()
+            if b == len(ids) == max_length:  # cut by max_length: a prefix of the answer
+                truncated += 1
+                assert expected.startswith(text.rstrip("\ufffd")), (text[:80], expected[:80])
+            else:
+                assert text == expected
+        # everything before the answer is prompt, never trained on
+        prompt_text = tok.decode([t for t, label in zip(ids, labels) if label == -100])
+        for content in prompts:
+            assert content.strip()[:40] in prompt_text
+        assert "<|start_header_id|>assistant<|end_header_id|>" in prompt_text
+        checked += 1
+    assert checked == len(dataset) >= 50
+    assert 0 < truncated < checked  # both kinds of rows were checked
+
+
+def test_selection_manifest_written_everywhere(tiny_run, parity_dir):
+    out = tiny_run.output_dir
+    manifest = json.loads((out / "selection_manifest.json").read_text())
+    pool_file = parity_dir / "pool.jsonl"
+    graph = hf_mig.LabelGraph.load(parity_dir / "label_graph_t0.9.npz").stats()
+    assert manifest["hf_mig_version"] == hf_mig.__version__
+    assert manifest["pool"]["fingerprint"] == "sha256:" + _sha256(pool_file)
+    assert manifest["pool"]["rows"] == sum(1 for line in pool_file.open() if line.strip())
+    assert manifest["selection"]["method"] == "mig"
+    assert manifest["selection"]["k"] == 64
+    assert manifest["selection"]["options"]["label_graph"].endswith("label_graph_t0.9.npz")
+    assert manifest["selection"]["params"]["phi_b"] == 0.8
+    assert manifest["label_graph"]["num_labels"] == graph["num_labels"]
+    assert manifest["label_graph"]["num_edges"] == graph["num_edges"]
+    pool = hf_mig.load_pool(pool_file)
+    subset = pool.select(np.load(tiny_run.data.cache_path / "indices.npy"))
+    coverage = selection_summary(pool, subset)
+    assert manifest["coverage"] == pytest.approx(coverage)
+    assert manifest["training_rows"] == 56 and manifest["eval_rows"] == 8
+    checkpoints = sorted(out.glob("checkpoint-*"))
+    assert len(checkpoints) >= 2
+    for folder in [out, *checkpoints]:
+        assert json.loads((folder / "selection_manifest.json").read_text()) == manifest
+        card = (folder / "README.md").read_text()
+        assert card.count("hf-mig:selection-manifest:start") == 1
+        assert manifest["pool"]["fingerprint"] in card
+        assert "| method | `mig` |" in card and "| k | 64 |" in card
+    assert "TRL" in (out / "README.md").read_text()  # TRL's card kept, section added
+
+
+def test_label_losses_in_log_history(tiny_run):
+    out = tiny_run.output_dir
+    groups = [g["name"] for g in json.loads((out / "label_groups.json").read_text())["groups"]]
+    assert len(groups) == 4
+    train_logs = [h for h in tiny_run.trainer.state.log_history if "loss" in h]
+    for entry in train_logs:
+        values = [entry[f"label_loss/{name}"] for name in groups]
+        assert all(np.isfinite(values))
+    first = np.mean([train_logs[0][f"label_loss/{g}"] for g in groups])
+    last = np.mean([train_logs[-1][f"label_loss/{g}"] for g in groups])
+    assert last < first - 0.3
+    lines = [json.loads(x) for x in (out / "label_losses.jsonl").read_text().splitlines()]
+    assert [x["step"] for x in lines if x["split"] == "train"] == [h["step"] for h in train_logs]
+
+
+def test_generations_jsonl_in_checkpoints(tiny_run):
+    out = tiny_run.output_dir
+    prompts = tiny_run.recipe.callbacks.generation_preview.prompts
+    for folder in sorted(out.glob("checkpoint-*")):
+        step = int(folder.name.split("-")[1])
+        records = [json.loads(x) for x in (folder / "generations.jsonl").read_text().splitlines()]
+        assert [r["prompt"] for r in records] == prompts
+        assert {r["step"] for r in records} == {step} and {r["event"] for r in records} == {"save"}
+        assert all(0 < r["new_tokens"] <= 16 and isinstance(r["completion"], str) for r in records)
+    events = {json.loads(x)["event"] for x in (out / "generations.jsonl").read_text().splitlines()}
+    assert events == {"save", "evaluate"}
+
+
+# ------------------------------------------------------------------------------ entry points
+
+
+def test_module_entry_point_reuses_the_selection_cache(tiny_run, hf_cache, tmp_path):
+    cache = tiny_run.data.cache_path
+    assert tiny_run.data.cache_hit is False
+    stamp = (cache / "indices.npy").stat().st_mtime_ns
+    out = tmp_path / "run2"
+    proc = subprocess.run(
+        [sys.executable, "-m", "hf_mig.train", "--config", str(TINY), "--output_dir", str(out)]
+        + ["--max_steps", "2", *QUIET, "--callbacks.label_loss.enabled", "false"],
+        cwd=REPO,
+        env=_env(hf_cache),
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    assert "selection cache hit" in proc.stderr
+    assert "selection computed" not in proc.stderr
+    assert (cache / "indices.npy").stat().st_mtime_ns == stamp
+    assert (out / "model.safetensors").is_file()
+    again = json.loads((out / "selection_manifest.json").read_text())
+    assert again["cache_key"] == cache.name
+
+
+def test_hf_mig_train_subcommand(tiny_run, tmp_path, capsys):
+    import torch
+
+    from hf_mig.cli import main
+
+    threads = torch.get_num_threads()
+    out = tmp_path / "run3"
+    try:
+        code = main(
+            ["train", "--config", str(TINY), "--output_dir", str(out), "--max_steps", "1"] + QUIET
+        )
+    finally:
+        torch.set_num_threads(threads)
+    assert code == 0
+    assert (out / "model.safetensors").is_file()
+    assert (out / "selection_manifest.json").is_file()
+    code = main(["train", "--config", str(TINY), "--data.selection.k", "0"])
+    assert code == 2
+    assert "data.selection.k must be an integer >= 1" in capsys.readouterr().err
+
+
+def test_torchrun_two_processes_select_on_rank_0_only(parity_dir, tmp_path):
+    cache = tmp_path / "cache"  # empty: the selection must be computed, once
+    out = tmp_path / "ddp"
+    proc = subprocess.run(
+        [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2"]
+        + ["-m", "hf_mig.train", "--config", str(TINY), "--output_dir", str(out)]
+        + ["--max_steps", "3", *QUIET],
+        cwd=REPO,
+        env=_env(cache),
+        capture_output=True,
+        text=True,
+        timeout=400,
+    )
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    # progress bars of the other rank may share a line: match the rank prefix anywhere
+    log = proc.stderr
+    computed = re.findall(r"\[rank (\d)\] INFO hf_mig\.train\.data: selection computed", log)
+    reused = re.findall(r"\[rank (\d)\] INFO hf_mig\.train\.data: selection cache hit", log)
+    wrote = re.findall(r"\[rank (\d)\] INFO hf_mig\.callbacks: wrote \S*selection_manifest", log)
+    assert computed == ["0"], log[-4000:]
+    assert reused == ["1"], log[-4000:]
+    assert wrote and set(wrote) == {"0"}, wrote
+    assert len(list((cache / "selections").glob("*/indices.npy"))) == 1
+    manifest = json.loads((out / "selection_manifest.json").read_text())
+    assert manifest["selection"]["k"] == 64
+    assert (out / "model.safetensors").is_file()
+
+
+# ------------------------------------------------------------------------------ recipes, data
+
+
+def test_recipe_paths_resolve_against_the_recipe_folder(tmp_path, monkeypatch):
+    (tmp_path / "sub").mkdir()
+    (tmp_path / "sub" / "pool.jsonl").write_text("{}\n")
+    recipe = tmp_path / "sub" / "r.yaml"
+    recipe.write_text(
+        "output_dir: out\nlearning_rate: 1.0e-4\nmodel: {name_or_path: org/model}\n"
+        "data:\n  pool: ${POOL_DIR:-.}/pool.jsonl\n  selection: {method: mig, k: 3,"
+        " options: {label_graph: g.npz}}\n"
+    )
+    monkeypatch.chdir(tmp_path)
+    r = load_recipe(recipe, ["--num_train_epochs", "2", "--data.selection.k=5"])
+    assert r.data.pool == str(tmp_path / "sub" / "pool.jsonl")
+    assert r.data.selection.options["label_graph"] == "g.npz"  # not found: kept as given
+    assert r.model.name_or_path == "org/model"  # a Hub id stays a Hub id
+    assert r.training["num_train_epochs"] == 2.0 and r.training["learning_rate"] == 1e-4
+    assert r.data.selection.k == 5 and r.training["output_dir"] == "out"
+    monkeypatch.setenv("POOL_DIR", str(tmp_path / "elsewhere"))
+    assert load_recipe(recipe).data.pool == str(tmp_path / "elsewhere" / "pool.jsonl")
+
+
+@pytest.mark.parametrize(
+    ("recipe", "overrides", "message"),
+    [
+        ({"lerning_rate": 1}, [], "unknown top-level key(s) ['lerning_rate']"),
+        ({"learning_rate": "fast"}, [], "invalid float value"),
+        ({}, ["--no_such_flag", "1"], "unknown command-line option"),
+        ({"data": {"dataset": "d", "pool": "p"}}, [], "exactly one of 'dataset'"),
+        ({"data": {"pool": "p"}}, [], "needs a 'selection'"),
+        ({"model": {"name_or_path": "m", "dtype": "int3"}}, [], "model.dtype"),
+        ({"model": {"name_or_path": "m", "size": 1}}, [], "model: unknown field(s) ['size']"),
+    ],
+)
+def test_recipe_errors_name_the_problem(recipe, overrides, message):
+    base = {"model": {"name_or_path": "m"}, "data": {"dataset": "d.jsonl"}}
+    with pytest.raises(ValueError) as err:
+        load_recipe({**base, **recipe}, overrides)
+    assert message in str(err.value)
+
+
+def test_selection_cache_key_follows_content_not_paths(parity_dir, tmp_path):
+    graph = tmp_path / "a" / "graph.npz"
+    graph.parent.mkdir()
+    graph.write_bytes((parity_dir / "label_graph_t0.9.npz").read_bytes())
+    moved = tmp_path / "b.npz"
+    moved.write_bytes(graph.read_bytes())
+
+    def key(k: int, path: Path) -> str:
+        config = DataConfig(pool="p", selection=SelectionSpec("mig", k, {"label_graph": str(path)}))
+        return selection_key("sha256:pool", selection_spec(config))
+
+    assert key(64, graph) == key(64, moved)
+    assert key(64, graph) != key(65, graph)
+    other = tmp_path / "c.npz"
+    other.write_bytes((parity_dir / "label_graph_t0.7.npz").read_bytes())
+    assert key(64, graph) != key(64, other)
+    assert selection_key("sha256:pool", {}) != selection_key("sha256:other", {})
+
+
+def test_ready_subset_in_alpaca_shape(data_dir, tmp_path):
+    config = DataConfig(dataset=str(data_dir / "lima" / "lima.json"), eval_size=10)
+    data = load_training_data(config)
+    assert len(data.train) + len(data.eval) == 1029
+    assert data.train.column_names == ["messages"]
+    multi = [m for m in data.train["messages"] if len(m) > 2]
+    assert multi and all(turn["role"] in ("user", "assistant") for m in multi for turn in m)
+    assert data.manifest["selection"] is None
+    assert data.manifest["dataset"]["rows"] == 1029
+    assert data.cache_hit is None
+
+
+def test_rows_without_an_assistant_turn_are_dropped_and_counted(tmp_path):
+    pool = tmp_path / "chats.jsonl"
+    rows = [
+        {"messages": [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "yo"}]},
+        {"messages": [{"role": "user", "content": "no answer"}]},
+        {"messages": []},
+    ]
+    pool.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    data = load_training_data(DataConfig(dataset=str(pool)))
+    assert len(data.train) == 1
+    assert data.manifest["dropped_without_assistant_turn"] == 2
+
+
+def test_lora_variant_trains_adapters(tiny_run, tmp_path):
+    pytest.importorskip("peft")
+    import torch
+
+    threads = torch.get_num_threads()
+    out = tmp_path / "lora"
+    lora = "{r: 4, alpha: 8, dropout: 0.0, target_modules: all-linear}"
+    try:
+        result = train(
+            TINY,
+            ["--output_dir", str(out), "--max_steps", "2", *QUIET, "--model.lora", lora],
+        )
+    finally:
+        torch.set_num_threads(threads)
+    config = json.loads((out / "adapter_config.json").read_text())
+    assert config["r"] == 4 and config["lora_alpha"] == 8
+    assert (out / "adapter_model.safetensors").is_file()
+    assert not (out / "model.safetensors").exists()
+    trainable = [n for n, p in result.trainer.model.named_parameters() if p.requires_grad]
+    assert trainable and all("lora_" in n for n in trainable)
