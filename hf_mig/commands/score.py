@@ -1,0 +1,215 @@
+"""``hf-mig score POOL OUT``: add a quality score to every row of a pool.
+
+::
+
+    hf-mig score pool.jsonl scored.jsonl --scorer deita                 # DEITA's two scorers
+    hf-mig score pool.jsonl scored.jsonl --scorer deita --model smollm2 # one general model
+    hf-mig score pool.jsonl scored/ --scorer ifd --model openai-community/gpt2 --shard 3/16
+    hf-mig score pool.jsonl scored.parquet --scorer reward --model my/reward-model
+    hf-mig score pool.jsonl scored.jsonl --scorer length
+
+Scorers: ``deita`` (``score``, ``deita_complexity``, ``deita_quality``, ``deita_error``,
+``deita_truncated``), ``ifd`` (``ifd``, ``ifd_turns``, ``ifd_error``, ``ifd_truncated``; select on
+it with ``--score-column ifd``), ``reward`` (``reward``, ``score`` = sigmoid(reward),
+``reward_error``, ``reward_truncated``) and ``length`` (``score``, model-free). Pools without a
+``messages`` column are converted with :func:`hf_mig.to_messages` first. ``--shard I/N`` scores
+contiguous shard I of N into ``OUT/shard-I-of-N`` (skipped when already complete); join the
+shards with ``hf-mig merge OUT merged.jsonl``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import math
+import time
+from typing import Any
+
+logger = logging.getLogger(__name__)
+
+SCORERS = ("deita", "ifd", "reward", "length")
+
+
+def register(subparsers: Any) -> None:
+    """Add the ``score`` subcommand."""
+    p = subparsers.add_parser(
+        "score",
+        help="score a pool (DEITA, IFD, a reward model or length)",
+        description=__doc__.split("::")[0].strip() if __doc__ else None,
+    )
+    p.add_argument("pool", help="pool: .jsonl/.json/.parquet/.csv file, saved folder or Hub id")
+    p.add_argument("out", help="output file (.jsonl/.json/.parquet/.csv) or folder")
+    p.add_argument("--scorer", required=True, choices=SCORERS, help="which score")
+    p.add_argument(
+        "--model",
+        default=None,
+        help="model id, folder, .gguf file or 'smollm2' (deita: one model for both prompts; "
+        "ifd default openai-community/gpt2; reward: required)",
+    )
+    p.add_argument("--complexity-model", default=None, help="deita: complexity scorer model")
+    p.add_argument("--quality-model", default=None, help="deita: quality scorer model")
+    p.add_argument("--tokenizer", default=None, help="tokenizer id/folder if not the model's")
+    p.add_argument("--reduce", default="mean", choices=["mean", "sum"], help="deita: combine turns")
+    p.add_argument("--batch-size", type=int, default=16, help="sequences per forward pass")
+    p.add_argument(
+        "--map-batch-size", type=int, default=256, help="rows per Dataset.map batch (default 256)"
+    )
+    p.add_argument("--num-proc", type=int, default=None, help="processes for Dataset.map")
+    p.add_argument("--shard", default=None, metavar="I/N", help="score shard I of N only")
+    p.add_argument("--max-length", type=int, default=None, help="window cap in tokens")
+    p.add_argument("--dtype", default="auto", choices=["auto", "float32", "bfloat16", "float16"])
+    p.add_argument("--device", default="auto", help="auto, cpu, cuda:0, ...")
+    p.add_argument("--padding-side", default="left", choices=["left", "right"])
+    p.add_argument(
+        "--use-chat-template",
+        action="store_true",
+        help="deita/ifd: wrap prompts in the tokenizer's chat template",
+    )
+    p.add_argument(
+        "--prompt-template",
+        default=None,
+        help="ifd: prompt with {instruction} (\\n and \\t are read as newline and tab)",
+    )
+    p.add_argument("--messages-column", default="messages")
+    p.add_argument("--split", default="train", help="split of a Hub dataset or DatasetDict")
+    p.add_argument("--skip-bad-lines", action="store_true", help="skip malformed JSON lines")
+    p.add_argument("--trust-remote-code", action="store_true")
+    p.add_argument(
+        "--no-cache",
+        action="store_true",
+        help="recompute even when the datasets cache holds this exact map",
+    )
+    p.set_defaults(func=cmd_score)
+
+
+def build_scorer(args: argparse.Namespace) -> Any:
+    """The scorer the arguments ask for (nothing is loaded yet)."""
+    from hf_mig.scorers import DeitaScorer, IFDScorer, LengthScorer, RewardModelScorer
+
+    common = dict(
+        batch_size=args.batch_size,
+        max_length=args.max_length,
+        dtype=args.dtype,
+        device=args.device,
+        tokenizer=args.tokenizer,
+        trust_remote_code=args.trust_remote_code,
+    )
+    if args.scorer == "length":
+        return LengthScorer()
+    if args.scorer == "deita":
+        options: dict[str, Any] = {}
+        if args.complexity_model:
+            options["complexity_model"] = args.complexity_model
+        if args.quality_model:
+            options["quality_model"] = args.quality_model
+        return DeitaScorer(
+            model=args.model,
+            reduce=args.reduce,
+            padding_side=args.padding_side,
+            use_chat_template=args.use_chat_template,
+            **options,
+            **common,
+        )
+    if args.scorer == "ifd":
+        extra: dict[str, Any] = {}
+        if args.prompt_template:
+            extra["prompt_template"] = args.prompt_template.replace("\\n", "\n").replace(
+                "\\t", "\t"
+            )
+        if args.model:
+            extra["model"] = args.model
+        return IFDScorer(
+            padding_side=args.padding_side,
+            use_chat_template=args.use_chat_template,
+            **extra,
+            **common,
+        )
+    if not args.model:
+        raise ValueError("--scorer reward needs --model (a sequence-classification reward model)")
+    return RewardModelScorer(args.model, **common)
+
+
+def score_counts(ds: Any, scorer: str) -> dict[str, Any]:
+    """Rows, failed rows, truncated sequences and the score's range in a scored dataset."""
+    import pyarrow.compute as pc
+
+    table = ds.data.table if hasattr(ds.data, "table") else ds.data
+    column = {"ifd": "ifd", "reward": "reward"}.get(scorer, "score")
+    counts: dict[str, Any] = {"rows": len(ds), "score_column": column}
+    error = f"{scorer}_error"
+    counts["rows_with_errors"] = (
+        len(ds) - table.column(error).null_count if error in ds.column_names else 0
+    )
+    truncated = f"{scorer}_truncated"
+    counts["truncated_sequences"] = (
+        int(pc.sum(table.column(truncated)).as_py() or 0) if truncated in ds.column_names else 0
+    )
+    if len(ds) and column in ds.column_names:
+        values = [v for v in table.column(column).to_pylist() if v is not None]
+        if values:
+            counts["mean"] = math.fsum(values) / len(values)
+            counts["min"], counts["max"] = min(values), max(values)
+    return counts
+
+
+def cmd_score(args: argparse.Namespace) -> int:
+    """Run ``hf-mig score``; prints counts; exit 0 (row failures are recorded, not fatal)."""
+    from hf_mig.formats import to_messages
+    from hf_mig.io import load_pool
+    from hf_mig.sharding import run_sharded
+
+    for name in ("batch_size", "map_batch_size"):
+        value = getattr(args, name)
+        if value < 1:
+            raise ValueError(f"--{name.replace('_', '-')} must be >= 1, got {value}")
+    if args.num_proc is not None and args.num_proc < 1:
+        raise ValueError(f"--num-proc must be >= 1, got {args.num_proc}")
+    start = time.perf_counter()
+    scorer = build_scorer(args)
+    pool = load_pool(args.pool, split=args.split, skip_bad_lines=args.skip_bad_lines)
+    num_proc = args.num_proc if args.num_proc and args.num_proc > 1 else None
+    model_based = args.scorer != "length"
+
+    def process(ds: Any) -> Any:
+        if args.messages_column != "messages" and args.messages_column in ds.column_names:
+            if "messages" in ds.column_names:
+                ds = ds.remove_columns("messages")
+            ds = ds.rename_column(args.messages_column, "messages")
+        if "messages" not in ds.column_names:
+            ds = ds.map(to_messages, batched=True, with_indices=True, desc="to messages")
+        return ds.map(
+            scorer,
+            batched=True,
+            batch_size=args.map_batch_size,
+            with_indices=model_based,
+            with_rank=model_based,
+            num_proc=num_proc,
+            load_from_cache_file=not args.no_cache,
+            desc=f"score ({args.scorer})",
+        )
+
+    run = run_sharded(pool, args.out, process, args.shard)
+    where = f"shard {run.index}/{run.num_shards} " if run.index is not None else ""
+    if run.skipped:
+        print(f"{where}already complete at {run.path}: skipped")
+    counts = score_counts(run.load(), args.scorer)
+    counts["seconds"] = round(time.perf_counter() - start, 3)
+    line = (
+        f"{where}rows: {counts['rows']:,}; rows with errors: {counts['rows_with_errors']:,}; "
+        f"truncated sequences: {counts['truncated_sequences']:,}"
+    )
+    if "mean" in counts:
+        line += (
+            f"; {counts['score_column']}: mean {counts['mean']:.4g} "
+            f"[{counts['min']:.4g}, {counts['max']:.4g}]"
+        )
+    print(line)
+    if not run.skipped:
+        print(f"wrote {run.path} in {counts['seconds']:.1f} s")
+    if counts["rows_with_errors"]:
+        print(
+            f"rows with errors have {args.scorer}_error set and no score; they stay in the output"
+        )
+    logger.debug("score counts: %s", json.dumps(counts))
+    return 0
