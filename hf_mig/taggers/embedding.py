@@ -30,13 +30,13 @@ import json
 import logging
 import os
 import pathlib
-import sys
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
 import numpy as np
 
+from hf_mig._fork import single_thread_torch_if_forked
 from hf_mig.embedders import (
     DEFAULT_EMBEDDER,
     EmbedderLike,
@@ -138,33 +138,6 @@ def _vocabulary_digest(labels: Sequence[str]) -> str:
 # cached; a user callable lives (and is loaded) on its tagger.
 _EMBEDDERS: dict[tuple[str, int], Callable[[list[str]], np.ndarray]] = {}
 _MATRICES: dict[tuple[str, int, str], np.ndarray] = {}
-
-
-# A process forked after torch ran OpenMP-parallel code (e.g. a ``num_proc`` worker of
-# ``Dataset.map`` whose parent already tagged a batch) deadlocks in its first parallel torch op
-# (GNU libgomp is not fork-safe). Like torch's own DataLoader workers, a forked child therefore
-# runs torch single-threaded; only processes that actually tag are affected.
-_FORKED_CHILD = False
-
-
-def _mark_forked_child() -> None:
-    global _FORKED_CHILD
-    _FORKED_CHILD = True
-
-
-if hasattr(os, "register_at_fork"):
-    os.register_at_fork(after_in_child=_mark_forked_child)
-
-
-def _single_thread_torch_if_forked() -> None:
-    global _FORKED_CHILD
-    if not _FORKED_CHILD:
-        return
-    _FORKED_CHILD = False
-    torch = sys.modules.get("torch")
-    if torch is not None and torch.get_num_threads() > 1:
-        torch.set_num_threads(1)
-        logger.debug("EmbeddingTagger: forked process %d runs torch on 1 thread", os.getpid())
 
 
 def clear_model_cache() -> None:
@@ -397,7 +370,7 @@ class EmbeddingTagger:
         """Load the embedder and embed the vocabulary now (otherwise done on the first call).
 
         Returns ``self``. Named models are shared through a per-process cache."""
-        _single_thread_torch_if_forked()
+        single_thread_torch_if_forked()
         if self._matrix is not None:
             return self
         embedder = self._config["embedder"]
