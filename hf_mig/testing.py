@@ -36,6 +36,7 @@ __all__ = [
     "build_tiny_llama",
     "corpus_lines",
     "smollm2_gguf_path",
+    "train_bpe_tokenizer",
 ]
 
 BOS, EOS, PAD, IM_START, UNK = "<s>", "<|im_end|>", "<pad>", "<|im_start|>", "<unk>"
@@ -81,7 +82,20 @@ def corpus_lines(limit: int | None = None) -> list[str]:
     return lines if limit is None else lines[:limit]
 
 
-def _train_tokenizer(lines: Iterable[str], vocab_size: int) -> Any:
+def train_bpe_tokenizer(
+    lines: Iterable[str],
+    vocab_size: int,
+    special_tokens: Iterable[str],
+    *,
+    chat_template: str | None = None,
+    **tokenizer_kwargs: Any,
+) -> Any:
+    """A byte-level BPE ``PreTrainedTokenizerFast`` trained on ``lines``.
+
+    ``special_tokens`` get the first ids, in order; ``tokenizer_kwargs`` (``bos_token``,
+    ``eos_token``, ``pad_token``, ``padding_side``...) go to ``PreTrainedTokenizerFast``.
+    Deterministic for the same inputs.
+    """
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
     from transformers import PreTrainedTokenizerFast
 
@@ -90,13 +104,23 @@ def _train_tokenizer(lines: Iterable[str], vocab_size: int) -> Any:
     core.decoder = decoders.ByteLevel()
     trainer = trainers.BpeTrainer(
         vocab_size=vocab_size,
-        special_tokens=list(SPECIAL_TOKENS),
+        special_tokens=list(special_tokens),
         initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
         show_progress=False,
     )
     core.train_from_iterator(list(lines), trainer=trainer)
-    tokenizer = PreTrainedTokenizerFast(
-        tokenizer_object=core,
+    tokenizer = PreTrainedTokenizerFast(tokenizer_object=core, **tokenizer_kwargs)
+    if chat_template is not None:
+        tokenizer.chat_template = chat_template
+    return tokenizer
+
+
+def _train_tokenizer(lines: Iterable[str], vocab_size: int) -> Any:
+    return train_bpe_tokenizer(
+        lines,
+        vocab_size,
+        SPECIAL_TOKENS,
+        chat_template=CHATML_TEMPLATE,
         bos_token=BOS,
         eos_token=EOS,
         pad_token=PAD,
@@ -105,8 +129,6 @@ def _train_tokenizer(lines: Iterable[str], vocab_size: int) -> Any:
         padding_side="left",
         clean_up_tokenization_spaces=False,
     )
-    tokenizer.chat_template = CHATML_TEMPLATE
-    return tokenizer
 
 
 def build_tiny_llama(

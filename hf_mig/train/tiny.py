@@ -21,7 +21,7 @@ import json
 import os
 import shutil
 import tempfile
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from pathlib import Path
 
 __all__ = [
@@ -62,22 +62,12 @@ _DEFAULTS = {
     "max_position_embeddings": 2048,
     "seed": 0,
 }
-_BUILD_VERSION = 2
+_BUILD_VERSION = 3
 
 
 def cache_root() -> Path:
     """Root of hf-mig's caches: ``$HF_MIG_CACHE`` or ``~/.cache/hf_mig``."""
     return Path(os.environ.get("HF_MIG_CACHE", "~/.cache/hf_mig")).expanduser()
-
-
-def _demo_texts() -> Iterator[str]:
-    from ..resources import demo_pool_path
-
-    with open(demo_pool_path(), encoding="utf-8") as fh:
-        for line in fh:
-            record = json.loads(line)
-            for message in record["messages"]:
-                yield message["content"]
 
 
 def build_tiny_llama(
@@ -103,25 +93,17 @@ def build_tiny_llama(
     Returns ``Path(path)``.
     """
     import torch
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
-    from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
+    from transformers import LlamaConfig, LlamaForCausalLM
 
+    from ..testing import corpus_lines, train_bpe_tokenizer
     from .templates import apply_chat_template
 
     out = Path(path)
     out.mkdir(parents=True, exist_ok=True)
-    bpe = Tokenizer(models.BPE())
-    bpe.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
-    bpe.decoder = decoders.ByteLevel()
-    trainer = trainers.BpeTrainer(
-        vocab_size=vocab_size,
-        special_tokens=list(SPECIAL_TOKENS),
-        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
-        show_progress=False,
-    )
-    bpe.train_from_iterator(texts if texts is not None else _demo_texts(), trainer=trainer)
-    tokenizer = PreTrainedTokenizerFast(
-        tokenizer_object=bpe,
+    tokenizer = train_bpe_tokenizer(
+        texts if texts is not None else corpus_lines(),
+        vocab_size,
+        SPECIAL_TOKENS,
         bos_token="<|begin_of_text|>",
         eos_token="<|end_of_text|>",
         pad_token="<|finetune_right_pad_id|>",
