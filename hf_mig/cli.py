@@ -210,7 +210,10 @@ def cmd_select(args) -> int:
         )
         options = {k: v for k, v in common.items() if k in accepted and v is not None}
     options.update(parse_options(args.option))
-    selector = get_selector(args.method, args.num, **options)
+    try:
+        selector = get_selector(args.method, args.num, **options)
+    except TypeError as err:
+        raise ValueError(f"method {args.method!r}: {err}") from err
     subset = selector.select(pool)
     save_dataset(subset, args.out)
     if args.save_graph and getattr(selector, "label_graph_", None) is not None:

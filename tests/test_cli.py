@@ -104,6 +104,7 @@ def test_graph_command_from_vocabulary(tmp_path):
         (["-k", "0"], "k must be >= 1"),
         (["-k", "2001"], "exceeds the pool size"),
         (["-k", "5", "--labels-column", "tags"], "expected 'tags' and 'score' columns"),
+        (["-k", "5", "--option", "bogus=1"], "unexpected keyword argument 'bogus'"),
     ],
 )
 def test_select_errors_are_clear(parity_dir, tmp_path, args, message):

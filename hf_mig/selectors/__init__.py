@@ -1,8 +1,12 @@
 """Selection methods behind one contract (:class:`Selector`) and a registry."""
 
 from .base import SELECTORS, BaseSelector, Selector, get_selector, register_selector
+from .car import CaRSelector
+from .deita import DeitaSelector
 from .instag import InsTagSelector
+from .kcenter import KCenterSelector
 from .mig import MIGSelector
+from .qdit import QDITSelector
 from .random import RandomSelector
 from .score import IFDSelector, ScoreSelector
 from .zip import ZIPSelector
@@ -10,9 +14,13 @@ from .zip import ZIPSelector
 __all__ = [
     "SELECTORS",
     "BaseSelector",
+    "CaRSelector",
+    "DeitaSelector",
     "IFDSelector",
     "InsTagSelector",
+    "KCenterSelector",
     "MIGSelector",
+    "QDITSelector",
     "RandomSelector",
     "ScoreSelector",
     "Selector",
