@@ -25,8 +25,6 @@ Cases (each in a fresh subprocess, ``--in-process`` to disable; timings from
 
 from __future__ import annotations
 
-import argparse
-import json
 import os
 import sys
 import time
@@ -39,7 +37,13 @@ import numpy as np
 if __package__ in (None, ""):  # run as a script: make ``benchmarks`` importable
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from benchmarks.bench_select import measure, run_case_isolated  # noqa: E402
+from benchmarks.bench_select import (  # noqa: E402
+    bench_parser,
+    measure,
+    run_all,
+    serve_case,
+    write_json,
+)
 from benchmarks.synthetic import (  # noqa: E402
     TULU_K_LABELS,
     TULU_N_ROWS,
@@ -316,60 +320,23 @@ def render(cases: list[dict[str, Any]], results: dict[str, dict[str, Any]]) -> s
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point; returns the process exit status (non-zero when a case fails)."""
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--quick", action="store_true", help="small sizes (< 1 minute)")
-    parser.add_argument("--json", metavar="OUT", help="write all numbers to this JSON file")
-    parser.add_argument("--in-process", action="store_true", help="run every case in this process")
-    parser.add_argument("--run-case", help=argparse.SUPPRESS)
-    parser.add_argument("--result-file", help=argparse.SUPPRESS)
-    args = parser.parse_args(argv)
+    args = bench_parser(__doc__.split("\n\n")[0]).parse_args(argv)
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
-
-    if args.run_case:
-        import datasets
-
-        datasets.disable_progress_bars()
-        result = run_case(json.loads(args.run_case))
-        Path(args.result_file).write_text(json.dumps(result, default=float))
+    if serve_case(args, run_case):
         return 0
-
     cases = plan(args.quick)
-    results: dict[str, dict[str, Any]] = {}
     t0 = time.perf_counter()
-    for case in cases:
-        print(f"[bench_baselines_simple] {case['label']} ...", flush=True)
-        try:
-            results[case["id"]] = (
-                run_case(case) if args.in_process else run_case_isolated(case, MODULE)
-            )
-        except (AssertionError, RuntimeError) as exc:
-            print(f"[bench_baselines_simple] FAILED: {exc}", file=sys.stderr, flush=True)
-            return 1
-        r = results[case["id"]]
-        print(
-            f"[bench_baselines_simple]   {fmt_s(r['seconds'])}, RSS peak {r['rss_peak_mb']:.0f} MB",
-            flush=True,
-        )
+    results = run_all("bench_baselines_simple", cases, run_case, MODULE, args.in_process)
+    if results is None:
+        return 1
     print()
     print(render(cases, results))
     print(f"\n(total benchmark wall time {fmt_s(time.perf_counter() - t0)})")
     if args.json:
-        out = Path(args.json)
-        out.parent.mkdir(parents=True, exist_ok=True)
-        payload = {
-            "quick": args.quick,
-            "machine": {
-                "cpus": os.cpu_count(),
-                "python": sys.version.split()[0],
-                "loadavg_at_end": os.getloadavg(),
-            },
-            "cases": [{**c, "result": results[c["id"]]} for c in cases],
-            "zip_extrapolated": {
-                c["id"]: zip_extrapolation(results[c["id"]]) for c in cases if c["kind"] == "zip"
-            },
+        extrapolated = {
+            c["id"]: zip_extrapolation(results[c["id"]]) for c in cases if c["kind"] == "zip"
         }
-        out.write_text(json.dumps(payload, indent=2, default=float))
-        print(f"wrote {out}")
+        write_json(args.json, args.quick, cases, results, zip_extrapolated=extrapolated)
     return 0
 
 

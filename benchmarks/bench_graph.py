@@ -23,8 +23,6 @@ peak RSS during the call minus RSS before it (embeddings are made before the cal
 
 from __future__ import annotations
 
-import argparse
-import json
 import os
 import sys
 from pathlib import Path
@@ -36,7 +34,13 @@ import scipy.sparse as sp
 if __package__ in (None, ""):  # run as a script: make ``benchmarks`` importable
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from benchmarks.bench_select import measure, run_case_isolated  # noqa: E402
+from benchmarks.bench_select import (  # noqa: E402
+    bench_parser,
+    measure,
+    run_all,
+    serve_case,
+    write_json,
+)
 from benchmarks.synthetic import TULU_K_LABELS, clustered_embeddings  # noqa: E402
 
 THRESHOLD = 0.9
@@ -166,31 +170,14 @@ def _fmt(seconds: float) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point; returns the exit status (non-zero when a case fails or edges disagree)."""
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--quick", action="store_true", help="small sizes")
-    parser.add_argument("--json", metavar="OUT", help="write all numbers to this JSON file")
-    parser.add_argument("--in-process", action="store_true", help="no subprocess per case")
-    parser.add_argument("--run-case", help=argparse.SUPPRESS)
-    parser.add_argument("--result-file", help=argparse.SUPPRESS)
-    args = parser.parse_args(argv)
+    args = bench_parser(__doc__.split("\n\n")[0]).parse_args(argv)
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    if args.run_case:
-        result = run_case(json.loads(args.run_case))
-        Path(args.result_file).write_text(json.dumps(result, default=float))
+    if serve_case(args, run_case):
         return 0
-
     cases = plan(args.quick)
-    results: dict[str, dict[str, Any]] = {}
-    for case in cases:
-        print(f"[bench_graph] {case['label']} ...", flush=True)
-        try:
-            if args.in_process:
-                results[case["id"]] = run_case(case)
-            else:
-                results[case["id"]] = run_case_isolated(case, "benchmarks.bench_graph")
-        except (AssertionError, RuntimeError) as exc:
-            print(f"[bench_graph] FAILED: {exc}", file=sys.stderr, flush=True)
-            return 1
+    results = run_all("bench_graph", cases, run_case, "benchmarks.bench_graph", args.in_process)
+    if results is None:
+        return 1
 
     head = f"{'case':<40} {'time':>10} {'RSS peak':>10}  notes"
     lines = [head, "-" * len(head)]
@@ -250,20 +237,7 @@ def main(argv: list[str] | None = None) -> int:
     print()
     print("\n".join(lines))
     if args.json:
-        out = Path(args.json)
-        out.parent.mkdir(parents=True, exist_ok=True)
-        payload = {
-            "quick": args.quick,
-            "machine": {
-                "cpus": os.cpu_count(),
-                "python": sys.version.split()[0],
-                "loadavg_at_end": os.getloadavg(),
-            },
-            "cases": [{**c, "result": results[c["id"]]} for c in cases],
-            "summary": summary,
-        }
-        out.write_text(json.dumps(payload, indent=2, default=float))
-        print(f"wrote {out}")
+        write_json(args.json, args.quick, cases, results, summary=summary)
     return 0
 
 

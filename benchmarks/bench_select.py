@@ -616,59 +616,89 @@ def render(
     return "\n".join(lines)
 
 
-def main(argv: list[str] | None = None) -> int:
-    """Entry point; returns the process exit status (non-zero when a case or parity fails)."""
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+# ----------------------------------------------------------------------------- shared main
+def bench_parser(description: str) -> argparse.ArgumentParser:
+    """The options every benchmark script takes (the ``--run-case`` pair is internal)."""
+    parser = argparse.ArgumentParser(description=description)
     parser.add_argument("--quick", action="store_true", help="small sizes (< 1 minute)")
     parser.add_argument("--json", metavar="OUT", help="write all numbers to this JSON file")
     parser.add_argument("--in-process", action="store_true", help="run every case in this process")
     parser.add_argument("--run-case", help=argparse.SUPPRESS)
     parser.add_argument("--result-file", help=argparse.SUPPRESS)
-    args = parser.parse_args(argv)
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    return parser
 
-    if args.run_case:
-        import datasets
 
-        datasets.disable_progress_bars()
-        result = run_case(json.loads(args.run_case))
-        Path(args.result_file).write_text(json.dumps(result, default=float))
-        return 0
+def serve_case(args: argparse.Namespace, run: Callable[[dict[str, Any]], dict[str, Any]]) -> bool:
+    """In a ``--run-case`` child: run that case, write its result file, return True."""
+    if not args.run_case:
+        return False
+    import datasets
 
-    cases = plan(args.quick)
+    datasets.disable_progress_bars()
+    result = run(json.loads(args.run_case))
+    Path(args.result_file).write_text(json.dumps(result, default=float))
+    return True
+
+
+def run_all(
+    tag: str,
+    cases: list[dict[str, Any]],
+    run: Callable[[dict[str, Any]], dict[str, Any]],
+    module: str,
+    in_process: bool,
+) -> dict[str, dict[str, Any]] | None:
+    """Run every case (each in its own interpreter unless ``in_process``), printing progress;
+    return results by case id, or None after printing the first failure."""
     results: dict[str, dict[str, Any]] = {}
-    t0 = time.perf_counter()
     for case in cases:
-        print(f"[bench_select] {case['label']} ...", flush=True)
+        print(f"[{tag}] {case['label']} ...", flush=True)
         try:
-            results[case["id"]] = run_case(case) if args.in_process else run_case_isolated(case)
+            results[case["id"]] = run(case) if in_process else run_case_isolated(case, module)
         except (AssertionError, RuntimeError) as exc:
-            print(f"[bench_select] FAILED: {exc}", file=sys.stderr, flush=True)
-            return 1
+            print(f"[{tag}] FAILED: {exc}", file=sys.stderr, flush=True)
+            return None
         r = results[case["id"]]
-        print(
-            f"[bench_select]   {_fmt_s(r['seconds'])}, RSS peak {r['rss_peak_mb']:.0f} MB",
-            flush=True,
-        )
+        print(f"[{tag}]   {_fmt_s(r['seconds'])}, RSS peak {r['rss_peak_mb']:.0f} MB", flush=True)
+    return results
+
+
+def write_json(
+    path: str, quick: bool, cases: list[dict[str, Any]], results: dict[str, Any], **extra: Any
+) -> None:
+    """Write cases, their results, the machine and ``extra`` sections as JSON."""
+    out = Path(path)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    payload = {
+        "quick": quick,
+        "machine": {
+            "cpus": os.cpu_count(),
+            "python": sys.version.split()[0],
+            "loadavg_at_end": os.getloadavg(),
+        },
+        "cases": [{**c, "result": results[c["id"]]} for c in cases],
+        **extra,
+    }
+    out.write_text(json.dumps(payload, indent=2, default=float))
+    print(f"wrote {out}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point; returns the process exit status (non-zero when a case or parity fails)."""
+    args = bench_parser(__doc__.split("\n\n")[0]).parse_args(argv)
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    if serve_case(args, run_case):
+        return 0
+    cases = plan(args.quick)
+    t0 = time.perf_counter()
+    results = run_all("bench_select", cases, run_case, "benchmarks.bench_select", args.in_process)
+    if results is None:
+        return 1
     summary = summarise(cases, results, args.quick)
     print()
     print(render(cases, results, summary))
     print(f"\n(total benchmark wall time {_fmt_s(time.perf_counter() - t0)})")
     if args.json:
-        out = Path(args.json)
-        out.parent.mkdir(parents=True, exist_ok=True)
-        payload = {
-            "quick": args.quick,
-            "machine": {
-                "cpus": os.cpu_count(),
-                "python": sys.version.split()[0],
-                "loadavg_at_end": os.getloadavg(),
-            },
-            "cases": [{**c, "result": results[c["id"]]} for c in cases],
-            "summary": summary,
-        }
-        out.write_text(json.dumps(payload, indent=2, default=float))
-        print(f"wrote {out}")
+        write_json(args.json, args.quick, cases, results, summary=summary)
     return 0
 
 
