@@ -6,19 +6,19 @@ import logging
 import math
 
 import numpy as np
-from datasets import Dataset
 from tqdm.auto import tqdm
 
 from ..embedders import EmbedderLike
 from ..embeddings import check_arrays as _check_arrays
-from ..embeddings import ensure_embeddings, read_scores, single_threaded_blas
-from .base import BaseSelector, register_selector
+from ..embeddings import single_threaded_blas
+from .base import register_selector
+from .embedding_base import EmbeddingSelector
 
 logger = logging.getLogger(__name__)
 
 
 @register_selector("car")
-class CaRSelector(BaseSelector):
+class CaRSelector(EmbeddingSelector):
     """CaR: ``n1`` best rows by score overall, then the ``n2`` best rows of every k-means cluster.
 
     1. **PCA** of the (L2-normalised) sample embeddings, keeping the fewest leading components
@@ -131,19 +131,10 @@ class CaRSelector(BaseSelector):
             raise ValueError(f"n1 = {n1} exceeds k = {k}")
         return n1, n2
 
-    def select_indices(self, dataset: Dataset) -> np.ndarray:
-        """Row indices of the ``k`` picks, in pick order (overall, per cluster, fill)."""
-        self._check_k(dataset)
-        self._options(len(dataset))  # fail on bad options before reading anything
-        scores = read_scores(dataset, self.score_column, what="CaR selection")
-        x = ensure_embeddings(
-            dataset,
-            self.embedding_column,
-            self.embedder,
-            text=self.embedding_text,
-            progress=self.progress,
-        )
-        return self.select_arrays(x, scores)
+    label = "CaR"
+
+    def _check_options(self, n: int) -> None:
+        self._options(n)
 
     def _options(self, n: int) -> dict:
         clusters = self._int_option("n_clusters", self.n_clusters, 1)

@@ -5,19 +5,18 @@ from __future__ import annotations
 import logging
 
 import numpy as np
-from datasets import Dataset
 from tqdm.auto import tqdm
 
 from ..embedders import EmbedderLike
 from ..embeddings import check_arrays as _check_arrays
-from ..embeddings import ensure_embeddings, read_scores
-from .base import BaseSelector, register_selector
+from .base import register_selector
+from .embedding_base import EmbeddingSelector
 
 logger = logging.getLogger(__name__)
 
 
 @register_selector("deita")
-class DeitaSelector(BaseSelector):
+class DeitaSelector(EmbeddingSelector):
     """DEITA: best score first, skipping rows too similar (cosine) to a row already kept.
 
     Rows are visited by ``score_column`` descending (ties by lower row index). A row is kept
@@ -88,19 +87,10 @@ class DeitaSelector(BaseSelector):
             raise ValueError(f"batch_size must be a positive integer, got {b!r}")
         return float(t)
 
-    def select_indices(self, dataset: Dataset) -> np.ndarray:
-        """Row indices of the ``k`` picks, in pick order (score order, then filled rows)."""
-        self._check_k(dataset)
+    label = "DEITA"
+
+    def _check_options(self, n: int) -> None:
         self._validate()
-        scores = read_scores(dataset, self.score_column, what="DEITA selection")
-        x = ensure_embeddings(
-            dataset,
-            self.embedding_column,
-            self.embedder,
-            text=self.embedding_text,
-            progress=self.progress,
-        )
-        return self.select_arrays(x, scores)
 
     def select_arrays(self, embeddings: np.ndarray, scores: np.ndarray) -> np.ndarray:
         """DEITA on arrays: L2-normalised ``(n, d)`` embeddings and ``n`` finite scores."""

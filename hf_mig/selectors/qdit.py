@@ -3,19 +3,18 @@
 from __future__ import annotations
 
 import numpy as np
-from datasets import Dataset
 from tqdm.auto import tqdm
 
 from ..embedders import EmbedderLike
 from ..embeddings import check_arrays as _check_arrays
-from ..embeddings import ensure_embeddings, read_scores
-from .base import BaseSelector, register_selector
+from .base import register_selector
+from .embedding_base import EmbeddingSelector
 
 _ENGINES = ("lazy", "scan")
 
 
 @register_selector("qdit")
-class QDITSelector(BaseSelector):
+class QDITSelector(EmbeddingSelector):
     """QDIT: greedy on ``alpha * quality + (1 - alpha) * facility-location diversity gain``.
 
     Diversity is the facility-location function over a set of *facility* rows ``R``::
@@ -115,19 +114,10 @@ class QDITSelector(BaseSelector):
             if isinstance(c, bool) or not isinstance(c, (int, np.integer)) or c < 1:
                 raise ValueError(f"{name} must be a positive integer, got {c!r}")
 
-    def select_indices(self, dataset: Dataset) -> np.ndarray:
-        """Row indices of the ``k`` picks, in pick order."""
-        self._check_k(dataset)
+    label = "QDIT"
+
+    def _check_options(self, n: int) -> None:
         self._validate()
-        scores = read_scores(dataset, self.score_column, what="QDIT selection")
-        x = ensure_embeddings(
-            dataset,
-            self.embedding_column,
-            self.embedder,
-            text=self.embedding_text,
-            progress=self.progress,
-        )
-        return self.select_arrays(x, scores)
 
     def select_arrays(self, embeddings: np.ndarray, scores: np.ndarray) -> np.ndarray:
         """QDIT on arrays: L2-normalised ``(n, d)`` embeddings and ``n`` finite scores."""
