@@ -1,0 +1,151 @@
+"""``hf-mig report POOL --out DIR``: an HTML report of what one or more selections cover.
+
+::
+
+    hf-mig report pool.jsonl --selection mig=mig.jsonl --selection deita=deita_ids.txt \\
+        --out report/ --graph graph.npz
+    hf-mig report pool.jsonl --method mig:200 --method random:200 --graph graph.npz --out report/
+
+``--selection NAME=FILE`` reads a selected subset (any format ``hf-mig select`` writes, matched to
+the pool on the id column) or a file of ids (one per line, or a JSON list). ``--method NAME:K``
+selects ``K`` rows with that method on the fly; for ``mig`` the greedy trace is reported too.
+``DIR`` receives ``report.html`` (figures embedded), the PNG figures and ``report.json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import inspect
+import time
+from typing import Any
+
+
+def register(subparsers: Any) -> None:
+    """Add the ``report`` subcommand."""
+    p = subparsers.add_parser(
+        "report",
+        help="HTML report (with PNGs and JSON) of what selections cover of a pool",
+        description=__doc__.split("::")[0].strip() if __doc__ else None,
+    )
+    p.add_argument("pool", help="pool: .jsonl/.json/.parquet/.csv file, dataset folder or Hub id")
+    p.add_argument("--split", default="train", help="split of a Hub dataset or DatasetDict")
+    p.add_argument(
+        "--format",
+        dest="pool_format",
+        default="auto",
+        choices=["auto", "labels", "mig-authors"],
+        help="pool schema (as for 'hf-mig select')",
+    )
+    p.add_argument(
+        "--selection",
+        action="append",
+        default=[],
+        metavar="NAME=FILE",
+        help="a selected subset or a file of ids; repeat for several",
+    )
+    p.add_argument(
+        "--method",
+        action="append",
+        default=[],
+        metavar="NAME:K",
+        help="select K rows with this method now (e.g. mig:200, random:200); repeatable",
+    )
+    p.add_argument("--out", required=True, help="folder for report.html, the PNGs and report.json")
+    p.add_argument("--graph", help="label graph (LabelGraph.save / 'hf-mig graph')")
+    p.add_argument("--labels-column", default="labels")
+    p.add_argument("--score-column", default="score")
+    p.add_argument("--id-column", default=None, help="column matching selections to the pool")
+    p.add_argument("--seed", type=int, default=42, help="seed of methods that take one")
+    p.add_argument("--title", default="hf-mig selection report")
+    p.set_defaults(func=cmd_report)
+
+
+def parse_selection(item: str) -> tuple[str, str]:
+    """``NAME=FILE`` -> ``(NAME, FILE)``; a bare ``FILE`` is named after its stem."""
+    from pathlib import Path
+
+    name, sep, path = item.partition("=")
+    if not sep:
+        return Path(item).stem, item
+    if not name or not path:
+        raise ValueError(f"--selection expects NAME=FILE, got {item!r}")
+    return name, path
+
+
+def parse_method(item: str) -> tuple[str, int]:
+    """``NAME:K`` -> ``(NAME, K)``."""
+    name, sep, k = item.partition(":")
+    try:
+        num = int(k)
+    except ValueError:
+        num = -1
+    if not sep or not name or num <= 0:
+        raise ValueError(f"--method expects NAME:K with K > 0, e.g. mig:200; got {item!r}")
+    return name, num
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    """Run ``hf-mig report``."""
+    from hf_mig.graph import LabelGraph
+    from hf_mig.io import load_pool
+    from hf_mig.pool import prepare_pool
+    from hf_mig.report import build_report, read_selection_file
+    from hf_mig.selectors import SELECTORS, get_selector
+
+    if not args.selection and not args.method:
+        raise ValueError("nothing to report on: give --selection NAME=FILE and/or --method NAME:K")
+    selections_in = [parse_selection(s) for s in args.selection]
+    methods = [parse_method(m) for m in args.method]
+    start = time.perf_counter()
+    pool = load_pool(args.pool, split=args.split)
+    pool = prepare_pool(
+        pool,
+        args.pool_format,
+        labels_column=args.labels_column,
+        score_column=args.score_column,
+        strict=any(name == "mig" for name, _ in methods),
+    )
+    graph = LabelGraph.load(args.graph) if args.graph else None
+
+    selections: dict[str, Any] = {}
+    for name, path in selections_in:
+        if name in selections:
+            raise ValueError(f"selection name {name!r} given twice")
+        selections[name] = read_selection_file(path)
+    mig_result = None
+    for method, k in methods:
+        name = method if method not in selections else f"{method}-{k}"
+        if name in selections:
+            raise ValueError(f"selection name {name!r} given twice")
+        if method == "mig":
+            options: dict[str, Any] = dict(
+                label_graph=graph,
+                labels_column=args.labels_column,
+                score_column=args.score_column,
+            )
+        else:
+            cls = SELECTORS.get(method)
+            accepted = inspect.signature(cls.__init__).parameters if cls else {}
+            common = dict(
+                seed=args.seed,
+                labels_column=args.labels_column,
+                score_column=args.score_column,
+            )
+            options = {key: v for key, v in common.items() if key in accepted}
+        selector = get_selector(method, k, **options)
+        selections[name] = selector.select_indices(pool)
+        if method == "mig" and mig_result is None:
+            mig_result = selector.result_
+    page = build_report(
+        pool,
+        selections,
+        args.out,
+        labels_column=args.labels_column,
+        score_column=args.score_column,
+        id_column=args.id_column,
+        label_graph=graph,
+        mig_result=mig_result,
+        title=args.title,
+    )
+    print(f"report of {', '.join(selections)} -> {page} ({time.perf_counter() - start:.1f}s)")
+    return 0

@@ -1,0 +1,937 @@
+"""A selection report: what a subset covers of its pool, as an HTML page, PNGs and JSON.
+
+::
+
+    from hf_mig.report import build_report
+
+    selector = MIGSelector(200, label_graph=graph)
+    mig = selector.select_indices(pool)
+    build_report(
+        pool,
+        {"mig": mig, "random": RandomSelector(200).select_indices(pool)},
+        "report/",
+        label_graph=graph,
+        mig_result=selector.result_,
+    )
+
+``report/`` then holds ``report.html`` (figures embedded, so the page stands alone), the same
+figures as PNG files beside it, and ``report.json`` with every number behind the figures.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import io
+import json
+import math
+from collections import Counter
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from datasets import Dataset
+
+CONVERSATION_COLUMNS = ("messages", "dialogs", "conversations", "conversation")
+SOURCE_COLUMNS = ("source", "dataset", "origin")
+FREQUENCY_BANDS = ((1, 1), (2, 5), (6, 20), (21, None))
+NEIGHBOURHOOD_LABELS = 3
+TOP_LABELS = 30
+
+
+# ---------------------------------------------------------------------------- selections
+def detect_id_column(dataset: Dataset) -> str | None:
+    """``"id"`` (or the first ``*_id``/``idx`` column) when the dataset has one, else ``None``."""
+    for name in ("id", "idx", "uid", "sample_id", "example_id"):
+        if name in dataset.column_names:
+            return name
+    return None
+
+
+def read_selection_file(path: str | Path) -> Dataset | list[str]:
+    """A selection on disk: a file of ids (``.txt``/``.ids``, one per line, or a JSON list) or a
+    selected subset in any format :func:`hf_mig.io.load_pool` reads (with an id column)."""
+    p = Path(path)
+    if not p.exists():
+        raise FileNotFoundError(f"selection {p} not found")
+    if p.is_file() and p.suffix.lower() in (".txt", ".ids", ".lst", ""):
+        return [line.strip() for line in p.read_text(encoding="utf-8").splitlines() if line.strip()]
+    if p.is_file() and p.suffix.lower() == ".json":
+        text = p.read_text(encoding="utf-8").lstrip()
+        if text.startswith("["):
+            data = json.loads(text)
+            if all(not isinstance(x, dict) for x in data):
+                return [str(x) for x in data]
+    from .io import load_pool
+
+    return load_pool(p)
+
+
+def resolve_selection(
+    pool: Dataset, selection: Any, *, id_column: str | None = None, name: str = "selection"
+) -> np.ndarray:
+    """Row indices into ``pool`` (pick order kept) of ``selection``: indices, ids or a subset.
+
+    Integers are taken as row indices; strings (or a ``Dataset``) are matched on ``id_column``
+    (default: the pool's ``id`` column). Unknown ids, repeated rows and out-of-range indices raise
+    ``ValueError`` naming the selection.
+    """
+    ids: list | None = None
+    if isinstance(selection, Dataset):
+        col = id_column or detect_id_column(selection)
+        if col is None or col not in selection.column_names:
+            raise ValueError(
+                f"selection {name!r}: no id column to match with the pool "
+                f"(columns: {selection.column_names}); pass id_column"
+            )
+        ids = selection[col]
+    else:
+        values = list(np.asarray(selection).tolist()) if selection is not None else []
+        if values and all(isinstance(v, (int, np.integer)) for v in values):
+            idx = np.asarray(values, dtype=np.int64)
+            if idx.size and (idx.min() < 0 or idx.max() >= len(pool)):
+                raise ValueError(f"selection {name!r}: row index out of range 0..{len(pool) - 1}")
+        else:
+            ids = [str(v) for v in values]
+            idx = None
+    if ids is not None:
+        col = id_column or detect_id_column(pool)
+        if col is None or col not in pool.column_names:
+            raise ValueError(
+                f"selection {name!r} is given by ids but the pool has no id column "
+                f"(columns: {pool.column_names}); pass id_column"
+            )
+        where = {str(v): i for i, v in enumerate(pool[col])}
+        missing = [v for v in ids if str(v) not in where]
+        if missing:
+            raise ValueError(
+                f"selection {name!r}: {len(missing)} ids are not in the pool, e.g. {missing[:3]}"
+            )
+        idx = np.asarray([where[str(v)] for v in ids], dtype=np.int64)
+    if len(np.unique(idx)) != len(idx):
+        raise ValueError(f"selection {name!r} repeats rows")
+    return idx
+
+
+# ---------------------------------------------------------------------------- numbers
+def _row_labels(pool: Dataset, labels_column: str) -> list[list[str]] | None:
+    if labels_column not in pool.column_names:
+        return None
+    return [list(dict.fromkeys(x or [])) for x in pool[labels_column]]
+
+
+def coverage_curve(row_labels: Sequence[Sequence[str]], indices: Sequence[int]) -> list[int]:
+    """Distinct labels covered after each pick, in pick order."""
+    seen: set[str] = set()
+    out = []
+    for i in indices:
+        seen.update(row_labels[i])
+        out.append(len(seen))
+    return out
+
+
+def _histogram(values: Sequence[float], edges: np.ndarray) -> list[int]:
+    return np.histogram(np.asarray(values, dtype=float), bins=edges)[0].astype(int).tolist()
+
+
+def _describe(values: Sequence[float]) -> dict:
+    a = np.asarray(values, dtype=float)
+    if not a.size:
+        return {"count": 0}
+    return {
+        "count": int(a.size),
+        "mean": float(a.mean()),
+        "median": float(np.median(a)),
+        "min": float(a.min()),
+        "max": float(a.max()),
+        "std": float(a.std()),
+    }
+
+
+def _conversation_stats(pool: Dataset, column: str) -> tuple[np.ndarray, np.ndarray]:
+    """Per row: number of turns and total characters of content."""
+    turns, chars = [], []
+    for conv in pool[column]:
+        conv = conv or []
+        turns.append(len(conv))
+        total = 0
+        for m in conv:
+            if isinstance(m, dict):
+                total += len(str(m.get("content") or m.get("value") or ""))
+            else:
+                total += len(str(m))
+        chars.append(total)
+    return np.asarray(turns, dtype=np.int64), np.asarray(chars, dtype=np.int64)
+
+
+def _band_name(lo: int, hi: int | None) -> str:
+    if hi is None:
+        return f">={lo}"
+    return str(lo) if lo == hi else f"{lo}-{hi}"
+
+
+def compute_report_data(
+    pool: Dataset,
+    selections: Mapping[str, Any],
+    *,
+    labels_column: str = "labels",
+    score_column: str = "score",
+    id_column: str | None = None,
+    label_graph: Any = None,
+    mig_result: Any = None,
+) -> tuple[dict, dict[str, np.ndarray], dict]:
+    """The numbers of the report; returns ``(data, indices by selection, raw arrays for plots)``."""
+    if not selections:
+        raise ValueError("no selections to report on")
+    indices = {
+        str(name): resolve_selection(pool, sel, id_column=id_column, name=str(name))
+        for name, sel in selections.items()
+    }
+    data: dict[str, Any] = {
+        "pool": {"rows": len(pool), "columns": list(pool.column_names)},
+        "selections": {name: {"rows": int(len(idx))} for name, idx in indices.items()},
+    }
+    raw: dict[str, Any] = {}
+    ids_col = id_column or detect_id_column(pool)
+    if ids_col and ids_col in pool.column_names:
+        pool_ids = pool[ids_col]
+        for name, idx in indices.items():
+            data["selections"][name]["first_ids"] = [str(pool_ids[i]) for i in idx[:10]]
+
+    # ---- labels
+    row_labels = _row_labels(pool, labels_column)
+    label_sets: dict[str, set[str]] = {}
+    if row_labels is not None:
+        pool_counts = Counter(label for labels in row_labels for label in labels)
+        ranked = sorted(pool_counts, key=lambda x: (-pool_counts[x], x))
+        sel_counts = {
+            name: Counter(label for i in idx for label in row_labels[i])
+            for name, idx in indices.items()
+        }
+        label_sets = {name: set(c) for name, c in sel_counts.items()}
+        labels: dict[str, Any] = {
+            "pool_labels": len(pool_counts),
+            "pool_label_occurrences": int(sum(pool_counts.values())),
+            "by_selection": {},
+            "frequency_bands": [],
+            "top_labels": [],
+        }
+        for name, counts in sel_counts.items():
+            covered = set(counts) & set(pool_counts)
+            labels["by_selection"][name] = {
+                "labels_covered": len(covered),
+                "coverage": len(covered) / len(pool_counts) if pool_counts else 0.0,
+                "label_occurrences": int(sum(counts.values())),
+                "coverage_curve": coverage_curve(row_labels, indices[name]),
+                "singleton_labels_covered": sum(1 for x in covered if pool_counts[x] == 1),
+            }
+        for lo, hi in FREQUENCY_BANDS:
+            band = [
+                x for x in ranked if pool_counts[x] >= lo and (hi is None or pool_counts[x] <= hi)
+            ]
+            labels["frequency_bands"].append(
+                {
+                    "band": _band_name(lo, hi),
+                    "pool_labels": len(band),
+                    "covered": {
+                        name: sum(1 for x in band if x in label_sets[name]) for name in indices
+                    },
+                }
+            )
+        for label in ranked[:TOP_LABELS]:
+            labels["top_labels"].append(
+                {
+                    "label": label,
+                    "pool": pool_counts[label],
+                    **{name: sel_counts[name][label] for name in indices},
+                }
+            )
+        data["labels"] = labels
+        raw["pool_counts"] = pool_counts
+        raw["ranked"] = ranked
+        raw["sel_counts"] = sel_counts
+
+    # ---- MIG trace
+    if mig_result is not None:
+        trace = np.asarray(mig_result.objective_trace, dtype=float)
+        gains = np.asarray(mig_result.gains, dtype=float)
+        stats = {
+            k: (v.item() if isinstance(v, np.generic) else v)
+            for k, v in dict(getattr(mig_result, "stats", {}) or {}).items()
+        }
+        data["mig_trace"] = {
+            "k": int(len(mig_result.indices)),
+            "initial_objective": float(mig_result.initial_objective),
+            "final_objective": float(trace[-1])
+            if trace.size
+            else float(mig_result.initial_objective),
+            "objective": trace.tolist(),
+            "gains": gains.tolist(),
+            "stats": json.loads(json.dumps(stats, default=str)),
+        }
+
+    # ---- scores
+    if score_column in pool.column_names:
+        scores = np.asarray(pool[score_column], dtype=float)
+        finite = scores[np.isfinite(scores)]
+        lo, hi = (float(finite.min()), float(finite.max())) if finite.size else (0.0, 1.0)
+        if hi <= lo:
+            hi = lo + 1.0
+        edges = np.linspace(lo, hi, 31)
+        data["scores"] = {
+            "column": score_column,
+            "bin_edges": edges.tolist(),
+            "pool": {**_describe(finite), "histogram": _histogram(finite, edges)},
+            "by_selection": {
+                name: {**_describe(scores[idx]), "histogram": _histogram(scores[idx], edges)}
+                for name, idx in indices.items()
+            },
+        }
+        raw["scores"] = scores
+
+    # ---- conversations
+    conv_col = next((c for c in CONVERSATION_COLUMNS if c in pool.column_names), None)
+    if conv_col is not None:
+        turns, chars = _conversation_stats(pool, conv_col)
+        t_edges = np.arange(0.5, max(int(turns.max()) if turns.size else 1, 1) + 1.5, 1.0)
+        c_max = max(float(chars.max()) if chars.size else 1.0, 1.0)
+        c_edges = np.logspace(0, math.log10(c_max) + 0.01, 31)
+        data["conversations"] = {
+            "column": conv_col,
+            "turn_bin_edges": t_edges.tolist(),
+            "length_bin_edges": c_edges.tolist(),
+            "pool": {
+                "turns": {**_describe(turns), "histogram": _histogram(turns, t_edges)},
+                "characters": {**_describe(chars), "histogram": _histogram(chars, c_edges)},
+            },
+            "by_selection": {
+                name: {
+                    "turns": {
+                        **_describe(turns[idx]),
+                        "histogram": _histogram(turns[idx], t_edges),
+                    },
+                    "characters": {
+                        **_describe(chars[idx]),
+                        "histogram": _histogram(chars[idx], c_edges),
+                    },
+                }
+                for name, idx in indices.items()
+            },
+        }
+        raw["turns"], raw["chars"] = turns, chars
+
+    # ---- sources
+    src_col = next((c for c in SOURCE_COLUMNS if c in pool.column_names), None)
+    if src_col is not None:
+        src = [str(s) for s in pool[src_col]]
+        pool_src = Counter(src)
+        order = sorted(pool_src, key=lambda s: (-pool_src[s], s))
+        data["sources"] = {
+            "column": src_col,
+            "order": order,
+            "pool": {s: pool_src[s] for s in order},
+            "by_selection": {
+                name: {s: c for s, c in ((s, Counter(src[i] for i in idx)[s]) for s in order)}
+                for name, idx in indices.items()
+            },
+        }
+
+    # ---- overlap
+    names = list(indices)
+    pairs = []
+    for a_pos, a in enumerate(names):
+        for b in names[a_pos + 1 :]:
+            sa, sb = set(indices[a].tolist()), set(indices[b].tolist())
+            union = sa | sb
+            entry = {
+                "a": a,
+                "b": b,
+                "shared_rows": len(sa & sb),
+                "jaccard": len(sa & sb) / len(union) if union else 0.0,
+            }
+            if label_sets:
+                la, lb = label_sets[a], label_sets[b]
+                entry["shared_labels"] = len(la & lb)
+                entry["label_jaccard"] = len(la & lb) / len(la | lb) if la | lb else 0.0
+                entry["labels_only_in_a"] = len(la - lb)
+                entry["labels_only_in_b"] = len(lb - la)
+            pairs.append(entry)
+    data["overlap"] = pairs
+
+    # ---- graph neighbourhoods
+    if label_graph is not None and row_labels is not None:
+        data["label_graph"] = _neighbourhoods(label_graph, raw, names, mig_result is not None)
+    return data, indices, raw
+
+
+def _neighbourhoods(graph: Any, raw: dict, names: list[str], has_mig: bool) -> dict:
+    """Neighbours of the most and least covered labels of the focus selection."""
+    pool_counts, sel_counts = raw["pool_counts"], raw["sel_counts"]
+    focus = "mig" if has_mig and "mig" in names else names[0]
+    counts = sel_counts[focus]
+    index = graph.index
+    in_graph = [x for x in raw["ranked"] if x in index]
+    # prefer labels that have neighbours, so the neighbourhood has something to show
+    with_nb = [x for x in in_graph if graph.neighbors(x)] or in_graph
+    most = sorted(with_nb, key=lambda x: (-counts[x], -pool_counts[x], x))[:NEIGHBOURHOOD_LABELS]
+    least = [
+        x for x in sorted(with_nb, key=lambda x: (counts[x], -pool_counts[x], x)) if x not in most
+    ][:NEIGHBOURHOOD_LABELS]
+
+    def describe(label: str) -> dict:
+        return {
+            "label": label,
+            "pool": pool_counts[label],
+            "selected": {n: sel_counts[n][label] for n in names},
+            "neighbors": [
+                {
+                    "label": nb,
+                    "weight": w,
+                    "pool": pool_counts.get(nb, 0),
+                    "selected": {n: sel_counts[n][nb] for n in names},
+                }
+                for nb, w in graph.neighbors(label)[:12]
+            ],
+        }
+
+    stats = graph.stats()
+    stats.pop("degree_histogram", None)
+    return {
+        "focus_selection": focus,
+        "stats": stats,
+        "pool_labels_in_graph": len(in_graph),
+        "most_covered": [describe(x) for x in most],
+        "least_covered": [describe(x) for x in least],
+    }
+
+
+# ---------------------------------------------------------------------------- figures
+def _new_figure(width: float = 9.0, height: float = 4.8):
+    from matplotlib.figure import Figure
+
+    return Figure(figsize=(width, height), dpi=100, layout="constrained")
+
+
+def _png(fig) -> bytes:
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png")
+    return buf.getvalue()
+
+
+def _colors(names: Sequence[str]) -> dict[str, str]:
+    palette = ["#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b", "#e377c2"]
+    return {n: palette[i % len(palette)] for i, n in enumerate(names)}
+
+
+def _make_figures(data: dict, raw: dict, indices: dict[str, np.ndarray]) -> list[dict]:
+    names = list(indices)
+    color = _colors(names)
+    figures: list[dict] = []
+
+    def add(name: str, title: str, caption: str, fig) -> None:
+        figures.append(
+            {"file": f"{name}.png", "title": title, "caption": caption, "png": _png(fig)}
+        )
+
+    labels = data.get("labels")
+    if labels:
+        # coverage against k
+        fig = _new_figure()
+        ax = fig.add_subplot()
+        for n in names:
+            curve = labels["by_selection"][n]["coverage_curve"]
+            ax.plot(np.arange(1, len(curve) + 1), curve, label=n, color=color[n], lw=2)
+        ax.axhline(labels["pool_labels"], color="grey", ls="--", lw=1, label="labels in the pool")
+        ax.set_xlabel("rows selected (k, in pick order)")
+        ax.set_ylabel("distinct labels covered")
+        ax.set_title("Label coverage against k")
+        ax.grid(alpha=0.3)
+        ax.legend()
+        add(
+            "coverage_curve",
+            "Label coverage against k",
+            "Distinct labels covered after each pick; the dashed line is the pool's total.",
+            fig,
+        )
+
+        # long tail: pool count per label (ranked) vs selected count
+        ranked, pool_counts = raw["ranked"], raw["pool_counts"]
+        fig = _new_figure(9.0, 6.4)
+        ax1, ax2 = fig.subplots(2, 1, sharex=True)
+        x = np.arange(1, len(ranked) + 1)
+        ax1.plot(x, [pool_counts[r] for r in ranked], color="black", lw=1.5, label="pool")
+        for n in names:
+            sc = raw["sel_counts"][n]
+            ax1.plot(x, [sc[r] for r in ranked], color=color[n], lw=0.8, alpha=0.8, label=n)
+        ax1.set_yscale("symlog", linthresh=1)
+        ax1.set_ylabel("rows carrying the label")
+        ax1.set_title("Information per label: pool vs selected (labels ranked by pool frequency)")
+        ax1.legend()
+        ax1.grid(alpha=0.3)
+        window = max(1, len(ranked) // 50)
+        for n in names:
+            hit = np.asarray([1.0 if raw["sel_counts"][n][r] else 0.0 for r in ranked])
+            smooth = np.convolve(hit, np.ones(window) / window, mode="same")
+            ax2.plot(x, smooth, color=color[n], lw=1.5, label=n)
+        ax2.set_ylim(-0.02, 1.02)
+        ax2.set_xlabel("label rank in the pool (1 = most frequent)")
+        ax2.set_ylabel(f"share covered\n(rolling window {window})")
+        ax2.grid(alpha=0.3)
+        add(
+            "label_long_tail",
+            "The long tail of labels",
+            "Top: rows per label in the pool and in each selection. Bottom: the share of labels "
+            "covered along the ranking; the right end is the long tail of rare labels.",
+            fig,
+        )
+
+        # frequency bands
+        bands = labels["frequency_bands"]
+        fig = _new_figure()
+        ax = fig.add_subplot()
+        width = 0.8 / max(len(names), 1)
+        xb = np.arange(len(bands))
+        for j, n in enumerate(names):
+            vals = [
+                (b["covered"][n] / b["pool_labels"] if b["pool_labels"] else 0.0) for b in bands
+            ]
+            ax.bar(xb + (j - (len(names) - 1) / 2) * width, vals, width, label=n, color=color[n])
+        ax.set_xticks(xb, [f"{b['band']} rows\n({b['pool_labels']} labels)" for b in bands])
+        ax.set_xlabel("how many pool rows carry the label")
+        ax.set_ylabel("share of those labels covered")
+        ax.set_ylim(0, 1.05)
+        ax.set_title("Coverage by label frequency")
+        ax.legend()
+        ax.grid(axis="y", alpha=0.3)
+        add(
+            "coverage_by_frequency",
+            "Coverage by label frequency",
+            "Share of the pool's labels covered, grouped by how common each label is.",
+            fig,
+        )
+
+    trace = data.get("mig_trace")
+    if trace and trace["objective"]:
+        fig = _new_figure(9.0, 6.4)
+        ax1, ax2 = fig.subplots(2, 1, sharex=True)
+        steps = np.arange(1, len(trace["objective"]) + 1)
+        ax1.plot(steps, trace["objective"], color="#1f77b4", lw=2)
+        ax1.set_ylabel("objective E(S)")
+        ax1.set_title("MIG greedy trace")
+        ax1.grid(alpha=0.3)
+        ax2.plot(steps, trace["gains"], color="#d62728", lw=1)
+        ax2.set_xlabel("pick")
+        ax2.set_ylabel(f"gain of the pick ({trace['stats'].get('gain', 'gain')})")
+        ax2.grid(alpha=0.3)
+        st = trace["stats"]
+        note = ", ".join(
+            f"{k}={v}"
+            for k, v in st.items()
+            if isinstance(v, (int, float)) and not isinstance(v, bool)
+        )
+        if note:
+            ax2.text(0.99, 0.95, note, transform=ax2.transAxes, ha="right", va="top", fontsize=8)
+        add(
+            "mig_trace",
+            "MIG greedy trace",
+            "The objective E(S) after each pick (top) and the gain each pick was chosen with "
+            "(bottom).",
+            fig,
+        )
+
+    def side_by_side(key: str, title: str, xlabel: str, edges: list, pool_hist, hists, logx=False):
+        fig = _new_figure()
+        ax = fig.add_subplot()
+        e = np.asarray(edges)
+        total = max(sum(pool_hist), 1)
+        ax.stairs(np.asarray(pool_hist) / total, e, color="black", lw=2, label="pool")
+        for n in names:
+            h = np.asarray(hists[n])
+            ax.stairs(h / max(h.sum(), 1), e, color=color[n], lw=1.5, label=n)
+        if logx:
+            ax.set_xscale("log")
+        ax.set_xlabel(xlabel)
+        ax.set_ylabel("share of rows")
+        ax.set_title(title)
+        ax.legend()
+        ax.grid(alpha=0.3)
+        add(key, title, f"{title}, each normalised to its own number of rows.", fig)
+
+    scores = data.get("scores")
+    if scores:
+        side_by_side(
+            "score_distribution",
+            "Score distribution: pool vs selections",
+            f"score ({scores['column']})",
+            scores["bin_edges"],
+            scores["pool"]["histogram"],
+            {n: scores["by_selection"][n]["histogram"] for n in names},
+        )
+    conv = data.get("conversations")
+    if conv:
+        side_by_side(
+            "conversation_turns",
+            "Turns per conversation",
+            f"messages in '{conv['column']}'",
+            conv["turn_bin_edges"],
+            conv["pool"]["turns"]["histogram"],
+            {n: conv["by_selection"][n]["turns"]["histogram"] for n in names},
+        )
+        side_by_side(
+            "conversation_length",
+            "Conversation length",
+            "characters of content (log scale)",
+            conv["length_bin_edges"],
+            conv["pool"]["characters"]["histogram"],
+            {n: conv["by_selection"][n]["characters"]["histogram"] for n in names},
+            logx=True,
+        )
+
+    src = data.get("sources")
+    if src:
+        order = src["order"][:15]
+        fig = _new_figure(9.0, max(3.0, 0.35 * len(order) + 1.5))
+        ax = fig.add_subplot()
+        groups = ["pool", *names]
+        height = 0.8 / len(groups)
+        y = np.arange(len(order))
+        for j, g in enumerate(groups):
+            counts = src["pool"] if g == "pool" else src["by_selection"][g]
+            total = max(sum(counts.values()), 1)
+            ax.barh(
+                y + (j - (len(groups) - 1) / 2) * height,
+                [counts.get(s, 0) / total for s in order],
+                height,
+                label=g,
+                color="black" if g == "pool" else color[g],
+            )
+        ax.set_yticks(y, order)
+        ax.invert_yaxis()
+        ax.set_xlabel("share of rows")
+        ax.set_title(f"Source mix ('{src['column']}')")
+        ax.legend()
+        add("source_mix", "Source mix", "Share of rows from each source.", fig)
+
+    if len(names) > 1:
+        fig = _new_figure(4.0 + 0.9 * len(names) * (2 if labels else 1), 3.5 + 0.5 * len(names))
+        matrices = [("rows (Jaccard)", "jaccard")]
+        if labels:
+            matrices.append(("labels (Jaccard)", "label_jaccard"))
+        axes = fig.subplots(1, len(matrices), squeeze=False)[0]
+        lookup = {(p["a"], p["b"]): p for p in data["overlap"]}
+        for ax, (what, key) in zip(axes, matrices):
+            m = np.eye(len(names))
+            for i, a in enumerate(names):
+                for j, b in enumerate(names):
+                    p = lookup.get((a, b)) or lookup.get((b, a))
+                    if p is not None:
+                        m[i, j] = p[key]
+            im = ax.imshow(m, vmin=0, vmax=1, cmap="Blues")
+            for i in range(len(names)):
+                for j in range(len(names)):
+                    ax.text(
+                        j,
+                        i,
+                        f"{m[i, j]:.2f}",
+                        ha="center",
+                        va="center",
+                        color="white" if m[i, j] > 0.6 else "black",
+                    )
+            ax.set_xticks(range(len(names)), names, rotation=30)
+            ax.set_yticks(range(len(names)), names)
+            ax.set_title(f"Overlap of {what}")
+            fig.colorbar(im, ax=ax, shrink=0.8)
+        add("overlap", "Overlap between selections", "Jaccard similarity of rows and labels.", fig)
+
+    graph = data.get("label_graph")
+    if graph and (graph["most_covered"] or graph["least_covered"]):
+        groups = [("most covered", x) for x in graph["most_covered"]] + [
+            ("least covered", x) for x in graph["least_covered"]
+        ]
+        cols = min(3, len(groups))
+        rows = math.ceil(len(groups) / cols)
+        fig = _new_figure(4.0 * cols, 3.8 * rows)
+        axes = np.atleast_1d(fig.subplots(rows, cols, squeeze=False)).ravel()
+        focus = graph["focus_selection"]
+        for ax, (kind, item) in zip(axes, groups):
+            _draw_neighbourhood(ax, item, focus, kind)
+        for ax in axes[len(groups) :]:
+            ax.set_axis_off()
+        fig.suptitle(
+            f"Label-graph neighbourhoods ({focus}); node text: selected / pool rows",
+            fontsize=11,
+        )
+        add(
+            "label_neighbourhoods",
+            "Label-graph neighbourhoods",
+            f"The most and least covered labels of '{focus}' with their graph neighbours "
+            "(edge width: similarity). Green nodes are covered by the selection, grey are not.",
+            fig,
+        )
+    return figures
+
+
+def _draw_neighbourhood(ax, item: dict, focus: str, kind: str) -> None:
+    nbs = item["neighbors"]
+    ax.set_xlim(-1.6, 1.6)
+    ax.set_ylim(-1.5, 1.5)
+    ax.set_axis_off()
+    ax.set_title(f"{kind}: {_short(item['label'], 28)}", fontsize=9)
+
+    def node(x, y, label, sel, pool, big=False):
+        ax.scatter(
+            [x],
+            [y],
+            s=500 if big else 220,
+            zorder=3,
+            color="#2ca02c" if sel else "#bbbbbb",
+            edgecolors="black",
+        )
+        ax.text(
+            x,
+            y - (0.22 if big else 0.17),
+            f"{_short(label, 18)}\n{sel} / {pool}",
+            ha="center",
+            va="top",
+            fontsize=7,
+            zorder=4,
+        )
+
+    n = len(nbs)
+    for k, nb in enumerate(nbs):
+        angle = 2 * math.pi * k / max(n, 1) + math.pi / 2
+        x, y = math.cos(angle), math.sin(angle)
+        ax.plot([0, x], [0, y], color="#555555", lw=0.5 + 3 * max(nb["weight"] - 0.5, 0), zorder=1)
+        node(x, y, nb["label"], nb["selected"][focus], nb["pool"])
+    node(0, 0, item["label"], item["selected"][focus], item["pool"], big=True)
+    if not n:
+        ax.text(0, 0.6, "(no neighbours in the graph)", ha="center", fontsize=8)
+
+
+def _short(text: str, n: int) -> str:
+    return text if len(text) <= n else text[: n - 1] + "…"
+
+
+# ---------------------------------------------------------------------------- HTML
+_CSS = """
+body{font-family:system-ui,-apple-system,Segoe UI,sans-serif;max-width:1100px;margin:2em auto;
+padding:0 1em;color:#222}
+h1{font-size:1.6em}h2{border-bottom:1px solid #ddd;padding-bottom:.2em;margin-top:1.8em}
+table{border-collapse:collapse;margin:.6em 0}td,th{border:1px solid #ccc;padding:.25em .6em;
+text-align:right}th{background:#f4f4f4}td.l,th.l{text-align:left}
+figure{margin:1em 0}figure img{max-width:100%;border:1px solid #eee}
+figcaption{color:#555;font-size:.9em}code{background:#f4f4f4;padding:0 .2em}
+"""
+
+
+# marks the page with how many figures decoded (``data-images-loaded``/``data-images-broken`` on
+# <body>), so a headless browser's DOM dump tells whether every figure shows
+_IMAGE_CHECK = (
+    "window.addEventListener('load',function(){var ok=0,bad=0;"
+    "document.querySelectorAll('img').forEach(function(i){var good=false;"
+    "if(i.complete&&i.naturalWidth>0){try{var c=document.createElement('canvas');"
+    "c.width=c.height=64;var g=c.getContext('2d');g.drawImage(i,0,0,64,64);"
+    "var d=g.getImageData(0,0,64,64).data;"
+    "for(var p=3;p<d.length;p+=4){if(d[p]>0){good=true;break}}}catch(e){}}"
+    "if(good){ok++}else{bad++}});"
+    "document.body.setAttribute('data-images-loaded',ok);"
+    "document.body.setAttribute('data-images-broken',bad);});"
+)
+
+
+def _table(header: Sequence[str], rows: Sequence[Sequence[Any]], left: int = 1) -> str:
+    def cell(tag: str, i: int, v: Any) -> str:
+        cls = ' class="l"' if i < left else ""
+        if isinstance(v, float):
+            v = f"{v:.4g}"
+        return f"<{tag}{cls}>{html.escape(str(v))}</{tag}>"
+
+    head = "".join(cell("th", i, h) for i, h in enumerate(header))
+    body = "".join(
+        "<tr>" + "".join(cell("td", i, v) for i, v in enumerate(r)) + "</tr>" for r in rows
+    )
+    return f"<table><tr>{head}</tr>{body}</table>"
+
+
+def _figure_html(fig: dict) -> str:
+    b64 = base64.b64encode(fig["png"]).decode("ascii")
+    name = html.escape(fig["file"])
+    return (
+        f'<figure id="{name[:-4]}"><img src="data:image/png;base64,{b64}" '
+        f'alt="{html.escape(fig["title"])}" data-file="{name}">'
+        f'<figcaption>{html.escape(fig["caption"])} (<a href="{name}">{name}</a>)</figcaption>'
+        "</figure>"
+    )
+
+
+def render_html(data: dict, figures: list[dict], title: str = "hf-mig selection report") -> str:
+    """The report page: summary tables and every figure (embedded as PNG data URIs)."""
+    figs = {f["file"][:-4]: _figure_html(f) for f in figures}
+    names = list(data["selections"])
+    parts = [f"<h1>{html.escape(title)}</h1>"]
+    parts.append(
+        f"<p>Pool: {data['pool']['rows']:,} rows. Selections: "
+        + ", ".join(
+            f"<b>{html.escape(n)}</b> ({data['selections'][n]['rows']:,} rows)" for n in names
+        )
+        + ".</p>"
+    )
+    labels = data.get("labels")
+    if labels:
+        parts.append("<h2>Label coverage</h2>")
+        rows = [
+            [
+                n,
+                data["selections"][n]["rows"],
+                labels["by_selection"][n]["labels_covered"],
+                labels["pool_labels"],
+                f"{100 * labels['by_selection'][n]['coverage']:.1f}%",
+                labels["by_selection"][n]["singleton_labels_covered"],
+            ]
+            for n in names
+        ]
+        parts.append(
+            _table(
+                [
+                    "selection",
+                    "rows",
+                    "labels covered",
+                    "pool labels",
+                    "coverage",
+                    "single-row labels covered",
+                ],
+                rows,
+            )
+        )
+        parts += [
+            figs.get(k, "") for k in ("coverage_curve", "label_long_tail", "coverage_by_frequency")
+        ]
+        parts.append("<h3>Most frequent labels: pool rows vs selected rows</h3>")
+        parts.append(
+            _table(
+                ["label", "pool", *names],
+                [[t["label"], t["pool"], *(t[n] for n in names)] for t in labels["top_labels"]],
+            )
+        )
+    trace = data.get("mig_trace")
+    if trace:
+        parts.append("<h2>MIG greedy trace</h2>")
+        rows = [
+            ["initial E(S)", trace["initial_objective"]],
+            ["final E(S)", trace["final_objective"]],
+            ["picks", trace["k"]],
+            *([k, v] for k, v in trace["stats"].items()),
+        ]
+        parts.append(_table(["", "value"], rows))
+        parts.append(figs.get("mig_trace", ""))
+    if data.get("scores"):
+        sc = data["scores"]
+        parts.append("<h2>Scores</h2>")
+        stats = [("pool", sc["pool"]), *((n, sc["by_selection"][n]) for n in names)]
+        parts.append(
+            _table(
+                ["", "mean", "median", "min", "max"],
+                [
+                    [n, s.get("mean", ""), s.get("median", ""), s.get("min", ""), s.get("max", "")]
+                    for n, s in stats
+                ],
+            )
+        )
+        parts.append(figs.get("score_distribution", ""))
+    if data.get("conversations"):
+        cv = data["conversations"]
+        parts.append("<h2>Conversations</h2>")
+        stats = [("pool", cv["pool"]), *((n, cv["by_selection"][n]) for n in names)]
+        parts.append(
+            _table(
+                ["", "mean turns", "median turns", "mean characters", "median characters"],
+                [
+                    [
+                        n,
+                        s["turns"].get("mean", ""),
+                        s["turns"].get("median", ""),
+                        s["characters"].get("mean", ""),
+                        s["characters"].get("median", ""),
+                    ]
+                    for n, s in stats
+                ],
+            )
+        )
+        parts += [figs.get("conversation_turns", ""), figs.get("conversation_length", "")]
+    if data.get("sources"):
+        parts.append("<h2>Source mix</h2>")
+        parts.append(figs.get("source_mix", ""))
+    if data["overlap"]:
+        parts.append("<h2>Overlap between selections</h2>")
+        keys = ["shared_rows", "jaccard", "shared_labels", "label_jaccard"]
+        parts.append(
+            _table(
+                ["a", "b", "shared rows", "row Jaccard", "shared labels", "label Jaccard"],
+                [[p["a"], p["b"], *(p.get(k, "") for k in keys)] for p in data["overlap"]],
+                left=2,
+            )
+        )
+        parts.append(figs.get("overlap", ""))
+    graph = data.get("label_graph")
+    if graph:
+        parts.append("<h2>Label graph</h2>")
+        st = graph["stats"]
+        parts.append(
+            f"<p>{st['num_labels']:,} labels, {st['num_edges']:,} edges (threshold "
+            f"{html.escape(str(st.get('threshold')))}), {st['isolated_labels']:,} isolated; "
+            f"{graph['pool_labels_in_graph']:,} of the pool's labels are in the graph.</p>"
+        )
+        parts.append(figs.get("label_neighbourhoods", ""))
+    # any figure not placed above
+    placed = "".join(parts)
+    parts += [v for v in figs.values() if v not in placed]
+    parts.append('<p><small>Numbers: <a href="report.json">report.json</a>.</small></p>')
+    return (
+        '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
+        f"<title>{html.escape(title)}</title><style>{_CSS}</style></head><body>\n"
+        + "\n".join(p for p in parts if p)
+        + f"\n<script>{_IMAGE_CHECK}</script>\n</body></html>\n"
+    )
+
+
+# ---------------------------------------------------------------------------- entry point
+def build_report(
+    pool: Dataset,
+    selections: Mapping[str, Any],
+    out_dir: str | Path,
+    *,
+    labels_column: str = "labels",
+    score_column: str = "score",
+    id_column: str | None = None,
+    label_graph: Any = None,
+    mig_result: Any = None,
+    title: str = "hf-mig selection report",
+) -> Path:
+    """Write ``report.html``, its PNG figures and ``report.json`` to ``out_dir``.
+
+    ``selections`` maps a name to row indices into ``pool`` (pick order), to ids of the pool's
+    ``id_column``, or to a selected subset (a ``Dataset`` with that id column). ``label_graph``
+    adds the neighbourhoods of the most and least covered labels; ``mig_result`` (a
+    :class:`hf_mig.GreedyResult`, e.g. ``MIGSelector.result_``) adds the greedy trace.
+    Returns the path of ``report.html``.
+    """
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    data, indices, raw = compute_report_data(
+        pool,
+        selections,
+        labels_column=labels_column,
+        score_column=score_column,
+        id_column=id_column,
+        label_graph=label_graph,
+        mig_result=mig_result,
+    )
+    figures = _make_figures(data, raw, indices)
+    for fig in figures:
+        (out / fig["file"]).write_bytes(fig["png"])
+    data["figures"] = [{k: f[k] for k in ("file", "title", "caption")} for f in figures]
+    (out / "report.json").write_text(json.dumps(data, indent=1, ensure_ascii=False) + "\n")
+    page = out / "report.html"
+    page.write_text(render_html(data, figures, title), encoding="utf-8")
+    return page

@@ -1,0 +1,296 @@
+"""``hf_mig.report`` / ``hf-mig report`` on the real parity pool (2,000 rows, MiniLM graph)."""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from hf_mig import LabelGraph, MIGSelector, RandomSelector, load_pool, save_dataset
+from hf_mig.report import build_report, coverage_curve, resolve_selection
+from hf_mig.summary import selection_summary
+
+K = 200
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+CHROMIUM = "/usr/bin/chromium"
+EXPECTED_FIGURES = {
+    "coverage_curve.png",
+    "label_long_tail.png",
+    "coverage_by_frequency.png",
+    "mig_trace.png",
+    "score_distribution.png",
+    "conversation_turns.png",
+    "conversation_length.png",
+    "overlap.png",
+    "label_neighbourhoods.png",
+}
+
+
+@pytest.fixture(scope="module")
+def parity(parity_dir):
+    pool = load_pool(parity_dir / "pool.jsonl")
+    graph_path = parity_dir / "label_graph_t0.9.npz"
+    graph = LabelGraph.load(graph_path)
+    selector = MIGSelector(K, label_graph=graph)
+    mig = selector.select_indices(pool)
+    rnd = RandomSelector(K, seed=42).select_indices(pool)
+    return {
+        "pool": pool,
+        "graph": graph,
+        "graph_path": graph_path,
+        "mig": np.asarray(mig),
+        "random": np.asarray(rnd),
+        "result": selector.result_,
+    }
+
+
+@pytest.fixture(scope="module")
+def report(parity, tmp_path_factory):
+    out = tmp_path_factory.mktemp("report")
+    page = build_report(
+        parity["pool"],
+        {"mig": parity["mig"], "random": parity["random"]},
+        out,
+        label_graph=parity["graph"],
+        mig_result=parity["result"],
+    )
+    return page, json.loads((out / "report.json").read_text())
+
+
+def _labels_of(pool, idx) -> set[str]:
+    labels = pool["labels"]
+    return {x for i in idx for x in labels[int(i)]}
+
+
+def _check_png(path: Path) -> None:
+    raw = path.read_bytes()
+    assert raw[:8] == PNG_SIGNATURE, path
+    assert raw[12:16] == b"IHDR" and raw[-8:-4] == b"IEND", path
+    width, height = int.from_bytes(raw[16:20], "big"), int.from_bytes(raw[20:24], "big")
+    assert width >= 300 and height >= 200, (path, width, height)
+    from matplotlib.image import imread
+
+    pixels = imread(path)
+    assert pixels.shape[:2] == (height, width)
+    assert float(pixels[..., :3].std()) > 0.01, f"{path} is blank"
+
+
+def test_label_coverage_matches_direct_computation(parity, report):
+    _, data = report
+    pool = parity["pool"]
+    pool_labels = _labels_of(pool, range(len(pool)))
+    assert data["labels"]["pool_labels"] == len(pool_labels)
+    for name in ("mig", "random"):
+        idx = parity[name]
+        covered = _labels_of(pool, idx) & pool_labels
+        got = data["labels"]["by_selection"][name]
+        assert got["labels_covered"] == len(covered)
+        assert got["coverage"] == pytest.approx(len(covered) / len(pool_labels))
+        summary = selection_summary(pool, pool.select(idx))
+        assert got["coverage"] == pytest.approx(summary["label_coverage"])
+        curve = got["coverage_curve"]
+        assert len(curve) == K and curve[-1] == len(covered)
+        assert all(b >= a for a, b in zip(curve, curve[1:]))
+        assert curve[9] == len(_labels_of(pool, idx[:10]))
+        assert data["scores"]["by_selection"][name]["mean"] == pytest.approx(
+            float(np.mean(np.asarray(pool["score"])[idx]))
+        )
+    # MIG's point: it covers more labels than random at the same k
+    by = data["labels"]["by_selection"]
+    assert by["mig"]["labels_covered"] > by["random"]["labels_covered"]
+    # the long tail: band sizes add up to the pool's labels, and covered counts are right
+    bands = data["labels"]["frequency_bands"]
+    assert sum(b["pool_labels"] for b in bands) == len(pool_labels)
+    assert sum(b["covered"]["mig"] for b in bands) == by["mig"]["labels_covered"]
+    top = data["labels"]["top_labels"]
+    assert [t["pool"] for t in top] == sorted((t["pool"] for t in top), reverse=True)
+    first = top[0]
+    assert first["pool"] == sum(first["label"] in row for row in pool["labels"])
+    assert first["mig"] == sum(first["label"] in pool["labels"][int(i)] for i in parity["mig"])
+
+
+def test_overlap_matches_set_computation(parity, report):
+    _, data = report
+    (pair,) = data["overlap"]
+    a, b = set(parity["mig"].tolist()), set(parity["random"].tolist())
+    assert (pair["a"], pair["b"]) == ("mig", "random")
+    assert pair["shared_rows"] == len(a & b)
+    assert pair["jaccard"] == pytest.approx(len(a & b) / len(a | b))
+    la, lb = _labels_of(parity["pool"], a), _labels_of(parity["pool"], b)
+    assert pair["shared_labels"] == len(la & lb)
+    assert pair["label_jaccard"] == pytest.approx(len(la & lb) / len(la | lb))
+
+
+def test_mig_trace_and_graph(parity, report):
+    _, data = report
+    trace = data["mig_trace"]
+    result = parity["result"]
+    assert trace["k"] == K
+    assert len(trace["objective"]) == K and len(trace["gains"]) == K
+    np.testing.assert_allclose(trace["objective"], result.objective_trace)
+    assert trace["initial_objective"] == pytest.approx(result.initial_objective)
+    assert trace["stats"]["evaluations"] == result.stats["evaluations"]
+    assert "refreshes" in trace["stats"]
+    graph = data["label_graph"]
+    assert graph["focus_selection"] == "mig"
+    assert graph["stats"]["num_edges"] == parity["graph"].stats()["num_edges"]
+    mig_labels = _labels_of(parity["pool"], parity["mig"])
+    assert graph["most_covered"] and graph["least_covered"]
+    for item in graph["most_covered"]:
+        assert item["selected"]["mig"] >= 1 and item["label"] in mig_labels
+        assert {n["label"] for n in item["neighbors"]} == {
+            x for x, _ in parity["graph"].neighbors(item["label"])
+        }
+    most = min(x["selected"]["mig"] for x in graph["most_covered"])
+    assert all(x["selected"]["mig"] <= most for x in graph["least_covered"])
+
+
+def test_html_references_every_figure_and_pngs_are_valid(report):
+    page, data = report
+    text = page.read_text(encoding="utf-8")
+    files = {f["file"] for f in data["figures"]}
+    assert files == EXPECTED_FIGURES
+    assert set(re.findall(r'data-file="([^"]+)"', text)) == files
+    assert len(re.findall(r"<img ", text)) == len(files)
+    for name in files:
+        png = page.parent / name
+        _check_png(png)
+        embedded = re.search(
+            rf'<img src="data:image/png;base64,([A-Za-z0-9+/=]+)"[^>]*data-file="{name}"', text
+        )
+        assert embedded, name
+        assert base64.b64decode(embedded.group(1)) == png.read_bytes()
+        assert f'href="{name}"' in text
+
+
+def test_selection_given_as_ids_or_subset(parity, tmp_path):
+    pool, idx = parity["pool"], parity["mig"]
+    ids = [pool["id"][int(i)] for i in idx]
+    np.testing.assert_array_equal(resolve_selection(pool, ids), idx)
+    np.testing.assert_array_equal(resolve_selection(pool, pool.select(idx)), idx)
+    with pytest.raises(ValueError, match="not in the pool"):
+        resolve_selection(pool, [*ids[:3], "no-such-id"], name="bad")
+    with pytest.raises(ValueError, match="repeats rows"):
+        resolve_selection(pool, [1, 2, 1])
+    with pytest.raises(ValueError, match="out of range"):
+        resolve_selection(pool, [len(pool)])
+    assert coverage_curve([["a", "b"], ["b"], ["c"]], [1, 0, 2]) == [1, 2, 3]
+
+
+def test_source_mix_and_no_optional_columns(tmp_path):
+    from datasets import Dataset
+
+    pool = Dataset.from_dict(
+        {
+            "id": [f"r{i}" for i in range(12)],
+            "labels": [[f"l{i % 4}", f"m{i % 3}"] for i in range(12)],
+            "score": [float(i) for i in range(12)],
+            "source": ["alpaca"] * 6 + ["sharegpt"] * 4 + ["flan"] * 2,
+        }
+    )
+    build_report(pool, {"a": [0, 1, 2, 3], "b": ["r6", "r7", "r8"]}, tmp_path)
+    data = json.loads((tmp_path / "report.json").read_text())
+    assert data["sources"]["pool"] == {"alpaca": 6, "sharegpt": 4, "flan": 2}
+    assert data["sources"]["by_selection"]["b"] == {"alpaca": 0, "sharegpt": 3, "flan": 0}
+    files = {f["file"] for f in data["figures"]}
+    assert "source_mix.png" in files
+    assert not files & {"mig_trace.png", "label_neighbourhoods.png", "conversation_turns.png"}
+    assert "mig_trace" not in data and "conversations" not in data
+    for name in files:
+        _check_png(tmp_path / name)
+
+
+def test_cli_end_to_end(parity, tmp_path):
+    pool = parity["pool"]
+    subset = tmp_path / "picked.jsonl"
+    save_dataset(pool.select(parity["random"][:50]), subset)
+    ids = tmp_path / "ids.txt"
+    ids.write_text("\n".join(pool["id"][int(i)] for i in parity["mig"][:30]) + "\n")
+    out = tmp_path / "out"
+    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
+    cmd = [
+        sys.executable, "-m", "hf_mig", "-q", "report",
+        str(Path(parity["graph_path"]).parent / "pool.jsonl"),
+        "--selection", f"picked={subset}",
+        "--selection", f"ids={ids}",
+        "--method", f"mig:{K}",
+        "--method", f"random:{K}",
+        "--graph", str(parity["graph_path"]),
+        "--out", str(out),
+    ]  # fmt: skip
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    data = json.loads((out / "report.json").read_text())
+    assert {n: s["rows"] for n, s in data["selections"].items()} == {
+        "picked": 50,
+        "ids": 30,
+        "mig": K,
+        "random": K,
+    }
+    # on-the-fly MIG is the same selection as the library's, with its trace
+    assert data["selections"]["mig"]["first_ids"] == [
+        pool["id"][int(i)] for i in parity["mig"][:10]
+    ]
+    assert len(data["mig_trace"]["objective"]) == K
+    assert len(data["overlap"]) == 6
+    pair = next(p for p in data["overlap"] if (p["a"], p["b"]) == ("picked", "random"))
+    assert pair["shared_rows"] == 50  # the first 50 random picks
+    assert (out / "report.html").is_file() and (out / "mig_trace.png").is_file()
+
+    bad = subprocess.run(
+        [*cmd[:6], "--method", "mig", "--out", str(tmp_path / "bad")],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+    )
+    assert bad.returncode == 2 and "NAME:K" in bad.stderr
+
+
+def _chromium(args: list[str], tmp_path: Path) -> subprocess.CompletedProcess:
+    profile = tmp_path / "chromium-profile"
+    profile.mkdir(exist_ok=True)
+    base = [
+        CHROMIUM,
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--no-first-run",
+        f"--user-data-dir={profile}",
+    ]
+    return subprocess.run([*base, *args], capture_output=True, text=True, timeout=90)
+
+
+@pytest.mark.skipif(
+    not Path(CHROMIUM).exists(), reason=f"{CHROMIUM} not installed (Debian chromium)"
+)
+def test_report_opens_in_headless_chromium(report, tmp_path):
+    page, data = report
+    url = page.resolve().as_uri()
+    dom = _chromium(
+        ["--virtual-time-budget=5000", "--enable-logging=stderr", "--dump-dom", url], tmp_path
+    )
+    assert dom.returncode == 0, dom.stderr[-2000:]
+    errors = [line for line in dom.stderr.splitlines() if "Uncaught" in line or "CONSOLE" in line]
+    assert not errors, errors
+    body = re.search(r"<body([^>]*)>", dom.stdout)
+    assert body, dom.stdout[:500]
+    n = len(data["figures"])
+    assert f'data-images-loaded="{n}"' in body.group(1), body.group(0)
+    assert 'data-images-broken="0"' in body.group(1)
+    shown = set(re.findall(r'<img [^>]*data-file="([^"]+)"', dom.stdout))
+    assert shown == EXPECTED_FIGURES
+
+    shot = tmp_path / "shot.png"
+    res = _chromium(["--screenshot=" + str(shot), "--window-size=1200,3000", url], tmp_path)
+    assert res.returncode == 0 and shot.is_file(), res.stderr[-2000:]
+    _check_png(shot)
