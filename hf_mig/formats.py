@@ -39,6 +39,7 @@ __all__ = [
     "detect_shape",
     "load_vocabulary",
     "to_messages",
+    "with_messages",
 ]
 
 #: Roles allowed in the output (and in ``messages`` / ``dialogs`` input).
@@ -294,6 +295,22 @@ def to_messages(
 
 # --------------------------------------------------------------------------------------
 # MIG annotations
+
+
+def with_messages(dataset: Any, messages_column: str = "messages") -> Any:
+    """``dataset`` with an OpenAI-shaped ``messages`` column.
+
+    ``messages_column`` (when it is not ``"messages"``) is renamed to ``messages``, replacing any
+    existing one; a pool without ``messages`` is normalised with :func:`to_messages`.
+    """
+    ds = dataset
+    if messages_column != "messages" and messages_column in ds.column_names:
+        if "messages" in ds.column_names:
+            ds = ds.remove_columns("messages")
+        ds = ds.rename_column(messages_column, "messages")
+    if "messages" not in ds.column_names:
+        ds = ds.map(to_messages, batched=True, with_indices=True, desc="to messages")
+    return ds
 
 
 def _resolve_field(batch: Mapping[str, Sequence[Any]], field: str) -> tuple[str, list[str]]:

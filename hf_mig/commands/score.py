@@ -12,9 +12,9 @@ Scorers: ``deita`` (``score``, ``deita_complexity``, ``deita_quality``, ``deita_
 ``deita_truncated``), ``ifd`` (``ifd``, ``ifd_turns``, ``ifd_error``, ``ifd_truncated``; select on
 it with ``--score-column ifd``), ``reward`` (``reward``, ``score`` = sigmoid(reward),
 ``reward_error``, ``reward_truncated``) and ``length`` (``score``, model-free). Pools without a
-``messages`` column are converted with :func:`hf_mig.to_messages` first. ``--shard I/N`` scores
-contiguous shard I of N into ``OUT/shard-I-of-N`` (skipped when already complete); join the
-shards with ``hf-mig merge OUT merged.jsonl``.
+``messages`` column are converted with :func:`hf_mig.formats.with_messages` first.
+``--shard I/N`` scores contiguous shard I of N into ``OUT/shard-I-of-N`` (skipped when already
+complete); join the shards with ``hf-mig merge OUT merged.jsonl``.
 """
 
 from __future__ import annotations
@@ -155,7 +155,7 @@ def score_counts(ds: Any, scorer: str) -> dict[str, Any]:
 
 def cmd_score(args: argparse.Namespace) -> int:
     """Run ``hf-mig score``; prints counts; exit 0 (row failures are recorded, not fatal)."""
-    from hf_mig.formats import to_messages
+    from hf_mig.formats import with_messages
     from hf_mig.io import load_pool
     from hf_mig.sharding import run_sharded
 
@@ -172,12 +172,7 @@ def cmd_score(args: argparse.Namespace) -> int:
     model_based = args.scorer != "length"
 
     def process(ds: Any) -> Any:
-        if args.messages_column != "messages" and args.messages_column in ds.column_names:
-            if "messages" in ds.column_names:
-                ds = ds.remove_columns("messages")
-            ds = ds.rename_column(args.messages_column, "messages")
-        if "messages" not in ds.column_names:
-            ds = ds.map(to_messages, batched=True, with_indices=True, desc="to messages")
+        ds = with_messages(ds, args.messages_column)
         return ds.map(
             scorer,
             batched=True,

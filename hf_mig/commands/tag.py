@@ -10,7 +10,7 @@
 Generative backends (``transformers``, ``vllm``, ``openai``) run :class:`InsTagTagger` and write
 ``labels``, ``instag_raw`` and ``instag_error``; ``embedding`` runs :class:`EmbeddingTagger`
 (nearest InsTag labels, ``labels`` only). Pools without a ``messages`` column are converted with
-:func:`hf_mig.to_messages` first. Generated responses are cached on disk (by default in
+:func:`hf_mig.formats.with_messages` first. Generated responses are cached on disk (by default in
 ``OUT.cache/``, or ``OUT/_cache/`` with ``--shard``), so an interrupted run resumes without
 generating again; ``--shard I/N`` writes ``OUT/shard-I-of-N`` and skips shards already complete.
 """
@@ -184,7 +184,7 @@ def tag_counts(ds: Any, error_column: str = "instag_error") -> dict[str, int]:
 
 def cmd_tag(args: argparse.Namespace) -> int:
     """Run ``hf-mig tag``; prints counts; exit 0 (row failures are recorded, not fatal)."""
-    from hf_mig.formats import to_messages
+    from hf_mig.formats import with_messages
     from hf_mig.io import load_pool
     from hf_mig.sharding import run_sharded
 
@@ -201,12 +201,7 @@ def cmd_tag(args: argparse.Namespace) -> int:
     num_proc = args.num_proc if args.num_proc and args.num_proc > 1 else None
 
     def process(ds: Any) -> Any:
-        if args.messages_column != "messages" and args.messages_column in ds.column_names:
-            if "messages" in ds.column_names:
-                ds = ds.remove_columns("messages")
-            ds = ds.rename_column(args.messages_column, "messages")
-        if "messages" not in ds.column_names:
-            ds = ds.map(to_messages, batched=True, with_indices=True, desc="to messages")
+        ds = with_messages(ds, args.messages_column)
         return ds.map(
             tagger,
             batched=True,
