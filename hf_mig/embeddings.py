@@ -33,6 +33,8 @@ import pyarrow as pa
 from datasets import Dataset
 from tqdm.auto import tqdm
 
+from hf_mig._pickling import PicklesByConfig
+
 from .embedders import (
     DEFAULT_EMBEDDER,
     EmbedderLike,
@@ -84,13 +86,7 @@ def _show(progress: bool | None, work: float, threshold: float = 5e10) -> bool:
 
 
 # ---------------------------------------------------------------------------- SampleEmbedder
-def _restore_embedder(cls: type, state: dict[str, Any]) -> SampleEmbedder:
-    obj = cls.__new__(cls)
-    obj.__setstate__(state)
-    return obj
-
-
-class SampleEmbedder:
+class SampleEmbedder(PicklesByConfig):
     """Batched ``Dataset.map`` callable writing one L2-normalised float32 vector per row.
 
     Args:
@@ -172,34 +168,6 @@ class SampleEmbedder:
     @property
     def messages_column(self) -> str:
         return self._config["messages_column"]
-
-    def __getstate__(self) -> dict[str, Any]:
-        """Configuration and ``hf_mig.__version__`` only: never the model or the counters."""
-        import hf_mig
-
-        return {"config": dict(self._config), "hf_mig_version": hf_mig.__version__}
-
-    def __setstate__(self, state: dict[str, Any]) -> None:
-        import hf_mig
-
-        if state.get("hf_mig_version") != hf_mig.__version__:
-            logger.warning(
-                "SampleEmbedder pickled by hf_mig %s is restored by hf_mig %s",
-                state.get("hf_mig_version"),
-                hf_mig.__version__,
-            )
-        self._setup(dict(state["config"]))
-
-    def __reduce__(self) -> tuple[Any, ...]:
-        # Both pickling (num_proc workers) and datasets' fingerprint Hasher go through here.
-        return (_restore_embedder, (type(self), self.__getstate__()))
-
-    @property
-    def fingerprint(self) -> str:
-        """The hash ``Dataset.map`` uses for this callable: configuration + version only."""
-        from datasets.fingerprint import Hasher
-
-        return Hasher.hash(self)
 
     def __repr__(self) -> str:
         c = self._config

@@ -37,6 +37,7 @@ from typing import Any
 import pyarrow as pa
 
 from hf_mig._fork import single_thread_torch_if_forked
+from hf_mig._pickling import PicklesByConfig
 
 logger = logging.getLogger("hf_mig.scorers")
 
@@ -330,7 +331,7 @@ class ScoringStats:
 # the base class
 
 
-class ModelScorer:
+class ModelScorer(PicklesByConfig):
     """Base of the model-based scorers: configuration, pickling, lazy loading and batching.
 
     Subclasses set :attr:`kind`, :attr:`prefix` and implement :meth:`_score_rows`. The public
@@ -399,40 +400,18 @@ class ModelScorer:
 
     def __getstate__(self) -> dict[str, Any]:
         """Configuration, in-memory model objects (if any) and ``hf_mig.__version__``."""
-        import hf_mig
-
-        state: dict[str, Any] = {"config": dict(self._config), "hf_mig_version": hf_mig.__version__}
+        state = super().__getstate__()
         if self._objects:
             state["objects"] = dict(self._objects)
         return state
 
-    def __setstate__(self, state: dict[str, Any]) -> None:
-        import hf_mig
-
-        if state.get("hf_mig_version") != hf_mig.__version__:
-            logger.warning(
-                "%s pickled by hf_mig %s is restored by hf_mig %s",
-                type(self).__name__,
-                state.get("hf_mig_version"),
-                hf_mig.__version__,
-            )
+    def _restore_state(self, state: dict[str, Any]) -> None:
         self._setup(dict(state["config"]), dict(state.get("objects", {})))
-
-    def __reduce__(self) -> tuple[Any, ...]:
-        return (_restore, (type(self), self.__getstate__()))
 
     @property
     def config(self) -> dict[str, Any]:
         """The configuration (a copy)."""
         return dict(self._config)
-
-    @property
-    def fingerprint(self) -> str:
-        """``datasets.fingerprint.Hasher.hash(self)``: the hash ``Dataset.map`` uses. It depends
-        on the configuration and ``hf_mig.__version__`` only (and on in-memory model objects)."""
-        from datasets.fingerprint import Hasher
-
-        return Hasher.hash(self)
 
     def __repr__(self) -> str:
         items = ", ".join(f"{k}={v!r}" for k, v in self._config.items())
@@ -618,12 +597,6 @@ def _parse_extra(extra: tuple[Any, ...]) -> tuple[Sequence[int] | None, int | No
             return None, value
         return value, None
     raise TypeError(f"expected (batch[, indices][, rank]), got {len(extra) + 1} arguments")
-
-
-def _restore(cls: type[ModelScorer], state: dict[str, Any]) -> ModelScorer:
-    obj = cls.__new__(cls)
-    obj.__setstate__(state)
-    return obj
 
 
 # --------------------------------------------------------------------------------------

@@ -37,6 +37,7 @@ from typing import Any
 import numpy as np
 
 from hf_mig._fork import single_thread_torch_if_forked
+from hf_mig._pickling import PicklesByConfig
 from hf_mig.embedders import (
     DEFAULT_EMBEDDER,
     EmbedderLike,
@@ -167,7 +168,7 @@ class TaggingStats:
         return self.no_user_text + self.below_threshold
 
 
-class EmbeddingTagger:
+class EmbeddingTagger(PicklesByConfig):
     """Batched ``Dataset.map`` callable writing the nearest vocabulary labels of each conversation.
 
     Args:
@@ -317,37 +318,6 @@ class EmbeddingTagger:
     def embedder(self) -> EmbedderLike:
         """Model id or callable, as configured."""
         return self._config["embedder"]
-
-    def __getstate__(self) -> dict[str, Any]:
-        """The picklable state: the configuration and ``hf_mig.__version__``, never the model,
-        the embedded vocabulary or the counters."""
-        import hf_mig
-
-        return {"config": dict(self._config), "hf_mig_version": hf_mig.__version__}
-
-    def __setstate__(self, state: dict[str, Any]) -> None:
-        import hf_mig
-
-        if state.get("hf_mig_version") != hf_mig.__version__:
-            logger.warning(
-                "EmbeddingTagger pickled by hf_mig %s is restored by hf_mig %s",
-                state.get("hf_mig_version"),
-                hf_mig.__version__,
-            )
-        self._setup(dict(state["config"]))
-
-    def __reduce__(self) -> tuple[Any, ...]:
-        # datasets' Hasher and multiprocessing both go through here: (class, config, version).
-        return (_restore_tagger, (type(self), self.__getstate__()))
-
-    @property
-    def fingerprint(self) -> str:
-        """16 hex digits: ``datasets.fingerprint.Hasher.hash(self)``, i.e. the hash ``Dataset.map``
-        uses for this function. It depends only on the configuration and ``hf_mig.__version__``:
-        equal for equal configurations, unchanged by loading the model."""
-        from datasets.fingerprint import Hasher
-
-        return Hasher.hash(self)
 
     def __repr__(self) -> str:
         vocab = "InsTag(4531)" if self._config["vocabulary"] is None else f"{len(self._labels)}"
@@ -574,10 +544,3 @@ class EmbeddingTagger:
     def stats_summary(self) -> dict[str, int]:
         """:attr:`stats` as a plain dict (with ``empty``), e.g. for a manifest."""
         return {**asdict(self.stats), "empty": self.stats.empty}
-
-
-def _restore_tagger(cls: type[EmbeddingTagger], state: dict[str, Any]) -> EmbeddingTagger:
-    """Unpickle a tagger of class ``cls`` from :meth:`EmbeddingTagger.__getstate__` output."""
-    obj = cls.__new__(cls)
-    obj.__setstate__(state)
-    return obj
