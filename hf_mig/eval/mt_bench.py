@@ -497,6 +497,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     elif args.command == "judge":
         _cmd_judge(args)
     else:
+        from .judge import check_judge_args
+
+        check_judge_args(args)  # fail before generating, not after
         out_dir = Path(args.out_dir)
         out_dir.mkdir(parents=True, exist_ok=True)
         args.out = str(out_dir / "answers.jsonl")

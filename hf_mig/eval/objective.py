@@ -33,6 +33,14 @@ Punkt's boundary conditions. On the 540 GPT-4 responses of IFEval's demo data bo
 NLTK on every pass / fail decision (the capital-word count on every response). Prompt-level
 strict accuracy is given over the prompts whose instructions are all covered, plus the bounds
 it implies for all prompts.
+
+**IFEval without lm-eval.** ``objective.py ifeval --model M --out-dir D`` generates the responses
+itself through the shared generation backends (:mod:`hf_mig.eval.generate`: the model's chat
+template, greedy, 1024 new tokens unless ``--max-new-tokens``, resumable through a progress file
+in ``D``), scores them with :func:`ifeval_score` and writes ``D/objective.json`` with
+``scores["IFEval"]`` (prompt-level strict accuracy over the fully covered prompts, percent), so
+:mod:`hf_mig.eval.compare` shows an IFEval column. ``score --ifeval-input --ifeval-responses``
+fills ``scores["IFEval"]`` the same way when no lm-eval result gives it.
 """
 
 from __future__ import annotations
@@ -57,10 +65,13 @@ __all__ = [
     "PAPER_SETUP",
     "IFEvalResult",
     "check_instruction",
+    "generate_ifeval",
+    "ifeval_metric_text",
     "ifeval_score",
     "ifeval_split_sentences",
     "ifeval_word_tokenize",
     "lm_eval_commands",
+    "load_ifeval_inputs",
     "main",
     "scores_from_lm_eval",
 ]
@@ -721,12 +732,135 @@ def _read_jsonl(path: str | Path) -> list[dict[str, Any]]:
     return [json.loads(line) for line in Path(path).read_text().splitlines() if line.strip()]
 
 
+def ifeval_metric_text(res: IFEvalResult) -> str:
+    """What ``scores["IFEval"]`` (``res.prompt_strict_covered``) is, in one sentence: prompt-level
+    strict accuracy over the ``n_prompts`` prompts by the offline checkers, and how many prompts
+    were fully covered (with the excluded ones and the all-prompt bounds when not all were)."""
+    n, n_cov = res.n_prompts, res.n_prompts_covered
+    text = (
+        f"prompt-level strict accuracy over the {n} IFEval prompts, scored by the offline "
+        f"checkers of hf_mig.eval.objective.ifeval_score"
+    )
+    if n_cov == n:
+        return text + f"; all {n} prompts fully covered"
+    reasons = []
+    if res.unmatched:
+        reasons.append(f"{len(res.unmatched)} without a response")
+    uncovered = n - n_cov - len(res.unmatched)
+    if uncovered:
+        ids = ", ".join(sorted(res.not_covered))
+        reasons.append(f"{uncovered} with an instruction not checked here ({ids})")
+    return text + (
+        f"; only {n_cov} of {n} prompts fully covered ({'; '.join(reasons)}): the score is over "
+        f"those {n_cov}; over all {n} it lies between {res.prompt_strict_lower:.2f} and "
+        f"{res.prompt_strict_upper:.2f}"
+    )
+
+
+def _add_ifeval_result(out: dict[str, Any], res: IFEvalResult) -> None:
+    """Put ``res`` into a result dict: ``ifeval_offline`` and ``ifeval_metric`` (what the IFEval
+    value is) always; ``scores["IFEval"]`` unless ``scores`` already has one (from lm-eval) or no
+    prompt was fully covered (no number to give)."""
+    out["ifeval_offline"] = res.to_dict()
+    scores = out.setdefault("scores", {})
+    if "IFEval" in scores:
+        out["ifeval_metric"] = (
+            "lm-eval's ifeval task (prompt_level_strict_acc); the offline scoring of the "
+            "given responses is under ifeval_offline"
+        )
+    elif res.n_prompts_covered and math.isfinite(res.prompt_strict_covered):
+        scores["IFEval"] = res.prompt_strict_covered
+        out["ifeval_metric"] = ifeval_metric_text(res)
+    else:
+        out["ifeval_metric"] = "no IFEval score: " + ifeval_metric_text(res)
+
+
+#: The Hub dataset with IFEval's 541 prompts (``key``, ``prompt``, ``instruction_id_list``,
+#: ``kwargs``), used when no ``--input`` file is given.
+IFEVAL_HUB_DATASET = "google/IFEval"
+#: Default generation budget of the ``ifeval`` command.
+IFEVAL_MAX_NEW_TOKENS = 1024
+
+
+def load_ifeval_inputs(path: str | Path | None = None) -> list[dict[str, Any]]:
+    """IFEval's prompts as dicts with ``key``, ``prompt``, ``instruction_id_list`` and ``kwargs``.
+
+    ``path``: a local JSON-lines file in IFEval's ``input_data.jsonl`` format; ``None``: the Hub
+    dataset ``google/IFEval`` (train split) through ``datasets.load_dataset`` (needs the network
+    or the datasets cache; ``SystemExit`` with a hint otherwise). ``ValueError`` when a record
+    lacks a field or two records share a prompt (responses are matched by prompt text)."""
+    if path is not None:
+        rows = _read_jsonl(path)
+        source = str(path)
+    else:
+        try:
+            from datasets import load_dataset
+
+            rows = [dict(r) for r in load_dataset(IFEVAL_HUB_DATASET, split="train")]
+        except Exception as err:
+            raise SystemExit(
+                f"could not load the Hub dataset {IFEVAL_HUB_DATASET} ({type(err).__name__}: "
+                f"{err}); pass --input input_data.jsonl"
+            ) from err
+        source = IFEVAL_HUB_DATASET
+    seen: set[str] = set()
+    for i, row in enumerate(rows):
+        missing = [k for k in ("prompt", "instruction_id_list", "kwargs") if k not in row]
+        if missing:
+            raise ValueError(f"{source}: record {i} lacks {missing}")
+        if row["prompt"] in seen:
+            raise ValueError(f"{source}: record {i} repeats an earlier prompt")
+        seen.add(row["prompt"])
+        row.setdefault("key", i)
+    return rows
+
+
+def generate_ifeval(
+    backend: Any,
+    inputs: Sequence[dict[str, Any]],
+    out_dir: str | Path,
+    *,
+    max_new_tokens: int = IFEVAL_MAX_NEW_TOKENS,
+    chunk_size: int = 32,
+) -> tuple[list[dict[str, str]] | None, Any]:
+    """Generate a response to every IFEval prompt: one user turn, the model's chat template,
+    greedy, ``max_new_tokens`` at most.
+
+    Progress goes to ``<out_dir>/ifeval_responses.progress.jsonl`` (keyed by the input's
+    ``key``; a re-run generates only what is missing). When every prompt has a response,
+    ``<out_dir>/ifeval_responses.jsonl`` is written (``prompt``, ``response``; input order) and
+    the responses are returned; otherwise ``None``. The second value is the
+    :class:`~hf_mig.eval.generate.GenerationReport`."""
+    from .generate import GenerationItem, generate_incremental
+
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    items = [
+        GenerationItem(str(r["key"]), [{"role": "user", "content": r["prompt"]}], max_new_tokens)
+        for r in inputs
+    ]
+    done, report = generate_incremental(
+        backend, items, out / "ifeval_responses.progress.jsonl", chunk_size=chunk_size
+    )
+    if not all(it.key in done for it in items):
+        return None, report
+    responses = [
+        {"prompt": r["prompt"], "response": done[it.key]["output"]} for r, it in zip(inputs, items)
+    ]
+    with open(out / "ifeval_responses.jsonl", "w", encoding="utf-8") as fh:
+        for rec in responses:
+            fh.write(json.dumps(rec, ensure_ascii=False) + "\n")
+    return responses, report
+
+
 # --------------------------------------------------------------------------------------------
 # command line
 
 
 def build_parser() -> argparse.ArgumentParser:
     """The ``eval/objective.py`` argument parser."""
+    from .generate import add_generation_args
+
     p = argparse.ArgumentParser(prog="objective.py", description="objective benchmarks")
     sub = p.add_subparsers(dest="command", required=True)
     p_gen = sub.add_parser(
@@ -745,6 +879,22 @@ def build_parser() -> argparse.ArgumentParser:
     p_score.add_argument("--ifeval-responses", help="IFEval responses jsonl (prompt, response)")
     p_score.add_argument("--model-name", default="model")
     p_score.add_argument("--out")
+    p_if = sub.add_parser(
+        "ifeval",
+        help="IFEval without lm-eval: generate responses with a backend, score them offline",
+    )
+    add_generation_args(p_if)
+    p_if.add_argument(
+        "--input",
+        help="IFEval input_data.jsonl (prompt, instruction_id_list, kwargs, key); default: the "
+        f"Hub dataset {IFEVAL_HUB_DATASET}, train split",
+    )
+    p_if.add_argument("--limit", type=int, help="only the first N prompts")
+    p_if.add_argument(
+        "--out-dir",
+        required=True,
+        help="gets ifeval_responses.jsonl, its progress file and objective.json",
+    )
     p_all = sub.add_parser("all", help="generate (lm-eval) then score")
     p_all.add_argument("--model", required=True)
     p_all.add_argument("--backend", default="hf")
@@ -775,13 +925,8 @@ def _score(paths: Sequence[str | Path], args: argparse.Namespace) -> dict[str, A
     out: dict[str, Any] = {"benchmark": "objective", "model": args.model_name, "scores": scores}
     if getattr(args, "ifeval_input", None) and getattr(args, "ifeval_responses", None):
         res = ifeval_score(_read_jsonl(args.ifeval_input), _read_jsonl(args.ifeval_responses))
-        out["ifeval_offline"] = res.to_dict()
-        print(
-            f"IFEval strict prompt-level: {res.prompt_strict_covered:.2f}% over "
-            f"{res.n_prompts_covered}/{res.n_prompts} fully covered prompts "
-            f"(all prompts: between {res.prompt_strict_lower:.2f}% and "
-            f"{res.prompt_strict_upper:.2f}%); not covered: {sorted(res.not_covered)}"
-        )
+        _print_ifeval(res)
+        _add_ifeval_result(out, res)
     for col in LM_EVAL_TASKS:
         if col in scores:
             print(f"  {col:10s} {scores[col]:6.2f}")
@@ -790,9 +935,55 @@ def _score(paths: Sequence[str | Path], args: argparse.Namespace) -> dict[str, A
     return out
 
 
+def _print_ifeval(res: IFEvalResult) -> None:
+    print(
+        f"IFEval strict prompt-level: {res.prompt_strict_covered:.2f}% over "
+        f"{res.n_prompts_covered}/{res.n_prompts} fully covered prompts "
+        f"(all prompts: between {res.prompt_strict_lower:.2f}% and "
+        f"{res.prompt_strict_upper:.2f}%); not covered: {sorted(res.not_covered)}"
+    )
+
+
+def _cmd_ifeval(args: argparse.Namespace) -> int:
+    """``ifeval``: generate (resumable), score offline, write ``objective.json``; 1 when some
+    prompts still lack a response (nothing scored; re-run to retry them)."""
+    from .generate import backend_from_args, generator_name
+
+    if args.limit is not None and args.limit < 1:
+        raise SystemExit(f"--limit must be >= 1, got {args.limit}")
+    inputs = load_ifeval_inputs(args.input)[: args.limit]
+    max_new_tokens = args.max_new_tokens or IFEVAL_MAX_NEW_TOKENS
+    backend = backend_from_args(args)
+    out_dir = Path(args.out_dir)
+    responses, report = generate_ifeval(
+        backend, inputs, out_dir, max_new_tokens=max_new_tokens, chunk_size=args.chunk_size
+    )
+    print(f"generation: {report.summary()}")
+    if responses is None:
+        print("generation incomplete; re-run to retry the failed prompts (nothing scored)")
+        return 1
+    res = ifeval_score(inputs, responses)
+    _print_ifeval(res)
+    out: dict[str, Any] = {"benchmark": "objective", "model": generator_name(args), "scores": {}}
+    _add_ifeval_result(out, res)
+    out["ifeval_generation"] = {
+        "backend": backend.describe(),
+        "input": args.input or IFEVAL_HUB_DATASET,
+        "n_prompts": len(inputs),
+        "max_new_tokens": max_new_tokens,
+        "decoding": "greedy, the model's chat template",
+    }
+    (out_dir / "objective.json").write_text(json.dumps(out, indent=2))
+    value = out["scores"].get("IFEval", math.nan)
+    print(f"  IFEval     {value:6.2f}  -> {out_dir / 'objective.json'}")
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of ``eval/objective.py``; returns the exit status."""
     args = build_parser().parse_args(argv)
+    if args.command == "ifeval":
+        return _cmd_ifeval(args)
     if args.command == "generate":
         _run_lm_eval(args)
     elif args.command == "judge":
