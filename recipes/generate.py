@@ -10,165 +10,29 @@ ZeRO-3, global batch 128 (per-device batch x gradient accumulation x 8 GPUs), li
 0.03, max length 4096; OpenHermes 2.5: lr 7e-6, warmup 0.01; DEITA pool: lr 2e-5, warmup 0.1,
 max length 2048.
 
-Time estimates (written into each recipe) are estimates, not measurements:
-``hours = tokens x FLOP/token x padding / (GPUs x peak x MFU)`` with tokens = epochs x rows x the
-assumed mean conversation length below, FLOP/token = 8 N for full fine-tuning (6 N for forward and
-backward plus 2 N for recomputing activations under gradient checkpointing) and 6 N for LoRA
-(forward, activation gradients, recomputation; no weight gradients for the frozen weights),
-padding overhead 1.3 (no packing), H100 SXM dense bf16 peak 989 TFLOP/s, MFU 0.35 with ZeRO-3
-on 8 GPUs and 0.40 on one GPU. A100 80GB (312 TFLOP/s) takes about 3.2x as long.
+The table (base models, pools, methods, released subsets) lives in :mod:`hf_mig.reproduce.paper`,
+shared with ``hf-mig reproduce``. Time estimates (written into each recipe) are estimates, not
+measurements; the model is in :mod:`hf_mig.reproduce.costs`: ``hours = tokens x FLOP/token x
+padding / (GPUs x peak x MFU)`` with tokens = epochs x rows x the pool's assumed mean conversation
+length, FLOP/token = 8 N for full fine-tuning and 6 N for LoRA, padding overhead 1.3, H100 SXM
+peak 989 TFLOP/s, MFU 0.35 on 8 GPUs and 0.40 on one. An A100 80GB takes about 3.2x as long.
 """
 
 from __future__ import annotations
 
 import argparse
 import sys
-from dataclasses import dataclass
 from pathlib import Path
+
+from hf_mig.reproduce.costs import A100_FACTOR, train_hours
+from hf_mig.reproduce.paper import METHODS, MODELS, POOLS, RELEASED, Model, Pool
 
 HERE = Path(__file__).resolve().parent
 
-H100_PEAK = 989e12
-A100_FACTOR = 989 / 312
-PADDING = 1.3
-
-
-@dataclass(frozen=True)
-class Model:
-    slug: str
-    hub_id: str
-    params: float
-    template: str
-    eos_token: str | None
-    why_template: str
-
-
-MODELS = {
-    "llama": Model(
-        "llama-3.1-8b",
-        "meta-llama/Llama-3.1-8B",
-        8.03e9,
-        "llama3",
-        "<|eot_id|>",
-        "llama3, as in the paper",
-    ),
-    "qwen": Model(
-        "qwen2.5-7b",
-        "Qwen/Qwen2.5-7B",
-        7.62e9,
-        "qwen2.5",
-        "<|im_end|>",
-        "ChatML (Qwen2.5-Instruct's format; its tokens are already in the base vocabulary)",
-    ),
-    "mistral": Model(
-        "mistral-7b-v0.3",
-        "mistralai/Mistral-7B-v0.3",
-        7.25e9,
-        "mistral-v0.3",
-        None,
-        "Mistral v3 [INST] format (Mistral-7B-Instruct-v0.3's; [INST] is a v3 control token)",
-    ),
-}
-
-
-@dataclass(frozen=True)
-class Pool:
-    slug: str
-    title: str
-    path: str
-    rows: str
-    vocabulary: str
-    graph: str
-    k: int
-    lr: float
-    warmup: float
-    max_length: int
-    per_device: int
-    accumulation: int
-    mean_tokens: int
-    tags: int
-
-
-POOLS = {
-    "tulu3": Pool(
-        "tulu3",
-        "Tulu 3 SFT mixture",
-        "pools/tulu3-939k-annotated.jsonl",
-        "939K",
-        "hf-mig:instag",
-        "graphs/tulu3-instag4531-e5mistral-t0.9.npz",
-        50_000,
-        5.0e-6,
-        0.03,
-        4096,
-        2,
-        8,
-        1000,
-        4531,
-    ),
-    "openhermes": Pool(
-        "openhermes2.5",
-        "OpenHermes 2.5",
-        "pools/openhermes2.5-1m-annotated.jsonl",
-        "1M",
-        "pools/openhermes2.5-tags.json",
-        "graphs/openhermes2.5-tags5166-e5mistral-t0.9.npz",
-        50_000,
-        7.0e-6,
-        0.01,
-        4096,
-        2,
-        8,
-        450,
-        5166,
-    ),
-    "deita": Pool(
-        "deita-pool",
-        "DEITA 'sota' pool",
-        "pools/deita-sota-306k-annotated.jsonl",
-        "306K",
-        "pools/deita-sota-tags.json",
-        "graphs/deita-sota-tags3059-e5mistral-t0.9.npz",
-        6_000,
-        2.0e-5,
-        0.1,
-        2048,
-        4,
-        4,
-        1100,
-        3059,
-    ),
-}
-
-#: Baselines at 50K on Tulu 3 (SPEC section 4) and the selector options that encode them.
-METHODS: dict[str, tuple[dict, str]] = {
-    "mig": (
-        {"phi": "pow", "phi_a": 1.0e-6, "phi_b": 0.8, "prop_weight": 1.0, "norm": False},
-        "MIG: label graph of E5-Mistral-7B tag embeddings at T = 0.9, phi = (x + 1e-6)^0.8",
-    ),
-    "random": ({"seed": 42}, "Random (seed 42, Python's random.Random(42).sample)"),
-    "ifd": ({"column": "ifd_score.content"}, "IFD: top IFD within [0, 1]"),
-    "instag": ({}, "#InsTag: complexity-first tag coverage"),
-    "deita": ({"threshold": 0.9}, "DEITA: score-first with a cosine repr filter at 0.9"),
-    "car": ({"seed": 42}, "CaR: top overall + top per k-means cluster"),
-    "qdit": ({"alpha": 0.7}, "QDIT: facility-location diversity + quality, alpha = 0.7"),
-    "zip": ({}, "ZIP: compression-ratio greedy"),
-}
-
-RELEASED = {
-    ("tulu3", m): f"xsample/tulu-3-{m}-50k"
-    for m in ("mig", "random", "ifd", "instag", "deita", "car", "qdit", "zip")
-}
-RELEASED[("openhermes", "mig")] = "xsample/openhermes-2.5-mig-50k"
-RELEASED[("deita", "mig")] = "xsample/deita-sota-mig-6k"
-
 
 def hours(model: Model, pool: Pool, gpus: int, lora: bool, epochs: int = 3) -> float:
-    """Estimated wall-clock hours on H100 SXM (see the module docstring)."""
-    tokens = epochs * pool.k * pool.mean_tokens
-    per_token = (6 if lora else 8) * model.params
-    mfu = 0.40 if gpus == 1 else 0.35
-    return tokens * per_token * PADDING / (gpus * H100_PEAK * mfu) / 3600
+    """Estimated wall-clock hours on H100 SXM (see :mod:`hf_mig.reproduce.costs`)."""
+    return train_hours(model.params, pool.k, pool.mean_tokens, gpus, lora=lora, epochs=epochs)
 
 
 def _fmt_hours(h: float) -> str:

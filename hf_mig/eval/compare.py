@@ -11,8 +11,9 @@ Result files are the JSON written by ``eval/alpaca_eval.py``, ``eval/mt_bench.py
 they are grouped by their ``model`` field (``--rename OLD=NEW`` to relabel). The AlpacaEval
 column is always the plain ``win_rate`` (the paper's metric), whatever mode judged it; a
 WildBench WB-Score result (the official single-answer mode) is not the paper's Wild column and is
-shown separately. ``--paper`` appends the paper's published rows
-(``hf_mig/eval/paper_results.json``; only the headline numbers, others missing).
+shown separately. ``--paper`` appends the paper's published rows of Table 1 (Llama-3.1-8B);
+``--paper-table NAME`` those of another table of ``hf_mig/eval/paper_tables.json`` (only the
+numbers the project's sources record; other cells and tables are missing, and say so).
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ __all__ = [
     "build_table",
     "collect",
     "load_paper_rows",
+    "paper_table_names",
     "main",
     "to_csv",
     "to_markdown",
@@ -42,7 +44,8 @@ __all__ = [
 OBJECTIVE = ("ARC-c", "BBH", "GSM8K", "HumanEval", "MMLU", "IFEval")
 SUBJECTIVE = ("AE", "MT", "Wild")
 COLUMNS = (*OBJECTIVE, "Avg_obj", *SUBJECTIVE, "Avg_sub", "Avg")
-PAPER_RESULTS = Path(__file__).parent / "paper_results.json"
+PAPER_TABLES = Path(__file__).parent / "paper_tables.json"
+DEFAULT_PAPER_TABLE = "table1/llama-3.1-8b"
 
 
 def _is_num(v: Any) -> bool:
@@ -127,11 +130,27 @@ def derive(row: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def load_paper_rows(path: str | Path = PAPER_RESULTS) -> list[dict[str, Any]]:
-    """The paper's published rows (method names suffixed with ``(paper)``)."""
-    data = json.loads(Path(path).read_text())
+def paper_table_names(path: str | Path = PAPER_TABLES) -> list[str]:
+    """Names of the paper's tables in ``path``."""
+    return list(json.loads(Path(path).read_text())["tables"])
+
+
+def paper_table(name: str = DEFAULT_PAPER_TABLE, path: str | Path = PAPER_TABLES) -> dict:
+    """One table of ``paper_tables.json`` (``setting``, ``note``, ``rows``); ``KeyError`` naming
+    the known tables when ``name`` is not one."""
+    tables = json.loads(Path(path).read_text())["tables"]
+    if name not in tables:
+        raise KeyError(f"no paper table {name!r}; known: {', '.join(tables)}")
+    return tables[name]
+
+
+def load_paper_rows(
+    table: str = DEFAULT_PAPER_TABLE, path: str | Path = PAPER_TABLES
+) -> list[dict[str, Any]]:
+    """The published rows of one of the paper's tables (method names suffixed ``(paper)``);
+    empty when the table's numbers are not recorded (see its ``note``)."""
     rows = []
-    for r in data["rows"]:
+    for r in paper_table(table, path)["rows"]:
         row = {k: v for k, v in r.items() if k != "method" and v is not None}
         row["model"] = f"{r['method']} (paper)"
         rows.append(row)
@@ -217,7 +236,14 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="compare.py", description="the MIG paper's table")
     p.add_argument("results", nargs="+", help="result JSON files (any of the eval scripts)")
     p.add_argument("--rename", nargs="*", default=[], help="OLD=NEW model labels")
-    p.add_argument("--paper", action="store_true", help="append the paper's published rows")
+    p.add_argument(
+        "--paper", action="store_true", help="append the paper's published Table 1 rows"
+    )
+    p.add_argument(
+        "--paper-table",
+        help="append the published rows of this table of paper_tables.json "
+        "(e.g. table1/qwen2.5-7b, threshold, scaling)",
+    )
     p.add_argument("--md", help="write the Markdown table here")
     p.add_argument("--csv", help="write the CSV table here")
     p.add_argument("--png", help="write a bar chart here (needs matplotlib)")
@@ -228,8 +254,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of ``eval/compare.py``: prints the Markdown table; returns the exit status."""
     args = build_parser().parse_args(argv)
     rename = dict(r.split("=", 1) for r in args.rename)
-    rows = build_table(collect(args.results, rename), load_paper_rows() if args.paper else ())
+    name = args.paper_table or (DEFAULT_PAPER_TABLE if args.paper else None)
+    paper_rows: list[dict[str, Any]] = []
+    if name:
+        try:
+            paper_rows = load_paper_rows(name)
+        except KeyError as err:
+            raise SystemExit(f"compare.py: {err.args[0]}") from None
+    rows = build_table(collect(args.results, rename), paper_rows)
     md = to_markdown(rows)
+    if name and not paper_rows:
+        md += f"\n(paper table {name}: {paper_table(name)['note']})\n"
     print(md, end="")
     if args.md:
         Path(args.md).write_text(md)

@@ -1,0 +1,183 @@
+"""``hf-mig reproduce EXPERIMENT``: the MIG paper's experiments as a plan of steps, and running it.
+
+::
+
+    hf-mig reproduce table1 --base llama-3.1-8b --dry-run     # the plan, with GPU-hours per step
+    hf-mig reproduce table1 --scale tiny                      # the whole chain on CPU, minutes
+
+Each experiment expands into steps: annotate the pool (tags, DEITA score, IFD; or give an
+annotated pool with --pool KEY=PATH), build the vocabulary and label graph, select with each
+method, train each row with the matching recipe (recipes/), evaluate (AlpacaEval 2, MT-Bench,
+WildBench, objective benchmarks), then write the comparison table beside the paper's published
+numbers (table.md/.csv/.png) and the selection report (report/report.html). Steps whose outputs
+exist are skipped, so an interrupted run continues where it stopped; a step whose command or
+inputs changed runs again.
+
+Scales: ``paper`` (the paper's pools, 8-GPU training, a served judge: --judge-base-url) and
+``tiny`` (CPU, offline: the bundled 427-row self-instruct pool, a 0.2M-parameter Llama, k = 64,
+a few benchmark prompts judged by SmolLM2-135M-Instruct): the same chain and the same kind of
+table and report, in minutes, to check a setup before spending GPU time.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+EPILOG = """experiments:
+  table1       MIG vs Random, IFD, #InsTag, DEITA, CaR, QDIT, ZIP and the full pool on Tulu 3
+               (50K of 939K); --base llama-3.1-8b | qwen2.5-7b | mistral-7b-v0.3 | all
+  pools        MIG and Random on OpenHermes 2.5 (1M -> 50K) and the DEITA pool (306K -> 6K)
+  labels       ablation: number of labels (vocabulary cut to the N most frequent)
+  threshold    ablation: label-graph threshold T
+  prop-weight  ablation: propagation weight (0 = no propagation)
+  scaling      MIG and Random at several subset sizes
+
+stages (in order): annotate, vocab, graph, select, train, eval, compare, report
+"""
+
+
+def register(subparsers: Any) -> None:
+    """Add the ``reproduce`` subcommand."""
+    from hf_mig.reproduce import EXPERIMENTS, STAGES
+
+    p = subparsers.add_parser(
+        "reproduce",
+        help="the paper's experiments as a resumable plan (--dry-run: steps and GPU-hours)",
+        description=__doc__.split("::")[0].strip() + "\n\n" + __doc__.split("::")[1].strip(),
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("experiment", choices=list(EXPERIMENTS), help="which table to reproduce")
+    p.add_argument("--scale", choices=["paper", "tiny"], default="paper")
+    p.add_argument(
+        "--base", default="llama-3.1-8b", help="base model slug, or 'all' (table1); paper scale"
+    )
+    p.add_argument("--workdir", help="work folder (default reproduce/<experiment>-<base|tiny>)")
+    p.add_argument("--dry-run", action="store_true", help="print the plan; run nothing")
+    p.add_argument("--format", choices=["text", "json"], default="text", help="--dry-run output")
+    p.add_argument("--methods", help="comma-separated methods to keep (e.g. mig,random,full)")
+    p.add_argument(
+        "--stage",
+        action="append",
+        choices=list(STAGES),
+        help="run only this stage (repeatable); earlier stages must have run",
+    )
+    p.add_argument("--until", choices=list(STAGES), help="run the stages up to this one")
+    p.add_argument(
+        "--pool",
+        action="append",
+        default=[],
+        metavar="KEY=PATH",
+        help="an already annotated pool (labels + score [+ ifd] columns, or the MIG authors' "
+        "format) for pool KEY (tulu3, openhermes, deita; tiny: self-instruct, lima, "
+        "alpaca-gpt4): its annotation steps are skipped",
+    )
+    p.add_argument(
+        "--released",
+        action="store_true",
+        help="train on the authors' released subsets (Hub ids) where they exist",
+    )
+    p.add_argument("--judge-base-url", help="paper scale: OpenAI-compatible judge server (…/v1)")
+    p.add_argument(
+        "--judge-model",
+        help="judge's served name (default opencompass/CompassJudger-1-32B-Instruct)",
+    )
+    p.add_argument("--recipes", help="recipes folder (default: the repository's recipes/)")
+    p.add_argument("--shared", help="the project's shared data folder (tiny scale)")
+    p.add_argument("--alpaca-reference", help="AlpacaEval reference outputs JSON (tiny scale)")
+    p.add_argument("--ifeval-input", help="IFEval input_data.jsonl (tiny scale)")
+    p.add_argument("--eval-limit", type=int, default=8, help="tiny: AlpacaEval instructions")
+    p.add_argument("--ifeval-limit", type=int, default=16, help="tiny: IFEval prompts")
+    p.add_argument("--force", action="store_true", help="run finished steps again")
+    p.add_argument("--keep-going", action="store_true", help="continue past a failed step")
+    p.set_defaults(func=main)
+
+
+def _options(args: argparse.Namespace) -> Any:
+    from hf_mig.reproduce import PlanOptions
+
+    pools = {}
+    for item in args.pool:
+        key, sep, path = item.partition("=")
+        if not sep or not key or not path:
+            raise ValueError(f"--pool expects KEY=PATH, got {item!r}")
+        pools[key] = str(Path(path).expanduser().resolve()) if Path(path).exists() else path
+    tag = "tiny" if args.scale == "tiny" else args.base
+    workdir = Path(args.workdir or f"reproduce/{args.experiment}-{tag}")
+    methods = [m.strip() for m in args.methods.split(",")] if args.methods else None
+    for name in ("eval_limit", "ifeval_limit"):
+        if getattr(args, name) < 1:
+            raise ValueError(f"--{name.replace('_', '-')} must be >= 1")
+
+    def _path(value: str | None) -> Path | None:
+        return Path(value).expanduser().resolve() if value else None
+
+    return PlanOptions(
+        workdir=workdir,
+        base=args.base,
+        methods=methods,
+        pools=pools,
+        released=args.released,
+        judge_base_url=args.judge_base_url,
+        judge_model=args.judge_model,
+        recipes_dir=_path(args.recipes),
+        shared_dir=_path(args.shared),
+        alpaca_reference=str(_path(args.alpaca_reference)) if args.alpaca_reference else None,
+        ifeval_input=str(_path(args.ifeval_input)) if args.ifeval_input else None,
+        eval_limit=args.eval_limit,
+        ifeval_limit=args.ifeval_limit,
+    )
+
+
+def main(args: argparse.Namespace) -> int:
+    """Build the plan; print it (``--dry-run``) or run it."""
+    from hf_mig.reproduce import STAGES, build_plan, run_plan
+
+    try:
+        plan = build_plan(args.experiment, args.scale, _options(args))
+    except ValueError as err:
+        print(f"hf-mig reproduce: error: {err}", file=sys.stderr)
+        return 2
+    stages = list(args.stage or [])
+    if args.until:
+        stages = list(STAGES[: STAGES.index(args.until) + 1])
+    if plan.scale == "paper" and not args.dry_run and not args.judge_base_url:
+        if any(s.stage == "eval" for s in plan.steps) and (not stages or "eval" in stages):
+            print(
+                "hf-mig reproduce: error: the paper-scale evaluation needs a judge: pass "
+                "--judge-base-url (an OpenAI-compatible server, e.g. vLLM serving "
+                "opencompass/CompassJudger-1-32B-Instruct), or stop earlier with --until train",
+                file=sys.stderr,
+            )
+            return 2
+    if plan.blockers and not args.dry_run:
+        for blocker in plan.blockers:
+            print(f"hf-mig reproduce: error: {blocker}", file=sys.stderr)
+        return 2
+    if args.dry_run:
+        if args.format == "json":
+            print(json.dumps(plan.to_dict(), indent=1))
+        else:
+            print(plan.render(stages or None), end="")
+        return 0
+    print(plan.render(stages or None), end="")
+    print()
+    summary = run_plan(plan, stages=stages or None, force=args.force, keep_going=args.keep_going)
+    print(
+        f"\n{len(summary.ran)} step(s) run, {len(summary.skipped)} skipped (finished earlier), "
+        f"{len(summary.failed)} failed, {len(summary.blocked)} blocked"
+    )
+    table = plan.workdir / plan.table
+    if table.is_file():
+        print(f"\n{table}:\n{table.read_text()}")
+    report = plan.workdir / "report" / "report.html"
+    if report.is_file():
+        print(f"selection report: {report}")
+    if not summary.ok:
+        print("re-run the same command to retry; finished steps are skipped", file=sys.stderr)
+        return 1
+    return 0
