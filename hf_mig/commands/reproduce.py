@@ -37,6 +37,10 @@ EPILOG = """experiments:
   scaling      MIG and Random at several subset sizes
 
 stages (in order): annotate, vocab, graph, select, train, eval, compare, report
+
+Re-running the same command resumes: finished steps are skipped (markers in
+<workdir>/.reproduce/), an interrupted training continues from its last checkpoint, and a
+step whose command or inputs changed runs again. Logs: <workdir>/logs/<step>.log.
 """
 
 
