@@ -79,7 +79,10 @@ def test_table1_plan_has_every_method_stage_and_estimate():
     assert "intfloat/e5-mistral-7b-instruct" in graph.command
     compare = next(s for s in plan.steps if s.stage == "compare")
     assert set(compare.inputs) == {o for s in _by_stage(plan, "eval") for o in s.outputs}
-    assert compare.command[-2:] == ["--paper-table", "table1/llama-3.1-8b"]
+    assert compare.command[compare.command.index("--paper-table") + 1] == "table1/llama-3.1-8b"
+    renames = compare.command[compare.command.index("--rename") + 1 :]
+    assert "llama-3.1-8b/tulu3/mig-50k=MIG" in renames and len(renames) == 9
+    assert compare.outputs == ["tables/table1-llama-3.1-8b.md", "tables/table1-llama-3.1-8b.csv"]
     totals = plan.totals()
     assert totals["gpu_hours"] == pytest.approx(sum(s.gpus * s.hours for s in plan.steps))
     text = plan.render()
@@ -106,6 +109,15 @@ def test_every_experiment_plans(experiment, scale, tmp_path):
     if scale == "tiny":
         assert all(s.gpus == 0 for s in plan.steps)
         assert not plan.blockers
+
+
+def test_experiments_share_steps_in_one_workdir(tmp_path):
+    table1 = {s.id: s.command for s in _plan("table1", "paper", tmp_path).steps}
+    threshold = {s.id: s.command for s in _plan("threshold", "paper", tmp_path).steps}
+    shared = set(table1) & set(threshold)
+    assert "train/llama-3.1-8b/tulu3/mig-50k" in shared  # the T = 0.9 row is table1's MIG run
+    assert "eval/llama-3.1-8b/tulu3/mig-50k/wildbench" in shared
+    assert all(table1[i] == threshold[i] for i in shared)  # same commands: finished = reused
 
 
 def test_ablation_variants_reach_the_commands():
@@ -301,7 +313,7 @@ def test_tiny_table1_chain_end_to_end(tmp_path, shared_dir):
     assert rnd["id"] == [pool["id"][i] for i in RandomSelector(64, seed=42).select_indices(pool)]
 
     # both models trained and evaluated; the table holds exactly the result files' numbers
-    rows = {r["model"]: r for r in csv.DictReader(open(work / "table.csv"))}
+    rows = {r["model"]: r for r in csv.DictReader(open(work / "tables/table1.csv"))}
     for title, key in (("MIG", "mig-64"), ("Random", "random-64")):
         assert (work / f"runs/tiny-llama/self-instruct/{key}/config.json").is_file()
         ae = json.loads(
@@ -310,15 +322,16 @@ def test_tiny_table1_chain_end_to_end(tmp_path, shared_dir):
         ifeval = json.loads(
             (work / f"eval/tiny-llama/self-instruct/{key}/ifeval/objective.json").read_text()
         )
-        assert ae["model"] == title and ae["n_total"] == 2
+        assert ae["model"] == f"tiny-llama/self-instruct/{key}" and ae["n_total"] == 2
         assert float(rows[title]["AE"]) == pytest.approx(ae["win_rate"])
         assert float(rows[title]["IFEval"]) == pytest.approx(ifeval["scores"]["IFEval"])
     assert float(rows["MIG (paper)"]["Avg"]) == 55.32
-    assert "| MIG |" in (work / "table.md").read_text()
+    assert "| MIG |" in (work / "tables/table1.md").read_text()
+    assert "| MIG |" in first.stdout  # the table is printed at the end
 
-    report = json.loads((work / "report/report.json").read_text())
+    report = json.loads((work / "reports/table1/report.json").read_text())
     assert "MIG" in json.dumps(report) and "Random" in json.dumps(report)
-    assert (work / "report/report.html").stat().st_size > 10_000
+    assert (work / "reports/table1/report.html").stat().st_size > 10_000
 
     # a second run changes nothing; removing one result re-runs it and the table only
     mtimes = {
@@ -335,4 +348,4 @@ def test_tiny_table1_chain_end_to_end(tmp_path, shared_dir):
         for ln in third.stdout.splitlines()
         if ln.endswith("s") and ": done in " in ln
     ]
-    assert ran == ["eval/tiny-llama/self-instruct/random-64/ifeval", "compare"]
+    assert ran == ["eval/tiny-llama/self-instruct/random-64/ifeval", "compare/table1"]

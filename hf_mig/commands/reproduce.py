@@ -60,7 +60,11 @@ def register(subparsers: Any) -> None:
     p.add_argument(
         "--base", default="llama-3.1-8b", help="base model slug, or 'all' (table1); paper scale"
     )
-    p.add_argument("--workdir", help="work folder (default reproduce/<experiment>-<base|tiny>)")
+    p.add_argument(
+        "--workdir",
+        help="work folder (default reproduce/<scale>; experiments sharing it reuse each "
+        "other's annotations, selections, models and results)",
+    )
     p.add_argument("--dry-run", action="store_true", help="print the plan; run nothing")
     p.add_argument("--format", choices=["text", "json"], default="text", help="--dry-run output")
     p.add_argument("--methods", help="comma-separated methods to keep (e.g. mig,random,full)")
@@ -110,8 +114,7 @@ def _options(args: argparse.Namespace) -> Any:
         if not sep or not key or not path:
             raise ValueError(f"--pool expects KEY=PATH, got {item!r}")
         pools[key] = str(Path(path).expanduser().resolve()) if Path(path).exists() else path
-    tag = "tiny" if args.scale == "tiny" else args.base
-    workdir = Path(args.workdir or f"reproduce/{args.experiment}-{tag}")
+    workdir = Path(args.workdir or f"reproduce/{args.scale}")
     methods = [m.strip() for m in args.methods.split(",")] if args.methods else None
     for name in ("eval_limit", "ifeval_limit"):
         if getattr(args, name) < 1:
@@ -178,8 +181,7 @@ def main(args: argparse.Namespace) -> int:
     table = plan.workdir / plan.table
     if table.is_file():
         print(f"\n{table}:\n{table.read_text()}")
-    report = plan.workdir / "report" / "report.html"
-    if report.is_file():
+    for report in sorted((plan.workdir / plan.report).rglob("report.html")):
         print(f"selection report: {report}")
     if not summary.ok:
         print("re-run the same command to retry; finished steps are skipped", file=sys.stderr)

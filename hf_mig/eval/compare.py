@@ -266,6 +266,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     if name and not paper_rows:
         md += f"\n(paper table {name}: {paper_table(name)['note']})\n"
     print(md, end="")
+    for out in (args.md, args.csv, args.png):
+        if out:
+            Path(out).parent.mkdir(parents=True, exist_ok=True)
     if args.md:
         Path(args.md).write_text(md)
     if args.csv:

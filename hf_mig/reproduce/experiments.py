@@ -23,6 +23,7 @@ from .paper import METHOD_TITLES, MODELS, POOLS
 
 __all__ = ["EXPERIMENTS", "SCALES", "Experiment", "PoolSpec", "Run", "Scale"]
 
+DEFAULT_PROP_WEIGHT = 1.0
 TABLE1_METHODS = ("random", "ifd", "instag", "deita", "car", "qdit", "zip", "mig", "full")
 
 
@@ -123,7 +124,8 @@ class Run:
     """One row of a table: a model trained on one selection.
 
     ``method`` is a selector name or ``full`` (the whole pool). ``threshold``,
-    ``prop_weight`` and ``label_count`` override MIG's defaults for ablation rows.
+    ``prop_weight`` and ``label_count`` override MIG's defaults for ablation rows (None: the
+    default, so a row equal to another experiment's shares its selection, model and results).
     """
 
     title: str
@@ -209,7 +211,14 @@ def _labels(scale: Scale, bases: Sequence[str]) -> list[Run]:
 def _thresholds(scale: Scale, bases: Sequence[str]) -> list[Run]:
     pool = scale.pools[scale.main_pool]
     return [
-        Run(_title("mig", b, bases, f", T = {t:g}"), b, pool.key, "mig", pool.k, threshold=t)
+        Run(
+            _title("mig", b, bases, f", T = {t:g}"),
+            b,
+            pool.key,
+            "mig",
+            pool.k,
+            threshold=None if t == scale.threshold else t,  # the default: the table1 run
+        )
         for b in bases
         for t in scale.thresholds
     ]
@@ -224,7 +233,7 @@ def _prop_weights(scale: Scale, bases: Sequence[str]) -> list[Run]:
             pool.key,
             "mig",
             pool.k,
-            prop_weight=w,
+            prop_weight=None if w == DEFAULT_PROP_WEIGHT else w,
         )
         for b in bases
         for w in scale.prop_weights

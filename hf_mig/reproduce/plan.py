@@ -78,6 +78,7 @@ class Plan:
     notes: list[str] = field(default_factory=list)
     blockers: list[str] = field(default_factory=list)
     table: str = ""
+    report: str = ""
     paper_table: str | None = None
 
     def __post_init__(self) -> None:
@@ -181,6 +182,7 @@ class Plan:
             "notes": self.notes,
             "blockers": self.blockers,
             "table": self.table,
+            "report": self.report,
             "paper_table": self.paper_table,
             "totals": self.totals(),
             "steps": [

@@ -311,7 +311,7 @@ class _Builder:
     def evaluate(self, run: Run, model_dir: str) -> list[str]:
         key = run.key
         model_input = [f"{model_dir}/config.json"]
-        gen = ["--model", model_dir, "--model-name", run.title]
+        gen = ["--model", model_dir, "--model-name", run.key]
         results = []
         if self.tiny:
             gen += ["--backend", "transformers", "--device", "cpu"]
@@ -367,7 +367,7 @@ class _Builder:
         self.add(Step(
             f"eval/{key}/objective", "eval", "ARC-c, BBH, GSM8K, HumanEval, MMLU, IFEval (lm-eval)",
             ["python", "-m", "hf_mig.eval.objective", "all", "--model", model_dir, "--backend",
-             "vllm", "--model-name", run.title, "--out-dir", out_dir],
+             "vllm", "--model-name", run.key, "--out-dir", out_dir],
             [f"{out_dir}/objective.json"], model_input, gpus=1, hours=OBJECTIVE_HOURS,
             note="needs pip install 'lm-eval[ifeval]' (optional extra)",
         ))  # fmt: skip
@@ -449,13 +449,18 @@ def build_plan(experiment: str, scale: str = "paper", options: PlanOptions | Non
             "the tiny scale shows the paper's published rows beside its own only to show the "
             "table's shape: a 0.2M-parameter model trained on 64 rows is not comparable"
         )
+    name = experiment
+    if sc.name == "paper" and exp.multi_base:
+        name += f"-{opts.base}"
+    table = f"tables/{name}"
     if results:
-        cmd = ["python", "-m", "hf_mig.eval.compare", *results, "--md", "table.md", "--csv",
-               "table.csv", "--png", "table.png"]  # fmt: skip
+        cmd = ["python", "-m", "hf_mig.eval.compare", *results, "--md", f"{table}.md", "--csv",
+               f"{table}.csv", "--png", f"{table}.png"]  # fmt: skip
         if paper_table:
             cmd += ["--paper-table", paper_table]
-        b.add(Step("compare", "compare", "the comparison table, ours beside the paper's", cmd,
-                   ["table.md", "table.csv"], results))  # fmt: skip
+        cmd += ["--rename", *(f"{run.key}={run.title}" for run in runs)]
+        b.add(Step(f"compare/{name}", "compare", "the comparison table, ours beside the paper's",
+                   cmd, [f"{table}.md", f"{table}.csv"], results))  # fmt: skip
     for pool_key, chosen in selections.items():
         pool = sc.pools[pool_key]
         annotated = b.annotated(pool, bases[0])
@@ -463,13 +468,13 @@ def build_plan(experiment: str, scale: str = "paper", options: PlanOptions | Non
         if graph is None:
             vocab = b.vocabulary(pool, annotated, None)
             graph = b.graph(pool, annotated, vocab, sc.threshold)
-        out = "report" if len(selections) == 1 else f"report/{pool_key}"
+        out = f"reports/{name}" + ("" if len(selections) == 1 else f"/{pool_key}")
         cmd = ["hf-mig", "report", annotated, "--out", out, "--graph", graph]
         inputs = [annotated, graph]
         for name, (path, _) in chosen.items():
             cmd += ["--selection", f"{name}={path}"]
             inputs.append(path)
-        step_id = "report" if len(selections) == 1 else f"report/{pool_key}"
+        step_id = out.replace("reports/", "report/", 1)
         b.add(Step(step_id, "report", f"selection report on {pool.title}", cmd,
                    [f"{out}/report.html"], inputs))  # fmt: skip
     title = exp.title
@@ -488,6 +493,7 @@ def build_plan(experiment: str, scale: str = "paper", options: PlanOptions | Non
         steps=sorted(b.steps.values(), key=lambda s: STAGES.index(s.stage)),
         notes=b.notes,
         blockers=b.blockers,
-        table="table.md",
+        table=f"{table}.md",
+        report=f"reports/{name}",
         paper_table=paper_table,
     )

@@ -127,6 +127,8 @@ def run_plan(
             if not keep_going:
                 break
             continue
+        for out in step.outputs:
+            plan.path(out).parent.mkdir(parents=True, exist_ok=True)
         env = dict(os.environ)
         env.setdefault("PYTHONUNBUFFERED", "1")
         with open(log, "w", encoding="utf-8") as fh:
