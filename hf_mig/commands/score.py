@@ -44,8 +44,8 @@ def register(subparsers: Any) -> None:
     p.add_argument(
         "--model",
         default=None,
-        help="model id, folder, .gguf file or 'smollm2' (deita: one model for both prompts; "
-        "ifd default openai-community/gpt2; reward: required)",
+        help="model id, folder, .gguf file, 'smollm2' or 'hf-mig:tiny-llama' (deita: one model "
+        "for both prompts; ifd default openai-community/gpt2; reward: required)",
     )
     p.add_argument("--complexity-model", default=None, help="deita: complexity scorer model")
     p.add_argument("--quality-model", default=None, help="deita: quality scorer model")

