@@ -127,11 +127,6 @@ class _Builder:
             return f"<{pool.key}-pool>"
         return src
 
-    def tiny_model(self) -> str:
-        from hf_mig.train.tiny import resolve_model_path
-
-        return resolve_model_path(TINY_MODEL)
-
     # ----------------------------------------------------------------- annotate
 
     def annotated(self, pool: PoolSpec, base: str) -> str:
@@ -142,7 +137,7 @@ class _Builder:
         d = f"pools/{pool.key}"
         tagged, scored, annotated = f"{d}/tagged.jsonl", f"{d}/scored.jsonl", f"{d}/annotated.jsonl"
         if self.tiny:
-            scorer = self.tiny_model()
+            scorer = TINY_MODEL
             tag = ["hf-mig", "tag", raw, tagged, "--backend", "embedding"]
             deita = ["--model", scorer, "--device", "cpu"]
             ifd = ["--model", scorer, "--device", "cpu"]
