@@ -83,6 +83,10 @@ def test_table1_plan_has_every_method_stage_and_estimate():
     renames = compare.command[compare.command.index("--rename") + 1 :]
     assert "llama-3.1-8b/tulu3/mig-50k=MIG" in renames and len(renames) == 9
     assert compare.outputs == ["tables/table1-llama-3.1-8b.md", "tables/table1-llama-3.1-8b.csv"]
+    assert plan.report == "reports/table1-llama-3.1-8b"
+    assert next(s for s in plan.steps if s.stage == "report").outputs == [
+        "reports/table1-llama-3.1-8b/report.html"
+    ]
     totals = plan.totals()
     assert totals["gpu_hours"] == pytest.approx(sum(s.gpus * s.hours for s in plan.steps))
     text = plan.render()
@@ -328,6 +332,7 @@ def test_tiny_table1_chain_end_to_end(tmp_path, shared_dir):
     assert float(rows["MIG (paper)"]["Avg"]) == 55.32
     assert "| MIG |" in (work / "tables/table1.md").read_text()
     assert "| MIG |" in first.stdout  # the table is printed at the end
+    assert f"selection report: {work / 'reports/table1/report.html'}" in first.stdout
 
     report = json.loads((work / "reports/table1/report.json").read_text())
     assert "MIG" in json.dumps(report) and "Random" in json.dumps(report)

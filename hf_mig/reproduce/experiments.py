@@ -197,47 +197,44 @@ def _pools(scale: Scale, bases: Sequence[str]) -> list[Run]:
     return runs
 
 
-def _labels(scale: Scale, bases: Sequence[str]) -> list[Run]:
+def _mig_sweep(
+    scale: Scale, bases: Sequence[str], field: str, values: Sequence, default: object, label
+) -> list[Run]:
+    """MIG rows on the main pool with ``field`` set to each value; the default value is left
+    unset so that row is the same run as Table 1's MIG row (shared in one work folder)."""
     pool = scale.pools[scale.main_pool]
-    out = []
-    for b in bases:
-        for n in scale.label_counts:
-            extra = f", {n:,} labels" if n is not None else ", all labels"
-            title = _title("mig", b, bases, extra)
-            out.append(Run(title, b, pool.key, "mig", pool.k, label_count=n))
-    return out
+    return [
+        Run(
+            _title("mig", b, bases, label(v)),
+            b,
+            pool.key,
+            "mig",
+            pool.k,
+            **{field: None if v == default else v},
+        )
+        for b in bases
+        for v in values
+    ]
+
+
+def _labels(scale: Scale, bases: Sequence[str]) -> list[Run]:
+    return _mig_sweep(
+        scale, bases, "label_count", scale.label_counts, None,
+        lambda n: f", {n:,} labels" if n is not None else ", all labels",
+    )  # fmt: skip
 
 
 def _thresholds(scale: Scale, bases: Sequence[str]) -> list[Run]:
-    pool = scale.pools[scale.main_pool]
-    return [
-        Run(
-            _title("mig", b, bases, f", T = {t:g}"),
-            b,
-            pool.key,
-            "mig",
-            pool.k,
-            threshold=None if t == scale.threshold else t,  # the default: the table1 run
-        )
-        for b in bases
-        for t in scale.thresholds
-    ]
+    return _mig_sweep(
+        scale, bases, "threshold", scale.thresholds, scale.threshold, lambda t: f", T = {t:g}"
+    )
 
 
 def _prop_weights(scale: Scale, bases: Sequence[str]) -> list[Run]:
-    pool = scale.pools[scale.main_pool]
-    return [
-        Run(
-            _title("mig", b, bases, f", propagation weight {w:g}"),
-            b,
-            pool.key,
-            "mig",
-            pool.k,
-            prop_weight=None if w == DEFAULT_PROP_WEIGHT else w,
-        )
-        for b in bases
-        for w in scale.prop_weights
-    ]
+    return _mig_sweep(
+        scale, bases, "prop_weight", scale.prop_weights, DEFAULT_PROP_WEIGHT,
+        lambda w: f", propagation weight {w:g}",
+    )  # fmt: skip
 
 
 def _scaling(scale: Scale, bases: Sequence[str]) -> list[Run]:

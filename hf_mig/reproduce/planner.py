@@ -437,9 +437,8 @@ def build_plan(experiment: str, scale: str = "paper", options: PlanOptions | Non
             selections.setdefault(pool.key, {}).setdefault(name, (data, graph))
         model_dir = b.train(run, pool, data, inputs)
         results += b.evaluate(run, model_dir)
-    paper_table = exp.paper_table(bases[0])
+    paper_table = exp.paper_table(bases[0] if sc.name == "paper" else "llama-3.1-8b")
     if sc.name == "tiny":
-        paper_table = exp.paper_table("llama-3.1-8b")
         b.note(
             "the tiny scale shows the paper's published rows beside its own only to show the "
             "table's shape: a 0.2M-parameter model trained on 64 rows is not comparable"
@@ -466,8 +465,8 @@ def build_plan(experiment: str, scale: str = "paper", options: PlanOptions | Non
         out = f"reports/{name}" + ("" if len(selections) == 1 else f"/{pool_key}")
         cmd = ["hf-mig", "report", annotated, "--out", out, "--graph", graph]
         inputs = [annotated, graph]
-        for name, (path, _) in chosen.items():
-            cmd += ["--selection", f"{name}={path}"]
+        for title, (path, _) in chosen.items():
+            cmd += ["--selection", f"{title}={path}"]
             inputs.append(path)
         step_id = out.replace("reports/", "report/", 1)
         b.add(Step(step_id, "report", f"selection report on {pool.title}", cmd,
