@@ -443,9 +443,10 @@ def _run_report(args: list[str]) -> subprocess.CompletedProcess:
     return subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=300)
 
 
-def test_cli_on_tagged_lima_mig_vs_random(lima):
-    pool, graph, folder = lima["pool"], lima["graph"], lima["folder"]
-    assert len(pool) == 1029
+@pytest.fixture(scope="module")
+def lima_report(lima) -> Path:
+    """``hf-mig report`` on tagged LIMA with MIG and random at k=100: the output folder."""
+    folder = lima["folder"]
     out = folder / "report"
     proc = _run_report(
         [
@@ -457,6 +458,13 @@ def test_cli_on_tagged_lima_mig_vs_random(lima):
         ]
     )  # fmt: skip
     assert proc.returncode == 0, proc.stderr[-3000:]
+    return out
+
+
+def test_cli_on_tagged_lima_mig_vs_random(lima, lima_report):
+    pool, graph = lima["pool"], lima["graph"]
+    assert len(pool) == 1029
+    out = lima_report
     data = json.loads((out / "report.json").read_text())
     assert {f["file"] for f in data["figures"]} >= {"label_information.png", "coverage_curve.png"}
     for name in ("label_information.png", "label_long_tail.png"):
@@ -549,6 +557,20 @@ def _chromium(args: list[str], tmp_path: Path) -> subprocess.CompletedProcess:
 )
 def test_report_opens_in_headless_chromium(report, tmp_path):
     page, data = report
+    _check_opens_in_chromium(page, len(data["figures"]), EXPECTED_FIGURES, tmp_path)
+
+
+@pytest.mark.skipif(
+    not Path(CHROMIUM).exists(), reason=f"{CHROMIUM} not installed (Debian chromium)"
+)
+def test_lima_report_opens_in_headless_chromium(lima_report, tmp_path):
+    data = json.loads((lima_report / "report.json").read_text())
+    files = {f["file"] for f in data["figures"]}
+    assert "label_information.png" in files and len(files) >= 9
+    _check_opens_in_chromium(lima_report / "report.html", len(files), files, tmp_path)
+
+
+def _check_opens_in_chromium(page: Path, n: int, figures: set[str], tmp_path: Path) -> None:
     url = page.resolve().as_uri()
     dom = _chromium(
         ["--virtual-time-budget=5000", "--enable-logging=stderr", "--dump-dom", url], tmp_path
@@ -558,11 +580,10 @@ def test_report_opens_in_headless_chromium(report, tmp_path):
     assert not errors, errors
     body = re.search(r"<body([^>]*)>", dom.stdout)
     assert body, dom.stdout[:500]
-    n = len(data["figures"])
     assert f'data-images-loaded="{n}"' in body.group(1), body.group(0)
     assert 'data-images-broken="0"' in body.group(1)
     shown = set(re.findall(r'<img [^>]*data-file="([^"]+)"', dom.stdout))
-    assert shown == EXPECTED_FIGURES
+    assert shown == figures
 
     shot = tmp_path / "shot.png"
     res = _chromium(["--screenshot=" + str(shot), "--window-size=1200,3000", url], tmp_path)
