@@ -110,6 +110,12 @@ def test_every_experiment_plans(experiment, scale, tmp_path):
     assert _by_stage(plan, "train") and _by_stage(plan, "compare") and _by_stage(plan, "report")
     assert plan.paper_table in paper_table_names()
     assert json.loads(json.dumps(plan.to_dict()))["experiment"] == experiment
+    for step in _by_stage(plan, "report"):
+        args = step.command
+        for i, arg in enumerate(args[:-1]):
+            if arg == "--selection":  # NAME=FILE: the name holds no '=' and FILE is an input
+                name, path = args[i + 1].split("=", 1)
+                assert path in step.inputs, (name, path)
     if scale == "tiny":
         assert all(s.gpus == 0 for s in plan.steps)
         assert not plan.blockers

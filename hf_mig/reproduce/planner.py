@@ -466,7 +466,8 @@ def build_plan(experiment: str, scale: str = "paper", options: PlanOptions | Non
         cmd = ["hf-mig", "report", annotated, "--out", out, "--graph", graph]
         inputs = [annotated, graph]
         for title, (path, _) in chosen.items():
-            cmd += ["--selection", f"{title}={path}"]
+            label = title.replace(" = ", " ").replace("=", "-")  # NAME=FILE splits at the first =
+            cmd += ["--selection", f"{label}={path}"]
             inputs.append(path)
         step_id = out.replace("reports/", "report/", 1)
         b.add(Step(step_id, "report", f"selection report on {pool.title}", cmd,
