@@ -140,6 +140,8 @@ def test_ablation_variants_reach_the_commands():
     weights = sorted(float(s.command[s.command.index("--prop-weight") + 1]) for s in selects)
     assert weights == sorted(sc.prop_weights)
     vocabs = _by_stage(_plan("labels"), "vocab")
+    for step in vocabs:  # the selector and graph read the plain list written by --labels-out
+        assert step.command[step.command.index("--labels-out") + 1] == step.outputs[0]
     assert sorted(int(s.command[s.command.index("--top-k") + 1]) for s in vocabs) == sorted(
         n for n in sc.label_counts if n is not None
     )

@@ -180,12 +180,14 @@ class _Builder:
 
                 return str(Path(hf_mig.__file__).parent / "data" / "instag_vocabulary.json")
             label_count = pool.tags
-        out = f"vocab/{pool.key}-top{label_count}.json"
+        out = f"vocab/{pool.key}-top{label_count}.json"  # the plain label list
+        full = f"vocab/{pool.key}-top{label_count}.vocabulary.json"  # + counts and merges
         self.add(Step(
             f"vocab/{pool.key}/top{label_count}", "vocab",
             f"vocabulary: the {label_count:,} most frequent labels of {pool.title}",
-            ["hf-mig", "vocab", annotated, "--out", out, "--top-k", str(label_count)],
-            [out], [annotated],
+            ["hf-mig", "vocab", annotated, "--out", full, "--labels-out", out, "--top-k",
+             str(label_count)],
+            [out, full], [annotated],
         ))  # fmt: skip
         return out
 
