@@ -72,6 +72,7 @@ def test_table1_plan_has_every_method_stage_and_estimate():
         assert step.hours == pytest.approx(train_hours(llama.params, rows, 1000, 8))
         data = step.command[step.command.index("--data.dataset") + 1]
         assert data in step.inputs
+        assert step.command[step.command.index("--data.shape") + 1] == "messages"
     mig = next(s for s in _by_stage(plan, "select") if s.id.endswith("mig-50k"))
     graph = next(s for s in _by_stage(plan, "graph"))
     assert graph.outputs[0] in mig.inputs
@@ -162,6 +163,8 @@ def test_pool_without_public_source_blocks_running_not_planning(tmp_path):
     assert not any(s.id.startswith("annotate/deita") for s in plan.steps)
     select = next(s for s in plan.steps if s.id == "select/deita/mig-6k")
     assert str(given) in select.command and "6000" in select.command
+    train = next(s for s in plan.steps if s.id == "train/llama-3.1-8b/deita/mig-6k")
+    assert "--data.shape" not in train.command  # a pool we did not annotate: detected
 
 
 def test_released_subsets_replace_selection():

@@ -288,6 +288,9 @@ class _Builder:
         recipe = self.recipe(run, pool)
         args = ["--config", recipe, "--output_dir", out, "--data.dataset", data]
         args += ["--data.pool", "null", "--data.selection", "null"]
+        if data in inputs and run.pool not in self.opts.pools:
+            # annotated here: `hf-mig tag` added a messages column beside the raw one(s)
+            args += ["--data.shape", "messages"]
         if self.tiny:
             cmd = ["hf-mig", "train", *args]
             gpus, hours = 0, 0.0
