@@ -479,10 +479,9 @@ def build_plan(experiment: str, scale: str = "paper", options: PlanOptions | Non
                    [f"{out}/report.html"], inputs))  # fmt: skip
     title = exp.title
     if sc.name == "tiny":
-        main = sc.pools[sc.main_pool]
-        title += (
-            f"; tiny CPU scale: {TINY_MODEL} on {main.title} ({main.n_rows} rows), k = {main.k}"
-        )
+        used = dict.fromkeys(sc.pools[r.pool] for r in runs)
+        pools = ", ".join(f"{p.title} ({p.n_rows} rows)" for p in used)
+        title += f"; tiny CPU scale: {TINY_MODEL} on {pools}"
     if sc.name == "paper" and len(bases) == 1 and exp.multi_base:
         title += f", base {bases[0]}"
     return Plan(
