@@ -104,6 +104,11 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--engine", default="auto", choices=["auto", "lazy", "scan"])
     s.add_argument("--record-gains", action="store_true", help="add mig_rank and mig_gain columns")
     s.add_argument("--summary-json", help="write the selection summary (JSON) here")
+    s.add_argument(
+        "--indices-out",
+        help="also write the selected rows' 0-based positions in the pool, in pick order, as "
+        "a JSON list (what 'hf-mig report --selection NAME=FILE' reads for pools without ids)",
+    )
 
     s.set_defaults(func=cmd_select)
 
@@ -171,6 +176,10 @@ def _load_prepared(args):
 
 
 def cmd_select(args) -> int:
+    from pathlib import Path
+
+    import numpy as np
+
     from .graph import LabelGraph
     from .io import save_dataset
     from .selectors import get_selector
@@ -214,8 +223,11 @@ def cmd_select(args) -> int:
         selector = get_selector(args.method, args.num, **options)
     except TypeError as err:
         raise ValueError(f"method {args.method!r}: {err}") from err
-    subset = selector.select(pool)
+    indices = np.asarray(selector.select_indices(pool), dtype=np.int64)
+    subset = selector.rows(pool, indices)
     save_dataset(subset, args.out)
+    if args.indices_out:
+        Path(args.indices_out).write_text(json.dumps(indices.tolist()) + "\n")
     if args.save_graph and getattr(selector, "label_graph_", None) is not None:
         selector.label_graph_.save(args.save_graph)
     summary = selection_summary(

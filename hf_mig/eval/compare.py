@@ -236,9 +236,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="compare.py", description="the MIG paper's table")
     p.add_argument("results", nargs="+", help="result JSON files (any of the eval scripts)")
     p.add_argument("--rename", nargs="*", default=[], help="OLD=NEW model labels")
-    p.add_argument(
-        "--paper", action="store_true", help="append the paper's published Table 1 rows"
-    )
+    p.add_argument("--paper", action="store_true", help="append the paper's published Table 1 rows")
     p.add_argument(
         "--paper-table",
         help="append the published rows of this table of paper_tables.json "

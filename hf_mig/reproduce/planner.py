@@ -231,8 +231,10 @@ class _Builder:
             return annotated, [annotated], None
         vocab = self.vocabulary(pool, annotated, run.label_count)
         out = f"selections/{pool.key}/{run.selection_name}.jsonl"
+        stem = out.removesuffix(".jsonl")
         cmd = ["hf-mig", "select", annotated, "--method", run.method, "--num", str(run.k)]
-        cmd += ["--out", out, "--summary-json", out.replace(".jsonl", ".summary.json")]
+        cmd += ["--out", out, "--summary-json", f"{stem}.summary.json"]
+        cmd += ["--indices-out", f"{stem}.indices.json"]
         inputs = [annotated]
         if vocab:
             cmd += ["--vocabulary", vocab]
@@ -259,8 +261,8 @@ class _Builder:
             gpus, hours = 1, forward_hours(22.7e6, pool.n_rows * 256)
         self.add(Step(
             f"select/{pool.key}/{run.selection_name}", "select",
-            f"select {run.k:,} rows of {pool.title} with {run.method}", cmd, [out], inputs,
-            gpus=gpus, hours=hours,
+            f"select {run.k:,} rows of {pool.title} with {run.method}", cmd,
+            [out, f"{stem}.indices.json"], inputs, gpus=gpus, hours=hours,
             note="" if gpus == 0 else "row embeddings on one GPU, then the selection on CPU",
         ))  # fmt: skip
         return out, [out], graph
@@ -472,8 +474,9 @@ def build_plan(experiment: str, scale: str = "paper", options: PlanOptions | Non
         inputs = [annotated, graph]
         for title, (path, _) in chosen.items():
             label = title.replace(" = ", " ").replace("=", "-")  # NAME=FILE splits at the first =
-            cmd += ["--selection", f"{label}={path}"]
-            inputs.append(path)
+            positions = path.removesuffix(".jsonl") + ".indices.json"  # pools without ids too
+            cmd += ["--selection", f"{label}={positions}"]
+            inputs.append(positions)
         step_id = out.replace("reports/", "report/", 1)
         b.add(Step(step_id, "report", f"selection report on {pool.title}", cmd,
                    [f"{out}/report.html"], inputs))  # fmt: skip

@@ -41,7 +41,12 @@ class BaseSelector:
 
     def select(self, dataset: Dataset) -> Dataset:
         """The selected rows in pick order, as a ``Dataset.select`` view of ``dataset``."""
-        return dataset.select(self.select_indices(dataset))
+        return self.rows(dataset, self.select_indices(dataset))
+
+    def rows(self, dataset: Dataset, indices: np.ndarray) -> Dataset:
+        """``dataset.select(indices)``, plus any per-pick columns of the last selection
+        (``indices`` must be what :meth:`select_indices` just returned for ``dataset``)."""
+        return dataset.select(indices)
 
 
 SELECTORS: dict[str, type] = {}

@@ -195,9 +195,9 @@ class MIGSelector(BaseSelector):
         """E(S) after each pick of the last run (for plots)."""
         return self.result_.objective_trace
 
-    def select(self, dataset: Dataset) -> Dataset:
-        """The ``k`` rows in pick order (a ``Dataset.select`` view; all columns kept)."""
-        indices = self.select_indices(dataset)
+    def rows(self, dataset: Dataset, indices: np.ndarray) -> Dataset:
+        """``dataset.select(indices)`` with ``mig_rank`` / ``mig_gain`` when ``record_gains``
+        (``indices``: what :meth:`select_indices` just returned for ``dataset``)."""
         subset = dataset.select(indices)
         if self.record_gains:
             for name in ("mig_rank", "mig_gain"):
