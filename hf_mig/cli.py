@@ -106,8 +106,9 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--summary-json", help="write the selection summary (JSON) here")
     s.add_argument(
         "--indices-out",
-        help="also write the selected rows' 0-based positions in the pool, in pick order, as "
-        "a JSON list (what 'hf-mig report --selection NAME=FILE' reads for pools without ids)",
+        help="also write the selected rows' 0-based positions in the pool, in pick order: "
+        'JSON {"positions": [...], "pool_rows": N, "method": M} (\'hf-mig report --selection '
+        "NAME=FILE' reads it; works for pools without an id column)",
     )
 
     s.set_defaults(func=cmd_select)
@@ -227,7 +228,8 @@ def cmd_select(args) -> int:
     subset = selector.rows(pool, indices)
     save_dataset(subset, args.out)
     if args.indices_out:
-        Path(args.indices_out).write_text(json.dumps(indices.tolist()) + "\n")
+        record = {"positions": indices.tolist(), "pool_rows": len(pool), "method": args.method}
+        Path(args.indices_out).write_text(json.dumps(record) + "\n")
     if args.save_graph and getattr(selector, "label_graph_", None) is not None:
         selector.label_graph_.save(args.save_graph)
     summary = selection_summary(

@@ -65,9 +65,10 @@ def detect_id_column(dataset: Dataset) -> str | None:
     return None
 
 
-def read_selection_file(path: str | Path) -> Dataset | list[str]:
-    """A selection on disk: a file of ids (``.txt``/``.ids``, one per line, or a JSON list) or a
-    selected subset in any format :func:`hf_mig.io.load_pool` reads (with an id column)."""
+def read_selection_file(path: str | Path) -> Dataset | list[str] | np.ndarray:
+    """A selection on disk: a file of ids (``.txt``/``.ids``, one per line, or a JSON list), the
+    row positions written by ``hf-mig select --indices-out`` (a JSON object with ``positions``),
+    or a selected subset in any format :func:`hf_mig.io.load_pool` reads (with an id column)."""
     p = Path(path)
     if not p.exists():
         raise FileNotFoundError(f"selection {p} not found")
@@ -79,6 +80,13 @@ def read_selection_file(path: str | Path) -> Dataset | list[str]:
             data = json.loads(text)
             if all(not isinstance(x, dict) for x in data):
                 return [str(x) for x in data]
+        if text.startswith("{"):
+            data = json.loads(text)
+            if isinstance(data, dict) and "positions" in data:
+                positions = data["positions"]
+                if not all(isinstance(x, int) and not isinstance(x, bool) for x in positions):
+                    raise ValueError(f"selection {p}: 'positions' must be a list of integers")
+                return np.asarray(positions, dtype=np.int64)
     from .io import load_pool
 
     return load_pool(p)

@@ -44,7 +44,8 @@ def test_select_with_saved_graph_matches_reference(parity_dir, tmp_path):
     assert "selected 600 of 2,000 rows" in res.stdout
     pool_ids = hf_mig.load_pool(parity_dir / "pool.jsonl")["id"]
     positions = json.loads((tmp_path / "indices.json").read_text())
-    assert [pool_ids[i] for i in positions] == expected["selected_ids"]
+    assert positions["pool_rows"] == 2000 and positions["method"] == "mig"
+    assert [pool_ids[i] for i in positions["positions"]] == expected["selected_ids"]
     subset = load_dataset("json", data_files=str(out), split="train")
     assert subset["id"] == expected["selected_ids"]
     assert subset["mig_rank"] == list(range(600))

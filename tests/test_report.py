@@ -16,7 +16,13 @@ import pytest
 
 from hf_mig import LabelGraph, MIGSelector, RandomSelector, load_pool, save_dataset
 from hf_mig.objective import Objective
-from hf_mig.report import build_report, compute_report_data, coverage_curve, resolve_selection
+from hf_mig.report import (
+    build_report,
+    compute_report_data,
+    coverage_curve,
+    read_selection_file,
+    resolve_selection,
+)
 from hf_mig.summary import selection_summary
 
 K = 200
@@ -340,6 +346,16 @@ def test_selection_given_as_ids_or_subset(parity, tmp_path):
         resolve_selection(pool, [1, 2, 1])
     with pytest.raises(ValueError, match="out of range"):
         resolve_selection(pool, [len(pool)])
+    # the positions file of `hf-mig select --indices-out` (pools without ids) vs a list of ids
+    positions = tmp_path / "mig.indices.json"
+    positions.write_text(json.dumps({"positions": [int(i) for i in idx], "pool_rows": len(pool)}))
+    np.testing.assert_array_equal(resolve_selection(pool, read_selection_file(positions)), idx)
+    listed = tmp_path / "mig_ids.json"
+    listed.write_text(json.dumps(ids))
+    assert read_selection_file(listed) == ids
+    positions.write_text(json.dumps({"positions": ["3", 4]}))
+    with pytest.raises(ValueError, match="list of integers"):
+        read_selection_file(positions)
     assert coverage_curve([["a", "b"], ["b"], ["c"]], [1, 0, 2]) == [1, 2, 3]
 
 

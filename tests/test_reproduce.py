@@ -325,7 +325,7 @@ def test_tiny_table1_chain_end_to_end(tmp_path, shared_dir):
     expected = MIGSelector(64, label_graph=graph).select_indices(pool)
     assert mig["id"] == [pool["id"][i] for i in np.asarray(expected)]
     positions = json.loads((work / "selections/self-instruct/mig-64.indices.json").read_text())
-    assert positions == np.asarray(expected).tolist()  # what the report reads
+    assert positions["positions"] == np.asarray(expected).tolist()  # what the report reads
     rnd = load_pool(work / "selections/self-instruct/random-64.jsonl")
     assert rnd["id"] == [pool["id"][i] for i in RandomSelector(64, seed=42).select_indices(pool)]
 

@@ -7,7 +7,8 @@
     hf-mig report pool.jsonl --method mig:200 --method random:200 --graph graph.npz --out report/
 
 ``--selection NAME=FILE`` reads a selected subset (any format ``hf-mig select`` writes, matched to
-the pool on the id column) or a file of ids (one per line, or a JSON list). ``--method NAME:K``
+the pool on the id column), a file of ids (one per line, or a JSON list), or the row positions
+``hf-mig select --indices-out`` writes (pools without ids). ``--method NAME:K``
 selects ``K`` rows with that method on the fly; for ``mig`` the greedy trace is reported too.
 ``DIR`` receives ``report.html`` (figures embedded), the PNG figures and ``report.json``.
 
