@@ -214,8 +214,8 @@ class _Builder:
 
     # ----------------------------------------------------------------- select
 
-    def selection(self, run: Run, pool: PoolSpec) -> tuple[str, list[str], str | None]:
-        """(training data, its producing inputs, graph) for ``run``."""
+    def selection(self, run: Run, pool: PoolSpec) -> tuple[str, list[str]]:
+        """(training data, the plan's files it comes from) for ``run``."""
         released = RELEASED.get((run.pool, run.method))
         if (
             self.opts.released
@@ -225,10 +225,10 @@ class _Builder:
             and (run.threshold, run.prop_weight, run.label_count) == (None, None, None)
         ):
             self.note(f"{run.title}: trains on the authors' released subset {released}")
-            return released, [], None
+            return released, []
         annotated = self.annotated(pool, run.base)
         if run.method == "full":
-            return annotated, [annotated], None
+            return annotated, [annotated]
         vocab = self.vocabulary(pool, annotated, run.label_count)
         out = f"selections/{pool.key}/{run.selection_name}.jsonl"
         stem = out.removesuffix(".jsonl")
@@ -240,7 +240,6 @@ class _Builder:
             cmd += ["--vocabulary", vocab]
             if not Path(vocab).is_absolute():
                 inputs.append(vocab)
-        graph = None
         options = dict(METHODS.get(run.method, ({}, ""))[0])
         options.pop("column", None)  # our annotation writes IFD to the default 'ifd' column
         if run.method == "mig":
@@ -265,7 +264,7 @@ class _Builder:
             [out, f"{stem}.indices.json"], inputs, gpus=gpus, hours=hours,
             note="" if gpus == 0 else "row embeddings on one GPU, then the selection on CPU",
         ))  # fmt: skip
-        return out, [out], graph
+        return out, [out]
 
     # ----------------------------------------------------------------- train
 
@@ -435,13 +434,13 @@ def build_plan(experiment: str, scale: str = "paper", options: PlanOptions | Non
             )
         runs = [r for r in runs if r.method in opts.methods]
     results: list[str] = []
-    selections: dict[str, dict[str, tuple[str, str | None]]] = {}
+    selections: dict[str, dict[str, str]] = {}
     for run in runs:
         pool = sc.pools[run.pool]
-        data, inputs, graph = b.selection(run, pool)
+        data, inputs = b.selection(run, pool)
         if run.method != "full" and inputs:
             name = run.title.split(" [")[0].split(" / ")[0]
-            selections.setdefault(pool.key, {}).setdefault(name, (data, graph))
+            selections.setdefault(pool.key, {}).setdefault(name, data)
         model_dir = b.train(run, pool, data, inputs)
         results += b.evaluate(run, model_dir)
     paper_table = exp.paper_table(bases[0] if sc.name == "paper" else "llama-3.1-8b")
@@ -465,14 +464,12 @@ def build_plan(experiment: str, scale: str = "paper", options: PlanOptions | Non
     for pool_key, chosen in selections.items():
         pool = sc.pools[pool_key]
         annotated = b.annotated(pool, bases[0])
-        graph = next((g for _, g in chosen.values() if g), None)
-        if graph is None:
-            vocab = b.vocabulary(pool, annotated, None)
-            graph = b.graph(pool, annotated, vocab, sc.threshold)
+        # information is measured on the pool's default graph, whatever variant a row used
+        graph = b.graph(pool, annotated, b.vocabulary(pool, annotated, None), sc.threshold)
         out = f"reports/{name}" + ("" if len(selections) == 1 else f"/{pool_key}")
         cmd = ["hf-mig", "report", annotated, "--out", out, "--graph", graph]
         inputs = [annotated, graph]
-        for title, (path, _) in chosen.items():
+        for title, path in chosen.items():
             label = title.replace(" = ", " ").replace("=", "-")  # NAME=FILE splits at the first =
             positions = path.removesuffix(".jsonl") + ".indices.json"  # pools without ids too
             cmd += ["--selection", f"{label}={positions}"]
