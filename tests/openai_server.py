@@ -280,8 +280,11 @@ def _make_handler(server: OpenAIServer) -> type[BaseHTTPRequestHandler]:
             try:
                 if server.delay:
                     time.sleep(server.delay)
-                self._send(*server.answer(body, nth))
+                reply = server.answer(body, nth)
             finally:
+                # leave before replying: once the client has a reply it may send the next
+                # request, which must not overlap this one in the in-flight count
                 server._leave()
+            self._send(*reply)
 
     return Handler
