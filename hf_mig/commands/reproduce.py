@@ -9,14 +9,15 @@ Each experiment expands into steps: annotate the pool (tags, DEITA score, IFD; o
 annotated pool with --pool KEY=PATH), build the vocabulary and label graph, select with each
 method, train each row with the matching recipe (recipes/), evaluate (AlpacaEval 2, MT-Bench,
 WildBench, objective benchmarks), then write the comparison table beside the paper's published
-numbers (table.md/.csv/.png) and the selection report (report/report.html). Steps whose outputs
-exist are skipped, so an interrupted run continues where it stopped; a step whose command or
-inputs changed runs again.
+numbers (tables/<experiment>.md/.csv/.png) and the selection report
+(reports/<experiment>/report.html). Steps whose outputs exist are skipped, so an interrupted run
+continues where it stopped; a step whose command or inputs changed runs again.
 
 Scales: ``paper`` (the paper's pools, 8-GPU training, a served judge: --judge-base-url) and
-``tiny`` (CPU, offline: the bundled 427-row self-instruct pool, a 0.2M-parameter Llama, k = 64,
-a few benchmark prompts judged by SmolLM2-135M-Instruct): the same chain and the same kind of
-table and report, in minutes, to check a setup before spending GPU time.
+``tiny`` (CPU, offline: the bundled 427-row self-instruct pool, or LIMA and the Alpaca-GPT-4
+demo pool from the shared data folder for ``pools``; a 0.2M-parameter Llama; k = 64; a few
+benchmark prompts judged by SmolLM2-135M-Instruct): the same chain and the same kind of table and
+report, in minutes, to check a setup before spending GPU time.
 """
 
 from __future__ import annotations
@@ -44,6 +45,11 @@ step whose command or inputs changed runs again. Logs: <workdir>/logs/<step>.log
 """
 
 
+def _examples() -> str:
+    lines = (__doc__ or "").split("::")[1].strip("\n").splitlines()
+    return "\n".join(line.strip() for line in lines)
+
+
 def register(subparsers: Any) -> None:
     """Add the ``reproduce`` subcommand."""
     from hf_mig.reproduce import EXPERIMENTS, STAGES
@@ -51,7 +57,7 @@ def register(subparsers: Any) -> None:
     p = subparsers.add_parser(
         "reproduce",
         help="the paper's experiments as a resumable plan (--dry-run: steps and GPU-hours)",
-        description=__doc__.split("::")[0].strip() + "\n\n" + __doc__.split("::")[1].strip(),
+        description=__doc__.split("::")[0].strip() + "\n\n" + _examples(),
         epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
