@@ -192,13 +192,14 @@ def test_published_numbers_ship_as_data():
     assert rows["ZIP (paper)"]["Avg"] == 47.44
     assert {m.removesuffix(" (paper)") for m in rows} == set(METHOD_TITLES.values())
     for exp in EXPERIMENTS.values():
-        assert exp.paper_table("llama-3.1-8b") in paper_table_names()
+        assert exp.paper_table.format(base="llama-3.1-8b") in paper_table_names()
     assert load_paper_rows("threshold") == []  # not recorded: empty, never invented
 
 
-def test_cli_dry_run_and_help():
+def test_cli_dry_run_and_help(tmp_path):
     out = subprocess.run(
-        [sys.executable, "-m", "hf_mig", "reproduce", "table1", "--dry-run", "--format", "json"],
+        [sys.executable, "-m", "hf_mig", "reproduce", "table1", "--dry-run", "--format", "json",
+         "--workdir", str(tmp_path)],
         capture_output=True, text=True, env=ENV, check=True,
     ).stdout  # fmt: skip
     plan = json.loads(out)

@@ -17,7 +17,7 @@ project's grid around the paper's defaults; the paper's own sweep values are not
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from .paper import METHOD_TITLES, MODELS, POOLS
 
@@ -169,7 +169,8 @@ class Experiment:
     title: str
     description: str
     rows: Callable[[Scale, Sequence[str]], list[Run]]
-    paper_table: Callable[[str], str] = field(default=lambda base: "")
+    #: the published table in ``paper_tables.json``; ``{base}`` is filled with the base slug
+    paper_table: str = ""
     multi_base: bool = False
 
 
@@ -198,9 +199,9 @@ def _pools(scale: Scale, bases: Sequence[str]) -> list[Run]:
 
 
 def _mig_sweep(
-    scale: Scale, bases: Sequence[str], field: str, values: Sequence, default: object, label
+    scale: Scale, bases: Sequence[str], option: str, values: Sequence, default: object, label
 ) -> list[Run]:
-    """MIG rows on the main pool with ``field`` set to each value; the default value is left
+    """MIG rows on the main pool with ``option`` set to each value; the default value is left
     unset so that row is the same run as Table 1's MIG row (shared in one work folder)."""
     pool = scale.pools[scale.main_pool]
     return [
@@ -210,7 +211,7 @@ def _mig_sweep(
             pool.key,
             "mig",
             pool.k,
-            **{field: None if v == default else v},
+            **{option: None if v == default else v},
         )
         for b in bases
         for v in values
@@ -256,7 +257,7 @@ EXPERIMENTS = {
             "Random, IFD, #InsTag, DEITA, CaR, QDIT, ZIP and MIG at 50K, and the full pool; "
             "one base model (--base), or all three (--base all) for the other-bases tables",
             _table1,
-            paper_table=lambda base: f"table1/{base}",
+            paper_table="table1/{base}",
             multi_base=True,
         ),
         Experiment(
@@ -265,21 +266,21 @@ EXPERIMENTS = {
             "MIG and Random on each pool (the paper's baseline set for these pools is not "
             "recorded here; add methods with --methods)",
             _pools,
-            paper_table=lambda base: "pools",
+            paper_table="pools",
         ),
         Experiment(
             "labels",
             "Ablation: number of labels",
             "MIG on Tulu 3 with the vocabulary cut to the N most frequent labels",
             _labels,
-            paper_table=lambda base: "labels",
+            paper_table="labels",
         ),
         Experiment(
             "threshold",
             "Ablation: label-graph threshold T",
             "MIG on Tulu 3 with label graphs built at several cosine thresholds",
             _thresholds,
-            paper_table=lambda base: "threshold",
+            paper_table="threshold",
         ),
         Experiment(
             "prop-weight",
@@ -287,14 +288,14 @@ EXPERIMENTS = {
             "MIG on Tulu 3 with the weight of the label graph's off-diagonal edges varied "
             "(0 = no propagation)",
             _prop_weights,
-            paper_table=lambda base: "prop-weight",
+            paper_table="prop-weight",
         ),
         Experiment(
             "scaling",
             "Data-size scaling",
             "MIG and Random on Tulu 3 at several subset sizes",
             _scaling,
-            paper_table=lambda base: "scaling",
+            paper_table="scaling",
         ),
     )
 }

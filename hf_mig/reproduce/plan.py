@@ -160,9 +160,10 @@ class Plan:
 
     # -------------------------------------------------------------- rendering
 
-    def totals(self) -> dict[str, float]:
-        """Estimated GPU-hours and hours, over all steps and over those still to run."""
-        states = self.status()
+    def totals(self, states: dict[str, str] | None = None) -> dict[str, float]:
+        """Estimated GPU-hours, over all steps and over those still to run (``states``: a
+        :meth:`status` already computed)."""
+        states = states or self.status()
         run = [s for s in self.steps if states[s.id] not in ("done", "exists")]
         return {
             "steps": len(self.steps),
@@ -184,7 +185,7 @@ class Plan:
             "table": self.table,
             "report": self.report,
             "paper_table": self.paper_table,
-            "totals": self.totals(),
+            "totals": self.totals(states),
             "steps": [
                 {**asdict(s), "gpu_hours": s.gpu_hours, "status": states[s.id]} for s in self.steps
             ],
@@ -214,7 +215,7 @@ class Plan:
             lines.append(f"      $ {s.shell()}")
             if s.note:
                 lines.append(f"      note: {s.note}")
-        t = self.totals()
+        t = self.totals(states)
         total = f"{t['steps']} steps ({t['steps_to_run']} to run); "
         if any(s.gpus for s in self.steps):
             total += (

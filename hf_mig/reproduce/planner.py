@@ -9,10 +9,13 @@ annotation, a graph, a selection used with several base models) appear once.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from hf_mig.train.tiny import TINY_MODEL_ID as TINY_MODEL
 
 from .costs import forward_hours, generation_hours, train_hours
 from .experiments import EXPERIMENTS, SCALES, PoolSpec, Run, Scale
@@ -24,7 +27,6 @@ __all__ = ["PlanOptions", "build_plan", "default_shared_dir"]
 #: Judge of the paper's subjective benchmarks (SPEC section 4).
 PAPER_JUDGE = "opencompass/CompassJudger-1-32B-Instruct"
 JUDGE_URL_PLACEHOLDER = "<JUDGE_BASE_URL>"
-TINY_MODEL = "hf-mig:tiny-llama"
 #: Evaluation sizes at the paper scale: (prompts, prompt tokens, output tokens) per benchmark,
 #: and the judge calls (calls, prompt tokens, output tokens). Assumed means, for estimates.
 EVAL_LOAD = {
@@ -137,10 +139,8 @@ class _Builder:
         d = f"pools/{pool.key}"
         tagged, scored, annotated = f"{d}/tagged.jsonl", f"{d}/scored.jsonl", f"{d}/annotated.jsonl"
         if self.tiny:
-            scorer = TINY_MODEL
             tag = ["hf-mig", "tag", raw, tagged, "--backend", "embedding"]
-            deita = ["--model", scorer, "--device", "cpu"]
-            ifd = ["--model", scorer, "--device", "cpu"]
+            deita = ifd = ["--model", TINY_MODEL, "--device", "cpu"]
             gpus, h_tag, h_deita, h_ifd = 0, 0.0, 0.0, 0.0
             note_tag = "all-MiniLM-L6-v2: nearest InsTag tags (offline stand-in for InsTagger)"
             note_score = "the tiny Llama as DEITA / IFD scorer: exercises the code path only"
@@ -411,7 +411,7 @@ def build_plan(experiment: str, scale: str = "paper", options: PlanOptions | Non
     if scale not in SCALES:
         raise ValueError(f"unknown scale {scale!r}; known: {', '.join(SCALES)}")
     opts = options or PlanOptions(workdir=Path("reproduce"))
-    opts.workdir = Path(opts.workdir).expanduser().resolve()
+    opts = dataclasses.replace(opts, workdir=Path(opts.workdir).expanduser().resolve())
     exp, sc = EXPERIMENTS[experiment], SCALES[scale]
     b = _Builder(sc, opts)
     if sc.name == "tiny":
@@ -443,7 +443,7 @@ def build_plan(experiment: str, scale: str = "paper", options: PlanOptions | Non
             selections.setdefault(pool.key, {}).setdefault(name, data)
         model_dir = b.train(run, pool, data, inputs)
         results += b.evaluate(run, model_dir)
-    paper_table = exp.paper_table(bases[0] if sc.name == "paper" else "llama-3.1-8b")
+    paper_table = exp.paper_table.format(base=bases[0] if sc.name == "paper" else "llama-3.1-8b")
     if sc.name == "tiny":
         b.note(
             "the tiny scale shows the paper's published rows beside its own only to show the "

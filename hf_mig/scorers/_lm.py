@@ -194,10 +194,10 @@ def resolve_source(model: str | os.PathLike) -> tuple[str, str | None]:
     see :func:`hf_mig.train.tiny.resolve_model_path`); anything else is returned as is with no
     GGUF file.
     """
-    text = str(model)
-    if text == "hf-mig:tiny-llama":
-        from hf_mig.train.tiny import resolve_model_path
+    from hf_mig.train.tiny import TINY_MODEL_ID, resolve_model_path
 
+    text = str(model)
+    if text == TINY_MODEL_ID:
         return resolve_model_path(text), None
     if text.lower() in SMOLLM2_ALIASES:
         from hf_mig.testing import smollm2_gguf_path
