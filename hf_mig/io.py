@@ -12,15 +12,28 @@ from __future__ import annotations
 import json
 import logging
 import os
+import shutil
 import tempfile
+import time
 import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import datasets
 from datasets.exceptions import DatasetGenerationError, DatasetNotFoundError
 
-__all__ = ["DATA_FILE_BUILDERS", "PoolFormatError", "load_pool", "save_dataset"]
+__all__ = [
+    "DATA_FILE_BUILDERS",
+    "OutputExistsError",
+    "PoolFormatError",
+    "atomic_output",
+    "check_output",
+    "load_pool",
+    "save_dataset",
+    "write_text_atomic",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -49,6 +62,111 @@ class PoolFormatError(ValueError):
         self.lineno = lineno
         self.reason = reason
         super().__init__(f"{self.path}: line {lineno}: {reason}; near: {excerpt}")
+
+
+class OutputExistsError(FileExistsError):
+    """An output path already exists and may not be replaced.
+
+    Raised when ``overwrite`` is off, or when the path is a folder holding files this tool did
+    not write (those are never replaced, whatever ``overwrite`` says).
+    """
+
+
+# --------------------------------------------------------------------------------------
+# outputs: checked before the work, written beside the target, then renamed
+
+_TMP_MARK = ".hf-mig-tmp-"
+_DATASET_FOLDER_FILES = ("state.json", "dataset_info.json", "dataset_dict.json")
+
+
+def _is_dataset_folder(path: Path) -> bool:
+    """Whether ``path`` holds only what ``save_to_disk`` writes (a Dataset or DatasetDict)."""
+    entries = list(path.iterdir())
+    if not entries:
+        return True
+    for entry in entries:
+        name = entry.name
+        if entry.is_dir():
+            if not (path / "dataset_dict.json").is_file() or not _is_dataset_folder(entry):
+                return False
+        elif name not in _DATASET_FOLDER_FILES and not (
+            name.startswith("data-") and name.endswith(".arrow")
+        ):
+            return False
+    return True
+
+
+def check_output(path: str | os.PathLike, *, overwrite: bool = False) -> Path:
+    """Check, before any work, that ``path`` may be written; return it as a :class:`Path`.
+
+    A path that does not exist is always writable. An existing file is replaced only with
+    ``overwrite=True``. An existing folder is replaced only with ``overwrite=True`` and only when
+    it holds nothing but a dataset saved by ``save_to_disk`` (never a folder with other files,
+    such as the current directory). Raises :class:`OutputExistsError` otherwise, naming the path
+    and the way round it.
+    """
+    final = Path(path).expanduser()
+    if not final.exists() and not final.is_symlink():
+        return final
+    if final.is_dir() and not final.is_symlink():
+        if not _is_dataset_folder(final):
+            raise OutputExistsError(
+                f"{final}: the output exists and is a folder holding other files; it is never "
+                "replaced. Choose a new output path."
+            )
+        kind = "dataset folder"
+    elif final.is_file():
+        kind = "file"
+    else:
+        raise OutputExistsError(f"{final}: the output exists and is not a regular file")
+    if not overwrite:
+        raise OutputExistsError(
+            f"{final}: the output {kind} exists; pass --overwrite (overwrite=True) to replace it, "
+            "or choose a new path"
+        )
+    return final
+
+
+def _remove(path: Path) -> None:
+    if path.is_dir() and not path.is_symlink():
+        shutil.rmtree(path, ignore_errors=True)
+    elif path.exists() or path.is_symlink():
+        path.unlink(missing_ok=True)
+
+
+@contextmanager
+def atomic_output(path: str | os.PathLike, *, overwrite: bool = False) -> Iterator[Path]:
+    """Yield a temporary sibling of ``path`` to write; rename it onto ``path`` on success.
+
+    ``path`` is checked with :func:`check_output` first. The temporary name lives in the same
+    folder (so the rename is atomic on one filesystem) and keeps the target's suffix. On an
+    exception the temporary file or folder is removed and ``path`` is left as it was; a reader
+    never sees a partial output. A replaced dataset folder is moved aside, the new one renamed
+    in, then the old one removed.
+    """
+    final = check_output(path, overwrite=overwrite)
+    final.parent.mkdir(parents=True, exist_ok=True)
+    stamp = f"{os.getpid()}-{time.time_ns()}"
+    tmp = final.parent / f".{final.name}{_TMP_MARK}{stamp}{final.suffix}"
+    try:
+        yield tmp
+        if not tmp.exists():
+            raise FileNotFoundError(f"{tmp}: nothing was written for {final}")
+        if tmp.is_dir() and final.is_dir():
+            old = final.parent / f".{final.name}{_TMP_MARK}old-{stamp}"
+            os.rename(final, old)
+            os.rename(tmp, final)
+            _remove(old)
+        else:
+            os.replace(tmp, final)
+    finally:
+        _remove(tmp)
+
+
+def write_text_atomic(path: str | os.PathLike, text: str, *, overwrite: bool = False) -> None:
+    """Write ``text`` (UTF-8) to ``path`` through :func:`atomic_output`."""
+    with atomic_output(path, overwrite=overwrite) as tmp:
+        tmp.write_text(text, encoding="utf-8")
 
 
 # --------------------------------------------------------------------------------------
@@ -248,21 +366,28 @@ def load_pool(
         ) from err
 
 
-def save_dataset(dataset: datasets.Dataset, out: str | os.PathLike) -> None:
+def save_dataset(
+    dataset: datasets.Dataset, out: str | os.PathLike, *, overwrite: bool = False
+) -> None:
     """Write ``dataset`` to ``out``, choosing the format by extension.
 
     ``.jsonl``: JSON Lines; ``.json``: one JSON array of objects (any size; read back by
     :func:`load_pool`); ``.parquet``; ``.csv``. Any other path is a folder written with
     ``save_to_disk`` (read back by :func:`load_pool` too). Parent folders are created. JSON is
     written as UTF-8 without ``\\u`` escapes for non-ASCII text.
+
+    The output is written beside ``out`` and renamed when complete (:func:`atomic_output`): an
+    existing ``out`` raises :class:`OutputExistsError` unless ``overwrite=True``, and a folder
+    holding anything but a saved dataset is never replaced.
     """
-    path = Path(out).expanduser()
-    suffix = path.suffix.lower()
+    with atomic_output(out, overwrite=overwrite) as tmp:
+        _write_dataset(dataset, tmp, Path(out).suffix.lower())
+
+
+def _write_dataset(dataset: datasets.Dataset, path: Path, suffix: str) -> None:
     if suffix not in DATA_FILE_BUILDERS:
-        path.parent.mkdir(parents=True, exist_ok=True)
         dataset.save_to_disk(str(path))
         return
-    path.parent.mkdir(parents=True, exist_ok=True)
     if suffix == ".jsonl":
         dataset.to_json(str(path), lines=True, force_ascii=False)
     elif suffix == ".json":
