@@ -68,6 +68,15 @@ def _add_graph_args(p: argparse.ArgumentParser) -> None:
     )
 
 
+def _add_overwrite_arg(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="replace outputs that exist (files, or folders holding only a saved dataset); "
+        "without it an existing output is an error, found before any work",
+    )
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="hf-mig", description="MIG data selection for Hugging Face datasets."
@@ -111,6 +120,7 @@ def build_parser() -> argparse.ArgumentParser:
         "NAME=FILE' reads it; works for pools without an id column)",
     )
 
+    _add_overwrite_arg(s)
     s.set_defaults(func=cmd_select)
 
     g = sub.add_parser("graph", help="build and save a label graph")
@@ -122,7 +132,7 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--labels-column", default="labels")
     g.add_argument("--split", default="train")
     _add_graph_args(g)
-
+    _add_overwrite_arg(g)
     g.set_defaults(func=cmd_graph)
 
     d = sub.add_parser("demo", help="tag, score, build the graph and select on a bundled pool")
@@ -176,17 +186,42 @@ def _load_prepared(args):
     return pool, vocabulary
 
 
-def cmd_select(args) -> int:
+def _select_outputs(args) -> list[tuple[str, str]]:
+    """``(flag, path)`` of every file ``select`` will write, in the order it writes them."""
+    named = [
+        ("--out", args.out),
+        ("--indices-out", args.indices_out),
+        ("--save-graph", args.save_graph),
+        ("--summary-json", args.summary_json),
+    ]
+    return [(flag, path) for flag, path in named if path]
+
+
+def _check_outputs(outputs: Sequence[tuple[str, str]], overwrite: bool) -> None:
+    """Refuse, before any work, outputs that exist (without ``--overwrite``) or repeat."""
     from pathlib import Path
 
+    from .io import check_output
+
+    seen: dict = {}
+    for flag, path in outputs:
+        key = Path(path).expanduser().resolve()
+        if key in seen:
+            raise ValueError(f"{flag} and {seen[key]} name the same file: {path}")
+        seen[key] = flag
+        check_output(path, overwrite=overwrite)
+
+
+def cmd_select(args) -> int:
     import numpy as np
 
     from .graph import LabelGraph
-    from .io import save_dataset
+    from .io import atomic_output, save_dataset, write_text_atomic
     from .selectors import get_selector
     from .summary import format_summary, selection_summary
 
     start = time.perf_counter()
+    _check_outputs(_select_outputs(args), args.overwrite)
     pool, vocabulary = _load_prepared(args)
     if args.method == "mig":
         options = dict(
@@ -224,18 +259,22 @@ def cmd_select(args) -> int:
         selector = get_selector(args.method, args.num, **options)
     except TypeError as err:
         raise ValueError(f"method {args.method!r}: {err}") from err
+    select_start = time.perf_counter()
     indices = np.asarray(selector.select_indices(pool), dtype=np.int64)
+    select_seconds = time.perf_counter() - select_start
     subset = selector.rows(pool, indices)
-    save_dataset(subset, args.out)
+    save_dataset(subset, args.out, overwrite=args.overwrite)
     if args.indices_out:
         record = {"positions": indices.tolist(), "pool_rows": len(pool), "method": args.method}
-        Path(args.indices_out).write_text(json.dumps(record) + "\n")
+        write_text_atomic(args.indices_out, json.dumps(record) + "\n", overwrite=args.overwrite)
     if args.save_graph and getattr(selector, "label_graph_", None) is not None:
-        selector.label_graph_.save(args.save_graph)
+        with atomic_output(args.save_graph, overwrite=args.overwrite) as tmp:
+            selector.label_graph_.save(tmp)
     summary = selection_summary(
-        pool, subset, labels_column=args.labels_column, score_column=args.score_column
+        pool, indices, labels_column=args.labels_column, score_column=args.score_column
     )
     summary["method"] = args.method
+    summary["select_seconds"] = round(select_seconds, 3)
     summary["seconds"] = round(time.perf_counter() - start, 3)
     if hasattr(selector, "result_"):
         summary["lazy_greedy"] = selector.result_.stats
@@ -246,8 +285,8 @@ def cmd_select(args) -> int:
     print(format_summary(summary))
     print(f"wrote {args.out} in {summary['seconds']:.1f} s")
     if args.summary_json:
-        with open(args.summary_json, "w") as fh:
-            json.dump(summary, fh, indent=2, default=str)
+        text = json.dumps(summary, indent=2, default=str) + "\n"
+        write_text_atomic(args.summary_json, text, overwrite=args.overwrite)
     return 0
 
 
@@ -255,9 +294,10 @@ def cmd_graph(args) -> int:
     from .encoding import unique_labels
     from .formats import load_vocabulary
     from .graph import LabelGraph
-    from .io import load_pool
+    from .io import atomic_output, check_output, load_pool
     from .selectors.mig import arrow_columns
 
+    check_output(args.out, overwrite=args.overwrite)
     vocabulary = load_vocabulary(args.vocabulary) if args.vocabulary else None
     if args.pool:
         pool = load_pool(args.pool, split=args.split)
@@ -272,7 +312,8 @@ def cmd_graph(args) -> int:
     graph = LabelGraph.from_labels(
         labels, embedder=args.embedder, threshold=args.threshold, progress=True
     )
-    graph.save(args.out)
+    with atomic_output(args.out, overwrite=args.overwrite) as tmp:
+        graph.save(tmp)
     stats = graph.stats()
     print(
         f"label graph: {stats['num_labels']:,} labels, {stats['num_edges']:,} edges "
@@ -306,7 +347,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     try:
         return args.func(args)
-    except (ValueError, FileNotFoundError) as err:
+    except (ValueError, FileNotFoundError, FileExistsError) as err:
         print(f"hf-mig {args.command}: error: {err}", file=sys.stderr)
         return 2
 

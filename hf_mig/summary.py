@@ -1,35 +1,91 @@
-"""Numbers that describe a selection: label coverage and scores of subset vs pool."""
+"""Numbers that describe a selection: label coverage, unlabelled rows and scores, subset vs pool.
+
+Everything is computed with Arrow compute on the columns involved, so a summary of a
+multi-million-row pool costs a fraction of the selection itself.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import numpy as np
+import pyarrow as pa
 import pyarrow.compute as pc
 from datasets import Dataset
 
 
-def _distinct_labels(dataset: Dataset, labels_column: str) -> set[str]:
-    col = dataset.select_columns([labels_column]).with_format("arrow")[:][labels_column]
-    return set(pc.unique(pc.list_flatten(col)).drop_null().to_pylist())
+def _columns(dataset: Dataset, names: Sequence[str]) -> pa.Table:
+    present = [name for name in names if name in dataset.column_names]
+    return dataset.select_columns(present).with_format("arrow")[:]
+
+
+def _is_label_list(col: pa.ChunkedArray) -> bool:
+    kind = col.type
+    return (pa.types.is_list(kind) or pa.types.is_large_list(kind)) and (
+        pa.types.is_string(kind.value_type) or pa.types.is_large_string(kind.value_type)
+    )
+
+
+def _label_stats(col: pa.ChunkedArray) -> tuple[set[str], int]:
+    """Distinct labels and the number of rows with no label (empty list or null)."""
+    flat = pc.list_flatten(col)
+    distinct = set(pc.unique(flat).drop_null().to_pylist())
+    lengths = pc.fill_null(pc.list_value_length(col), 0)
+    unlabelled = int(pc.sum(pc.equal(lengths, 0)).as_py() or 0) if len(col) else 0
+    return distinct, unlabelled
+
+
+def _mean(col: pa.ChunkedArray) -> float:
+    value = pc.mean(col).as_py() if len(col) else None
+    return 0.0 if value is None else float(value)
 
 
 def selection_summary(
     pool: Dataset,
-    subset: Dataset,
+    subset: Dataset | Sequence[int] | np.ndarray,
     *,
     labels_column: str = "labels",
     score_column: str = "score",
 ) -> dict:
-    """Sizes, distinct labels covered (subset vs pool) and mean scores."""
-    out: dict = {"pool_rows": len(pool), "selected_rows": len(subset)}
-    if labels_column in pool.column_names:
-        pool_labels = _distinct_labels(pool, labels_column)
-        sub_labels = _distinct_labels(subset, labels_column)
-        out["pool_labels"] = len(pool_labels)
-        out["selected_labels"] = len(sub_labels & pool_labels)
-        out["label_coverage"] = len(sub_labels) / len(pool_labels) if pool_labels else 0.0
-    if score_column in pool.column_names:
-        out["pool_mean_score"] = float(np.mean(pool[score_column])) if len(pool) else 0.0
-        out["selected_mean_score"] = float(np.mean(subset[score_column])) if len(subset) else 0.0
+    """Sizes, distinct labels covered, rows without a label and mean scores, subset vs pool.
+
+    ``subset`` is the selection as a dataset (e.g. ``pool.select(indices)``) or as the
+    selected rows' positions in ``pool``. Keys: ``pool_rows``, ``selected_rows``; with a label
+    column of string lists, ``pool_labels`` / ``selected_labels`` (distinct labels),
+    ``label_coverage`` and ``pool_unlabelled_rows`` / ``selected_unlabelled_rows``; with a
+    numeric score column, ``pool_mean_score`` / ``selected_mean_score`` (nulls skipped). A label
+    or score column of another type is named in ``not_summarised`` instead.
+    """
+    names = [labels_column, score_column]
+    pool_table = _columns(pool, names)
+    if isinstance(subset, Dataset):
+        sub_table = _columns(subset, names)
+    else:
+        positions = np.asarray(subset, dtype=np.int64)
+        sub_table = pool_table.take(pa.array(positions))
+    out: dict = {"pool_rows": len(pool), "selected_rows": sub_table.num_rows}
+    skipped: dict[str, str] = {}
+    if labels_column in pool_table.column_names:
+        col = pool_table.column(labels_column)
+        if _is_label_list(col):
+            pool_labels, pool_unlabelled = _label_stats(col)
+            sub_labels, sub_unlabelled = _label_stats(sub_table.column(labels_column))
+            out["pool_labels"] = len(pool_labels)
+            out["selected_labels"] = len(sub_labels & pool_labels)
+            out["label_coverage"] = len(sub_labels) / len(pool_labels) if pool_labels else 0.0
+            out["pool_unlabelled_rows"] = pool_unlabelled
+            out["selected_unlabelled_rows"] = sub_unlabelled
+        else:
+            skipped[labels_column] = f"not a list of strings ({col.type})"
+    if score_column in pool_table.column_names:
+        col = pool_table.column(score_column)
+        if pa.types.is_integer(col.type) or pa.types.is_floating(col.type):
+            out["pool_mean_score"] = _mean(col)
+            out["selected_mean_score"] = _mean(sub_table.column(score_column))
+        else:
+            skipped[score_column] = f"not numeric ({col.type})"
+    if skipped:
+        out["not_summarised"] = skipped
     return out
 
 
@@ -38,12 +94,18 @@ def format_summary(summary: dict) -> str:
     lines = [f"selected {summary['selected_rows']:,} of {summary['pool_rows']:,} rows"]
     if "pool_labels" in summary:
         lines.append(
-            f"labels covered: {summary['selected_labels']:,} of {summary['pool_labels']:,} "
-            f"({100 * summary['label_coverage']:.1f}%)"
+            f"distinct labels covered: {summary['selected_labels']:,} of "
+            f"{summary['pool_labels']:,} ({100 * summary['label_coverage']:.1f}%)"
+        )
+        lines.append(
+            f"rows without a label: {summary['selected_unlabelled_rows']:,} selected, "
+            f"{summary['pool_unlabelled_rows']:,} in the pool"
         )
     if "pool_mean_score" in summary:
         lines.append(
             f"mean score: {summary['selected_mean_score']:.3f} selected vs "
             f"{summary['pool_mean_score']:.3f} in the pool"
         )
+    for column, why in summary.get("not_summarised", {}).items():
+        lines.append(f"column {column!r} not summarised: {why}")
     return "\n".join(lines)
