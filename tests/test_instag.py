@@ -12,6 +12,7 @@ import datasets
 import pytest
 from openai_server import OpenAIServer, last_user_message
 
+from hf_mig import sharding
 from hf_mig.cli import main
 from hf_mig.formats import to_messages
 from hf_mig.sharding import (
@@ -363,7 +364,7 @@ def test_run_sharded_is_atomic_and_resumable(tmp_path):
         calls.append(len(part))
         return part.map(lambda r: {"j": 2 * r["i"]})
 
-    stale = tmp_path / "out" / ".tmp-shard-1-of-2-999999999-1"
+    stale = tmp_path / "out" / f".shard-1-of-2.hf-mig-tmp-{sharding._HOST}-999999999-1"
     stale.mkdir(parents=True)
     first = run_sharded(ds, tmp_path / "out", double, "1/2")
     assert not stale.exists() and not first.skipped and calls == [3]
@@ -377,7 +378,7 @@ def test_run_sharded_is_atomic_and_resumable(tmp_path):
     with pytest.raises(RuntimeError):
         run_sharded(ds, tmp_path / "out", crash, "0/2")
     assert not shard_path(tmp_path / "out", 0, 2).exists()
-    assert [p.name for p in (tmp_path / "out").iterdir() if p.name.startswith(".tmp")] == []
+    assert [p.name for p in (tmp_path / "out").iterdir() if "hf-mig-tmp" in p.name] == []
     run_sharded(ds, tmp_path / "out", double, (0, 2))
     shards = list_shards(tmp_path / "out")
     assert [(s.index, s.start, s.stop, s.rows) for s in shards] == [(0, 0, 4, 4), (1, 4, 7, 3)]
@@ -427,7 +428,7 @@ def test_cli_tag_unsharded(tmp_path, pool_file, server, capsys):
     empty = sum(1 for r in rows if not r["labels"])
     assert f"rows without labels: {empty}" in printed
     assert (tmp_path / "tagged.jsonl.cache" / "responses.sqlite").is_file()
-    assert main(tag_args(pool_file, out, server)) == 0  # a re-run: answers from the cache
+    assert main(tag_args(pool_file, out, server, "--overwrite")) == 0  # answers from the cache
     assert server.requests == 9  # only the failed row was asked again
 
 

@@ -8,12 +8,16 @@
 The complete ``shard-I-of-N`` folders (those holding ``hf_mig_shard.json``) are concatenated in
 index order, which gives the pool's rows back in order. Fails, naming them, when shards are
 missing or unfinished, or when the folder holds shards of several ``N`` (pick one with
-``--num-shards``).
+``--num-shards``). Every file of every shard is checked against the size and sha256 recorded in
+its marker before anything is written; a mismatch names the shard folder and the file. OUT is
+written beside its final name and renamed, so a failed merge leaves no output; an existing OUT
+is refused unless ``--overwrite``.
 """
 
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -30,19 +34,29 @@ def register(subparsers: Any) -> None:
     p.add_argument(
         "--num-shards", type=int, default=None, help="N, when the folder holds several splits"
     )
+    p.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="replace an existing OUT written by hf-mig (a file, or a folder holding only a "
+        "saved dataset)",
+    )
     p.set_defaults(func=cmd_merge)
 
 
 def merge_shards(shards_dir: str | Path, num_shards: int | None = None) -> Any:
     """Concatenate the complete shards of ``shards_dir`` in index order; returns a ``Dataset``.
 
+    Every shard is checked with :func:`hf_mig.sharding.verify_shard` (each file's size and
+    sha256 against its marker) before it is loaded, and its row count against the marker after.
+
     Raises ``FileNotFoundError`` when the folder does not exist, ``ValueError`` when it holds no
     complete shard, shards of several counts (without ``num_shards``), missing or unfinished
-    shards (named, with their expected folders), or shards whose row ranges do not tile the pool.
+    shards (named, with their expected folders), shards whose row ranges do not tile the pool,
+    or a shard whose files are missing, truncated or changed (naming the folder and the file).
     """
     import datasets
 
-    from hf_mig.sharding import list_shards, shard_path
+    from hf_mig.sharding import SHARD_MARKER, list_shards, shard_path, verify_shard
 
     root = Path(shards_dir)
     shards = list_shards(root)
@@ -85,15 +99,32 @@ def merge_shards(shards_dir: str | Path, num_shards: int | None = None) -> Any:
     sources = {info.source_rows for info in ordered}
     if len(sources) != 1 or expected != sources.pop():
         raise ValueError(f"{root}: the shards disagree on the pool's size; same pool?")
-    parts = [datasets.load_from_disk(str(info.path)) for info in ordered]
+    for info in ordered:
+        verify_shard(info)
+    parts = []
+    for info in ordered:
+        part = datasets.load_from_disk(str(info.path))
+        if not isinstance(part, datasets.Dataset) or len(part) != info.rows:
+            found = len(part) if isinstance(part, datasets.Dataset) else type(part).__name__
+            raise ValueError(
+                f"{info.path}: holds {found} rows, its {SHARD_MARKER} says {info.rows}"
+            )
+        parts.append(part)
     return datasets.concatenate_datasets(parts) if len(parts) > 1 else parts[0]
 
 
 def cmd_merge(args: argparse.Namespace) -> int:
-    """Run ``hf-mig merge``."""
-    from hf_mig.io import save_dataset
+    """Run ``hf-mig merge``: OUT is checked first, every shard verified, then OUT written
+    atomically. An OUT that may not be written is reported on stderr with exit status 2."""
+    from hf_mig.io import OutputExistsError, check_output, save_dataset
+    from hf_mig.sharding import check_output_format
 
-    merged = merge_shards(args.shards_dir, args.num_shards)
-    save_dataset(merged, args.out)
-    print(f"merged {len(merged):,} rows from {args.shards_dir} -> {args.out}")
+    try:
+        out = check_output(check_output_format(args.out), overwrite=args.overwrite)
+        merged = merge_shards(args.shards_dir, args.num_shards)
+        save_dataset(merged, out, overwrite=args.overwrite)
+    except OutputExistsError as err:
+        print(f"hf-mig merge: error: {err}", file=sys.stderr)
+        return 2
+    print(f"merged the shards of {args.shards_dir}: wrote {len(merged):,} rows to {out}")
     return 0

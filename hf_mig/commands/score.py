@@ -15,6 +15,10 @@ it with ``--score-column ifd``), ``reward`` (``reward``, ``score`` = sigmoid(rew
 ``messages`` column are converted with :func:`hf_mig.formats.with_messages` first.
 ``--shard I/N`` scores contiguous shard I of N into ``OUT/shard-I-of-N`` (skipped when already
 complete); join the shards with ``hf-mig merge OUT merged.jsonl``.
+
+An existing OUT is refused before any work unless ``--overwrite`` (and a folder holding other
+files is never replaced); with ``--shard``, OUT may be an existing folder and ``--overwrite``
+redoes a complete shard.
 """
 
 from __future__ import annotations
@@ -23,6 +27,7 @@ import argparse
 import json
 import logging
 import math
+import sys
 import time
 from typing import Any
 
@@ -57,6 +62,12 @@ def register(subparsers: Any) -> None:
     )
     p.add_argument("--num-proc", type=int, default=None, help="processes for Dataset.map")
     p.add_argument("--shard", default=None, metavar="I/N", help="score shard I of N only")
+    p.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="replace an existing OUT written by hf-mig (a file, or a folder holding only a "
+        "saved dataset); with --shard, redo a complete shard",
+    )
     p.add_argument("--max-length", type=int, default=None, help="window cap in tokens")
     p.add_argument("--dtype", default="auto", choices=["auto", "float32", "bfloat16", "float16"])
     p.add_argument("--device", default="auto", help="auto, cpu, cuda:0, ...")
@@ -154,10 +165,24 @@ def score_counts(ds: Any, scorer: str) -> dict[str, Any]:
 
 
 def cmd_score(args: argparse.Namespace) -> int:
-    """Run ``hf-mig score``; prints counts; exit 0 (row failures are recorded, not fatal)."""
+    """Run ``hf-mig score``; prints counts; exit 0 (row failures are recorded, not fatal).
+
+    Arguments and OUT are checked before the pool is read or a model loaded; an OUT that may not
+    be written is reported on stderr with exit status 2.
+    """
+    from hf_mig.io import OutputExistsError
+
+    try:
+        return _score(args)
+    except OutputExistsError as err:
+        print(f"hf-mig score: error: {err}", file=sys.stderr)
+        return 2
+
+
+def _score(args: argparse.Namespace) -> int:
     from hf_mig.formats import with_messages
     from hf_mig.io import load_pool
-    from hf_mig.sharding import run_sharded
+    from hf_mig.sharding import check_run_output, run_sharded
 
     for name in ("batch_size", "map_batch_size"):
         value = getattr(args, name)
@@ -165,6 +190,7 @@ def cmd_score(args: argparse.Namespace) -> int:
             raise ValueError(f"--{name.replace('_', '-')} must be >= 1, got {value}")
     if args.num_proc is not None and args.num_proc < 1:
         raise ValueError(f"--num-proc must be >= 1, got {args.num_proc}")
+    check_run_output(args.out, args.shard, overwrite=args.overwrite, inputs=[args.pool])
     start = time.perf_counter()
     scorer = build_scorer(args)
     pool = load_pool(args.pool, split=args.split, skip_bad_lines=args.skip_bad_lines)
@@ -184,12 +210,12 @@ def cmd_score(args: argparse.Namespace) -> int:
             desc=f"score ({args.scorer})",
         )
 
-    run = run_sharded(pool, args.out, process, args.shard)
+    run = run_sharded(pool, args.out, process, args.shard, overwrite=args.overwrite)
     where = f"shard {run.index}/{run.num_shards} " if run.index is not None else ""
-    if run.skipped:
-        print(f"{where}already complete at {run.path}: skipped")
     counts = score_counts(run.load(), args.scorer)
     counts["seconds"] = round(time.perf_counter() - start, 3)
+    if run.skipped:
+        print(f"{where}already complete at {run.path} ({counts['rows']:,} rows): skipped")
     line = (
         f"{where}rows: {counts['rows']:,}; rows with errors: {counts['rows_with_errors']:,}; "
         f"truncated sequences: {counts['truncated_sequences']:,}"
@@ -201,7 +227,7 @@ def cmd_score(args: argparse.Namespace) -> int:
         )
     print(line)
     if not run.skipped:
-        print(f"wrote {run.path} in {counts['seconds']:.1f} s")
+        print(f"wrote {counts['rows']:,} rows to {run.path} in {counts['seconds']:.1f} s")
     if counts["rows_with_errors"]:
         print(
             f"rows with errors have {args.scorer}_error set and no score; they stay in the output"

@@ -13,6 +13,10 @@ Generative backends (``transformers``, ``vllm``, ``openai``) run :class:`InsTagT
 :func:`hf_mig.formats.with_messages` first. Generated responses are cached on disk (by default in
 ``OUT.cache/``, or ``OUT/_cache/`` with ``--shard``), so an interrupted run resumes without
 generating again; ``--shard I/N`` writes ``OUT/shard-I-of-N`` and skips shards already complete.
+
+An existing OUT is refused before any work unless ``--overwrite`` (and a folder holding other
+files is never replaced); with ``--shard``, OUT may be an existing folder and ``--overwrite``
+redoes a complete shard.
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -64,6 +69,12 @@ def register(subparsers: Any) -> None:
     )
     p.add_argument("--num-proc", type=int, default=None, help="processes for Dataset.map")
     p.add_argument("--shard", default=None, metavar="I/N", help="process shard I of N only")
+    p.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="replace an existing OUT written by hf-mig (a file, or a folder holding only a "
+        "saved dataset); with --shard, redo a complete shard",
+    )
     p.add_argument("--turns", default="first", choices=["first", "all"], help="user turns to tag")
     # generative options
     p.add_argument(
@@ -183,10 +194,24 @@ def tag_counts(ds: Any, error_column: str = "instag_error") -> dict[str, int]:
 
 
 def cmd_tag(args: argparse.Namespace) -> int:
-    """Run ``hf-mig tag``; prints counts; exit 0 (row failures are recorded, not fatal)."""
+    """Run ``hf-mig tag``; prints counts; exit 0 (row failures are recorded, not fatal).
+
+    Arguments and OUT are checked before the pool is read or a model loaded; an OUT that may not
+    be written is reported on stderr with exit status 2.
+    """
+    from hf_mig.io import OutputExistsError
+
+    try:
+        return _tag(args)
+    except OutputExistsError as err:
+        print(f"hf-mig tag: error: {err}", file=sys.stderr)
+        return 2
+
+
+def _tag(args: argparse.Namespace) -> int:
     from hf_mig.formats import with_messages
     from hf_mig.io import load_pool
-    from hf_mig.sharding import run_sharded
+    from hf_mig.sharding import check_run_output, run_sharded
 
     for name in ("batch_size", "map_batch_size", "max_new_tokens"):
         value = getattr(args, name)
@@ -194,9 +219,10 @@ def cmd_tag(args: argparse.Namespace) -> int:
             raise ValueError(f"--{name.replace('_', '-')} must be >= 1, got {value}")
     if args.num_proc is not None and args.num_proc < 1:
         raise ValueError(f"--num-proc must be >= 1, got {args.num_proc}")
+    check_run_output(args.out, args.shard, overwrite=args.overwrite, inputs=[args.pool])
     start = time.perf_counter()
+    tagger = build_tagger(args)  # checks its options; loads nothing
     pool = load_pool(args.pool, split=args.split, skip_bad_lines=args.skip_bad_lines)
-    tagger = build_tagger(args)
     generative = args.backend in GENERATIVE
     num_proc = args.num_proc if args.num_proc and args.num_proc > 1 else None
 
@@ -213,13 +239,13 @@ def cmd_tag(args: argparse.Namespace) -> int:
             desc=f"tag ({args.backend})",
         )
 
-    run = run_sharded(pool, args.out, process, args.shard)
+    run = run_sharded(pool, args.out, process, args.shard, overwrite=args.overwrite)
     where = f"shard {run.index}/{run.num_shards} " if run.index is not None else ""
-    if run.skipped:
-        print(f"{where}already complete at {run.path}: skipped")
     result = run.load()
     counts = tag_counts(result)
     counts["seconds"] = round(time.perf_counter() - start, 3)
+    if run.skipped:
+        print(f"{where}already complete at {run.path} ({counts['rows']:,} rows): skipped")
     errors = ""
     if "instag_error" in result.column_names:
         errors = (
@@ -232,14 +258,12 @@ def cmd_tag(args: argparse.Namespace) -> int:
         f"{counts['rows_without_labels']:,}; labels: {counts['labels']:,}"
     )
     if not run.skipped:
-        print(f"wrote {run.path} in {counts['seconds']:.1f} s")
+        print(f"wrote {counts['rows']:,} rows to {run.path} in {counts['seconds']:.1f} s")
     if counts["rows_with_errors"]:
-        again = (
-            f"delete {run.path} and run this shard again" if run.index is not None else "run again"
-        )
+        again = "run this shard again" if run.index is not None else "run again"
         print(
             f"rows with errors keep their instag_error message and raw output; to retry them, "
-            f"{again} (successful responses come from the response cache)"
+            f"{again} with --overwrite (successful responses come from the response cache)"
         )
     logger.debug("tag counts: %s", json.dumps(counts))
     return 0
