@@ -306,7 +306,7 @@ def test_fingerprint_depends_only_on_config_and_version(monkeypatch):
         {"turns": "all"},
         {"messages_column": "conversation"},
         {"output_column": "tags"},
-        {"batch_size": 32},
+        {"batch_size": 64},
     ]
     prints = [EmbeddingTagger(**kw).fingerprint for kw in variants]
     assert len(set(prints)) == len(variants) and before not in prints
@@ -341,3 +341,21 @@ def test_map_hits_the_cache_and_num_proc_is_identical(pool, tagged, tmp_path):
         load_from_cache_file=False,
     )
     assert out3["labels"] == out1["labels"]
+
+
+def test_sharegpt_and_alpaca_shapes_are_tagged_like_messages(tagger):
+    questions = ["Write a Python function that reverses a list.", "How do I bake sourdough bread?"]
+    as_messages = Dataset.from_dict({"messages": [[user(q), assistant("ok")] for q in questions]})
+    sharegpt = Dataset.from_dict(
+        {"conversations": [[{"from": "human", "value": q}, {"from": "gpt", "value": "ok"}]
+                           for q in questions]}
+    )
+    alpaca = Dataset.from_dict(
+        {"instruction": questions, "input": ["", ""], "output": ["ok", "ok"]}
+    )
+    expected = as_messages.map(tagger, batched=True, with_indices=True)["labels"]
+    assert all(expected)
+    for ds in (sharegpt, alpaca):
+        tagged = ds.map(tagger, batched=True, with_indices=True)
+        assert tagged["labels"] == expected
+        assert "messages" not in tagged.column_names  # the input columns are left as they were

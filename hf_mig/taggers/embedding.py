@@ -184,7 +184,10 @@ class EmbeddingTagger(PicklesByConfig):
             turn and ranks the union of their labels by each label's best cosine.
         messages_column: column holding OpenAI-style lists of ``{"role", "content"}`` dicts.
         output_column: column written with the labels (``list[str]`` per row, best first).
-        batch_size: texts per embedder call.
+        batch_size: texts per forward pass of a named model (sentence-transformers sorts the
+            texts of a ``map`` batch by length, then encodes them in batches of this size), or
+            per call of a callable embedder. 32 is fastest for MiniLM on CPU; larger batches pad
+            more and run slower there.
 
     Calling ``tagger(batch)`` or ``tagger(batch, indices)`` returns ``{output_column: labels}``
     with one list per input row, in row order. A row with no non-empty user turn, or with no label
@@ -193,7 +196,10 @@ class EmbeddingTagger(PicklesByConfig):
     string ``role`` and a ``content`` (a string; ``None`` is accepted for non-user turns; a list of
     ``{"type": "text", "text": ...}`` parts is joined) raises ``ValueError`` naming the row (the
     dataset index when called with ``with_indices=True``) and the field; a missing messages column
-    raises ``KeyError``. Only ``role == "user"`` turns are embedded.
+    raises ``KeyError`` unless the batch holds another conversation shape that
+    :func:`hf_mig.formats.to_messages` reads (ShareGPT ``conversations``, alpaca
+    ``instruction``/``output``, ``dialogs``), which is converted on the fly. Only ``role ==
+    "user"`` turns are embedded.
 
     Also: :meth:`load` (load now), :meth:`similarities` (raw cosines, for calibration),
     :attr:`fingerprint` (the hash ``Dataset.map`` uses), :attr:`stats` (counts in this process).
@@ -208,7 +214,7 @@ class EmbeddingTagger(PicklesByConfig):
         turns: str = "first",
         messages_column: str = "messages",
         output_column: str = "labels",
-        batch_size: int = 256,
+        batch_size: int = 32,
     ) -> None:
         labels = load_vocabulary(vocabulary)
         if embedder is None:
@@ -398,12 +404,10 @@ class EmbeddingTagger(PicklesByConfig):
     ) -> dict[str, list]:
         """Tag one batch; see the class docstring for the contract."""
         column = self._config["messages_column"]
-        if column not in batch:
-            raise KeyError(
-                f"EmbeddingTagger: the batch has no {column!r} column (columns: "
-                f"{', '.join(map(repr, batch))}); set messages_column=..."
-            )
-        conversations = batch[column]
+        if column in batch:
+            conversations = batch[column]
+        else:
+            conversations = self._converted(batch, indices)
         if indices is not None and len(indices) != len(conversations):
             raise ValueError(f"got {len(indices)} indices for a batch of {len(conversations)} rows")
         per_row = [
@@ -437,6 +441,25 @@ class EmbeddingTagger(PicklesByConfig):
                 below.append(pos)
         self._count(len(per_row), out, empty_text, below, indices)
         return {self._config["output_column"]: out}
+
+    def _converted(self, batch: Mapping[str, list], indices: Sequence[int] | None) -> list:
+        """The batch's conversations as OpenAI messages when it holds another known shape
+        (ShareGPT ``conversations``, alpaca ``instruction``/``output``, ``dialogs``)."""
+        from hf_mig.formats import detect_shape, to_messages
+
+        column = self._config["messages_column"]
+        try:
+            shape = detect_shape(batch)
+        except ValueError as err:
+            shape, reason = None, str(err)
+        else:
+            reason = f"it has a {shape!r} column; set messages_column={shape!r}"
+        if shape is None or shape == "messages":
+            raise KeyError(
+                f"EmbeddingTagger: the batch has no {column!r} column ({reason}); "
+                "set messages_column=..."
+            )
+        return to_messages(batch, list(indices) if indices is not None else None)["messages"]
 
     def _select(self, scores: np.ndarray) -> list[str]:
         keep = np.flatnonzero(scores >= self._config["threshold"])
