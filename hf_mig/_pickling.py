@@ -5,6 +5,11 @@ it pickled. Classes deriving from :class:`PicklesByConfig` pickle to their confi
 ``hf_mig.__version__`` only: never a loaded model, cached matrices or counters. Two instances with
 the same configuration therefore hash alike (the ``datasets`` cache hits on re-runs), loading the
 model does not change the hash, and a new ``hf_mig`` version misses the cache.
+
+A configuration that names model files by path or Hub id is not enough to key a cache: classes
+that load such models add the models' content identity (:mod:`hf_mig.model_identity`) to what
+they pickle by overriding :meth:`PicklesByConfig._state_config`, and drop it again in
+:meth:`PicklesByConfig._restore_state`, so weights replaced in place change the hash.
 """
 
 from __future__ import annotations
@@ -25,7 +30,8 @@ class PicklesByConfig:
         raise NotImplementedError
 
     def _state_config(self) -> dict[str, Any]:
-        """The configuration as it is pickled (a copy)."""
+        """The configuration as it is pickled (a copy); subclasses may add derived keys (e.g.
+        model content identities) that :meth:`_restore_state` removes."""
         return dict(self._config)
 
     def __getstate__(self) -> dict[str, Any]:

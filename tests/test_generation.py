@@ -238,9 +238,18 @@ def test_smollm2_from_gguf_generates_sensible_text(smollm2_path):
 # ---------------------------------------------------------------- vLLM
 
 
-def test_vllm_is_optional():
-    backend = VLLMBackend("some/model")  # constructing never imports vllm
-    assert backend.describe() == {"backend": "vllm", "model": "some/model"}
+def test_vllm_is_optional(tiny_llama_path):
+    from hf_mig.model_identity import ModelIdentityError, model_identity
+
+    local = VLLMBackend(str(tiny_llama_path))  # constructing never imports vllm
+    assert local.describe() == {
+        "backend": "vllm",
+        "model": str(tiny_llama_path),
+        "model_content": model_identity(tiny_llama_path),
+    }
+    backend = VLLMBackend("some/model")
+    with pytest.raises(ModelIdentityError, match="'some/model'.*Hugging Face cache"):
+        backend.describe()  # offline and not in the cache: nothing to key a cache by
     try:
         import vllm  # noqa: F401
     except ImportError:
@@ -400,6 +409,27 @@ def test_http_cache_rerun_makes_no_request(tmp_path, server):
     other = http(server, cache=tmp_path / "cache").generate(convs[:1], max_new_tokens=21)
     assert not other[0].cached and server.requests == 8
     assert len(ResponseCache(tmp_path / "cache")) == 6
+
+
+def test_rejected_texts_are_returned_but_never_cached(tmp_path, server):
+    """``accept``: what the caller cannot use is neither stored nor served, so a re-run asks
+    for exactly those conversations again."""
+    convs = [conv("keep one"), conv("drop this"), conv("keep two")]
+
+    def accept(text: str) -> bool:
+        return "drop" not in text
+
+    first = http(server, cache=tmp_path / "cache").generate(convs, max_new_tokens=20, accept=accept)
+    assert [r.text for r in first] == ["echo: keep one", "echo: drop this", "echo: keep two"]
+    assert all(r.ok for r in first) and server.requests == 3
+    assert len(ResponseCache(tmp_path / "cache")) == 2
+    rerun = http(server, cache=tmp_path / "cache")
+    again = rerun.generate(convs, max_new_tokens=20, accept=accept)
+    assert server.requests == 4 and server.bodies[-1]["messages"] == convs[1]
+    assert [r.cached for r in again] == [True, False, True] and rerun.stats.cache_hits == 2
+    # without the check, a stored text is served as it is: the check decides, not the cache
+    plain = http(server, cache=tmp_path / "cache").generate(convs[:1], max_new_tokens=20)
+    assert plain[0].cached and server.requests == 4
 
 
 def test_http_cache_is_written_while_the_run_goes_on(tmp_path, server):

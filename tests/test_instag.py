@@ -275,9 +275,9 @@ def test_instag_tagger_cache_and_fingerprint(tmp_path, server, pool):
     again = openai_tagger(server, cache=tmp_path / "cache")
     assert again.fingerprint == tagger.fingerprint  # used or not, same configuration
     second = pool.map(again, batched=True, with_indices=True)
-    assert server.requests == asked + 1  # only the failed row is asked again
+    assert server.requests == asked + 2  # the failed and the unparsable rows are asked again
     assert second["labels"] == first["labels"]
-    assert again.stats.cache_hits == asked - 1
+    assert again.stats.cache_hits == asked - 2
     assert openai_tagger(server, max_new_tokens=100).fingerprint != tagger.fingerprint
     other = InsTagTagger("openai", "other-model", backend_options={"base_url": server.base_url})
     assert other.fingerprint != tagger.fingerprint
@@ -429,7 +429,7 @@ def test_cli_tag_unsharded(tmp_path, pool_file, server, capsys):
     assert f"rows without labels: {empty}" in printed
     assert (tmp_path / "tagged.jsonl.cache" / "responses.sqlite").is_file()
     assert main(tag_args(pool_file, out, server, "--overwrite")) == 0  # answers from the cache
-    assert server.requests == 9  # only the failed row was asked again
+    assert server.requests == 10  # the failed and the unparsable rows were asked again
 
 
 def test_cli_tag_shards_and_resume(tmp_path, pool_file, server, capsys):

@@ -19,9 +19,15 @@ Contract of :meth:`GenerationBackend.generate` (every backend here implements it
 * ``logprobs=True`` asks for the log-probability of each generated token and ``top_logprobs=k``
   for the ``k`` most likely alternatives at each position (:class:`TokenLogprob`);
 * with a response cache (:class:`hf_mig.generation.cache.ResponseCache`), successful results are
-  stored under a key of the backend name, the model, the output-affecting backend options, the
-  parameters and the messages, and served from the cache (``cached=True``) on a re-run. Failures
-  are never cached, so a re-run retries them.
+  stored under a key of :meth:`GenerationBackend.describe` (the backend name, the model and, for
+  backends that run local weights, the model's content identity, see
+  :mod:`hf_mig.model_identity`; the output-affecting backend options), the parameters and the
+  messages, and served from the cache (``cached=True``) on a re-run (logged at INFO). Failures
+  are never cached, so a re-run retries them;
+* ``accept(text) -> bool`` (optional) is the caller's check of a generated text, e.g. that it
+  parses: a result whose text it rejects is returned as generated (the caller records why it is
+  unusable) but is neither stored in the response cache nor served from it, so a re-run asks for
+  it again.
 """
 
 from __future__ import annotations
@@ -216,7 +222,8 @@ class GenerationBackend(Protocol):
 
     ``name`` is the backend family (``"transformers"``, ``"vllm"``, ``"openai"``); ``model`` the
     model id, path or served model name. :meth:`describe` returns a small JSON-ready dict of
-    everything that changes outputs (used in fingerprints and cache keys).
+    everything that changes outputs (used in fingerprints and cache keys): for backends that read
+    the weights themselves it includes the weights' content identity, never only their path.
     """
 
     name: str
@@ -233,12 +240,14 @@ class GenerationBackend(Protocol):
         logprobs: bool = False,
         top_logprobs: int | None = None,
         seed: int | None = None,
+        accept: Callable[[str], bool] | None = None,
     ) -> list[GenerationResult]:
         """One :class:`GenerationResult` per conversation, in order (see the module docstring)."""
         ...
 
     def describe(self) -> dict[str, Any]:
-        """Backend name, model and output-affecting options (JSON-ready)."""
+        """Backend name, model, the model's content identity where the backend reads local
+        weights, and output-affecting options (JSON-ready)."""
         ...
 
 
@@ -318,11 +327,16 @@ class BaseBackend(ABC):
     # ------------------------------------------------------------------ description
 
     def describe(self) -> dict[str, Any]:
-        """``{"backend": name, "model": model}`` plus :meth:`_options`."""
-        return {"backend": self.name, "model": self.model, **self._options()}
+        """``{"backend": name, "model": model}`` plus :meth:`_options` and :meth:`_content`."""
+        return {"backend": self.name, "model": self.model, **self._options(), **self._content()}
 
     def _options(self) -> dict[str, Any]:
         """Output-affecting options beyond the model (JSON-ready); none by default."""
+        return {}
+
+    def _content(self) -> dict[str, Any]:
+        """Content identities of the model files this backend reads (JSON-ready); none by
+        default (a served model is known by its name only)."""
         return {}
 
     def __repr__(self) -> str:
@@ -342,6 +356,7 @@ class BaseBackend(ABC):
         logprobs: bool = False,
         top_logprobs: int | None = None,
         seed: int | None = None,
+        accept: Callable[[str], bool] | None = None,
     ) -> list[GenerationResult]:
         """Generate one reply per conversation; see the module docstring for the contract."""
         params = GenerationParams.build(
@@ -375,10 +390,29 @@ class BaseBackend(ABC):
                 if messages is not None:
                     keys[i] = cache_key(described, params.to_dict(), messages)
             hits = self.cache.get_many(list(set(keys.values())))
+            served = rejected = 0
             for i, key in keys.items():
-                if key in hits:
-                    results[i] = hits[key]
-                    self.stats.cache_hits += 1
+                hit = hits.get(key)
+                if hit is None:
+                    continue
+                if accept is not None and not accept(hit.text or ""):
+                    rejected += 1
+                    continue
+                results[i] = hit
+                served += 1
+            self.stats.cache_hits += served
+            if served or rejected:
+                logger.info(
+                    "%s(%s): %d of %d results served from the response cache %s%s",
+                    type(self).__name__,
+                    self.model,
+                    served,
+                    n,
+                    self.cache.path,
+                    f" ({rejected} cached results failed the caller's check: asked again)"
+                    if rejected
+                    else "",
+                )
 
         todo = [i for i in range(n) if results[i] is None]
         if todo:
@@ -388,7 +422,12 @@ class BaseBackend(ABC):
                 # keeps everything it had generated.
                 row = todo[position]
                 results[row] = result
-                if self.cache is not None and result.error is None and row in keys:
+                if (
+                    self.cache is not None
+                    and result.error is None
+                    and row in keys
+                    and (accept is None or accept(result.text or ""))
+                ):
                     self.cache.put_many([(keys[row], result)], model=self.model)
 
             returned = self._generate([checked[i] for i in todo], params, on_result)

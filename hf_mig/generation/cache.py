@@ -6,11 +6,18 @@ jobs on one machine (SQLite locking; avoid network file systems, where its locks
 Each successful response is written as soon as the backend has it (one small transaction,
 ~0.1 ms), so a killed run loses nothing it had received.
 
-Keys are ``sha256`` of the canonical JSON of: the backend description (name, model and every
-output-affecting option, see :meth:`GenerationBackend.describe`), the decoding parameters
-(:class:`GenerationParams`) and the messages. Change any of them and the key changes. The
-server URL, API key, concurrency and timeouts are not part of the key: the same model served
-elsewhere reuses the cache.
+Keys are ``sha256`` of the canonical JSON of: the backend description (name, model, every
+output-affecting option and, for the transformers and vLLM backends, the content identity of the
+model files, see :meth:`GenerationBackend.describe` and :mod:`hf_mig.model_identity`), the
+decoding parameters (:class:`GenerationParams`) and the messages. Change any of them and the key
+changes: weights replaced in place under the same path miss the cache. The server URL, API key,
+concurrency and timeouts are not part of the key: the same model served elsewhere reuses the
+cache. A served model (the OpenAI-compatible backend) is known by its name only, so use another
+served name or another cache when the weights behind a name change.
+
+Only successes are stored, and only those the caller accepts (``accept=`` of
+:meth:`GenerationBackend.generate`, e.g. outputs that parse), so a re-run asks again for exactly
+the rest.
 """
 
 from __future__ import annotations

@@ -2,11 +2,17 @@
 
 :class:`OpenAIBackend` sends one request per conversation from a thread pool (``concurrency``
 requests in flight), retries what can succeed later — HTTP 408, 409, 429 and 5xx, timeouts,
-dropped connections and unreadable response bodies — with exponential backoff (honouring a
-``Retry-After`` header), and records what still fails in the row's ``error`` instead of raising.
-Other 4xx answers (a bad request, an unknown model, a bad key) fail at once, with the server's
-message. It works with OpenAI, vLLM's and SGLang's servers, llama.cpp's ``llama-server``,
-Ollama, LiteLLM and the like.
+refused or dropped connections, bodies cut short (``IncompleteRead``, a reset mid-body, a server
+that hangs up before answering) and ``200`` replies that are not a chat completion (not JSON, no
+``choices``, no text content) — with exponential backoff (honouring a ``Retry-After`` header), at
+most ``max_retries + 1`` attempts, and records what still fails in the row's ``error`` instead of
+raising. Other 4xx answers (a bad request, an unknown model, a bad key) fail at once, with the
+server's message. It works with OpenAI, vLLM's and SGLang's servers, llama.cpp's
+``llama-server``, Ollama, LiteLLM and the like.
+
+Redirects are never followed: a ``3xx`` answer to the POST is an error of the row (not retried)
+naming the requested URL and the ``Location``, so the request body and the ``Authorization``
+header go to the configured host only. Point ``base_url`` at the final address instead.
 
 The API key is read from the environment variable named by ``api_key_env`` at request time
 (never stored on the object or in a cache); when the variable is unset, no ``Authorization``
@@ -15,6 +21,7 @@ header is sent (typical for local servers).
 
 from __future__ import annotations
 
+import http.client
 import json
 import logging
 import os
@@ -52,6 +59,19 @@ class _Retryable(Exception):
 
 class _Permanent(Exception):
     """A failure that retrying cannot fix."""
+
+
+class _RefuseRedirects(urllib.request.HTTPRedirectHandler):
+    """Answer every redirect with ``None``: ``urllib`` then raises the ``3xx`` as an
+    ``HTTPError`` instead of re-sending the request (and its headers) to the ``Location``."""
+
+    def redirect_request(self, *args: Any, **kwargs: Any) -> None:
+        return None
+
+
+#: The opener of every request: the default handlers (proxies from the environment, HTTPS...)
+#: with redirects refused.
+_OPENER = urllib.request.build_opener(_RefuseRedirects())
 
 
 class OpenAIBackend(BaseBackend):
@@ -179,11 +199,20 @@ class OpenAIBackend(BaseBackend):
             headers["Authorization"] = f"Bearer {key}"
         request = urllib.request.Request(self.url, data=data, headers=headers, method="POST")
         try:
-            with urllib.request.urlopen(request, timeout=self.timeout) as response:
+            with _OPENER.open(request, timeout=self.timeout) as response:
                 raw = response.read()
         except urllib.error.HTTPError as err:
-            detail = _error_detail(err)
             status = err.code
+            if 300 <= status < 400:
+                location = err.headers.get("Location") if err.headers is not None else None
+                err.close()
+                raise _Permanent(
+                    f"HTTP {status}: the server redirected the POST to {self.url} to "
+                    f"{location or '(no Location header)'}; redirects are not followed (the "
+                    "request and its credentials go to the configured host only): set base_url "
+                    "to the final address"
+                ) from err
+            detail = _error_detail(err)
             if status >= 500 or status in RETRY_STATUS:
                 raise _Retryable(f"HTTP {status}: {detail}", _retry_after(err)) from err
             raise _Permanent(f"HTTP {status}: {detail}") from err
@@ -194,7 +223,13 @@ class OpenAIBackend(BaseBackend):
             if isinstance(reason, TimeoutError):
                 raise _Retryable(f"timed out after {self.timeout:g} s") from err
             raise _Retryable(f"connection failed: {reason}") from err
-        except (ConnectionError, OSError) as err:
+        except http.client.IncompleteRead as err:
+            raise _Retryable(
+                f"response body cut short: {len(err.partial)} bytes read, "
+                f"{err.expected if err.expected is not None else 'more'} more expected"
+            ) from err
+        except (ConnectionError, OSError, http.client.HTTPException) as err:
+            # refused, reset (also mid-body), RemoteDisconnected, a malformed status line...
             raise _Retryable(f"connection failed: {type(err).__name__}: {err}") from err
         try:
             payload = json.loads(raw.decode("utf-8"))
@@ -293,7 +328,9 @@ def _error_detail(err: urllib.error.HTTPError) -> str:
 
 
 def _parse_completion(payload: dict[str, Any]) -> GenerationResult:
-    """Turn a chat.completion JSON object into a result; raise ``_Retryable`` if malformed."""
+    """Turn a chat.completion JSON object into a result; raise ``_Retryable`` when it is not one
+    (no ``choices``, no message, ``content`` missing, ``null`` or not a string; an empty string
+    is a valid, empty completion) and ``_Permanent`` for a server error object or a refusal."""
     if "error" in payload and "choices" not in payload:
         error = payload["error"]
         message = error.get("message") if isinstance(error, dict) else error
@@ -310,7 +347,8 @@ def _parse_completion(payload: dict[str, Any]) -> GenerationResult:
         refusal = message.get("refusal")
         if refusal:
             raise _Permanent(f"the model refused: {str(refusal)[:200]}")
-        text = ""  # e.g. a reply made only of tool calls
+        what = "tool calls and no text" if message.get("tool_calls") else "no content"
+        raise _Retryable(f"the reply has {what}: {json.dumps(message)[:160]}")
     if not isinstance(text, str):
         raise _Retryable(f"message content is not a string: {json.dumps(message)[:160]}")
     logprobs = None

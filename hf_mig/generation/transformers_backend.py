@@ -4,8 +4,15 @@
 sorts the prompts by length, pads each batch on the LEFT (so every row's last prompt token sits
 at the same position and generation continues the prompt, not the padding) and decodes greedily
 when ``temperature == 0``. The model is loaded on the first :meth:`generate` call, once per
-process (cached per process by model and loading options), so the backend object itself is
-small and picklable.
+process (cached per process by the content identity of the model files and the loading options),
+so the backend object itself is small and picklable.
+
+:meth:`~hf_mig.generation.base.BaseBackend.describe` (and so every response-cache key) carries
+``model_content`` (and ``tokenizer_content`` for a separate tokenizer): the content identity of
+the files (:func:`hf_mig.model_identity.model_identity`: a SHA-256 of a local folder's model
+files, or the resolved commit of a Hub id), never only their path, so weights replaced in place
+miss the cache. Hashing a local model costs one read of its files per process (SHA-256,
+0.5-1.4 GB/s from the page cache: 10-30 s for a 15 GB model).
 
 Device: ``device="auto"`` picks ``cuda:<rank % n_gpus>`` when GPUs exist (``rank`` is the
 ``Dataset.map`` worker rank, see ``with_rank=True``), else Apple ``mps``, else the CPU.
@@ -34,7 +41,7 @@ __all__ = ["TransformersBackend", "clear_model_cache", "resolve_device"]
 
 _DTYPES = ("auto", "float32", "bfloat16", "float16")
 
-# (model, tokenizer, gguf_file, dtype, device, trust_remote_code) -> (model, tokenizer)
+# (model, tokenizer, gguf_file, dtype, device, trust_remote_code, content) -> (model, tokenizer)
 _LOADED: dict[tuple[Any, ...], tuple[Any, Any]] = {}
 
 
@@ -132,6 +139,22 @@ class TransformersBackend(BaseBackend):
         self._model: Any = None
         self._tokenizer: Any = None
         self._device: str | None = None
+        self._identity: dict[str, str] | None = None
+
+    def _content(self) -> dict[str, Any]:
+        """``model_content`` (and ``tokenizer_content``): identities of the files read:
+        as they are now or, after :meth:`load`, those of the files that were loaded."""
+        if self._model is None or self._identity is None:
+            return self._current_identity()
+        return dict(self._identity)
+
+    def _current_identity(self) -> dict[str, str]:
+        from hf_mig.model_identity import model_identity
+
+        identity = {"model_content": model_identity(self.model, file=self.gguf_file)}
+        if self.tokenizer_name is not None:
+            identity["tokenizer_content"] = model_identity(self.tokenizer_name)
+        return identity
 
     def _options(self) -> dict[str, Any]:
         options: dict[str, Any] = {}
@@ -178,6 +201,7 @@ class TransformersBackend(BaseBackend):
                 dtype_name = "bfloat16" if torch.cuda.is_bf16_supported() else "float16"
             else:
                 dtype_name = "float32"
+        self._identity = self._current_identity()
         key = (
             self.model,
             self.tokenizer_name,
@@ -185,6 +209,7 @@ class TransformersBackend(BaseBackend):
             dtype_name,
             device,
             self.trust_remote_code,
+            tuple(sorted(self._identity.items())),
         )
         if key not in _LOADED:
             common: dict[str, Any] = {"trust_remote_code": self.trust_remote_code}

@@ -6,10 +6,15 @@ against the model's context window (a too-long prompt is that row's error, not a
 whole batch), and hands the token ids of all remaining prompts to one ``LLM.generate`` call,
 which schedules them with continuous batching. Greedy when ``temperature == 0``.
 
-The engine is created once per process (cached by model and engine options). With several GPUs,
-either use ``tensor_parallel_size`` for one big model, or run one process per GPU (e.g. ``hf-mig
-tag --shard I/N`` jobs with ``CUDA_VISIBLE_DEVICES`` set) — not ``num_proc`` workers, which
-would each start an engine on the same GPU.
+:meth:`~hf_mig.generation.base.BaseBackend.describe` (and so every response-cache key) carries
+``model_content`` (and ``tokenizer_content``): the content identity of the model
+(:func:`hf_mig.model_identity.model_identity`: a SHA-256 of a local folder's model files, or the
+commit a Hub id's ``revision`` resolves to), never only its path.
+
+The engine is created once per process (cached by model identity and engine options). With
+several GPUs, either use ``tensor_parallel_size`` for one big model, or run one process per GPU
+(e.g. ``hf-mig tag --shard I/N`` jobs with ``CUDA_VISIBLE_DEVICES`` set) — not ``num_proc``
+workers, which would each start an engine on the same GPU.
 """
 
 from __future__ import annotations
@@ -105,6 +110,25 @@ class VLLMBackend(BaseBackend):
         self.seed = seed
         self.engine_kwargs = dict(engine_kwargs or {})
         self._llm: Any = None
+        self._identity: dict[str, str] | None = None
+
+    def _content(self) -> dict[str, Any]:
+        """``model_content`` (and ``tokenizer_content``): identities of the files read:
+        as they are now or, after :meth:`load`, those of the engine's model."""
+        if self._llm is None or self._identity is None:
+            return self._current_identity()
+        return dict(self._identity)
+
+    def _current_identity(self) -> dict[str, str]:
+        from hf_mig.model_identity import model_identity
+
+        revision = self.engine_kwargs.get("revision")
+        identity = {"model_content": model_identity(self.model, revision=revision)}
+        if self.tokenizer_name is not None:
+            identity["tokenizer_content"] = model_identity(
+                self.tokenizer_name, revision=self.engine_kwargs.get("tokenizer_revision")
+            )
+        return identity
 
     def _options(self) -> dict[str, Any]:
         options: dict[str, Any] = {}
@@ -139,7 +163,10 @@ class VLLMBackend(BaseBackend):
             kwargs["tokenizer"] = self.tokenizer_name
         if self.max_model_len is not None:
             kwargs["max_model_len"] = self.max_model_len
-        key = tuple(sorted((k, repr(v)) for k, v in kwargs.items()))
+        self._identity = self._current_identity()
+        key = tuple(sorted((k, repr(v)) for k, v in kwargs.items())) + tuple(
+            sorted(self._identity.items())
+        )
         if key not in _ENGINES:
             _ENGINES[key] = vllm.LLM(**kwargs)
         self._llm = _ENGINES[key]

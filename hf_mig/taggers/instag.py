@@ -19,6 +19,10 @@ answer with the tolerant :func:`hf_mig.taggers.json_tags.parse_tags`, and writes
   the labels of their other turns (possibly ``[]``); they are never given a default value
   silently: they are counted in :attr:`InsTagTagger.stats` and logged (WARNING) with their rows.
 
+With a response cache, only outputs that parse are stored (and only those are served from it):
+a re-run asks the model again for exactly the turns whose generation failed or whose output did
+not parse.
+
 Prompts (``prompt=``) are the two published by InsTag (Lu et al., 2023, arXiv 2308.07074):
 
 * ``"instagger"``: the template the released ``OFA-Sys/InsTagger`` (LLaMA-2-7B, trained with
@@ -33,7 +37,10 @@ Prompts (``prompt=``) are the two published by InsTag (Lu et al., 2023, arXiv 23
 
 The backend is created on the first call, once per process (``num_proc`` workers each build
 their own; with ``with_rank=True`` worker ``r`` uses ``cuda:r`` when GPUs exist). Pickling and
-``datasets`` fingerprinting see only the configuration and ``hf_mig.__version__``.
+``datasets`` fingerprinting see only the configuration, ``hf_mig.__version__`` and, for the
+transformers and vLLM backends, the content identity of the model files
+(:meth:`InsTagTagger.content_identity`; a local model's files are hashed once per process), so
+weights replaced in place change the fingerprint and the response-cache keys.
 """
 
 from __future__ import annotations
@@ -291,7 +298,28 @@ class InsTagTagger(PicklesByConfig):
         return json.loads(json.dumps(self._config))
 
     def _state_config(self) -> dict[str, Any]:
-        return self.config
+        config = self.config
+        identity = self.content_identity()
+        if identity:
+            config["model_content"] = identity
+        return config
+
+    def _restore_state(self, state: dict[str, Any]) -> None:
+        config = dict(state["config"])
+        config.pop("model_content", None)  # identified again where the model is loaded
+        self._setup(config)
+
+    def content_identity(self) -> dict[str, str]:
+        """Content identities of the model (and tokenizer) files of the transformers and vLLM
+        backends (``{}`` for a served model), as in the backend's
+        :meth:`~hf_mig.generation.base.BaseBackend.describe`: of the files as they are now, or
+        of what this tagger's backend loaded. Part of the pickled configuration, so the
+        ``datasets`` fingerprint changes when the weights do."""
+        if self._config["backend"] not in _TEMPLATE_BACKENDS:
+            return {}
+        backend = self._backend if self._backend is not None else self._new_backend(None, None)
+        content = backend.describe()
+        return {k: v for k, v in content.items() if k.endswith("_content")}
 
     @property
     def prompt(self) -> str:
@@ -310,11 +338,25 @@ class InsTagTagger(PicklesByConfig):
 
     def backend(self, rank: int | None = None) -> Any:
         """The generation backend of this process (created on first use, shared by taggers with
-        the same configuration and rank)."""
+        the same configuration, model content and rank)."""
         if self._backend is not None and rank is None:
             return self._backend
-        from hf_mig.generation import load_backend
+        c = self._config
+        options = self._backend_options(rank)
+        identity = {}
+        if c["backend"] in _TEMPLATE_BACKENDS:
+            identity = self._new_backend(rank, None).describe()
+        key = json.dumps(
+            {"b": c["backend"], "m": c["model"], "o": options, "c": c["cache"], "i": identity},
+            sort_keys=True,
+        )
+        backend = _BACKENDS.get(key)
+        if backend is None:
+            backend = _BACKENDS[key] = self._new_backend(rank, c["cache"])
+        self._backend = backend
+        return backend
 
+    def _backend_options(self, rank: int | None) -> dict[str, Any]:
         c = self._config
         options = dict(c["backend_options"])
         if (
@@ -325,16 +367,14 @@ class InsTagTagger(PicklesByConfig):
             options["chat_template"] = INSTAGGER_CHAT_TEMPLATE
         if c["backend"] == "transformers" and rank is not None:
             options["rank"] = rank
-        key = json.dumps(
-            {"b": c["backend"], "m": c["model"], "o": options, "c": c["cache"]}, sort_keys=True
-        )
-        backend = _BACKENDS.get(key)
-        if backend is None:
-            backend = _BACKENDS[key] = load_backend(
-                c["backend"], c["model"], cache=c["cache"], **options
-            )
-        self._backend = backend
-        return backend
+        return options
+
+    def _new_backend(self, rank: int | None, cache: Any) -> Any:
+        """A new backend object (nothing is loaded until it generates)."""
+        from hf_mig.generation import load_backend
+
+        c = self._config
+        return load_backend(c["backend"], c["model"], cache=cache, **self._backend_options(rank))
 
     # ------------------------------------------------------------------ tagging
 
@@ -368,6 +408,7 @@ class InsTagTagger(PicklesByConfig):
                 [build_instag_messages(q, self._prompt) for q in unique],
                 max_new_tokens=c["max_new_tokens"],
                 temperature=c["temperature"],
+                accept=_parses,
             )
             self.stats.prompts += len(unique)
             self.stats.cache_hits += backend.stats.cache_hits - hits_before
@@ -501,6 +542,11 @@ class InsTagTagger(PicklesByConfig):
     def stats_summary(self) -> dict[str, int]:
         """:attr:`stats` as a plain dict."""
         return asdict(self.stats)
+
+
+def _parses(text: str) -> bool:
+    """Whether tags can be recovered from ``text`` (outputs that cannot are not cached)."""
+    return parse_tags(text).error is None
 
 
 def _split_args(args: tuple[Any, ...]) -> tuple[Sequence[int] | None, int | None]:
