@@ -41,6 +41,7 @@ import numpy as np
 from transformers import TrainerCallback
 
 from . import __version__
+from .io import write_text_atomic
 
 logger = logging.getLogger(__name__)
 
@@ -92,11 +93,11 @@ def _runs_model(args: Any, state: Any) -> bool:
     return state.is_world_process_zero or _weights_sharded(args)
 
 
-def _atomic_write(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
+def _append_lines(path: Path, lines: str) -> None:
+    """Add ``lines`` to the end of the run's own log file ``path``, written whole through a
+    temporary sibling and renamed (a reader never sees half a record)."""
+    old = path.read_text(encoding="utf-8") if path.is_file() else ""
+    write_text_atomic(path, old + lines, overwrite=True)
 
 
 def install_callbacks(trainer: Any, *callbacks: TrainerCallback) -> None:
@@ -275,7 +276,7 @@ def update_model_card(readme: str | os.PathLike, manifest: Mapping[str, Any]) ->
         if not text:
             text = "---\nlibrary_name: transformers\ntags:\n- hf-mig\n---\n\n# Model card\n"
         text = text.rstrip("\n") + "\n\n" + section
-    _atomic_write(path, text)
+    write_text_atomic(path, text, overwrite=True)
 
 
 class SelectionManifestCallback(TrainerCallback):
@@ -316,7 +317,8 @@ class SelectionManifestCallback(TrainerCallback):
         """Write ``selection_manifest.json`` (and the model-card section) into ``directory``."""
         folder = Path(directory)
         target = folder / MANIFEST_NAME
-        _atomic_write(target, json.dumps(self.manifest, indent=2, sort_keys=True) + "\n")
+        text = json.dumps(self.manifest, indent=2, sort_keys=True) + "\n"
+        write_text_atomic(target, text, overwrite=True)
         if self.model_card:
             update_model_card(folder / "README.md", self.manifest)
         self.written.append(str(target))
@@ -546,10 +548,7 @@ class LabelLossCallback(TrainerCallback):
         entry = {"step": state.global_step, "split": split, "losses": dict(losses)}
         self.history.append(entry)
         if args.should_save:
-            path = Path(args.output_dir) / "label_losses.jsonl"
-            path.parent.mkdir(parents=True, exist_ok=True)
-            with open(path, "a", encoding="utf-8") as fh:
-                fh.write(json.dumps(entry) + "\n")
+            _append_lines(Path(args.output_dir) / "label_losses.jsonl", json.dumps(entry) + "\n")
 
     # events ------------------------------------------------------------------------------
     def on_train_begin(self, args, state, control, **kwargs):
@@ -557,9 +556,10 @@ class LabelLossCallback(TrainerCallback):
             groups = [
                 {**g, "probe_rows": len(idx)} for g, idx in zip(self.groups, self._train["members"])
             ]
-            _atomic_write(
+            write_text_atomic(
                 Path(args.output_dir) / "label_groups.json",
                 json.dumps({"group_by": self.group_by, "groups": groups}, indent=2) + "\n",
+                overwrite=True,
             )
 
     def on_log(self, args, state, control, logs=None, model=None, processing_class=None, **kwargs):
@@ -716,10 +716,8 @@ class GenerationPreviewCallback(TrainerCallback):
         output = Path(args.output_dir)
         checkpoint = output / f"checkpoint-{state.global_step}"
         if event == "save" and checkpoint.is_dir():
-            _atomic_write(checkpoint / self.filename, lines)
-        output.mkdir(parents=True, exist_ok=True)
-        with open(output / self.filename, "a", encoding="utf-8") as fh:
-            fh.write(lines)
+            write_text_atomic(checkpoint / self.filename, lines, overwrite=True)
+        _append_lines(output / self.filename, lines)
         if scores and state.log_history is not None:
             state.log_history.append(
                 {"preview/judge_mean": sum(scores) / len(scores), "step": state.global_step}

@@ -43,6 +43,7 @@ import scipy.sparse as sp
 from datasets import Dataset
 
 from .encoding import PoolValidationError, encode_pool, unique_labels
+from .io import atomic_output, check_output, write_text_atomic
 from .objective import Objective
 
 logger = logging.getLogger(__name__)
@@ -54,6 +55,8 @@ NEIGHBOURHOOD_LABELS = 3
 TOP_LABELS = 30
 #: labels ranked by the pool's information, cut into these shares (head first, tail last)
 INFORMATION_BANDS = ("top 25%", "25-50%", "50-75%", "bottom 25% (tail)")
+#: the files every report writes (besides its figures); the page is written last
+REPORT_FILES = ("report.json", "report.html")
 
 
 # ---------------------------------------------------------------------------- selections
@@ -65,10 +68,65 @@ def detect_id_column(dataset: Dataset) -> str | None:
     return None
 
 
-def read_selection_file(path: str | Path) -> Dataset | list[str] | np.ndarray:
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _read_positions(path: Path, data: Mapping[str, Any], pool_rows: int | None) -> np.ndarray:
+    """Check and return the ``positions`` of a ``hf-mig select --indices-out`` file."""
+    positions = data["positions"]
+    if not isinstance(positions, list) or not all(_is_int(x) for x in positions):
+        bad = positions
+        if isinstance(positions, list):
+            bad = next(x for x in positions if not _is_int(x))
+        raise ValueError(
+            f"selection {path}: 'positions' must be a list of integers (0-based row positions "
+            f"in the pool); found {bad!r}"
+        )
+    if not positions:
+        raise ValueError(f"selection {path}: 'positions' is empty; a selection needs rows")
+    written = data.get("pool_rows")
+    if not _is_int(written) or written < 1:
+        raise ValueError(
+            f"selection {path}: 'pool_rows' must be the number of rows of the pool the positions "
+            f"were taken from (an integer >= 1, as 'hf-mig select --indices-out' writes it); "
+            f"found {written!r}"
+        )
+    if pool_rows is not None and written != pool_rows:
+        raise ValueError(
+            f"selection {path} was written for a pool of {written:,} rows ('pool_rows'), but this "
+            f"pool has {pool_rows:,} rows: the positions belong to another pool"
+        )
+    for i, x in enumerate(positions):
+        if not 0 <= x < written:
+            raise ValueError(
+                f"selection {path}: position {x} (entry {i}) is out of range 0..{written - 1} "
+                f"for a pool of {written:,} rows"
+            )
+    first: dict[int, int] = {}
+    for i, x in enumerate(positions):
+        if x in first:
+            raise ValueError(
+                f"selection {path}: position {x} is listed twice (entries {first[x]} and {i}); "
+                "a selection holds each row once"
+            )
+        first[x] = i
+    return np.asarray(positions, dtype=np.int64)
+
+
+def read_selection_file(
+    path: str | Path, pool_rows: int | None = None
+) -> Dataset | list[str] | np.ndarray:
     """A selection on disk: a file of ids (``.txt``/``.ids``, one per line, or a JSON list), the
-    row positions written by ``hf-mig select --indices-out`` (a JSON object with ``positions``),
-    or a selected subset in any format :func:`hf_mig.io.load_pool` reads (with an id column)."""
+    row positions written by ``hf-mig select --indices-out`` (a JSON object with ``positions``
+    and ``pool_rows``), or a selected subset in any format :func:`hf_mig.io.load_pool` reads
+    (with an id column).
+
+    A positions file is checked in full: ``positions`` a non-empty list of distinct integers in
+    ``0..pool_rows - 1``, ``pool_rows`` the length of the pool they were taken from; with
+    ``pool_rows`` given (the length of the pool at hand) a file written for a pool of another
+    length is refused. Errors are ``ValueError`` naming the file.
+    """
     p = Path(path)
     if not p.exists():
         raise FileNotFoundError(f"selection {p} not found")
@@ -76,17 +134,18 @@ def read_selection_file(path: str | Path) -> Dataset | list[str] | np.ndarray:
         return [line.strip() for line in p.read_text(encoding="utf-8").splitlines() if line.strip()]
     if p.is_file() and p.suffix.lower() == ".json":
         text = p.read_text(encoding="utf-8").lstrip()
-        if text.startswith("["):
-            data = json.loads(text)
-            if all(not isinstance(x, dict) for x in data):
+        if text.startswith(("[", "{")):
+            try:
+                data = json.loads(text)
+            except json.JSONDecodeError as err:
+                raise ValueError(
+                    f"selection {p}: invalid JSON ({err.msg} at line {err.lineno}, column "
+                    f"{err.colno})"
+                ) from err
+            if isinstance(data, list) and all(not isinstance(x, dict) for x in data):
                 return [str(x) for x in data]
-        if text.startswith("{"):
-            data = json.loads(text)
             if isinstance(data, dict) and "positions" in data:
-                positions = data["positions"]
-                if not all(isinstance(x, int) and not isinstance(x, bool) for x in positions):
-                    raise ValueError(f"selection {p}: 'positions' must be a list of integers")
-                return np.asarray(positions, dtype=np.int64)
+                return _read_positions(p, data, pool_rows)
     from .io import load_pool
 
     return load_pool(p)
@@ -1265,6 +1324,7 @@ def build_report(
     norm: bool = False,
     objective: Objective | None = None,
     title: str = "hf-mig selection report",
+    overwrite: bool = False,
 ) -> Path:
     """Write ``report.html``, its PNG figures and ``report.json`` to ``out_dir``.
 
@@ -1277,9 +1337,15 @@ def build_report(
     :class:`hf_mig.GreedyResult`, e.g. ``MIGSelector.result_``) adds the greedy trace; with the
     selector's graph and options, ``E`` of its selection equals the trace's last value (checked
     in ``information.mig_trace_check``). Returns the path of ``report.html``.
+
+    Every file is rendered first, then each is written beside its target and renamed
+    (:func:`hf_mig.io.atomic_output`), the page last. An existing ``report.json`` or
+    ``report.html`` (checked before any number is computed) or figure (checked before any file
+    is written) raises :class:`hf_mig.io.OutputExistsError` unless ``overwrite=True``.
     """
     out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
+    for name in REPORT_FILES:
+        check_output(out / name, overwrite=overwrite)
     data, indices, raw = compute_report_data(
         pool,
         selections,
@@ -1294,9 +1360,15 @@ def build_report(
     )
     figures = _make_figures(data, raw, indices)
     for fig in figures:
-        (out / fig["file"]).write_bytes(fig["png"])
+        check_output(out / fig["file"], overwrite=overwrite)
     data["figures"] = [{k: f[k] for k in ("file", "title", "caption")} for f in figures]
-    (out / "report.json").write_text(json.dumps(data, indent=1, ensure_ascii=False) + "\n")
+    # everything is rendered before the first file is written
+    report_json = json.dumps(data, indent=1, ensure_ascii=False) + "\n"
+    report_html = render_html(data, figures, title)
+    for fig in figures:
+        with atomic_output(out / fig["file"], overwrite=overwrite) as tmp:
+            tmp.write_bytes(fig["png"])
+    write_text_atomic(out / "report.json", report_json, overwrite=overwrite)
     page = out / "report.html"
-    page.write_text(render_html(data, figures, title), encoding="utf-8")
+    write_text_atomic(page, report_html, overwrite=overwrite)
     return page

@@ -268,14 +268,44 @@ def test_runner_skips_finished_steps_and_reruns_changed_ones(tmp_path):
     third = run_plan(plan, echo=lines.append)
     assert third.ran == ["make/b", "make/c"]
     assert (tmp_path / "c.txt").read_text() == "Z!!"
-    # outputs made elsewhere (no marker) are kept
+    # outputs made elsewhere (no marker) are kept after a check, and said so
     (tmp_path / ".reproduce" / "make__d.json").unlink()
-    assert plan.step_state(plan.steps[3]) == "exists"
+    check = plan.check(plan.steps[3])
+    assert check.state == "exists" and "d.txt: 1 bytes" in check.detail
     assert run_plan(plan, echo=lines.append).ran == []
-    # --force runs everything again
-    assert len(run_plan(plan, force=True, echo=lines.append).ran) == 4
+    # --force runs everything again, except over an output the plan did not make
+    (tmp_path / "d.txt").write_text("mine")
+    forced = run_plan(plan, force=True, keep_going=True, echo=lines.append)
+    assert forced.ran == ["make/a", "make/b", "make/c"] and forced.failed == ["make/d"]
+    assert (tmp_path / "d.txt").read_text() == "mine"
+    assert "CONFLICT" in lines[-1] and "d.txt" in lines[-1]
     # only some stages
+    (tmp_path / "d.txt").unlink()
     assert run_plan(plan, stages=["eval"], force=True, echo=lines.append).ran == ["make/d"]
+
+
+def test_markers_of_older_versions_are_rekeyed_by_content(tmp_path):
+    """A finished step's marker from before content hashes (inputs as [size, mtime_ns]) still
+    counts as done while those match; the runner then records content hashes, from which on a
+    rewrite with the same size and time is a change."""
+    plan = _toy_plan(tmp_path)
+    assert run_plan(plan, echo=lambda _: None).ok
+    step = plan.steps[1]  # make/b reads a.txt
+    a = tmp_path / "a.txt"
+    marker = plan.marker_path(step)
+    record = json.loads(marker.read_text())
+    stat = a.stat()
+    old = {key: record[key] for key in ("id", "command", "outputs", "seconds", "hf_mig")}
+    old["inputs"] = {"a.txt": [stat.st_size, stat.st_mtime_ns]}
+    marker.write_text(json.dumps(old))
+    check = plan.check(step)
+    assert check.state == "done" and "older hf-mig" in check.detail
+    assert run_plan(plan, echo=lambda _: None).ran == []
+    record = json.loads(marker.read_text())
+    assert record["complete"] is True and record["inputs"]["a.txt"].startswith("xxh3_128:")
+    a.write_text("Y")
+    os.utime(a, ns=(stat.st_atime_ns, stat.st_mtime_ns))
+    assert plan.step_state(step) == "changed"
 
 
 def test_runner_failure_names_the_log_and_blocks_dependents(tmp_path):
@@ -293,14 +323,26 @@ def test_runner_failure_names_the_log_and_blocks_dependents(tmp_path):
 
 
 def test_runner_resumes_training_from_a_checkpoint(tmp_path):
-    code = "import pathlib, sys; pathlib.Path('run/config.json').write_text(' '.join(sys.argv[1:]))"
+    code = (
+        "import json, pathlib, sys; "
+        "pathlib.Path('run/config.json').write_text(json.dumps(sys.argv))"
+    )
     step = Step("train/x", "train", "train", ["python", "-c", code, "--output_dir", "run"],
                 ["run/config.json"], resume=True)  # fmt: skip
     plan = Plan("toy", "tiny", "toy", tmp_path, [step])
     (tmp_path / "run" / "checkpoint-10").mkdir(parents=True)
     assert run_plan(plan, echo=lambda _: None).ok
-    assert (tmp_path / "run/config.json").read_text().endswith("--resume_from_checkpoint true")
+    argv = json.loads((tmp_path / "run/config.json").read_text())
+    assert argv[-2:] == ["--resume_from_checkpoint", "true"]
     assert plan.step_state(step) == "done"  # the marker keeps the plan's own command
+    # a changed training step starts over: its checkpoints were trained on something else
+    changed = Step(step.id, "train", "train", [*step.command, "--learning_rate", "2e-5"],
+                   step.outputs, resume=True)  # fmt: skip
+    plan = Plan("toy", "tiny", "toy", tmp_path, [changed])
+    assert plan.step_state(changed) == "changed"
+    assert run_plan(plan, echo=lambda _: None).ran == ["train/x"]
+    argv = json.loads((tmp_path / "run/config.json").read_text())
+    assert argv[-2:] == ["--learning_rate", "2e-5"]
 
 
 # ------------------------------------------------------------------ the tiny chain, end to end
@@ -359,7 +401,9 @@ def test_tiny_table1_chain_end_to_end(tmp_path, shared_dir):
     second = subprocess.run(cmd, capture_output=True, text=True, env=ENV)
     assert second.returncode == 0 and "0 step(s) run" in second.stdout
     assert {p: p.stat().st_mtime_ns for p in mtimes} == mtimes
-    (work / "eval/tiny-llama/self-instruct/random-64/ifeval/objective.json").unlink()
+    result = work / "eval/tiny-llama/self-instruct/random-64/ifeval/objective.json"
+    before = result.read_bytes()
+    result.unlink()
     third = subprocess.run(cmd, capture_output=True, text=True, env=ENV)
     assert third.returncode == 0, third.stdout[-3000:]
     ran = [
@@ -367,4 +411,6 @@ def test_tiny_table1_chain_end_to_end(tmp_path, shared_dir):
         for ln in third.stdout.splitlines()
         if ln.endswith("s") and ": done in " in ln
     ]
-    assert ran == ["eval/tiny-llama/self-instruct/random-64/ifeval", "compare/table1"]
+    # the table is made again only when the new result's bytes differ (inputs keyed by content)
+    again = ["compare/table1"] if result.read_bytes() != before else []
+    assert ran == ["eval/tiny-llama/self-instruct/random-64/ifeval", *again]

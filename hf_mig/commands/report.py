@@ -10,7 +10,9 @@
 the pool on the id column), a file of ids (one per line, or a JSON list), or the row positions
 ``hf-mig select --indices-out`` writes (pools without ids). ``--method NAME:K``
 selects ``K`` rows with that method on the fly; for ``mig`` the greedy trace is reported too.
-``DIR`` receives ``report.html`` (figures embedded), the PNG figures and ``report.json``.
+``DIR`` receives ``report.html`` (figures embedded), the PNG figures and ``report.json``; report
+files already there are replaced only with ``--overwrite``. A positions file must come from this
+pool: its ``pool_rows`` must equal the pool's length and its positions be distinct rows of it.
 
 MIG's information per label (``x(S)`` and ``E(S)``) is computed with ``--graph`` (or, without
 it, the graph an on-the-fly ``mig`` built; with neither: no propagation) and the MIG options
@@ -68,6 +70,11 @@ def register(subparsers: Any) -> None:
     p.add_argument("--prop-weight", type=float, default=1.0, help="weight of graph edges in P")
     p.add_argument("--norm", action="store_true", help="divide scores by the number of labels")
     p.add_argument("--title", default="hf-mig selection report")
+    p.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="replace the report files already in --out (refused otherwise)",
+    )
     p.set_defaults(func=cmd_report)
 
 
@@ -97,18 +104,30 @@ def parse_method(item: str) -> tuple[str, int]:
 
 def cmd_report(args: argparse.Namespace) -> int:
     """Run ``hf-mig report``."""
+    from pathlib import Path
+
+    import numpy as np
+
     from hf_mig.graph import LabelGraph
-    from hf_mig.io import load_pool
+    from hf_mig.io import check_output, load_pool
     from hf_mig.objective import Objective
     from hf_mig.pool import prepare_pool
-    from hf_mig.report import build_report, read_selection_file
+    from hf_mig.report import REPORT_FILES, build_report, read_selection_file, resolve_selection
     from hf_mig.selectors import SELECTORS, get_selector
 
     if not args.selection and not args.method:
         raise ValueError("nothing to report on: give --selection NAME=FILE and/or --method NAME:K")
     selections_in = [parse_selection(s) for s in args.selection]
     methods = [parse_method(m) for m in args.method]
+    for name in REPORT_FILES:
+        check_output(Path(args.out) / name, overwrite=args.overwrite)
     start = time.perf_counter()
+    # every selection file is read (and checked) before the pool, then matched to it
+    selections: dict[str, Any] = {}
+    for name, path in selections_in:
+        if name in selections:
+            raise ValueError(f"selection name {name!r} given twice")
+        selections[name] = read_selection_file(path)
     pool = load_pool(args.pool, split=args.split)
     pool = prepare_pool(
         pool,
@@ -117,14 +136,18 @@ def cmd_report(args: argparse.Namespace) -> int:
         score_column=args.score_column,
         strict=any(name == "mig" for name, _ in methods),
     )
+    for name, path in selections_in:
+        if isinstance(selections[name], np.ndarray):  # positions: written for this pool?
+            selections[name] = read_selection_file(path, pool_rows=len(pool))
+        try:
+            selections[name] = resolve_selection(
+                pool, selections[name], id_column=args.id_column, name=name
+            )
+        except ValueError as err:
+            raise ValueError(f"{path}: {err}") from err
     graph = LabelGraph.load(args.graph) if args.graph else None
     objective = Objective(args.phi, args.phi_a, args.phi_b, args.phi_alpha)
 
-    selections: dict[str, Any] = {}
-    for name, path in selections_in:
-        if name in selections:
-            raise ValueError(f"selection name {name!r} given twice")
-        selections[name] = read_selection_file(path)
     mig_result = None
     for method, k in methods:
         name = method if method not in selections else f"{method}-{k}"
@@ -171,6 +194,7 @@ def cmd_report(args: argparse.Namespace) -> int:
         norm=args.norm,
         objective=objective,
         title=args.title,
+        overwrite=args.overwrite,
     )
     print(f"report of {', '.join(selections)} -> {page} ({time.perf_counter() - start:.1f}s)")
     return 0

@@ -10,8 +10,11 @@ annotated pool with --pool KEY=PATH), build the vocabulary and label graph, sele
 method, train each row with the matching recipe (recipes/), evaluate (AlpacaEval 2, MT-Bench,
 WildBench, objective benchmarks), then write the comparison table beside the paper's published
 numbers (tables/<experiment>.md/.csv/.png) and the selection report
-(reports/<experiment>/report.html). Steps whose outputs exist are skipped, so an interrupted run
-continues where it stopped; a step whose command or inputs changed runs again.
+(reports/<experiment>/report.html). Steps this plan finished are skipped, so an interrupted run
+continues where it stopped; a step whose command or inputs (by content) changed, or that stopped
+half way, runs again and replaces its own outputs. An output the plan did not make is kept when
+it passes a check (non-empty, well-formed) and is never replaced: a step that would replace it
+is reported as a conflict.
 
 Scales: ``paper`` (the paper's pools, 8-GPU training, a served judge: --judge-base-url) and
 ``tiny`` (CPU, offline: the bundled 427-row self-instruct pool, or LIMA and the Alpaca-GPT-4
@@ -41,7 +44,9 @@ stages (in order): annotate, vocab, graph, select, train, eval, compare, report
 
 Re-running the same command resumes: finished steps are skipped (markers in
 <workdir>/.reproduce/), an interrupted training continues from its last checkpoint, and a
-step whose command or inputs changed runs again. Logs: <workdir>/logs/<step>.log.
+step whose command or input files' content changed runs again (hf-mig commands get
+--overwrite to replace what the plan wrote). Outputs the plan did not make are checked and
+kept ('exists'), or reported as a 'conflict', never replaced. Logs: <workdir>/logs/<step>.log.
 """
 
 
@@ -106,7 +111,11 @@ def register(subparsers: Any) -> None:
     p.add_argument("--ifeval-input", help="IFEval input_data.jsonl (tiny scale)")
     p.add_argument("--eval-limit", type=int, default=8, help="tiny: AlpacaEval instructions")
     p.add_argument("--ifeval-limit", type=int, default=16, help="tiny: IFEval prompts")
-    p.add_argument("--force", action="store_true", help="run finished steps again")
+    p.add_argument(
+        "--force",
+        action="store_true",
+        help="run finished steps again (never over outputs the plan did not make)",
+    )
     p.add_argument("--keep-going", action="store_true", help="continue past a failed step")
     p.set_defaults(func=main)
 
@@ -184,6 +193,12 @@ def main(args: argparse.Namespace) -> int:
         f"\n{len(summary.ran)} step(s) run, {len(summary.skipped)} skipped (finished earlier), "
         f"{len(summary.failed)} failed, {len(summary.blocked)} blocked"
     )
+    if summary.conflicts:
+        print(
+            f"{len(summary.conflicts)} conflict(s): outputs this plan did not make are in the way "
+            f"of {', '.join(summary.conflicts)}; they are never replaced: move them away",
+            file=sys.stderr,
+        )
     table = plan.workdir / plan.table
     if table.is_file():
         print(f"\n{table}:\n{table.read_text()}")

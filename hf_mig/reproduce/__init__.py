@@ -8,7 +8,8 @@ finished steps.
 """
 
 from .experiments import EXPERIMENTS, SCALES, Experiment, Run
-from .plan import STAGES, Plan, Step
+from .outputs import OutputCheck, inspect_output
+from .plan import STAGES, Plan, Step, StepCheck
 from .planner import PlanOptions, build_plan
 from .runner import RunSummary, run_plan
 
@@ -17,11 +18,14 @@ __all__ = [
     "SCALES",
     "STAGES",
     "Experiment",
+    "OutputCheck",
     "Plan",
     "PlanOptions",
     "Run",
     "RunSummary",
     "Step",
+    "StepCheck",
     "build_plan",
+    "inspect_output",
     "run_plan",
 ]

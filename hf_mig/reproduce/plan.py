@@ -2,25 +2,39 @@
 
 A :class:`Step` is one command line (``hf-mig ...``, ``python -m ...`` or ``accelerate launch
 ...``) run from the plan's work folder, with the files it needs (``inputs``) and the files that
-exist once it has finished (``outputs``), its GPUs and estimated hours. A finished step leaves a
-marker (``.reproduce/<step>.json``) with its command and the size and modification time of its
-inputs. :meth:`Plan.status` says for each step whether it is ``done`` (outputs present, marker
-matches), ``exists`` (outputs present without a marker: made elsewhere, kept), ``changed``
-(outputs present, but the command or an input changed since), ``todo`` (outputs missing) or
-``after`` (an earlier step it depends on will run first).
+exist once it has finished (``outputs``), its GPUs and estimated hours.
+
+The plan trusts only its own markers (``.reproduce/<step>.json``). The runner writes one when a
+step starts (``complete: false``; the step's outputs are then the plan's own, ``owned``) and
+completes it when the step has finished and its outputs passed :func:`inspect_output`,
+recording the command and a content hash (xxh3-128) of every input file (of every file of an
+input folder). :meth:`Plan.check` says for each step:
+
+* ``done``: a complete marker, the same command and inputs with the same content, outputs there;
+* ``changed``: a complete marker, but the command or an input's content changed since;
+* ``partial``: an earlier run of the step started and did not finish; it runs again;
+* ``todo``: outputs missing (and none there that the plan did not make);
+* ``exists``: no marker of the plan, but every output is there and passes
+  :func:`inspect_output` (made elsewhere: kept, and the check says what was found);
+* ``conflict``: an output is there that the plan did not make, and it is unusable (empty,
+  truncated, ...) or the step must run and would replace it: nothing is run or replaced;
+* ``after`` (in :meth:`Plan.status` only): an earlier step it depends on will run first.
 """
 
 from __future__ import annotations
 
 import json
-import os
 import shlex
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-__all__ = ["MARKER_DIR", "STAGES", "Plan", "Step"]
+from hf_mig.io import write_text_atomic
+
+from .outputs import inspect_output
+
+__all__ = ["MARKER_DIR", "STAGES", "Plan", "Step", "StepCheck"]
 
 #: Stages in the order they run.
 STAGES = ("annotate", "vocab", "graph", "select", "train", "eval", "compare", "report")
@@ -58,12 +72,39 @@ class Step:
         return shlex.join(self.command)
 
 
-def _stamp(path: Path) -> list[int] | None:
+def _digest(path: Path) -> str | None:
+    """Content hash of an input file or folder (None: missing)."""
+    from hf_mig.train.data import file_fingerprint
+
+    if not path.exists():
+        return None
+    return file_fingerprint(path, algorithm="xxh3_128")
+
+
+def _legacy_stamp(path: Path) -> list[int] | None:
+    """How markers of older hf-mig versions recorded an input: [size, mtime_ns]."""
     try:
         st = path.stat()
     except OSError:
         return None
     return [st.st_size, st.st_mtime_ns]
+
+
+#: states of :meth:`Plan.check` after which the step does not run (without ``force``)
+FINISHED = ("done", "exists")
+#: states of steps that will run
+TO_RUN = ("todo", "changed", "partial", "after")
+
+
+@dataclass(frozen=True)
+class StepCheck:
+    """What :meth:`Plan.check` found for one step: ``state`` (see the module), ``detail`` (why,
+    in words; empty for a plain ``done``/``todo``) and ``foreign`` (outputs present that the
+    plan did not make: never replaced)."""
+
+    state: str
+    detail: str = ""
+    foreign: tuple[str, ...] = ()
 
 
 @dataclass
@@ -98,65 +139,153 @@ class Plan:
         """Where ``step``'s completion marker lives."""
         return self.workdir / MARKER_DIR / (step.id.replace("/", "__") + ".json")
 
-    def input_stamps(self, step: Step) -> dict[str, list[int] | None]:
-        """Size and modification time of each input (None: missing)."""
-        return {rel: _stamp(self.path(rel)) for rel in step.inputs}
+    def input_digests(
+        self, step: Step, memo: dict[str, str | None] | None = None
+    ) -> dict[str, str | None]:
+        """Content hash of each input (None: missing). ``memo``: hashes already taken in this
+        same look at the work folder (by input name), reused and extended."""
+        memo = {} if memo is None else memo
+        for rel in step.inputs:
+            if rel not in memo:
+                memo[rel] = _digest(self.path(rel))
+        return {rel: memo[rel] for rel in step.inputs}
 
-    def write_marker(self, step: Step, seconds: float) -> None:
-        """Record that ``step`` finished (atomically)."""
+    def read_marker(self, step: Step) -> dict[str, Any] | None:
+        """``step``'s marker, or None when there is none (or it cannot be read).
+
+        A marker of an older hf-mig (no ``complete`` field) was written when the step had
+        finished: it counts as complete, owning the outputs it lists, and gets ``legacy: True``
+        (its inputs are recorded by size and modification time, see :meth:`check`).
+        """
+        try:
+            record = json.loads(self.marker_path(step).read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            return None
+        if not isinstance(record, dict):
+            return None
+        if "complete" not in record:
+            owned = list(record.get("outputs") or [])
+            record = {**record, "complete": True, "owned": owned, "legacy": True}
+        return record
+
+    def _write_marker(self, record: dict[str, Any], step: Step) -> None:
         from hf_mig import __version__
 
-        marker = self.marker_path(step)
-        marker.parent.mkdir(parents=True, exist_ok=True)
-        record = {
-            "id": step.id,
-            "command": step.command,
-            "inputs": self.input_stamps(step),
-            "outputs": step.outputs,
-            "seconds": round(seconds, 3),
-            "hf_mig": __version__,
-        }
-        tmp = marker.with_suffix(".tmp")
-        tmp.write_text(json.dumps(record, indent=1) + "\n")
-        os.replace(tmp, marker)
+        record = {"id": step.id, "command": step.command, **record, "hf_mig": __version__}
+        text = json.dumps(record, indent=1) + "\n"
+        write_text_atomic(self.marker_path(step), text, overwrite=True)
+
+    def start_marker(self, step: Step) -> None:
+        """Record that ``step`` is starting: from now on its outputs are the plan's own."""
+        self._write_marker(
+            {"complete": False, "outputs": step.outputs, "owned": step.outputs}, step
+        )
+
+    def write_marker(
+        self, step: Step, seconds: float, inputs: dict[str, str | None] | None = None
+    ) -> None:
+        """Record that ``step`` finished; ``inputs``: the input hashes taken before it ran
+        (default: now)."""
+        self._write_marker(
+            {
+                "complete": True,
+                "inputs": self.input_digests(step) if inputs is None else inputs,
+                "outputs": step.outputs,
+                "owned": step.outputs,
+                "seconds": round(seconds, 3),
+            },
+            step,
+        )
 
     def seconds(self, step: Step) -> float | None:
         """Measured run time of a finished step (from its marker), else None."""
         try:
-            return float(json.loads(self.marker_path(step).read_text())["seconds"])
-        except (OSError, ValueError, KeyError, TypeError):
+            return float((self.read_marker(step) or {})["seconds"])
+        except (ValueError, KeyError, TypeError):
             return None
 
+    def check(self, step: Step, memo: dict[str, str | None] | None = None) -> StepCheck:
+        """The state of ``step`` alone, with the reason (see the module). ``memo``: as for
+        :meth:`input_digests`."""
+        record = self.read_marker(step)
+        owned = set(record.get("owned") or []) if record else set()
+        present = {o: self.path(o).exists() or self.path(o).is_symlink() for o in step.outputs}
+        missing = [o for o in step.outputs if not present[o]]
+        foreign = tuple(o for o in step.outputs if present[o] and o not in owned)
+        need: StepCheck | None = None  # why the step must run, if it must
+        legacy: StepCheck | None = None  # done, by an old marker
+        if record is not None and not record.get("complete"):
+            if any(present[o] for o in owned):
+                need = StepCheck("partial", "an earlier run stopped before finishing; runs again")
+            else:
+                need = StepCheck("todo", "an earlier run stopped before writing its outputs")
+        elif missing:
+            need = StepCheck("todo", "" if record is None else f"missing: {', '.join(missing)}")
+        elif record is not None:
+            if record.get("command") != step.command:
+                need = StepCheck("changed", "the command changed")
+            else:
+                was = record.get("inputs")
+                if record.get("legacy"):
+                    now = {rel: _legacy_stamp(self.path(rel)) for rel in step.inputs}
+                else:
+                    now = self.input_digests(step, memo)
+                if was != now:
+                    was = was if isinstance(was, dict) else {}
+                    diff = [i for i in step.inputs if was.get(i) != now.get(i)]
+                    diff += sorted(set(was) - set(now))
+                    need = StepCheck("changed", f"input(s) changed: {', '.join(diff)}")
+                elif record.get("legacy"):
+                    legacy = StepCheck(
+                        "done",
+                        "marker of an older hf-mig (inputs matched by size and time); the runner "
+                        "records their content hashes when it passes",
+                    )
+        if foreign:
+            found = {o: inspect_output(self.path(o)) for o in foreign}
+            bad = [f"{o}: {c.text}" for o, c in found.items() if not c.ok]
+            if bad:
+                return StepCheck(
+                    "conflict",
+                    f"{'; '.join(bad)}. Not made by this plan, so never replaced: move it away "
+                    "(the step then runs) or replace it with a complete output",
+                    foreign,
+                )
+            if need is not None:
+                return StepCheck(
+                    "conflict",
+                    f"{', '.join(foreign)} exist(s) but were not made by this plan, and the step "
+                    f"must run ({need.state}: {need.detail or 'outputs missing'}), which would "
+                    "replace them: move them away to let it run",
+                    foreign,
+                )
+            checked = "; ".join(f"{o}: {c.text}" for o, c in found.items())
+            detail = f"not made by this plan; kept after a check ({checked})"
+            return StepCheck("exists", detail, foreign)
+        return need or legacy or StepCheck("done")
+
     def step_state(self, step: Step) -> str:
-        """``done``, ``exists``, ``changed`` or ``todo`` for ``step`` alone (see the module)."""
-        if not all(self.path(o).exists() for o in step.outputs):
-            return "todo"
-        marker = self.marker_path(step)
-        if not marker.is_file():
-            return "exists"
-        try:
-            record = json.loads(marker.read_text())
-        except (OSError, json.JSONDecodeError):
-            return "changed"
-        if record.get("command") != step.command:
-            return "changed"
-        if record.get("inputs") != self.input_stamps(step):
-            return "changed"
-        return "done"
+        """The state of ``step`` alone: :meth:`check`'s ``state``."""
+        return self.check(step).state
+
+    def checks(self) -> dict[str, StepCheck]:
+        """:meth:`check` of every step, with state ``after`` for a finished step downstream of
+        one that will run."""
+        producer = {out: s.id for s in self.steps for out in s.outputs}
+        found: dict[str, StepCheck] = {}
+        memo: dict[str, str | None] = {}
+        for step in self.steps:
+            check = self.check(step, memo)
+            upstream = sorted({producer[i] for i in step.inputs if i in producer})
+            waits = [u for u in upstream if found[u].state in TO_RUN]
+            if check.state in FINISHED and waits:
+                check = StepCheck("after", f"after {', '.join(waits)}", check.foreign)
+            found[step.id] = check
+        return found
 
     def status(self) -> dict[str, str]:
-        """State of every step, with ``after`` for steps downstream of one that will run."""
-        producer = {out: s.id for s in self.steps for out in s.outputs}
-        states: dict[str, str] = {}
-        for step in self.steps:
-            state = self.step_state(step)
-            upstream = {producer[i] for i in step.inputs if i in producer}
-            if state in ("done", "exists") and any(
-                states.get(u) in ("todo", "changed", "after") for u in upstream
-            ):
-                state = "after"
-            states[step.id] = state
-        return states
+        """State of every step (see :meth:`checks`)."""
+        return {step_id: check.state for step_id, check in self.checks().items()}
 
     # -------------------------------------------------------------- rendering
 
@@ -174,7 +303,8 @@ class Plan:
 
     def to_dict(self) -> dict[str, Any]:
         """The plan as plain data (``--format json``)."""
-        states = self.status()
+        checks = self.checks()
+        states = {step_id: check.state for step_id, check in checks.items()}
         return {
             "experiment": self.experiment,
             "scale": self.scale,
@@ -187,13 +317,20 @@ class Plan:
             "paper_table": self.paper_table,
             "totals": self.totals(states),
             "steps": [
-                {**asdict(s), "gpu_hours": s.gpu_hours, "status": states[s.id]} for s in self.steps
+                {
+                    **asdict(s),
+                    "gpu_hours": s.gpu_hours,
+                    "status": states[s.id],
+                    "status_detail": checks[s.id].detail,
+                }
+                for s in self.steps
             ],
         }
 
     def render(self, stages: Sequence[str] | None = None) -> str:
         """Human-readable plan: one block per step with GPUs, hours, status and command."""
-        states = self.status()
+        checks = self.checks()
+        states = {step_id: check.state for step_id, check in checks.items()}
         lines = [
             f"{self.title}",
             f"experiment {self.experiment}, scale {self.scale}; work folder {self.workdir}",
@@ -213,6 +350,8 @@ class Plan:
             lines.append(f"  {s.id:<{width}}  {s.gpus:>4}  {hours}  {gpu_h}  {state}")
             lines.append(f"      {s.title}")
             lines.append(f"      $ {s.shell()}")
+            if checks[s.id].detail:
+                lines.append(f"      {states[s.id]}: {checks[s.id].detail}")
             if s.note:
                 lines.append(f"      note: {s.note}")
         t = self.totals(states)

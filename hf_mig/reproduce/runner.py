@@ -1,14 +1,21 @@
 """Run a :class:`~hf_mig.reproduce.plan.Plan`: each step in order, skipping finished ones.
 
 A step runs as a subprocess from the plan's work folder, its output going to
-``logs/<step>.log``; on success its outputs are checked and its marker written, so a re-run
-skips it (see :meth:`Plan.status`). A failure stops the run (or, with ``keep_going``, skips the
-steps that need the failed one's outputs) and names the log. A training step interrupted after a
-checkpoint resumes from it (``--resume_from_checkpoint true``).
+``logs/<step>.log``. Its marker is written as it starts (its outputs are then the plan's own)
+and completed once it exited 0 and every output passed
+:func:`~hf_mig.reproduce.outputs.inspect_output`, so a re-run skips it (see
+:meth:`Plan.check`). A step that runs again over outputs the plan made (its command or inputs
+changed, an earlier run stopped half way, ``force``) gets ``--overwrite`` when it is an
+``hf-mig`` command that takes it; outputs the plan did not make are never replaced: such a step
+is a ``conflict`` and fails before starting. A failure stops the run (or, with ``keep_going``,
+skips the steps that need the failed one's outputs) and names the log. A training step
+interrupted after a checkpoint resumes from it (``--resume_from_checkpoint true``).
 """
 
 from __future__ import annotations
 
+import argparse
+import functools
 import os
 import shutil
 import subprocess
@@ -18,18 +25,24 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .plan import Plan, Step
+from .outputs import inspect_output
+from .plan import FINISHED, Plan, Step
 
 __all__ = ["RunSummary", "resolve_command", "run_plan"]
 
 
 @dataclass
 class RunSummary:
-    """What :func:`run_plan` did: step ids by outcome, and seconds per executed step."""
+    """What :func:`run_plan` did: step ids by outcome, and seconds per executed step.
+
+    ``conflicts``: the failed steps that did not run because an output the plan did not make
+    was in the way (also in ``failed``).
+    """
 
     ran: list[str] = field(default_factory=list)
     skipped: list[str] = field(default_factory=list)
     failed: list[str] = field(default_factory=list)
+    conflicts: list[str] = field(default_factory=list)
     blocked: list[str] = field(default_factory=list)
     seconds: dict[str, float] = field(default_factory=dict)
 
@@ -51,6 +64,26 @@ def resolve_command(command: Sequence[str]) -> list[str]:
     if found is None:
         raise FileNotFoundError(f"{program!r} is not on PATH (needed by: {' '.join(command)})")
     return [found, *rest]
+
+
+@functools.cache
+def _hf_mig_options(subcommand: str) -> frozenset[str]:
+    """The option strings ``hf-mig SUBCOMMAND`` accepts (empty for an unknown subcommand)."""
+    from hf_mig.cli import build_parser
+
+    for action in build_parser()._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            sub = action.choices.get(subcommand)
+            if sub is not None:
+                return frozenset(o for a in sub._actions for o in a.option_strings)
+    return frozenset()
+
+
+def takes_overwrite(command: Sequence[str]) -> bool:
+    """Whether ``command`` is an ``hf-mig`` subcommand with an ``--overwrite`` flag."""
+    if len(command) < 2 or command[0] != "hf-mig":
+        return False
+    return "--overwrite" in _hf_mig_options(command[1])
 
 
 def _log_name(step: Step) -> str:
@@ -83,7 +116,9 @@ def run_plan(
     """Run the steps of ``plan`` (only those of ``stages`` when given) and return a summary.
 
     Finished steps (``done``/``exists``) are skipped unless ``force``. Steps whose state is
-    ``changed`` (their command or an input changed since they ran) run again.
+    ``changed`` (their command or an input changed since they ran) or ``partial`` run again,
+    with ``--overwrite`` where it applies (see the module). A ``conflict`` fails before starting,
+    as does a forced step over outputs the plan did not make.
     """
     plan.workdir.mkdir(parents=True, exist_ok=True)
     logs = plan.workdir / "logs"
@@ -101,10 +136,28 @@ def run_plan(
             summary.blocked.append(step.id)
             echo(f"{head}: blocked (needs {', '.join(missing_from)})")
             continue
-        state = plan.step_state(step)
-        if state in ("done", "exists") and not force:
+        memo: dict[str, str | None] = {}
+        check = plan.check(step, memo)
+        if check.state in FINISHED and not force:
+            record = plan.read_marker(step)
+            if check.state == "done" and record and record.get("legacy"):
+                # an older marker that matched by size and time: record the content from now on
+                plan.write_marker(step, plan.seconds(step) or 0.0, plan.input_digests(step, memo))
             summary.skipped.append(step.id)
-            echo(f"{head}: {state}, skipped")
+            echo(f"{head}: {check.state}, skipped" + (f" ({check.detail})" if check.detail else ""))
+            continue
+        if check.state == "conflict" or check.foreign:
+            summary.failed.append(step.id)
+            summary.conflicts.append(step.id)
+            detail = check.detail
+            if check.state != "conflict":  # finished, but forced over outputs made elsewhere
+                detail = (
+                    f"{', '.join(check.foreign)} were not made by this plan and are never "
+                    "replaced (not even with --force): move them away to run this step"
+                )
+            echo(f"{head}: CONFLICT, not run: {detail}")
+            if not keep_going:
+                break
             continue
         missing = [i for i in step.inputs if i not in producer and not plan.path(i).exists()]
         if missing:
@@ -113,8 +166,14 @@ def run_plan(
             if not keep_going:
                 break
             continue
+        ran_before = plan.read_marker(step) is not None
+        inputs = plan.input_digests(step, memo)  # as they are when the step reads them
         command = list(step.command)
-        if _checkpoints(plan, step):
+        if ran_before and takes_overwrite(command):
+            command.append("--overwrite")  # replaces what this plan's earlier run wrote
+        if check.state in ("partial", "todo") and _checkpoints(plan, step):
+            # an interrupted run of the same command: continue it (a changed or forced step
+            # starts over: its checkpoints were trained on other inputs)
             command += ["--resume_from_checkpoint", "true"]
         log = logs / _log_name(step)
         echo(f"{head}: running ({step.title}); log: {log}")
@@ -129,6 +188,7 @@ def run_plan(
             continue
         for out in step.outputs:
             plan.path(out).parent.mkdir(parents=True, exist_ok=True)
+        plan.start_marker(step)
         env = dict(os.environ)
         env.setdefault("PYTHONUNBUFFERED", "1")
         with open(log, "w", encoding="utf-8") as fh:
@@ -138,16 +198,21 @@ def run_plan(
                 argv, cwd=plan.workdir, stdout=fh, stderr=subprocess.STDOUT, env=env
             ).returncode
         seconds = time.perf_counter() - start
-        not_written = [o for o in step.outputs if not plan.path(o).exists()]
-        if code != 0 or not_written:
+        unusable = []
+        if code == 0:
+            for out in step.outputs:
+                found = inspect_output(plan.path(out))
+                if not found.ok:
+                    unusable.append(f"{out} ({found.text})")
+        if code != 0 or unusable:
             summary.failed.append(step.id)
-            why = f"exit status {code}" if code else f"did not write {', '.join(not_written)}"
+            why = f"exit status {code}" if code else f"unusable output: {', '.join(unusable)}"
             echo(f"{head}: FAILED ({why}) after {seconds:.1f} s; last lines of {log}:")
             echo(_tail(log))
             if not keep_going:
                 break
             continue
-        plan.write_marker(step, seconds)
+        plan.write_marker(step, seconds, inputs)
         summary.ran.append(step.id)
         summary.seconds[step.id] = seconds
         echo(f"{head}: done in {seconds:.1f} s")

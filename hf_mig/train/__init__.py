@@ -237,10 +237,11 @@ def train(
 
     data = load_training_data(recipe.data)
     logger.info(
-        "training rows: %d (eval: %s); selection cache: %s",
+        "training rows: %d (eval: %s); selection cache: %s%s",
         len(data.train),
         "none" if data.eval is None else len(data.eval),
         data.cache_path,
+        {True: " (hit: selection reused)", False: " (filled now)"}.get(data.cache_hit, ""),
     )
 
     init_kwargs = dict(args.model_init_kwargs or {})

@@ -6,12 +6,16 @@ trainer needs. With a pool and a selection spec:
 1. the pool is loaded (:func:`hf_mig.load_pool`) and brought to the ``labels`` / ``score`` shape
    (:func:`hf_mig.prepare_pool`);
 2. the cache key is computed from the *pool fingerprint* (SHA-256 of the pool file's bytes, or of
-   a saved dataset folder's files; the ``datasets`` fingerprint for a Hub dataset) and the *spec*
+   a saved dataset folder's files, read at every run: a pool rewritten in place is a new pool,
+   whatever its size and modification time; the ``datasets`` fingerprint for a Hub dataset)
+   and the *spec*
    (method, k, options with every file option replaced by the SHA-256 of its content, pool
    format, vocabulary, columns, hf-mig version): ``<cache_dir>/<key>/`` holds ``indices.npy``,
    ``manifest.json`` and ``spec.json``;
 3. on a miss the selector runs and the folder is written atomically (temporary folder + rename);
-   on a hit the indices are read back and the selector is not called.
+   on a hit the indices are read back and the selector is not called (logged as ``selection
+   cache hit``). Either way the manifest names the pool and options of *this* run, and
+   ``selection_cache`` (key, hit) says whether the selection was reused.
 
 In multi-process runs the whole step runs on the global main process first (``accelerate``'s
 ``main_process_first``); the other ranks wait, then find the cache (on a shared file system) and
@@ -87,54 +91,57 @@ def selections_dir(cache_dir: str | os.PathLike | None = None) -> Path:
     return Path(cache_dir).expanduser() if cache_dir else cache_root() / "selections"
 
 
-def _sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
+def _hasher(algorithm: str) -> Any:
+    if algorithm == "sha256":
+        return hashlib.sha256()
+    if algorithm == "xxh3_128":
+        import xxhash  # a dependency of ``datasets``
+
+        return xxhash.xxh3_128()
+    raise ValueError(f"unknown fingerprint algorithm {algorithm!r}; known: sha256, xxh3_128")
+
+
+_TMP_MARK = ".hf-mig-tmp-"  # the temporary siblings of hf_mig.io.atomic_output
+
+
+def _file_digest(path: Path, algorithm: str) -> str:
+    digest = _hasher(algorithm)
     with open(path, "rb") as fh:
         for block in iter(lambda: fh.read(1 << 20), b""):
             digest.update(block)
     return digest.hexdigest()
 
 
-def file_fingerprint(path: str | os.PathLike, memo_dir: str | os.PathLike | None = None) -> str:
-    """``sha256:<hex>`` of a file's bytes, or of a folder's files (relative names + bytes).
+def file_fingerprint(path: str | os.PathLike, algorithm: str = "sha256") -> str:
+    """``<algorithm>:<hex>`` of a file's bytes, or of a folder's files (relative names + bytes).
 
-    With ``memo_dir`` the digest of a file is remembered there by (absolute path, size, mtime), so
-    a multi-GB pool is hashed once, not at every run.
+    The digest depends on the content only: never on the path, size or modification time, so a
+    file rewritten in place gets a new fingerprint and a copy elsewhere keeps it. In a folder,
+    the temporary siblings an unfinished :func:`hf_mig.io.atomic_output` leaves are not counted.
+    ``algorithm``: ``sha256`` (what ``sha256sum`` prints) or ``xxh3_128`` (several times faster;
+    for change detection). Raises ``FileNotFoundError`` for a missing path.
     """
     p = Path(path).expanduser().resolve()
     if p.is_dir():
-        digest = hashlib.sha256()
+        digest = _hasher(algorithm)
         for child in sorted(q for q in p.rglob("*") if q.is_file()):
-            digest.update(str(child.relative_to(p)).encode())
-            digest.update(_sha256_file(child).encode())
-        return "sha256:" + digest.hexdigest()
-    stat = p.stat()
-    memo = None
-    if memo_dir is not None:
-        name = hashlib.sha256(str(p).encode()).hexdigest()[:24]
-        memo = Path(memo_dir) / ".fingerprints" / f"{name}.json"
-        if memo.is_file():
-            try:
-                saved = json.loads(memo.read_text())
-                if saved["size"] == stat.st_size and saved["mtime_ns"] == stat.st_mtime_ns:
-                    return saved["fingerprint"]
-            except (ValueError, KeyError):
-                pass
-    fingerprint = "sha256:" + _sha256_file(p)
-    if memo is not None:
-        memo.parent.mkdir(parents=True, exist_ok=True)
-        record = {"size": stat.st_size, "mtime_ns": stat.st_mtime_ns, "fingerprint": fingerprint}
-        tmp = memo.with_name(f".{memo.name}.{os.getpid()}")
-        tmp.write_text(json.dumps(record))
-        os.replace(tmp, memo)
-    return fingerprint
+            rel = child.relative_to(p)
+            if any(_TMP_MARK in part for part in rel.parts):
+                continue
+            digest.update(rel.as_posix().encode() + b"\0")
+            digest.update(_file_digest(child, algorithm).encode())
+        return f"{algorithm}:{digest.hexdigest()}"
+    if not p.is_file():
+        raise FileNotFoundError(f"{p}: no such file or folder")
+    return f"{algorithm}:{_file_digest(p, algorithm)}"
 
 
-def pool_fingerprint(source: str, dataset: Any, memo_dir: str | os.PathLike | None = None) -> str:
-    """Content fingerprint of a local pool file/folder; ``datasets:<fingerprint>`` otherwise."""
+def pool_fingerprint(source: str, dataset: Any) -> str:
+    """SHA-256 fingerprint of a local pool file/folder's content (:func:`file_fingerprint`);
+    ``datasets:<fingerprint>`` of the loaded dataset for a Hub dataset."""
     path = Path(source).expanduser()
     if path.exists():
-        return file_fingerprint(path, memo_dir)
+        return file_fingerprint(path)
     return f"datasets:{getattr(dataset, '_fingerprint', None)}"
 
 
@@ -261,6 +268,28 @@ def _write_cache(folder: Path, indices: np.ndarray, manifest: dict, spec: dict) 
             shutil.rmtree(tmp, ignore_errors=True)
 
 
+def _this_run(
+    manifest: Mapping[str, Any], config: DataConfig, fingerprint: str, rows: int, hit: bool
+) -> dict[str, Any]:
+    """The cached selection manifest with the pool and options of this run.
+
+    The cache is keyed by content, so a hit may come from a run that read the same bytes under
+    another path or with file options at other paths: the manifest (and the model card made
+    from it) names what this run was given, and ``selection_cache`` says whether it was reused.
+    """
+    from ..callbacks import _json_safe
+
+    sel = config.selection
+    assert sel is not None
+    out = json.loads(json.dumps(manifest))
+    pool = dict(out.get("pool") or {})
+    pool.update(source=config.pool, fingerprint=fingerprint, rows=rows)
+    out["pool"] = pool
+    out["selection"] = {**(out.get("selection") or {}), "options": _json_safe(dict(sel.options))}
+    out["selection_cache"] = {"key": out.get("cache_key"), "hit": hit}
+    return out
+
+
 def _select(config: DataConfig) -> tuple[Any, np.ndarray, dict, Path, bool]:
     """Load and prepare the pool; return (prepared pool, indices, manifest, folder, hit)."""
     from ..callbacks import build_selection_manifest
@@ -281,7 +310,7 @@ def _select(config: DataConfig) -> tuple[Any, np.ndarray, dict, Path, bool]:
         score_column=config.score_column,
     )
     root = selections_dir(config.cache_dir)
-    fingerprint = pool_fingerprint(config.pool, raw, memo_dir=root)
+    fingerprint = pool_fingerprint(config.pool, raw)
     spec = selection_spec(config)
     key = selection_key(fingerprint, spec)
     folder = root / key
@@ -289,12 +318,15 @@ def _select(config: DataConfig) -> tuple[Any, np.ndarray, dict, Path, bool]:
     if cached is not None:
         indices, manifest = cached
         logger.info(
-            "selection cache hit: reusing %s (%s, k=%d) [rank %d]",
+            "selection cache hit: reusing %s (%s, k=%d; pool %s, %s) [rank %d]",
             folder,
             sel.method,
             sel.k,
+            config.pool,
+            fingerprint,
             _rank(),
         )
+        manifest = _this_run(manifest, config, fingerprint, len(pool), True)
         return pool, indices, manifest, folder, True
     start = time.perf_counter()
     selector = get_selector(sel.method, sel.k, **_selector_options(config, vocabulary))
@@ -319,6 +351,7 @@ def _select(config: DataConfig) -> tuple[Any, np.ndarray, dict, Path, bool]:
         },
     )
     _write_cache(folder, indices, manifest, spec)
+    manifest = _this_run(manifest, config, fingerprint, len(pool), False)
     logger.info(
         "selection computed: %s k=%d of %d rows in %.1f s -> %s [rank %d]",
         sel.method,
