@@ -8,6 +8,7 @@ silently (a row without labels keeps its place and can still be selected, last).
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -23,6 +24,15 @@ logger = logging.getLogger(__name__)
 
 class PoolValidationError(ValueError):
     """A pool's label or score column does not have the expected shape or values."""
+
+
+class DegeneratePoolError(PoolValidationError):
+    """The pool, with the given options, leaves a selector nothing to decide by.
+
+    Raised instead of returning an arbitrary answer (typically the first ``k`` rows in file
+    order): no row has a usable label, every score is zero or equal, the scores overflow the
+    objective, or too few rows have a label in the label graph.
+    """
 
 
 @dataclass
@@ -66,13 +76,81 @@ def _first_row(mask: np.ndarray) -> int:
     return int(np.flatnonzero(mask)[0])
 
 
+def _is_json(kind: pa.DataType) -> bool:
+    return getattr(kind, "extension_name", None) == "arrow.json"
+
+
+def _python_rows(col: pa.ChunkedArray | pa.Array) -> list:
+    """The column's values as Python objects, JSON-typed values decoded (mixed-type columns
+    read from JSON files are stored as JSON text)."""
+    values = col.to_pylist()
+    kind = col.type
+    if _is_json(kind):
+        return [None if v is None else json.loads(v) for v in values]
+    if (pa.types.is_list(kind) or pa.types.is_large_list(kind)) and _is_json(kind.value_type):
+        return [
+            None if row is None else [None if v is None else json.loads(v) for v in row]
+            for row in values
+        ]
+    return values
+
+
+def _describe_value(value: object) -> str:
+    kinds = {
+        str: "a string",
+        bool: "a boolean",
+        int: "an integer",
+        float: "a number",
+        list: "a list",
+        dict: "an object",
+    }
+    kind = kinds.get(type(value), f"a {type(value).__name__}")
+    if value is None:
+        return "null"
+    text = repr(value)
+    if len(text) > 60:
+        text = text[:57] + "..."
+    return f"{text} ({kind})"
+
+
+def _is_number(value: object) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def non_numeric_error(col: pa.ChunkedArray | pa.Array, column: str, what: str) -> str:
+    """Message for a ``column`` whose type is not numeric: the first row holding something
+    other than a number, or, when every value reads as a number, how to convert the column."""
+    values = _python_rows(col)
+    if all(value is None for value in values):
+        return f"column {column!r} must hold numbers ({what}, one per row), but every row is null"
+    for row, value in enumerate(values):
+        if value is None:
+            continue
+        if isinstance(value, str) and not _is_json(col.type):
+            try:
+                float(value)
+                continue
+            except ValueError:
+                pass
+        elif _is_number(value):
+            continue
+        return (
+            f"column {column!r} must hold numbers ({what}, one per row), got type "
+            f"{col.type}: row {row} holds {_describe_value(value)}"
+        )
+    return (
+        f"column {column!r} must hold numbers (one per row), got type {col.type} whose values "
+        "all read as numbers: some are written as text (e.g. quoted in the JSON file); store "
+        "them as numbers, e.g. dataset.cast_column(name, datasets.Value('float64'))"
+    )
+
+
 def read_scores(table: pa.Table, column: str) -> np.ndarray:
-    """Scores as float64; null, NaN, inf or negative values raise with the first bad row."""
+    """Scores as float64; null, NaN, inf or negative values raise with the first bad row, and so
+    does a column that is not numeric (naming the first row that does not hold a number)."""
     col = _column(table, column)
     if not (pa.types.is_floating(col.type) or pa.types.is_integer(col.type)):
-        raise PoolValidationError(
-            f"column {column!r} must hold numbers (one score per row), got type {col.type}"
-        )
+        raise PoolValidationError(non_numeric_error(col, column, "scores"))
     if col.null_count:
         row = _first_row(np.asarray(col.is_null()))
         raise PoolValidationError(f"row {row}: column {column!r} is null; expected a number")
@@ -94,18 +172,41 @@ def read_scores(table: pa.Table, column: str) -> np.ndarray:
     return scores
 
 
+def _bad_label_row(col: pa.ChunkedArray, column: str) -> str:
+    """Where a label column of the wrong type goes wrong: the first row that is not a list of
+    strings, or the first label in it that is not a string."""
+    for row, value in enumerate(_python_rows(col)):
+        if value is None:
+            continue
+        if not isinstance(value, list):
+            return (
+                f"column {column!r} must hold a list of label strings per row, got type "
+                f"{col.type}: row {row} holds {_describe_value(value)}"
+            )
+        for pos, label in enumerate(value):
+            if label is not None and not isinstance(label, str):
+                return (
+                    f"column {column!r} must hold lists of strings, got type {col.type}: "
+                    f"row {row} holds {_describe_value(label)} at position {pos}"
+                )
+    if pa.types.is_list(col.type) or pa.types.is_large_list(col.type):
+        return f"column {column!r} must hold lists of strings, got lists of {col.type.value_type}"
+    return f"column {column!r} must hold a list of label strings per row, got type {col.type}"
+
+
 def _list_column(table: pa.Table, column: str) -> pa.Array:
     col = _column(table, column)
-    if not (pa.types.is_list(col.type) or pa.types.is_large_list(col.type)):
-        raise PoolValidationError(
-            f"column {column!r} must hold a list of label strings per row, got type {col.type}"
-        )
-    if not (
-        pa.types.is_string(col.type.value_type) or pa.types.is_large_string(col.type.value_type)
+    kind = col.type
+    is_list = pa.types.is_list(kind) or pa.types.is_large_list(kind)
+    if is_list and pa.types.is_null(kind.value_type) and col.null_count == 0:
+        # every list is empty (Arrow could not infer an item type): no labels anywhere
+        if int(pc.sum(pc.list_value_length(col)).as_py() or 0) == 0:
+            col = col.cast(pa.list_(pa.string()))
+            kind = col.type
+    if not is_list or not (
+        pa.types.is_string(kind.value_type) or pa.types.is_large_string(kind.value_type)
     ):
-        raise PoolValidationError(
-            f"column {column!r} must hold lists of strings, got lists of {col.type.value_type}"
-        )
+        raise PoolValidationError(_bad_label_row(col, column))
     arr = col.combine_chunks() if col.num_chunks != 1 else col.chunk(0)
     if arr.null_count:
         row = _first_row(np.asarray(arr.is_null()))
@@ -115,10 +216,35 @@ def _list_column(table: pa.Table, column: str) -> pa.Array:
     return arr
 
 
+def _check_label_values(arr: pa.Array, column: str) -> tuple[pa.Array, np.ndarray]:
+    """Flattened labels of a list column and its per-row lengths; null, empty or
+    whitespace-only labels raise naming the row."""
+    lengths = pc.list_value_length(arr).to_numpy(zero_copy_only=False).astype(np.int64)
+    flat = pc.list_flatten(arr)
+
+    def row_of(pos: int) -> int:
+        return int(np.searchsorted(np.cumsum(lengths), pos, side="right"))
+
+    if flat.null_count:
+        row = row_of(_first_row(np.asarray(flat.is_null())))
+        raise PoolValidationError(f"row {row}: column {column!r} contains a null label")
+    blank = pc.equal(pc.utf8_trim_whitespace(flat), "")
+    if pc.any(blank).as_py():
+        pos = _first_row(np.asarray(blank))
+        count = int(pc.sum(blank).as_py())
+        raise PoolValidationError(
+            f"row {row_of(pos)}: column {column!r} contains the label {flat[pos].as_py()!r}, "
+            f"empty or only whitespace ({count} such labels in the pool); remove such labels "
+            "(a row without labels is [])"
+        )
+    return flat, lengths
+
+
 def unique_labels(table: pa.Table, column: str) -> list[str]:
-    """Sorted distinct labels of a label column (the reference's node order)."""
-    flat = pc.list_flatten(_list_column(table, column))
-    return sorted(pc.unique(flat.drop_null()).to_pylist())
+    """Sorted distinct labels of a label column (the reference's node order); null, empty or
+    whitespace-only labels raise naming the row."""
+    flat, _ = _check_label_values(_list_column(table, column), column)
+    return sorted(pc.unique(flat).to_pylist())
 
 
 def encode_pool(
@@ -131,17 +257,17 @@ def encode_pool(
     """Encode labels against ``vocabulary`` (node order) and read scores.
 
     Labels outside the vocabulary are dropped from their row and counted; a label repeated in a
-    row counts once. Empty-string or null labels inside a list raise.
+    row counts once. Null, empty or whitespace-only labels inside a list raise, naming the row.
+
+    ``report`` holds, besides the counts, ``rows_with_labels`` and ``row_coverage`` (rows with
+    at least one vocabulary label, as a count and a share of all rows) and
+    ``occurrence_coverage`` (the share of label occurrences that are in the vocabulary; 0 when
+    the pool has none).
     """
     scores = read_scores(table, score_column)
     arr = _list_column(table, labels_column)
     n = len(arr)
-    lengths = pc.list_value_length(arr).to_numpy(zero_copy_only=False).astype(np.int64)
-    flat = pc.list_flatten(arr)
-    if flat.null_count:
-        pos = _first_row(np.asarray(flat.is_null()))
-        row = int(np.searchsorted(np.cumsum(lengths), pos, side="right"))
-        raise PoolValidationError(f"row {row}: column {labels_column!r} contains a null label")
+    flat, lengths = _check_label_values(arr, labels_column)
     rows = np.repeat(np.arange(n, dtype=np.int64), lengths)
     vocab = pa.array(list(vocabulary), type=pa.string())
     ids = pc.index_in(flat.cast(pa.string()), value_set=vocab)
@@ -172,6 +298,12 @@ def encode_pool(
         counts = np.diff(indptr)
         label_ids = label_ids[:kept].copy()
     report["rows_without_labels"] = int((counts == 0).sum())
+    report["rows_with_labels"] = n - report["rows_without_labels"]
+    report["row_coverage"] = report["rows_with_labels"] / n if n else 0.0
+    occurrences = report["label_occurrences"]
+    report["occurrence_coverage"] = (
+        (occurrences - report["labels_outside_vocabulary"]) / occurrences if occurrences else 0.0
+    )
     return PoolEncoding(indptr, label_ids, scores, list(vocabulary), report)
 
 

@@ -8,7 +8,10 @@ row blocks over the upper triangle and thresholded block by block.
 from __future__ import annotations
 
 import json
+import logging
 import os
+import zipfile
+import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
@@ -18,7 +21,208 @@ from tqdm.auto import tqdm
 
 from .embedders import EmbedderLike, embedder_name, load_embedder, normalize_rows
 
+logger = logging.getLogger(__name__)
+
 FORMAT_VERSION = 1
+
+#: Default cap on the undirected edges of a graph built from embeddings (about 2.4 GB of memory
+#: at the peak, see BYTES_PER_EDGE). Real vocabularies are far below it: the 4,531 InsTag tags
+#: have 711 edges with all-MiniLM-L6-v2 at T=0.8.
+DEFAULT_MAX_EDGES = 20_000_000
+
+#: Peak memory per undirected edge: 80 bytes measured while a graph is built (both directions,
+#: float64 weights, the COO and CSR copies alive together), 120 while MIG derives the
+#: propagation matrix from it; the larger is used for estimates.
+BYTES_PER_EDGE = 120
+
+#: Most similarities (float32) held at once when estimating edges or keeping top neighbours.
+_CELLS = 1 << 24
+
+_NPZ_ARRAYS = ("labels", "rows", "cols", "weights")
+
+
+class GraphTooLargeError(ValueError):
+    """A label graph would have more edges than allowed (``max_edges``)."""
+
+
+class LabelGraphFormatError(ValueError):
+    """A file is not a readable label graph (truncated, not an ``.npz``, missing arrays)."""
+
+
+def _check_count(name: str, value, *, minimum: int, allow_none: bool = False) -> int | None:
+    if value is None and allow_none:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
+        kind = "an integer" + (" or None" if allow_none else "")
+        raise ValueError(f"{name} must be {kind} >= {minimum}, got {value!r}")
+    return int(value)
+
+
+def _memory(edges: float) -> str:
+    gb = edges * BYTES_PER_EDGE / 1e9
+    return f"{gb:,.1f} GB" if gb >= 0.1 else f"{edges * BYTES_PER_EDGE / 1e6:,.0f} MB"
+
+
+def _too_many_edges(
+    n: int, threshold: float, estimate: float, max_edges: int, max_degree: int | None
+) -> str:
+    capped = f" with max_degree={max_degree}" if max_degree is not None else ""
+    return (
+        f"the label graph over {n:,} labels at threshold {threshold}{capped} would have about "
+        f"{estimate:,.0f} edges (mean degree {2 * estimate / max(n, 1):,.1f}), needing about "
+        f"{_memory(estimate)} of memory, above max_edges={max_edges:,}. Raise the threshold, "
+        "merge near-duplicate labels, keep each label's closest neighbours only with "
+        "max_degree=K, or raise max_edges"
+    )
+
+
+def _similarities(emb: np.ndarray, start: int, stop: int, col_start: int) -> np.ndarray:
+    """Cosines of labels ``start:stop`` with labels ``col_start:`` (one block)."""
+    return emb[start:stop] @ emb[col_start:].T
+
+
+def _estimate_edges(
+    emb: np.ndarray, thr: np.float32, sample: int, max_degree: int | None
+) -> tuple[float, int]:
+    """Undirected edges expected at ``thr``, from a uniform sample of rows against all rows.
+
+    Each undirected edge has two ends, so ``E ~ mean(sampled degree) * K / 2``; with
+    ``max_degree`` each sampled degree is cut to it first. Returns ``(estimate, rows sampled)``.
+    """
+    n = emb.shape[0]
+    m = min(n, sample)
+    rows = np.sort(np.random.default_rng(0).choice(n, size=m, replace=False))
+    step = max(1, _CELLS // max(n, 1))
+    degree_sum = 0
+    for a in range(0, m, step):
+        chunk = rows[a : a + step]
+        sims = emb[chunk] @ emb.T
+        sims[np.arange(chunk.size), chunk] = -np.inf  # a label is not its own neighbour
+        counts = np.count_nonzero(sims >= thr, axis=1)
+        if max_degree is not None:
+            counts = np.minimum(counts, max_degree)
+        degree_sum += int(counts.sum())
+    return degree_sum * n / m / 2, m
+
+
+def _index_dtype(n: int):
+    return np.int32 if n < 2**31 - 1 else np.int64
+
+
+def _upper_edges(
+    emb: np.ndarray,
+    thr: np.float32,
+    block_size: int,
+    max_edges: int | None,
+    threshold: float,
+    show: bool,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Edges ``r < c`` with cosine ``>= thr`` (float32 values), row block by row block."""
+    n = emb.shape[0]
+    itype = _index_dtype(n)
+    rows_out: list[np.ndarray] = []
+    cols_out: list[np.ndarray] = []
+    vals_out: list[np.ndarray] = []
+    total = 0
+    starts = range(0, n, block_size)
+    for b, start in enumerate(tqdm(starts, desc="Label graph", unit="block", disable=not show)):
+        stop = min(start + block_size, n)
+        sims = _similarities(emb, start, stop, start)  # upper triangle: columns from `start` on
+        hits = sims >= thr
+        m = stop - start
+        hits[:, :m] &= ~np.tri(m, m, 0, dtype=bool)  # strictly above the diagonal
+        count = int(np.count_nonzero(hits))
+        if max_edges is not None and total + count > max_edges:
+            covered = stop * (n - 1) - stop * (stop - 1) / 2  # pairs r < c with r < stop
+            estimate = (total + count) * (n * (n - 1) / 2) / covered
+            raise GraphTooLargeError(
+                _too_many_edges(n, threshold, estimate, max_edges, None)
+                + f" (stopped after {b + 1} of {len(starts)} blocks, {total + count:,} edges so "
+                "far; the estimate extrapolates them)"
+            )
+        total += count
+        r, c = np.nonzero(hits)
+        rows_out.append((r + start).astype(itype))
+        cols_out.append((c + start).astype(itype))
+        vals_out.append(sims[r, c])
+        del sims, hits, r, c
+    if not rows_out:
+        return np.empty(0, itype), np.empty(0, itype), np.empty(0, np.float32)
+    return np.concatenate(rows_out), np.concatenate(cols_out), np.concatenate(vals_out)
+
+
+def _mutual_top_edges(
+    emb: np.ndarray,
+    thr: np.float32,
+    block_size: int,
+    max_edges: int | None,
+    max_degree: int,
+    threshold: float,
+    show: bool,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, int, int]:
+    """Edges ``r < c`` with cosine ``>= thr`` where each end is among the other's
+    ``max_degree`` most similar labels (ties to the lower index).
+
+    Returns ``(rows, cols, values, labels over max_degree, edges above the threshold)``.
+    """
+    n = emb.shape[0]
+    itype = _index_dtype(n)
+    step = max(1, min(block_size, _CELLS // max(n, 1)))
+    src: list[np.ndarray] = []
+    dst: list[np.ndarray] = []
+    val: list[np.ndarray] = []
+    directed_hits = 0
+    over = 0
+    kept = 0
+    starts = range(0, n, step)
+    for b, start in enumerate(tqdm(starts, desc="Label graph", unit="block", disable=not show)):
+        stop = min(start + step, n)
+        m = stop - start
+        sims = _similarities(emb, start, stop, 0)
+        sims[np.arange(m), np.arange(start, stop)] = -np.inf  # a label is not its own neighbour
+        keep = sims >= thr
+        counts = np.count_nonzero(keep, axis=1)
+        directed_hits += int(counts.sum())
+        big = np.flatnonzero(counts > max_degree)
+        if big.size:
+            over += int(big.size)
+            sub = np.where(keep[big], sims[big], np.float32(-np.inf))
+            kth = np.partition(sub, n - max_degree, axis=1)[:, n - max_degree, None]
+            above = sub > kth
+            need = max_degree - np.count_nonzero(above, axis=1)
+            tied = sub == kth
+            keep[big] = above | (tied & (np.cumsum(tied, axis=1, dtype=np.int32) <= need[:, None]))
+            del sub, above, tied
+        r, c = np.nonzero(keep)
+        kept += r.size
+        if max_edges is not None and kept / 2 > max_edges:
+            estimate = kept / 2 * n / stop
+            raise GraphTooLargeError(
+                _too_many_edges(n, threshold, estimate, max_edges, max_degree)
+                + f" (stopped after {b + 1} of {len(starts)} blocks)"
+            )
+        src.append((r + start).astype(itype))
+        dst.append(c.astype(itype))
+        val.append(sims[r, c])
+        del sims, keep, r, c
+    if src:
+        a = sp.coo_matrix(
+            (np.concatenate(val), (np.concatenate(src), np.concatenate(dst))), shape=(n, n)
+        ).tocsr()
+    else:
+        a = sp.csr_matrix((n, n), dtype=np.float32)
+    del src, dst, val
+    pattern = a.copy()
+    pattern.data[:] = 1
+    # an entry survives only where its transpose exists; values from the row of the lower index
+    mutual = sp.triu(a.multiply(pattern.T), k=1).tocoo()
+    return (
+        mutual.row.astype(itype),
+        mutual.col.astype(itype),
+        mutual.data.astype(np.float32),
+        over,
+        directed_hits // 2,
+    )
 
 
 def _check_labels(labels: Sequence[str]) -> list[str]:
@@ -124,12 +328,32 @@ class LabelGraph:
         *,
         threshold: float,
         block_size: int = 2048,
+        max_edges: int | None = DEFAULT_MAX_EDGES,
+        max_degree: int | None = None,
         progress: bool | None = None,
         metadata: dict | None = None,
     ) -> LabelGraph:
         """Threshold cosine similarities of label embeddings, block by block.
 
         Embeddings are L2-normalised here (float32). Memory is ``O(block_size * K + edges)``.
+
+        ``max_edges`` caps the undirected edges (self-loops excluded) the graph may have; the
+        default (:data:`DEFAULT_MAX_EDGES`, about 2.4 GB at the peak) is far above
+        any real label vocabulary (the 4,531 InsTag tags have 711 edges with all-MiniLM-L6-v2
+        at T=0.8). Before any block is thresholded the edge count is estimated from the
+        similarities of a sample of labels to all labels; an estimate above the cap raises
+        :class:`GraphTooLargeError` with the estimate and the memory it needs, and so does a
+        running count that crosses the cap while blocks are thresholded. ``None`` disables the
+        cap.
+
+        ``max_degree`` keeps, for each label, only its ``max_degree`` most similar labels above
+        the threshold (ties to the lower node index), and an edge only when each end is among
+        the other's kept neighbours, so no label has more than ``max_degree`` neighbours and the
+        graph at most ``K * max_degree / 2`` edges. Edges dropped this way are counted, never
+        silent: ``metadata["labels_over_max_degree"]`` (labels that had more neighbours above
+        the threshold) and ``metadata["edges_above_threshold"]`` (edges before the cap), with a
+        warning when any were dropped. Similarities are then computed over whole rows (twice
+        the work of the default upper-triangle pass).
         """
         labels = _check_labels(labels)
         emb = normalize_rows(embeddings)
@@ -138,26 +362,43 @@ class LabelGraph:
             raise ValueError(f"{n} labels but {emb.shape[0]} embedding rows")
         if not -1.0 <= threshold <= 1.0:
             raise ValueError(f"threshold must be a cosine in [-1, 1], got {threshold}")
-        rows_out: list[np.ndarray] = []
-        cols_out: list[np.ndarray] = []
-        vals_out: list[np.ndarray] = []
-        starts = range(0, n, block_size)
+        block_size = _check_count("block_size", block_size, minimum=1)
+        max_edges = _check_count("max_edges", max_edges, minimum=0, allow_none=True)
+        max_degree = _check_count("max_degree", max_degree, minimum=1, allow_none=True)
+        meta = dict(metadata or {})
+        thr = np.float32(threshold)
         show = progress if progress is not None else n > 20_000
-        for start in tqdm(starts, desc="Label graph", unit="block", disable=not show):
-            stop = min(start + block_size, n)
-            sims = emb[start:stop] @ emb[start:].T  # upper triangle: columns from `start` on
-            r, c = np.nonzero(sims >= np.float32(threshold))
-            c_abs = c + start
-            r_abs = r + start
-            keep = c_abs > r_abs  # strictly above the diagonal
-            rows_out.append(r_abs[keep])
-            cols_out.append(c_abs[keep])
-            vals_out.append(sims[r[keep], c[keep]].astype(np.float64))
-            del sims
-        r = np.concatenate(rows_out) if rows_out else np.empty(0, np.int64)
-        c = np.concatenate(cols_out) if cols_out else np.empty(0, np.int64)
-        v = np.concatenate(vals_out) if vals_out else np.empty(0)
-        diag = np.arange(n)
+        if max_edges is not None and n > block_size:
+            estimate, sampled = _estimate_edges(emb, thr, max(block_size, 1024), max_degree)
+            if estimate > max_edges:
+                raise GraphTooLargeError(
+                    _too_many_edges(n, threshold, estimate, max_edges, max_degree)
+                    + f" (estimated from the similarities of {sampled:,} sampled labels to all "
+                    "labels, before building)"
+                )
+        if max_degree is None:
+            r, c, v = _upper_edges(emb, thr, block_size, max_edges, threshold, show)
+        else:
+            r, c, v, over, above = _mutual_top_edges(
+                emb, thr, block_size, max_edges, max_degree, threshold, show
+            )
+            meta["max_degree"] = max_degree
+            meta["labels_over_max_degree"] = over
+            meta["edges_above_threshold"] = above
+            if over:
+                logger.warning(
+                    "label graph: %d of %d labels have more than max_degree=%d neighbours at "
+                    "T=%s; kept %d of about %d edges (mutual top-%d)",
+                    over,
+                    n,
+                    max_degree,
+                    threshold,
+                    r.size,
+                    above,
+                    max_degree,
+                )
+        diag = np.arange(n, dtype=np.int64)
+        v = v.astype(np.float64)
         w = sp.coo_matrix(
             (
                 np.concatenate([v, v, np.ones(n)]),
@@ -165,7 +406,7 @@ class LabelGraph:
             ),
             shape=(n, n),
         ).tocsr()
-        return cls(labels, w, threshold=float(threshold), metadata=dict(metadata or {}))
+        return cls(labels, w, threshold=float(threshold), metadata=meta)
 
     @classmethod
     def from_labels(
@@ -175,6 +416,8 @@ class LabelGraph:
         embedder: EmbedderLike | None = None,
         threshold: float | None = None,
         block_size: int = 2048,
+        max_edges: int | None = DEFAULT_MAX_EDGES,
+        max_degree: int | None = None,
         progress: bool | None = None,
     ) -> LabelGraph:
         """Embed the labels (as raw strings) and threshold their cosine similarities.
@@ -182,6 +425,7 @@ class LabelGraph:
         ``embedder``: a sentence-transformers model id or local path, or a callable
         ``list[str] -> array``; default all-MiniLM-L6-v2. ``threshold`` defaults to the value
         calibrated for a known embedder (see ``hf_mig.embedders.DEFAULT_THRESHOLDS``).
+        ``max_edges`` and ``max_degree``: see :meth:`from_embeddings`.
         """
         from .embedders import default_threshold
 
@@ -196,6 +440,8 @@ class LabelGraph:
             embeddings,
             threshold=threshold,
             block_size=block_size,
+            max_edges=max_edges,
+            max_degree=max_degree,
             progress=progress,
             metadata=meta,
         )
@@ -277,14 +523,15 @@ class LabelGraph:
     def save(self, path: str | os.PathLike) -> None:
         """Write a ``.npz`` holding ``labels, rows, cols, weights`` (all entries, both
         directions) and a JSON ``meta`` string; readable with ``numpy.load(allow_pickle=False)``.
+
+        The file is written beside ``path`` and renamed onto it, so an interrupted save never
+        leaves a truncated graph; an existing file at ``path`` is replaced.
         """
+        from .io import atomic_output
+
         w = self.weights.tocoo()
         meta = {"format_version": FORMAT_VERSION, "threshold": self.threshold, **self.metadata}
-        path = os.fspath(path)
-        parent = os.path.dirname(path)
-        if parent:
-            os.makedirs(parent, exist_ok=True)
-        with open(path, "wb") as fh:
+        with atomic_output(path, overwrite=True) as tmp, open(tmp, "wb") as fh:
             np.savez_compressed(
                 fh,
                 labels=np.array(self.labels, dtype=str),
@@ -296,17 +543,75 @@ class LabelGraph:
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> LabelGraph:
-        """Read a graph written by :meth:`save` (or any npz with labels/rows/cols/weights)."""
-        with np.load(os.fspath(path), allow_pickle=False) as z:
-            missing = {"labels", "rows", "cols", "weights"} - set(z.files)
-            if missing:
-                raise ValueError(f"{path}: not a label graph, missing arrays {sorted(missing)}")
-            meta = json.loads(str(z["meta"])) if "meta" in z.files else {}
-            labels = [str(s) for s in z["labels"].tolist()]
-            rows, cols, weights = z["rows"], z["cols"], z["weights"]
+        """Read a graph written by :meth:`save` (or any npz with labels/rows/cols/weights).
+
+        Raises ``FileNotFoundError`` for a missing file and :class:`LabelGraphFormatError`,
+        naming the file, for one that is truncated or corrupted, is not an ``.npz`` archive,
+        lacks one of the arrays ``labels, rows, cols, weights`` or holds inconsistent ones.
+        """
+        path = os.fspath(path)
+        if not os.path.exists(path):
+            raise FileNotFoundError(f"label graph {path!r} not found")
+        if os.path.isdir(path):
+            raise LabelGraphFormatError(f"{path}: is a folder, not a label graph .npz file")
+        with open(path, "rb") as fh:
+            head = fh.read(6)
+        hint = "write graphs with `hf-mig graph` or LabelGraph.save"
+        if not head.startswith(b"PK"):
+            what = "an empty file" if not head else f"a file starting with {head!r}"
+            raise LabelGraphFormatError(
+                f"{path}: not a label graph: {what}, not an .npz (zip) archive; {hint}"
+            )
+        try:
+            with np.load(path, allow_pickle=False) as z:
+                missing = [name for name in _NPZ_ARRAYS if name not in z.files]
+                if missing:
+                    raise LabelGraphFormatError(
+                        f"{path}: not a label graph: missing arrays {missing} (found "
+                        f"{sorted(z.files)}); a label graph holds {list(_NPZ_ARRAYS)}"
+                    )
+                meta_text = str(z["meta"]) if "meta" in z.files else "{}"
+                arrays = {name: z[name] for name in _NPZ_ARRAYS}
+        except LabelGraphFormatError:
+            raise
+        except (zipfile.BadZipFile, zlib.error, EOFError, OSError, ValueError) as err:
+            raise LabelGraphFormatError(
+                f"{path}: truncated or corrupted label graph .npz ({type(err).__name__}: {err}); "
+                f"write it again ({hint})"
+            ) from err
+        try:
+            meta = json.loads(meta_text)
+        except json.JSONDecodeError as err:
+            raise LabelGraphFormatError(f"{path}: array 'meta' is not JSON: {err}") from err
+        if not isinstance(meta, dict):
+            raise LabelGraphFormatError(f"{path}: array 'meta' must be a JSON object")
+        labels, rows, cols, weights = (arrays[name] for name in _NPZ_ARRAYS)
+        if labels.ndim != 1 or labels.dtype.kind not in "US":
+            raise LabelGraphFormatError(
+                f"{path}: array 'labels' must be 1-D strings, got {labels.dtype} {labels.shape}"
+            )
+        for name, arr, kinds in (
+            ("rows", rows, "iu"),
+            ("cols", cols, "iu"),
+            ("weights", weights, "fiu"),
+        ):
+            if arr.ndim != 1 or arr.dtype.kind not in kinds:
+                raise LabelGraphFormatError(
+                    f"{path}: array {name!r} must be 1-D numbers, got {arr.dtype} {arr.shape}"
+                )
         threshold = meta.pop("threshold", None)
         meta.pop("format_version", None)
-        return cls.from_edges(labels, rows, cols, weights, threshold=threshold, metadata=meta)
+        try:
+            return cls.from_edges(
+                [str(s) for s in labels.tolist()],
+                rows,
+                cols,
+                weights,
+                threshold=threshold,
+                metadata=meta,
+            )
+        except (TypeError, ValueError) as err:
+            raise LabelGraphFormatError(f"{path}: not a valid label graph: {err}") from err
 
     def __repr__(self) -> str:
         s = self.stats()

@@ -329,6 +329,42 @@ def _as_csr_parts(propagation: sp.spmatrix):
     )
 
 
+def information_bounds(
+    indptr: np.ndarray,
+    label_ids: np.ndarray,
+    weights: np.ndarray,
+    propagation: sp.spmatrix,
+    objective: Objective | None = None,
+) -> dict[str, float]:
+    """Upper bounds of what the greedy computes, to check that float64 holds it.
+
+    ``weight_total`` is the sum of the weights; ``coverage`` bounds every entry of ``x`` (that
+    total times the largest column sum of P), ``gain`` every gradient gain
+    (``w_i * phi'(0) * sum over L_i of P's row sums``) and ``objective`` E(S)
+    (``K * phi(coverage)``; exact gains are differences of such terms).
+    A bound that is not finite means the objective can overflow: rescale the weights.
+    """
+    objective = objective or Objective()
+    p = sp.csr_matrix(propagation, dtype=np.float64)
+    w = np.asarray(weights, dtype=np.float64)
+    lab = np.asarray(label_ids, dtype=np.int64)
+    counts = np.diff(np.asarray(indptr, dtype=np.int64))
+    num_labels = p.shape[0]
+    with np.errstate(over="ignore", invalid="ignore"):
+        col_max = float(np.asarray(p.sum(axis=0)).max()) if p.nnz else 0.0
+        row_sums = np.asarray(p.sum(axis=1)).ravel()
+        total = float(np.sum(w))
+        coverage = total * col_max
+        per_row = np.bincount(
+            np.repeat(np.arange(w.size), counts), weights=row_sums[lab], minlength=w.size
+        )
+        d0 = float(objective.derivative(0.0))
+        gain = float(np.max(w * per_row)) * d0 if w.size else 0.0
+        phi_max = float(objective.value(coverage))
+        bound = num_labels * phi_max
+    return {"weight_total": total, "coverage": coverage, "gain": gain, "objective": bound}
+
+
 def greedy_select(
     indptr: np.ndarray,
     label_ids: np.ndarray,
@@ -372,6 +408,15 @@ def greedy_select(
     num_labels = p_indptr.size - 1
     if lab.size and (lab.min() < 0 or lab.max() >= num_labels):
         raise ValueError(f"label ids must lie in [0, {num_labels})")
+
+    bounds = information_bounds(indptr, lab, w, propagation, objective)
+    if not all(math.isfinite(v) for v in bounds.values()):
+        raise ValueError(
+            f"weights up to {w.max():.6g} (total {bounds['weight_total']:.6g}) overflow "
+            f"float64 in the objective (bounds: coverage {bounds['coverage']:.3g}, gain "
+            f"{bounds['gain']:.3g}, E {bounds['objective']:.3g}); rescale the weights, e.g. "
+            "divide them by their maximum"
+        )
 
     if engine == "auto":
         engine = "lazy" if objective.is_concave else "scan"

@@ -11,8 +11,9 @@ from tqdm.auto import tqdm
 from ..embedders import EmbedderLike
 from ..embeddings import check_arrays as _check_arrays
 from ..embeddings import single_threaded_blas
+from ..encoding import DegeneratePoolError
 from .base import register_selector
-from .embedding_base import EmbeddingSelector
+from .embedding_base import EmbeddingSelector, all_equal, constant_scores_error
 
 logger = logging.getLogger(__name__)
 
@@ -58,6 +59,10 @@ class CaRSelector(EmbeddingSelector):
         (CaR itself embedded "Instruction: ... Input: ... Response: ..."; use
         ``embedding_text="conversation"`` for the closest equivalent).
     progress: progress bars (``None``: only for large pools).
+
+    Every row having the same score (with ``k`` below the pool size) would turn both rankings
+    into file order: :class:`hf_mig.encoding.DegeneratePoolError` is raised before any
+    embedding is computed.
 
     Fitted attributes: ``labels_`` (int64 cluster of every row), ``cluster_centers_`` (in PCA
     space), ``n_components_``, ``explained_variance_ratio_`` (kept components),
@@ -151,9 +156,17 @@ class CaRSelector(EmbeddingSelector):
             "fit_sample": self._int_option("fit_sample", self.fit_sample, 1),
         }
 
+    def check_scores(self, scores: np.ndarray, *, warn: bool = True) -> None:
+        """Equal scores make CaR's overall and per-cluster rankings file order: refused."""
+        if int(self.k) < scores.size and all_equal(scores):
+            raise DegeneratePoolError(
+                constant_scores_error("CaR", scores, self.score_column, int(self.k))
+            )
+
     def select_arrays(self, embeddings: np.ndarray, scores: np.ndarray) -> np.ndarray:
         """CaR on arrays: L2-normalised ``(n, d)`` embeddings and ``n`` finite scores."""
         x, scores = _check_arrays(embeddings, scores, self.k)
+        self.check_scores(scores)
         k = int(self.k)
         opts = self._options(len(x))
         clusters = opts["clusters"]

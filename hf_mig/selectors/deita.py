@@ -9,8 +9,9 @@ from tqdm.auto import tqdm
 
 from ..embedders import EmbedderLike
 from ..embeddings import check_arrays as _check_arrays
+from ..encoding import DegeneratePoolError
 from .base import register_selector
-from .embedding_base import EmbeddingSelector
+from .embedding_base import EmbeddingSelector, all_equal, constant_scores_error
 
 logger = logging.getLogger(__name__)
 
@@ -31,7 +32,10 @@ class DeitaSelector(EmbeddingSelector):
     k: rows to select.
     threshold: cosine similarity at or above which a row counts as redundant (paper: 0.9 on
         Tulu 3, the DEITA default).
-    score_column: the quality score (DEITA: quality x complexity), any finite numbers.
+    score_column: the quality score (DEITA: quality x complexity), any finite numbers. When
+        every row has the same score (and ``k`` is below the pool size) the visiting order
+        would be file order: :class:`hf_mig.encoding.DegeneratePoolError` is raised, before
+        any embedding is computed.
     embedding_column: L2-normalised row embeddings; computed with
         :func:`hf_mig.embeddings.ensure_embeddings` (first user turn, ``embedder``) when the
         pool lacks the column.
@@ -92,10 +96,18 @@ class DeitaSelector(EmbeddingSelector):
     def _check_options(self, n: int) -> None:
         self._validate()
 
+    def check_scores(self, scores: np.ndarray, *, warn: bool = True) -> None:
+        """Equal scores leave DEITA's score-first order to file order: refused (k < n)."""
+        if int(self.k) < scores.size and all_equal(scores):
+            raise DegeneratePoolError(
+                constant_scores_error("DEITA", scores, self.score_column, int(self.k))
+            )
+
     def select_arrays(self, embeddings: np.ndarray, scores: np.ndarray) -> np.ndarray:
         """DEITA on arrays: L2-normalised ``(n, d)`` embeddings and ``n`` finite scores."""
         threshold = self._validate()
         x, scores = _check_arrays(embeddings, scores, self.k)
+        self.check_scores(scores)
         k = int(self.k)
         picks, max_sim, examined = deita_filter(
             x, scores, k, threshold, batch_size=int(self.batch_size), progress=self.progress

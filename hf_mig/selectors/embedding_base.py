@@ -3,10 +3,39 @@
 from __future__ import annotations
 
 import numpy as np
+import pyarrow as pa
 from datasets import Dataset
 
 from ..embeddings import ensure_embeddings, read_scores
+from ..encoding import PoolValidationError, non_numeric_error
 from .base import BaseSelector
+
+
+def read_score_column(dataset: Dataset, column: str, *, what: str) -> np.ndarray:
+    """The numeric score ``column`` as float64 (see :func:`hf_mig.embeddings.read_scores`); a
+    column that does not hold numbers raises naming the first row that holds something else."""
+    if column in dataset.column_names:
+        arr = dataset.select_columns([column]).with_format("arrow")[:].column(0)
+        kind = arr.type
+        if not (
+            pa.types.is_floating(kind) or pa.types.is_integer(kind) or pa.types.is_boolean(kind)
+        ):
+            raise PoolValidationError(non_numeric_error(arr, column, f"scores for {what}"))
+    return read_scores(dataset, column, what=what)
+
+
+def all_equal(scores: np.ndarray) -> bool:
+    """Whether every score is the same (so a ranking by score cannot choose)."""
+    return scores.size > 1 and bool(np.all(scores == scores[0]))
+
+
+def constant_scores_error(label: str, scores: np.ndarray, column: str, k: int) -> str:
+    return (
+        f"{label}: every row has the same score {scores[0]:g} (column {column!r}): the "
+        f"score ranking cannot choose and would follow file order for the first {k} picks. "
+        "Score the pool first (hf-mig score), or use a method that needs no scores "
+        "(kcenter, or qdit with alpha=0, for diversity; random for an unbiased sample)."
+    )
 
 
 class EmbeddingSelector(BaseSelector):
@@ -14,13 +43,23 @@ class EmbeddingSelector(BaseSelector):
 
     Subclasses set ``score_column``, ``embedding_column``, ``embedder``, ``embedding_text`` and
     ``progress`` in ``__init__``, and implement ``select_arrays(embeddings, scores)``.
-    ``_check_options(n)`` runs before any data is read, so bad options fail fast.
+    ``_check_options(n)`` runs before any data is read, so bad options fail fast; the scores
+    are read and checked (:meth:`check_scores`) before any embedding is computed.
+    ``needs_scores`` says whether the method reads the score column at all (when it does not,
+    ``select_arrays`` gets zeros and the column may hold anything).
     """
 
     label: str = "embedding"
 
     def _check_options(self, n: int) -> None:  # pragma: no cover - overridden
         pass
+
+    @property
+    def needs_scores(self) -> bool:
+        return True
+
+    def check_scores(self, scores: np.ndarray, *, warn: bool = True) -> None:
+        """Refuse scores the method cannot select by (subclasses); ``warn``: log warnings."""
 
     def sample_embeddings(self, dataset: Dataset) -> np.ndarray:
         """L2-normalised float32 embeddings of every row, computed with ``Dataset.map`` (and
@@ -37,7 +76,11 @@ class EmbeddingSelector(BaseSelector):
         """Row indices of the ``k`` picks, in pick order."""
         self._check_k(dataset)
         self._check_options(len(dataset))
-        scores = read_scores(dataset, self.score_column, what=f"{self.label} selection")
+        if self.needs_scores:
+            scores = read_score_column(dataset, self.score_column, what=f"{self.label} selection")
+            self.check_scores(scores, warn=False)
+        else:
+            scores = np.zeros(len(dataset))
         return self.select_arrays(self.sample_embeddings(dataset), scores)
 
     def select_arrays(self, embeddings: np.ndarray, scores: np.ndarray) -> np.ndarray:

@@ -22,7 +22,13 @@ import pyarrow as pa
 from datasets import Dataset
 
 from .._jit import njit
-from ..encoding import PoolEncoding, describe_report, encode_pool, unique_labels
+from ..encoding import (
+    DegeneratePoolError,
+    PoolEncoding,
+    describe_report,
+    encode_pool,
+    unique_labels,
+)
 from .base import BaseSelector, register_selector
 from .mig import arrow_columns
 from .score import read_numeric_column
@@ -121,7 +127,8 @@ class InsTagSelector(BaseSelector):
     Order: number of distinct tags (after the vocabulary filter) descending, then score
     descending, then row index ascending. A repeated tag within a row counts once. Picks are
     returned in the order they were taken (pass by pass). Rows without any tag are never taken
-    by a pass; they come last, in sorted order, if ``k`` requires them.
+    by a pass; they come last, in sorted order, if ``k`` requires them. A pool where no row has
+    a tag (and ``k`` is below its size) raises :class:`hf_mig.encoding.DegeneratePoolError`.
 
     Fitted attributes: ``tag_counts_`` (distinct tags per row), ``pass_of_pick_`` (1-based pass
     that took each pick; 0 = taken by the final fill), ``passes_`` (number of passes),
@@ -175,24 +182,39 @@ class InsTagSelector(BaseSelector):
         k = self._check_k(dataset)
         if self.strategy not in _STRATEGIES:
             raise ValueError(f"strategy must be one of {_STRATEGIES}, got {self.strategy!r}")
-        encoding = self.encode(dataset)
-        logger.info("InsTag: %s", describe_report(encoding.report))
-        n = encoding.num_rows
-        counts = encoding.label_counts()
         score_column = self.score_column
         if score_column is not None and score_column not in dataset.column_names:
             score_column = None
-        index = np.arange(n, dtype=np.int64)
-        if score_column is None:
-            order = np.lexsort((index, -counts))
-        else:
-            scores, missing = read_numeric_column(dataset, score_column)
+        scores = None
+        if score_column is not None:
+            try:
+                scores, missing = read_numeric_column(dataset, score_column)
+            except ValueError as err:
+                raise type(err)(
+                    f"{err} (the tie-break score; pass score_column=None to break ties by row "
+                    "index only)"
+                ) from err
             if missing.any():
                 row = int(np.flatnonzero(missing)[0])
                 raise ValueError(
                     f"row {row}: column {score_column!r} (the tie-break score) is null or NaN "
                     f"({int(missing.sum())} rows affected); fix it or pass score_column=None"
                 )
+        encoding = self.encode(dataset)
+        logger.info("InsTag: %s", describe_report(encoding.report))
+        n = encoding.num_rows
+        if encoding.report["rows_with_labels"] == 0 and k < n:
+            raise DegeneratePoolError(
+                f"no row of the pool has a tag in column {self.labels_column!r}"
+                + (" within the vocabulary" if self.vocabulary is not None else "")
+                + ": #InsTag would order the rows by score and row index alone. Tag the pool "
+                "first (hf-mig tag)."
+            )
+        counts = encoding.label_counts()
+        index = np.arange(n, dtype=np.int64)
+        if scores is None:
+            order = np.lexsort((index, -counts))
+        else:
             order = np.lexsort((index, -scores, -counts))
         order = np.ascontiguousarray(order, dtype=np.int64)
         picks, pass_of = _complexity_first(

@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
+import logging
+
 import numpy as np
 from datasets import Dataset
 from tqdm.auto import tqdm
 
 from ..embedders import EmbedderLike
 from ..embeddings import check_arrays as _check_arrays
-from ..embeddings import ensure_embeddings, read_scores, update_min_distance
+from ..embeddings import ensure_embeddings, update_min_distance
 from .base import BaseSelector, register_selector
+from .embedding_base import all_equal, read_score_column
+
+logger = logging.getLogger(__name__)
 
 _STARTS = ("score", "random")
 
@@ -35,7 +40,8 @@ class KCenterSelector(BaseSelector):
     k: rows to select.
     start: ``"score"``, ``"random"`` or a row index for the first pick.
     seed: random generator seed for ``start="random"``.
-    score_column: used by ``start="score"`` only.
+    score_column: used by ``start="score"`` only (equal scores start from row 0, with a
+        warning: only the first pick depends on the scores).
     embedding_column, embedder, embedding_text: as in :class:`DeitaSelector`.
     pool_max: most rows kept exact between two full distance updates.
     flush_every: most picks between two full distance updates.
@@ -75,11 +81,18 @@ class KCenterSelector(BaseSelector):
         start = self.start
         if isinstance(start, str):
             if start == "score":
-                scores = read_scores(
+                scores = read_score_column(
                     dataset,
                     self.score_column,
                     what='k-center selection with start="score" (or pass start="random")',
                 )
+                if all_equal(scores):
+                    logger.warning(
+                        "k-center: every row has the same score %g (column %r); start='score' "
+                        "starts from row 0",
+                        scores[0],
+                        self.score_column,
+                    )
                 return int(np.argmax(scores))  # first maximum: lowest index among ties
             if start == "random":
                 return int(np.random.default_rng(self.seed).integers(n))

@@ -11,9 +11,15 @@ import pyarrow as pa
 from datasets import Dataset
 
 from ..embedders import EmbedderLike, default_threshold, embedder_name
-from ..encoding import PoolEncoding, describe_report, encode_pool, unique_labels
-from ..graph import LabelGraph
-from ..greedy import GreedyResult, greedy_select
+from ..encoding import (
+    DegeneratePoolError,
+    PoolEncoding,
+    describe_report,
+    encode_pool,
+    unique_labels,
+)
+from ..graph import DEFAULT_MAX_EDGES, LabelGraph
+from ..greedy import GreedyResult, greedy_select, information_bounds
 from ..objective import Objective
 from .base import BaseSelector, register_selector
 
@@ -30,6 +36,9 @@ def arrow_columns(dataset: Dataset, columns: Sequence[str]) -> pa.Table:
     return dataset.select_columns(list(columns)).with_format("arrow")[:]
 
 
+GAIN_COLUMNS = ("mig_rank", "mig_gain")
+
+
 @register_selector("mig")
 class MIGSelector(BaseSelector):
     """MIG: select ``k`` rows greedily maximising the label-graph information ``E(S)``.
@@ -42,6 +51,10 @@ class MIGSelector(BaseSelector):
         ``threshold``.
     embedder, threshold: how to build that graph. ``threshold=None`` uses the value calibrated
         for the embedder (0.9 for E5-Mistral as in the paper; see ``DEFAULT_THRESHOLDS``).
+    max_edges, max_degree: limits of that graph (see :meth:`LabelGraph.from_embeddings`):
+        building refuses, before the work, a graph estimated to have more than ``max_edges``
+        edges (default ``hf_mig.graph.DEFAULT_MAX_EDGES``, 20M, about 2.4 GB); ``max_degree``
+        keeps each label's ``max_degree`` closest neighbours only (default: all).
     phi, phi_a, phi_b, phi_alpha: the information function (``"pow"``: ``(x+a)^b``;
         ``"exp"``: ``1 - exp(-alpha x)``).
     prop_weight: weight of off-diagonal graph edges in propagation (0 = none).
@@ -49,12 +62,28 @@ class MIGSelector(BaseSelector):
     gain: ``"gradient"`` (the authors' rule, default) or ``"exact"`` (marginal gain).
     labels_column, score_column: where labels (list of strings) and scores (numbers >= 0) are.
     vocabulary: optional labels to restrict to; others are ignored (and counted).
+    min_coverage: the least share of rows that must have at least one label in the label graph
+        (default 0.5; 0 disables the check). Rows without such a label carry no information and
+        are picked last, in file order, so below the floor the selection says little; the
+        error gives the row and label-occurrence coverage. A pool where *no* row has a label
+        in the graph is refused whatever this says.
     record_gains: ``select`` adds ``mig_rank`` (0-based pick order) and ``mig_gain`` columns.
+        A pool that already has either column is refused before the work unless
+        ``overwrite_gain_columns=True``, which replaces them in the selection.
     engine: ``"auto"`` (lazy greedy when exact, else the full scan), ``"lazy"`` or ``"scan"``.
     progress: show progress bars (``None``: only for long steps).
 
+    Degenerate inputs raise :class:`hf_mig.encoding.DegeneratePoolError` (a ``ValueError``)
+    before the greedy runs, instead of returning the first ``k`` rows in file order: no row with
+    a label in the graph, row coverage below ``min_coverage``, every row that has a label
+    scored 0, or scores so large that the objective overflows float64 (the message gives the
+    largest score; rescale the scores). When fewer than ``k`` rows carry information (a label
+    in the graph and a score above 0) the rest are picked in file order, with a warning.
+
     After ``select_indices``, the fitted attributes ``result_`` (picks, gains, objective trace,
-    lazy-evaluation stats), ``label_graph_``, ``encoding_report_`` are available.
+    lazy-evaluation stats), ``label_graph_``, ``encoding_report_`` (see
+    :func:`hf_mig.encoding.encode_pool`: counts, ``row_coverage``, ``occurrence_coverage``,
+    plus ``rows_with_information``) are available.
     """
 
     def __init__(
@@ -64,6 +93,8 @@ class MIGSelector(BaseSelector):
         label_graph: LabelGraph | str | os.PathLike | None = None,
         embedder: EmbedderLike | None = None,
         threshold: float | None = None,
+        max_edges: int | None = DEFAULT_MAX_EDGES,
+        max_degree: int | None = None,
         phi: str = "pow",
         phi_a: float = 1e-6,
         phi_b: float = 0.8,
@@ -74,7 +105,9 @@ class MIGSelector(BaseSelector):
         labels_column: str = "labels",
         score_column: str = "score",
         vocabulary: Collection[str] | None = None,
+        min_coverage: float = 0.5,
         record_gains: bool = False,
+        overwrite_gain_columns: bool = False,
         engine: str = "auto",
         progress: bool | None = None,
     ):
@@ -82,6 +115,8 @@ class MIGSelector(BaseSelector):
         self.label_graph = label_graph
         self.embedder = embedder
         self.threshold = threshold
+        self.max_edges = max_edges
+        self.max_degree = max_degree
         self.phi = phi
         self.phi_a = phi_a
         self.phi_b = phi_b
@@ -92,7 +127,9 @@ class MIGSelector(BaseSelector):
         self.labels_column = labels_column
         self.score_column = score_column
         self.vocabulary = vocabulary
+        self.min_coverage = min_coverage
         self.record_gains = record_gains
+        self.overwrite_gain_columns = overwrite_gain_columns
         self.engine = engine
         self.progress = progress
 
@@ -108,12 +145,15 @@ class MIGSelector(BaseSelector):
             graph_desc = repr(graph)
         else:
             graph_desc = None if graph is None else os.fspath(graph)
+        built = graph is None
         return {
             "method": "mig",
             "k": self.k,
             "label_graph": graph_desc,
-            "embedder": None if graph is not None else embedder_name(self.embedder),
+            "embedder": embedder_name(self.embedder) if built else None,
             "threshold": self.threshold,
+            "max_edges": self.max_edges if built else None,
+            "max_degree": self.max_degree if built else None,
             **self.objective.to_dict(),
             "prop_weight": self.prop_weight,
             "norm": self.norm,
@@ -121,9 +161,30 @@ class MIGSelector(BaseSelector):
             "labels_column": self.labels_column,
             "score_column": self.score_column,
             "vocabulary_size": None if self.vocabulary is None else len(self.vocabulary),
+            "min_coverage": self.min_coverage,
         }
 
-    def _resolve_graph(self, table: pa.Table) -> LabelGraph:
+    def _check_options(self, dataset: Dataset) -> float:
+        """Options and the pool's columns that can be checked before reading any data."""
+        if self.norm not in (True, False):
+            raise TypeError(f"norm must be a bool, got {self.norm!r}")
+        floor = self._min_coverage()
+        for name in ("record_gains", "overwrite_gain_columns"):
+            if getattr(self, name) not in (True, False):
+                raise TypeError(f"{name} must be a bool, got {getattr(self, name)!r}")
+        if self.record_gains and not self.overwrite_gain_columns:
+            taken = [c for c in GAIN_COLUMNS if c in dataset.column_names]
+            if taken:
+                raise ValueError(
+                    f"record_gains=True would replace the pool's existing column(s) {taken}; "
+                    "rename or remove them first, or pass overwrite_gain_columns=True to "
+                    "replace them in the selection"
+                )
+        return floor
+
+    def _graph_or_labels(self, table: pa.Table) -> tuple[LabelGraph | None, list[str]]:
+        """The given label graph (restricted to ``vocabulary``) and its labels, or ``None`` and
+        the pool's own labels when the graph has to be built."""
         graph = self.label_graph
         if isinstance(graph, (str, os.PathLike)):
             graph = LabelGraph.load(graph)
@@ -132,13 +193,7 @@ class MIGSelector(BaseSelector):
             if self.vocabulary is not None:
                 allowed = set(self.vocabulary)
                 labels = [label for label in labels if label in allowed]
-            threshold = self.threshold
-            if threshold is None:
-                threshold = default_threshold(self.embedder)
-            logger.info("Building the label graph over %d labels (T=%s)", len(labels), threshold)
-            return LabelGraph.from_labels(
-                labels, embedder=self.embedder, threshold=threshold, progress=self.progress
-            )
+            return None, labels
         if not isinstance(graph, LabelGraph):
             raise TypeError(f"label_graph must be a LabelGraph or a path, got {type(graph)}")
         if self.vocabulary is not None:
@@ -146,24 +201,121 @@ class MIGSelector(BaseSelector):
             keep = [label for label in graph.labels if label in allowed]
             if len(keep) != graph.num_labels:
                 graph = graph.subgraph(keep)
-        return graph
+        return graph, graph.labels
+
+    def _build_graph(self, labels: list[str]) -> LabelGraph:
+        threshold = self.threshold
+        if threshold is None:
+            threshold = default_threshold(self.embedder)
+        logger.info("Building the label graph over %d labels (T=%s)", len(labels), threshold)
+        return LabelGraph.from_labels(
+            labels,
+            embedder=self.embedder,
+            threshold=threshold,
+            max_edges=self.max_edges,
+            max_degree=self.max_degree,
+            progress=self.progress,
+        )
 
     def encode(self, dataset: Dataset) -> tuple[PoolEncoding, LabelGraph]:
-        """Validate and encode the pool's columns against the label graph's vocabulary."""
+        """Validate and encode the pool's columns against the label graph's vocabulary.
+
+        The pool is checked (:meth:`check_encoding`) before a missing graph is built.
+        """
         table = arrow_columns(dataset, [self.labels_column, self.score_column])
-        graph = self._resolve_graph(table)
+        graph, labels = self._graph_or_labels(table)
         encoding = encode_pool(
-            table, graph.labels, labels_column=self.labels_column, score_column=self.score_column
+            table, labels, labels_column=self.labels_column, score_column=self.score_column
         )
+        self.check_encoding(encoding, given_graph=graph is not None)
+        if graph is None:
+            graph = self._build_graph(labels)
         return encoding, graph
+
+    def check_encoding(self, encoding: PoolEncoding, *, given_graph: bool = True) -> None:
+        """Refuse a pool that leaves MIG nothing to decide by (see the class docstring); add
+        ``rows_with_information`` to the report and warn when it is below ``k``."""
+        report = encoding.report
+        column = self.labels_column
+        floor = self._min_coverage()
+        n = encoding.num_rows
+        where = "the label graph" if given_graph else "the vocabulary"
+        outside = report.get("examples_outside_vocabulary") or []
+        examples = f" (pool labels not in it, e.g. {outside[:3]})" if outside else ""
+        if report["rows_with_labels"] == 0:
+            if report["label_occurrences"] == 0:
+                raise DegeneratePoolError(
+                    f"no row of the pool has a label (column {column!r} holds only empty "
+                    "lists): MIG has nothing to select by and would return the first k rows in "
+                    "file order. Tag the pool first (hf-mig tag)."
+                )
+            raise DegeneratePoolError(
+                f"no row of the pool has a label in {where} ({len(encoding.vocabulary):,} labels): "
+                f"{report['label_occurrences']:,} label occurrences, none known{examples}. "
+                "MIG would return the first k rows in file order. Use a label graph built over "
+                "the pool's labels (hf-mig graph), or tag the pool with the graph's vocabulary."
+            )
+        coverage = report["row_coverage"]
+        if coverage < floor:
+            raise DegeneratePoolError(
+                f"only {report['rows_with_labels']:,} of {n:,} rows ({coverage:.1%}) have a label "
+                f"in {where}, below min_coverage={floor:g}; the label occurrences it covers: "
+                f"{report['occurrence_coverage']:.1%}{examples}. Rows without such a label are "
+                "picked last in file order. Use a graph over the pool's own labels, or pass a "
+                "lower min_coverage (0 disables the check) to select anyway."
+            )
+        weights = encoding.weights(self.norm)
+        informative = (encoding.label_counts() > 0) & (weights > 0)
+        report["rows_with_information"] = int(informative.sum())
+        if not informative.any():
+            raise DegeneratePoolError(
+                f"every row with a label in {where} has score 0 (column "
+                f"{self.score_column!r}): every gain is 0 and MIG would return the first k rows "
+                "in file order. Score the pool first (hf-mig score), or check the score column."
+            )
+        k = int(self.k)
+        if report["rows_with_information"] < k:
+            logger.warning(
+                "MIG: only %d rows have a label in %s and a score above 0; the other %d of "
+                "k=%d picks carry no information and follow file order",
+                report["rows_with_information"],
+                where,
+                k - report["rows_with_information"],
+                k,
+            )
+
+    def _min_coverage(self) -> float:
+        floor = self.min_coverage
+        if (
+            isinstance(floor, bool)
+            or not isinstance(floor, (int, float, np.integer, np.floating))
+            or not 0.0 <= float(floor) <= 1.0
+        ):
+            raise ValueError(
+                f"min_coverage must be a number in [0, 1] (0 disables the check), got {floor!r}"
+            )
+        return float(floor)
+
+    def _check_bounds(self, encoding: PoolEncoding, weights: np.ndarray, propagation) -> None:
+        bounds = information_bounds(
+            encoding.indptr, encoding.label_ids, weights, propagation, self.objective
+        )
+        if not all(np.isfinite(v) for v in bounds.values()):
+            top = int(np.argmax(encoding.scores))
+            raise DegeneratePoolError(
+                f"scores too large: the MIG objective would overflow float64 (largest score "
+                f"{encoding.scores[top]:.6g} in row {top} of column {self.score_column!r}, sum "
+                f"of weights {bounds['weight_total']:.3g}, bound on a gain "
+                f"{bounds['gain']:.3g}). Rescale the scores, e.g. divide the column by its "
+                "maximum."
+            )
 
     # ------------------------------------------------------------------ work
     def select_indices(self, dataset: Dataset) -> np.ndarray:
         """Row indices of the ``k`` picks, in pick order."""
         k = self._check_k(dataset)
         objective = self.objective
-        if self.norm not in (True, False):
-            raise TypeError(f"norm must be a bool, got {self.norm!r}")
+        self._check_options(dataset)
         encoding, graph = self.encode(dataset)
         message = describe_report(encoding.report)
         if encoding.report.get("labels_outside_vocabulary") or encoding.report.get(
@@ -173,10 +325,12 @@ class MIGSelector(BaseSelector):
         else:
             logger.info("MIG: %s", message)
         propagation = graph.propagation_matrix(self.prop_weight)
+        weights = encoding.weights(self.norm)
+        self._check_bounds(encoding, weights, propagation)
         result = greedy_select(
             encoding.indptr,
             encoding.label_ids,
-            encoding.weights(self.norm),
+            weights,
             propagation,
             k,
             objective,
@@ -197,12 +351,18 @@ class MIGSelector(BaseSelector):
 
     def rows(self, dataset: Dataset, indices: np.ndarray) -> Dataset:
         """``dataset.select(indices)`` with ``mig_rank`` / ``mig_gain`` when ``record_gains``
-        (``indices``: what :meth:`select_indices` just returned for ``dataset``)."""
+        (``indices``: what :meth:`select_indices` just returned for ``dataset``). Existing
+        columns of those names are replaced only with ``overwrite_gain_columns=True``."""
         subset = dataset.select(indices)
         if self.record_gains:
-            for name in ("mig_rank", "mig_gain"):
-                if name in subset.column_names:
-                    subset = subset.remove_columns(name)
+            taken = [name for name in GAIN_COLUMNS if name in subset.column_names]
+            if taken and not self.overwrite_gain_columns:
+                raise ValueError(
+                    f"record_gains=True would replace the pool's existing column(s) {taken}; "
+                    "pass overwrite_gain_columns=True to replace them"
+                )
+            if taken:
+                subset = subset.remove_columns(taken)
             subset = subset.add_column("mig_rank", np.arange(len(indices), dtype=np.int64))
             subset = subset.add_column("mig_gain", self.result_.gains.astype(np.float64))
         return subset

@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+import logging
+
 import numpy as np
 from tqdm.auto import tqdm
 
 from ..embedders import EmbedderLike
 from ..embeddings import check_arrays as _check_arrays
+from ..encoding import DegeneratePoolError
 from .base import register_selector
-from .embedding_base import EmbeddingSelector
+from .embedding_base import EmbeddingSelector, all_equal, constant_scores_error
+
+logger = logging.getLogger(__name__)
 
 _ENGINES = ("lazy", "scan")
 
@@ -55,7 +60,10 @@ class QDITSelector(EmbeddingSelector):
     ----------
     k: rows to select.
     alpha: weight of quality (paper: 0.7); ``0`` = pure diversity, ``1`` = top score.
-    score_column: quality score (any finite numbers).
+    score_column: quality score (any finite numbers); not read when ``alpha = 0``. When every
+        row has the same score, ``alpha = 1`` raises
+        :class:`hf_mig.encoding.DegeneratePoolError` (every gain would be 0: file order) and
+        any other ``alpha`` logs a warning (the selection is then pure diversity).
     embedding_column, embedder, embedding_text: as in :class:`DeitaSelector`.
     n_facilities: size of the facility sample (``None``: every row).
     seed: seed of the facility sample.
@@ -119,10 +127,33 @@ class QDITSelector(EmbeddingSelector):
     def _check_options(self, n: int) -> None:
         self._validate()
 
+    @property
+    def needs_scores(self) -> bool:
+        """``alpha = 0`` is pure diversity: the score column is not read."""
+        return self.alpha != 0
+
+    def check_scores(self, scores: np.ndarray, *, warn: bool = True) -> None:
+        """Equal scores: refused with ``alpha = 1`` (every gain 0, file order), a warning
+        otherwise (the quality term is 0 and the selection is pure diversity)."""
+        if self.alpha == 0 or int(self.k) >= scores.size or not all_equal(scores):
+            return
+        if self.alpha == 1:
+            raise DegeneratePoolError(
+                constant_scores_error("QDIT (alpha=1)", scores, self.score_column, int(self.k))
+            )
+        if warn:
+            logger.warning(
+                "QDIT: every row has the same score %g (column %r); the quality term is 0 and "
+                "the selection is pure diversity, as with alpha=0",
+                scores[0],
+                self.score_column,
+            )
+
     def select_arrays(self, embeddings: np.ndarray, scores: np.ndarray) -> np.ndarray:
         """QDIT on arrays: L2-normalised ``(n, d)`` embeddings and ``n`` finite scores."""
         self._validate()
         x, scores = _check_arrays(embeddings, scores, self.k)
+        self.check_scores(scores)
         k = int(self.k)
         n = len(x)
         if self.n_facilities is None or self.n_facilities >= n:

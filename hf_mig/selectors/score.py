@@ -11,6 +11,7 @@ Columns may be nested: ``"ifd_score.content"`` reads field ``content`` of the st
 
 from __future__ import annotations
 
+import logging
 from typing import Literal
 
 import numpy as np
@@ -18,8 +19,11 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from datasets import Dataset
 
+from ..encoding import DegeneratePoolError, PoolValidationError, non_numeric_error
 from .base import BaseSelector, register_selector
 from .mig import arrow_columns
+
+logger = logging.getLogger(__name__)
 
 NanPolicy = Literal["raise", "last"]
 _NAN_POLICIES = ("raise", "last")
@@ -47,7 +51,7 @@ def read_numeric_column(dataset: Dataset, column: str) -> tuple[np.ndarray, np.n
     row has no value, and ``missing``, a bool mask of the rows whose value is null or NaN (a
     null struct along the path counts as null). Integer and boolean columns are converted to
     float64. Raises ``ValueError`` when the column (or a field on the path) does not exist or
-    does not hold numbers.
+    does not hold numbers (naming the first row that holds something else).
     """
     top, path = resolve_column_path(dataset, column)
     arr = arrow_columns(dataset, [top]).column(top)
@@ -67,8 +71,10 @@ def read_numeric_column(dataset: Dataset, column: str) -> tuple[np.ndarray, np.n
         arr = pc.struct_field(arr, field)  # a null struct gives a null field
         walked = f"{walked}.{field}"
     kind = arr.type
+    if pa.types.is_null(kind):  # every row is null
+        return np.full(len(arr), np.nan), np.ones(len(arr), dtype=bool)
     if not (pa.types.is_integer(kind) or pa.types.is_floating(kind) or pa.types.is_boolean(kind)):
-        raise ValueError(f"column {column!r} must hold numbers (one per row), got type {kind}")
+        raise PoolValidationError(non_numeric_error(arr, column, "values to rank by"))
     values = arr.cast(pa.float64()).to_numpy(zero_copy_only=False).astype(np.float64, copy=True)
     missing = np.isnan(values)
     if arr.null_count:
@@ -106,9 +112,12 @@ class ScoreSelector(BaseSelector):
         first such row. ``"last"``: they rank after every row that has a value, in row order,
         and are not subject to the range filter.
 
-    Ties go to the lowest row index. Values may be negative (rewards) or infinite. Raises
-    ``ValueError`` when fewer than ``k`` rows qualify, saying how many do and why the others
-    do not; ``k`` above the pool size or ``k <= 0`` also raise.
+    Ties go to the lowest row index (a tie at the cut is logged as a warning). Values may be
+    negative (rewards) or infinite. Raises ``ValueError`` when fewer than ``k`` rows qualify,
+    saying how many do and why the others do not; ``k`` above the pool size or ``k <= 0`` also
+    raise. When ``k`` is below the pool size and every qualifying row has the same value (or
+    no row has a value), the ranking cannot choose and would return the first ``k`` rows in
+    file order: :class:`hf_mig.encoding.DegeneratePoolError` (a ``ValueError``) is raised.
 
     Fitted attributes (after ``select_indices``): ``column_`` (the column read), ``values_``
     (float64 per row, NaN where missing), ``n_missing_``, ``n_below_``, ``n_above_`` (rows
@@ -221,9 +230,55 @@ class ScoreSelector(BaseSelector):
                 f"{self._range_text(lo, hi)} ({'; '.join(reasons)}), fewer than k = {k}. "
                 "Lower k or widen the range."
             )
+        self._check_not_degenerate(column, values, rows, ranked, k, (lo, hi))
         picks = ranked[:k].astype(np.int64)
         self.selected_values_ = values[picks]
         return picks
+
+    def _check_not_degenerate(
+        self,
+        column: str,
+        values: np.ndarray,
+        rows: np.ndarray,
+        ranked: np.ndarray,
+        k: int,
+        bounds: tuple[float | None, float | None],
+    ) -> None:
+        """Refuse a ranking that cannot choose (every candidate value equal, or no candidate),
+        which would return the first ``k`` rows in file order; warn when a tie at the cut is
+        broken by row order. ``rows``: the rows with a value in range; ``ranked``: the order."""
+        if k >= values.size:
+            return
+        if rows.size == 0:
+            raise DegeneratePoolError(
+                f"no row has {self._describe()} in column {column!r} "
+                f"{self._range_text(*bounds)}: every pick would be a row without one, in file "
+                "order. Fix the column or rank by another one."
+            )
+        if rows.size <= k:
+            return
+        candidates = values[rows]
+        first = candidates[0]
+        if np.all(candidates == first):
+            raise DegeneratePoolError(
+                f"all {rows.size:,} rows that qualify have the same value {first:g} in column "
+                f"{column!r}: the ranking cannot choose among them and would return the first "
+                f"{k} rows in file order. Rank by a column that varies, or use method='random' "
+                "for an unbiased sample."
+            )
+        cut = values[ranked[k - 1]]  # rows.size > k: the first k ranked rows have values
+        tied = int(np.count_nonzero(candidates == cut))
+        taken = int(np.count_nonzero(values[ranked[:k]] == cut))
+        if tied > taken:
+            logger.warning(
+                "%s: %d rows share the value %g of column %r at the cut; %d of them are taken, "
+                "the lowest row indices first",
+                type(self).__name__,
+                tied,
+                cut,
+                column,
+                taken,
+            )
 
     def _above_note(self) -> str:
         return ""
