@@ -53,6 +53,28 @@ def _add_pool_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--num-proc", type=int, default=None, help="processes for Dataset.map steps")
 
 
+def _add_graph_limit_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--max-edges",
+        type=int,
+        default=None,
+        help="refuse, before building it, a label graph estimated to hold more edges "
+        "(default: hf_mig.graph.DEFAULT_MAX_EDGES, 20M, ~2.4 GB)",
+    )
+    p.add_argument(
+        "--max-degree",
+        type=int,
+        default=None,
+        help="keep only each label's closest MAX_DEGREE neighbours (default: all)",
+    )
+
+
+def _graph_limits(args) -> dict:
+    """``max_edges``/``max_degree`` given on the command line (the library defaults otherwise)."""
+    limits = {"max_edges": args.max_edges, "max_degree": args.max_degree}
+    return {key: value for key, value in limits.items() if value is not None}
+
+
 def _add_graph_args(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--embedder",
@@ -112,6 +134,18 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--gain", default="gradient", choices=["gradient", "exact"])
     s.add_argument("--engine", default="auto", choices=["auto", "lazy", "scan"])
     s.add_argument("--record-gains", action="store_true", help="add mig_rank and mig_gain columns")
+    s.add_argument(
+        "--overwrite-gain-columns",
+        action="store_true",
+        help="with --record-gains, replace mig_rank/mig_gain columns the pool already has",
+    )
+    s.add_argument(
+        "--min-coverage",
+        type=float,
+        default=None,
+        help="mig: least share of rows with a label in the graph (default 0.5; 0 disables)",
+    )
+    _add_graph_limit_args(s)
     s.add_argument("--summary-json", help="write the selection summary (JSON) here")
     s.add_argument(
         "--indices-out",
@@ -132,6 +166,7 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--labels-column", default="labels")
     g.add_argument("--split", default="train")
     _add_graph_args(g)
+    _add_graph_limit_args(g)
     _add_overwrite_arg(g)
     g.set_defaults(func=cmd_graph)
 
@@ -239,8 +274,12 @@ def cmd_select(args) -> int:
             score_column=args.score_column,
             vocabulary=vocabulary,
             record_gains=args.record_gains,
+            overwrite_gain_columns=args.overwrite_gain_columns,
             engine=args.engine,
+            **_graph_limits(args),
         )
+        if args.min_coverage is not None:
+            options["min_coverage"] = args.min_coverage
     else:
         from .selectors import SELECTORS
 
@@ -310,7 +349,11 @@ def cmd_graph(args) -> int:
     else:
         raise SystemExit("hf-mig graph: give a POOL, a --vocabulary file, or both")
     graph = LabelGraph.from_labels(
-        labels, embedder=args.embedder, threshold=args.threshold, progress=True
+        labels,
+        embedder=args.embedder,
+        threshold=args.threshold,
+        progress=True,
+        **_graph_limits(args),
     )
     with atomic_output(args.out, overwrite=args.overwrite) as tmp:
         graph.save(tmp)

@@ -119,3 +119,34 @@ def test_random_with_text_scores_writes_everything(tmp_path, capsys):
     assert numbers["not_summarised"] == {"score": "not numeric (string)"}
     assert "column 'score' not summarised" in capsys.readouterr().out
     assert len(out.read_text().splitlines()) == 4
+
+
+def test_degenerate_pools_exit_2_with_the_options_to_go_on(pool_and_graph, tmp_path, capsys):
+    pool, _, rows = pool_and_graph
+    other = tmp_path / "other.npz"
+    LabelGraph.from_edges(["chemistry", "history"], [], [], []).save(other)
+    out = tmp_path / "o.jsonl"
+    assert _select(pool, other, "-k", 5, "-o", out) == 2
+    assert "label" in capsys.readouterr().err and not out.exists()
+    # a graph covering a third of the rows: refused at the default floor, accepted below it
+    part = tmp_path / "part.npz"
+    LabelGraph.from_edges(["poetry"], [], [], []).save(part)
+    covered = sum(1 for r in rows if "poetry" in r["labels"]) / len(rows)
+    assert covered < 0.5
+    assert _select(pool, part, "-k", 5, "-o", out) == 2
+    assert "below min_coverage=0.5" in capsys.readouterr().err
+    assert _select(pool, part, "-k", 5, "-o", out, "--min-coverage", covered / 2) == 0
+    picked = [json.loads(line)["id"] for line in out.read_text().splitlines()]
+    assert all("poetry" in rows[i]["labels"] for i in picked)
+
+
+def test_graph_command_bounds_the_edges(tmp_path, capsys):
+    vocab = tmp_path / "vocab.txt"
+    vocab.write_text("python programming\npython coding\ncode in python\ncooking recipe\n")
+    out = tmp_path / "g.npz"
+    argv = ["-q", "graph", "--vocabulary", str(vocab), "-o", str(out), "--threshold", "0.0"]
+    assert cli.main([*argv, "--max-edges", "2"]) == 2
+    assert "edges" in capsys.readouterr().err and not out.exists()
+    assert cli.main([*argv, "--max-degree", "1"]) == 0
+    graph = LabelGraph.load(out)
+    assert max(len(graph.neighbors(label)) for label in graph.labels) <= 1
