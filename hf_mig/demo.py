@@ -7,14 +7,18 @@ random selection of the same size.
 
 from __future__ import annotations
 
+import hashlib
+import json
 import os
 import textwrap
 import time
+from pathlib import Path
 
 import numpy as np
 from datasets import Dataset, load_dataset
 
 from .graph import LabelGraph
+from .io import OutputExistsError, atomic_output, check_output, save_dataset, write_text_atomic
 from .resources import demo_pool_path
 from .scorers import LengthScorer
 from .selectors import MIGSelector, RandomSelector
@@ -24,6 +28,80 @@ from .summary import selection_summary
 def _excerpt(messages: list[dict], width: int = 60) -> str:
     text = next((m["content"] for m in messages if m["role"] == "user"), "")
     return textwrap.shorten(" ".join(text.split()), width=width, placeholder="...")
+
+
+#: Files the demo writes into its ``--out`` folder.
+DEMO_OUTPUTS = ("mig_subset.jsonl", "label_graph.npz")
+#: Records, in the ``--out`` folder, the files the demo wrote and their sha256.
+DEMO_MANIFEST = ".hf-mig-demo.json"
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        while block := fh.read(1 << 20):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _written_by_demo(folder: Path) -> dict[str, str]:
+    """``{file name: sha256}`` of the outputs an earlier demo run recorded in ``folder``."""
+    try:
+        files = json.loads((folder / DEMO_MANIFEST).read_text(encoding="utf-8"))["files"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return {}
+    return {k: v for k, v in files.items() if isinstance(v, str)} if isinstance(files, dict) else {}
+
+
+def check_demo_outputs(out_dir: str | os.PathLike) -> dict[str, bool]:
+    """Check, before any work, that the demo may write its outputs into ``out_dir``.
+
+    Returns ``{file name: overwrite}``: a file is replaced only when an earlier demo run wrote
+    it and it is unchanged since (its sha256 is the one recorded in ``DEMO_MANIFEST``). Raises
+    :class:`~hf_mig.io.OutputExistsError` for any other existing file; nothing else in the
+    folder is touched.
+    """
+    folder = Path(out_dir)
+    recorded = _written_by_demo(folder)
+    plan: dict[str, bool] = {}
+    for name in DEMO_OUTPUTS:
+        path = folder / name
+        ours = path.is_file() and recorded.get(name) == _sha256(path)
+        try:
+            check_output(path, overwrite=ours)
+        except OutputExistsError:
+            raise OutputExistsError(
+                f"{path}: exists and was not written by hf-mig demo (or was changed since); "
+                "move it away or choose another --out folder"
+            ) from None
+        plan[name] = ours
+    return plan
+
+
+def write_demo_outputs(
+    subset: Dataset,
+    graph: LabelGraph,
+    out_dir: str | os.PathLike,
+    plan: dict[str, bool] | None = None,
+) -> list[Path]:
+    """Write the selected subset (JSON Lines) and the label graph into ``out_dir``.
+
+    ``plan`` comes from :func:`check_demo_outputs` (called here when not given). Each file is
+    written atomically, then recorded with its sha256 in ``DEMO_MANIFEST`` so that a later run
+    replaces it, and only it. Returns the paths written.
+    """
+    folder = Path(out_dir)
+    if plan is None:
+        plan = check_demo_outputs(folder)
+    subset_path, graph_path = (folder / name for name in DEMO_OUTPUTS)
+    save_dataset(subset, subset_path, overwrite=plan[subset_path.name])
+    with atomic_output(graph_path, overwrite=plan[graph_path.name]) as tmp:
+        graph.save(tmp)
+    recorded = _written_by_demo(folder)
+    recorded.update({p.name: _sha256(p) for p in (subset_path, graph_path)})
+    manifest = json.dumps({"files": recorded}, indent=2, sort_keys=True) + "\n"
+    write_text_atomic(folder / DEMO_MANIFEST, manifest, overwrite=True)
+    return [subset_path, graph_path]
 
 
 def build_demo_pool(progress: bool = True) -> Dataset:
@@ -37,7 +115,12 @@ def build_demo_pool(progress: bool = True) -> Dataset:
 
 
 def run_demo(k: int = 40, out_dir: str | os.PathLike | None = None, echo=print) -> dict:
-    """Run the demo; print the account with ``echo`` and return its numbers."""
+    """Run the demo; print the account with ``echo`` and return its numbers.
+
+    With ``out_dir``, the outputs are checked first (:func:`check_demo_outputs`) and written
+    with :func:`write_demo_outputs`.
+    """
+    plan = check_demo_outputs(out_dir) if out_dir is not None else None
     start = time.perf_counter()
     pool = build_demo_pool()
     labels = sorted({label for row in pool["labels"] for label in row})
@@ -93,10 +176,8 @@ def run_demo(k: int = 40, out_dir: str | os.PathLike | None = None, echo=print) 
         )
     echo(f"  {'pool':<10} {'':>15} {summaries['mig']['pool_mean_score']:>11.2f}")
     if out_dir is not None:
-        os.makedirs(out_dir, exist_ok=True)
-        subset.to_json(os.path.join(out_dir, "mig_subset.jsonl"))
-        graph.save(os.path.join(out_dir, "label_graph.npz"))
-        echo(f"\nWrote {out_dir}/mig_subset.jsonl and {out_dir}/label_graph.npz")
+        written = write_demo_outputs(subset, graph, out_dir, plan)
+        echo(f"\nWrote {written[0]} and {written[1]}")
     echo(f"\nDone in {seconds:.1f} s.")
     return {
         "summaries": summaries,
