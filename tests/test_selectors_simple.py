@@ -1,9 +1,10 @@
 """The label-, score- and text-based baselines: ``score``, ``ifd``, ``instag`` and ``zip``.
 
-Small cases have their expected picks worked out by hand in comments; real pools come from the
-shared data folder (the MIG authors' example pool, the parity pool, LIMA and the Alpaca-GPT4
-demo). ``instag`` and ``zip`` are also checked against plain-Python re-statements of their
-algorithms (sets; recompressing every concatenation from scratch with ``zlib.compress``).
+Small cases have their expected picks worked out by hand in comments; real pools are the parity
+pool (tests/fixtures), the annotated demo pool (hf_mig/data) and, from the shared data folder, the
+MIG authors' example pool, LIMA and the Alpaca-GPT4 demo. ``instag`` and ``zip`` are also
+checked against plain-Python re-statements of their algorithms (sets; recompressing every
+concatenation from scratch with ``zlib.compress``).
 """
 
 from __future__ import annotations
@@ -493,11 +494,10 @@ def test_cli_ifd_on_authors_pool(authors_pool, data_dir, tmp_path):
     assert [row["_id"] for row in read_jsonl(out)] == expected
 
 
-def test_cli_zip(parity_pool, parity_dir, tmp_path):
+def test_cli_zip(demo_annotated, tmp_path):
     out = tmp_path / "zip.jsonl"
     options = ["--option", "k1=300", "--option", "k2=20", "--option", "k3=10"]
-    hf_mig_cli(
-        "select", parity_dir / "pool.jsonl", "--method", "zip", "--num", 20, "--out", out, *options
-    )
-    expected = ZIPSelector(k=20, k1=300, k2=20, k3=10).select(parity_pool)["id"]
+    hf_mig_cli("select", demo_annotated, "--method", "zip", "--num", 20, "--out", out, *options)
+    pool = hf_mig.load_pool(demo_annotated)
+    expected = ZIPSelector(k=20, k1=300, k2=20, k3=10).select(pool)["id"]
     assert [row["id"] for row in read_jsonl(out)] == expected

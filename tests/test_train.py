@@ -58,7 +58,7 @@ def hf_cache(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def tiny_run(parity_dir, hf_cache, tmp_path_factory):
+def tiny_run(hf_cache, tmp_path_factory):
     import torch
 
     threads = torch.get_num_threads()
@@ -95,12 +95,10 @@ def test_tiny_recipe_loss_goes_down(tiny_run):
     assert (tiny_run.output_dir / "chat_template.jinja").read_text().count("generation") >= 2
 
 
-def test_trained_rows_are_the_mig_selection(tiny_run, parity_dir):
+def test_trained_rows_are_the_mig_selection(tiny_run, demo_annotated, demo_graph):
     """The cached indices are exactly what MIGSelector picks, and they are what was trained on."""
-    pool = hf_mig.load_pool(parity_dir / "pool.jsonl")
-    fresh = hf_mig.get_selector(
-        "mig", 64, label_graph=str(parity_dir / "label_graph_t0.9.npz")
-    ).select_indices(pool)
+    pool = hf_mig.load_pool(demo_annotated)
+    fresh = hf_mig.get_selector("mig", 64, label_graph=str(demo_graph)).select_indices(pool)
     cached = np.load(tiny_run.data.cache_path / "indices.npy")
     np.testing.assert_array_equal(cached, fresh)
     rows = tiny_run.data.train_rows
@@ -110,8 +108,8 @@ def test_trained_rows_are_the_mig_selection(tiny_run, parity_dir):
         fresh.tolist()
     )
     first = rows[0]
-    dialogs = pool[first["pool_index"]]["dialogs"]
-    assert first["messages"] == [{"role": d["role"], "content": d["content"]} for d in dialogs]
+    messages = pool[first["pool_index"]]["messages"]
+    assert first["messages"] == [{"role": m["role"], "content": m["content"]} for m in messages]
 
 
 def test_assistant_mask_covers_only_assistant_tokens(tiny_run):
@@ -146,17 +144,17 @@ def test_assistant_mask_covers_only_assistant_tokens(tiny_run):
     assert 0 < truncated < checked  # both kinds of rows were checked
 
 
-def test_selection_manifest_written_everywhere(tiny_run, parity_dir):
+def test_selection_manifest_written_everywhere(tiny_run, demo_annotated, demo_graph):
     out = tiny_run.output_dir
     manifest = json.loads((out / "selection_manifest.json").read_text())
-    pool_file = parity_dir / "pool.jsonl"
-    graph = hf_mig.LabelGraph.load(parity_dir / "label_graph_t0.9.npz").stats()
+    pool_file = demo_annotated
+    graph = hf_mig.LabelGraph.load(demo_graph).stats()
     assert manifest["hf_mig_version"] == hf_mig.__version__
     assert manifest["pool"]["fingerprint"] == "sha256:" + _sha256(pool_file)
     assert manifest["pool"]["rows"] == sum(1 for line in pool_file.open() if line.strip())
     assert manifest["selection"]["method"] == "mig"
     assert manifest["selection"]["k"] == 64
-    assert manifest["selection"]["options"]["label_graph"].endswith("label_graph_t0.9.npz")
+    assert manifest["selection"]["options"]["label_graph"] == str(demo_graph)
     assert manifest["selection"]["params"]["phi_b"] == 0.8
     assert manifest["label_graph"]["num_labels"] == graph["num_labels"]
     assert manifest["label_graph"]["num_edges"] == graph["num_edges"]
@@ -251,7 +249,7 @@ def test_hf_mig_train_subcommand(tiny_run, tmp_path, capsys):
     assert "data.selection.k must be an integer >= 1" in capsys.readouterr().err
 
 
-def test_torchrun_two_processes_select_on_rank_0_only(parity_dir, tmp_path):
+def test_torchrun_two_processes_select_on_rank_0_only(tmp_path):
     cache = tmp_path / "cache"  # empty: the selection must be computed, once
     out = tmp_path / "ddp"
     proc = subprocess.run(

@@ -27,7 +27,9 @@ path in ``model:`` / ``data:`` / ``callbacks:`` (model folder, template file, po
 vocabulary, label graph, prompts file, cache folder) is resolved against the *recipe file's
 folder* first, then the current directory; if neither exists it is kept as is (a Hub id). Paths
 given on the command line are resolved against the current directory. ``output_dir`` and other
-``SFTConfig`` paths are relative to the current directory, as in TRL.
+``SFTConfig`` paths are relative to the current directory, as in TRL. A bundled data id
+(``hf-mig:demo-annotated``, ``hf-mig:demo-graph``, ``hf-mig:instag``, ...; see
+:mod:`hf_mig.resources`) in any of those fields becomes the path of the file shipped with hf-mig.
 """
 
 from __future__ import annotations
@@ -369,6 +371,10 @@ PATH_OPTIONS = ("label_graph", "vocabulary", "embeddings", "embedding_path")
 
 
 def _resolve_path(value: Any, bases: Sequence[Path]) -> Any:
+    from ..resources import bundled_path, is_bundled_id
+
+    if is_bundled_id(value):  # hf-mig:demo-annotated, hf-mig:demo-graph, ...
+        return str(bundled_path(value))
     if not isinstance(value, str) or not value or ":" in value.split("/")[0]:
         return value
     path = Path(value).expanduser()
