@@ -13,6 +13,7 @@ from .selectors import (  # noqa: E402
     MIGSelector,
     RandomSelector,
     Selector,
+    as_dataset,
     get_selector,
 )
 
@@ -20,9 +21,16 @@ from .selectors import (  # noqa: E402
 def select(dataset, k: int, *, method: str = "mig", **options):
     """Select ``k`` rows of ``dataset`` with ``method`` (default MIG); returns a ``Dataset``.
 
+    ``dataset``: a ``datasets.Dataset``, or a ``DatasetDict`` with exactly one split (what
+    ``load_dataset(path)`` returns for one data file), which is used as that split. A
+    ``DatasetDict`` with several splits raises ``ValueError`` naming them: pass one, e.g.
+    ``ds["train"]``. Streaming and other inputs raise ``TypeError`` (see
+    :func:`hf_mig.selectors.as_dataset`).
+
     ``options`` are the selector's ``__init__`` arguments, e.g. ``label_graph=...``.
     """
-    return get_selector(method, k, **options).select(dataset)
+    selector = get_selector(method, k, **options)
+    return selector.select(as_dataset(dataset, what=f"{method} selection"))
 
 
 __all__ = [

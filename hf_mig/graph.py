@@ -3,10 +3,22 @@
 ``W[p, q] = cos(emb(p), emb(q))`` where that cosine is ``>= threshold`` (inclusive), else 0; the
 diagonal is 1. The graph never materialises a dense K x K matrix: similarities are computed in
 row blocks over the upper triangle and thresholded block by block.
+
+Graphs built by :meth:`LabelGraph.from_labels` with a *named* embedder (a model id or folder,
+``"static:<model>"``, or the embedder objects :func:`hf_mig.embedders.load_embedder` returns for
+them) are cached on disk, keyed by content (see :func:`graph_cache_key`): the sorted label set,
+the embedder's name and content identity (:func:`hf_mig.model_identity.model_identity`: the
+bytes of its files or its Hub commit, plus the versions of the libraries that run it), the
+threshold, ``block_size``, ``max_edges``, ``max_degree`` and :data:`FORMAT_VERSION`. Entries
+live in :func:`graph_cache_dir` (``$HF_MIG_CACHE/label_graphs``, default
+``~/.cache/hf_mig/label_graphs``) as ``<key>.npz`` files written by :meth:`LabelGraph.save`
+(temporary sibling, then rename). A graph from a callable embedder is never cached: a callable
+has no content identity.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import os
@@ -14,6 +26,7 @@ import zipfile
 import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 import scipy.sparse as sp
@@ -24,6 +37,16 @@ from .embedders import EmbedderLike, embedder_name, load_embedder, normalize_row
 logger = logging.getLogger(__name__)
 
 FORMAT_VERSION = 1
+
+#: Version of the label-graph cache key and entry layout; part of every key.
+GRAPH_CACHE_VERSION = 1
+
+#: Packages whose versions are part of a cached graph's key, by embedder kind: the libraries that
+#: turn the model's files into embeddings (and numpy, which thresholds them).
+_EMBEDDING_PACKAGES = {
+    "sentence-transformers": ("sentence-transformers", "transformers", "torch", "numpy"),
+    "static": ("model2vec", "tokenizers", "numpy"),
+}
 
 #: Default cap on the undirected edges of a graph built from embeddings (about 2.4 GB of memory
 #: at the peak, see BYTES_PER_EDGE). Real vocabularies are far below it: the 4,531 InsTag tags
@@ -225,6 +248,161 @@ def _mutual_top_edges(
     )
 
 
+def _check_build_options(
+    threshold: float, block_size, max_edges, max_degree
+) -> tuple[int, int | None, int | None]:
+    if (
+        isinstance(threshold, bool)
+        or not isinstance(threshold, (int, float, np.integer, np.floating))
+        or not -1.0 <= threshold <= 1.0
+    ):
+        raise ValueError(f"threshold must be a cosine in [-1, 1], got {threshold}")
+    return (
+        _check_count("block_size", block_size, minimum=1),
+        _check_count("max_edges", max_edges, minimum=0, allow_none=True),
+        _check_count("max_degree", max_degree, minimum=1, allow_none=True),
+    )
+
+
+def graph_cache_dir() -> Path:
+    """Folder of cached label graphs: ``$HF_MIG_CACHE/label_graphs``, by default
+    ``~/.cache/hf_mig/label_graphs`` (the root of every hf-mig cache,
+    :func:`hf_mig.train.tiny.cache_root`)."""
+    from .train.tiny import cache_root
+
+    return cache_root() / "label_graphs"
+
+
+def _versions(packages: Sequence[str]) -> dict[str, str]:
+    from importlib.metadata import PackageNotFoundError, version
+
+    out = {}
+    for package in packages:
+        try:
+            out[package] = version(package)
+        except PackageNotFoundError:
+            out[package] = "absent"
+    return out
+
+
+def embedder_identity(embed) -> dict | None:
+    """What the embeddings of ``embed`` (an object returned by
+    :func:`hf_mig.embedders.load_embedder`) depend on, or ``None`` when that cannot be known: a
+    callable other than the named-model embedders has no content identity.
+
+    A sentence-transformers model: the content identity of the folder or Hub snapshot it loads
+    (:func:`hf_mig.model_identity.model_identity`), its batch size and device; a static
+    embedder: its distillation key (source model content, parameters, versions) and
+    ``max_length``; both with the versions of the packages that compute the embeddings.
+    Raises :class:`hf_mig.model_identity.ModelIdentityError` when the model cannot be found.
+    """
+    from .embedders import SentenceTransformerEmbedder, _offline_path
+    from .model_identity import model_identity
+    from .static_embedder import StaticEmbedder
+
+    if isinstance(embed, StaticEmbedder):
+        return {
+            "kind": "static",
+            "distillation": embed.cache_key(),
+            "max_length": embed.max_length,
+            "versions": _versions(_EMBEDDING_PACKAGES["static"]),
+        }
+    if isinstance(embed, SentenceTransformerEmbedder):
+        source = _offline_path(embed.model_name) or embed.model_name
+        return {
+            "kind": "sentence-transformers",
+            "model": model_identity(source),
+            "batch_size": embed.batch_size,
+            "device": None if embed.device is None else str(embed.device),
+            "versions": _versions(_EMBEDDING_PACKAGES["sentence-transformers"]),
+        }
+    return None
+
+
+def graph_cache_key(
+    labels: Sequence[str],
+    *,
+    embedder: str,
+    identity: dict,
+    threshold: float,
+    block_size: int,
+    max_edges: int | None,
+    max_degree: int | None,
+) -> str:
+    """The cache key (hex SHA-256) of a graph built by :meth:`LabelGraph.from_labels`.
+
+    ``embedder``: its name (``hf_mig.embedders.embedder_name``); ``identity``: what
+    :func:`embedder_identity` returns for it. The labels enter as the SHA-256 of their sorted
+    set, so the key does not depend on their order.
+    """
+    labels_text = json.dumps(sorted(labels), separators=(",", ":"))
+    payload = {
+        "cache_version": GRAPH_CACHE_VERSION,
+        "format_version": FORMAT_VERSION,
+        "labels_sha256": hashlib.sha256(labels_text.encode("utf-8")).hexdigest(),
+        "num_labels": len(labels),
+        "embedder": embedder,
+        "embedder_identity": identity,
+        "threshold": float(threshold),
+        "block_size": int(block_size),
+        "max_edges": max_edges,
+        "max_degree": max_degree,
+    }
+    text = json.dumps(payload, sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+def _cache_folder(cache) -> Path | None:
+    if cache is False:
+        return None
+    if cache is True:
+        return graph_cache_dir()
+    if isinstance(cache, (str, os.PathLike)) and os.fspath(cache) != "":
+        return Path(cache).expanduser()
+    raise TypeError(
+        f"cache must be True (default folder), False (no cache) or a folder, got {cache!r}"
+    )
+
+
+def _read_cached(
+    path: Path, key: str, labels: list[str], threshold: float, max_degree: int | None
+) -> LabelGraph | None:
+    """The cached graph at ``path`` when it holds exactly what was asked for, else ``None``
+    (missing entry; an unreadable or mismatching one is reported with a warning)."""
+    if not path.is_file():
+        return None
+    try:
+        graph = LabelGraph.load(path)
+    except (LabelGraphFormatError, OSError, ValueError) as err:
+        logger.warning(
+            "label graph cache: ignoring unreadable entry %s (%s); rebuilding", path, err
+        )
+        return None
+    stored_key = graph.metadata.pop("cache_key", None)
+    problem = None
+    if stored_key != key:
+        problem = f"it records key {stored_key!r}"
+    elif set(graph.labels) != set(labels) or graph.num_labels != len(labels):
+        problem = f"its {graph.num_labels:,} labels are not the {len(labels):,} requested"
+    elif graph.threshold != float(threshold):
+        problem = f"its threshold {graph.threshold} is not {float(threshold)}"
+    elif graph.metadata.get("max_degree") != max_degree:
+        problem = f"its max_degree {graph.metadata.get('max_degree')} is not {max_degree}"
+    if problem:
+        logger.warning("label graph cache: ignoring entry %s: %s; rebuilding", path, problem)
+        return None
+    if graph.labels != labels:
+        graph = graph.subgraph(labels)  # same set in another node order
+    logger.info(
+        "label graph cache hit: key %s, %s (%d labels, %d edges)",
+        key,
+        path,
+        graph.num_labels,
+        graph.stats()["num_edges"],
+    )
+    return graph
+
+
 def _check_labels(labels: Sequence[str]) -> list[str]:
     out = list(labels)
     seen: dict[str, int] = {}
@@ -360,11 +538,9 @@ class LabelGraph:
         n = len(labels)
         if emb.shape[0] != n:
             raise ValueError(f"{n} labels but {emb.shape[0]} embedding rows")
-        if not -1.0 <= threshold <= 1.0:
-            raise ValueError(f"threshold must be a cosine in [-1, 1], got {threshold}")
-        block_size = _check_count("block_size", block_size, minimum=1)
-        max_edges = _check_count("max_edges", max_edges, minimum=0, allow_none=True)
-        max_degree = _check_count("max_degree", max_degree, minimum=1, allow_none=True)
+        block_size, max_edges, max_degree = _check_build_options(
+            threshold, block_size, max_edges, max_degree
+        )
         meta = dict(metadata or {})
         thr = np.float32(threshold)
         show = progress if progress is not None else n > 20_000
@@ -419,23 +595,57 @@ class LabelGraph:
         max_edges: int | None = DEFAULT_MAX_EDGES,
         max_degree: int | None = None,
         progress: bool | None = None,
+        cache: bool | str | os.PathLike = True,
     ) -> LabelGraph:
         """Embed the labels (as raw strings) and threshold their cosine similarities.
 
-        ``embedder``: a sentence-transformers model id or local path, or a callable
-        ``list[str] -> array``; default all-MiniLM-L6-v2. ``threshold`` defaults to the value
-        calibrated for a known embedder (see ``hf_mig.embedders.DEFAULT_THRESHOLDS``).
+        ``embedder``: a sentence-transformers model id or local path, ``"static:<model>"``, or a
+        callable ``list[str] -> array``; default all-MiniLM-L6-v2. ``threshold`` defaults to the
+        value calibrated for a known embedder (see ``hf_mig.embedders.DEFAULT_THRESHOLDS``).
         ``max_edges`` and ``max_degree``: see :meth:`from_embeddings`.
+
+        ``cache``: ``True`` (default) reads and writes the on-disk cache in
+        :func:`graph_cache_dir`, a folder uses that folder instead, ``False`` disables it. Only
+        graphs of named embedders are cached (see the module docstring); a hit is logged (INFO)
+        with its key and path and returns the stored graph, equal to a fresh build, without
+        loading the embedder. An entry that cannot be read or does not hold the requested labels,
+        threshold and ``max_degree`` is reported with a warning and rebuilt. A model whose
+        content cannot be identified, or a cache folder that cannot be written, means no caching
+        (logged), never an error.
         """
         from .embedders import default_threshold
+        from .model_identity import ModelIdentityError
 
         labels = _check_labels(labels)
+        folder = _cache_folder(cache)
         if threshold is None:
             threshold = default_threshold(embedder)
+        _check_build_options(threshold, block_size, max_edges, max_degree)
         embed = load_embedder(embedder)
+        name = embedder_name(embedder)
+        path = key = None
+        if folder is not None and labels:
+            try:
+                identity = embedder_identity(embed)
+            except ModelIdentityError as err:
+                logger.info("label graph cache not used: %s", err)
+                identity = None
+            if identity is not None:
+                key = graph_cache_key(
+                    labels,
+                    embedder=name,
+                    identity=identity,
+                    threshold=threshold,
+                    block_size=block_size,
+                    max_edges=max_edges,
+                    max_degree=max_degree,
+                )
+                path = folder / f"{key}.npz"
+                cached = _read_cached(path, key, labels, threshold, max_degree)
+                if cached is not None:
+                    return cached
         embeddings = embed(labels) if labels else np.zeros((0, 1), np.float32)
-        meta = {"embedder": embedder_name(embedder)}
-        return cls.from_embeddings(
+        graph = cls.from_embeddings(
             labels,
             embeddings,
             threshold=threshold,
@@ -443,8 +653,16 @@ class LabelGraph:
             max_edges=max_edges,
             max_degree=max_degree,
             progress=progress,
-            metadata=meta,
+            metadata={"embedder": name},
         )
+        if path is not None:
+            try:
+                graph._write(path, {"cache_key": key})
+            except OSError as err:
+                logger.warning("label graph cache: could not write %s (%s)", path, err)
+            else:
+                logger.info("label graph cached: key %s, %s", key, path)
+        return graph
 
     # ------------------------------------------------------------------ queries
     @property
@@ -527,10 +745,19 @@ class LabelGraph:
         The file is written beside ``path`` and renamed onto it, so an interrupted save never
         leaves a truncated graph; an existing file at ``path`` is replaced.
         """
+        self._write(path, {})
+
+    def _write(self, path: str | os.PathLike, extra: dict) -> None:
+        """:meth:`save` with ``extra`` entries added to the ``meta`` JSON."""
         from .io import atomic_output
 
         w = self.weights.tocoo()
-        meta = {"format_version": FORMAT_VERSION, "threshold": self.threshold, **self.metadata}
+        meta = {
+            "format_version": FORMAT_VERSION,
+            "threshold": self.threshold,
+            **self.metadata,
+            **extra,
+        }
         with atomic_output(path, overwrite=True) as tmp, open(tmp, "wb") as fh:
             np.savez_compressed(
                 fh,

@@ -58,9 +58,9 @@ def test_from_labels_with_callable_embedder():
         LabelGraph.from_labels(list(vectors), embedder=lambda xs: np.eye(3))
 
 
-def test_from_labels_with_real_minilm():
+def test_from_labels_with_real_minilm(tmp_path):
     labels = ["python programming", "python coding", "cooking recipe", "recipe suggestion", "tax"]
-    graph = LabelGraph.from_labels(labels, threshold=0.7)
+    graph = LabelGraph.from_labels(labels, threshold=0.7, cache=tmp_path)
     assert graph.metadata["embedder"].endswith("all-MiniLM-L6-v2")
     linked = {n for n, _ in graph.neighbors("python programming")}
     assert "python coding" in linked

@@ -1,6 +1,13 @@
 """Selection methods behind one contract (:class:`Selector`) and a registry."""
 
-from .base import SELECTORS, BaseSelector, Selector, get_selector, register_selector
+from .base import (
+    SELECTORS,
+    BaseSelector,
+    Selector,
+    as_dataset,
+    get_selector,
+    register_selector,
+)
 from .car import CaRSelector
 from .deita import DeitaSelector
 from .instag import InsTagSelector
@@ -25,6 +32,7 @@ __all__ = [
     "ScoreSelector",
     "Selector",
     "ZIPSelector",
+    "as_dataset",
     "get_selector",
     "register_selector",
 ]

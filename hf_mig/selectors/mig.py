@@ -55,6 +55,12 @@ class MIGSelector(BaseSelector):
         building refuses, before the work, a graph estimated to have more than ``max_edges``
         edges (default ``hf_mig.graph.DEFAULT_MAX_EDGES``, 20M, about 2.4 GB); ``max_degree``
         keeps each label's ``max_degree`` closest neighbours only (default: all).
+    graph_cache: where that graph is cached on disk (see :meth:`LabelGraph.from_labels`):
+        ``True`` (default) the hf-mig cache (``$HF_MIG_CACHE/label_graphs``, default
+        ``~/.cache/hf_mig/label_graphs``), a folder, or ``False`` for no cache. The key is the
+        pool's label set, the embedder's name and content identity, the threshold, the limits
+        and the graph format, so a repeated selection over the same labels loads the graph
+        instead of embedding them again; a graph from a callable embedder is never cached.
     phi, phi_a, phi_b, phi_alpha: the information function (``"pow"``: ``(x+a)^b``;
         ``"exp"``: ``1 - exp(-alpha x)``).
     prop_weight: weight of off-diagonal graph edges in propagation (0 = none).
@@ -95,6 +101,7 @@ class MIGSelector(BaseSelector):
         threshold: float | None = None,
         max_edges: int | None = DEFAULT_MAX_EDGES,
         max_degree: int | None = None,
+        graph_cache: bool | str | os.PathLike = True,
         phi: str = "pow",
         phi_a: float = 1e-6,
         phi_b: float = 0.8,
@@ -117,6 +124,7 @@ class MIGSelector(BaseSelector):
         self.threshold = threshold
         self.max_edges = max_edges
         self.max_degree = max_degree
+        self.graph_cache = graph_cache
         self.phi = phi
         self.phi_a = phi_a
         self.phi_b = phi_b
@@ -169,6 +177,12 @@ class MIGSelector(BaseSelector):
         if self.norm not in (True, False):
             raise TypeError(f"norm must be a bool, got {self.norm!r}")
         floor = self._min_coverage()
+        cache = self.graph_cache
+        if not (isinstance(cache, (bool, str, os.PathLike)) and cache != ""):
+            raise TypeError(
+                "graph_cache must be True (the hf-mig cache), False (no cache) or a folder, got "
+                f"{cache!r}"
+            )
         for name in ("record_gains", "overwrite_gain_columns"):
             if getattr(self, name) not in (True, False):
                 raise TypeError(f"{name} must be a bool, got {getattr(self, name)!r}")
@@ -207,7 +221,12 @@ class MIGSelector(BaseSelector):
         threshold = self.threshold
         if threshold is None:
             threshold = default_threshold(self.embedder)
-        logger.info("Building the label graph over %d labels (T=%s)", len(labels), threshold)
+        logger.info(
+            "Label graph over the pool's %d labels (embedder %s, T=%s)",
+            len(labels),
+            embedder_name(self.embedder),
+            threshold,
+        )
         return LabelGraph.from_labels(
             labels,
             embedder=self.embedder,
@@ -215,6 +234,7 @@ class MIGSelector(BaseSelector):
             max_edges=self.max_edges,
             max_degree=self.max_degree,
             progress=self.progress,
+            cache=self.graph_cache,
         )
 
     def encode(self, dataset: Dataset) -> tuple[PoolEncoding, LabelGraph]:
