@@ -69,6 +69,16 @@ def _add_graph_limit_args(p: argparse.ArgumentParser) -> None:
     )
 
 
+def _add_graph_cache_arg(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--no-graph-cache",
+        dest="graph_cache",
+        action="store_false",
+        help="build the label graph even when the graph cache ($HF_MIG_CACHE/label_graphs, "
+        "keyed by labels, embedder content and threshold) holds it",
+    )
+
+
 def _graph_limits(args) -> dict:
     """``max_edges``/``max_degree`` given on the command line (the library defaults otherwise)."""
     limits = {"max_edges": args.max_edges, "max_degree": args.max_degree}
@@ -146,6 +156,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="mig: least share of rows with a label in the graph (default 0.5; 0 disables)",
     )
     _add_graph_limit_args(s)
+    _add_graph_cache_arg(s)
     s.add_argument("--summary-json", help="write the selection summary (JSON) here")
     s.add_argument(
         "--indices-out",
@@ -167,6 +178,7 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--split", default="train")
     _add_graph_args(g)
     _add_graph_limit_args(g)
+    _add_graph_cache_arg(g)
     _add_overwrite_arg(g)
     g.set_defaults(func=cmd_graph)
 
@@ -275,6 +287,7 @@ def cmd_select(args) -> int:
             vocabulary=vocabulary,
             record_gains=args.record_gains,
             overwrite_gain_columns=args.overwrite_gain_columns,
+            graph_cache=args.graph_cache,
             engine=args.engine,
             **_graph_limits(args),
         )
@@ -353,6 +366,7 @@ def cmd_graph(args) -> int:
         embedder=args.embedder,
         threshold=args.threshold,
         progress=True,
+        cache=args.graph_cache,
         **_graph_limits(args),
     )
     with atomic_output(args.out, overwrite=args.overwrite) as tmp:

@@ -66,8 +66,9 @@ _BUILD_VERSION = 3
 
 
 def cache_root() -> Path:
-    """Root of hf-mig's caches: ``$HF_MIG_CACHE`` or ``~/.cache/hf_mig``."""
-    return Path(os.environ.get("HF_MIG_CACHE", "~/.cache/hf_mig")).expanduser()
+    """Root of hf-mig's caches: ``$HF_MIG_CACHE`` when set and not empty, else
+    ``~/.cache/hf_mig``."""
+    return Path(os.environ.get("HF_MIG_CACHE") or "~/.cache/hf_mig").expanduser()
 
 
 def build_tiny_llama(
