@@ -1,4 +1,9 @@
-"""Text embedders: a model id, a local path or any callable ``list[str] -> array``.
+"""Text embedders: a model id, a local path, ``"static:<model>"`` or any callable
+``list[str] -> array``.
+
+A model id or path loads a sentence-transformers model; ``"static:<model>"`` a model2vec static
+embedder distilled from it (:class:`hf_mig.static_embedder.StaticEmbedder`: much faster on CPU,
+on a different cosine scale).
 
 Every embedder returned by :func:`load_embedder` maps a list of strings to a float32 array of
 shape ``(len(texts), dim)`` whose rows are L2-normalised, so dot products are cosines.
@@ -11,6 +16,8 @@ from collections.abc import Callable, Sequence
 from typing import Union
 
 import numpy as np
+
+from hf_mig.static_embedder import STATIC_PREFIX, StaticEmbedder
 
 DEFAULT_EMBEDDER = "sentence-transformers/all-MiniLM-L6-v2"
 
@@ -32,18 +39,41 @@ def default_threshold(embedder: EmbedderLike | None) -> float:
     A callable or an unknown model has no calibrated threshold: the caller must choose one.
     """
     name = DEFAULT_EMBEDDER if embedder is None else embedder
-    if isinstance(name, (str, os.PathLike)):
-        key = str(name).rstrip("/")
-        if key in DEFAULT_THRESHOLDS:
-            return DEFAULT_THRESHOLDS[key]
-        base = os.path.basename(key)
-        for known, value in DEFAULT_THRESHOLDS.items():
-            if os.path.basename(known) == base:
-                return value
+    value = calibrated_value(DEFAULT_THRESHOLDS, name)
+    if value is not None:
+        return value
     raise ValueError(
         f"No calibrated similarity threshold for embedder {name!r}; pass threshold=... "
         f"(known: {', '.join(sorted(DEFAULT_THRESHOLDS))})."
     )
+
+
+def _split_static(name: str) -> tuple[str, str]:
+    if name.startswith(STATIC_PREFIX):
+        return STATIC_PREFIX, name[len(STATIC_PREFIX) :]
+    return "", name
+
+
+def calibrated_value(table: dict[str, float], embedder: EmbedderLike) -> float | None:
+    """``table``'s value for an embedder named by a string, or ``None`` (no entry, or not a name:
+    an embedder object has no calibrated value, whatever model it wraps).
+
+    An exact name wins; otherwise a model path or id matches an entry with the same last path
+    component (``/models/all-MiniLM-L6-v2`` finds ``sentence-transformers/all-MiniLM-L6-v2``),
+    but a static embedder (``static:...``) only ever matches static entries and vice versa.
+    """
+    if not isinstance(embedder, (str, os.PathLike)):
+        return None
+    key = str(embedder).rstrip("/")
+    if key in table:
+        return table[key]
+    kind, rest = _split_static(key)
+    base = os.path.basename(rest)
+    for known, value in table.items():
+        known_kind, known_rest = _split_static(known)
+        if known_kind == kind and os.path.basename(known_rest) == base:
+            return value
+    return None
 
 
 def _offline_path(model_id: str) -> str | None:
@@ -114,13 +144,16 @@ class SentenceTransformerEmbedder:
 def load_embedder(
     embedder: EmbedderLike | None = None, **kwargs
 ) -> Callable[[list[str]], np.ndarray]:
-    """Turn a model id, a local path or a callable into a normalising embedder."""
+    """Turn a model id, a local path, ``"static:<model>"`` or a callable into a normalising
+    embedder; ``kwargs`` go to the embedder class (e.g. ``batch_size``)."""
     if embedder is None:
         embedder = DEFAULT_EMBEDDER
     if isinstance(embedder, (str, os.PathLike)):
+        if str(embedder).startswith(STATIC_PREFIX):
+            return StaticEmbedder(str(embedder), **kwargs)
         return SentenceTransformerEmbedder(embedder, **kwargs)
     if callable(embedder):
-        if isinstance(embedder, SentenceTransformerEmbedder):
+        if isinstance(embedder, (SentenceTransformerEmbedder, StaticEmbedder)):
             return embedder
 
         def call(texts: Sequence[str]) -> np.ndarray:
@@ -139,4 +172,6 @@ def embedder_name(embedder: EmbedderLike | None) -> str:
         return str(embedder)
     if isinstance(embedder, SentenceTransformerEmbedder):
         return embedder.model_name
+    if isinstance(embedder, StaticEmbedder):
+        return embedder.name
     return getattr(embedder, "__name__", type(embedder).__name__)

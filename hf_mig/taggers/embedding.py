@@ -42,9 +42,11 @@ from hf_mig.embedders import (
     DEFAULT_EMBEDDER,
     EmbedderLike,
     SentenceTransformerEmbedder,
+    calibrated_value,
     embedder_name,
     load_embedder,
 )
+from hf_mig.static_embedder import StaticEmbedder
 
 logger = logging.getLogger(__name__)
 
@@ -54,11 +56,18 @@ logger = logging.getLogger(__name__)
 DEFAULT_TAG_THRESHOLDS: dict[str, float] = {
     "sentence-transformers/all-MiniLM-L6-v2": 0.4,
     "all-MiniLM-L6-v2": 0.4,
+    # static embeddings distilled from MiniLM (another cosine scale): the threshold whose labels
+    # agree best (F1) with MiniLM's at 0.4 on LIMA and Alpaca
+    "static:sentence-transformers/all-MiniLM-L6-v2": 0.47,
+    "static:all-MiniLM-L6-v2": 0.47,
 }
 
 VocabularyLike = Sequence[str] | str | os.PathLike
 
 _TURNS = ("first", "all")
+# Texts whose cosines with the vocabulary are computed in one matrix product (bounds the memory
+# to _SCORE_BLOCK x vocabulary floats; one product per row costs more than a static embedder).
+_SCORE_BLOCK = 1024
 
 
 def default_tag_threshold(embedder: EmbedderLike | None) -> float:
@@ -68,14 +77,9 @@ def default_tag_threshold(embedder: EmbedderLike | None) -> float:
     caller must pass ``threshold=...``.
     """
     name = DEFAULT_EMBEDDER if embedder is None else embedder
-    if isinstance(name, (str, os.PathLike)):
-        key = str(name).rstrip("/")
-        if key in DEFAULT_TAG_THRESHOLDS:
-            return DEFAULT_TAG_THRESHOLDS[key]
-        base = os.path.basename(key)
-        for known, value in DEFAULT_TAG_THRESHOLDS.items():
-            if os.path.basename(known) == base:
-                return value
+    value = calibrated_value(DEFAULT_TAG_THRESHOLDS, name)
+    if value is not None:
+        return value
     raise ValueError(
         f"No calibrated tagging threshold for embedder {embedder_name(name)!r}; pass "
         f"threshold=... (calibrated: {', '.join(sorted(DEFAULT_TAG_THRESHOLDS))})."
@@ -176,9 +180,13 @@ class EmbeddingTagger(PicklesByConfig):
             4,531 InsTag tags shipped with ``hf_mig`` (see :func:`load_vocabulary`).
         embedder: model id, local path or callable ``list[str] -> (n, dim) array`` (rows are
             L2-normalised by :func:`hf_mig.embedders.load_embedder`). Default: all-MiniLM-L6-v2.
+            ``"static:<model>"`` uses static embeddings distilled from the model
+            (:class:`hf_mig.static_embedder.StaticEmbedder`; needs ``hf-mig[fast]``): over
+            100x the rows/s of MiniLM on CPU, with labels that agree only partly with MiniLM's
+            (see ``benchmarks/CALIBRATION.md``); the first use distils and caches it.
         threshold: minimum cosine between a user turn and a label. ``None`` uses the value
-            calibrated for the embedder (:data:`DEFAULT_TAG_THRESHOLDS`, 0.4 for MiniLM) and raises
-            ``ValueError`` for an embedder without one.
+            calibrated for the embedder (:data:`DEFAULT_TAG_THRESHOLDS`: 0.4 for MiniLM, 0.47 for
+            its static distillation) and raises ``ValueError`` for an embedder without one.
         top_m: at most this many labels per conversation (``None``: no limit).
         turns: ``"first"`` tags the first non-empty user turn; ``"all"`` tags every non-empty user
             turn and ranks the union of their labels by each label's best cosine.
@@ -372,8 +380,8 @@ class EmbeddingTagger(PicklesByConfig):
 
     def _embed_texts(self, embed: Callable[[list[str]], np.ndarray], texts: Sequence[str]):
         size = self._config["batch_size"]
-        if isinstance(embed, SentenceTransformerEmbedder):
-            size = max(size, len(texts))  # it batches by itself (and sorts by length)
+        if isinstance(embed, (SentenceTransformerEmbedder, StaticEmbedder)):
+            size = max(size, len(texts))  # it batches by itself
         parts = []
         for start in range(0, len(texts), size):
             chunk = list(texts[start : start + size])
@@ -429,13 +437,18 @@ class EmbeddingTagger(PicklesByConfig):
                     f"{matrix.shape[1]} for labels"
                 )
         start = 0
+        block, block_start = np.zeros((0, 0), dtype=np.float32), 0
         for pos, texts in enumerate(per_row):
             if not texts:
                 empty_text.append(pos)
                 continue
             assert queries is not None and matrix is not None
-            scores = queries[start : start + len(texts)] @ matrix.T
-            start += len(texts)
+            end = start + len(texts)
+            if end > block_start + len(block):  # cosines of the next texts, in one product
+                block_start = start
+                block = queries[start : start + max(_SCORE_BLOCK, len(texts))] @ matrix.T
+            scores = block[start - block_start : end - block_start]
+            start = end
             out[pos] = self._select(scores.max(axis=0))
             if not out[pos]:
                 below.append(pos)
