@@ -16,11 +16,17 @@ half way, runs again and replaces its own outputs. An output the plan did not ma
 it passes a check (non-empty, well-formed) and is never replaced: a step that would replace it
 is reported as a conflict.
 
+Before the first step runs, what the steps to run read from outside the work folder (data
+files, Python packages, Hub models and datasets) is checked: anything missing is reported, one
+line each with the way round, and nothing runs.
+
 Scales: ``paper`` (the paper's pools, 8-GPU training, a served judge: --judge-base-url) and
-``tiny`` (CPU, offline: the bundled 427-row self-instruct pool, or LIMA and the Alpaca-GPT-4
-demo pool from the shared data folder for ``pools``; a 0.2M-parameter Llama; k = 64; a few
-benchmark prompts judged by SmolLM2-135M-Instruct): the same chain and the same kind of table and
-report, in minutes, to check a setup before spending GPU time.
+``tiny`` (CPU, offline from a clone of the repository: the bundled 427-row self-instruct pool;
+for ``pools`` its bundled annotated copy, plus LIMA and the Alpaca-GPT-4 demo pool when the
+shared data folder has them; a 0.2M-parameter Llama; k = 64; a few benchmark prompts judged by
+SmolLM2-135M-Instruct: IFEval, and AlpacaEval from the shared folder or, without it, AlpacaEval's
+protocol on MT-Bench questions against GPT-4's reference answers, shown as AE*): the same chain
+and the same kind of table and report, in minutes, to check a setup before spending GPU time.
 """
 
 from __future__ import annotations
@@ -93,7 +99,7 @@ def register(subparsers: Any) -> None:
         metavar="KEY=PATH",
         help="an already annotated pool (labels + score [+ ifd] columns, or the MIG authors' "
         "format) for pool KEY (tulu3, openhermes, deita; tiny: self-instruct, lima, "
-        "alpaca-gpt4): its annotation steps are skipped",
+        "alpaca-gpt4, self-instruct-annotated): its annotation steps are skipped",
     )
     p.add_argument(
         "--released",
@@ -106,8 +112,16 @@ def register(subparsers: Any) -> None:
         help="judge's served name (default opencompass/CompassJudger-1-32B-Instruct)",
     )
     p.add_argument("--recipes", help="recipes folder (default: the repository's recipes/)")
-    p.add_argument("--shared", help="the project's shared data folder (tiny scale)")
-    p.add_argument("--alpaca-reference", help="AlpacaEval reference outputs JSON (tiny scale)")
+    p.add_argument(
+        "--shared",
+        help="the project's shared data folder (default $HF_MIG_SHARED or ../shared): data that "
+        "is not in the repository (AlpacaEval, LIMA, Alpaca-GPT-4)",
+    )
+    p.add_argument(
+        "--alpaca-reference",
+        help="tiny scale: AlpacaEval reference outputs JSON, or 'hub' for the Hub's copy "
+        "(default: the shared folder's, else MT-Bench with GPT-4 answers, shown as AE*)",
+    )
     p.add_argument("--ifeval-input", help="IFEval input_data.jsonl (tiny scale)")
     p.add_argument("--eval-limit", type=int, default=8, help="tiny: AlpacaEval instructions")
     p.add_argument("--ifeval-limit", type=int, default=16, help="tiny: IFEval prompts")
@@ -148,7 +162,11 @@ def _options(args: argparse.Namespace) -> Any:
         judge_model=args.judge_model,
         recipes_dir=_path(args.recipes),
         shared_dir=_path(args.shared),
-        alpaca_reference=str(_path(args.alpaca_reference)) if args.alpaca_reference else None,
+        alpaca_reference=(
+            args.alpaca_reference
+            if args.alpaca_reference in (None, "hub")
+            else str(_path(args.alpaca_reference))
+        ),
         ifeval_input=str(_path(args.ifeval_input)) if args.ifeval_input else None,
         eval_limit=args.eval_limit,
         ifeval_limit=args.ifeval_limit,
@@ -186,9 +204,17 @@ def main(args: argparse.Namespace) -> int:
         else:
             print(plan.render(stages or None), end="")
         return 0
+    missing = plan.preflight(stages or None, args.force)
+    if missing:
+        for problem in missing:
+            print(f"hf-mig reproduce: error: {problem}", file=sys.stderr)
+        print("nothing was run", file=sys.stderr)
+        return 2
     print(plan.render(stages or None), end="")
     print()
-    summary = run_plan(plan, stages=stages or None, force=args.force, keep_going=args.keep_going)
+    summary = run_plan(
+        plan, stages=stages or None, force=args.force, keep_going=args.keep_going, preflight=False
+    )
     print(
         f"\n{len(summary.ran)} step(s) run, {len(summary.skipped)} skipped (finished earlier), "
         f"{len(summary.failed)} failed, {len(summary.blocked)} blocked"

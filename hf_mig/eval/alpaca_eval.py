@@ -16,6 +16,12 @@ effect on the returned log-probabilities); ``paper`` mode uses alpaca_eval's pro
 wording differs slightly from OpenCompass's copy (triple versus single quotes around the texts),
 and reads the first standalone ``m``/``M`` of the reply.
 
+Another instruction set can be judged with the same protocol: ``reference`` turns FastChat's
+MT-Bench questions and GPT-4 reference answers (Apache-2.0) into a reference file (first turns;
+``dataset`` = ``mt_bench/<category>``). A score on such a reference says so
+(``instruction_set: "mt_bench"``, else ``"alpaca_eval"``) and is not an AlpacaEval number;
+:mod:`hf_mig.eval.compare` shows it as ``AE*``, apart from ``AE``.
+
 Preferences follow the AlpacaEval convention: ``1`` = the baseline (``output_1``) wins, ``2`` = the
 evaluated model (``output_2``) wins, ``1.5`` (or the legacy ``0``) = a draw.
 
@@ -69,6 +75,7 @@ __all__ = [
     "load_instruction_difficulty",
     "load_leaderboard",
     "main",
+    "reference_from_mt_bench",
     "score_annotations",
     "win_rate",
 ]
@@ -534,6 +541,7 @@ class AlpacaEvalScore:
     avg_length: float
     judging: str = "unknown"
     published: dict[str, float] = field(default_factory=dict)
+    instruction_set: str = "alpaca_eval"
 
     def to_dict(self) -> dict[str, Any]:
         """Flat JSON-able dict (``win_rate``... fields at top level, LC fields when computed)."""
@@ -546,6 +554,7 @@ class AlpacaEvalScore:
             "primary": self.primary,
             "avg_length": self.avg_length,
             "judging": self.judging,
+            "instruction_set": self.instruction_set,
         }
         out.update(asdict(self.win_rate))
         if self.lc is not None:
@@ -563,6 +572,15 @@ def _judging_kind(records: Sequence[dict[str, Any]]) -> str:
     if any(a.startswith("weighted_") for a in annotators):
         return "logprob-weighted"
     return "unknown"
+
+
+def instruction_set_of(records: Sequence[dict[str, Any]]) -> str:
+    """``"mt_bench"`` when every record comes from a :func:`reference_from_mt_bench` reference
+    (``dataset`` ``mt_bench/...``), else ``"alpaca_eval"``."""
+    datasets = [str(r.get("dataset") or "") for r in records]
+    if datasets and all(d.startswith("mt_bench/") for d in datasets):
+        return "mt_bench"
+    return "alpaca_eval"
 
 
 def score_annotations(
@@ -657,14 +675,18 @@ def score_annotations(
         avg_len,
         _judging_kind(records),
         published,
+        instruction_set_of(records),
     )
 
 
 def format_score(score: AlpacaEvalScore) -> str:
     """Human-readable summary of :func:`score_annotations`'s result."""
     wr = score.win_rate
+    head = "AlpacaEval 2"
+    if score.instruction_set != "alpaca_eval":
+        head += f" protocol on {score.instruction_set} (not the AlpacaEval set)"
     lines = [
-        f"AlpacaEval 2 [{score.mode}] {score.model} vs {score.baseline} (judging: {score.judging})",
+        f"{head} [{score.mode}] {score.model} vs {score.baseline} (judging: {score.judging})",
         f"  win rate            {wr.win_rate:6.2f} +/- {wr.standard_error:.2f}  "
         f"(wins {wr.n_wins}, losses {wr.n_wins_base}, draws {wr.n_draws}, n {wr.n_total}"
         + (f", invalid {wr.n_invalid}" if wr.n_invalid else "")
@@ -832,6 +854,16 @@ def build_parser() -> argparse.ArgumentParser:
     p_all.add_argument("--glm-weights")
     p_all.add_argument("--instruction-difficulty")
     p_all.add_argument("--gamed")
+    p_ref = sub.add_parser(
+        "reference",
+        help="a reference file from MT-Bench's questions and GPT-4 answers (first turns)",
+    )
+    p_ref.add_argument("--mt-bench-questions", required=True, help="FastChat question.jsonl")
+    p_ref.add_argument(
+        "--mt-bench-answers", required=True, help="FastChat reference_answer/gpt-4.jsonl"
+    )
+    p_ref.add_argument("--out", required=True, help="reference JSON to write")
+    p_ref.add_argument("--overwrite", action="store_true", help="replace an existing --out")
     return parser
 
 
@@ -866,14 +898,104 @@ def load_reference(path: str | Path | None) -> list[dict[str, Any]]:
     if path is None:
         from huggingface_hub import hf_hub_download
 
-        path = hf_hub_download(
-            "tatsu-lab/alpaca_eval", "alpaca_eval_gpt4_baseline.json", repo_type="dataset"
-        )
+        repo, name = HUB_REFERENCE
+        try:
+            path = hf_hub_download(repo, name, repo_type="dataset")
+        except Exception as err:  # offline, unreachable, not cached: one line, not a traceback
+            raise SystemExit(
+                f"alpaca_eval: could not get {name} of the Hub dataset {repo} "
+                f"({type(err).__name__}); pass --reference FILE (alpaca_eval's "
+                "results/gpt4_1106_preview/model_outputs.json) or go online"
+            ) from err
     records = load_annotations(path)
     for i, r in enumerate(records):
         if "instruction" not in r or "output" not in r:
             raise ValueError(f"{path}: record {i} lacks 'instruction' or 'output'")
     return records
+
+
+#: The AlpacaEval 2 baseline on the Hub: (dataset, file).
+HUB_REFERENCE = ("tatsu-lab/alpaca_eval", "alpaca_eval_gpt4_baseline.json")
+#: ``generator`` of the references made by :func:`reference_from_mt_bench`.
+MT_BENCH_GENERATOR = "gpt-4 (MT-Bench reference answers)"
+
+
+def reference_from_mt_bench(questions: str | Path, answers: str | Path) -> list[dict[str, Any]]:
+    """Reference records (AlpacaEval results format) from FastChat's MT-Bench files: for each
+    question with a reference answer, in the answers file's order, ``instruction`` = the
+    question's first turn, ``output`` = the answer's first turn, ``generator`` =
+    :data:`MT_BENCH_GENERATOR`, ``dataset`` = ``mt_bench/<category>``, and ``question_id``.
+
+    ``ValueError`` naming the file and line for a record without the fields, an answer to an
+    unknown question, a question id answered twice, or no answers at all.
+    """
+    by_id: dict[int, dict[str, Any]] = {}
+    for lineno, rec in _jsonl_records(questions):
+        try:
+            by_id[int(rec["question_id"])] = {
+                "category": str(rec["category"]),
+                "turn": str(rec["turns"][0]),
+            }
+        except (KeyError, IndexError, TypeError, ValueError) as err:
+            raise ValueError(
+                f"{questions}: line {lineno}: expected question_id, category and turns "
+                f"({type(err).__name__}: {err})"
+            ) from None
+    out: list[dict[str, Any]] = []
+    seen: set[int] = set()
+    for lineno, rec in _jsonl_records(answers):
+        try:
+            qid = int(rec["question_id"])
+            answer = str(rec["choices"][0]["turns"][0])
+        except (KeyError, IndexError, TypeError, ValueError) as err:
+            raise ValueError(
+                f"{answers}: line {lineno}: expected question_id and choices[0].turns "
+                f"({type(err).__name__}: {err})"
+            ) from None
+        if qid not in by_id:
+            raise ValueError(f"{answers}: line {lineno}: question {qid} is not in {questions}")
+        if qid in seen:
+            raise ValueError(f"{answers}: line {lineno}: question {qid} answered twice")
+        seen.add(qid)
+        q = by_id[qid]
+        out.append(
+            {
+                "instruction": q["turn"],
+                "output": answer,
+                "generator": MT_BENCH_GENERATOR,
+                "dataset": f"mt_bench/{q['category']}",
+                "question_id": qid,
+            }
+        )
+    if not out:
+        raise ValueError(f"{answers}: no reference answers")
+    return out
+
+
+def _jsonl_records(path: str | Path) -> list[tuple[int, dict[str, Any]]]:
+    records = []
+    with open(path, encoding="utf-8") as fh:
+        for lineno, line in enumerate(fh, 1):
+            if not line.strip():
+                continue
+            try:
+                rec = json.loads(line)
+            except json.JSONDecodeError as err:
+                raise ValueError(f"{path}: line {lineno}: {err}") from None
+            if not isinstance(rec, dict):
+                raise ValueError(f"{path}: line {lineno}: not a JSON object")
+            records.append((lineno, rec))
+    return records
+
+
+def _cmd_reference(args: argparse.Namespace) -> int:
+    from hf_mig.io import write_text_atomic
+
+    records = reference_from_mt_bench(args.mt_bench_questions, args.mt_bench_answers)
+    text = json.dumps(records, indent=2, ensure_ascii=False) + "\n"
+    write_text_atomic(args.out, text, overwrite=args.overwrite)
+    print(f"reference: {len(records)} MT-Bench questions with GPT-4 answers -> {args.out}")
+    return 0
 
 
 def generate_outputs(
@@ -1033,9 +1155,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of ``eval/alpaca_eval.py``; returns the exit status.
 
     ``generate`` -> ``model_outputs.json``; ``judge`` -> ``annotations.json``; ``score`` prints
-    (and with ``--out`` writes) the metrics; ``all`` runs the three into ``--out-dir``.
+    (and with ``--out`` writes) the metrics; ``all`` runs the three into ``--out-dir``;
+    ``reference`` writes a reference file from MT-Bench (:func:`reference_from_mt_bench`).
     """
     args = build_parser().parse_args(argv)
+    if args.command == "reference":
+        from hf_mig.io import OutputExistsError
+
+        try:
+            return _cmd_reference(args)
+        except (OSError, ValueError, OutputExistsError) as err:
+            print(f"alpaca_eval reference: error: {err}", file=sys.stderr)
+            return 2
     if args.command == "score":
         _cmd_score(args)
     elif args.command == "generate":

@@ -9,8 +9,11 @@ only computed when every one of its inputs is present; missing cells stay empty 
 Result files are the JSON written by ``eval/alpaca_eval.py``, ``eval/mt_bench.py``,
 ``eval/wildbench.py`` and ``eval/objective.py`` (``score --out``), or lm-eval's own results JSON;
 they are grouped by their ``model`` field (``--rename OLD=NEW`` to relabel). The AlpacaEval
-column is always the plain ``win_rate`` (the paper's metric), whatever mode judged it; a
-WildBench WB-Score result (the official single-answer mode) is not the paper's Wild column and is
+column is always the plain ``win_rate`` (the paper's metric), whatever mode judged it; a result
+of the AlpacaEval protocol on another instruction set (``instruction_set`` other than
+``alpaca_eval``, e.g. MT-Bench questions against GPT-4's reference answers) is not AlpacaEval: it
+is shown as ``AE*`` beside ``AE``, with a footnote, and enters no average; a WildBench WB-Score
+result (the official single-answer mode) is not the paper's Wild column and is
 shown separately. ``--paper`` appends the paper's published rows of Table 1 (Llama-3.1-8B);
 ``--paper-table NAME`` those of another table of ``hf_mig/eval/paper_tables.json`` (only the
 numbers the project's sources record; other cells and tables are missing, and say so).
@@ -46,6 +49,12 @@ SUBJECTIVE = ("AE", "MT", "Wild")
 COLUMNS = (*OBJECTIVE, "Avg_obj", *SUBJECTIVE, "Avg_sub", "Avg")
 PAPER_TABLES = Path(__file__).parent / "paper_tables.json"
 DEFAULT_PAPER_TABLE = "table1/llama-3.1-8b"
+#: What the ``AE*`` column is (the table's footnote).
+AE_STAR_NOTE = (
+    "AlpacaEval 2's judging protocol (win rate against reference outputs) on another instruction "
+    "set than AlpacaEval's, named in the result file's instruction_set; not comparable with AE "
+    "or the paper"
+)
 
 
 def _is_num(v: Any) -> bool:
@@ -56,6 +65,8 @@ def values_of(result: dict[str, Any]) -> dict[str, float]:
     """The table cells one result file contributes (may be empty for unknown files)."""
     bench = result.get("benchmark")
     if bench == "alpaca_eval_2" and _is_num(result.get("win_rate")):
+        if result.get("instruction_set", "alpaca_eval") != "alpaca_eval":
+            return {"AE*": float(result["win_rate"])}
         return {"AE": float(result["win_rate"])}
     if bench == "mt_bench" and _is_num(result.get("overall")):
         return {"MT": float(result["overall"])}
@@ -168,6 +179,8 @@ def build_table(
 
 def _columns(rows: Sequence[dict[str, Any]]) -> list[str]:
     cols = list(COLUMNS)
+    if any("AE*" in r for r in rows):
+        cols.insert(cols.index("AE") + 1, "AE*")
     if any("WB-Score" in r for r in rows):
         cols.append("WB-Score")
     return cols
@@ -178,11 +191,14 @@ def _fmt(v: Any) -> str:
 
 
 def to_markdown(rows: Sequence[dict[str, Any]]) -> str:
-    """A Markdown table (empty cells for missing values)."""
+    """A Markdown table (empty cells for missing values), then a footnote for ``AE*``, the one
+    column that looks like the paper's and is not."""
     cols = _columns(rows)
     lines = ["| Model | " + " | ".join(cols) + " |", "|---|" + "---:|" * len(cols)]
     for r in rows:
         lines.append(f"| {r['model']} | " + " | ".join(_fmt(r.get(c)) for c in cols) + " |")
+    if "AE*" in cols:
+        lines += ["", f"AE*: {AE_STAR_NOTE}."]
     return "\n".join(lines) + "\n"
 
 

@@ -5,10 +5,12 @@ each). :mod:`hf_mig.reproduce.planner` turns runs into the concrete steps. Two s
 
 - ``paper``: the paper's pools, base models, sizes and defaults (SPEC section 4); 8 GPUs per
   training run.
-- ``tiny``: the same chain on CPU in minutes: the bundled 427-row self-instruct pool (or LIMA and
-  the Alpaca-GPT-4 demo pool from the project's shared data for ``pools``), the offline tiny
-  Llama as the base model and as the DEITA / IFD scorer, all-MiniLM-L6-v2 for tags and the label
-  graph, k = 64, and SmolLM2-135M-Instruct as the judge.
+- ``tiny``: the same chain on CPU in minutes: the bundled 427-row self-instruct pool, the offline
+  tiny Llama as the base model and as the DEITA / IFD scorer, all-MiniLM-L6-v2 for tags and the
+  label graph, k = 64, and SmolLM2-135M-Instruct as the judge. Its ``pools`` experiment runs on
+  the bundled annotated copy of that pool (``hf-mig:demo-annotated``: other labels and scores,
+  annotated offline when it was made) and, when the project's shared data folder has them, on
+  LIMA and the Alpaca-GPT-4 demo pool (not redistributable, so not shipped).
 
 The sweep values of the ablations (thresholds, propagation weights, label counts, sizes) are this
 project's grid around the paper's defaults; the paper's own sweep values are not recorded here.
@@ -29,7 +31,10 @@ TABLE1_METHODS = ("random", "ifd", "instag", "deita", "car", "qdit", "zip", "mig
 
 @dataclass(frozen=True)
 class PoolSpec:
-    """A pool at one scale: ``source`` is the raw pool (Hub id, file, or None if unknown)."""
+    """A pool at one scale: ``source`` is the raw pool (Hub id, ``hf-mig:`` bundled id,
+    ``shared:<path in the shared folder>``, or None if unknown); ``annotated``: the source
+    already has ``labels`` and ``score`` (no annotation steps); ``licence``: why the source is
+    not shipped, for pools read from the shared folder."""
 
     key: str
     title: str
@@ -39,6 +44,8 @@ class PoolSpec:
     mean_tokens: int
     tags: int | None  # vocabulary size (None: every label the tagger produced)
     recipe_pool: str  # pool slug in the recipe file names
+    annotated: bool = False
+    licence: str = ""
 
 
 @dataclass(frozen=True)
@@ -93,8 +100,27 @@ SCALES = {
                 None,
                 "tiny",
             ),
+            "self-instruct-annotated": PoolSpec(
+                "self-instruct-annotated",
+                "self-instruct tasks, bundled annotation",
+                "hf-mig:demo-annotated",
+                64,
+                427,
+                120,
+                None,
+                "tiny",
+                annotated=True,
+            ),
             "lima": PoolSpec(
-                "lima", "LIMA", "shared:data/lima/lima.json", 64, 1029, 600, None, "tiny"
+                "lima",
+                "LIMA",
+                "shared:data/lima/lima.json",
+                64,
+                1029,
+                600,
+                None,
+                "tiny",
+                licence="LIMA is CC BY-NC-SA, so it is not shipped:",
             ),
             "alpaca-gpt4": PoolSpec(
                 "alpaca-gpt4",
@@ -105,10 +131,11 @@ SCALES = {
                 250,
                 None,
                 "tiny",
+                licence="alpaca-gpt4 data is CC BY-NC 4.0, so it is not shipped:",
             ),
         },  # fmt: skip
         main_pool="self-instruct",
-        other_pools=("lima", "alpaca-gpt4"),
+        other_pools=("self-instruct-annotated", "lima", "alpaca-gpt4"),
         embedder="sentence-transformers/all-MiniLM-L6-v2",
         threshold=0.8,
         thresholds=(0.7, 0.75, 0.8, 0.85),

@@ -33,6 +33,7 @@ from typing import Any
 from hf_mig.io import write_text_atomic
 
 from .outputs import inspect_output
+from .preflight import Need, check_needs
 
 __all__ = ["MARKER_DIR", "STAGES", "Plan", "Step", "StepCheck"]
 
@@ -49,6 +50,8 @@ class Step:
     this Python's tools when run). Paths inside the work folder are relative to it. ``hours`` is
     the estimated wall-clock time on ``gpus`` H100s (0 GPUs: a CPU step); ``resume`` marks a
     training step that continues from its last checkpoint when re-run after an interruption.
+    ``needs``: what the step reads from outside the work folder (files, packages, the Hub),
+    checked by :meth:`Plan.preflight` before a run starts.
     """
 
     id: str
@@ -61,6 +64,7 @@ class Step:
     hours: float = 0.0
     note: str = ""
     resume: bool = False
+    needs: list[Need] = field(default_factory=list)
 
     @property
     def gpu_hours(self) -> float:
@@ -264,6 +268,20 @@ class Plan:
             return StepCheck("exists", detail, foreign)
         return need or legacy or StepCheck("done")
 
+    def preflight(self, stages: Sequence[str] | None = None, force: bool = False) -> list[str]:
+        """What the steps that would run (those of ``stages``; finished ones only with
+        ``force``) need from outside the work folder and is missing: one line each, naming it,
+        a step that reads it and the way round (:func:`~hf_mig.reproduce.preflight.check_needs`).
+        Empty when everything is there."""
+        states = self.status() if not force else {}
+        pairs = [
+            (step.id, need)
+            for step in self.steps
+            if (not stages or step.stage in stages) and states.get(step.id) not in FINISHED
+            for need in step.needs
+        ]
+        return check_needs(pairs)
+
     def step_state(self, step: Step) -> str:
         """The state of ``step`` alone: :meth:`check`'s ``state``."""
         return self.check(step).state
@@ -365,6 +383,10 @@ class Plan:
         else:
             total += "every step runs on CPU"
         lines += ["", total]
+        needs = {n: None for s in self.steps if not stages or s.stage in stages for n in s.needs}
+        if needs:
+            lines += ["", "Read from outside the work folder (checked before a run starts):"]
+            lines += [f"- {n.label()}" for n in needs]
         if self.notes:
             lines += ["", "Notes:"] + [f"- {n}" for n in self.notes]
         if self.blockers:

