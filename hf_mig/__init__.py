@@ -18,7 +18,16 @@ from .selectors import (  # noqa: E402
 )
 
 
-def select(dataset, k: int, *, method: str = "mig", **options):
+def select(
+    dataset,
+    k: int,
+    *,
+    method: str = "mig",
+    push_to_hub: str | None = None,
+    private: bool | None = None,
+    overwrite: bool = False,
+    **options,
+):
     """Select ``k`` rows of ``dataset`` with ``method`` (default MIG); returns a ``Dataset``.
 
     ``dataset``: a ``datasets.Dataset``, or a ``DatasetDict`` with exactly one split (what
@@ -28,9 +37,16 @@ def select(dataset, k: int, *, method: str = "mig", **options):
     :func:`hf_mig.selectors.as_dataset`).
 
     ``options`` are the selector's ``__init__`` arguments, e.g. ``label_graph=...``.
+
+    ``push_to_hub="user/name"`` also uploads the selection, with its dataset card, to that Hub
+    dataset (``private``: for a repository the upload creates; ``overwrite``: replace the
+    ``train`` split and card of an existing one). See :meth:`hf_mig.selectors.BaseSelector.select`.
     """
     selector = get_selector(method, k, **options)
-    return selector.select(as_dataset(dataset, what=f"{method} selection"))
+    pool = as_dataset(dataset, what=f"{method} selection")
+    if push_to_hub is None:
+        return selector.select(pool)
+    return selector.select(pool, push_to_hub, private=private, overwrite=overwrite)
 
 
 __all__ = [

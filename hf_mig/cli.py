@@ -164,6 +164,31 @@ def build_parser() -> argparse.ArgumentParser:
         'JSON {"positions": [...], "pool_rows": N, "method": M} (\'hf-mig report --selection '
         "NAME=FILE' reads it; works for pools without an id column)",
     )
+    s.add_argument(
+        "--no-card",
+        dest="card",
+        action="store_false",
+        help="do not write the selection's dataset card beside --out (OUT with .README.md "
+        "appended, e.g. subset.jsonl.README.md: the pool's fingerprint and hash, method and "
+        "options, coverage, the command that reproduces it)",
+    )
+    s.add_argument(
+        "--push-to-hub",
+        metavar="REPO",
+        help="also upload the selection, with its dataset card, as the train split of the Hub "
+        "dataset REPO ('user/name'), after every local output is written; a failed upload "
+        "exits with status 3 and keeps the local outputs. An existing repository is refused "
+        "unless --overwrite",
+    )
+    s.add_argument(
+        "--private", action="store_true", help="--push-to-hub: create the repository private"
+    )
+    s.add_argument(
+        "--token-env",
+        metavar="NAME",
+        help="--push-to-hub: read the Hub token from environment variable NAME (default: "
+        "HF_TOKEN or the login of 'hf auth login'); the token is never printed or written",
+    )
 
     _add_overwrite_arg(s)
     s.set_defaults(func=cmd_select)
@@ -213,13 +238,19 @@ def parse_options(items: Sequence[str]) -> dict:
     return options
 
 
-def _load_prepared(args):
+def _load_prepared(args, identity: dict | None = None):
+    """The pool, loaded and prepared, and the vocabulary; ``identity``, when given, receives
+    :func:`hf_mig.hub.pool_identity` of the pool as loaded (before preparation)."""
     from .formats import load_vocabulary
     from .io import load_pool
     from .pool import prepare_pool
 
     vocabulary = load_vocabulary(args.vocabulary) if args.vocabulary else None
     pool = load_pool(args.pool, split=args.split, skip_bad_lines=args.skip_bad_lines)
+    if identity is not None:
+        from .hub import pool_identity
+
+        identity.update(pool_identity(pool, args.pool))
     pool = prepare_pool(
         pool,
         args.pool_format,
@@ -235,11 +266,14 @@ def _load_prepared(args):
 
 def _select_outputs(args) -> list[tuple[str, str]]:
     """``(flag, path)`` of every file ``select`` will write, in the order it writes them."""
+    from .hub import card_path
+
     named = [
         ("--out", args.out),
         ("--indices-out", args.indices_out),
         ("--save-graph", args.save_graph),
         ("--summary-json", args.summary_json),
+        ("the dataset card", str(card_path(args.out)) if args.card else None),
     ]
     return [(flag, path) for flag, path in named if path]
 
@@ -263,13 +297,33 @@ def cmd_select(args) -> int:
     import numpy as np
 
     from .graph import LabelGraph
+    from .hub import HubPushError, card_path, push_selection
     from .io import atomic_output, save_dataset, write_text_atomic
     from .selectors import get_selector
     from .summary import format_summary, selection_summary
 
     start = time.perf_counter()
+    token = None
+    if args.push_to_hub:
+        from huggingface_hub import constants
+
+        from .hub import check_repo_id, hub_token
+
+        check_repo_id(args.push_to_hub)
+        token = hub_token(args.token_env)
+        for name in ("httpx", "httpx2"):  # one INFO line per request otherwise
+            logging.getLogger(name).setLevel(logging.WARNING)
+        if constants.HF_HUB_OFFLINE:
+            logger.warning(
+                "HF_HUB_OFFLINE is set: the selection will be written locally, but the upload "
+                "to %s will fail; unset HF_HUB_OFFLINE to upload",
+                args.push_to_hub,
+            )
+    elif args.private or args.token_env:
+        raise ValueError("--private and --token-env apply to --push-to-hub, which is not given")
     _check_outputs(_select_outputs(args), args.overwrite)
-    pool, vocabulary = _load_prepared(args)
+    pool_info: dict = {}
+    pool, vocabulary = _load_prepared(args, pool_info if args.card or args.push_to_hub else None)
     if args.method == "mig":
         options = dict(
             label_graph=LabelGraph.load(args.graph) if args.graph else None,
@@ -339,7 +393,56 @@ def cmd_select(args) -> int:
     if args.summary_json:
         text = json.dumps(summary, indent=2, default=str) + "\n"
         write_text_atomic(args.summary_json, text, overwrite=args.overwrite)
+    card = None
+    if args.card or args.push_to_hub:
+        card = _selection_card(args, pool_info, pool, indices, selector, summary)
+    if args.card:
+        path = card_path(args.out)
+        write_text_atomic(path, str(card), overwrite=args.overwrite)
+        print(f"wrote the dataset card {path}")
+    if args.push_to_hub:
+        try:
+            url = push_selection(
+                subset,
+                args.push_to_hub,
+                card,
+                private=True if args.private else None,
+                token=token,
+                overwrite=args.overwrite,
+            )
+        except HubPushError as err:
+            kept = ", ".join(path for _, path in _select_outputs(args))
+            print(
+                f"hf-mig select: error: {err} (the local outputs are kept: {kept})",
+                file=sys.stderr,
+            )
+            return 3
+        print(f"pushed to {url}")
     return 0
+
+
+def _selection_card(args, pool_info: dict, pool, indices, selector, summary: dict):
+    """The dataset card of this ``select`` run (see :mod:`hf_mig.hub`)."""
+    import copy
+    import shlex
+
+    from .hub import python_call, selection_card, selection_facts
+
+    argv = getattr(args, "argv", None)
+    shown = selector
+    if getattr(args, "graph", None) and hasattr(selector, "label_graph"):
+        shown = copy.copy(selector)
+        shown.label_graph = args.graph  # the file, not the object loaded from it
+    facts = selection_facts(
+        pool,
+        indices,
+        selector,
+        pool_info=pool_info,
+        command=shlex.join(["hf-mig", *argv]) if argv is not None else None,
+        python=python_call(shown),
+        summary=summary,
+    )
+    return selection_card(facts)
 
 
 def cmd_graph(args) -> int:
@@ -397,7 +500,9 @@ def cmd_methods(args) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
     args = build_parser().parse_args(argv)
+    args.argv = argv
     logging.basicConfig(
         level=logging.WARNING if args.quiet else logging.INFO,
         format="%(levelname)s %(name)s: %(message)s",

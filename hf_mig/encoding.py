@@ -37,29 +37,46 @@ class DegeneratePoolError(PoolValidationError):
 
 @dataclass
 class PoolEncoding:
-    """Sample -> label ids as CSR (labels sorted and unique within a row) and raw scores."""
+    """Sample -> label ids as CSR (labels sorted and unique within a row) and raw scores.
+
+    ``label_occurrences`` (optional, one int per row): the row's vocabulary labels counted with
+    repeats, i.e. the length of its label list after labels outside the vocabulary are dropped
+    and before repeats are merged. It is what ``norm`` divides by (see :meth:`weights`); when it
+    is ``None`` the distinct counts are used.
+    """
 
     indptr: np.ndarray
     label_ids: np.ndarray
     scores: np.ndarray
     vocabulary: list[str]
     report: dict = field(default_factory=dict)
+    label_occurrences: np.ndarray | None = None
 
     @property
     def num_rows(self) -> int:
         return int(self.scores.size)
 
     def label_counts(self) -> np.ndarray:
-        """Number of (vocabulary) labels per row."""
+        """Number of distinct (vocabulary) labels per row."""
         return np.diff(self.indptr)
 
-    def weights(self, norm: bool = False) -> np.ndarray:
-        """Per-sample weights: the score, or score / #labels when ``norm`` (0 for no labels)."""
+    def norm_counts(self, *, distinct: bool = False) -> np.ndarray:
+        """What ``norm`` divides a row's score by: its vocabulary labels with repeats (the
+        reference's ``len(labels)`` after the vocabulary filter), or, with ``distinct=True`` or
+        when the encoding has no ``label_occurrences``, its distinct vocabulary labels."""
+        if distinct or self.label_occurrences is None:
+            return self.label_counts()
+        return self.label_occurrences
+
+    def weights(self, norm: bool = False, *, distinct: bool = False) -> np.ndarray:
+        """Per-sample weights: the score, or, when ``norm``, the score divided by
+        :meth:`norm_counts` (label occurrences with repeats unless ``distinct``); 0 for a row
+        without a vocabulary label."""
         if not norm:
             return self.scores.copy()
-        counts = self.label_counts()
+        counts = self.norm_counts(distinct=distinct)
         out = np.zeros_like(self.scores)
-        has = counts > 0
+        has = (counts > 0) & (self.label_counts() > 0)
         out[has] = self.scores[has] / counts[has]
         return out
 
@@ -257,7 +274,9 @@ def encode_pool(
     """Encode labels against ``vocabulary`` (node order) and read scores.
 
     Labels outside the vocabulary are dropped from their row and counted; a label repeated in a
-    row counts once. Null, empty or whitespace-only labels inside a list raise, naming the row.
+    row counts once in the CSR rows (the indicator ``v_i``), and every occurrence counts in
+    ``label_occurrences`` (what ``norm`` divides by, as in the reference). Null, empty or
+    whitespace-only labels inside a list raise, naming the row.
 
     ``report`` holds, besides the counts, ``rows_with_labels`` and ``row_coverage`` (rows with
     at least one vocabulary label, as a count and a share of all rows) and
@@ -289,6 +308,7 @@ def encode_pool(
     rows_k = rows[known]
     ids_k = id_values[known]
     counts = np.bincount(rows_k, minlength=n)
+    row_occurrences = counts.astype(np.int64)
     indptr = np.zeros(n + 1, dtype=np.int64)
     np.cumsum(counts, out=indptr[1:])
     label_ids = ids_k.astype(np.int32)
@@ -304,7 +324,7 @@ def encode_pool(
     report["occurrence_coverage"] = (
         (occurrences - report["labels_outside_vocabulary"]) / occurrences if occurrences else 0.0
     )
-    return PoolEncoding(indptr, label_ids, scores, list(vocabulary), report)
+    return PoolEncoding(indptr, label_ids, scores, list(vocabulary), report, row_occurrences)
 
 
 @njit

@@ -379,11 +379,13 @@ class MIGAnnotations:
     Use as ``ds.map(MIGAnnotations(vocab), batched=True, with_indices=True)``. Each call
     returns three columns, one value per input row:
 
-    * ``labels`` (``list[str]``): the tags at ``labels_field``, de-duplicated keeping the first
-      occurrence's order, then filtered to ``vocabulary`` when one is given. An empty tag list
-      is allowed and gives ``[]``.
-    * ``labels_dropped`` (``int``): how many distinct tags the vocabulary filter removed from
-      that row (0 without a vocabulary), so that filtering never loses labels silently.
+    * ``labels`` (``list[str]``): the tags at ``labels_field`` in their order, repeats kept,
+      filtered to ``vocabulary`` when one is given: the authors' ``labels`` of a record. A
+      repeated tag counts once in MIG's information but every occurrence counts in the
+      ``norm=True`` divisor, as in the reference sampler. An empty tag list gives ``[]``.
+    * ``labels_dropped`` (``int``): how many tags (occurrences) the vocabulary filter removed
+      from that row (0 without a vocabulary), so that filtering never loses labels silently:
+      ``len(labels) + labels_dropped`` is the length of the row's tag list.
     * ``score`` (``float``): ``mean`` (default, as in the released MIG code) or ``sum`` (as in
       the original DEITA) over turns ``j`` of ``quality[j] * complexity[j]``.
 
@@ -397,9 +399,9 @@ class MIGAnnotations:
     tag that is not a string, a score list that is empty, not a list, holds a non-number or a
     NaN/infinity, or whose length differs between quality and complexity.
 
-    Instances pickle (and so hash with ``datasets.fingerprint.Hasher``) by their
-    configuration only; the vocabulary is kept as a sorted tuple, so two instances with the
-    same configuration get the same fingerprint and ``Dataset.map`` caching works.
+    Instances pickle (and so hash with ``datasets.fingerprint.Hasher``) by their configuration
+    and :attr:`output_version` only; the vocabulary is kept as a sorted tuple, so two instances
+    with the same configuration get the same fingerprint and ``Dataset.map`` caching works.
     """
 
     def __init__(
@@ -439,9 +441,14 @@ class MIGAnnotations:
         self.complexity_field = complexity_field
         self._lookup = frozenset(vocab) if vocab is not None else None
 
-    # pickling / fingerprinting: configuration only, deterministic order
+    #: Changes whenever the columns computed from the same configuration change, so that
+    #: ``Dataset.map`` caches written by an earlier version are not reused.
+    output_version = 2
+
+    # pickling / fingerprinting: configuration (and output version) only, deterministic order
     def __getstate__(self) -> dict[str, Any]:
         return {
+            "output_version": self.output_version,
             "vocabulary": self.vocabulary,
             "reduce": self.reduce,
             "labels_field": self.labels_field,
@@ -450,6 +457,8 @@ class MIGAnnotations:
         }
 
     def __setstate__(self, state: dict[str, Any]) -> None:
+        state = dict(state)
+        state.pop("output_version", None)
         self.__dict__.update(state)
         vocab = state["vocabulary"]
         self._lookup = frozenset(vocab) if vocab is not None else None
@@ -468,18 +477,17 @@ class MIGAnnotations:
             raise ValueError(
                 f"row {row}, field {field!r}: expected a list of labels, got {_type_name(value)}"
             )
-        seen: dict[str, None] = {}
+        tags: list[str] = []
         for j, label in enumerate(value):
             if not isinstance(label, str):
                 raise ValueError(
                     f"row {row}, field {field!r}[{j}]: expected a string, got {_short(label)}"
                 )
-            seen.setdefault(label, None)
-        unique = list(seen)
+            tags.append(label)
         if self._lookup is None:
-            return unique, 0
-        kept = [label for label in unique if label in self._lookup]
-        return kept, len(unique) - len(kept)
+            return tags, 0
+        kept = [label for label in tags if label in self._lookup]
+        return kept, len(tags) - len(kept)
 
     def __call__(self, batch: dict[str, list], indices: list[int] | None = None) -> dict[str, list]:
         """Compute ``labels``, ``labels_dropped`` and ``score`` for one batch (see the class)."""

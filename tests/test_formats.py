@@ -391,11 +391,11 @@ def _batch(*records: dict) -> dict[str, list]:
 def test_annotations_multi_turn_mean_and_sum() -> None:
     batch = _batch(_record(["b", "a", "b", "c", "a"], [2.0, 4.0, 1.0], [3.0, 0.5, 5.0]))
     mean = MIGAnnotations(["a", "b"])(batch, [0])
-    assert mean["labels"] == [["b", "a"]]  # first-occurrence order, "c" filtered
+    assert mean["labels"] == [["b", "a", "b", "a"]]  # order and repeats kept, "c" filtered
     assert mean["labels_dropped"] == [1]
     assert mean["score"] == [pytest.approx((6.0 + 2.0 + 5.0) / 3)]
     total = MIGAnnotations(reduce="sum")(batch, [0])
-    assert total["labels"] == [["b", "a", "c"]]
+    assert total["labels"] == [["b", "a", "b", "c", "a"]]
     assert total["score"] == [pytest.approx(13.0)]
 
 

@@ -101,3 +101,36 @@ def test_repository_copy_is_the_shared_fixture_without_text(parity_dir, parity_t
     half = np.load(parity_dir / "label_embeddings_f16.npz")
     assert full["labels"].tolist() == half["labels"].tolist()
     np.testing.assert_array_equal(full["embeddings"].astype(np.float16), half["embeddings"])
+
+
+def test_norm_with_repeated_labels_matches_the_reference(expected, pool, parity_dir):
+    """``norm=True`` on the parity pool with labels repeated in a third of the rows: the picks
+    of :func:`benchmarks.reference.dense_reference` (the released code's dense greedy, float32)
+    fed the reference's weights, ``score / len(labels)`` with repeats, in the same order."""
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    if str(root) not in sys.path:
+        sys.path.insert(0, str(root))
+    from benchmarks.reference import dense_propagation, dense_reference
+
+    config = next(c for c in expected["configs"] if c["name"] == "norm_t07")
+    graph = LabelGraph.load(parity_dir / "label_graph_t0.7.npz")
+    rows = [
+        labels + labels[:1] * (1 + i % 2) if i % 3 == 0 and labels else labels
+        for i, labels in enumerate(pool["labels"])
+    ]
+    repeated = pool.remove_columns("labels").add_column("labels", rows)
+    index = {label: j for j, label in enumerate(graph.labels)}
+    ids = [index[label] for row in rows for label in row]
+    indptr = np.cumsum([0] + [len(row) for row in rows])
+    weights = [score / len(row) if row else 0.0 for row, score in zip(rows, pool["score"])]
+    w = graph.weights.tocoo()
+    prop = dense_propagation(graph.num_labels, w.row, w.col, w.data, config["prop_weight"])
+    ref = dense_reference(
+        indptr, np.asarray(ids), np.asarray(weights), prop, config["k"], a=config["phi_a"]
+    )
+    got = _selector(config, graph).select_indices(repeated)
+    assert got.tolist() == ref.indices.tolist()
+    assert [pool[int(i)]["id"] for i in got] != config["selected_ids"]

@@ -21,6 +21,7 @@ from ..encoding import (
 from ..graph import DEFAULT_MAX_EDGES, LabelGraph
 from ..greedy import GreedyResult, greedy_select, information_bounds
 from ..objective import Objective
+from ..summary import score_collapse
 from .base import BaseSelector, register_selector
 
 logger = logging.getLogger(__name__)
@@ -64,7 +65,12 @@ class MIGSelector(BaseSelector):
     phi, phi_a, phi_b, phi_alpha: the information function (``"pow"``: ``(x+a)^b``;
         ``"exp"``: ``1 - exp(-alpha x)``).
     prop_weight: weight of off-diagonal graph edges in propagation (0 = none).
-    norm: divide each score by the row's number of labels.
+    norm: divide each score by the row's number of labels, counted as the reference sampler
+        counts them: every occurrence of a label in the row's list, repeats included, after
+        labels outside the label graph (and ``vocabulary``) are dropped. A row tagged
+        ``["code", "code", "math"]`` has weight ``score / 3`` on each of its two distinct
+        labels (a repeated label still contributes once to ``v_i``). Default ``False``, as in
+        the paper and the reference's command line.
     gain: ``"gradient"`` (the authors' rule, default) or ``"exact"`` (marginal gain).
     labels_column, score_column: where labels (list of strings) and scores (numbers >= 0) are.
     vocabulary: optional labels to restrict to; others are ignored (and counted).
@@ -86,10 +92,15 @@ class MIGSelector(BaseSelector):
     largest score; rescale the scores). When fewer than ``k`` rows carry information (a label
     in the graph and a score above 0) the rest are picked in file order, with a warning.
 
+    Scores that have collapsed (all about equal, or at least 90% of the rows at the lowest or
+    highest score: :func:`hf_mig.summary.score_collapse`, as DEITA scorers that rate every row
+    the same produce) leave MIG ranking by labels alone: a ``logging`` warning says so, and
+    ``score_collapse_`` holds the details (``None`` when the scores are fine).
+
     After ``select_indices``, the fitted attributes ``result_`` (picks, gains, objective trace,
     lazy-evaluation stats), ``label_graph_``, ``encoding_report_`` (see
     :func:`hf_mig.encoding.encode_pool`: counts, ``row_coverage``, ``occurrence_coverage``,
-    plus ``rows_with_information``) are available.
+    plus ``rows_with_information``) and ``score_collapse_`` are available.
     """
 
     def __init__(
@@ -344,6 +355,14 @@ class MIGSelector(BaseSelector):
             logger.warning("MIG: %s", message)
         else:
             logger.info("MIG: %s", message)
+        collapse = score_collapse(encoding.scores)
+        if collapse is not None:
+            logger.warning(
+                "MIG: the scores in column %r have collapsed (%s): %s",
+                self.score_column,
+                collapse["reason"],
+                collapse["message"],
+            )
         propagation = graph.propagation_matrix(self.prop_weight)
         weights = encoding.weights(self.norm)
         self._check_bounds(encoding, weights, propagation)
@@ -361,6 +380,7 @@ class MIGSelector(BaseSelector):
         self.result_: GreedyResult = result
         self.label_graph_: LabelGraph = graph
         self.encoding_report_: dict = encoding.report
+        self.score_collapse_: dict | None = collapse
         self._encoding = encoding
         return result.indices
 
