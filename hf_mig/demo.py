@@ -133,16 +133,16 @@ def run_demo(k: int = 40, out_dir: str | os.PathLike | None = None, echo=print) 
     seconds = time.perf_counter() - start
 
     stats = graph.stats()
-    report = selector.encoding_report_
     summaries = {
         "mig": selection_summary(pool, subset),
         "top_score": selection_summary(pool, top_score),
         "random": selection_summary(pool, random_subset),
     }
+    pool_unlabelled = summaries["mig"]["pool_unlabelled_rows"]
     echo(f"Pool: {len(pool)} self-instruct tasks (Apache-2.0), bundled with hf-mig.")
     echo(
         f"Tagged with the {len(selector.label_graph_.labels)} InsTag labels they use "
-        f"({report['rows_without_labels']} rows got no label above the tagger's threshold; "
+        f"({pool_unlabelled} of {len(pool)} rows got no label above the tagger's threshold; "
         f"they are kept and rank last); scored with LengthScorer, the best offline scorer "
         "measured (README: Annotating a pool)."
     )
@@ -157,7 +157,7 @@ def run_demo(k: int = 40, out_dir: str | os.PathLike | None = None, echo=print) 
         row = subset[rank]
         echo(
             f"  {rank + 1:>2}  {row['mig_gain']:7.2f}  {row['score']:5.1f}  "
-            f"{', '.join(row['labels'][:3])}"
+            f"{', '.join(row['labels'][:3]) or '(no label)'}"
         )
         echo(f"  {'':>2}  {'':>7}  {'':>5}  \u2514 {_excerpt(row['messages'])}")
     echo("")
@@ -168,13 +168,18 @@ def run_demo(k: int = 40, out_dir: str | os.PathLike | None = None, echo=print) 
         "labels filled up."
     )
     echo("")
-    echo(f"  {'selection':<10} {'labels covered':>15} {'mean score':>11}")
+    header = f"{'selection':<10} {'labels covered':>15} {'mean score':>11}"
+    echo(f"  {header} {'rows without a label':>21}")
     for name, s in summaries.items():
         echo(
             f"  {name:<10} {s['selected_labels']:>7} / {s['pool_labels']:<5} "
-            f"{s['selected_mean_score']:>11.2f}"
+            f"{s['selected_mean_score']:>11.2f} {s['selected_unlabelled_rows']:>21}"
         )
-    echo(f"  {'pool':<10} {'':>15} {summaries['mig']['pool_mean_score']:>11.2f}")
+    echo(
+        f"  {'pool':<10} {'':>15} {summaries['mig']['pool_mean_score']:>11.2f} "
+        f"{pool_unlabelled:>21}"
+    )
+    echo("  (labels covered: distinct labels; rows without a label: no label at all)")
     if out_dir is not None:
         written = write_demo_outputs(subset, graph, out_dir, plan)
         echo(f"\nWrote {written[0]} and {written[1]}")

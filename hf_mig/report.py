@@ -17,6 +17,11 @@
 ``report/`` then holds ``report.html`` (figures embedded, so the page stands alone), the same
 figures as PNG files beside it, and ``report.json`` with every number behind the figures.
 
+The page opens with a table of contents, where the label and score columns and the label graph
+came from (what the caller states, what the pool's own columns show, else "unknown"), the rows
+without a label in the pool and in each selection, and each selection's first picks: the first
+user turn, labels, score and, when known, the MIG gain of each.
+
 Beside the label counts, the report measures MIG's own information per label: the vector
 ``x(S) = sum_{i in S} u_i`` with ``u_i = w_i * v_i @ P`` (``w_i`` the score, or score / #labels
 with ``norm``; ``P`` the label graph's propagation matrix, or the identity when no graph is
@@ -45,10 +50,20 @@ from datasets import Dataset
 from .encoding import PoolValidationError, encode_pool, unique_labels
 from .io import atomic_output, check_output, write_text_atomic
 from .objective import Objective
+from .summary import selection_summary
 
 logger = logging.getLogger(__name__)
 
 CONVERSATION_COLUMNS = ("messages", "dialogs", "conversations", "conversation")
+#: columns holding a row's request when it has no conversation column (first one present)
+TEXT_COLUMNS = ("instruction", "prompt", "question", "query", "input", "text")
+#: roles (``role`` or ShareGPT ``from``, lower-cased) that mark a user turn
+USER_ROLES = ("user", "human")
+#: picks shown per selection, and the characters of each pick's request shown
+FIRST_PICKS = 10
+PICK_TEXT_CHARS = 160
+#: the column ``MIGSelector(record_gains=True)`` / ``hf-mig select --record-gains`` writes
+GAIN_COLUMN = "mig_gain"
 SOURCE_COLUMNS = ("source", "dataset", "origin")
 FREQUENCY_BANDS = ((1, 1), (2, 5), (6, 20), (21, None))
 NEIGHBOURHOOD_LABELS = 3
@@ -232,20 +247,158 @@ def _describe(values: Sequence[float]) -> dict:
     }
 
 
+def _message_role(message: Any) -> str | None:
+    if not isinstance(message, dict):
+        return None
+    role = message.get("role", message.get("from"))
+    return str(role).lower() if role is not None else None
+
+
+def _message_text(message: Any) -> str:
+    if isinstance(message, dict):
+        return str(message.get("content") or message.get("value") or "")
+    return "" if message is None else str(message)
+
+
+def user_turns(conversation: Sequence[Any] | None) -> int:
+    """User turns of one conversation: messages whose ``role`` (or ShareGPT ``from``) is
+    ``user``/``human``. A conversation of plain strings alternates user and assistant, starting
+    with the user, so it has ``ceil(len / 2)`` user turns. A single-turn row has 1."""
+    conversation = conversation or []
+    if any(isinstance(m, dict) for m in conversation):
+        return sum(1 for m in conversation if _message_role(m) in USER_ROLES)
+    return (len(conversation) + 1) // 2
+
+
+def first_user_text(conversation: Sequence[Any] | None) -> str:
+    """The content of the first user turn of a conversation (as :func:`user_turns` finds user
+    turns), or ``""`` when it has none."""
+    conversation = conversation or []
+    if any(isinstance(m, dict) for m in conversation):
+        return next((_message_text(m) for m in conversation if _message_role(m) in USER_ROLES), "")
+    return _message_text(conversation[0]) if conversation else ""
+
+
 def _conversation_stats(pool: Dataset, column: str) -> tuple[np.ndarray, np.ndarray]:
-    """Per row: number of turns and total characters of content."""
+    """Per row: number of user turns and total characters of content."""
     turns, chars = [], []
     for conv in pool[column]:
         conv = conv or []
-        turns.append(len(conv))
-        total = 0
-        for m in conv:
-            if isinstance(m, dict):
-                total += len(str(m.get("content") or m.get("value") or ""))
-            else:
-                total += len(str(m))
-        chars.append(total)
+        turns.append(user_turns(conv))
+        chars.append(sum(len(_message_text(m)) for m in conv))
     return np.asarray(turns, dtype=np.int64), np.asarray(chars, dtype=np.int64)
+
+
+def _shorten(text: str, limit: int) -> str:
+    """``text`` with runs of whitespace made one space, cut to ``limit`` characters (``…``)."""
+    flat = " ".join(text.split())
+    return flat if len(flat) <= limit else flat[: limit - 1].rstrip() + "…"
+
+
+def selection_gains(selection: Any) -> np.ndarray | None:
+    """The MIG gain of each pick, in pick order, of a selection given as a subset with a
+    ``mig_gain`` column (as ``hf-mig select --record-gains`` writes it); ``None`` otherwise or
+    when a value is missing."""
+    if not isinstance(selection, Dataset) or GAIN_COLUMN not in selection.column_names:
+        return None
+    values = selection[GAIN_COLUMN]
+    if any(v is None for v in values):
+        return None
+    try:
+        return np.asarray(values, dtype=np.float64)
+    except (TypeError, ValueError):
+        return None
+
+
+def infer_provenance(pool: Dataset, labels_column: str, score_column: str) -> dict[str, str]:
+    """What the pool's own columns show about how its label and score columns were made:
+    ``{"tagger": ..., "scorer": ...}``, each ``"unknown"`` when nothing shows it.
+
+    Only the companion columns hf-mig's own tools write are read (``instag_raw``/``instag_error``
+    of the InsTag tagger, ``deita_*``/``ifd_*``/``reward_*`` of the scorers, the MIG authors'
+    ``annotation`` struct); models are never named, since the pool does not record them.
+    """
+    cols = set(pool.column_names)
+    tagger = scorer = "unknown"
+    if labels_column == "labels" and cols & {"instag_raw", "instag_error"}:
+        tagger = (
+            "a generative InsTag tagger (hf-mig tag with a transformers/vllm/openai backend: the "
+            "pool has its instag_raw/instag_error columns); model unknown"
+        )
+    elif labels_column == "labels" and {"annotation", "labels_dropped"} <= cols:
+        tagger = "the InsTag tags of the pool's MIG-authors 'annotation' struct"
+    if score_column == "score" and cols & {"deita_error", "deita_complexity", "deita_quality"}:
+        scorer = (
+            "DEITA complexity x quality (hf-mig score --scorer deita: the pool has its deita_* "
+            "columns); models unknown"
+        )
+    elif score_column in ("score", "reward") and "reward_error" in cols:
+        scorer = (
+            "a reward model (hf-mig score --scorer reward: the pool has its reward_* columns"
+            + ("; score = sigmoid(reward)" if score_column == "score" else "")
+            + "); model unknown"
+        )
+    elif score_column == "ifd" and "ifd_error" in cols:
+        scorer = "IFD (hf-mig score --scorer ifd: the pool has its ifd_* columns); model unknown"
+    elif score_column == "score" and {"annotation", "labels_dropped"} <= cols:
+        scorer = "quality x complexity from the pool's MIG-authors 'annotation' struct (DEITA)"
+    return {"tagger": tagger, "scorer": scorer}
+
+
+def _graph_provenance(label_graph: Any, source: str | None) -> dict[str, Any]:
+    if label_graph is None:
+        return {"source": source or "none: no label graph, so no propagation"}
+    metadata = dict(getattr(label_graph, "metadata", {}) or {})
+    stats = label_graph.stats()
+    return {
+        "source": source or "unknown",
+        "embedder": str(metadata["embedder"]) if metadata.get("embedder") else "unknown",
+        "threshold": label_graph.threshold,
+        "labels": int(stats["num_labels"]),
+        "edges": int(stats["num_edges"]),
+    }
+
+
+def _first_picks(
+    pool: Dataset,
+    idx: np.ndarray,
+    n: int,
+    *,
+    labels_column: str,
+    score_column: str,
+    id_column: str | None,
+    gains: np.ndarray | None,
+) -> list[dict]:
+    """The first ``n`` picks of one selection: position, id, request, labels, score, gain."""
+    rows = pool.select(idx[:n].tolist()) if n > 0 and len(idx) else pool.select([])
+    conv_col = next((c for c in CONVERSATION_COLUMNS if c in pool.column_names), None)
+    text_col = next((c for c in TEXT_COLUMNS if c in pool.column_names), None)
+    out = []
+    for rank in range(len(rows)):
+        row = rows[rank]
+        if conv_col is not None:
+            text = first_user_text(row[conv_col])
+        elif text_col is not None:
+            text = _message_text(row[text_col])
+        else:
+            text = ""
+        score = row.get(score_column)
+        labels = row.get(labels_column, ())
+        gain = None if gains is None else float(gains[rank])
+        out.append(
+            {
+                "rank": rank + 1,
+                "row": int(idx[rank]),
+                "id": str(row[id_column]) if id_column and id_column in row else None,
+                "text": _shorten(text, PICK_TEXT_CHARS),
+                "labels": list(dict.fromkeys(labels or [])) if isinstance(labels, list) else None,
+                "score": float(score)
+                if isinstance(score, (int, float)) and not isinstance(score, bool)
+                else None,
+                "gain": gain,
+            }
+        )
+    return out
 
 
 def _band_name(lo: int, hi: int | None) -> str:
@@ -460,10 +613,18 @@ def compute_report_data(
     prop_weight: float = 1.0,
     norm: bool = False,
     objective: Objective | None = None,
+    first_picks: int = FIRST_PICKS,
+    gains: Mapping[str, Sequence[float]] | None = None,
+    provenance: Mapping[str, Any] | None = None,
 ) -> tuple[dict, dict[str, np.ndarray], dict]:
-    """The numbers of the report; returns ``(data, indices by selection, raw arrays for plots)``."""
+    """The numbers of the report; returns ``(data, indices by selection, raw arrays for plots)``.
+
+    ``first_picks`` (>= 0), ``gains`` and ``provenance`` are as for :func:`build_report`.
+    """
     if not selections:
         raise ValueError("no selections to report on")
+    if not isinstance(first_picks, int) or isinstance(first_picks, bool) or first_picks < 0:
+        raise ValueError(f"first_picks must be an integer >= 0, got {first_picks!r}")
     indices = {
         str(name): resolve_selection(pool, sel, id_column=id_column, name=str(name))
         for name, sel in selections.items()
@@ -478,8 +639,60 @@ def compute_report_data(
         pool_ids = pool[ids_col]
         for name, idx in indices.items():
             data["selections"][name]["first_ids"] = [str(pool_ids[i]) for i in idx[:10]]
+    else:
+        ids_col = None
+
+    # ---- where the columns came from, and the gain of each pick when it is known
+    given = dict(provenance or {})
+    inferred = infer_provenance(pool, labels_column, score_column)
+    described = dict(given.get("selections") or {})
+    data["provenance"] = {
+        "labels": {
+            "column": labels_column,
+            "produced_by": given.get("tagger") or inferred["tagger"],
+        },
+        "score": {"column": score_column, "produced_by": given.get("scorer") or inferred["scorer"]},
+        "label_graph": _graph_provenance(label_graph, given.get("graph")),
+        "selections": {name: str(described.get(name) or "unknown") for name in indices},
+    }
+    known: dict[str, tuple[np.ndarray, str]] = {}
+    for name, sel in selections.items():
+        from_column = selection_gains(sel)
+        if from_column is not None:
+            known[str(name)] = (from_column, f"the selection's {GAIN_COLUMN} column")
+    if mig_result is not None:
+        picks = np.asarray(mig_result.indices)
+        for name, idx in indices.items():
+            if np.array_equal(np.asarray(idx), picks):
+                known[name] = (np.asarray(mig_result.gains, dtype=np.float64), "the MIG run")
+    for name, values in (gains or {}).items():
+        known[str(name)] = (np.asarray(values, dtype=np.float64), "given with the selection")
+    for name, (values, _) in known.items():
+        if name not in indices:
+            raise ValueError(f"gains given for {name!r}, which is not a selection")
+        if values.shape != (len(indices[name]),):
+            raise ValueError(
+                f"selection {name!r}: {values.size} gains for {len(indices[name])} picks; "
+                "give one gain per pick, in pick order"
+            )
+    for name, idx in indices.items():
+        values, source = known.get(name, (None, None))
+        data["selections"][name]["gains_from"] = source
+        data["selections"][name]["first_picks"] = _first_picks(
+            pool,
+            idx,
+            first_picks,
+            labels_column=labels_column,
+            score_column=score_column,
+            id_column=ids_col,
+            gains=values,
+        )
 
     # ---- labels
+    summaries = {
+        name: selection_summary(pool, idx, labels_column=labels_column, score_column=score_column)
+        for name, idx in indices.items()
+    }
     row_labels = _row_labels(pool, labels_column)
     label_sets: dict[str, set[str]] = {}
     if row_labels is not None:
@@ -499,10 +712,14 @@ def compute_report_data(
         }
         for name, counts in sel_counts.items():
             covered = set(counts) & set(pool_counts)
+            summary = summaries[name]
+            if "pool_unlabelled_rows" in summary:
+                labels["pool_unlabelled_rows"] = summary["pool_unlabelled_rows"]
             labels["by_selection"][name] = {
                 "labels_covered": len(covered),
                 "coverage": len(covered) / len(pool_counts) if pool_counts else 0.0,
                 "label_occurrences": int(sum(counts.values())),
+                "unlabelled_rows": summary.get("selected_unlabelled_rows"),
                 "coverage_curve": coverage_curve(row_labels, indices[name]),
                 "singleton_labels_covered": sum(1 for x in covered if pool_counts[x] == 1),
             }
@@ -574,6 +791,7 @@ def compute_report_data(
         edges = np.linspace(lo, hi, 31)
         data["scores"] = {
             "column": score_column,
+            "collapse": next(iter(summaries.values())).get("score_collapse"),
             "bin_edges": edges.tolist(),
             "pool": {**_describe(finite), "histogram": _histogram(finite, edges)},
             "by_selection": {
@@ -587,20 +805,21 @@ def compute_report_data(
     conv_col = next((c for c in CONVERSATION_COLUMNS if c in pool.column_names), None)
     if conv_col is not None:
         turns, chars = _conversation_stats(pool, conv_col)
-        t_edges = np.arange(0.5, max(int(turns.max()) if turns.size else 1, 1) + 1.5, 1.0)
+        lowest = min(int(turns.min()) if turns.size else 1, 1)
+        t_edges = np.arange(lowest - 0.5, max(int(turns.max()) if turns.size else 1, 1) + 1.5)
         c_max = max(float(chars.max()) if chars.size else 1.0, 1.0)
         c_edges = np.logspace(0, math.log10(c_max) + 0.01, 31)
         data["conversations"] = {
             "column": conv_col,
-            "turn_bin_edges": t_edges.tolist(),
+            "user_turn_bin_edges": t_edges.tolist(),
             "length_bin_edges": c_edges.tolist(),
             "pool": {
-                "turns": {**_describe(turns), "histogram": _histogram(turns, t_edges)},
+                "user_turns": {**_describe(turns), "histogram": _histogram(turns, t_edges)},
                 "characters": {**_describe(chars), "histogram": _histogram(chars, c_edges)},
             },
             "by_selection": {
                 name: {
-                    "turns": {
+                    "user_turns": {
                         **_describe(turns[idx]),
                         "histogram": _histogram(turns[idx], t_edges),
                     },
@@ -748,36 +967,61 @@ def _make_figures(data: dict, raw: dict, indices: dict[str, np.ndarray]) -> list
             fig,
         )
 
-        # long tail: pool count per label (ranked) vs selected count
+        # the most frequent labels: share of rows carrying each, pool vs each selection
         ranked, pool_counts = raw["ranked"], raw["pool_counts"]
-        fig = _new_figure(9.0, 6.4)
-        ax1, ax2 = fig.subplots(2, 1, sharex=True)
-        x = np.arange(1, len(ranked) + 1)
-        ax1.plot(x, [pool_counts[r] for r in ranked], color="black", lw=1.5, label="pool")
-        for n in names:
-            sc = raw["sel_counts"][n]
-            ax1.plot(x, [sc[r] for r in ranked], color=color[n], lw=0.8, alpha=0.8, label=n)
-        ax1.set_yscale("symlog", linthresh=1)
-        ax1.set_ylabel("rows carrying the label")
-        ax1.set_title("Rows per label: pool vs selected (labels ranked by pool frequency)")
-        ax1.legend()
-        ax1.grid(alpha=0.3)
-        window = max(1, len(ranked) // 50)
-        for n in names:
-            hit = np.asarray([1.0 if raw["sel_counts"][n][r] else 0.0 for r in ranked])
-            smooth = np.convolve(hit, np.ones(window) / window, mode="same")
-            ax2.plot(x, smooth, color=color[n], lw=1.5, label=n)
-        ax2.set_ylim(-0.02, 1.02)
-        ax2.set_xlabel("label rank in the pool (1 = most frequent)")
-        ax2.set_ylabel(f"share covered\n(rolling window {window})")
-        ax2.grid(alpha=0.3)
-        add(
-            "label_long_tail",
-            "The long tail of labels",
-            "Top: rows per label in the pool and in each selection. Bottom: the share of labels "
-            "covered along the ranking; the right end is the long tail of rare labels.",
-            fig,
-        )
+        top = ranked[:TOP_LABELS]
+        if top:
+            fig = _new_figure(9.0, 1.7 + 0.27 * len(top))
+            ax = fig.add_subplot()
+            y = np.arange(len(top))
+            pool_rows = max(data["pool"]["rows"], 1)
+            ax.barh(
+                y,
+                [pool_counts[x] / pool_rows for x in top],
+                0.7,
+                color="#d9d9d9",
+                edgecolor="#999999",
+                label="pool",
+            )
+            markers = "oDs^vP*X"
+            widest = max(pool_counts[x] / pool_rows for x in top)
+            step = 0.5 / max(len(names), 1)  # markers of a label side by side within its bar
+            for j, n in enumerate(names):
+                rows_n = max(data["selections"][n]["rows"], 1)
+                shares = [raw["sel_counts"][n][x] / rows_n for x in top]
+                widest = max(widest, *shares)
+                ax.plot(
+                    shares,
+                    y + (j - (len(names) - 1) / 2) * step,
+                    markers[j % len(markers)],
+                    ms=6,
+                    color=color[n],
+                    markeredgecolor="black",
+                    markeredgewidth=0.5,
+                    label=n,
+                )
+            ax.set_xlim(-0.02 * widest, 1.05 * widest)
+            ax.set_yticks(y, [_short(x, 40) for x in top], fontsize=9)
+            ax.invert_yaxis()
+            ax.set_ylim(len(top) - 0.5, -0.5)
+            from matplotlib.ticker import PercentFormatter
+
+            ax.xaxis.set_major_formatter(PercentFormatter(1.0))
+            ax.set_xlabel("share of rows carrying the label")
+            ax.set_title(
+                f"The {len(top)} most frequent labels of the pool "
+                f"(of {len(ranked):,}): pool vs selections"
+            )
+            ax.grid(axis="x", alpha=0.3)
+            ax.legend(loc="lower right", fontsize=9)
+            add(
+                "top_labels",
+                "Most frequent labels",
+                f"The {len(top)} labels carried by most pool rows: grey bars, the share of the "
+                "pool's rows carrying each; markers, the share of each selection's rows. A marker "
+                "left of its bar: the selection has the label less often than the pool.",
+                fig,
+            )
 
         # frequency bands
         bands = labels["frequency_bands"]
@@ -889,7 +1133,9 @@ def _make_figures(data: dict, raw: dict, indices: dict[str, np.ndarray]) -> list
             fig,
         )
 
-    def side_by_side(key: str, title: str, xlabel: str, edges: list, pool_hist, hists, logx=False):
+    def side_by_side(
+        key: str, title: str, xlabel: str, edges: list, pool_hist, hists, logx=False, whole=False
+    ):
         fig = _new_figure()
         ax = fig.add_subplot()
         e = np.asarray(edges)
@@ -900,6 +1146,10 @@ def _make_figures(data: dict, raw: dict, indices: dict[str, np.ndarray]) -> list
             ax.stairs(h / max(h.sum(), 1), e, color=color[n], lw=1.5, label=n)
         if logx:
             ax.set_xscale("log")
+        if whole:
+            from matplotlib.ticker import MaxNLocator
+
+            ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.set_xlabel(xlabel)
         ax.set_ylabel("share of rows")
         ax.set_title(title)
@@ -921,11 +1171,12 @@ def _make_figures(data: dict, raw: dict, indices: dict[str, np.ndarray]) -> list
     if conv:
         side_by_side(
             "conversation_turns",
-            "Turns per conversation",
-            f"messages in '{conv['column']}'",
-            conv["turn_bin_edges"],
-            conv["pool"]["turns"]["histogram"],
-            {n: conv["by_selection"][n]["turns"]["histogram"] for n in names},
+            "User turns per conversation",
+            f"user turns in '{conv['column']}' (a single-turn row has 1)",
+            conv["user_turn_bin_edges"],
+            conv["pool"]["user_turns"]["histogram"],
+            {n: conv["by_selection"][n]["user_turns"]["histogram"] for n in names},
+            whole=True,
         )
         side_by_side(
             "conversation_length",
@@ -1071,6 +1322,9 @@ table{border-collapse:collapse;margin:.6em 0}td,th{border:1px solid #ccc;padding
 text-align:right}th{background:#f4f4f4}td.l,th.l{text-align:left}
 figure{margin:1em 0}figure img{max-width:100%;border:1px solid #eee}
 figcaption{color:#555;font-size:.9em}code{background:#f4f4f4;padding:0 .2em}
+nav#contents{background:#f8f8f8;border:1px solid #ddd;padding:.3em 1em;display:inline-block}
+nav#contents ol{margin:.3em 0;padding-left:1.4em}p.note{color:#555;font-size:.9em;margin-top:0}
+td.l{max-width:40em;overflow-wrap:anywhere}p.warning{color:#a00;font-weight:bold}
 """
 
 
@@ -1127,22 +1381,121 @@ def _figure_html(fig: dict) -> str:
     )
 
 
+def _fmt_count(value: Any) -> str:
+    return "unknown" if value is None else f"{value:,}"
+
+
+def _provenance_html(data: dict) -> str:
+    prov = data.get("provenance")
+    if not prov:
+        return ""
+    graph = prov["label_graph"]
+    if "labels" in graph:
+        threshold = graph["threshold"]
+        graph_text = (
+            f"{graph['source']}; {graph['labels']:,} labels, {graph['edges']:,} edges, threshold "
+            f"{'unknown' if threshold is None else f'{threshold:g}'}, embedder {graph['embedder']}"
+        )
+    else:
+        graph_text = graph["source"]
+    rows = [
+        ["labels", f"column '{prov['labels']['column']}'", prov["labels"]["produced_by"]],
+        ["score", f"column '{prov['score']['column']}'", prov["score"]["produced_by"]],
+        ["label graph", "", graph_text],
+        *(["selection", f"'{name}'", where] for name, where in prov["selections"].items()),
+    ]
+    return _table(["", "name", "made by"], rows, left=3)
+
+
+def _picks_html(name: str, sel: dict) -> str:
+    picks = sel.get("first_picks") or []
+    head = (
+        f"<h3>{html.escape(name)}: the first {len(picks):,} of {sel['rows']:,} picks</h3>"
+        if picks
+        else f"<h3>{html.escape(name)}: {sel['rows']:,} picks (none shown)</h3>"
+    )
+    if not picks:
+        return head
+    with_gain = sel.get("gains_from") is not None
+    with_id = any(p["id"] is not None for p in picks)
+    header = ["#", *(["id"] if with_id else []), "request (first user turn)", "labels", "score"]
+    if with_gain:
+        header.append("MIG gain")
+    rows = []
+    for p in picks:
+        if p["labels"] is None:
+            labels = "unknown"
+        else:
+            labels = ", ".join(p["labels"]) if p["labels"] else "(no label)"
+        row = [p["rank"], *([p["id"] or ""] if with_id else []), p["text"] or "(no text)", labels]
+        row.append("unknown" if p["score"] is None else p["score"])
+        if with_gain:
+            row.append("" if p["gain"] is None else p["gain"])
+        rows.append(row)
+    note = (
+        f'<p class="note">MIG gains from {html.escape(sel["gains_from"])}.</p>'
+        if with_gain
+        else '<p class="note">MIG gains: unknown for this selection.</p>'
+    )
+    return head + _table(header, rows, left=len(header) - (2 if with_gain else 1)) + note
+
+
 def render_html(data: dict, figures: list[dict], title: str = "hf-mig selection report") -> str:
-    """The report page: summary tables and every figure (embedded as PNG data URIs)."""
+    """The report page: contents, provenance, first picks, summary tables and every figure
+    (embedded as PNG data URIs), one ``<section id=...>`` per topic."""
     figs = {f["file"][:-4]: _figure_html(f) for f in figures}
     names = list(data["selections"])
-    parts = [f"<h1>{html.escape(title)}</h1>"]
+    sections: list[tuple[str, str, list[str]]] = []  # (anchor, heading, html parts)
+
+    def section(anchor: str, heading: str) -> list[str]:
+        parts: list[str] = []
+        sections.append((anchor, heading, parts))
+        return parts
+
+    labels = data.get("labels")
+    pool_unlabelled = labels.get("pool_unlabelled_rows") if labels else None
+    parts = section("summary", "Summary")
     parts.append(
-        f"<p>Pool: {data['pool']['rows']:,} rows. Selections: "
+        f"<p>Pool: {data['pool']['rows']:,} rows"
+        + (f", {pool_unlabelled:,} of them without a label" if pool_unlabelled is not None else "")
+        + ". Selections: "
         + ", ".join(
-            f"<b>{html.escape(n)}</b> ({data['selections'][n]['rows']:,} rows)" for n in names
+            f"<b>{html.escape(n)}</b> ({data['selections'][n]['rows']:,} rows"
+            + (
+                f", {_fmt_count(labels['by_selection'][n]['unlabelled_rows'])} without a label"
+                if labels
+                else ""
+            )
+            + ")"
+            for n in names
         )
         + ".</p>"
     )
-    labels = data.get("labels")
+    parts.append("<h3>Where the columns came from</h3>")
+    parts.append(_provenance_html(data))
+
+    parts = section("picks", "What was picked")
+    parts.append(
+        "<p>The first picks of each selection, in pick order: the row's first user turn "
+        f"(cut to {PICK_TEXT_CHARS} characters), its labels, its score and, when known, the "
+        "information gain MIG picked it with.</p>"
+    )
+    parts += [_picks_html(n, data["selections"][n]) for n in names]
+
     if labels:
-        parts.append("<h2>Label coverage</h2>")
+        parts = section("labels", "Label coverage")
         rows = [
+            [
+                "pool",
+                data["pool"]["rows"],
+                labels["pool_labels"],
+                labels["pool_labels"],
+                "100.0%",
+                next((b["pool_labels"] for b in labels["frequency_bands"] if b["band"] == "1"), ""),
+                _fmt_count(pool_unlabelled),
+            ]
+        ]
+        rows += [
             [
                 n,
                 data["selections"][n]["rows"],
@@ -1150,6 +1503,7 @@ def render_html(data: dict, figures: list[dict], title: str = "hf-mig selection 
                 labels["pool_labels"],
                 f"{100 * labels['by_selection'][n]['coverage']:.1f}%",
                 labels["by_selection"][n]["singleton_labels_covered"],
+                _fmt_count(labels["by_selection"][n]["unlabelled_rows"]),
             ]
             for n in names
         ]
@@ -1158,27 +1512,35 @@ def render_html(data: dict, figures: list[dict], title: str = "hf-mig selection 
                 [
                     "selection",
                     "rows",
-                    "labels covered",
+                    "distinct labels covered",
                     "pool labels",
                     "coverage",
                     "single-row labels covered",
+                    "rows without a label",
                 ],
                 rows,
             )
         )
+        parts.append(
+            "<p>Rows without a label (an empty or missing label list) are kept in the pool; MIG "
+            "ranks them last, since they add no information to any label.</p>"
+        )
         parts += [
-            figs.get(k, "") for k in ("coverage_curve", "label_long_tail", "coverage_by_frequency")
+            figs.get(k, "") for k in ("coverage_curve", "top_labels", "coverage_by_frequency")
         ]
-        parts.append("<h3>Most frequent labels: pool rows vs selected rows</h3>")
+        parts.append(
+            "<details><summary>Most frequent labels: pool rows vs selected rows (table)</summary>"
+        )
         parts.append(
             _table(
                 ["label", "pool", *names],
                 [[t["label"], t["pool"], *(t[n] for n in names)] for t in labels["top_labels"]],
             )
         )
+        parts.append("</details>")
     info = data.get("information")
     if info:
-        parts.append("<h2>Information per label</h2>")
+        parts = section("information", "Information per label")
         if "skipped" in info:
             parts.append(f"<p>Not computed: {html.escape(info['skipped'])}</p>")
         else:
@@ -1230,7 +1592,7 @@ def render_html(data: dict, figures: list[dict], title: str = "hf-mig selection 
             parts.append(figs.get("label_information", ""))
     trace = data.get("mig_trace")
     if trace:
-        parts.append("<h2>MIG greedy trace</h2>")
+        parts = section("trace", "MIG greedy trace")
         rows = [
             ["initial E(S)", trace["initial_objective"]],
             ["final E(S)", trace["final_objective"]],
@@ -1241,7 +1603,12 @@ def render_html(data: dict, figures: list[dict], title: str = "hf-mig selection 
         parts.append(figs.get("mig_trace", ""))
     if data.get("scores"):
         sc = data["scores"]
-        parts.append("<h2>Scores</h2>")
+        parts = section("scores", "Scores")
+        if sc.get("collapse"):
+            parts.append(
+                '<p class="warning">Score collapse in the pool\'s '
+                f"'{html.escape(sc['column'])}': {html.escape(sc['collapse']['message'])}.</p>"
+            )
         stats = [("pool", sc["pool"]), *((n, sc["by_selection"][n]) for n in names)]
         parts.append(
             _table(
@@ -1255,16 +1622,26 @@ def render_html(data: dict, figures: list[dict], title: str = "hf-mig selection 
         parts.append(figs.get("score_distribution", ""))
     if data.get("conversations"):
         cv = data["conversations"]
-        parts.append("<h2>Conversations</h2>")
+        parts = section("conversations", "Conversations")
         stats = [("pool", cv["pool"]), *((n, cv["by_selection"][n]) for n in names)]
         parts.append(
+            f"<p>User turns: the messages of '{html.escape(cv['column'])}' whose role is the "
+            "user's (a single-turn row has 1). Characters: all messages' content.</p>"
+        )
+        parts.append(
             _table(
-                ["", "mean turns", "median turns", "mean characters", "median characters"],
+                [
+                    "",
+                    "mean user turns",
+                    "median user turns",
+                    "mean characters",
+                    "median characters",
+                ],
                 [
                     [
                         n,
-                        s["turns"].get("mean", ""),
-                        s["turns"].get("median", ""),
+                        s["user_turns"].get("mean", ""),
+                        s["user_turns"].get("median", ""),
                         s["characters"].get("mean", ""),
                         s["characters"].get("median", ""),
                     ]
@@ -1274,10 +1651,10 @@ def render_html(data: dict, figures: list[dict], title: str = "hf-mig selection 
         )
         parts += [figs.get("conversation_turns", ""), figs.get("conversation_length", "")]
     if data.get("sources"):
-        parts.append("<h2>Source mix</h2>")
+        parts = section("sources", "Source mix")
         parts.append(figs.get("source_mix", ""))
     if data["overlap"]:
-        parts.append("<h2>Overlap between selections</h2>")
+        parts = section("overlap", "Overlap between selections")
         keys = ["shared_rows", "jaccard", "shared_labels", "label_jaccard"]
         parts.append(
             _table(
@@ -1289,7 +1666,7 @@ def render_html(data: dict, figures: list[dict], title: str = "hf-mig selection 
         parts.append(figs.get("overlap", ""))
     graph = data.get("label_graph")
     if graph:
-        parts.append("<h2>Label graph</h2>")
+        parts = section("graph", "Label graph")
         st = graph["stats"]
         parts.append(
             f"<p>{st['num_labels']:,} labels, {st['num_edges']:,} edges (threshold "
@@ -1298,13 +1675,27 @@ def render_html(data: dict, figures: list[dict], title: str = "hf-mig selection 
         )
         parts.append(figs.get("label_neighbourhoods", ""))
     # any figure not placed above
-    placed = "".join(parts)
-    parts += [v for v in figs.values() if v not in placed]
-    parts.append('<p><small>Numbers: <a href="report.json">report.json</a>.</small></p>')
+    placed = "".join(x for _, _, body in sections for x in body)
+    rest = [v for v in figs.values() if v not in placed]
+    if rest:
+        section("other", "Other figures").extend(rest)
+
+    toc = "".join(
+        f'<li><a href="#{anchor}">{html.escape(heading)}</a></li>'
+        for anchor, heading, _ in sections
+    )
+    body = [f"<h1>{html.escape(title)}</h1>", f'<nav id="contents"><ol>{toc}</ol></nav>']
+    for anchor, heading, content in sections:
+        body.append(
+            f'<section id="{anchor}">\n<h2>{html.escape(heading)}</h2>\n'
+            + "\n".join(x for x in content if x)
+            + "\n</section>"
+        )
+    body.append('<p><small>Numbers: <a href="report.json">report.json</a>.</small></p>')
     return (
         '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
         f"<title>{html.escape(title)}</title><style>{_CSS}</style></head><body>\n"
-        + "\n".join(p for p in parts if p)
+        + "\n".join(body)
         + f"\n<script>{_IMAGE_CHECK}</script>\n</body></html>\n"
     )
 
@@ -1325,6 +1716,9 @@ def build_report(
     objective: Objective | None = None,
     title: str = "hf-mig selection report",
     overwrite: bool = False,
+    first_picks: int = FIRST_PICKS,
+    gains: Mapping[str, Sequence[float]] | None = None,
+    provenance: Mapping[str, Any] | None = None,
 ) -> Path:
     """Write ``report.html``, its PNG figures and ``report.json`` to ``out_dir``.
 
@@ -1337,6 +1731,19 @@ def build_report(
     :class:`hf_mig.GreedyResult`, e.g. ``MIGSelector.result_``) adds the greedy trace; with the
     selector's graph and options, ``E`` of its selection equals the trace's last value (checked
     in ``information.mig_trace_check``). Returns the path of ``report.html``.
+
+    Each selection's first ``first_picks`` rows (default 10; 0 shows none) are listed with their
+    first user turn (cut to ``PICK_TEXT_CHARS``, HTML-escaped on the page), labels, score and
+    MIG gain. A gain is shown only when known: ``mig_result``'s gains for the selection whose
+    picks are ``mig_result.indices``, a subset's ``mig_gain`` column, or ``gains`` (``{name:
+    one gain per pick, in pick order}``; another length raises ``ValueError``); otherwise the
+    page says it is unknown. ``provenance`` states how the columns and selections were made:
+    ``tagger``, ``scorer``, ``graph`` (e.g. the graph file) and ``selections`` (``{name:
+    description}``); a tagger or scorer not given is what the pool's own companion columns show
+    (:func:`infer_provenance`), the graph's embedder and threshold are read from the graph, and
+    anything not known is reported as ``"unknown"``. ``report.json`` holds all of it
+    (``provenance``, ``selections.<name>.first_picks`` / ``gains_from``, and the rows without a
+    label: ``labels.pool_unlabelled_rows``, ``labels.by_selection.<name>.unlabelled_rows``).
 
     Every file is rendered first, then each is written beside its target and renamed
     (:func:`hf_mig.io.atomic_output`), the page last. An existing ``report.json`` or
@@ -1357,6 +1764,9 @@ def build_report(
         prop_weight=prop_weight,
         norm=norm,
         objective=objective,
+        first_picks=first_picks,
+        gains=gains,
+        provenance=provenance,
     )
     figures = _make_figures(data, raw, indices)
     for fig in figures:

@@ -140,3 +140,11 @@ def test_demo_runs_offline_and_explains(tmp_path):
     assert covered["mig"] > covered["top_score"] and covered["mig"] > covered["random"]
     subset = load_dataset("json", data_files=str(tmp_path / "mig_subset.jsonl"), split="train")
     assert len(subset) == 20
+    # rows without a label: a column per selection and the pool's count
+    assert "rows without a label" in res.stdout
+    unlabelled = {name: int(line.split()[-1]) for name, line in lines.items()}
+    assert unlabelled["mig"] == sum(1 for labels in subset["labels"] if not labels)
+    pool_line = next(line for line in res.stdout.splitlines() if line.split()[:1] == ["pool"])
+    in_pool = int(pool_line.split()[-1])
+    assert f"({in_pool} of 427 rows got no label" in res.stdout
+    assert in_pool > 0 and all(0 <= n <= min(in_pool, 20) for n in unlabelled.values())

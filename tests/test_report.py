@@ -31,7 +31,7 @@ PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 CHROMIUM = "/usr/bin/chromium"
 EXPECTED_FIGURES = {
     "coverage_curve.png",
-    "label_long_tail.png",
+    "top_labels.png",  # the 30 most frequent labels, pool vs selections
     "coverage_by_frequency.png",
     "label_information.png",
     "mig_trace.png",
@@ -486,7 +486,7 @@ def test_cli_on_tagged_lima_mig_vs_random(lima, lima_report):
     out = lima_report
     data = json.loads((out / "report.json").read_text())
     assert {f["file"] for f in data["figures"]} >= {"label_information.png", "coverage_curve.png"}
-    for name in ("label_information.png", "label_long_tail.png"):
+    for name in ("label_information.png", "top_labels.png"):
         _check_png(out / name)
 
     # the CLI's picks are the library's: MIG on the same graph, random with seed 42

@@ -17,6 +17,12 @@ pool: its ``pool_rows`` must equal the pool's length and its positions be distin
 MIG's information per label (``x(S)`` and ``E(S)``) is computed with ``--graph`` (or, without
 it, the graph an on-the-fly ``mig`` built; with neither: no propagation) and the MIG options
 ``--prop-weight``, ``--norm`` and ``--phi*``, which an on-the-fly ``mig`` also runs with.
+
+The page lists each selection's first ``--first-picks`` rows (default 10) with their request,
+labels, score and MIG gain (known for an on-the-fly ``mig`` and for subsets written with
+``hf-mig select --record-gains``), and where the label and score columns, the graph and each
+selection came from: ``--tagger`` / ``--scorer`` state how the pool was annotated (otherwise
+what its columns show, else "unknown").
 """
 
 from __future__ import annotations
@@ -71,6 +77,27 @@ def register(subparsers: Any) -> None:
     p.add_argument("--norm", action="store_true", help="divide scores by the number of labels")
     p.add_argument("--title", default="hf-mig selection report")
     p.add_argument(
+        "--first-picks",
+        type=int,
+        default=10,
+        metavar="N",
+        help="picks of each selection listed with their text (default 10; 0: none)",
+    )
+    p.add_argument(
+        "--tagger",
+        default=None,
+        metavar="TEXT",
+        help="how the labels column was made, shown in the report (default: what the pool's "
+        "columns show, else unknown)",
+    )
+    p.add_argument(
+        "--scorer",
+        default=None,
+        metavar="TEXT",
+        help="how the score column was made, shown in the report (default: what the pool's "
+        "columns show, else unknown)",
+    )
+    p.add_argument(
         "--overwrite",
         action="store_true",
         help="replace the report files already in --out (refused otherwise)",
@@ -112,11 +139,19 @@ def cmd_report(args: argparse.Namespace) -> int:
     from hf_mig.io import check_output, load_pool
     from hf_mig.objective import Objective
     from hf_mig.pool import prepare_pool
-    from hf_mig.report import REPORT_FILES, build_report, read_selection_file, resolve_selection
+    from hf_mig.report import (
+        REPORT_FILES,
+        build_report,
+        read_selection_file,
+        resolve_selection,
+        selection_gains,
+    )
     from hf_mig.selectors import SELECTORS, get_selector
 
     if not args.selection and not args.method:
         raise ValueError("nothing to report on: give --selection NAME=FILE and/or --method NAME:K")
+    if args.first_picks < 0:
+        raise ValueError(f"--first-picks must be >= 0, got {args.first_picks}")
     selections_in = [parse_selection(s) for s in args.selection]
     methods = [parse_method(m) for m in args.method]
     for name in REPORT_FILES:
@@ -136,9 +171,15 @@ def cmd_report(args: argparse.Namespace) -> int:
         score_column=args.score_column,
         strict=any(name == "mig" for name, _ in methods),
     )
+    gains: dict[str, Any] = {}
+    described: dict[str, str] = {}
     for name, path in selections_in:
         if isinstance(selections[name], np.ndarray):  # positions: written for this pool?
             selections[name] = read_selection_file(path, pool_rows=len(pool))
+        described[name] = f"file {path}"
+        picked_gains = selection_gains(selections[name])
+        if picked_gains is not None:
+            gains[name] = picked_gains
         try:
             selections[name] = resolve_selection(
                 pool, selections[name], id_column=args.id_column, name=name
@@ -146,6 +187,7 @@ def cmd_report(args: argparse.Namespace) -> int:
         except ValueError as err:
             raise ValueError(f"{path}: {err}") from err
     graph = LabelGraph.load(args.graph) if args.graph else None
+    graph_source = f"file {args.graph}" if args.graph else None
     objective = Objective(args.phi, args.phi_a, args.phi_b, args.phi_alpha)
 
     mig_result = None
@@ -176,11 +218,19 @@ def cmd_report(args: argparse.Namespace) -> int:
             options = {key: v for key, v in common.items() if key in accepted}
         selector = get_selector(method, k, **options)
         selections[name] = selector.select_indices(pool)
+        shown = {key: v for key, v in options.items() if key not in ("label_graph",)}
+        described[name] = (
+            f"--method {method}:{k}, selected now ("
+            + ", ".join(f"{key}={v}" for key, v in shown.items())
+            + ")"
+        )
         if method == "mig" and mig_result is None:
             mig_result = selector.result_
             # the graph MIG built from the pool when none was given: the report measures the
             # information (and draws neighbourhoods) on the same graph
-            graph = graph if graph is not None else selector.label_graph_
+            if graph is None:
+                graph = selector.label_graph_
+                graph_source = f"built by --method {method}:{k} from the pool's labels"
     page = build_report(
         pool,
         selections,
@@ -195,6 +245,14 @@ def cmd_report(args: argparse.Namespace) -> int:
         objective=objective,
         title=args.title,
         overwrite=args.overwrite,
+        first_picks=args.first_picks,
+        gains=gains,
+        provenance={
+            "tagger": args.tagger,
+            "scorer": args.scorer,
+            "graph": graph_source,
+            "selections": described,
+        },
     )
     print(f"report of {', '.join(selections)} -> {page} ({time.perf_counter() - start:.1f}s)")
     return 0

@@ -141,9 +141,38 @@ def build_scorer(args: argparse.Namespace) -> Any:
     return RewardModelScorer(args.model, **common)
 
 
+#: The score columns each scorer writes; the first is the one the summary describes.
+SCORE_COLUMNS: dict[str, tuple[str, ...]] = {
+    "deita": ("score", "deita_complexity", "deita_quality"),
+    "ifd": ("ifd",),
+    "reward": ("reward", "score"),
+    "length": ("score",),
+}
+#: What the lowest score means, per scorer (a score, never a failure).
+LOW_SCORE_MEANING = {
+    "length": "LengthScorer gives 0 to a row with no turn having both a non-empty request and a "
+    "non-empty answer",
+    "deita": "DEITA's lowest possible score is 1: complexity 1 x quality 1",
+    "ifd": "the answer is no harder to predict without the instruction than with it",
+    "reward": "the reward model's least preferred conversation",
+}
+
+
 def score_counts(ds: Any, scorer: str) -> dict[str, Any]:
-    """Rows, failed rows, truncated sequences and the score's range in a scored dataset."""
+    """What a scored dataset holds, for the summary ``hf-mig score`` prints.
+
+    Keys: ``rows``, ``score_column``; ``rows_with_errors`` (the scorer's ``*_error`` column is
+    set: the scorer failed on the row and it has no score) and ``rows_without_score`` (a null
+    score, failed or not); ``truncated_sequences``; with scores, ``mean``, ``min``, ``max``,
+    ``rows_at_min`` (rows scoring exactly the minimum: scored rows, not failures) and
+    ``rows_scoring_zero``; ``collapse``: ``{column: warning}`` for each score column the scorer
+    writes (per-turn list columns flattened) that :func:`hf_mig.summary.score_collapse` finds
+    collapsed (one value, or most rows at the lowest or highest score).
+    """
+    import pyarrow as pa
     import pyarrow.compute as pc
+
+    from hf_mig.summary import score_collapse
 
     table = ds.data.table if hasattr(ds.data, "table") else ds.data
     column = {"ifd": "ifd", "reward": "reward"}.get(scorer, "score")
@@ -156,12 +185,65 @@ def score_counts(ds: Any, scorer: str) -> dict[str, Any]:
     counts["truncated_sequences"] = (
         int(pc.sum(table.column(truncated)).as_py() or 0) if truncated in ds.column_names else 0
     )
+    if column in ds.column_names:
+        counts["rows_without_score"] = table.column(column).null_count
     if len(ds) and column in ds.column_names:
         values = [v for v in table.column(column).to_pylist() if v is not None]
         if values:
             counts["mean"] = math.fsum(values) / len(values)
             counts["min"], counts["max"] = min(values), max(values)
+            counts["rows_at_min"] = sum(1 for v in values if v == counts["min"])
+            counts["rows_scoring_zero"] = sum(1 for v in values if v == 0)
+    collapse: dict[str, str] = {}
+    for name in SCORE_COLUMNS.get(scorer, (column,)):
+        if name not in ds.column_names or not len(ds):
+            continue
+        col = table.column(name)
+        if pa.types.is_list(col.type) or pa.types.is_large_list(col.type):
+            col = pc.list_flatten(col)
+        if not (pa.types.is_floating(col.type) or pa.types.is_integer(col.type)):
+            continue
+        found = score_collapse(col)
+        if found:
+            collapse[name] = f"score collapse in column {name!r}: {found['message']}"
+    counts["collapse"] = collapse
     return counts
+
+
+def format_score_counts(counts: dict[str, Any], scorer: str, where: str = "") -> list[str]:
+    """The summary lines of :func:`score_counts` (warnings are in ``counts["collapse"]``)."""
+    line = (
+        f"{where}rows: {counts['rows']:,}; rows with errors: {counts['rows_with_errors']:,}; "
+        f"truncated sequences: {counts['truncated_sequences']:,}"
+    )
+    if "mean" in counts:
+        line += (
+            f"; {counts['score_column']}: mean {counts['mean']:.4g} "
+            f"[{counts['min']:.4g}, {counts['max']:.4g}]"
+        )
+    lines = [line]
+    if scorer == "length":
+        lines.append("  rows with errors: rows the scorer failed on (none with length)")
+    else:
+        lines.append(
+            f"  rows with errors: rows the scorer failed on ({scorer}_error says why); they have "
+            "no score"
+        )
+    unscored = counts.get("rows_without_score", 0) - counts["rows_with_errors"]
+    if unscored > 0:
+        lines.append(f"  rows without a score and without an error: {unscored:,}")
+    if "rows_at_min" in counts:
+        lowest = counts["min"]
+        meaning = LOW_SCORE_MEANING.get(scorer)
+        if scorer == "length" and lowest != 0:
+            meaning = None
+        lines.append(
+            f"  rows at the lowest score ({lowest:.4g}): {counts['rows_at_min']:,}; scored, not "
+            "failed" + (f" ({meaning})" if meaning else "")
+        )
+        if lowest != 0 and counts["rows_scoring_zero"]:
+            lines.append(f"  rows scoring 0: {counts['rows_scoring_zero']:,}; scored, not failed")
+    return lines
 
 
 def cmd_score(args: argparse.Namespace) -> int:
@@ -216,16 +298,9 @@ def _score(args: argparse.Namespace) -> int:
     counts["seconds"] = round(time.perf_counter() - start, 3)
     if run.skipped:
         print(f"{where}already complete at {run.path} ({counts['rows']:,} rows): skipped")
-    line = (
-        f"{where}rows: {counts['rows']:,}; rows with errors: {counts['rows_with_errors']:,}; "
-        f"truncated sequences: {counts['truncated_sequences']:,}"
-    )
-    if "mean" in counts:
-        line += (
-            f"; {counts['score_column']}: mean {counts['mean']:.4g} "
-            f"[{counts['min']:.4g}, {counts['max']:.4g}]"
-        )
-    print(line)
+    print("\n".join(format_score_counts(counts, args.scorer, where)))
+    for warning in counts["collapse"].values():
+        print(f"hf-mig score: warning: {where}{warning}", file=sys.stderr)
     if not run.skipped:
         print(f"wrote {counts['rows']:,} rows to {run.path} in {counts['seconds']:.1f} s")
     if counts["rows_with_errors"]:

@@ -172,12 +172,21 @@ def build_tagger(args: argparse.Namespace) -> Any:
 
 
 def tag_counts(ds: Any, error_column: str = "instag_error") -> dict[str, int]:
-    """Rows, rows with an error (by kind), rows without labels, labels written."""
+    """What a tagged dataset holds, for the summary ``hf-mig tag`` prints.
+
+    Keys: ``rows``; ``rows_with_errors`` (``error_column`` set) split into ``unparsable`` and
+    ``generation_failed``; ``rows_without_labels`` (an empty or null label list, whether the row
+    failed or the tagger found no label for it) and ``rows_without_labels_no_error`` (of those,
+    the rows without an error); ``distinct_labels`` (different label strings over the whole
+    dataset, what ``hf-mig select`` counts as labels) and ``label_occurrences`` (the labels of
+    every row added up: a label on 10 rows counts 10 times).
+    """
     import pyarrow.compute as pc
 
     table = ds.data.table if hasattr(ds.data, "table") else ds.data
     counts = {"rows": len(ds), "rows_with_errors": 0, "unparsable": 0, "generation_failed": 0}
-    if len(ds) and error_column in ds.column_names:
+    has_errors = bool(len(ds)) and error_column in ds.column_names
+    if has_errors:
         errors = table.column(error_column)
         counts["rows_with_errors"] = len(ds) - errors.null_count
         for key, text in (
@@ -185,12 +194,57 @@ def tag_counts(ds: Any, error_column: str = "instag_error") -> dict[str, int]:
             ("generation_failed", "generation failed"),
         ):
             counts[key] = int(pc.sum(pc.match_substring(errors, text)).as_py() or 0)
-    counts["rows_without_labels"] = counts["labels"] = 0
+    counts["rows_without_labels"] = counts["rows_without_labels_no_error"] = 0
+    counts["distinct_labels"] = counts["label_occurrences"] = 0
     if len(ds):
-        lengths = pc.fill_null(pc.list_value_length(table.column("labels")), 0)
-        counts["rows_without_labels"] = int(pc.sum(pc.equal(lengths, 0)).as_py() or 0)
-        counts["labels"] = int(pc.sum(lengths).as_py() or 0)
+        column = table.column("labels")
+        lengths = pc.fill_null(pc.list_value_length(column), 0)
+        empty = pc.equal(lengths, 0)
+        counts["rows_without_labels"] = int(pc.sum(empty).as_py() or 0)
+        counts["rows_without_labels_no_error"] = counts["rows_without_labels"]
+        if has_errors:
+            no_error = pc.is_null(table.column(error_column))
+            counts["rows_without_labels_no_error"] = int(
+                pc.sum(pc.and_(empty, no_error)).as_py() or 0
+            )
+        counts["label_occurrences"] = int(pc.sum(lengths).as_py() or 0)
+        counts["distinct_labels"] = len(pc.unique(pc.list_flatten(column)).drop_null())
     return counts
+
+
+def format_tag_counts(counts: dict[str, int], where: str = "", errors: bool = False) -> str:
+    """The summary lines of :func:`tag_counts`: rows (with errors when ``errors``), rows without
+    a label, distinct labels and label occurrences, each saying what it counts."""
+    failed = ""
+    if errors:
+        failed = (
+            f"rows with errors: {counts['rows_with_errors']:,} "
+            f"(unparsable: {counts['unparsable']:,}, generation failed: "
+            f"{counts['generation_failed']:,}); "
+        )
+    rows = counts["rows"]
+    unlabelled = counts["rows_without_labels"]
+    share = f" ({100 * unlabelled / rows:.1f}%)" if rows else ""
+    lines = [f"{where}rows: {rows:,}; {failed}rows without labels: {unlabelled:,}{share}"]
+    if errors and counts["rows_with_errors"]:
+        lines.append(
+            f"  of the rows without labels, {counts['rows_without_labels_no_error']:,} were "
+            "tagged without error and got no label; the others failed"
+        )
+    labelled = rows - unlabelled
+    per_row = f", {counts['label_occurrences'] / labelled:.2f} per labelled row" if labelled else ""
+    lines.append(
+        f"  distinct labels: {counts['distinct_labels']:,} (different labels in the output, as "
+        "'hf-mig select' counts them)"
+    )
+    lines.append(
+        f"  label occurrences: {counts['label_occurrences']:,} (labels summed over rows{per_row})"
+    )
+    if unlabelled:
+        lines.append(
+            "  rows without labels are kept; MIG selects them last (they carry no information)"
+        )
+    return "\n".join(lines)
 
 
 def cmd_tag(args: argparse.Namespace) -> int:
@@ -246,17 +300,7 @@ def _tag(args: argparse.Namespace) -> int:
     counts["seconds"] = round(time.perf_counter() - start, 3)
     if run.skipped:
         print(f"{where}already complete at {run.path} ({counts['rows']:,} rows): skipped")
-    errors = ""
-    if "instag_error" in result.column_names:
-        errors = (
-            f"rows with errors: {counts['rows_with_errors']:,} "
-            f"(unparsable: {counts['unparsable']:,}, generation failed: "
-            f"{counts['generation_failed']:,}); "
-        )
-    print(
-        f"{where}rows: {counts['rows']:,}; {errors}rows without labels: "
-        f"{counts['rows_without_labels']:,}; labels: {counts['labels']:,}"
-    )
+    print(format_tag_counts(counts, where, errors="instag_error" in result.column_names))
     if not run.skipped:
         print(f"wrote {counts['rows']:,} rows to {run.path} in {counts['seconds']:.1f} s")
     if counts["rows_with_errors"]:
