@@ -395,7 +395,7 @@ def cmd_select(args) -> int:
         write_text_atomic(args.summary_json, text, overwrite=args.overwrite)
     card = None
     if args.card or args.push_to_hub:
-        card = _selection_card(args, pool_info, pool, indices, selector, summary)
+        card = _selection_card(args, pool_info, pool, indices, selector, summary, token)
     if args.card:
         path = card_path(args.out)
         write_text_atomic(path, str(card), overwrite=args.overwrite)
@@ -421,7 +421,7 @@ def cmd_select(args) -> int:
     return 0
 
 
-def _selection_card(args, pool_info: dict, pool, indices, selector, summary: dict):
+def _selection_card(args, pool_info: dict, pool, indices, selector, summary: dict, token):
     """The dataset card of this ``select`` run (see :mod:`hf_mig.hub`)."""
     import copy
     import shlex
@@ -442,7 +442,7 @@ def _selection_card(args, pool_info: dict, pool, indices, selector, summary: dic
         python=python_call(shown),
         summary=summary,
     )
-    return selection_card(facts)
+    return selection_card(facts, token=token)
 
 
 def cmd_graph(args) -> int:

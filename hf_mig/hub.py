@@ -450,10 +450,14 @@ def _card_body(facts: Mapping[str, Any], title: str) -> str:
     return "\n".join(lines)
 
 
-def selection_card(facts: Mapping[str, Any], *, title: str | None = None):
+def selection_card(facts: Mapping[str, Any], *, title: str | None = None, token: str | None = None):
     """The dataset card (a ``huggingface_hub.DatasetCard``) stating ``facts``
     (:func:`selection_facts`); its YAML metadata holds ``pretty_name``, ``size_categories``,
-    ``tags`` and, for a pool from the Hub, ``source_datasets``."""
+    ``tags`` and, for a pool from the Hub, ``source_datasets``.
+
+    Hub tokens never reach the card: ``token`` and the token ``huggingface_hub`` would use
+    (``HF_TOKEN``, the stored login) are replaced by ``***`` wherever they appear (e.g. in a
+    command line)."""
     from huggingface_hub import DatasetCard, DatasetCardData
 
     sel = facts["selection"]
@@ -465,7 +469,10 @@ def selection_card(facts: Mapping[str, Any], *, title: str | None = None):
         source_datasets=[pool["source"]] if pool.get("kind") == "hub" else None,
         tags=[*CARD_TAGS, str(sel["method"])],
     )
-    return DatasetCard(f"---\n{data.to_yaml()}\n---\n\n{_card_body(facts, title)}")
+    text = f"---\n{data.to_yaml()}\n---\n\n{_card_body(facts, title)}"
+    for secret in _secrets(token):
+        text = text.replace(secret, "***")
+    return DatasetCard(text)
 
 
 # --------------------------------------------------------------------------------------
@@ -577,7 +584,7 @@ def push_selector_selection(
     push_to_hub=...)``); the card's reproduce section is :func:`python_call`. A failed upload
     raises :class:`HubPushError` with ``subset`` attached."""
     facts = selection_facts(pool, indices, selector, pool_info=pool_identity(pool))
-    card = selection_card(facts)
+    card = selection_card(facts)  # the token of HF_TOKEN / the login is masked
     try:
         return push_selection(subset, repo_id, card, private=private, overwrite=overwrite)
     except HubPushError as err:

@@ -609,6 +609,17 @@ def test_unreachable_hub_fails_in_one_line_without_the_token(
     assert len(out.read_text().splitlines()) == 15
 
 
+def test_a_token_that_reaches_the_command_line_is_masked_in_the_card(
+    demo_annotated, demo_graph, tmp_path, monkeypatch
+):
+    # --split is ignored for a file pool, so any text can ride along in the command line
+    monkeypatch.setenv("HF_TOKEN", SECRET)
+    out = tmp_path / "subset.jsonl"
+    assert cli.main(_select_args(demo_annotated, demo_graph, out, "--split", SECRET)) == 0
+    text = card_path(out).read_text(encoding="utf-8")
+    assert SECRET not in text and "--split ***" in text
+
+
 # --------------------------------------------------------------------------------------
 # uploads that succeed (against the test Hub)
 
