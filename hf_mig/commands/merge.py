@@ -17,7 +17,6 @@ is refused unless ``--overwrite``.
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -115,16 +114,12 @@ def merge_shards(shards_dir: str | Path, num_shards: int | None = None) -> Any:
 
 def cmd_merge(args: argparse.Namespace) -> int:
     """Run ``hf-mig merge``: OUT is checked first, every shard verified, then OUT written
-    atomically. An OUT that may not be written is reported on stderr with exit status 2."""
-    from hf_mig.io import OutputExistsError, check_output, save_dataset
+    atomically (an OUT that may not be written raises :class:`hf_mig.io.OutputExistsError`)."""
+    from hf_mig.io import check_output, save_dataset
     from hf_mig.sharding import check_output_format
 
-    try:
-        out = check_output(check_output_format(args.out), overwrite=args.overwrite)
-        merged = merge_shards(args.shards_dir, args.num_shards)
-        save_dataset(merged, out, overwrite=args.overwrite)
-    except OutputExistsError as err:
-        print(f"hf-mig merge: error: {err}", file=sys.stderr)
-        return 2
+    out = check_output(check_output_format(args.out), overwrite=args.overwrite)
+    merged = merge_shards(args.shards_dir, args.num_shards)
+    save_dataset(merged, out, overwrite=args.overwrite)
     print(f"merged the shards of {args.shards_dir}: wrote {len(merged):,} rows to {out}")
     return 0

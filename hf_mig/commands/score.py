@@ -249,19 +249,9 @@ def format_score_counts(counts: dict[str, Any], scorer: str, where: str = "") ->
 def cmd_score(args: argparse.Namespace) -> int:
     """Run ``hf-mig score``; prints counts; exit 0 (row failures are recorded, not fatal).
 
-    Arguments and OUT are checked before the pool is read or a model loaded; an OUT that may not
-    be written is reported on stderr with exit status 2.
+    Arguments and OUT are checked before the pool is read or a model loaded (an OUT that may not be
+    written raises :class:`hf_mig.io.OutputExistsError`).
     """
-    from hf_mig.io import OutputExistsError
-
-    try:
-        return _score(args)
-    except OutputExistsError as err:
-        print(f"hf-mig score: error: {err}", file=sys.stderr)
-        return 2
-
-
-def _score(args: argparse.Namespace) -> int:
     from hf_mig.formats import with_messages
     from hf_mig.io import load_pool
     from hf_mig.sharding import check_run_output, run_sharded

@@ -24,7 +24,6 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -250,19 +249,9 @@ def format_tag_counts(counts: dict[str, int], where: str = "", errors: bool = Fa
 def cmd_tag(args: argparse.Namespace) -> int:
     """Run ``hf-mig tag``; prints counts; exit 0 (row failures are recorded, not fatal).
 
-    Arguments and OUT are checked before the pool is read or a model loaded; an OUT that may not
-    be written is reported on stderr with exit status 2.
+    Arguments and OUT are checked before the pool is read or a model loaded (an OUT that may not be
+    written raises :class:`hf_mig.io.OutputExistsError`).
     """
-    from hf_mig.io import OutputExistsError
-
-    try:
-        return _tag(args)
-    except OutputExistsError as err:
-        print(f"hf-mig tag: error: {err}", file=sys.stderr)
-        return 2
-
-
-def _tag(args: argparse.Namespace) -> int:
     from hf_mig.formats import with_messages
     from hf_mig.io import load_pool
     from hf_mig.sharding import check_run_output, run_sharded
