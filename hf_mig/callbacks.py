@@ -12,8 +12,9 @@ writes the results.
   size, method and options, k, label-graph stats, label coverage of the subset, hf-mig version)
   into the output folder and every checkpoint, and adds the same facts to the model card
   (``README.md``) between ``<!-- hf-mig:selection-manifest -->`` markers.
-* :class:`LabelLossCallback` measures the loss per label group (the most frequent labels of the
-  training rows, or clusters of the label graph) on a fixed probe sample of training (and
+* :class:`LabelLossCallback` measures the loss per group of rows (the most frequent labels of the
+  training rows, clusters of the label graph, or the values of any column, such as the rows'
+  ``source``) on a fixed probe sample of training (and
   evaluation) rows, and adds it to the Trainer's logs (``label_loss/<group>`` and
   ``eval_label_loss/<group>``), so it lands in ``trainer.state.log_history`` and in the reporters.
 * :class:`GenerationPreviewCallback` answers a fixed set of prompts at save (and/or evaluation)
@@ -123,6 +124,20 @@ def _label_lists(rows: Any, labels_column: str) -> list[list[str]]:
             raise ValueError(f"row {i}, field {labels_column!r}: expected a list of labels")
         else:
             out.append(list(dict.fromkeys(str(label) for label in labels)))
+    return out
+
+
+def _column_values(rows: Any, column: str) -> list[list[str]]:
+    """Each row's group keys from ``column``: ``[str(value)]`` for a scalar, the distinct
+    elements of a list, ``[]`` for ``None``."""
+    out = []
+    for value in rows[column]:
+        if value is None:
+            out.append([])
+        elif isinstance(value, (list, tuple)):
+            out.append(list(dict.fromkeys(str(v) for v in value if v is not None)))
+        else:
+            out.append([str(value)])
     return out
 
 
@@ -353,14 +368,18 @@ def _sanitize(name: str) -> str:
 class LabelLossCallback(TrainerCallback):
     """Loss per label group of the training rows, added to the Trainer's logs.
 
-    ``train_rows`` (and optional ``eval_rows``) are datasets with a ``messages`` column and a
-    labels column (lists of strings). Groups (``group_by``):
+    ``train_rows`` (and optional ``eval_rows``) are datasets with a ``messages`` column and the
+    column the groups come from. Groups (``group_by``):
 
-    * ``"top_labels"`` (default): the ``num_groups`` most frequent labels of ``train_rows``; a row
-      belongs to every group whose label it carries.
+    * ``"top_labels"`` (default): the ``num_groups`` most frequent labels of ``train_rows``'
+      ``labels_column`` (lists of strings); a row belongs to every group whose label it carries.
     * ``"clusters"``: connected components of ``label_graph`` (a :class:`hf_mig.LabelGraph` or a
       path), the ``num_groups`` components covering the most training rows; a group is named after
       its most frequent label (``"python programming +3"`` = 3 more labels).
+    * any other string names a column (e.g. ``"source"``): one group per value, the
+      ``num_groups`` values held by the most rows, named ``"<column>=<value>"``. A row with a
+      scalar value belongs to one group; a row holding a list belongs to a group per element; a
+      missing (``None``) value belongs to none. ``labels_column`` is not needed then.
 
     For each group a fixed probe of up to ``rows_per_group`` rows (seeded) is drawn once. At every
     training log (or every ``every_n_steps`` steps) the callback runs the current model on the
@@ -394,19 +413,24 @@ class LabelLossCallback(TrainerCallback):
         seed: int = 0,
         prefix: str = "label_loss",
     ):
-        if group_by not in ("top_labels", "clusters"):
-            raise ValueError(f"group_by: 'top_labels' or 'clusters', got {group_by!r}")
+        if not isinstance(group_by, str) or not group_by:
+            raise ValueError(
+                f"group_by: 'top_labels', 'clusters' or a column name, got {group_by!r}"
+            )
         if num_groups < 1 or rows_per_group < 1:
             raise ValueError("num_groups and rows_per_group must be >= 1")
         if every_n_steps is not None and every_n_steps < 1:
             raise ValueError(f"every_n_steps must be >= 1 or None, got {every_n_steps}")
+        by_labels = group_by in ("top_labels", "clusters")
+        key_column = labels_column if by_labels else group_by
         for name, rows in (("train_rows", train_rows), ("eval_rows", eval_rows)):
             if rows is None:
                 continue
-            missing = [c for c in (labels_column, messages_column) if c not in rows.column_names]
+            missing = [c for c in (key_column, messages_column) if c not in rows.column_names]
             if missing:
                 raise ValueError(f"{name}: missing column(s) {missing}; has {rows.column_names}")
         self.labels_column = labels_column
+        self.key_column = key_column
         self.messages_column = messages_column
         self.group_by = group_by
         self.num_groups = num_groups
@@ -415,12 +439,13 @@ class LabelLossCallback(TrainerCallback):
         self.max_length = max_length
         self.seed = seed
         self.prefix = prefix
-        train_labels = _label_lists(train_rows, labels_column)
-        self.groups = self._make_groups(train_labels, label_graph)
-        self._train = self._probe(train_rows, train_labels)
+        keys = _label_lists if by_labels else _column_values
+        train_keys = keys(train_rows, key_column)
+        self.groups = self._make_groups(train_keys, label_graph)
+        self._train = self._probe(train_rows, train_keys)
         self._eval = None
         if eval_rows is not None:
-            self._eval = self._probe(eval_rows, _label_lists(eval_rows, labels_column))
+            self._eval = self._probe(eval_rows, keys(eval_rows, key_column))
         self._tokenized: dict[int, dict[int, tuple[list[int], list[int]]]] = {}
         self.history: list[dict[str, Any]] = []
         self._warned_no_mask = False
@@ -429,7 +454,16 @@ class LabelLossCallback(TrainerCallback):
     def _make_groups(self, rows: list[list[str]], label_graph: Any) -> list[dict[str, Any]]:
         counts = Counter(label for labels in rows for label in labels)
         if not counts:
-            raise ValueError("LabelLossCallback: the training rows carry no labels")
+            what = "labels" if self.key_column == self.labels_column else "values"
+            raise ValueError(
+                f"LabelLossCallback: the training rows carry no {what} in {self.key_column!r}"
+            )
+        if self.group_by not in ("top_labels", "clusters"):
+            top = sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))[: self.num_groups]
+            return [
+                {"name": f"{self.key_column}={value}", "labels": [value], "rows": n}
+                for value, n in top
+            ]
         if self.group_by == "top_labels":
             top = sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))[: self.num_groups]
             return [{"name": label, "labels": [label], "rows": n} for label, n in top]

@@ -96,7 +96,12 @@ def render(model_key: str, pool_key: str, method: str, *, lora: bool = False) ->
         "#",
         "# Launch from the repository root:",
         f"#   {launch}",
-        "#   (overrides: append e.g. --output_dir DIR --data.selection.k 1000)",
+        "#   (overrides: append e.g. --output_dir DIR --selection_k 1000)",
+        "# Every key below is a field of trl.SFTConfig, trl.ModelConfig or",
+        "# hf_mig.train.HfMigArguments, parsed by TRL's TrlParser. `trl sft` refuses the",
+        "# hf-mig keys; for a TRL-only run on the same selected rows:",
+        f"#   python -m hf_mig.train --config recipes/{rel} --export_trl_config DIR",
+        "#   trl sft --config DIR/sft.yaml",
         "#",
         f"# Selection: {description}.",
         f"# Pool: {pool.path}",
@@ -119,7 +124,7 @@ def render(model_key: str, pool_key: str, method: str, *, lora: bool = False) ->
     if released:
         lines += [
             "# The authors' released subset of this run can replace the pool + selection:",
-            f"#   data: {{dataset: {released}}}",
+            f"#   --dataset_name {released} --pool null",
         ]
     if lora:
         lines += [
@@ -146,7 +151,7 @@ def render(model_key: str, pool_key: str, method: str, *, lora: bool = False) ->
         f"max_length: {pool.max_length}",
         "packing: false",
         "assistant_only_loss: true",
-        "gradient_checkpointing: true",
+        "activation_checkpointing: true",
         "logging_steps: 10",
         "save_strategy: epoch",
         "save_only_model: true",
@@ -158,52 +163,49 @@ def render(model_key: str, pool_key: str, method: str, *, lora: bool = False) ->
         lines.append(f"eos_token: {_yaml_value(model.eos_token)}")
     lines += [
         "",
-        "model:",
-        f"  name_or_path: {model.hub_id}",
-        f"  chat_template: {model.template}",
-        "  dtype: bfloat16",
-        "  attn_implementation: sdpa",
+        "# --- trl.ModelConfig ---",
+        f"model_name_or_path: {model.hub_id}",
+        "dtype: bfloat16",
+        "attn_implementation: sdpa",
     ]
     if lora:
         lines += [
-            "  lora:",
-            "    r: 64",
-            "    alpha: 128",
-            "    dropout: 0.05",
-            "    target_modules: all-linear",
+            "use_peft: true",
+            "lora_r: 64",
+            "lora_alpha: 128",
+            "lora_dropout: 0.05",
+            "lora_target_modules: all-linear",
         ]
     lines += [
         "",
-        "data:",
-        f"  pool: {pool.path}",
-        "  pool_format: mig-authors",
-        f"  vocabulary: {pool.vocabulary}",
-        "  score_reduce: mean",
-        "  selection:",
-        f"    method: {method}",
-        f"    k: {pool.k}",
+        "# --- hf_mig.train.HfMigArguments: template, pool, selection, callbacks ---",
+        f"chat_template_name: {model.template}",
+        f"pool: {pool.path}",
+        "pool_format: mig-authors",
+        f"vocabulary: {pool.vocabulary}",
+        "score_reduce: mean",
+        f"selection_method: {method}",
+        f"selection_k: {pool.k}",
     ]
     opts = dict(options)
     if method == "mig":
         opts = {"label_graph": pool.graph, **opts}
     if opts:
-        lines.append("    options:")
-        lines += [f"      {key}: {_yaml_value(value)}" for key, value in opts.items()]
+        lines.append("selection_options:")
+        lines += [f"  {key}: {_yaml_value(value)}" for key, value in opts.items()]
     else:
-        lines.append("    options: {}")
+        lines.append("selection_options: {}")
     lines += [
-        "",
-        "callbacks:",
-        "  selection_manifest: true",
-        "  label_loss:",
-        "    group_by: top_labels",
-        "    num_groups: 8",
-        "    rows_per_group: 8",
-        "    every_n_steps: 50",
-        "    max_length: 2048",
-        "  generation_preview:",
-        "    max_new_tokens: 256",
-        "    at: save",
+        "selection_manifest: true",
+        "label_loss: true",
+        "label_loss_group_by: top_labels",
+        "label_loss_num_groups: 8",
+        "label_loss_rows_per_group: 8",
+        "label_loss_every_n_steps: 50",
+        "label_loss_max_length: 2048",
+        "generation_preview: true",
+        "generation_preview_max_new_tokens: 256",
+        "generation_preview_at: save",
         "",
     ]
     return rel, "\n".join(lines)

@@ -31,10 +31,6 @@ from hf_mig.callbacks import (
 )
 from hf_mig.train.tiny import build_tiny_llama
 
-pytestmark = pytest.mark.filterwarnings(
-    "ignore:`gradient_checkpointing` is deprecated:FutureWarning"
-)
-
 MAX_LEN = 128
 PROMPTS = ["Name a prime number.", "Write one sentence about rain."]
 
@@ -248,6 +244,85 @@ def test_label_groups_from_graph_clusters(demo_annotated, demo_graph):
             assert group["name"].endswith(f"+{len(members) - 1}")
     with pytest.raises(ValueError, match="needs a label_graph"):
         LabelLossCallback(rows, group_by="clusters")
+
+
+def _probe_loss(model, tok, rows, members) -> float:
+    """Mean assistant-token loss of ``model`` on ``rows[members]``, as the callback defines it."""
+    total, count = 0.0, 0
+    with torch.no_grad():
+        for i in members:
+            enc = tok.apply_chat_template(
+                rows[i]["messages"],
+                tokenize=True,
+                return_dict=True,
+                return_assistant_tokens_mask=True,
+            )
+            ids = list(enc["input_ids"])[:MAX_LEN]
+            labels = [t if m else -100 for t, m in zip(ids, list(enc["assistant_masks"]))][:MAX_LEN]
+            n = sum(1 for t in labels[1:] if t != -100)
+            if n == 0:
+                continue
+            loss = model(input_ids=torch.tensor([ids]), labels=torch.tensor([labels])).loss
+            total += float(loss) * n
+            count += n
+    assert count > 0
+    return total / count
+
+
+def test_loss_per_source(tiny_dir, selection, tmp_path):
+    """group_by names a column: one group per value of the rows' ``source``."""
+    _, _, _, rows = selection
+    sources = list(rows["source"])
+    counts = {value: sources.count(value) for value in set(sources)}
+    assert len(counts) == 2  # the demo pool's two Self-Instruct files
+    callback = LabelLossCallback(
+        rows, rows, group_by="source", num_groups=5, rows_per_group=4, max_length=MAX_LEN
+    )
+    ranked = sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))
+    assert [(g["name"], g["rows"]) for g in callback.groups] == [
+        (f"source={value}", n) for value, n in ranked
+    ]
+    for group, members in zip(callback.groups, callback._train["members"]):
+        assert len(members) == 4
+        assert {sources[i] for i in members} == {group["labels"][0]}  # each probe row its own
+    trainer = _trainer(tiny_dir, rows, tmp_path / "out", [], evaluate=True)
+    install_callbacks(trainer, callback)
+    trainer.train()
+    history = trainer.state.log_history
+    train_logs = [h for h in history if "loss" in h]
+    names = [f"source={value}" for value, _ in ranked]
+    assert all(f"label_loss/{name}" in h for h in train_logs for name in names)
+    assert any(f"eval_label_loss/{names[0]}" in h for h in history if "eval_loss" in h)
+    model = trainer.model.eval()
+    for group, members in zip(callback.groups, callback._train["members"]):
+        expected = _probe_loss(model, trainer.processing_class, rows, members)
+        assert train_logs[-1][f"label_loss/{group['name']}"] == pytest.approx(expected, rel=1e-5)
+    saved = json.loads((tmp_path / "out" / "label_groups.json").read_text())
+    assert saved["group_by"] == "source" and [g["name"] for g in saved["groups"]] == names
+
+
+def test_column_groups_of_lists_and_missing_values(selection):
+    """A column of lists is grouped per element (``labels`` as a column = the top labels, by
+    another name); ``None`` belongs to no group; a missing column is named."""
+    _, _, _, rows = selection
+    by_labels = LabelLossCallback(rows, num_groups=3, rows_per_group=2)
+    by_column = LabelLossCallback(rows, group_by="labels", num_groups=3, rows_per_group=2)
+    assert [g["rows"] for g in by_column.groups] == [g["rows"] for g in by_labels.groups]
+    assert [g["name"] for g in by_column.groups] == [
+        f"labels={g['name']}" for g in by_labels.groups
+    ]
+    values = [None, "a", "b", "a", None, "a"]
+    table = Dataset.from_dict(
+        {"messages": [rows[i]["messages"] for i in range(len(values))], "origin": values}
+    )
+    callback = LabelLossCallback(table, group_by="origin", num_groups=8, rows_per_group=8)
+    assert [(g["name"], g["rows"]) for g in callback.groups] == [("origin=a", 3), ("origin=b", 1)]
+    assert callback._train["members"] == [[1, 3, 5], [2]]
+    with pytest.raises(ValueError, match=r"missing column\(s\) \['domain'\]"):
+        LabelLossCallback(rows, group_by="domain")
+    empty = Dataset.from_dict({"messages": table["messages"][:2], "origin": [None, None]})
+    with pytest.raises(ValueError, match="no values in 'origin'"):
+        LabelLossCallback(empty, group_by="origin")
 
 
 # ------------------------------------------------------------------------------ generation

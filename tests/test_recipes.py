@@ -11,6 +11,7 @@ import inspect
 import json
 import re
 import sys
+from importlib import resources
 from pathlib import Path
 
 import pytest
@@ -30,19 +31,16 @@ from hf_mig.resources import (
 from hf_mig.scorers import LengthScorer
 from hf_mig.selectors import SELECTORS, get_selector
 from hf_mig.train import load_recipe
-from hf_mig.train.config import SECTIONS, sft_config_fields
+from hf_mig.train.config import recipe_fields
 from hf_mig.train.templates import (
     QWEN25_DEFAULT_SYSTEM,
     TEMPLATES,
+    _chatml,
     apply_chat_template,
     check_training_template,
     get_template,
 )
 from hf_mig.train.tiny import build_tiny_llama
-
-pytestmark = pytest.mark.filterwarnings(
-    "ignore:`gradient_checkpointing` is deprecated:FutureWarning"
-)
 
 REPO = Path(__file__).resolve().parents[1]
 RECIPES = REPO / "recipes"
@@ -96,11 +94,18 @@ def test_paper_recipe(path, tiny_tokenizer):
     assert re.search(r"^# expects: .+", text, re.M)
     assert re.search(r"about [\d.]+ h on H100", text) and "ESTIMATE" in text
     raw = yaml.safe_load(text)
-    assert set(raw) - set(SECTIONS) <= set(sft_config_fields())
+    fields = recipe_fields()
+    assert set(raw) <= {name for names in fields.values() for name in names}
+    assert not set(raw) & set(fields["ScriptArguments"])  # a pool, not a ready dataset
     recipe = load_recipe(path)
     t = recipe.training
-    lora = recipe.model.lora is not None
+    lora = recipe.model.use_peft
     assert gpus == (1 if lora else 8)
+    if lora:
+        m = recipe.model
+        assert (m.lora_r, m.lora_alpha, m.lora_dropout) == (64, 128, 0.05)
+        assert m.lora_target_modules == "all-linear"
+    assert t["activation_checkpointing"] is True and "gradient_checkpointing" not in raw
     assert t["per_device_train_batch_size"] * t["gradient_accumulation_steps"] * gpus == 128
     k, lr, warmup, max_length = next(
         v for s, v in PAPER_SETTINGS.items() if path.name.startswith(s)
@@ -116,9 +121,11 @@ def test_paper_recipe(path, tiny_tokenizer):
     # the SFTConfig builds (bf16 lifted only because this machine may have no GPU)
     config = recipe.sft_config(bf16=False, use_cpu=True)
     assert config.max_length == max_length and config.assistant_only_loss
+    assert config.activation_checkpointing is True
     # the template named for the family, training-compatible, with the matching eos
     hub_id, template_name, eos = FAMILIES[path.parent.name]
-    assert recipe.model.name_or_path == hub_id and recipe.model.chat_template == template_name
+    assert recipe.model.model_name_or_path == hub_id
+    assert recipe.hf_mig.chat_template_name == template_name
     template = TEMPLATES[template_name]
     assert t["eos_token"] == eos == template.end_of_turn
     for messages in CONVERSATIONS:
@@ -142,7 +149,7 @@ def test_tiny_recipe_loads_and_points_at_real_data(demo_annotated, demo_graph):
     assert Path(recipe.data.pool) == demo_annotated and demo_annotated.is_file()
     assert Path(recipe.data.selection.options["label_graph"]) == demo_graph
     assert recipe.data.selection.method == "mig" and recipe.data.selection.k == 64
-    assert recipe.model.name_or_path == "hf-mig:tiny-llama"
+    assert recipe.model.model_name_or_path == "hf-mig:tiny-llama"
     assert recipe.training["assistant_only_loss"] is True and recipe.training["packing"] is False
 
 
@@ -150,19 +157,21 @@ def test_bundled_ids_resolve_in_any_path_field(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)  # ids, not paths: nothing depends on the working directory
     recipe = load_recipe(
         {
-            "model": {"name_or_path": "hf-mig:tiny-llama"},
-            "data": {
-                "pool": "hf-mig:demo",
-                "vocabulary": "hf-mig:instag",
-                "selection": {"method": "mig", "k": 2, "options": {"label_graph": "g.npz"}},
-            },
+            "model_name_or_path": "hf-mig:tiny-llama",
+            "pool": "hf-mig:demo",
+            "vocabulary": "hf-mig:instag",
+            "selection_k": 2,
+            "selection_options": {"label_graph": "g.npz"},
         },
-        ["--data.selection.options.label_graph", "hf-mig:demo-graph"],
+        ["--selection_options", "{label_graph: hf-mig:demo-graph, phi_b: 0.5}"],
     )
     assert recipe.data.pool == str(bundled_path("hf-mig:demo"))
     assert recipe.data.vocabulary == str(bundled_path("hf-mig:instag"))
-    assert recipe.data.selection.options["label_graph"] == str(bundled_path("hf-mig:demo-graph"))
-    assert recipe.model.name_or_path == "hf-mig:tiny-llama"  # a model built on use, not a file
+    assert recipe.data.selection.options == {
+        "label_graph": str(bundled_path("hf-mig:demo-graph")),
+        "phi_b": 0.5,
+    }
+    assert recipe.model.model_name_or_path == "hf-mig:tiny-llama"  # built on use, not a file
     assert set(BUNDLED_FILES) == {
         "hf-mig:instag", "hf-mig:demo", "hf-mig:demo-annotated", "hf-mig:demo-graph"
     }  # fmt: skip
@@ -234,6 +243,55 @@ def test_accelerate_configs(name, kind):
 
 
 # ------------------------------------------------------------------------------ templates
+
+
+def _render(tokenizer, template, messages, **kw):
+    return tokenizer.apply_chat_template(messages, tokenize=False, chat_template=template, **kw)
+
+
+def test_qwen25_is_trls_template_and_renders_as_chatml_with_the_default_system(tiny_tokenizer):
+    """TRL's Qwen2.5 training template is used because it renders, conversation for conversation,
+    the text of ChatML with Qwen2.5's default system prompt (the template hf-mig had)."""
+    from trl.chat_template_utils import qwen2_5_training_chat_template
+
+    assert TEMPLATES["qwen2.5"].template == qwen2_5_training_chat_template
+    ours = _chatml(QWEN25_DEFAULT_SYSTEM)
+    pool = [json.loads(line)["messages"] for line in demo_pool_path().read_text().splitlines()]
+    extra = [
+        [{"role": "user", "content": "a"}, {"role": "system", "content": "late system"}],
+        [{"role": "user", "content": "only a prompt"}],
+        [{"role": "system", "content": "s"}, {"role": "user", "content": " x "}],
+    ]
+    conversations = CONVERSATIONS + extra + pool
+    assert len(conversations) > 400
+    for messages in conversations:
+        for prompt in (False, True):
+            trl = _render(tiny_tokenizer, qwen2_5_training_chat_template, messages,
+                          add_generation_prompt=prompt)  # fmt: skip
+            assert trl == _render(tiny_tokenizer, ours, messages, add_generation_prompt=prompt)
+    # the generation span is TRL's: it includes the newlines around the content
+    spans = check_training_template(tiny_tokenizer, CONVERSATIONS[1], TEMPLATES["qwen2.5"].template)
+    assert spans["ok"] and spans["spans"] == [
+        "\n  4\n<|im_end|>\n",
+        "\n6, since 3 + 3 = 6.<|im_end|>\n",
+    ]
+
+
+def test_templates_trl_lacks_or_renders_differently_stay_ours(tiny_tokenizer):
+    from trl.chat_template_utils import llama3_training_chat_template
+
+    # TRL's llama3 trims every message: the trained tokens would not be the data's
+    padded = CONVERSATIONS[1]  # an answer "  4\n"
+    assert "\n\n  4\n<|eot_id|>" in _render(tiny_tokenizer, TEMPLATES["llama3"].template, padded)
+    assert "\n\n4<|eot_id|>" in _render(tiny_tokenizer, llama3_training_chat_template, padded)
+    plain = CONVERSATIONS[0]  # nothing to trim: the same text
+    assert _render(tiny_tokenizer, TEMPLATES["llama3"].template, plain) == _render(
+        tiny_tokenizer, llama3_training_chat_template, plain
+    )
+    # TRL ships no Mistral and no plain ChatML training template
+    shipped = {p.name for p in resources.files("trl").joinpath("chat_templates").iterdir()}
+    assert not any("mistral" in name or "chatml" in name for name in shipped)
+    assert "qwen2_5_training.jinja" in shipped and "llama3_training.jinja" in shipped
 
 
 def test_template_renderings(tiny_tokenizer):

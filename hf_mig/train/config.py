@@ -1,35 +1,66 @@
-"""Training recipes: one YAML = TRL ``SFTConfig`` fields + ``model:``, ``data:``, ``callbacks:``.
+"""Training recipes: one flat YAML read by TRL's own parser, ``TrlParser``.
 
-A recipe looks like::
+Every top-level key of a recipe is a field of one of four dataclasses, the three TRL's SFT script
+parses plus hf-mig's:
 
-    # top level: any field of trl.SFTConfig (TRL's own `trl sft --config` convention)
+* ``trl.SFTConfig`` (``output_dir``, ``learning_rate``, ``assistant_only_loss``, ...);
+* ``trl.ModelConfig`` (``model_name_or_path``, ``dtype``, ``attn_implementation``, LoRA:
+  ``use_peft``, ``lora_r``, ``lora_alpha``, ``lora_dropout``, ``lora_target_modules``, ...);
+* ``trl.ScriptArguments`` (``dataset_name``: a ready subset to train on, ``dataset_train_split``);
+* :class:`HfMigArguments` (the pool and its selection, the chat template by name, the callbacks),
+
+plus ``env:`` (environment variables exported before training, as in TRL)::
+
     output_dir: runs/llama31-8b-tulu3-mig50k
     learning_rate: 5.0e-6
     assistant_only_loss: true
-    model:                      # ModelConfig
-      name_or_path: meta-llama/Llama-3.1-8B
-      chat_template: llama3     # a name from hf_mig.train.templates or a .jinja file
-    data:                       # DataConfig: a ready subset OR a pool + a selection spec
-      pool: pools/tulu3.jsonl
-      selection: {method: mig, k: 50000, options: {label_graph: graphs/tulu3_t0.9.npz}}
-    callbacks:                  # CallbacksConfig (all on by default)
-      label_loss: {num_groups: 8}
-    env: {TOKENIZERS_PARALLELISM: "false"}   # optional, exported before training
+    activation_checkpointing: true
+    model_name_or_path: meta-llama/Llama-3.1-8B
+    dtype: bfloat16
+    chat_template_name: llama3         # a name from hf_mig.train.templates or a .jinja file
+    pool: pools/tulu3.jsonl
+    selection_method: mig
+    selection_k: 50000
+    selection_options: {label_graph: graphs/tulu3_t0.9.npz}
+    label_loss_num_groups: 8
+    env: {TOKENIZERS_PARALLELISM: "false"}
 
-Command-line overrides (:func:`load_recipe` ``overrides``): ``--FIELD VALUE`` or
-``--FIELD=VALUE`` sets an ``SFTConfig`` field (parsed by ``transformers.HfArgumentParser``, so
-types and choices are checked); ``--model.X``, ``--data.X``, ``--data.selection.k``,
-``--data.selection.options.threshold``, ``--callbacks.label_loss.num_groups`` ... set a field of a
-section; their VALUE is read as YAML (``null``, ``true``, ``3``, ``[a, b]``).
+:func:`make_parser` builds ``TrlParser((SFTConfig, ModelConfig, ScriptArguments,
+HfMigArguments))``; :func:`load_recipe` feeds it the file through TRL's
+``set_defaults_with_config`` and the command line through ``parse_known_args``, so every value is
+type-checked by TRL's parser and a command-line ``--FIELD VALUE`` overrides the file, as with
+``trl sft``. Unknown keys are refused by name. ``SFTConfig`` itself is built only when training
+starts (:meth:`Recipe.sft_config`), because it checks the hardware (``bf16`` needs a GPU).
+
+What TRL's launchers make of a recipe:
+
+* ``python -m hf_mig.train --config RECIPE`` (also under ``accelerate launch`` and ``torchrun``)
+  and ``hf-mig train --config RECIPE`` run everything: selection, SFT, callbacks, model card.
+* ``trl sft --config RECIPE`` refuses the file: the ``trl`` command hands every config key that
+  its four dataclasses do not define to ``accelerate launch``, which exits with
+  ``unrecognized arguments: --chat_template_name``, and it cannot be given extra dataclasses.
+  TRL's SFT script run directly (``python -m trl.scripts.sft --config RECIPE``) ignores the
+  hf-mig keys, so it trains on ``dataset_name`` only and knows neither ``hf-mig:`` ids nor
+  template names.
+* For a TRL-only run of the same SFT on the same rows, ``python -m hf_mig.train --config RECIPE
+  --export_trl_config DIR`` writes the selected rows, the chat template and a config with TRL's
+  keys only (:func:`hf_mig.train.export.export_trl_config`); ``trl sft --config DIR/sft.yaml``
+  trains on it, without hf-mig's callbacks.
 
 Paths: ``${VAR}`` and ``${VAR:-default}`` are expanded in every string of the file. A relative
-path in ``model:`` / ``data:`` / ``callbacks:`` (model folder, template file, pool, dataset,
-vocabulary, label graph, prompts file, cache folder) is resolved against the *recipe file's
-folder* first, then the current directory; if neither exists it is kept as is (a Hub id). Paths
-given on the command line are resolved against the current directory. ``output_dir`` and other
-``SFTConfig`` paths are relative to the current directory, as in TRL. A bundled data id
-(``hf-mig:demo-annotated``, ``hf-mig:demo-graph``, ``hf-mig:instag``, ...; see
-:mod:`hf_mig.resources`) in any of those fields becomes the path of the file shipped with hf-mig.
+path in ``model_name_or_path``, ``dataset_name`` and hf-mig's path fields (pool, vocabulary,
+evaluation set, chat template file, prompts file, cache folder, file-valued selection options) is
+resolved against the *recipe file's folder* first, then the current directory; if neither exists
+it is kept as is (a Hub id). Paths given on the command line are resolved against the current
+directory. ``output_dir`` and the other ``SFTConfig`` paths are relative to the current directory,
+as in TRL. A bundled data id (``hf-mig:demo-annotated``, ``hf-mig:demo-graph``,
+``hf-mig:instag``, ...; see :mod:`hf_mig.resources`) in any of those fields becomes the path of the
+file shipped with hf-mig.
+
+Activation checkpointing: TRL's ``SFTConfig`` turns it on by default through the deprecated
+``gradient_checkpointing`` field; when a recipe sets neither ``activation_checkpointing`` nor
+``gradient_checkpointing``, :func:`load_recipe` sets ``activation_checkpointing`` to that
+default, so building the config warns about nothing.
 """
 
 from __future__ import annotations
@@ -40,31 +71,32 @@ import os
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from enum import Enum
 from pathlib import Path
-from typing import Any, get_args, get_origin, get_type_hints
+from typing import Any
 
 import yaml
 
 __all__ = [
-    "CallbacksConfig",
+    "COLUMN_GROUPING",
     "DataConfig",
-    "GenerationPreviewSettings",
-    "LabelLossSettings",
-    "LoraSpec",
-    "ModelConfig",
+    "HfMigArguments",
+    "PATH_OPTIONS",
     "Recipe",
-    "SECTIONS",
     "SelectionSpec",
+    "hf_mig_fields",
     "load_recipe",
+    "make_parser",
+    "recipe_fields",
     "sft_config_fields",
 ]
 
-#: Top-level keys of a recipe that are not ``SFTConfig`` fields.
-SECTIONS = ("model", "data", "callbacks", "env")
+#: ``label_loss_group_by`` values that group by labels; any other value names a column.
+COLUMN_GROUPING = ("top_labels", "clusters")
 
 
 # --------------------------------------------------------------------------------------------
-# sections
+# what the data loader reads (built from a recipe by Recipe.data)
 
 
 @dataclass
@@ -78,16 +110,17 @@ class SelectionSpec:
 
     def validate(self) -> None:
         if not isinstance(self.method, str) or not self.method:
-            raise ValueError(f"data.selection.method must be a method name, got {self.method!r}")
+            raise ValueError(f"selection_method must be a method name, got {self.method!r}")
         if isinstance(self.k, bool) or not isinstance(self.k, int) or self.k < 1:
-            raise ValueError(f"data.selection.k must be an integer >= 1, got {self.k!r}")
+            raise ValueError(f"selection_k must be an integer >= 1, got {self.k!r}")
         if not isinstance(self.options, dict):
-            raise ValueError(f"data.selection.options must be a mapping, got {self.options!r}")
+            raise ValueError(f"selection_options must be a mapping, got {self.options!r}")
 
 
 @dataclass
 class DataConfig:
-    """Training data: either ``dataset`` (a ready subset) or ``pool`` + ``selection``.
+    """Training data for :func:`hf_mig.train.data.load_training_data`: either ``dataset`` (a
+    ready subset) or ``pool`` + ``selection``.
 
     ``dataset`` / ``pool`` / ``eval_dataset``: a ``.jsonl``/``.json``/``.parquet``/``.csv`` file, a
     folder written by ``save_to_disk``, or a Hub dataset id (:func:`hf_mig.load_pool`).
@@ -97,7 +130,10 @@ class DataConfig:
     ``vocabulary``). ``shape``: conversation shape for :func:`hf_mig.to_messages` (``auto``
     detects it). ``eval_size``: rows split off the selected subset (seeded by ``seed``) for
     evaluation. ``cache_dir``: where selections are cached
-    (default ``$HF_MIG_CACHE/selections`` or ``~/.cache/hf_mig/selections``).
+    (default ``$HF_MIG_CACHE/selections`` or ``~/.cache/hf_mig/selections``). ``keep_columns``:
+    further columns of the rows kept beside ``messages``, the labels and ``pool_index`` in
+    ``TrainingData.train_rows`` (e.g. the column a per-group loss is measured by); each must
+    exist.
     """
 
     dataset: str | None = None
@@ -116,124 +152,225 @@ class DataConfig:
     seed: int = 42
     cache_dir: str | None = None
     skip_bad_lines: bool = False
+    keep_columns: tuple[str, ...] = ()
 
     def validate(self) -> None:
         if (self.dataset is None) == (self.pool is None):
             raise ValueError(
-                "data: give exactly one of 'dataset' (a ready subset) or 'pool' (+ 'selection'); "
-                f"got dataset={self.dataset!r}, pool={self.pool!r}"
+                "give exactly one of 'dataset_name' (a ready subset) or 'pool' (a pool to select "
+                f"from, with selection_k); got dataset_name={self.dataset!r}, pool={self.pool!r}"
             )
         if self.pool is not None and self.selection is None:
-            raise ValueError("data: a 'pool' needs a 'selection' spec (method, k, options)")
+            raise ValueError("a 'pool' needs a selection (selection_method, selection_k)")
         if self.dataset is not None and self.selection is not None:
-            raise ValueError("data: 'selection' applies to a 'pool', not to a ready 'dataset'")
+            raise ValueError("a selection applies to a 'pool', not to a ready 'dataset_name'")
         if self.selection is not None:
             self.selection.validate()
         if self.pool_format not in ("auto", "labels", "mig-authors"):
-            raise ValueError(
-                f"data.pool_format: auto, labels or mig-authors, got {self.pool_format!r}"
-            )
+            raise ValueError(f"pool_format: auto, labels or mig-authors, got {self.pool_format!r}")
         if self.score_reduce not in ("mean", "sum"):
-            raise ValueError(f"data.score_reduce: mean or sum, got {self.score_reduce!r}")
+            raise ValueError(f"score_reduce: mean or sum, got {self.score_reduce!r}")
         if self.shape not in ("auto", "messages", "conversations", "alpaca", "dialogs"):
-            raise ValueError(f"data.shape: unknown conversation shape {self.shape!r}")
+            raise ValueError(f"conversation_shape: unknown conversation shape {self.shape!r}")
         if isinstance(self.eval_size, bool) or not isinstance(self.eval_size, int):
-            raise ValueError(f"data.eval_size must be an integer, got {self.eval_size!r}")
+            raise ValueError(f"eval_size must be an integer, got {self.eval_size!r}")
         if self.eval_size < 0:
-            raise ValueError(f"data.eval_size must be >= 0, got {self.eval_size}")
+            raise ValueError(f"eval_size must be >= 0, got {self.eval_size}")
         if self.eval_size and self.eval_dataset:
-            raise ValueError("data: give 'eval_size' or 'eval_dataset', not both")
+            raise ValueError("give 'eval_size' or 'eval_dataset_name', not both")
+
+
+# --------------------------------------------------------------------------------------------
+# hf-mig's recipe fields
+
+_NONE_WORDS = ("", "null", "none", "~")
+_OPTIONAL_STRINGS = (
+    "pool",
+    "vocabulary",
+    "eval_dataset_name",
+    "selection_cache_dir",
+    "chat_template_name",
+    "tokenizer_pad_token",
+    "generation_preview_prompts_file",
+)
+
+
+def _yaml_mapping(text: str) -> dict[str, Any]:
+    """``selection_options`` given as text: one YAML mapping (``{label_graph: g.npz}``)."""
+    try:
+        value = yaml.safe_load(text) if text.strip() else {}
+    except yaml.YAMLError as err:
+        raise ValueError(f"selection_options: not a YAML mapping: {err}") from None
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise ValueError(f"selection_options must be a mapping, got {value!r}")
+    return value
 
 
 @dataclass
-class LoraSpec:
-    """LoRA adapters (``peft.LoraConfig``); ``target_modules="all-linear"`` adapts every linear
-    layer but the output head."""
+class HfMigArguments:
+    """hf-mig's recipe fields, parsed by ``TrlParser`` beside TRL's ``SFTConfig``,
+    ``ModelConfig`` and ``ScriptArguments`` (names chosen not to collide with theirs).
 
-    r: int = 64
-    alpha: int = 128
-    dropout: float = 0.05
-    target_modules: str | list[str] = "all-linear"
+    Data (the ready-subset alternative to ``pool`` is TRL's ``dataset_name``):
+    ``pool``: the pool to select from (file, ``save_to_disk`` folder, Hub id or ``hf-mig:`` id);
+    ``pool_split``; ``pool_format`` (``auto`` | ``labels`` | ``mig-authors``); ``vocabulary``
+    (labels file or ``hf-mig:instag``); ``score_reduce`` (``mean`` | ``sum``);
+    ``labels_column`` / ``score_column``; ``selection_method`` / ``selection_k`` /
+    ``selection_options`` (``hf_mig.get_selector(method, k, **options)``; on the command line
+    the options are one YAML mapping, ``--selection_options '{label_graph: g.npz}'``; they are
+    not used without a pool); ``conversation_shape`` (``auto`` | ``messages`` |
+    ``conversations`` | ``alpaca`` | ``dialogs``); ``eval_size`` (rows split off the selection,
+    seeded by ``SFTConfig.seed``) or ``eval_dataset_name`` / ``eval_dataset_split``;
+    ``selection_cache_dir``; ``skip_bad_lines``.
 
+    Tokenizer: ``chat_template_name``: a name from :data:`hf_mig.train.templates.TEMPLATES` or a
+    ``.jinja`` file (TRL's ``chat_template_path`` is the alternative for a tokenizer folder or an
+    unchecked file); ``tokenizer_pad_token``: set as the tokenizer's pad token (default: keep the
+    tokenizer's, or, when it has none, the template's suggestion).
 
-@dataclass
-class ModelConfig:
-    """The base model: a Hub id, a local folder, or ``hf-mig:tiny-llama`` (built offline).
+    Callbacks (:mod:`hf_mig.callbacks`): ``selection_manifest``; ``label_loss`` with
+    ``label_loss_group_by`` (``top_labels``, ``clusters`` of the selection's label graph, or the
+    name of any other column of the rows, e.g. ``source``: one group per value),
+    ``label_loss_num_groups``, ``label_loss_rows_per_group``, ``label_loss_every_n_steps``
+    (``None``: at every log), ``label_loss_max_length``; ``generation_preview`` with
+    ``generation_preview_prompts`` or ``generation_preview_prompts_file`` (one prompt per line
+    or a JSON list), ``generation_preview_max_new_tokens``, ``generation_preview_at``
+    (``save`` | ``evaluate`` | ``both``).
 
-    ``chat_template``: a name from :data:`hf_mig.train.templates.TEMPLATES` (``llama3``,
-    ``qwen2.5``, ``mistral-v0.3``, ``chatml``) or a ``.jinja`` file; ``None`` keeps the tokenizer's
-    own template. ``pad_token``: set on the tokenizer (default: keep the tokenizer's, or, when it
-    has none, the template's suggestion, e.g. ``<|finetune_right_pad_id|>`` for llama3).
-    ``dtype``: ``auto`` | ``bfloat16`` | ``float16`` | ``float32``. ``lora``: train LoRA adapters
-    instead of all weights (needs ``peft``).
+    The words ``null`` / ``none`` (and an empty string) in an optional text field mean unset,
+    so ``--pool null`` on the command line drops the recipe's pool.
     """
 
-    name_or_path: str = ""
-    chat_template: str | None = None
-    pad_token: str | None = None
-    dtype: str = "auto"
-    attn_implementation: str | None = None
-    revision: str | None = None
-    trust_remote_code: bool = False
-    lora: LoraSpec | None = None
+    pool: str | None = None
+    pool_split: str = "train"
+    pool_format: str = "auto"
+    vocabulary: str | None = None
+    score_reduce: str = "mean"
+    labels_column: str = "labels"
+    score_column: str = "score"
+    selection_method: str = "mig"
+    selection_k: int | None = None
+    selection_options: dict[str, Any] | str | None = None
+    conversation_shape: str = "auto"
+    eval_size: int = 0
+    eval_dataset_name: str | None = None
+    eval_dataset_split: str = "train"
+    selection_cache_dir: str | None = None
+    skip_bad_lines: bool = False
+    chat_template_name: str | None = None
+    tokenizer_pad_token: str | None = None
+    selection_manifest: bool = True
+    label_loss: bool = True
+    label_loss_group_by: str = "top_labels"
+    label_loss_num_groups: int = 8
+    label_loss_rows_per_group: int = 8
+    label_loss_every_n_steps: int | None = None
+    label_loss_max_length: int | None = None
+    generation_preview: bool = True
+    generation_preview_prompts: list[str] | None = None
+    generation_preview_prompts_file: str | None = None
+    generation_preview_max_new_tokens: int = 128
+    generation_preview_at: str = "save"
 
-    def validate(self) -> None:
-        if not self.name_or_path:
-            raise ValueError("model.name_or_path is required")
-        if self.dtype not in ("auto", "bfloat16", "float16", "float32"):
-            raise ValueError(f"model.dtype: auto, bfloat16, float16 or float32, got {self.dtype!r}")
-
-
-@dataclass
-class LabelLossSettings:
-    """:class:`hf_mig.callbacks.LabelLossCallback` settings (``group_by``: ``top_labels`` or
-    ``clusters`` of the selection's label graph; ``every_n_steps``: ``None`` = at every log)."""
-
-    enabled: bool = True
-    group_by: str = "top_labels"
-    num_groups: int = 8
-    rows_per_group: int = 8
-    every_n_steps: int | None = None
-    max_length: int | None = None
-
-
-@dataclass
-class GenerationPreviewSettings:
-    """:class:`hf_mig.callbacks.GenerationPreviewCallback` settings (``at``: ``save``,
-    ``evaluate`` or ``both``; ``prompts`` or ``prompts_file`` (one prompt per line or a JSON
-    list); default: the callback's built-in prompts)."""
-
-    enabled: bool = True
-    prompts: list[str] | None = None
-    prompts_file: str | None = None
-    max_new_tokens: int = 128
-    at: str = "save"
-
-    def validate(self) -> None:
-        if self.at not in ("save", "evaluate", "both"):
+    def __post_init__(self) -> None:
+        for name in _OPTIONAL_STRINGS:
+            value = getattr(self, name)
+            if isinstance(value, str) and value.strip().lower() in _NONE_WORDS:
+                setattr(self, name, None)
+        options = self.selection_options
+        if isinstance(options, str):
+            options = _yaml_mapping(options)
+        if options is not None and not isinstance(options, dict):
+            raise ValueError(f"selection_options must be a mapping, got {options!r}")
+        self.selection_options = dict(options or {})
+        choices = {
+            "pool_format": ("auto", "labels", "mig-authors"),
+            "score_reduce": ("mean", "sum"),
+            "conversation_shape": ("auto", "messages", "conversations", "alpaca", "dialogs"),
+            "generation_preview_at": ("save", "evaluate", "both"),
+        }
+        for name, allowed in choices.items():
+            value = getattr(self, name)
+            if value not in allowed:
+                raise ValueError(f"{name}: one of {', '.join(allowed)}; got {value!r}")
+        for name in ("eval_size", "label_loss_num_groups", "label_loss_rows_per_group"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int):
+                raise ValueError(f"{name} must be an integer, got {value!r}")
+        if self.eval_size < 0:
+            raise ValueError(f"eval_size must be >= 0, got {self.eval_size}")
+        if self.label_loss_num_groups < 1 or self.label_loss_rows_per_group < 1:
+            raise ValueError("label_loss_num_groups and label_loss_rows_per_group must be >= 1")
+        every = self.label_loss_every_n_steps
+        bad = isinstance(every, bool) or not isinstance(every, int) or every < 1
+        if every is not None and bad:
+            raise ValueError(f"label_loss_every_n_steps must be an integer >= 1, got {every!r}")
+        if not isinstance(self.label_loss_group_by, str) or not self.label_loss_group_by:
             raise ValueError(
-                f"callbacks.generation_preview.at: save, evaluate or both, got {self.at!r}"
+                "label_loss_group_by: top_labels, clusters or a column name; "
+                f"got {self.label_loss_group_by!r}"
             )
 
+    @property
+    def label_loss_column(self) -> str | None:
+        """The column ``label_loss_group_by`` names, or ``None`` when it groups by labels."""
+        group_by = self.label_loss_group_by
+        return None if group_by in COLUMN_GROUPING else group_by
 
-@dataclass
-class CallbacksConfig:
-    """Which hf-mig callbacks :func:`hf_mig.train.train` installs."""
 
-    selection_manifest: bool = True
-    label_loss: LabelLossSettings = field(default_factory=LabelLossSettings)
-    generation_preview: GenerationPreviewSettings = field(default_factory=GenerationPreviewSettings)
+# --------------------------------------------------------------------------------------------
+# the parsed recipe
+
+
+def _trl_classes() -> tuple[type, type, type]:
+    from trl import ModelConfig, ScriptArguments, SFTConfig
+
+    return SFTConfig, ModelConfig, ScriptArguments
+
+
+def _init_fields(cls: type) -> list[str]:
+    return [f.name for f in dataclasses.fields(cls) if f.init]
+
+
+def sft_config_fields() -> list[str]:
+    """Names of the ``trl.SFTConfig`` fields a recipe may set."""
+    return _init_fields(_trl_classes()[0])
+
+
+def hf_mig_fields() -> list[str]:
+    """Names of the :class:`HfMigArguments` fields a recipe may set."""
+    return _init_fields(HfMigArguments)
+
+
+def recipe_fields() -> dict[str, list[str]]:
+    """Every key a recipe may hold, by dataclass (``SFTConfig``, ``ModelConfig``,
+    ``ScriptArguments``, ``HfMigArguments``), plus ``env``."""
+    sft, model, script = _trl_classes()
+    return {
+        "SFTConfig": _init_fields(sft),
+        "ModelConfig": _init_fields(model),
+        "ScriptArguments": _init_fields(script),
+        "HfMigArguments": hf_mig_fields(),
+        "env": ["env"],
+    }
 
 
 @dataclass
 class Recipe:
-    """A parsed recipe. ``training`` holds the ``SFTConfig`` keyword arguments (types checked);
-    :meth:`sft_config` builds the ``SFTConfig`` (which also checks the hardware, e.g. bf16)."""
+    """A parsed recipe.
 
-    model: ModelConfig
-    data: DataConfig
-    callbacks: CallbacksConfig
+    ``training``: the ``SFTConfig`` keyword arguments (types checked by ``TrlParser``);
+    :meth:`sft_config` builds the ``SFTConfig`` (which also checks the hardware, e.g. bf16).
+    ``model``: TRL's ``ModelConfig``; ``script``: TRL's ``ScriptArguments``; ``hf_mig``:
+    :class:`HfMigArguments`; ``env``: variables exported before training; ``path``: the file.
+    """
+
     training: dict[str, Any]
+    model: Any
+    script: Any
+    hf_mig: HfMigArguments
     env: dict[str, str] = field(default_factory=dict)
     path: Path | None = None
 
@@ -242,6 +379,38 @@ class Recipe:
         from trl import SFTConfig
 
         return SFTConfig(**{**self.training, **changes})
+
+    @property
+    def data(self) -> DataConfig:
+        """The :class:`DataConfig` of this recipe (``pool`` + selection, or ``dataset_name``)."""
+        hf = self.hf_mig
+        selection = None
+        if hf.pool is not None:
+            selection = SelectionSpec(
+                method=hf.selection_method,
+                k=hf.selection_k,  # type: ignore[arg-type]  # None is refused by validate()
+                options=dict(hf.selection_options or {}),
+            )
+        keep = (hf.label_loss_column,) if hf.label_loss and hf.label_loss_column else ()
+        return DataConfig(
+            dataset=self.script.dataset_name,
+            pool=hf.pool,
+            split=hf.pool_split if hf.pool is not None else self.script.dataset_train_split,
+            pool_format=hf.pool_format,
+            vocabulary=hf.vocabulary,
+            score_reduce=hf.score_reduce,
+            labels_column=hf.labels_column,
+            score_column=hf.score_column,
+            selection=selection,
+            shape=hf.conversation_shape,
+            eval_size=hf.eval_size,
+            eval_dataset=hf.eval_dataset_name,
+            eval_split=hf.eval_dataset_split,
+            seed=int(self.training.get("seed", 42)),
+            cache_dir=hf.selection_cache_dir,
+            skip_bad_lines=hf.skip_bad_lines,
+            keep_columns=keep,
+        )
 
     @property
     def global_batch_size_per_gpu(self) -> int:
@@ -277,94 +446,16 @@ def _expand(value: Any) -> Any:
     return value
 
 
-def _is_dataclass_type(tp: Any) -> bool:
-    return isinstance(tp, type) and dataclasses.is_dataclass(tp)
-
-
-def _unwrap_optional(tp: Any) -> Any:
-    args = [a for a in get_args(tp) if a is not type(None)]
-    if get_origin(tp) is not None and len(args) == 1 and _is_dataclass_type(args[0]):
-        return args[0]
-    return tp
-
-
-def _from_dict(cls: type, values: Any, where: str) -> Any:
-    """Build dataclass ``cls`` from a mapping; unknown keys raise ``ValueError`` naming them."""
-    if values is None:
-        values = {}
-    if not isinstance(values, Mapping):
-        raise ValueError(f"{where}: expected a mapping, got {type(values).__name__}: {values!r}")
-    hints = get_type_hints(cls)
-    names = [f.name for f in dataclasses.fields(cls)]
-    unknown = [k for k in values if k not in names]
-    if unknown:
-        raise ValueError(f"{where}: unknown field(s) {unknown}; valid fields: {names}")
-    kwargs = {}
-    for key, value in values.items():
-        tp = _unwrap_optional(hints[key])
-        if _is_dataclass_type(tp) and (value is None or isinstance(value, Mapping)):
-            kwargs[key] = None if value is None else _from_dict(tp, value, f"{where}.{key}")
-        else:
-            kwargs[key] = value
-    return cls(**kwargs)
-
-
-def sft_config_fields() -> list[str]:
-    """Names of the ``trl.SFTConfig`` fields a recipe may set at its top level."""
-    from trl import SFTConfig
-
-    return [f.name for f in dataclasses.fields(SFTConfig) if f.init]
-
-
-def _set_nested(tree: dict, dotted: str, value: Any) -> None:
-    keys = dotted.split(".")
-    node = tree
-    for key in keys[:-1]:
-        child = node.get(key)
-        if child is None:
-            child = node[key] = {}
-        if not isinstance(child, dict):
-            raise ValueError(f"--{dotted}: {key!r} is not a section")
-        node = child
-    node[keys[-1]] = value
-
-
-def _split_overrides(overrides: Sequence[str]) -> tuple[dict[str, Any], list[str]]:
-    """Section overrides (``--data.x v``) as {dotted: value}; the rest for HfArgumentParser."""
-    section: dict[str, Any] = {}
-    rest: list[str] = []
-    items = list(overrides)
-    i = 0
-    while i < len(items):
-        item = items[i]
-        head = item[2:] if item.startswith("--") else None
-        name = head.split("=", 1)[0] if head else None
-        if name and name.split(".", 1)[0] in SECTIONS and "." in name:
-            if "=" in head:
-                raw = head.split("=", 1)[1]
-                i += 1
-            else:
-                if i + 1 >= len(items):
-                    raise ValueError(f"--{name} needs a value")
-                raw = items[i + 1]
-                i += 2
-            section[name] = yaml.safe_load(raw) if raw != "" else ""
-            continue
-        rest.append(item)
-        i += 1
-    return section, rest
-
-
-# paths resolved against the recipe folder: (section path, key)
+#: Fields holding paths, resolved against the recipe folder (see the module docstring).
 _PATH_FIELDS = (
-    ("model", "name_or_path"),
-    ("model", "chat_template"),
-    ("data", "dataset"),
-    ("data", "pool"),
-    ("data", "vocabulary"),
-    ("data", "eval_dataset"),
-    ("data", "cache_dir"),
-    ("callbacks.generation_preview", "prompts_file"),
+    "model_name_or_path",
+    "dataset_name",
+    "pool",
+    "vocabulary",
+    "eval_dataset_name",
+    "selection_cache_dir",
+    "chat_template_name",
+    "generation_preview_prompts_file",
 )
 #: Selector options holding paths (resolved like the data paths).
 PATH_OPTIONS = ("label_graph", "vocabulary", "embeddings", "embedding_path")
@@ -387,50 +478,144 @@ def _resolve_path(value: Any, bases: Sequence[Path]) -> Any:
     return value
 
 
-def _node(tree: dict, dotted: str) -> dict | None:
-    node: Any = tree
-    for key in dotted.split("."):
-        if not isinstance(node, dict):
-            return None
-        node = node.get(key)
-    return node if isinstance(node, dict) else None
+def _resolve_paths(values: dict[str, Any], bases: Sequence[Path]) -> None:
+    """Resolve the path fields of a flat mapping (and the file-valued selection options)."""
+    for key in _PATH_FIELDS:
+        if key in values:
+            values[key] = _resolve_path(values[key], bases)
+    options = values.get("selection_options")
+    if isinstance(options, dict):
+        values["selection_options"] = {
+            k: _resolve_path(v, bases) if k in PATH_OPTIONS else v for k, v in options.items()
+        }
 
 
-def _resolve_paths(tree: dict, bases: Sequence[Path], only: set[str] | None = None) -> None:
-    """Resolve the known path fields of ``tree`` in place (``only``: dotted keys to touch)."""
-    for section, key in _PATH_FIELDS:
-        node = _node(tree, section)
-        if node is not None and key in node and (only is None or f"{section}.{key}" in only):
-            node[key] = _resolve_path(node[key], bases)
-    options = _node(tree, "data.selection.options")
-    if options is not None:
-        for key in PATH_OPTIONS:
-            if key in options and (only is None or f"data.selection.options.{key}" in only):
-                options[key] = _resolve_path(options[key], bases)
+#: Keys of the nested recipe sections of hf-mig 0.x, with their flat names.
+_NESTED_KEYS: dict[str, str | None] = {
+    "model.name_or_path": "model_name_or_path",
+    "model.chat_template": "chat_template_name",
+    "model.pad_token": "tokenizer_pad_token",
+    "model.dtype": "dtype",
+    "model.attn_implementation": "attn_implementation",
+    "model.revision": "model_revision",
+    "model.trust_remote_code": "trust_remote_code",
+    "model.lora": "use_peft: true",
+    "model.lora.r": "lora_r",
+    "model.lora.alpha": "lora_alpha",
+    "model.lora.dropout": "lora_dropout",
+    "model.lora.target_modules": "lora_target_modules",
+    "data.dataset": "dataset_name",
+    "data.pool": "pool",
+    "data.split": "pool_split (or dataset_train_split for dataset_name)",
+    "data.pool_format": "pool_format",
+    "data.vocabulary": "vocabulary",
+    "data.score_reduce": "score_reduce",
+    "data.labels_column": "labels_column",
+    "data.score_column": "score_column",
+    "data.selection": None,
+    "data.selection.method": "selection_method",
+    "data.selection.k": "selection_k",
+    "data.selection.options": "selection_options",
+    "data.shape": "conversation_shape",
+    "data.eval_size": "eval_size",
+    "data.eval_dataset": "eval_dataset_name",
+    "data.eval_split": "eval_dataset_split",
+    "data.seed": "seed",
+    "data.cache_dir": "selection_cache_dir",
+    "data.skip_bad_lines": "skip_bad_lines",
+    "callbacks.selection_manifest": "selection_manifest",
+    "callbacks.label_loss.enabled": "label_loss",
+    "callbacks.generation_preview.enabled": "generation_preview",
+}
+for _name in ("group_by", "num_groups", "rows_per_group", "every_n_steps", "max_length"):
+    _NESTED_KEYS[f"callbacks.label_loss.{_name}"] = f"label_loss_{_name}"
+for _name in ("prompts", "prompts_file", "max_new_tokens", "at"):
+    _NESTED_KEYS[f"callbacks.generation_preview.{_name}"] = f"generation_preview_{_name}"
+_SECTIONS = ("model", "data", "callbacks")
 
 
-def _parse_training(flat: dict[str, Any], cli: Sequence[str]) -> dict[str, Any]:
-    """Check ``flat`` (recipe) + ``cli`` (overrides) against ``SFTConfig``; return its kwargs."""
-    from transformers import HfArgumentParser
-    from trl import SFTConfig
+def _nested_keys(tree: Mapping[str, Any], prefix: str = "") -> list[str]:
+    out = []
+    for key, value in tree.items():
+        dotted = f"{prefix}{key}"
+        if isinstance(value, Mapping) and dotted != "data.selection.options":
+            out += _nested_keys(value, dotted + ".") or [dotted]
+        else:
+            out.append(dotted)
+    return out
 
-    valid = sft_config_fields()
-    unknown = [k for k in flat if k not in valid]
-    if unknown:
-        raise ValueError(
-            f"recipe: unknown top-level key(s) {unknown}: a recipe holds trl.SFTConfig fields "
-            f"and the sections {list(SECTIONS)}"
-        )
-    parser = HfArgumentParser(SFTConfig, exit_on_error=False)
-    parser.set_defaults(**flat)
-    try:
-        namespace, remaining = parser.parse_known_args(list(cli))
-    except argparse.ArgumentError as err:
-        raise ValueError(f"recipe: {err}") from None
-    if remaining:
-        raise ValueError(f"unknown command-line option(s) {remaining} (not SFTConfig fields)")
-    values = vars(namespace)
-    return {name: values[name] for name in valid if name in values}
+
+def _refuse_sections(raw: Mapping[str, Any], where: str) -> None:
+    """Name the flat key of every key of a nested ``model:``/``data:``/``callbacks:`` section."""
+    nested = {k: v for k, v in raw.items() if k in _SECTIONS and isinstance(v, Mapping)}
+    if not nested:
+        return
+    lines = []
+    for dotted in _nested_keys(nested):
+        flat = _NESTED_KEYS.get(dotted)
+        lines.append(f"  {dotted} -> {flat}" if flat else f"  {dotted} -> (no flat key)")
+    raise ValueError(
+        f"{where}: the sections {sorted(nested)} are nested; a recipe is flat, every key a field "
+        "of trl.SFTConfig, trl.ModelConfig, trl.ScriptArguments or "
+        "hf_mig.train.HfMigArguments (so TRL's parser reads it). Move the keys to the top level:\n"
+        + "\n".join(lines)
+    )
+
+
+def _legacy_flags(cli: Sequence[str]) -> list[str]:
+    """Rewrite dotted flags of the nested format (``--data.dataset X``) to their flat names.
+
+    ``--data.selection null`` (drop the selection) is dropped: without a pool no selection is
+    used. A dotted flag without a flat name raises ``ValueError`` naming it.
+    """
+    out: list[str] = []
+    items = list(cli)
+    i = 0
+    while i < len(items):
+        item = items[i]
+        name = item[2:].split("=", 1)[0] if item.startswith("--") else ""
+        if "." not in name or name.split(".", 1)[0] not in _SECTIONS:
+            out.append(item)
+            i += 1
+            continue
+        if "=" in item:
+            value, step = item.split("=", 1)[1], 1
+        elif i + 1 < len(items):
+            value, step = items[i + 1], 2
+        else:
+            raise ValueError(f"--{name} needs a value")
+        i += step
+        if name == "data.selection" and value.strip().lower() in _NONE_WORDS:
+            continue
+        flat = _NESTED_KEYS.get(name)
+        if flat is None or " " in flat or ":" in flat:
+            raise ValueError(
+                f"--{name}: recipes are flat now; see hf_mig.train.config for the field names"
+            )
+        out += [f"--{flat}", value]
+    return out
+
+
+def make_parser(prog: str | None = None, **kwargs: Any) -> Any:
+    """``TrlParser((SFTConfig, ModelConfig, ScriptArguments, HfMigArguments))``, as TRL's SFT
+    script builds its parser, with hf-mig's fields added."""
+    from trl import TrlParser
+
+    sft, model, script = _trl_classes()
+    return TrlParser((sft, model, script, HfMigArguments), prog=prog, **kwargs)
+
+
+def _checkpointing_given(raw: Mapping[str, Any], cli: Sequence[str]) -> bool:
+    names = ("activation_checkpointing", "gradient_checkpointing")
+    if any(name in raw for name in names):
+        return True
+    flags = {f"--{n}" for n in names} | {f"--no_{n}" for n in names}
+    flags |= {flag.replace("_", "-") for flag in flags}
+    return any(item.split("=", 1)[0] in flags for item in cli)
+
+
+def _plain(value: Any) -> Any:
+    return value.value if isinstance(value, Enum) else value
 
 
 # --------------------------------------------------------------------------------------------
@@ -440,14 +625,20 @@ def _parse_training(flat: dict[str, Any], cli: Sequence[str]) -> dict[str, Any]:
 def load_recipe(
     source: str | os.PathLike | Mapping[str, Any], overrides: Sequence[str] | None = None
 ) -> Recipe:
-    """Read a recipe (a YAML path or an already-loaded mapping) and apply ``overrides``.
+    """Read a recipe (a YAML path or an already-loaded mapping) and apply ``overrides``
+    (command-line flags, ``["--output_dir", "runs/x", "--selection_k", "1000"]``).
 
-    Raises ``ValueError`` for unknown keys (naming them and listing the valid ones), values of
-    the wrong type, an invalid ``data:`` section (neither or both of ``dataset`` / ``pool``,
-    a pool without a selection, ``k < 1``) and a missing ``model.name_or_path``.
-    ``FileNotFoundError`` when the YAML file does not exist. No model or data is loaded.
+    Parsing is ``TrlParser``'s (:func:`make_parser`): the file's keys become the parser's
+    defaults and ``overrides`` are parsed over them. Raises ``ValueError`` for unknown keys or
+    flags (naming them), values of the wrong type, nested ``model:``/``data:``/``callbacks:``
+    sections (naming the flat key of each of their keys), a data source that is neither a
+    ``pool`` with ``selection_k >= 1`` nor a ``dataset_name`` (or both), TRL script settings
+    hf-mig does not read (``dataset_config``, ``dataset_test_split``, ``dataset_streaming``) and
+    a missing ``model_name_or_path``. ``FileNotFoundError`` when the YAML file does not exist.
+    No model or data is loaded.
     """
     path: Path | None = None
+    where = "recipe"
     if isinstance(source, Mapping):
         raw: Any = dict(source)
         base = Path.cwd()
@@ -455,34 +646,86 @@ def load_recipe(
         path = Path(source).expanduser().resolve()
         if not path.is_file():
             raise FileNotFoundError(f"recipe {source}: no such file")
-        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+        where = f"recipe {path}"
+        try:
+            raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+        except yaml.YAMLError as err:
+            raise ValueError(f"{where}: not valid YAML: {err}") from None
         base = path.parent
         if not isinstance(raw, dict):
-            raise ValueError(f"recipe {path}: expected a YAML mapping at the top level")
+            raise ValueError(f"{where}: expected a YAML mapping at the top level")
+    _refuse_sections(raw, where)
     raw = _expand(raw)
-    cwd = Path.cwd()
-    _resolve_paths(raw, [base, cwd])
-
-    section_overrides, cli = _split_overrides(overrides or [])
-    for dotted, value in section_overrides.items():
-        _set_nested(raw, dotted, _expand(value))
-    _resolve_paths(raw, [cwd], only=set(section_overrides))
-
     env = raw.pop("env", None) or {}
     if not isinstance(env, dict):
-        raise ValueError("recipe: 'env' must be a mapping of environment variables")
-    model = _from_dict(ModelConfig, raw.pop("model", None), "model")
-    data = _from_dict(DataConfig, raw.pop("data", None), "data")
-    callbacks = _from_dict(CallbacksConfig, raw.pop("callbacks", None), "callbacks")
-    model.validate()
-    data.validate()
-    callbacks.generation_preview.validate()
-    training = _parse_training(raw, cli)
-    return Recipe(
+        raise ValueError(f"{where}: 'env' must be a mapping of environment variables")
+    cwd = Path.cwd()
+    _resolve_paths(raw, [base, cwd])
+    cli = _legacy_flags(list(overrides or []))
+    if not _checkpointing_given(raw, cli):
+        # TRL's default (on), under the current name: the deprecated alias would warn
+        raw["activation_checkpointing"] = True
+
+    parser = make_parser(exit_on_error=False)
+    unknown = parser.set_defaults_with_config(**raw)
+    if unknown:
+        names = [item[2:] for item in unknown[::2]]
+        raise ValueError(
+            f"{where}: unknown key(s) {names}: a recipe holds fields of trl.SFTConfig, "
+            "trl.ModelConfig, trl.ScriptArguments and hf_mig.train.HfMigArguments, and 'env'"
+        )
+    try:
+        namespace, remaining = parser.parse_known_args(cli)
+    except argparse.ArgumentError as err:
+        raise ValueError(f"{where}: {err}") from None
+    if remaining:
+        raise ValueError(
+            f"unknown command-line option(s) {remaining} (not fields of trl.SFTConfig, "
+            "trl.ModelConfig, trl.ScriptArguments or hf_mig.train.HfMigArguments)"
+        )
+    values = {k: _plain(v) for k, v in vars(namespace).items()}
+    if isinstance(values.get("selection_options"), str):  # given on the command line
+        values["selection_options"] = _yaml_mapping(values["selection_options"])
+    _resolve_paths(values, [cwd])  # command-line paths; resolved file values are unchanged
+
+    sft, model_cls, script_cls = _trl_classes()
+
+    def pick(cls: type) -> dict[str, Any]:
+        return {name: values[name] for name in _init_fields(cls) if name in values}
+
+    try:
+        model = model_cls(**pick(model_cls))
+        script = script_cls(**pick(script_cls))
+        hf = HfMigArguments(**pick(HfMigArguments))
+    except (TypeError, ValueError) as err:
+        raise ValueError(f"{where}: {err}") from None
+    if not model.model_name_or_path:
+        raise ValueError(f"{where}: model_name_or_path is required")
+    if model.dtype not in ("auto", "bfloat16", "float16", "float32", None):
+        raise ValueError(f"dtype: auto, bfloat16, float16 or float32, got {model.dtype!r}")
+    defaults = script_cls()
+    for name, hint in (
+        ("dataset_config", "name the configuration's files in dataset_name"),
+        ("dataset_test_split", "use eval_dataset_name / eval_dataset_split or eval_size"),
+        ("dataset_streaming", "hf-mig reads the whole dataset"),
+    ):
+        if getattr(script, name) != getattr(defaults, name):
+            raise ValueError(f"{where}: {name} is not read by hf-mig's launcher ({hint})")
+    recipe = Recipe(
+        training=pick(sft),
         model=model,
-        data=data,
-        callbacks=callbacks,
-        training=training,
+        script=script,
+        hf_mig=hf,
         env={str(k): str(v) for k, v in env.items()},
         path=path,
     )
+    try:
+        recipe.data.validate()
+    except ValueError as err:
+        raise ValueError(f"{where}: {err}") from None
+    if hf.chat_template_name and recipe.training.get("chat_template_path"):
+        raise ValueError(
+            f"{where}: give chat_template_name (hf-mig's checked templates) or TRL's "
+            "chat_template_path, not both"
+        )
+    return recipe

@@ -68,9 +68,10 @@ class TrainingData:
     """What :func:`load_training_data` returns.
 
     ``train`` / ``eval``: datasets with one column, ``messages`` (what ``SFTTrainer`` gets).
-    ``train_rows`` / ``eval_rows``: the same rows with the labels column and ``pool_index`` kept
-    (for the callbacks). ``manifest``: the selection manifest. ``cache_path`` / ``cache_hit``:
-    the selection's cache folder and whether it was reused (``None`` for a ready subset).
+    ``train_rows`` / ``eval_rows``: the same rows with the labels column, ``pool_index`` and the
+    config's ``keep_columns`` kept (for the callbacks). ``manifest``: the selection manifest.
+    ``cache_path`` / ``cache_hit``: the selection's cache folder and whether it was reused
+    (``None`` for a ready subset).
     """
 
     train: Any
@@ -290,6 +291,16 @@ def _this_run(
     return out
 
 
+def _check_columns(rows: Any, config: DataConfig) -> None:
+    """Refuse, before any selection or training, ``keep_columns`` the rows do not have."""
+    missing = [c for c in config.keep_columns if c not in rows.column_names]
+    if missing:
+        source = config.pool or config.dataset
+        raise ValueError(
+            f"{source}: the rows have no column(s) {missing} (columns: {rows.column_names})"
+        )
+
+
 def _select(config: DataConfig) -> tuple[Any, np.ndarray, dict, Path, bool]:
     """Load and prepare the pool; return (prepared pool, indices, manifest, folder, hit)."""
     from ..callbacks import build_selection_manifest
@@ -309,6 +320,7 @@ def _select(config: DataConfig) -> tuple[Any, np.ndarray, dict, Path, bool]:
         labels_column=config.labels_column,
         score_column=config.score_column,
     )
+    _check_columns(pool, config)
     root = selections_dir(config.cache_dir)
     fingerprint = pool_fingerprint(config.pool, raw)
     spec = selection_spec(config)
@@ -420,6 +432,7 @@ def load_training_data(config: DataConfig) -> TrainingData:
             rows = load_pool(
                 config.dataset, split=config.split, skip_bad_lines=config.skip_bad_lines
             )
+            _check_columns(rows, config)
             pool_index = list(range(len(rows)))
             manifest = {
                 "hf_mig_version": __version__,
@@ -466,6 +479,7 @@ def load_training_data(config: DataConfig) -> TrainingData:
     manifest["eval_rows"] = 0 if eval_rows is None else len(eval_rows)
     manifest["dropped_without_assistant_turn"] = dropped
     keep = [c for c in ("messages", config.labels_column, "pool_index") if c in rows.column_names]
+    keep += [c for c in config.keep_columns if c not in keep]
     train_rows = rows.select_columns(keep)
     eval_keep = None
     if eval_rows is not None:

@@ -5,39 +5,44 @@ the conversation format to train them into, and :func:`apply_chat_template` inst
 tokenizer. Every template here wraps each assistant turn, *including its end-of-turn token*, in
 ``{% generation %} ... {% endgeneration %}``, so ``tokenizer.apply_chat_template(...,
 return_assistant_tokens_mask=True)`` (what TRL's ``assistant_only_loss=True`` uses) marks exactly
-the assistant tokens and the model learns to stop. The templates were written for this package;
-each one renders the same text as the named format.
+the assistant tokens and the model learns to stop.
 
-``llama3`` (Llama-3.1-8B, as in the paper)
+Where TRL ships the same training template (``trl/chat_templates/*_training.jinja``, what its
+``get_training_chat_template`` returns), TRL's is used; the others are hf-mig's, each for a reason:
+
+``llama3`` (Llama-3.1-8B, as in the paper): hf-mig's, because TRL's ``llama3_training`` trims
+    every message (``| trim``), so the trained tokens would not be the data's.
     ``<|begin_of_text|>`` then ``<|start_header_id|>ROLE<|end_header_id|>\\n\\nCONTENT<|eot_id|>``
     per message; the assistant turn ends on ``<|eot_id|>``. No default system prompt and no
     "Cutting Knowledge Date" header (that header belongs to Meta's *Instruct* template; the
-    paper trained base models with the plain llama3 format). Content is not trimmed, so the
-    trained tokens are exactly the data's.
+    paper trained base models with the plain llama3 format).
 
-``qwen2.5`` (Qwen2.5-7B): ChatML
-    ``<|im_start|>ROLE\\nCONTENT<|im_end|>\\n`` per message. Why ChatML: it is the format of
-    Qwen2.5's own Instruct models, and ``<|im_start|>`` / ``<|im_end|>`` are already single special
-    tokens of the *base* Qwen2.5 tokenizer, so nothing is added to the vocabulary and a model
-    trained with it works unchanged with every Qwen2.5 serving stack. As in Qwen2.5's template,
-    a conversation without a system message gets the default system prompt
-    :data:`QWEN25_DEFAULT_SYSTEM` (prompt side, never trained on).
+``qwen2.5`` (Qwen2.5-7B): TRL's ``qwen2_5_training``, because it renders the same text as
+    hf-mig's ChatML with Qwen2.5's default system prompt for every conversation of system / user /
+    assistant turns, with and without a generation prompt (checked in the tests); it also renders
+    tools, and its generation span includes the newlines around the assistant content.
+    ``<|im_start|>ROLE\\nCONTENT<|im_end|>\\n`` per message: the format of Qwen2.5's own Instruct
+    models, whose ``<|im_start|>`` / ``<|im_end|>`` are already single special tokens of the
+    *base* Qwen2.5 tokenizer, so nothing is added to the vocabulary. A conversation without a
+    system message gets the default system prompt :data:`QWEN25_DEFAULT_SYSTEM` (prompt side,
+    never trained on).
 
-``mistral-v0.3`` (Mistral-7B-v0.3): Mistral's v3 instruct format
-    ``<s>[INST] USER[/INST] ASSISTANT</s>[INST] USER[/INST] ...``. Why this one: Mistral-7B-v0.3
-    ships the v3 tokenizer in which ``[INST]`` and ``[/INST]`` are control tokens, and it is the
-    format of Mistral-7B-Instruct-v0.3, so a model trained with it is served correctly by tools
-    that assume the Instruct format. Mistral has no system role: as mistral-common does for v3,
-    a system message is prepended (with a blank line) to the *last* user message. The assistant
-    span is ``" " + content + "</s>"`` (the leading space is part of the first content token in
-    the SentencePiece tokenizer).
+``mistral-v0.3`` (Mistral-7B-v0.3): hf-mig's, because TRL ships no Mistral template.
+    Mistral's v3 instruct format ``<s>[INST] USER[/INST] ASSISTANT</s>[INST] USER[/INST] ...``:
+    the v3 tokenizer of Mistral-7B-v0.3 has ``[INST]`` and ``[/INST]`` as control tokens, and it
+    is the format of Mistral-7B-Instruct-v0.3. Mistral has no system role: as mistral-common
+    does for v3, a system message is prepended (with a blank line) to the *last* user message.
+    The assistant span is ``" " + content + "</s>"`` (the leading space is part of the first
+    content token in the SentencePiece tokenizer).
 
-``chatml`` is the same as ``qwen2.5`` without a default system prompt (for other base models).
+``chatml``: hf-mig's, because TRL has no plain ChatML template (only model-specific ones with a
+    default system prompt); ``qwen2.5``'s text without a default system prompt, for other base
+    models.
 
 Contracts: templates render ``messages`` with roles ``system`` / ``user`` / ``assistant`` and
 string ``content``; ``add_generation_prompt=True`` ends with the assistant header. Every assistant
-turn is one generation span that ends with the template's end-of-turn token
-(:attr:`ChatTemplate.end_of_turn`).
+turn is one generation span holding the content and the template's end-of-turn token
+(:attr:`ChatTemplate.end_of_turn`), then at most whitespace (``qwen2.5``: the newline after it).
 """
 
 from __future__ import annotations
@@ -46,6 +51,7 @@ import os
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
+from importlib import resources
 from pathlib import Path
 from typing import Any
 
@@ -57,6 +63,7 @@ __all__ = [
     "assistant_spans",
     "check_training_template",
     "get_template",
+    "trl_training_template",
 ]
 
 #: Qwen2.5's default system prompt, used by the ``qwen2.5`` template when none is given.
@@ -125,6 +132,14 @@ _MISTRAL_V3 = (
 )
 
 
+def trl_training_template(name: str) -> str:
+    """The text of TRL's ``trl/chat_templates/<name>_training.jinja`` (what
+    ``trl.chat_template_utils.<name>_training_chat_template`` holds), read without importing
+    TRL's chat-template module (which imports transformers)."""
+    path = resources.files("trl").joinpath("chat_templates", f"{name}_training.jinja")
+    return path.read_text(encoding="utf-8")
+
+
 @dataclass(frozen=True)
 class ChatTemplate:
     """A named training template and the tokens it relies on.
@@ -162,12 +177,12 @@ TEMPLATES: dict[str, ChatTemplate] = {
     ),
     "qwen2.5": ChatTemplate(
         name="qwen2.5",
-        template=_chatml(QWEN25_DEFAULT_SYSTEM),
+        template=trl_training_template("qwen2_5"),
         special_tokens=("<|im_start|>", "<|im_end|>"),
         end_of_turn="<|im_end|>",
         models=("Qwen/Qwen2.5-7B",),
         pad_token="<|endoftext|>",
-        notes="ChatML with Qwen2.5's default system prompt, as Qwen2.5-Instruct",
+        notes="TRL's Qwen2.5 training template: ChatML with Qwen2.5's default system prompt",
         uses_bos=False,
     ),
     "chatml": ChatTemplate(
