@@ -18,7 +18,6 @@ naming the repository and the cause.
 from __future__ import annotations
 
 import ast
-import hashlib
 import inspect
 import json
 import logging
@@ -32,6 +31,7 @@ import numpy as np
 from datasets import Dataset
 
 from . import __version__
+from .io import file_fingerprint
 
 logger = logging.getLogger(__name__)
 
@@ -150,15 +150,6 @@ def card_path(out: str | os.PathLike) -> Path:
 # what the card states
 
 
-def file_sha256(path: str | os.PathLike) -> str:
-    """SHA-256 of a file's bytes (hex), read in 1 MiB blocks."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        while block := fh.read(1 << 20):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def pool_identity(pool: Dataset, source: str | os.PathLike | None = None) -> dict[str, Any]:
     """``source``, ``kind`` (``"file"``, ``"folder"``, ``"hub"`` or ``None``), ``rows``,
     ``fingerprint`` (``datasets``' ``_fingerprint``) and, for a local file, ``sha256`` of its
@@ -173,7 +164,7 @@ def pool_identity(pool: Dataset, source: str | os.PathLike | None = None) -> dic
         path = Path(source).expanduser()
         if path.is_file():
             info["kind"] = "file"
-            info["sha256"] = file_sha256(path)
+            info["sha256"] = file_fingerprint(path, "sha256").partition(":")[2]
         elif path.is_dir():
             info["kind"] = "folder"
         else:

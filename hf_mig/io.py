@@ -17,6 +17,7 @@ from __future__ import annotations
 import bisect
 import codecs
 import csv
+import hashlib
 import io
 import json
 import logging
@@ -48,6 +49,7 @@ __all__ = [
     "PoolFormatError",
     "atomic_output",
     "check_output",
+    "file_fingerprint",
     "load_pool",
     "save_dataset",
     "write_text_atomic",
@@ -404,24 +406,44 @@ def _scan_text(path: Path, *, json_escapes: bool) -> _Scan:
     return _Scan(digest.hexdigest(), has_content, bad)
 
 
-def _hash_file(path: Path) -> str:
-    digest = xxhash.xxh3_128()
+def _hasher(algorithm: str) -> Any:
+    if algorithm == "sha256":
+        return hashlib.sha256()
+    if algorithm == "xxh3_128":
+        return xxhash.xxh3_128()
+    raise ValueError(f"unknown fingerprint algorithm {algorithm!r}; known: sha256, xxh3_128")
+
+
+def _file_digest(path: Path, algorithm: str) -> str:
+    digest = _hasher(algorithm)
     with open(path, "rb") as fh:
         while block := fh.read(CHUNK_BYTES):
             digest.update(block)
     return digest.hexdigest()
 
 
-def _hash_tree(folder: Path) -> str:
-    """A hash of every file under ``folder``: relative paths, sizes and bytes."""
-    digest = xxhash.xxh3_128()
-    for path in sorted(p for p in folder.rglob("*") if p.is_file()):
-        rel = path.relative_to(folder).as_posix().encode("utf-8", "surrogateescape")
-        digest.update(rel + b"\0" + str(path.stat().st_size).encode() + b"\0")
-        with open(path, "rb") as fh:
-            while block := fh.read(CHUNK_BYTES):
-                digest.update(block)
-    return digest.hexdigest()
+def file_fingerprint(path: str | os.PathLike, algorithm: str = "sha256") -> str:
+    """``<algorithm>:<hex>`` of a file's bytes, or of a folder's files (relative names + bytes).
+
+    The digest depends on the content only: never on the path, size or modification time, so a
+    file rewritten in place gets a new fingerprint and a copy elsewhere keeps it. In a folder,
+    the temporary siblings an unfinished :func:`atomic_output` leaves are not counted.
+    ``algorithm``: ``sha256`` (what ``sha256sum`` prints) or ``xxh3_128`` (several times faster;
+    for change detection). Raises ``FileNotFoundError`` for a missing path.
+    """
+    p = Path(path).expanduser().resolve()
+    if p.is_dir():
+        digest = _hasher(algorithm)
+        for child in sorted(q for q in p.rglob("*") if q.is_file()):
+            rel = child.relative_to(p)
+            if any(_TMP_MARK in part for part in rel.parts):
+                continue
+            digest.update(rel.as_posix().encode("utf-8", "surrogateescape") + b"\0")
+            digest.update(_file_digest(child, algorithm).encode())
+        return f"{algorithm}:{digest.hexdigest()}"
+    if not p.is_file():
+        raise FileNotFoundError(f"{p}: no such file or folder")
+    return f"{algorithm}:{_file_digest(p, algorithm)}"
 
 
 # --------------------------------------------------------------------------------------
@@ -1182,7 +1204,7 @@ def load_pool(
             return _load_text_file(path, builder, skip_bad_lines, kwargs)
         dataset = _load_with_datasets(
             path,
-            f"{builder}-{_hash_file(path)}",
+            f"{builder}-{_file_digest(path, 'xxh3_128')}",
             (builder,),
             {"data_files": str(path), "split": "train", **kwargs},
         )
@@ -1200,7 +1222,10 @@ def load_pool(
                 return loaded[split]
             return loaded
         return _load_with_datasets(
-            path, f"folder-{_hash_tree(path)}", (str(path),), {"split": split, **kwargs}
+            path,
+            f"folder-{file_fingerprint(path, 'xxh3_128').partition(':')[2]}",
+            (str(path),),
+            {"split": split, **kwargs},
         )
     if suffix in DATA_FILE_BUILDERS:
         raise FileNotFoundError(f"{path}: no such file")

@@ -37,7 +37,7 @@ from huggingface_hub import DatasetCard
 
 import hf_mig
 from hf_mig import cli
-from hf_mig.hub import HubPushError, card_path, file_sha256
+from hf_mig.hub import HubPushError, card_path
 
 SIZE_CATEGORIES = (
     "n<1K",
@@ -721,5 +721,5 @@ def test_card_of_a_pool_from_the_hub_names_it_as_source(tmp_path):
     assert card.data.to_dict()["source_datasets"] == ["someone/pool"]
     local = tmp_path / "pool.jsonl"
     local.write_text('{"x": 1}\n', encoding="utf-8")
-    assert pool_identity(pool, local)["sha256"] == file_sha256(local)
+    assert pool_identity(pool, local)["sha256"] == hashlib.sha256(local.read_bytes()).hexdigest()
     assert pool_identity(pool, local)["sha256"] == hashlib.sha256(b'{"x": 1}\n').hexdigest()

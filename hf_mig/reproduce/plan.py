@@ -78,7 +78,7 @@ class Step:
 
 def _digest(path: Path) -> str | None:
     """Content hash of an input file or folder (None: missing)."""
-    from hf_mig.train.data import file_fingerprint
+    from hf_mig.io import file_fingerprint
 
     if not path.exists():
         return None

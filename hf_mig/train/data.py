@@ -46,6 +46,7 @@ from typing import Any
 import numpy as np
 
 from .. import __version__
+from ..io import file_fingerprint
 from .config import PATH_OPTIONS, DataConfig
 from .tiny import cache_root
 
@@ -90,51 +91,6 @@ def _rank() -> int:
 def selections_dir(cache_dir: str | os.PathLike | None = None) -> Path:
     """``cache_dir`` or ``$HF_MIG_CACHE/selections`` (default ``~/.cache/hf_mig/selections``)."""
     return Path(cache_dir).expanduser() if cache_dir else cache_root() / "selections"
-
-
-def _hasher(algorithm: str) -> Any:
-    if algorithm == "sha256":
-        return hashlib.sha256()
-    if algorithm == "xxh3_128":
-        import xxhash  # a dependency of ``datasets``
-
-        return xxhash.xxh3_128()
-    raise ValueError(f"unknown fingerprint algorithm {algorithm!r}; known: sha256, xxh3_128")
-
-
-_TMP_MARK = ".hf-mig-tmp-"  # the temporary siblings of hf_mig.io.atomic_output
-
-
-def _file_digest(path: Path, algorithm: str) -> str:
-    digest = _hasher(algorithm)
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
-def file_fingerprint(path: str | os.PathLike, algorithm: str = "sha256") -> str:
-    """``<algorithm>:<hex>`` of a file's bytes, or of a folder's files (relative names + bytes).
-
-    The digest depends on the content only: never on the path, size or modification time, so a
-    file rewritten in place gets a new fingerprint and a copy elsewhere keeps it. In a folder,
-    the temporary siblings an unfinished :func:`hf_mig.io.atomic_output` leaves are not counted.
-    ``algorithm``: ``sha256`` (what ``sha256sum`` prints) or ``xxh3_128`` (several times faster;
-    for change detection). Raises ``FileNotFoundError`` for a missing path.
-    """
-    p = Path(path).expanduser().resolve()
-    if p.is_dir():
-        digest = _hasher(algorithm)
-        for child in sorted(q for q in p.rglob("*") if q.is_file()):
-            rel = child.relative_to(p)
-            if any(_TMP_MARK in part for part in rel.parts):
-                continue
-            digest.update(rel.as_posix().encode() + b"\0")
-            digest.update(_file_digest(child, algorithm).encode())
-        return f"{algorithm}:{digest.hexdigest()}"
-    if not p.is_file():
-        raise FileNotFoundError(f"{p}: no such file or folder")
-    return f"{algorithm}:{_file_digest(p, algorithm)}"
 
 
 def pool_fingerprint(source: str, dataset: Any) -> str:
