@@ -170,10 +170,10 @@ class _Builder:
 
     def raw_pool(self, pool: PoolSpec) -> str:
         src = pool.source
-        if src == "hf-mig:demo":
-            from hf_mig.resources import demo_pool_path
+        from hf_mig.resources import bundled_path, is_bundled_id
 
-            return str(demo_pool_path())
+        if src and is_bundled_id(src):
+            return str(bundled_path(src))
         if src and src.startswith("shared:"):
             return self._shared_file(src.split(":", 1)[1], f"pool {pool.key}")
         if src is None:

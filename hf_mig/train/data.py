@@ -121,11 +121,9 @@ BUNDLED_VOCABULARY = "hf-mig:instag"
 
 
 def _vocabulary_file(name: str) -> Path:
-    if name == BUNDLED_VOCABULARY:
-        from importlib import resources
+    from ..resources import bundled_path, is_bundled_id
 
-        return Path(str(resources.files("hf_mig").joinpath("data/instag_vocabulary.json")))
-    return Path(name)
+    return bundled_path(name) if is_bundled_id(name) else Path(name)
 
 
 def _load_vocabulary(name: str | None) -> list[str] | None:
