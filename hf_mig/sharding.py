@@ -17,7 +17,6 @@ removed or replaced: ``OUT`` may hold other files.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import os
@@ -70,7 +69,6 @@ _UNWRITTEN_SUFFIXES = frozenset(
         ".pkl", ".pq", ".tar", ".tgz", ".tsv", ".txt", ".xlsx", ".xz", ".zip", ".zst",
     }
 )  # fmt: skip
-_CHUNK = 1 << 20
 
 
 def parse_shard(spec: str | tuple[int, int]) -> tuple[int, int]:
@@ -199,11 +197,9 @@ def list_shards(out: str | os.PathLike) -> list[ShardInfo]:
 
 
 def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        while chunk := fh.read(_CHUNK):
-            digest.update(chunk)
-    return digest.hexdigest()
+    from hf_mig.io import file_fingerprint
+
+    return file_fingerprint(path, "sha256").partition(":")[2]
 
 
 def _file_digests(folder: Path) -> dict[str, dict[str, Any]]:
