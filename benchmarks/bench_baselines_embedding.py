@@ -12,7 +12,7 @@ Input: a synthetic pool of ``n`` L2-normalised 384-d embeddings in small cluster
 unrelated rows are near 0) and DEITA-like scores (:func:`benchmarks.synthetic.make_pool_arrays`).
 The arrays are built before the timing; each method runs through its selector's
 ``select_arrays`` (the work ``select_indices`` does after reading the columns), with default
-options. ``read`` times :func:`hf_mig.embeddings.embedding_matrix` on a ``Dataset`` holding the
+options. ``read`` times :func:`hf_mig.annotate.embeddings.embedding_matrix` on a ``Dataset`` holding the
 same vectors (the column-to-array step every method pays once). ``mig`` is
 :func:`hf_mig.greedy_select` on the Tulu-3-shaped synthetic label pool of the same size
 (``benchmarks.bench_select``'s ``greedy`` case).
@@ -84,7 +84,7 @@ def run_case(method: str, n: int, k: int, seed: int) -> dict[str, Any]:
         from datasets import Dataset
         from datasets.table import InMemoryTable
 
-        from hf_mig.embeddings import embedding_matrix
+        from hf_mig.annotate.embeddings import embedding_matrix
 
         column = pa.FixedSizeListArray.from_arrays(pa.array(x.reshape(-1)), DIM)
         ds = Dataset(InMemoryTable(pa.table({"embedding": column})))

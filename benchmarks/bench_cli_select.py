@@ -12,7 +12,7 @@ parquet, with the synthetic label graph. In one process, after a warm-up call:
 
 - ``select_indices``: ``MIGSelector(k, label_graph=...).select_indices(pool)`` on the loaded
   pool: the baseline, the work itself.
-- ``command``: ``hf_mig.cli.main(["select", POOL, "-k", k, "--graph", G, "-o", OUT.parquet,
+- ``command``: ``hf_mig.cli.main.main(["select", POOL, "-k", k, "--graph", G, "-o", OUT.parquet,
   "--summary-json", S])``: loading, validation, the same selection, writing the subset, the
   summary. Timed for the folder pool and for the parquet pool (whose first load converts it to
   Arrow; the conversion is then cached by content, so the timed run is a cache hit).
@@ -53,7 +53,7 @@ def _timed(fn) -> tuple[float, float]:
 
 def run(rows: int, k: int, work: Path) -> dict:
     import hf_mig
-    from hf_mig import cli
+    from hf_mig.cli import main as cli
 
     pool = make_pool_dataset(rows, seed=0)
     folder, parquet, graph = work / "pool", work / "pool.parquet", work / "graph.npz"

@@ -134,7 +134,7 @@ def smollm2_reward() -> tuple[Any, Any] | None:
     import torch
     from transformers import LlamaForSequenceClassification
 
-    from hf_mig.scorers._lm import load_model
+    from hf_mig.annotate.scorers._lm import load_model
 
     try:
         causal, tokenizer = load_model("smollm2", kind="causal", device="cpu", dtype="float32")
@@ -151,7 +151,7 @@ def smollm2_reward() -> tuple[Any, Any] | None:
 
 
 def make_scorer(name: str, model: Any, batch_size: int, tokenizer: Any = None) -> Any:
-    from hf_mig.scorers import DeitaScorer, IFDScorer, LengthScorer, RewardModelScorer
+    from hf_mig.annotate.scorers import DeitaScorer, IFDScorer, LengthScorer, RewardModelScorer
 
     if name == "deita":
         return DeitaScorer(model=model, tokenizer=tokenizer, batch_size=batch_size, device="cpu")
@@ -218,7 +218,7 @@ def auc_run(
     only_deita_chat: bool = False,
 ) -> dict:
     """AUCs of DEITA-style (SmolLM2), IFD (SmolLM2) and length scores."""
-    from hf_mig.scorers import DeitaScorer, IFDScorer, LengthScorer
+    from hf_mig.annotate.scorers import DeitaScorer, IFDScorer, LengthScorer
 
     batch = {"messages": conversations}
     found: dict[str, list[float | None]] = {}
@@ -316,12 +316,12 @@ def extrapolate(tokens_per_row: dict[str, float]) -> dict[str, Any]:
 
 def measured_tokens_per_row(model: str, conversations: list[list[dict]]) -> dict[str, float]:
     """Tokens per row that DEITA (both prompts) and IFD (both sequences) put through a model."""
-    from hf_mig.scorers._lm import load_model
-    from hf_mig.scorers.deita import (
+    from hf_mig.annotate.scorers._lm import load_model
+    from hf_mig.annotate.scorers.deita import (
         DEITA_COMPLEXITY_TEMPLATE,
         DEITA_QUALITY_TEMPLATE,
     )
-    from hf_mig.scorers.ifd import IFDScorer
+    from hf_mig.annotate.scorers.ifd import IFDScorer
 
     _, tok = load_model(model, kind="causal", device="cpu", dtype="float32")
     ifd = IFDScorer(model=model)

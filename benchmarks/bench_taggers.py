@@ -62,15 +62,15 @@ def load_rows(limit: int, pool: str = "lima"):
     demo pool."""
     import datasets
 
-    from hf_mig.formats import to_messages
-    from hf_mig.io import load_pool
+    from hf_mig.data.formats import to_messages
+    from hf_mig.data.io import load_pool
 
     name, path = POOLS.get(pool, (None, None))
     if path is not None and path.is_file():
         records = json.loads(path.read_text(encoding="utf-8"))[:limit]
         ds = datasets.Dataset.from_list(records)
     else:
-        from hf_mig.resources import demo_pool_path
+        from hf_mig.data.resources import demo_pool_path
 
         ds = load_pool(demo_pool_path())
         ds = ds.select(range(min(limit, len(ds))))
@@ -149,8 +149,8 @@ def main(argv: list[str] | None = None) -> int:
 
     from sentence_transformers import SentenceTransformer
 
-    from hf_mig.embedders import DEFAULT_EMBEDDER, _offline_path
-    from hf_mig.taggers import EmbeddingTagger
+    from hf_mig.annotate.taggers import EmbeddingTagger
+    from hf_mig.models.embedders import DEFAULT_EMBEDDER, _offline_path
 
     name, ds = load_rows(args.rows, args.pool)
     texts = [t for t in first_user_turns(ds) if t]
@@ -181,7 +181,7 @@ def main(argv: list[str] | None = None) -> int:
     if not args.no_static:
         ok = bench_static(ds, texts, minilm_labels, tagger, results, sweep) and ok
     if args.json:
-        from hf_mig.io import write_text_atomic
+        from hf_mig.data.io import write_text_atomic
 
         Path(args.json).parent.mkdir(parents=True, exist_ok=True)
         write_text_atomic(args.json, json.dumps(results, indent=2) + "\n", overwrite=True)
@@ -191,7 +191,7 @@ def main(argv: list[str] | None = None) -> int:
 def bench_static(ds, texts, minilm_labels, minilm_tagger, results: dict, sweep) -> bool:
     """Time the static encoder and tagger on the same rows, compare labels; ``True`` if the
     speed target is met."""
-    from hf_mig.taggers import EmbeddingTagger
+    from hf_mig.annotate.taggers import EmbeddingTagger
 
     static = EmbeddingTagger(embedder=STATIC)
     start = time.perf_counter()

@@ -38,9 +38,9 @@ import numpy as np
 from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components
 
-from hf_mig.embedders import DEFAULT_EMBEDDER, embedder_name, load_embedder
-from hf_mig.resources import demo_pool_path
-from hf_mig.taggers.embedding import load_vocabulary
+from hf_mig.annotate.taggers.embedding import load_vocabulary
+from hf_mig.data.resources import demo_pool_path
+from hf_mig.models.embedders import DEFAULT_EMBEDDER, embedder_name, load_embedder
 
 
 def _grid(spec: str) -> list[float]:

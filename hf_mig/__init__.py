@@ -1,14 +1,25 @@
 """hf-mig: MIG data selection (Chen et al., ACL 2025 Findings) for Hugging Face datasets."""
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"
 
-from .formats import MIGAnnotations, load_vocabulary, to_messages  # noqa: E402
-from .graph import LabelGraph  # noqa: E402
-from .greedy import GreedyResult, greedy_select  # noqa: E402
-from .io import load_pool, save_dataset  # noqa: E402
-from .objective import Objective  # noqa: E402
-from .pool import prepare_pool  # noqa: E402
-from .selectors import (  # noqa: E402
+from hf_mig import _compat  # noqa: E402
+from hf_mig.annotate.scorers import (  # noqa: E402
+    ConstantScorer,
+    DeitaScorer,
+    IFDScorer,
+    LabelCountScorer,
+    LengthScorer,
+    RewardModelScorer,
+)
+from hf_mig.annotate.taggers import EmbeddingTagger, InsTagTagger  # noqa: E402
+from hf_mig.annotate.vocabulary import TagVocabulary  # noqa: E402
+from hf_mig.core.graph import LabelGraph  # noqa: E402
+from hf_mig.core.greedy import GreedyResult, greedy_select  # noqa: E402
+from hf_mig.core.objective import Objective  # noqa: E402
+from hf_mig.data.formats import MIGAnnotations, load_vocabulary, to_messages  # noqa: E402
+from hf_mig.data.io import load_pool, save_dataset  # noqa: E402
+from hf_mig.data.pool import prepare_pool  # noqa: E402
+from hf_mig.selectors import (  # noqa: E402
     SELECTORS,
     MIGSelector,
     RandomSelector,
@@ -16,6 +27,8 @@ from .selectors import (  # noqa: E402
     as_dataset,
     get_selector,
 )
+
+_compat.install()
 
 
 def select(
@@ -51,6 +64,15 @@ def select(
 
 __all__ = [
     "SELECTORS",
+    "ConstantScorer",
+    "DeitaScorer",
+    "EmbeddingTagger",
+    "IFDScorer",
+    "InsTagTagger",
+    "LabelCountScorer",
+    "LengthScorer",
+    "RewardModelScorer",
+    "TagVocabulary",
     "GreedyResult",
     "LabelGraph",
     "MIGAnnotations",

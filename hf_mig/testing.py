@@ -65,11 +65,11 @@ _FORMAT_VERSION = 1
 def corpus_lines(limit: int | None = None) -> list[str]:
     """Real text lines for tokenizer training: every message content of the shipped demo pool.
 
-    The demo pool is 427 Apache-2.0 Self-Instruct conversations (``hf_mig/data/demo_pool.jsonl``);
+    The demo pool is 427 Apache-2.0 Self-Instruct conversations (``hf_mig/data/bundled/demo_pool.jsonl``);
     this returns their user and assistant contents in file order (at most ``limit`` of them).
     Raises ``FileNotFoundError`` if the package was installed without its data files.
     """
-    from hf_mig.resources import demo_pool_path
+    from hf_mig.data.resources import demo_pool_path
 
     lines: list[str] = []
     with open(demo_pool_path(), encoding="utf-8") as fh:

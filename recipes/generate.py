@@ -78,7 +78,7 @@ def render(model_key: str, pool_key: str, method: str, *, lora: bool = False) ->
     released = RELEASED.get((pool_key, method))
     vocab_file = pool.vocabulary
     if vocab_file == "hf-mig:instag":
-        vocab_file = "hf_mig/data/instag_vocabulary.json"
+        vocab_file = "hf_mig/data/bundled/instag_vocabulary.json"
     lines = [
         f"# {model.hub_id} on {pool.title} ({pool.rows}) -> {pool.k:,} rows selected by "
         f"{method.upper() if method != 'instag' else '#InsTag'}",

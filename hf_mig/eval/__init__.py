@@ -15,7 +15,7 @@ Modules (each also a thin script in ``eval/`` with the subcommands ``generate``,
   bar chart.
 - :mod:`hf_mig.eval.judge` — the judge client (any OpenAI-compatible endpoint, cached on disk).
 - :mod:`hf_mig.eval.generate` — resumable benchmark generation through
-  :mod:`hf_mig.generation`'s backends.
+  :mod:`hf_mig.models.generation`'s backends.
 
 Two scoring modes everywhere: ``official`` (the benchmark's protocol) and ``paper`` (what the MIG
 paper ran through OpenCompass: plain AlpacaEval win rate with a discrete judgment, WildBench

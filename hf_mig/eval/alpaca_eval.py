@@ -820,8 +820,8 @@ def _cmd_score(args: argparse.Namespace) -> list[dict[str, Any]]:
 
 def build_parser() -> argparse.ArgumentParser:
     """The ``eval/alpaca_eval.py`` argument parser (subcommands generate / judge / score / all)."""
-    from . import generate as gen
-    from . import judge as jdg
+    from hf_mig.eval import generate as gen
+    from hf_mig.eval import judge as jdg
 
     parser = argparse.ArgumentParser(
         prog="alpaca_eval.py", description="AlpacaEval 2: generate, judge and score"
@@ -989,7 +989,7 @@ def _jsonl_records(path: str | Path) -> list[tuple[int, dict[str, Any]]]:
 
 
 def _cmd_reference(args: argparse.Namespace) -> int:
-    from hf_mig.io import write_text_atomic
+    from hf_mig.data.io import write_text_atomic
 
     records = reference_from_mt_bench(args.mt_bench_questions, args.mt_bench_answers)
     text = json.dumps(records, indent=2, ensure_ascii=False) + "\n"
@@ -1013,7 +1013,7 @@ def generate_outputs(
     ``out`` is written in the AlpacaEval results format. Returns the
     :class:`~hf_mig.eval.generate.GenerationReport`.
     """
-    from .generate import GenerationItem, generate_incremental
+    from hf_mig.eval.generate import GenerationItem, generate_incremental
 
     out = Path(out)
     items = [
@@ -1055,7 +1055,7 @@ def judge_outputs(
     ``paper``: the discrete reply. Malformed replies and failed calls get ``preference: None``
     (invalid; counted by :func:`win_rate`).
     """
-    from .judge import JudgeRequest
+    from hf_mig.eval.judge import JudgeRequest
 
     if mode not in ("official", "paper"):
         raise ValueError(f"mode must be 'official' or 'paper', got {mode!r}")
@@ -1121,7 +1121,7 @@ def judge_outputs(
 
 
 def _cmd_generate(args: argparse.Namespace) -> Any:
-    from .generate import backend_from_args, generator_name
+    from hf_mig.eval.generate import backend_from_args, generator_name
 
     reference = load_reference(args.reference)[: args.limit]
     mode = getattr(args, "mode", "official")
@@ -1138,7 +1138,7 @@ def _cmd_generate(args: argparse.Namespace) -> Any:
 
 
 def _cmd_judge(args: argparse.Namespace) -> list[dict[str, Any]]:
-    from .judge import client_from_args
+    from hf_mig.eval.judge import client_from_args
 
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -1160,7 +1160,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     """
     args = build_parser().parse_args(argv)
     if args.command == "reference":
-        from hf_mig.io import OutputExistsError
+        from hf_mig.data.io import OutputExistsError
 
         try:
             return _cmd_reference(args)
@@ -1175,7 +1175,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     elif args.command == "judge":
         _cmd_judge(args)
     else:
-        from .judge import check_judge_args
+        from hf_mig.eval.judge import check_judge_args
 
         check_judge_args(args)  # fail before generating, not after
         out_dir = Path(args.out_dir)

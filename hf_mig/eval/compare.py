@@ -79,7 +79,7 @@ def values_of(result: dict[str, Any]) -> dict[str, float]:
     if bench == "objective":
         return {k: float(v) for k, v in result.get("scores", {}).items() if _is_num(v)}
     if "results" in result and "configs" in result:  # lm-eval's results JSON
-        from .objective import scores_from_lm_eval
+        from hf_mig.eval.objective import scores_from_lm_eval
 
         return scores_from_lm_eval(result)
     return {}

@@ -1,6 +1,6 @@
-"""Benchmark generation through the shared backends (:mod:`hf_mig.generation`), resumable.
+"""Benchmark generation through the shared backends (:mod:`hf_mig.models.generation`), resumable.
 
-:func:`generate_incremental` sends conversations to a :class:`~hf_mig.generation.GenerationBackend`
+:func:`generate_incremental` sends conversations to a :class:`~hf_mig.models.generation.GenerationBackend`
 in chunks and appends every successful output to a JSON-lines progress file as soon as its chunk
 returns (flushed and fsynced). A re-run reads that file and only generates what is missing, so an
 interrupted run (Ctrl-C, a killed job) resumes where it stopped; a half-written last line (a kill
@@ -222,7 +222,7 @@ def resolve_backend_name(name: str) -> str:
 
 def backend_from_args(args: argparse.Namespace) -> Any:
     """Create the generation backend described by :func:`add_generation_args` options."""
-    from hf_mig.generation import load_backend
+    from hf_mig.models.generation import load_backend
 
     name = resolve_backend_name(args.backend)
     kwargs: dict[str, Any] = {"cache": args.generation_cache}

@@ -270,7 +270,7 @@ def generate_answers(
     ``choices[0].turns``) is written when both turns of every question are done. Returns the
     combined :class:`~hf_mig.eval.generate.GenerationReport`.
     """
-    from .generate import GenerationItem, GenerationReport, generate_incremental
+    from hf_mig.eval.generate import GenerationItem, GenerationReport, generate_incremental
 
     if mode not in ("official", "paper"):
         raise ValueError(f"mode must be 'official' or 'paper', got {mode!r}")
@@ -353,7 +353,7 @@ def judge_answers(
     """Single-answer judgments of both turns of every question (FastChat's judgment format:
     ``question_id``, ``model``, ``judge``, ``user_prompt``, ``judgment``, ``score`` (-1 when
     the rating could not be read or the call failed), ``turn``; plus ``judging``)."""
-    from .judge import JudgeRequest
+    from hf_mig.eval.judge import JudgeRequest
 
     prompts = prompts or load_judge_prompts()
     requests, meta = [], []
@@ -391,8 +391,8 @@ def judge_answers(
 
 def build_parser() -> argparse.ArgumentParser:
     """The ``eval/mt_bench.py`` argument parser (subcommands generate / judge / score / all)."""
-    from . import generate as gen
-    from . import judge as jdg
+    from hf_mig.eval import generate as gen
+    from hf_mig.eval import judge as jdg
 
     parser = argparse.ArgumentParser(prog="mt_bench.py", description="MT-Bench")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -443,7 +443,7 @@ def _cmd_score(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def _cmd_generate(args: argparse.Namespace) -> Any:
-    from .generate import backend_from_args, generator_name
+    from hf_mig.eval.generate import backend_from_args, generator_name
 
     questions = load_questions(args.questions)[: args.limit]
     report = generate_answers(
@@ -460,7 +460,7 @@ def _cmd_generate(args: argparse.Namespace) -> Any:
 
 
 def _cmd_judge(args: argparse.Namespace) -> list[dict[str, Any]]:
-    from .judge import client_from_args
+    from hf_mig.eval.judge import client_from_args
 
     questions = load_questions(args.questions)[: args.limit]
     answers = load_answers(args.answers)
@@ -497,7 +497,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     elif args.command == "judge":
         _cmd_judge(args)
     else:
-        from .judge import check_judge_args
+        from hf_mig.eval.judge import check_judge_args
 
         check_judge_args(args)  # fail before generating, not after
         out_dir = Path(args.out_dir)

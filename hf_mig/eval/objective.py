@@ -831,7 +831,7 @@ def generate_ifeval(
     ``<out_dir>/ifeval_responses.jsonl`` is written (``prompt``, ``response``; input order) and
     the responses are returned; otherwise ``None``. The second value is the
     :class:`~hf_mig.eval.generate.GenerationReport`."""
-    from .generate import GenerationItem, generate_incremental
+    from hf_mig.eval.generate import GenerationItem, generate_incremental
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -859,7 +859,7 @@ def generate_ifeval(
 
 def build_parser() -> argparse.ArgumentParser:
     """The ``eval/objective.py`` argument parser."""
-    from .generate import add_generation_args
+    from hf_mig.eval.generate import add_generation_args
 
     p = argparse.ArgumentParser(prog="objective.py", description="objective benchmarks")
     sub = p.add_subparsers(dest="command", required=True)
@@ -947,7 +947,7 @@ def _print_ifeval(res: IFEvalResult) -> None:
 def _cmd_ifeval(args: argparse.Namespace) -> int:
     """``ifeval``: generate (resumable), score offline, write ``objective.json``; 1 when some
     prompts still lack a response (nothing scored; re-run to retry them)."""
-    from .generate import backend_from_args, generator_name
+    from hf_mig.eval.generate import backend_from_args, generator_name
 
     if args.limit is not None and args.limit < 1:
         raise SystemExit(f"--limit must be >= 1, got {args.limit}")

@@ -538,7 +538,7 @@ def generate_outputs(
     """Complete each task's ``conversation_input`` (greedy, the model's chat template); progress
     in ``<out>.progress.jsonl`` (resumable); ``out`` (records ``session_id``, ``output``,
     ``generator``) is written once every task has an output. Returns the generation report."""
-    from .generate import GenerationItem, generate_incremental
+    from hf_mig.eval.generate import GenerationItem, generate_incremental
 
     out = Path(out)
     items = [
@@ -573,7 +573,7 @@ def judge_scores(
 
     An empty output gets score 1 without a judge call (as WildBench does); a malformed reply or
     a failed call gets ``score: None`` (counted invalid by :func:`wb_score`)."""
-    from .judge import JudgeRequest
+    from hf_mig.eval.judge import JudgeRequest
 
     template = template or (TEMPLATES / "wildbench_eval_template.score.v2.md").read_text()
     requests, rows = [], []
@@ -626,7 +626,7 @@ def judge_pairwise(
     (A++ .. B++ as the judge saw them, or None), ``judgment``, ``generator``,
     ``ref_generator``. Empty responses follow WildBench's rule (:func:`empty_response_verdict`)
     without a judge call."""
-    from .judge import JudgeRequest
+    from hf_mig.eval.judge import JudgeRequest
 
     template = template or (TEMPLATES / "wildbench_eval_template.pairwise.v2.md").read_text()
     requests, rows = [], []
@@ -728,8 +728,8 @@ def format_rewards(rewards: Sequence[WBReward], mode: str) -> str:
 
 def build_parser() -> argparse.ArgumentParser:
     """The ``eval/wildbench.py`` argument parser (subcommands generate / judge / score / all)."""
-    from . import generate as gen
-    from . import judge as jdg
+    from hf_mig.eval import generate as gen
+    from hf_mig.eval import judge as jdg
 
     parser = argparse.ArgumentParser(prog="wildbench.py", description="WildBench v2")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -831,7 +831,7 @@ def _parse_refs(specs: Sequence[str], mode: str) -> list[tuple[str, str]]:
 
 
 def _cmd_generate(args: argparse.Namespace) -> Any:
-    from .generate import backend_from_args, generator_name
+    from hf_mig.eval.generate import backend_from_args, generator_name
 
     tasks = load_tasks(args.tasks)[: args.limit]
     report = generate_outputs(
@@ -847,7 +847,7 @@ def _cmd_generate(args: argparse.Namespace) -> Any:
 
 
 def _cmd_judge(args: argparse.Namespace) -> list[Path]:
-    from .judge import client_from_args
+    from hf_mig.eval.judge import client_from_args
 
     tasks = load_tasks(args.tasks)[: args.limit]
     outputs = load_outputs(args.outputs)
@@ -890,7 +890,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     elif args.command == "judge":
         _cmd_judge(args)
     else:
-        from .judge import check_judge_args
+        from hf_mig.eval.judge import check_judge_args
 
         check_judge_args(args)  # fail before generating, not after
         out_dir = Path(args.out_dir)

@@ -7,11 +7,11 @@ and label graph, select with each method, train with the matching recipe, evalua
 finished steps.
 """
 
-from .experiments import EXPERIMENTS, SCALES, Experiment, Run
-from .outputs import OutputCheck, inspect_output
-from .plan import STAGES, Plan, Step, StepCheck
-from .planner import PlanOptions, build_plan
-from .runner import RunSummary, run_plan
+from hf_mig.reproduce.experiments import EXPERIMENTS, SCALES, Experiment, Run
+from hf_mig.reproduce.outputs import OutputCheck, inspect_output
+from hf_mig.reproduce.plan import STAGES, Plan, Step, StepCheck
+from hf_mig.reproduce.planner import PlanOptions, build_plan
+from hf_mig.reproduce.runner import RunSummary, run_plan
 
 __all__ = [
     "EXPERIMENTS",

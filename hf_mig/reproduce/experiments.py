@@ -21,7 +21,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from .paper import METHOD_TITLES, MODELS, POOLS
+from hf_mig.reproduce.paper import METHOD_TITLES, MODELS, POOLS
 
 __all__ = ["EXPERIMENTS", "SCALES", "Experiment", "PoolSpec", "Run", "Scale"]
 

@@ -30,10 +30,9 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from hf_mig.io import write_text_atomic
-
-from .outputs import inspect_output
-from .preflight import Need, check_needs
+from hf_mig.data.io import write_text_atomic
+from hf_mig.reproduce.outputs import inspect_output
+from hf_mig.reproduce.preflight import Need, check_needs
 
 __all__ = ["MARKER_DIR", "STAGES", "Plan", "Step", "StepCheck"]
 
@@ -78,7 +77,7 @@ class Step:
 
 def _digest(path: Path) -> str | None:
     """Content hash of an input file or folder (None: missing)."""
-    from hf_mig.io import file_fingerprint
+    from hf_mig.data.io import file_fingerprint
 
     if not path.exists():
         return None

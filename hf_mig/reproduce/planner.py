@@ -15,13 +15,12 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from hf_mig.reproduce.costs import forward_hours, generation_hours, train_hours
+from hf_mig.reproduce.experiments import EXPERIMENTS, SCALES, PoolSpec, Run, Scale
+from hf_mig.reproduce.paper import METHODS, RELEASED, model_by_slug
+from hf_mig.reproduce.plan import STAGES, Plan, Step
+from hf_mig.reproduce.preflight import Need
 from hf_mig.train.tiny import TINY_MODEL_ID as TINY_MODEL
-
-from .costs import forward_hours, generation_hours, train_hours
-from .experiments import EXPERIMENTS, SCALES, PoolSpec, Run, Scale
-from .paper import METHODS, RELEASED, model_by_slug
-from .plan import STAGES, Plan, Step
-from .preflight import Need
 
 __all__ = ["PlanOptions", "build_plan", "default_data_dir", "default_shared_dir"]
 
@@ -170,7 +169,7 @@ class _Builder:
 
     def raw_pool(self, pool: PoolSpec) -> str:
         src = pool.source
-        from hf_mig.resources import bundled_path, is_bundled_id
+        from hf_mig.data.resources import bundled_path, is_bundled_id
 
         if src and is_bundled_id(src):
             return str(bundled_path(src))
@@ -202,7 +201,7 @@ class _Builder:
         if given:
             return given
         if pool.annotated:
-            from hf_mig.resources import bundled_path
+            from hf_mig.data.resources import bundled_path
 
             self.note(
                 f"{pool.key}: the {pool.n_rows} instructions of the main tiny pool with the "

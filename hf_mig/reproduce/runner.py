@@ -27,8 +27,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .outputs import inspect_output
-from .plan import FINISHED, Plan, Step
+from hf_mig.reproduce.outputs import inspect_output
+from hf_mig.reproduce.plan import FINISHED, Plan, Step
 
 __all__ = ["RunSummary", "resolve_command", "run_plan"]
 
@@ -73,7 +73,7 @@ def resolve_command(command: Sequence[str]) -> list[str]:
 @functools.cache
 def _hf_mig_options(subcommand: str) -> frozenset[str]:
     """The option strings ``hf-mig SUBCOMMAND`` accepts (empty for an unknown subcommand)."""
-    from hf_mig.cli import build_parser
+    from hf_mig.cli.main import build_parser
 
     for action in build_parser()._actions:
         if isinstance(action, argparse._SubParsersAction):

@@ -1,6 +1,6 @@
 """Selection methods behind one contract (:class:`Selector`) and a registry."""
 
-from .base import (
+from hf_mig.selectors.base import (
     SELECTORS,
     BaseSelector,
     Selector,
@@ -8,15 +8,15 @@ from .base import (
     get_selector,
     register_selector,
 )
-from .car import CaRSelector
-from .deita import DeitaSelector
-from .instag import InsTagSelector
-from .kcenter import KCenterSelector
-from .mig import MIGSelector
-from .qdit import QDITSelector
-from .random import RandomSelector
-from .score import IFDSelector, ScoreSelector
-from .zip import ZIPSelector
+from hf_mig.selectors.car import CaRSelector
+from hf_mig.selectors.deita import DeitaSelector
+from hf_mig.selectors.instag import InsTagSelector
+from hf_mig.selectors.kcenter import KCenterSelector
+from hf_mig.selectors.mig import MIGSelector
+from hf_mig.selectors.qdit import QDITSelector
+from hf_mig.selectors.random import RandomSelector
+from hf_mig.selectors.score import IFDSelector, ScoreSelector
+from hf_mig.selectors.zip import ZIPSelector
 
 __all__ = [
     "SELECTORS",

@@ -160,21 +160,21 @@ class BaseSelector:
 
         ``push_to_hub="user/name"`` also uploads them as the ``train`` split of that Hub
         dataset, with a dataset card stating the pool's fingerprint and size, this selector's
-        options, label coverage and how to reproduce the selection (see :mod:`hf_mig.hub`).
+        options, label coverage and how to reproduce the selection (see :mod:`hf_mig.data.hub`).
         The id is checked before the work. ``private`` applies to a repository the upload
         creates; an existing repository is refused unless ``overwrite=True``. The token comes
         from ``HF_TOKEN`` or ``hf auth login``. A failed upload raises
-        :class:`hf_mig.hub.HubPushError` (one line naming the repository and the cause) whose
+        :class:`hf_mig.data.hub.HubPushError` (one line naming the repository and the cause) whose
         ``subset`` attribute holds the selection.
         """
         if push_to_hub is not None:
-            from ..hub import check_repo_id
+            from hf_mig.data.hub import check_repo_id
 
             check_repo_id(push_to_hub)
         indices = self.select_indices(dataset)
         subset = self.rows(dataset, indices)
         if push_to_hub is not None:
-            from ..hub import push_selector_selection
+            from hf_mig.data.hub import push_selector_selection
 
             push_selector_selection(
                 self, dataset, indices, subset, push_to_hub, private=private, overwrite=overwrite

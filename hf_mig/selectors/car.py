@@ -8,12 +8,12 @@ import math
 import numpy as np
 from tqdm.auto import tqdm
 
-from ..embedders import EmbedderLike
-from ..embeddings import check_arrays as _check_arrays
-from ..embeddings import single_threaded_blas
-from ..encoding import DegeneratePoolError
-from .base import register_selector
-from .embedding_base import EmbeddingSelector, all_equal, constant_scores_error
+from hf_mig.annotate.embeddings import check_arrays as _check_arrays
+from hf_mig.annotate.embeddings import single_threaded_blas
+from hf_mig.core.encoding import DegeneratePoolError
+from hf_mig.models.embedders import EmbedderLike
+from hf_mig.selectors.base import register_selector
+from hf_mig.selectors.embedding_base import EmbeddingSelector, all_equal, constant_scores_error
 
 logger = logging.getLogger(__name__)
 
@@ -61,7 +61,7 @@ class CaRSelector(EmbeddingSelector):
     progress: progress bars (``None``: only for large pools).
 
     Every row having the same score (with ``k`` below the pool size) would turn both rankings
-    into file order: :class:`hf_mig.encoding.DegeneratePoolError` is raised before any
+    into file order: :class:`hf_mig.core.encoding.DegeneratePoolError` is raised before any
     embedding is computed.
 
     Fitted attributes: ``labels_`` (int64 cluster of every row), ``cluster_centers_`` (in PCA

@@ -7,11 +7,11 @@ import logging
 import numpy as np
 from tqdm.auto import tqdm
 
-from ..embedders import EmbedderLike
-from ..embeddings import check_arrays as _check_arrays
-from ..encoding import DegeneratePoolError
-from .base import register_selector
-from .embedding_base import EmbeddingSelector, all_equal, constant_scores_error
+from hf_mig.annotate.embeddings import check_arrays as _check_arrays
+from hf_mig.core.encoding import DegeneratePoolError
+from hf_mig.models.embedders import EmbedderLike
+from hf_mig.selectors.base import register_selector
+from hf_mig.selectors.embedding_base import EmbeddingSelector, all_equal, constant_scores_error
 
 logger = logging.getLogger(__name__)
 
@@ -34,14 +34,14 @@ class DeitaSelector(EmbeddingSelector):
         Tulu 3, the DEITA default).
     score_column: the quality score (DEITA: quality x complexity), any finite numbers. When
         every row has the same score (and ``k`` is below the pool size) the visiting order
-        would be file order: :class:`hf_mig.encoding.DegeneratePoolError` is raised, before
+        would be file order: :class:`hf_mig.core.encoding.DegeneratePoolError` is raised, before
         any embedding is computed.
     embedding_column: L2-normalised row embeddings; computed with
-        :func:`hf_mig.embeddings.ensure_embeddings` (first user turn, ``embedder``) when the
+        :func:`hf_mig.annotate.embeddings.ensure_embeddings` (first user turn, ``embedder``) when the
         pool lacks the column.
     embedder: model id, path or callable used only when the embedding column is missing.
     embedding_text: what is embedded then: ``"first_user"`` (the first user turn) or
-        ``"conversation"`` (every turn); see :class:`hf_mig.embeddings.SampleEmbedder`.
+        ``"conversation"`` (every turn); see :class:`hf_mig.annotate.embeddings.SampleEmbedder`.
     fill: when fewer than ``k`` rows pass the filter, ``False`` raises ``ValueError``; ``True``
         appends the best rejected rows by score (in score order) until ``k`` rows are picked.
     batch_size: candidates compared per block.

@@ -6,13 +6,13 @@ import numpy as np
 import pyarrow as pa
 from datasets import Dataset
 
-from ..embeddings import ensure_embeddings, read_scores
-from ..encoding import PoolValidationError, non_numeric_error
-from .base import BaseSelector
+from hf_mig.annotate.embeddings import ensure_embeddings, read_scores
+from hf_mig.core.encoding import PoolValidationError, non_numeric_error
+from hf_mig.selectors.base import BaseSelector
 
 
 def read_score_column(dataset: Dataset, column: str, *, what: str) -> np.ndarray:
-    """The numeric score ``column`` as float64 (see :func:`hf_mig.embeddings.read_scores`); a
+    """The numeric score ``column`` as float64 (see :func:`hf_mig.annotate.embeddings.read_scores`); a
     column that does not hold numbers raises naming the first row that holds something else."""
     if column in dataset.column_names:
         arr = dataset.select_columns([column]).with_format("arrow")[:].column(0)

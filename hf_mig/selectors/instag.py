@@ -21,17 +21,17 @@ import numpy as np
 import pyarrow as pa
 from datasets import Dataset
 
-from .._jit import njit
-from ..encoding import (
+from hf_mig.core._jit import njit
+from hf_mig.core.encoding import (
     DegeneratePoolError,
     PoolEncoding,
     describe_report,
     encode_pool,
     unique_labels,
 )
-from .base import BaseSelector, register_selector
-from .mig import arrow_columns
-from .score import read_numeric_column
+from hf_mig.selectors.base import BaseSelector, register_selector
+from hf_mig.selectors.mig import arrow_columns
+from hf_mig.selectors.score import read_numeric_column
 
 logger = logging.getLogger(__name__)
 
@@ -128,7 +128,7 @@ class InsTagSelector(BaseSelector):
     descending, then row index ascending. A repeated tag within a row counts once. Picks are
     returned in the order they were taken (pass by pass). Rows without any tag are never taken
     by a pass; they come last, in sorted order, if ``k`` requires them. A pool where no row has
-    a tag (and ``k`` is below its size) raises :class:`hf_mig.encoding.DegeneratePoolError`.
+    a tag (and ``k`` is below its size) raises :class:`hf_mig.core.encoding.DegeneratePoolError`.
 
     Fitted attributes: ``tag_counts_`` (distinct tags per row), ``pass_of_pick_`` (1-based pass
     that took each pick; 0 = taken by the final fill), ``passes_`` (number of passes),

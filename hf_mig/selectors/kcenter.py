@@ -8,11 +8,11 @@ import numpy as np
 from datasets import Dataset
 from tqdm.auto import tqdm
 
-from ..embedders import EmbedderLike
-from ..embeddings import check_arrays as _check_arrays
-from ..embeddings import ensure_embeddings, update_min_distance
-from .base import BaseSelector, register_selector
-from .embedding_base import all_equal, read_score_column
+from hf_mig.annotate.embeddings import check_arrays as _check_arrays
+from hf_mig.annotate.embeddings import ensure_embeddings, update_min_distance
+from hf_mig.models.embedders import EmbedderLike
+from hf_mig.selectors.base import BaseSelector, register_selector
+from hf_mig.selectors.embedding_base import all_equal, read_score_column
 
 logger = logging.getLogger(__name__)
 

@@ -10,19 +10,19 @@ import numpy as np
 import pyarrow as pa
 from datasets import Dataset
 
-from ..embedders import EmbedderLike, default_threshold, embedder_name
-from ..encoding import (
+from hf_mig.core.encoding import (
     DegeneratePoolError,
     PoolEncoding,
     describe_report,
     encode_pool,
     unique_labels,
 )
-from ..graph import DEFAULT_MAX_EDGES, LabelGraph
-from ..greedy import GreedyResult, greedy_select, information_bounds
-from ..objective import Objective
-from ..summary import score_collapse
-from .base import BaseSelector, register_selector
+from hf_mig.core.graph import DEFAULT_MAX_EDGES, LabelGraph
+from hf_mig.core.greedy import GreedyResult, greedy_select, information_bounds
+from hf_mig.core.objective import Objective
+from hf_mig.core.summary import score_collapse
+from hf_mig.models.embedders import EmbedderLike, default_threshold, embedder_name
+from hf_mig.selectors.base import BaseSelector, register_selector
 
 logger = logging.getLogger(__name__)
 
@@ -54,7 +54,7 @@ class MIGSelector(BaseSelector):
         for the embedder (0.9 for E5-Mistral as in the paper; see ``DEFAULT_THRESHOLDS``).
     max_edges, max_degree: limits of that graph (see :meth:`LabelGraph.from_embeddings`):
         building refuses, before the work, a graph estimated to have more than ``max_edges``
-        edges (default ``hf_mig.graph.DEFAULT_MAX_EDGES``, 20M, about 2.4 GB); ``max_degree``
+        edges (default ``hf_mig.core.graph.DEFAULT_MAX_EDGES``, 20M, about 2.4 GB); ``max_degree``
         keeps each label's ``max_degree`` closest neighbours only (default: all).
     graph_cache: where that graph is cached on disk (see :meth:`LabelGraph.from_labels`):
         ``True`` (default) the hf-mig cache (``$HF_MIG_CACHE/label_graphs``, default
@@ -85,7 +85,7 @@ class MIGSelector(BaseSelector):
     engine: ``"auto"`` (lazy greedy when exact, else the full scan), ``"lazy"`` or ``"scan"``.
     progress: show progress bars (``None``: only for long steps).
 
-    Degenerate inputs raise :class:`hf_mig.encoding.DegeneratePoolError` (a ``ValueError``)
+    Degenerate inputs raise :class:`hf_mig.core.encoding.DegeneratePoolError` (a ``ValueError``)
     before the greedy runs, instead of returning the first ``k`` rows in file order: no row with
     a label in the graph, row coverage below ``min_coverage``, every row that has a label
     scored 0, or scores so large that the objective overflows float64 (the message gives the
@@ -93,13 +93,13 @@ class MIGSelector(BaseSelector):
     in the graph and a score above 0) the rest are picked in file order, with a warning.
 
     Scores that have collapsed (all about equal, or at least 90% of the rows at the lowest or
-    highest score: :func:`hf_mig.summary.score_collapse`, as DEITA scorers that rate every row
+    highest score: :func:`hf_mig.core.summary.score_collapse`, as DEITA scorers that rate every row
     the same produce) leave MIG ranking by labels alone: a ``logging`` warning says so, and
     ``score_collapse_`` holds the details (``None`` when the scores are fine).
 
     After ``select_indices``, the fitted attributes ``result_`` (picks, gains, objective trace,
     lazy-evaluation stats), ``label_graph_``, ``encoding_report_`` (see
-    :func:`hf_mig.encoding.encode_pool`: counts, ``row_coverage``, ``occurrence_coverage``,
+    :func:`hf_mig.core.encoding.encode_pool`: counts, ``row_coverage``, ``occurrence_coverage``,
     plus ``rows_with_information``) and ``score_collapse_`` are available.
     """
 

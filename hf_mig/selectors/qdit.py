@@ -7,11 +7,11 @@ import logging
 import numpy as np
 from tqdm.auto import tqdm
 
-from ..embedders import EmbedderLike
-from ..embeddings import check_arrays as _check_arrays
-from ..encoding import DegeneratePoolError
-from .base import register_selector
-from .embedding_base import EmbeddingSelector, all_equal, constant_scores_error
+from hf_mig.annotate.embeddings import check_arrays as _check_arrays
+from hf_mig.core.encoding import DegeneratePoolError
+from hf_mig.models.embedders import EmbedderLike
+from hf_mig.selectors.base import register_selector
+from hf_mig.selectors.embedding_base import EmbeddingSelector, all_equal, constant_scores_error
 
 logger = logging.getLogger(__name__)
 
@@ -62,7 +62,7 @@ class QDITSelector(EmbeddingSelector):
     alpha: weight of quality (paper: 0.7); ``0`` = pure diversity, ``1`` = top score.
     score_column: quality score (any finite numbers); not read when ``alpha = 0``. When every
         row has the same score, ``alpha = 1`` raises
-        :class:`hf_mig.encoding.DegeneratePoolError` (every gain would be 0: file order) and
+        :class:`hf_mig.core.encoding.DegeneratePoolError` (every gain would be 0: file order) and
         any other ``alpha`` logs a warning (the selection is then pure diversity).
     embedding_column, embedder, embedding_text: as in :class:`DeitaSelector`.
     n_facilities: size of the facility sample (``None``: every row).

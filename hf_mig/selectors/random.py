@@ -7,7 +7,7 @@ import random
 import numpy as np
 from datasets import Dataset
 
-from .base import BaseSelector, register_selector
+from hf_mig.selectors.base import BaseSelector, register_selector
 
 
 @register_selector("random")

@@ -19,9 +19,9 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from datasets import Dataset
 
-from ..encoding import DegeneratePoolError, PoolValidationError, non_numeric_error
-from .base import BaseSelector, register_selector
-from .mig import arrow_columns
+from hf_mig.core.encoding import DegeneratePoolError, PoolValidationError, non_numeric_error
+from hf_mig.selectors.base import BaseSelector, register_selector
+from hf_mig.selectors.mig import arrow_columns
 
 logger = logging.getLogger(__name__)
 
@@ -117,7 +117,7 @@ class ScoreSelector(BaseSelector):
     saying how many do and why the others do not; ``k`` above the pool size or ``k <= 0`` also
     raise. When ``k`` is below the pool size and every qualifying row has the same value (or
     no row has a value), the ranking cannot choose and would return the first ``k`` rows in
-    file order: :class:`hf_mig.encoding.DegeneratePoolError` (a ``ValueError``) is raised.
+    file order: :class:`hf_mig.core.encoding.DegeneratePoolError` (a ``ValueError``) is raised.
 
     Fitted attributes (after ``select_indices``): ``column_`` (the column read), ``values_``
     (float64 per row, NaN where missing), ``n_missing_``, ``n_below_``, ``n_above_`` (rows

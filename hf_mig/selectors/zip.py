@@ -45,9 +45,9 @@ import pyarrow.compute as pc
 from datasets import Dataset
 from tqdm.auto import tqdm
 
-from ..formats import SHAPES, detect_shape, to_messages
-from .base import BaseSelector, register_selector
-from .mig import arrow_columns
+from hf_mig.data.formats import SHAPES, detect_shape, to_messages
+from hf_mig.selectors.base import BaseSelector, register_selector
+from hf_mig.selectors.mig import arrow_columns
 
 logger = logging.getLogger(__name__)
 

@@ -29,7 +29,7 @@ What :func:`train` does, in order:
 5. builds the trainer as TRL's SFT script does (model keyword arguments, quantization and LoRA
    from TRL's ``ModelConfig`` through ``get_quantization_config`` / ``get_peft_config``), as a
    :class:`~hf_mig.train.trainer.SelectionSFTTrainer`, whose model card carries the selection
-   section, with the hf-mig callbacks (:mod:`hf_mig.callbacks`) placed before the reporters;
+   section, with the hf-mig callbacks (:mod:`hf_mig.train.callbacks`) placed before the reporters;
 6. trains, writes the model card, saves the model and tokenizer to ``output_dir`` (which, with
    ``push_to_hub``, uploads them with the complete card), then ends the run with
    ``trainer.end()`` (finishes the trackers, destroys the process group).
@@ -44,7 +44,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .config import (
+from hf_mig.train.config import (
     DataConfig,
     HfMigArguments,
     Recipe,
@@ -52,9 +52,9 @@ from .config import (
     load_recipe,
     make_parser,
 )
-from .data import TrainingData, load_training_data
-from .templates import TEMPLATES, apply_chat_template, get_template
-from .tiny import TINY_MODEL_ID, build_tiny_llama, resolve_model_path
+from hf_mig.train.data import TrainingData, load_training_data
+from hf_mig.train.templates import TEMPLATES, apply_chat_template, get_template
+from hf_mig.train.tiny import TINY_MODEL_ID, build_tiny_llama, resolve_model_path
 
 __all__ = [
     "TEMPLATES",
@@ -113,7 +113,7 @@ def _setup_logging(level: int) -> None:
 
 
 def _main_first():
-    from .data import _main_first as main_first
+    from hf_mig.train.data import _main_first as main_first
 
     return main_first()
 
@@ -137,7 +137,7 @@ def _preview_prompts(hf: HfMigArguments) -> list[str] | None:
 
 
 def _build_callbacks(recipe: Recipe, data: TrainingData, max_length: int | None) -> list[Any]:
-    from ..callbacks import (
+    from hf_mig.train.callbacks import (
         GenerationPreviewCallback,
         LabelLossCallback,
         SelectionManifestCallback,
@@ -271,8 +271,8 @@ def train(
     """
     from trl import get_peft_config, get_quantization_config
 
-    from ..callbacks import install_callbacks
-    from .trainer import SelectionSFTTrainer
+    from hf_mig.train.callbacks import install_callbacks
+    from hf_mig.train.trainer import SelectionSFTTrainer
 
     if not isinstance(recipe, Recipe):
         recipe = load_recipe(recipe, overrides)
@@ -393,11 +393,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         "instead of training",
     )
     args, rest = parser.parse_known_args(list(sys.argv[1:] if argv is None else argv))
-    from ..io import OutputExistsError
+    from hf_mig.data.io import OutputExistsError
 
     try:
         if args.export_trl_config:
-            from .export import export_trl_config
+            from hf_mig.train.export import export_trl_config
 
             export_trl_config(load_recipe(args.config, rest), args.export_trl_config)
         else:

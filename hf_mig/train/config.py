@@ -54,7 +54,7 @@ resolved against the *recipe file's folder* first, then the current directory; i
 it is kept as is (a Hub id). Paths given on the command line are resolved against the current
 directory. ``output_dir`` and the other ``SFTConfig`` paths are relative to the current directory,
 as in TRL. A bundled data id (``hf-mig:demo-annotated``, ``hf-mig:demo-graph``,
-``hf-mig:instag``, ...; see :mod:`hf_mig.resources`) in any of those fields becomes the path of the
+``hf-mig:instag``, ...; see :mod:`hf_mig.data.resources`) in any of those fields becomes the path of the
 file shipped with hf-mig.
 
 Activation checkpointing: TRL's ``SFTConfig`` turns it on by default through the deprecated
@@ -230,7 +230,7 @@ class HfMigArguments:
     unchecked file); ``tokenizer_pad_token``: set as the tokenizer's pad token (default: keep the
     tokenizer's, or, when it has none, the template's suggestion).
 
-    Callbacks (:mod:`hf_mig.callbacks`): ``selection_manifest``; ``label_loss`` with
+    Callbacks (:mod:`hf_mig.train.callbacks`): ``selection_manifest``; ``label_loss`` with
     ``label_loss_group_by`` (``top_labels``, ``clusters`` of the selection's label graph, or the
     name of any other column of the rows, e.g. ``source``: one group per value),
     ``label_loss_num_groups``, ``label_loss_rows_per_group``, ``label_loss_every_n_steps``
@@ -462,7 +462,7 @@ PATH_OPTIONS = ("label_graph", "vocabulary", "embeddings", "embedding_path")
 
 
 def _resolve_path(value: Any, bases: Sequence[Path]) -> Any:
-    from ..resources import bundled_path, is_bundled_id
+    from hf_mig.data.resources import bundled_path, is_bundled_id
 
     if is_bundled_id(value):  # hf-mig:demo-annotated, hf-mig:demo-graph, ...
         return str(bundled_path(value))

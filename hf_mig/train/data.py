@@ -45,10 +45,10 @@ from typing import Any
 
 import numpy as np
 
-from .. import __version__
-from ..io import file_fingerprint
-from .config import PATH_OPTIONS, DataConfig
-from .tiny import cache_root
+from hf_mig import __version__
+from hf_mig.data.io import file_fingerprint
+from hf_mig.train.config import PATH_OPTIONS, DataConfig
+from hf_mig.train.tiny import cache_root
 
 logger = logging.getLogger(__name__)
 
@@ -121,7 +121,7 @@ BUNDLED_VOCABULARY = "hf-mig:instag"
 
 
 def _vocabulary_file(name: str) -> Path:
-    from ..resources import bundled_path, is_bundled_id
+    from hf_mig.data.resources import bundled_path, is_bundled_id
 
     return bundled_path(name) if is_bundled_id(name) else Path(name)
 
@@ -130,10 +130,10 @@ def _load_vocabulary(name: str | None) -> list[str] | None:
     if not name:
         return None
     if name == BUNDLED_VOCABULARY:
-        from ..resources import instag_vocabulary
+        from hf_mig.data.resources import instag_vocabulary
 
         return instag_vocabulary()
-    from ..formats import load_vocabulary
+    from hf_mig.data.formats import load_vocabulary
 
     return load_vocabulary(name)
 
@@ -172,7 +172,7 @@ def selection_key(fingerprint: str, spec: Mapping[str, Any]) -> str:
 
 
 def _selector_options(config: DataConfig, vocabulary: list[str] | None) -> dict[str, Any]:
-    from ..selectors import SELECTORS
+    from hf_mig.selectors import SELECTORS
 
     sel = config.selection
     assert sel is not None
@@ -232,7 +232,7 @@ def _this_run(
     another path or with file options at other paths: the manifest (and the model card made
     from it) names what this run was given, and ``selection_cache`` says whether it was reused.
     """
-    from ..callbacks import _json_safe
+    from hf_mig.train.callbacks import _json_safe
 
     sel = config.selection
     assert sel is not None
@@ -257,10 +257,10 @@ def _check_columns(rows: Any, config: DataConfig) -> None:
 
 def _select(config: DataConfig) -> tuple[Any, np.ndarray, dict, Path, bool]:
     """Load and prepare the pool; return (prepared pool, indices, manifest, folder, hit)."""
-    from ..callbacks import build_selection_manifest
-    from ..io import load_pool
-    from ..pool import prepare_pool
-    from ..selectors import get_selector
+    from hf_mig.data.io import load_pool
+    from hf_mig.data.pool import prepare_pool
+    from hf_mig.selectors import get_selector
+    from hf_mig.train.callbacks import build_selection_manifest
 
     sel = config.selection
     assert sel is not None and config.pool is not None
@@ -332,7 +332,7 @@ def _select(config: DataConfig) -> tuple[Any, np.ndarray, dict, Path, bool]:
 
 def _normalise(rows: Any, shape: str, pool_index: list[int]) -> Any:
     """Add ``messages`` (via :func:`hf_mig.to_messages`; errors name the pool row)."""
-    from ..formats import to_messages
+    from hf_mig.data.formats import to_messages
 
     def convert(batch: dict, idx: list[int]) -> dict:
         return to_messages(batch, [pool_index[i] for i in idx], shape=shape)
@@ -372,8 +372,8 @@ def load_training_data(config: DataConfig) -> TrainingData:
     Raises ``ValueError`` for an invalid config, an unknown method, an eval split larger than the
     data, or conversations that cannot be normalised (naming the pool row and the field).
     """
-    from ..io import load_pool
-    from ..summary import selection_summary
+    from hf_mig.core.summary import selection_summary
+    from hf_mig.data.io import load_pool
 
     config.validate()
     with _main_first():

@@ -36,7 +36,7 @@ from typing import Any
 
 import yaml
 
-from .config import Recipe, _plain
+from hf_mig.train.config import Recipe, _plain
 
 __all__ = ["export_trl_config"]
 
@@ -64,19 +64,19 @@ def _jsonl(rows: Any) -> str:
 def export_trl_config(recipe: Recipe, out: str | os.PathLike, *, overwrite: bool = False) -> Path:
     """Write the folder described in the module docstring to ``out``; return ``out/sft.yaml``.
 
-    ``out`` is checked before any work (:func:`hf_mig.io.check_output`): an existing folder
+    ``out`` is checked before any work (:func:`hf_mig.data.io.check_output`): an existing folder
     holding files is never replaced, an existing file only with ``overwrite``. Raises
     ``ValueError`` as :func:`hf_mig.train.train` does for a bad recipe, template or data, and
     when a setting cannot be written as YAML.
     """
     from trl import ModelConfig, SFTConfig
 
-    from ..io import atomic_output, check_output
-    from . import load_tokenizer, training_changes
-    from .config import make_parser
-    from .data import load_training_data
-    from .templates import get_template
-    from .tiny import resolve_model_path
+    from hf_mig.data.io import atomic_output, check_output
+    from hf_mig.train import load_tokenizer, training_changes
+    from hf_mig.train.config import make_parser
+    from hf_mig.train.data import load_training_data
+    from hf_mig.train.templates import get_template
+    from hf_mig.train.tiny import resolve_model_path
 
     final = check_output(out, overwrite=overwrite).resolve()
     hf = recipe.hf_mig

@@ -3,7 +3,7 @@
 :func:`build_tiny_llama` writes a randomly initialised ``LlamaForCausalLM`` (2 layers, hidden size
 64; about 0.2M parameters) and a byte-level BPE tokenizer trained with ``tokenizers`` on the
 package's bundled demo pool (Apache-2.0 Self-Instruct tasks,
-:func:`hf_mig.resources.demo_pool_path`) to a folder that ``AutoModelForCausalLM`` /
+:func:`hf_mig.data.resources.demo_pool_path`) to a folder that ``AutoModelForCausalLM`` /
 ``AutoTokenizer`` load. Nothing is downloaded.
 
 The tokenizer knows the special tokens of every template in :mod:`hf_mig.train.templates`
@@ -96,8 +96,8 @@ def build_tiny_llama(
     import torch
     from transformers import LlamaConfig, LlamaForCausalLM
 
-    from ..testing import corpus_lines, train_bpe_tokenizer
-    from .templates import apply_chat_template
+    from hf_mig.testing import corpus_lines, train_bpe_tokenizer
+    from hf_mig.train.templates import apply_chat_template
 
     out = Path(path)
     out.mkdir(parents=True, exist_ok=True)

@@ -4,7 +4,7 @@ TRL writes the model card (``README.md`` in ``output_dir``) in ``create_model_ca
 calls at every checkpoint and inside ``push_to_hub`` right before the upload. Adding the hf-mig
 section there, in the same call, means that every card TRL writes, and so every card uploaded
 to the Hub (at the end of training and, with ``hub_strategy="every_save"``, at each checkpoint),
-holds the section (:func:`hf_mig.callbacks.update_model_card`).
+holds the section (:func:`hf_mig.train.callbacks.update_model_card`).
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from typing import Any
 
 from trl import SFTTrainer
 
-from ..callbacks import update_model_card
+from hf_mig.train.callbacks import update_model_card
 
 __all__ = ["SelectionSFTTrainer"]
 

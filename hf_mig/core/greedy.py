@@ -1,0 +1,505 @@
+"""Greedy maximisation of MIG's dataset information E(S) = sum_k phi(x_k), x = sum_{i in S} u_i.
+
+Sample i is given sparsely: its label ids ``label_ids[indptr[i]:indptr[i+1]]`` (each once) and its
+weight ``w_i`` (the score, or score / #labels); its propagated information is
+``u_i = w_i * v_i @ P``. Propagated rows are never materialised: the gradient gain is
+``u_i . phi'(x) = w_i * sum_{l in L_i} h_l`` with ``h = P phi'(x)``, and after a pick only the
+labels within two hops of the picked sample's labels change ``h``.
+
+Engines, all returning the same picks in the same order (ties go to the lowest index):
+
+* ``"lazy"``: lazy greedy over a binary max-heap keyed by (gain, index) holding stale upper
+  bounds; only the top is re-evaluated. Exact because gains never rise (phi concave, u_i >= 0).
+  When stale re-evaluations since the last refresh exceed ``refresh_fraction`` of the heap,
+  every remaining gain is recomputed and the heap rebuilt.
+* ``"scan"``: every remaining gain evaluated at every step (required when phi is not concave).
+
+Gradient gains are sums of non-increasing terms, so they are non-increasing in floating point
+too and lazy greedy reproduces the full scan bit for bit. Exact gains ``phi(x+u) - phi(x)`` carry
+rounding noise; candidates whose exact gains agree to within that noise (e.g. any linear phi) may
+come out in a different order than the full scan.
+
+Both are compiled with numba when it is installed (``compiled=True``); the same functions run
+as plain Python otherwise, slower but identical.
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from dataclasses import dataclass, field
+
+import numpy as np
+import scipy.sparse as sp
+from tqdm.auto import tqdm
+
+from hf_mig.core._jit import HAVE_NUMBA
+from hf_mig.core._jit import njit as _njit
+from hf_mig.core._jit import njit_inline as _njit_inline
+from hf_mig.core.objective import Objective
+
+GAIN_KINDS = ("gradient", "exact")
+ENGINES = ("auto", "lazy", "scan")
+
+# The kernels pass their arrays in small tuples:
+#   pool = (indptr, label_ids, weights)       the samples, CSR over label ids
+#   prop = (p_indptr, p_indices, p_data)      P, CSR
+#   state = (x, g, h)                         coverage x, g = phi'(x), h = P g
+#   work = (acc, touched, mark)               scratch of length K, zero between calls
+#   phi = (code, a, b, alpha)                 the objective (code 0 = pow, 1 = exp)
+#   out = (picks, gains, objective trace)
+#   istate = [heap size, step, stale evaluations, refreshes, evaluations]; fstate = [E]
+_SIZE, _STEP, _STALE, _REFRESHES, _EVALS = range(5)
+
+
+# ---------------------------------------------------------------------------- phi
+@_njit_inline
+def _phi(x, phi):
+    code, a, b, alpha = phi
+    if code == 0:
+        return (x + a) ** b
+    return 1.0 - math.exp(-alpha * x)
+
+
+@_njit_inline
+def _dphi(x, phi):
+    code, a, b, alpha = phi
+    if code == 0:
+        return b * (x + a) ** (b - 1.0)
+    return alpha * math.exp(-alpha * x)
+
+
+# ---------------------------------------------------------------------------- gains
+@_njit_inline
+def _gradient_gain(i, pool, h):
+    """``w_i * sum_{l in L_i} h_l``."""
+    indptr, lab, w = pool
+    if w[i] == 0.0:
+        return 0.0
+    s = 0.0
+    for t in range(indptr[i], indptr[i + 1]):
+        s += h[lab[t]]
+    return w[i] * s
+
+
+@_njit_inline
+def _exact_gain(i, pool, prop, x, work, phi):
+    """``sum_j phi(x_j + u_ij) - phi(x_j)`` over the support of u_i."""
+    indptr, lab, w = pool
+    p_indptr, p_indices, p_data = prop
+    acc, touched, _ = work
+    wi = w[i]
+    if wi == 0.0:
+        return 0.0
+    n = 0
+    for t in range(indptr[i], indptr[i + 1]):
+        lb = lab[t]
+        for q in range(p_indptr[lb], p_indptr[lb + 1]):
+            j = p_indices[q]
+            if acc[j] == 0.0:  # P has no explicit zeros and w_i > 0: first visit of j
+                touched[n] = j
+                n += 1
+            acc[j] += wi * p_data[q]
+    s = 0.0
+    for m in range(n):
+        j = touched[m]
+        s += _phi(x[j] + acc[j], phi) - _phi(x[j], phi)
+        acc[j] = 0.0
+    return s
+
+
+@_njit_inline
+def _gain(i, pool, prop, state, work, exact, phi):
+    if exact:
+        return _exact_gain(i, pool, prop, state[0], work, phi)
+    return _gradient_gain(i, pool, state[2])
+
+
+# ---------------------------------------------------------------------------- heap
+@_njit_inline
+def _less(ka, ia, kb, ib):
+    return ka < kb or (ka == kb and ia < ib)
+
+
+# The heap is a 4-ary min-heap over rows ``(-gain, index)`` of a (n + ROOT, 2) float64 array
+# (indices are exact in float64 up to 2**53). Key and index sit side by side and, with the root
+# at row ROOT = 3, the four children of a node fill one 64-byte cache line.
+ROOT = 3
+
+
+@_njit_inline
+def _child(pos):
+    return 4 * pos - 8
+
+
+@_njit
+def _sift_down(heap, pos, end):
+    """Restore the heap below ``pos``; live rows are ``ROOT <= row < end``."""
+    k0 = heap[pos, 0]
+    i0 = heap[pos, 1]
+    while True:
+        first = _child(pos)
+        if first >= end:
+            break
+        best = first
+        for c in range(first + 1, min(first + 4, end)):
+            if _less(heap[c, 0], heap[c, 1], heap[best, 0], heap[best, 1]):
+                best = c
+        if not _less(heap[best, 0], heap[best, 1], k0, i0):
+            break
+        heap[pos, 0] = heap[best, 0]
+        heap[pos, 1] = heap[best, 1]
+        pos = best
+    heap[pos, 0] = k0
+    heap[pos, 1] = i0
+
+
+@_njit
+def _heapify(heap, end):
+    for pos in range(end - 1, ROOT - 1, -1):
+        if _child(pos) < end:
+            _sift_down(heap, pos, end)
+
+
+@_njit
+def _fill_heap(heap, pool, prop, state, work, exact, phi, picked, stamp, t):
+    """Evaluate every unpicked sample, in index order, into the heap and heapify; -> size."""
+    pos = ROOT
+    for j in range(picked.size):
+        if not picked[j]:
+            heap[pos, 0] = -_gain(j, pool, prop, state, work, exact, phi)
+            heap[pos, 1] = j
+            stamp[j] = t
+            pos += 1
+    _heapify(heap, pos)
+    return pos - ROOT
+
+
+# ---------------------------------------------------------------------------- state update
+@_njit
+def _add_sample(i, pool, prop, state, work, phi):
+    """x += u_i, then refresh g and h where they changed; return the change of E."""
+    indptr, lab, w = pool
+    p_indptr, p_indices, p_data = prop
+    x, g, h = state
+    acc, touched, mark = work
+    wi = w[i]
+    n = 0
+    for t in range(indptr[i], indptr[i + 1]):
+        lb = lab[t]
+        for q in range(p_indptr[lb], p_indptr[lb + 1]):
+            j = p_indices[q]
+            if mark[j] == 0:
+                mark[j] = 1
+                touched[n] = j
+                n += 1
+            acc[j] += wi * p_data[q]
+    delta = 0.0
+    for m in range(n):
+        j = touched[m]
+        old = x[j]
+        x[j] = old + acc[j]
+        acc[j] = 0.0
+        mark[j] = 0
+        delta += _phi(x[j], phi) - _phi(old, phi)
+        g[j] = _dphi(x[j], phi)
+    # h_l = sum_j P[l, j] g_j changes for every l linked to a touched j (P's pattern is
+    # symmetric, so those are the column indices of row j).
+    for m in range(n):
+        for q in range(p_indptr[touched[m]], p_indptr[touched[m] + 1]):
+            lb = p_indices[q]
+            if mark[lb] == 0:
+                mark[lb] = 1
+                s = 0.0
+                for r in range(p_indptr[lb], p_indptr[lb + 1]):
+                    s += p_data[r] * g[p_indices[r]]
+                h[lb] = s
+    for m in range(n):
+        for q in range(p_indptr[touched[m]], p_indptr[touched[m] + 1]):
+            mark[p_indices[q]] = 0
+    return delta
+
+
+@_njit_inline
+def _record(i, gain, pool, prop, state, work, phi, istate, fstate, out):
+    t = istate[_STEP]
+    fstate[0] += _add_sample(i, pool, prop, state, work, phi)
+    out[0][t] = i
+    out[1][t] = gain
+    out[2][t] = fstate[0]
+    istate[_STEP] = t + 1
+
+
+# ---------------------------------------------------------------------------- engines
+@_njit
+def _lazy_steps(
+    steps,
+    pool,
+    prop,
+    state,
+    work,
+    exact,
+    phi,
+    heap,
+    stamp,
+    picked,
+    istate,
+    fstate,
+    out,
+    refresh_limit,
+):
+    """Run up to ``steps`` picks of lazy greedy from the state held in the arrays."""
+    for _ in range(steps):
+        size = istate[_SIZE]
+        if size == 0:
+            break
+        t = istate[_STEP]
+        while True:
+            i = np.int64(heap[ROOT, 1])
+            if stamp[i] == t:  # evaluated at this step: its gain is current, and maximal
+                break
+            heap[ROOT, 0] = -_gain(i, pool, prop, state, work, exact, phi)
+            stamp[i] = t
+            _sift_down(heap, ROOT, ROOT + size)
+            istate[_EVALS] += 1
+            istate[_STALE] += 1
+            if istate[_STALE] > refresh_limit * size:
+                _fill_heap(heap, pool, prop, state, work, exact, phi, picked, stamp, t)
+                istate[_EVALS] += size
+                istate[_STALE] = 0
+                istate[_REFRESHES] += 1
+        gain = -heap[ROOT, 0]
+        size -= 1
+        heap[ROOT, 0] = heap[ROOT + size, 0]
+        heap[ROOT, 1] = heap[ROOT + size, 1]
+        istate[_SIZE] = size
+        if size > 0:
+            _sift_down(heap, ROOT, ROOT + size)
+        picked[i] = True
+        _record(i, gain, pool, prop, state, work, phi, istate, fstate, out)
+    return istate[_STEP]
+
+
+@_njit
+def _scan_steps(steps, pool, prop, state, work, exact, phi, picked, istate, fstate, out):
+    """Run up to ``steps`` picks of the full-scan greedy (argmax, lowest index on ties)."""
+    n = picked.size
+    for _ in range(steps):
+        if istate[_STEP] >= n:
+            break
+        best = -1
+        best_gain = 0.0
+        for i in range(n):
+            if not picked[i]:
+                gi = _gain(i, pool, prop, state, work, exact, phi)
+                if best < 0 or gi > best_gain:
+                    best = i
+                    best_gain = gi
+        istate[_EVALS] += n - istate[_STEP]
+        picked[best] = True
+        _record(best, best_gain, pool, prop, state, work, phi, istate, fstate, out)
+    return istate[_STEP]
+
+
+# ---------------------------------------------------------------------------- driver
+@dataclass
+class GreedyResult:
+    """Picks in order, the gain of each pick when it was made, and E after each pick."""
+
+    indices: np.ndarray
+    gains: np.ndarray
+    objective_trace: np.ndarray
+    initial_objective: float
+    stats: dict = field(default_factory=dict)
+
+
+def _as_csr_parts(propagation: sp.spmatrix):
+    p = sp.csr_matrix(propagation, dtype=np.float64)
+    if p.shape[0] != p.shape[1]:
+        raise ValueError(f"propagation matrix must be square, got {p.shape}")
+    p = p.copy()
+    p.eliminate_zeros()
+    p.sort_indices()
+    if p.nnz and (p.data < 0).any():
+        raise ValueError("propagation matrix has negative entries; gains could rise")
+    return (
+        np.ascontiguousarray(p.indptr, dtype=np.int64),
+        np.ascontiguousarray(p.indices, dtype=np.int64),
+        np.ascontiguousarray(p.data, dtype=np.float64),
+    )
+
+
+def information_bounds(
+    indptr: np.ndarray,
+    label_ids: np.ndarray,
+    weights: np.ndarray,
+    propagation: sp.spmatrix,
+    objective: Objective | None = None,
+) -> dict[str, float]:
+    """Upper bounds of what the greedy computes, to check that float64 holds it.
+
+    ``weight_total`` is the sum of the weights; ``coverage`` bounds every entry of ``x`` (that
+    total times the largest column sum of P), ``gain`` every gradient gain
+    (``w_i * phi'(0) * sum over L_i of P's row sums``) and ``objective`` E(S)
+    (``K * phi(coverage)``; exact gains are differences of such terms).
+    A bound that is not finite means the objective can overflow: rescale the weights.
+    """
+    objective = objective or Objective()
+    p = sp.csr_matrix(propagation, dtype=np.float64)
+    w = np.asarray(weights, dtype=np.float64)
+    lab = np.asarray(label_ids, dtype=np.int64)
+    counts = np.diff(np.asarray(indptr, dtype=np.int64))
+    num_labels = p.shape[0]
+    with np.errstate(over="ignore", invalid="ignore"):
+        col_max = float(np.asarray(p.sum(axis=0)).max()) if p.nnz else 0.0
+        row_sums = np.asarray(p.sum(axis=1)).ravel()
+        total = float(np.sum(w))
+        coverage = total * col_max
+        per_row = np.bincount(
+            np.repeat(np.arange(w.size), counts), weights=row_sums[lab], minlength=w.size
+        )
+        d0 = float(objective.derivative(0.0))
+        gain = float(np.max(w * per_row)) * d0 if w.size else 0.0
+        phi_max = float(objective.value(coverage))
+        bound = num_labels * phi_max
+    return {"weight_total": total, "coverage": coverage, "gain": gain, "objective": bound}
+
+
+def greedy_select(
+    indptr: np.ndarray,
+    label_ids: np.ndarray,
+    weights: np.ndarray,
+    propagation: sp.spmatrix,
+    k: int,
+    objective: Objective | None = None,
+    *,
+    gain: str = "gradient",
+    engine: str = "auto",
+    compiled: bool | None = None,
+    refresh_fraction: float = 0.05,
+    chunk_size: int = 10_000,
+    progress: bool | None = None,
+) -> GreedyResult:
+    """Pick ``k`` samples greedily; see the module docstring for the model and the engines.
+
+    ``indptr``/``label_ids``: CSR of sample -> label ids (each label at most once per sample);
+    ``weights``: per-sample weight ``>= 0``; ``propagation``: P (K x K, non-negative, CSR).
+    ``engine="auto"`` uses lazy greedy when phi is concave and the full scan otherwise (with a
+    warning). ``compiled=None`` uses numba when installed.
+    """
+    objective = objective or Objective()
+    if gain not in GAIN_KINDS:
+        raise ValueError(f"gain must be one of {GAIN_KINDS}, got {gain!r}")
+    if engine not in ENGINES:
+        raise ValueError(f"engine must be one of {ENGINES}, got {engine!r}")
+    indptr = np.ascontiguousarray(indptr, dtype=np.int64)
+    lab = np.ascontiguousarray(label_ids, dtype=np.int64)
+    w = np.ascontiguousarray(weights, dtype=np.float64)
+    n = w.size
+    if indptr.shape != (n + 1,) or indptr[0] != 0 or indptr[-1] != lab.size:
+        raise ValueError(
+            "indptr must have len(weights) + 1 entries, start at 0, end at len(label_ids)"
+        )
+    if not np.isfinite(w).all() or (w < 0).any():
+        raise ValueError("weights must be finite and >= 0")
+    if not isinstance(k, (int, np.integer)) or k < 1 or k > n:
+        raise ValueError(f"k must be an integer in [1, {n}], got {k!r}")
+    p_indptr, p_indices, p_data = _as_csr_parts(propagation)
+    num_labels = p_indptr.size - 1
+    if lab.size and (lab.min() < 0 or lab.max() >= num_labels):
+        raise ValueError(f"label ids must lie in [0, {num_labels})")
+
+    bounds = information_bounds(indptr, lab, w, propagation, objective)
+    if not all(math.isfinite(v) for v in bounds.values()):
+        raise ValueError(
+            f"weights up to {w.max():.6g} (total {bounds['weight_total']:.6g}) overflow "
+            f"float64 in the objective (bounds: coverage {bounds['coverage']:.3g}, gain "
+            f"{bounds['gain']:.3g}, E {bounds['objective']:.3g}); rescale the weights, e.g. "
+            "divide them by their maximum"
+        )
+
+    if engine == "auto":
+        engine = "lazy" if objective.is_concave else "scan"
+    if engine == "lazy" and not objective.is_concave:
+        warnings.warn(
+            f"phi={objective.phi} with b={objective.b} is not concave: gains can rise, so lazy "
+            "greedy is not exact; using the full scan instead.",
+            stacklevel=2,
+        )
+        engine = "scan"
+    if compiled is None:
+        compiled = HAVE_NUMBA
+    if compiled and not HAVE_NUMBA:
+        raise ImportError("compiled=True needs numba: pip install numba")
+
+    def fn(f):
+        return f if compiled else f.py_func
+
+    phi = (objective.code, float(objective.a), float(objective.b), float(objective.alpha))
+    exact = gain == "exact"
+    pool = (indptr, lab, w)
+    prop = (p_indptr, p_indices, p_data)
+    x = np.zeros(num_labels)
+    g = np.full(num_labels, _dphi.py_func(0.0, phi))
+    h = sp.csr_matrix((p_data, p_indices, p_indptr), shape=(num_labels, num_labels)) @ g
+    state = (x, g, h)
+    work = (np.zeros(num_labels), np.zeros(num_labels, np.int64), np.zeros(num_labels, np.int8))
+    istate = np.zeros(5, dtype=np.int64)
+    initial = float(num_labels * _phi.py_func(0.0, phi))
+    fstate = np.array([initial])
+    out = (np.empty(k, dtype=np.int64), np.empty(k), np.empty(k))
+    picked = np.zeros(n, dtype=np.bool_)
+
+    if engine == "lazy":
+        heap = np.empty((n + ROOT, 2))
+        stamp = np.zeros(n, dtype=np.int64)
+        istate[_SIZE] = fn(_fill_heap)(heap, pool, prop, state, work, exact, phi, picked, stamp, 0)
+        istate[_EVALS] = n
+
+        def run(steps):
+            return fn(_lazy_steps)(
+                steps,
+                pool,
+                prop,
+                state,
+                work,
+                exact,
+                phi,
+                heap,
+                stamp,
+                picked,
+                istate,
+                fstate,
+                out,
+                float(refresh_fraction),
+            )
+    else:
+
+        def run(steps):
+            return fn(_scan_steps)(
+                steps, pool, prop, state, work, exact, phi, picked, istate, fstate, out
+            )
+
+    show = (
+        progress
+        if progress is not None
+        else (k * (1 if engine == "lazy" else n)) > 5e9 or n > 2_000_000
+    )
+    with tqdm(total=k, desc=f"MIG greedy ({engine})", unit="pick", disable=not show) as bar:
+        done = 0
+        while done < k:
+            step = min(chunk_size if compiled else max(1, chunk_size // 10), k - done)
+            new_done = int(run(step))
+            bar.update(new_done - done)
+            done = new_done
+
+    stats = {
+        "engine": engine,
+        "compiled": bool(compiled),
+        "gain": gain,
+        "evaluations": int(istate[_EVALS]),
+        "refreshes": int(istate[_REFRESHES]),
+        "pool_size": n,
+        "num_labels": num_labels,
+    }
+    return GreedyResult(out[0], out[1], out[2], initial, stats)

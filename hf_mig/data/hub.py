@@ -1,0 +1,583 @@
+"""A selection as a Hugging Face Hub dataset: its dataset card, and the upload.
+
+The card (``README.md`` with YAML metadata the Hub reads, built with ``huggingface_hub``'s
+:class:`~huggingface_hub.DatasetCard`) states where the selection came from and how to make it
+again: the pool (source, rows, ``datasets`` fingerprint, SHA-256 of the pool file when it was
+read from one), the method and its options, label coverage, unlabelled rows and scores
+(:func:`hf_mig.core.summary.selection_summary`), budget and quotas, the hf-mig version, and the
+``hf-mig select`` command line and/or Python call that reproduce it.
+
+:func:`push_selection` uploads the subset with ``Dataset.push_to_hub`` (Parquet shards, the
+``train`` split) and then replaces the repository's card with the selection card, keeping the
+metadata ``datasets`` wrote (``configs``, ``dataset_info``). Tokens come only from the
+environment or ``huggingface_hub``'s own login (``HF_TOKEN``, ``hf auth login``); they are never
+printed, logged or written to a card. Every failure raises :class:`HubPushError` with one line
+naming the repository and the cause.
+"""
+
+from __future__ import annotations
+
+import ast
+import inspect
+import json
+import logging
+import os
+import re
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from datasets import Dataset
+
+from hf_mig import __version__
+from hf_mig.data.io import file_fingerprint
+
+logger = logging.getLogger(__name__)
+
+__all__ = [
+    "CARD_SUFFIX",
+    "HubPushError",
+    "card_path",
+    "check_repo_id",
+    "hub_token",
+    "init_arguments",
+    "pool_identity",
+    "push_selection",
+    "push_selector_selection",
+    "python_call",
+    "selection_card",
+    "selection_facts",
+    "selector_options",
+]
+
+#: A selection written to ``OUT`` gets its card at ``OUT`` + this suffix (``subset.jsonl`` ->
+#: ``subset.jsonl.README.md``; a dataset folder ``subset`` -> ``subset.README.md``): a sibling,
+#: never a file inside a folder output, and distinct for every output name.
+CARD_SUFFIX = ".README.md"
+CARD_TAGS = ("hf-mig", "data-selection")
+_SIZE_CATEGORIES = (
+    (1_000, "n<1K"),
+    (10_000, "1K<n<10K"),
+    (100_000, "10K<n<100K"),
+    (1_000_000, "100K<n<1M"),
+    (10_000_000, "1M<n<10M"),
+    (100_000_000, "10M<n<100M"),
+    (1_000_000_000, "100M<n<1B"),
+)
+_LONG_VALUE = 200
+_OBJECT_NOTE = (
+    "Values written as `<...>` stand for objects or long values that are not spelled out: "
+    "pass the same ones."
+)
+
+
+class HubPushError(RuntimeError):
+    """Uploading a selection to the Hub failed.
+
+    The message is one line naming the repository and the cause. ``subset`` holds the selected
+    rows (a ``Dataset``) when the selection itself succeeded, so that nothing is lost.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        subset: Dataset | None = None,
+        cause: BaseException | None = None,
+    ):
+        super().__init__(message)
+        self.subset = subset
+        #: the exception the upload raised (not chained: its text may hold what the server
+        #: echoed, a token included)
+        self.cause = cause
+
+
+# --------------------------------------------------------------------------------------
+# checks that run before the work
+
+
+def check_repo_id(repo_id: str) -> str:
+    """``repo_id`` if it is a valid Hub repository id (``name`` or ``namespace/name``), else a
+    ``ValueError`` saying what is expected."""
+    from huggingface_hub.utils import HFValidationError, validate_repo_id
+
+    if not isinstance(repo_id, str) or not repo_id:
+        raise ValueError(
+            f"push_to_hub: expected a Hub dataset id such as 'user/name', got {repo_id!r}"
+        )
+    try:
+        validate_repo_id(repo_id)
+    except HFValidationError:
+        raise ValueError(
+            f"push_to_hub: {repo_id!r} is not a Hub dataset id: expected 'name' or 'user/name' "
+            "of letters, digits, '-', '_' and '.' (at most 96, no '--' or '..', not ending in "
+            "'.git')"
+        ) from None
+    return repo_id
+
+
+def hub_token(env_name: str | None) -> str | None:
+    """The token in the environment variable ``env_name``; ``None`` when no name is given (then
+    ``huggingface_hub`` finds the token itself: ``HF_TOKEN`` or ``hf auth login``).
+
+    Raises ``ValueError`` (naming the variable, never its value) when the variable is not set or
+    is empty.
+    """
+    if env_name is None:
+        return None
+    if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", env_name or ""):
+        raise ValueError(
+            f"--token-env: expected the name of an environment variable, got {env_name!r}"
+        )
+    value = os.environ.get(env_name, "").strip()
+    if not value:
+        raise ValueError(
+            f"--token-env {env_name}: that environment variable is not set or is empty; set it "
+            "to a Hugging Face token with write access, or leave --token-env out to use HF_TOKEN "
+            "or the login of 'hf auth login'"
+        )
+    return value
+
+
+def card_path(out: str | os.PathLike) -> Path:
+    """Where the card of a selection saved at ``out`` goes: ``out`` + :data:`CARD_SUFFIX`."""
+    target = Path(out).expanduser()
+    return target.with_name(target.name + CARD_SUFFIX)
+
+
+# --------------------------------------------------------------------------------------
+# what the card states
+
+
+def pool_identity(pool: Dataset, source: str | os.PathLike | None = None) -> dict[str, Any]:
+    """``source``, ``kind`` (``"file"``, ``"folder"``, ``"hub"`` or ``None``), ``rows``,
+    ``fingerprint`` (``datasets``' ``_fingerprint``) and, for a local file, ``sha256`` of its
+    bytes."""
+    info: dict[str, Any] = {
+        "source": None if source is None else os.fspath(source),
+        "kind": None,
+        "rows": len(pool),
+        "fingerprint": getattr(pool, "_fingerprint", None),
+    }
+    if source is not None:
+        path = Path(source).expanduser()
+        if path.is_file():
+            info["kind"] = "file"
+            info["sha256"] = file_fingerprint(path, "sha256").partition(":")[2]
+        elif path.is_dir():
+            info["kind"] = "folder"
+        else:
+            try:
+                info["kind"] = "hub" if check_repo_id(os.fspath(source)) else None
+            except ValueError:
+                pass
+    return info
+
+
+def _json_safe(value: Any) -> Any:
+    if isinstance(value, Mapping):
+        return {str(k): _json_safe(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple, set, frozenset)):
+        items = sorted(value, key=repr) if isinstance(value, (set, frozenset)) else value
+        return [_json_safe(v) for v in items]
+    if isinstance(value, np.integer):
+        return int(value)
+    if isinstance(value, np.floating):
+        return float(value)
+    if isinstance(value, np.ndarray):
+        return _json_safe(value.tolist())
+    if isinstance(value, (str, int, float, bool)) or value is None:
+        return value
+    if isinstance(value, os.PathLike):
+        return os.fspath(value)
+    return repr(value)
+
+
+def _short(value: Any) -> Any:
+    """A JSON-safe value, with a long collection replaced by ``"<list of N items>"``."""
+    if isinstance(value, (list, tuple, set, frozenset, np.ndarray)) and len(value) > 20:
+        return f"<{type(value).__name__} of {len(value)} items>"
+    return _json_safe(value)
+
+
+def init_arguments(selector: Any) -> dict[str, Any]:
+    """The selector's ``__init__`` arguments (other than ``k``) whose value, read from the
+    attribute of the same name, differs from the default: what re-creates it."""
+    out: dict[str, Any] = {}
+    for name, param in inspect.signature(type(selector).__init__).parameters.items():
+        if name in ("self", "k") or param.kind in (param.VAR_POSITIONAL, param.VAR_KEYWORD):
+            continue
+        if not hasattr(selector, name):
+            continue
+        value = getattr(selector, name)
+        default = param.default
+        try:
+            same = default is not param.empty and bool(value == default)
+        except Exception:  # arrays and other values without a plain truth value
+            same = False
+        if not same:
+            out[name] = value
+    return out
+
+
+def selector_options(selector: Any) -> dict[str, Any]:
+    """Every option of ``selector``, JSON-ready: ``get_params()`` when it has one, else its
+    ``__init__`` arguments (long collections summarised); always with ``method`` and ``k``."""
+    if hasattr(selector, "get_params"):
+        params = dict(selector.get_params())
+    else:
+        params = {
+            name: _short(getattr(selector, name))
+            for name in inspect.signature(type(selector).__init__).parameters
+            if name not in ("self",) and hasattr(selector, name)
+        }
+    params.setdefault("method", getattr(type(selector), "method_name", type(selector).__name__))
+    params.setdefault("k", int(selector.k))
+    return _json_safe(params)
+
+
+def _literal(value: Any) -> str:
+    """``repr(value)`` when it is a short Python literal, else ``<...>``."""
+    if isinstance(value, os.PathLike):
+        value = os.fspath(value)
+    if isinstance(value, (set, frozenset)):
+        value = sorted(value)
+    text = repr(value)
+    try:
+        ok = ast.literal_eval(text) == value
+    except (ValueError, SyntaxError, TypeError, MemoryError, RecursionError):
+        ok = False
+    if ok and len(text) <= _LONG_VALUE:
+        return text
+    if isinstance(value, (list, tuple)):
+        return f"<{type(value).__name__} of {len(value)} items>"
+    first = text.splitlines()[0] if text else type(value).__name__
+    if len(first) > 80:
+        first = first[:77] + "..."
+    return f"<{first}>" if not first.startswith("<") else first
+
+
+def python_call(selector: Any, *, pool_name: str = "pool") -> str:
+    """The Python call that makes the same selection from ``pool_name``:
+    ``hf_mig.select(pool, K, method=..., option=value, ...)`` for a registered method (options
+    left at their defaults are omitted), else ``Class(K, ...).select(pool)``."""
+    args = [f"{name}={_literal(value)}" for name, value in init_arguments(selector).items()]
+    method = getattr(type(selector), "method_name", None)
+    k = int(selector.k)
+    if method is None:
+        inner = ", ".join([str(k), *args])
+        return f"{type(selector).__name__}({inner}).select({pool_name})"
+    head = [pool_name, str(k)] + ([] if method == "mig" else [f"method={method!r}"])
+    return f"hf_mig.select({', '.join(head + args)})"
+
+
+def selection_facts(
+    pool: Dataset,
+    indices: Sequence[int] | np.ndarray,
+    selector: Any,
+    *,
+    pool_info: Mapping[str, Any] | None = None,
+    command: str | None = None,
+    python: str | None = None,
+    summary: Mapping[str, Any] | None = None,
+    budget: Mapping[str, Any] | None = None,
+) -> dict[str, Any]:
+    """Everything the card states, JSON-ready.
+
+    ``pool``: the pool the selector ran on; ``indices``: the picks (positions in ``pool``);
+    ``pool_info``: :func:`pool_identity` (default: of ``pool``, without a source);
+    ``command``: the ``hf-mig select`` command line; ``python``: the Python call (default:
+    :func:`python_call`); ``summary``: :func:`hf_mig.core.summary.selection_summary` (computed when
+    omitted); ``budget``: the selection's budget and quotas (``None``: every row counts one
+    towards ``k``, no quotas).
+
+    Keys: ``hf_mig_version``, ``pool``, ``selection`` (``method``, ``k``, ``rows``,
+    ``options``), ``summary``, ``label_graph`` (statistics, or ``None``), ``budget``,
+    ``reproduce`` (``command``, ``python``).
+    """
+    from hf_mig.core.summary import selection_summary
+
+    options = selector_options(selector)
+    if summary is None:
+        summary = selection_summary(
+            pool,
+            np.asarray(indices, dtype=np.int64),
+            labels_column=getattr(selector, "labels_column", "labels"),
+            score_column=getattr(selector, "score_column", "score"),
+        )
+    graph = getattr(selector, "label_graph_", None)
+    graph_stats = None
+    if graph is not None:
+        graph_stats = {k: v for k, v in graph.stats().items() if k != "degree_histogram"}
+    return _json_safe(
+        {
+            "hf_mig_version": __version__,
+            "pool": dict(pool_info) if pool_info is not None else pool_identity(pool),
+            "selection": {
+                "method": options.get("method"),
+                "k": int(selector.k),
+                "rows": len(indices),
+                "options": options,
+            },
+            "summary": dict(summary),
+            "label_graph": graph_stats,
+            "budget": None if budget is None else dict(budget),
+            "reproduce": {
+                "command": command,
+                "python": python if python is not None else python_call(selector),
+            },
+        }
+    )
+
+
+def _size_category(rows: int) -> str:
+    for bound, name in _SIZE_CATEGORIES:
+        if rows < bound:
+            return name
+    return "n>1B"
+
+
+def _cell(value: Any) -> str:
+    text = value if isinstance(value, str) else json.dumps(value, sort_keys=True)
+    return "`" + text.replace("|", "\\|").replace("`", "'") + "`"
+
+
+def _card_body(facts: Mapping[str, Any], title: str) -> str:
+    pool = facts["pool"]
+    sel = facts["selection"]
+    summary = facts.get("summary") or {}
+    source = pool.get("source")
+    lines = [
+        f"# {title}",
+        "",
+        f"{sel['rows']:,} rows selected from "
+        + (f"`{source}`" if source else "a `datasets.Dataset`")
+        + f" ({pool['rows']:,} rows) with the `{sel['method']}` method of "
+        f"[hf-mig](https://pypi.org/project/hf-mig/) {facts['hf_mig_version']}.",
+        "",
+        "## Pool",
+        "",
+        "| | |",
+        "|---|---|",
+        f"| source | {_cell(source) if source else 'a `datasets.Dataset` given in Python'} |",
+        f"| rows | {pool['rows']:,} |",
+        f"| `datasets` fingerprint | {_cell(pool.get('fingerprint'))} |",
+    ]
+    if pool.get("sha256"):
+        lines.append(f"| SHA-256 of the pool file | {_cell(pool['sha256'])} |")
+    lines += [
+        "",
+        "## Method and options",
+        "",
+        "| option | value |",
+        "|---|---|",
+    ]
+    lines += [f"| {name} | {_cell(value)} |" for name, value in sel["options"].items()]
+    lines += ["", "## Selection", "", "| | selected | pool |", "|---|---|---|"]
+    lines.append(f"| rows | {summary.get('selected_rows', sel['rows']):,} | {pool['rows']:,} |")
+    if "pool_labels" in summary:
+        lines.append(
+            f"| distinct labels | {summary['selected_labels']:,} "
+            f"({100 * summary['label_coverage']:.1f}% coverage) | {summary['pool_labels']:,} |"
+        )
+        lines.append(
+            f"| rows without a label | {summary['selected_unlabelled_rows']:,} | "
+            f"{summary['pool_unlabelled_rows']:,} |"
+        )
+    if "pool_mean_score" in summary:
+        lines.append(
+            f"| mean score | {summary['selected_mean_score']:.4g} | "
+            f"{summary['pool_mean_score']:.4g} |"
+        )
+    collapse = summary.get("score_collapse")
+    if collapse:
+        lines += [
+            "",
+            f"**Warning: the pool's scores have collapsed** ({collapse['reason']}): "
+            f"{collapse['message']}.",
+        ]
+    for column, why in (summary.get("not_summarised") or {}).items():
+        lines += ["", f"Column `{column}` not summarised: {why}."]
+    graph = facts.get("label_graph")
+    if graph:
+        lines += [
+            "",
+            f"Label graph: {graph.get('num_labels', '?')} labels, {graph.get('num_edges', '?')} "
+            f"edges, {graph.get('isolated_labels', '?')} isolated"
+            + (f", threshold {graph['threshold']}" if graph.get("threshold") is not None else "")
+            + ".",
+        ]
+    lines += ["", "## Budget and quotas", ""]
+    budget = facts.get("budget")
+    if budget:
+        lines += ["| | |", "|---|---|"]
+        lines += [f"| {name} | {_cell(value)} |" for name, value in budget.items()]
+    else:
+        lines.append(f"None: every row counts one towards k = {sel['k']:,}; no per-label quotas.")
+    lines += ["", "## Reproduce", ""]
+    reproduce = facts.get("reproduce") or {}
+    if reproduce.get("command"):
+        lines += ["Command line:", "", "```bash", reproduce["command"], "```", ""]
+    if reproduce.get("python"):
+        call = reproduce["python"]
+        lines += ["Python:", "", "```python", "import hf_mig", ""]
+        if source:
+            lines.append(f"pool = hf_mig.load_pool({source!r})  # prepared as the command does")
+        lines += [f"subset = {call}", "```", ""]
+        if "<" in call:
+            lines += [_OBJECT_NOTE, ""]
+    lines += [
+        "The same pool (same content: the SHA-256 above for a file) and the same options give "
+        "the same rows in the same order.",
+        "",
+        "## Selection facts (JSON)",
+        "",
+        "```json",
+        json.dumps(facts, indent=2, sort_keys=True),
+        "```",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def selection_card(facts: Mapping[str, Any], *, title: str | None = None, token: str | None = None):
+    """The dataset card (a ``huggingface_hub.DatasetCard``) stating ``facts``
+    (:func:`selection_facts`); its YAML metadata holds ``pretty_name``, ``size_categories``,
+    ``tags`` and, for a pool from the Hub, ``source_datasets``.
+
+    Hub tokens never reach the card: ``token`` and the token ``huggingface_hub`` would use
+    (``HF_TOKEN``, the stored login) are replaced by ``***`` wherever they appear (e.g. in a
+    command line)."""
+    from huggingface_hub import DatasetCard, DatasetCardData
+
+    sel = facts["selection"]
+    pool = facts["pool"]
+    title = title or f"{sel['method']} selection of {sel['rows']:,} rows"
+    data = DatasetCardData(
+        pretty_name=title,
+        size_categories=[_size_category(int(sel["rows"]))],
+        source_datasets=[pool["source"]] if pool.get("kind") == "hub" else None,
+        tags=[*CARD_TAGS, str(sel["method"])],
+    )
+    text = f"---\n{data.to_yaml()}\n---\n\n{_card_body(facts, title)}"
+    for secret in _secrets(token):
+        text = text.replace(secret, "***")
+    return DatasetCard(text)
+
+
+# --------------------------------------------------------------------------------------
+# the upload
+
+
+def _secrets(token: str | None) -> list[str]:
+    found = [token] if token else []
+    try:
+        from huggingface_hub import get_token
+
+        stored = get_token()
+    except Exception:  # no login, unreadable token file: nothing to hide
+        stored = None
+    if stored:
+        found.append(stored)
+    return [s for s in found if len(s) >= 4]
+
+
+def _one_line(err: BaseException, secrets: Sequence[str]) -> str:
+    text = " ".join(str(err).split()) or type(err).__name__
+    for secret in secrets:
+        text = text.replace(secret, "***")
+    if len(text) > 400:
+        text = text[:397] + "..."
+    return f"{type(err).__name__}: {text}"
+
+
+def _merge_card(ours, generated):
+    """``ours`` with the metadata ``datasets`` wrote (``configs``, ``dataset_info``, ...) kept
+    wherever ``ours`` does not set the key."""
+    from huggingface_hub import DatasetCard, DatasetCardData
+
+    data = generated.data.to_dict()
+    data.update({k: v for k, v in ours.data.to_dict().items() if v is not None})
+    return DatasetCard(f"---\n{DatasetCardData(**data).to_yaml()}\n---\n{ours.text}")
+
+
+def push_selection(
+    subset: Dataset,
+    repo_id: str,
+    card,
+    *,
+    private: bool | None = None,
+    token: str | None = None,
+    overwrite: bool = False,
+) -> str:
+    """Upload ``subset`` as the ``train`` split of the Hub dataset ``repo_id`` with ``card`` as
+    its README; return the dataset's URL.
+
+    An existing repository is refused unless ``overwrite`` (then its ``train`` split and card
+    are replaced, other files kept). ``private`` applies to a repository this call creates.
+    ``token``: ``None`` lets ``huggingface_hub`` find one (``HF_TOKEN``, ``hf auth login``).
+    Raises :class:`HubPushError` (one line: the repository and the cause, tokens masked) when
+    offline (``HF_HUB_OFFLINE``), when the Hub cannot be reached or refuses, or when the
+    repository exists and ``overwrite`` is off.
+    """
+    from huggingface_hub import DatasetCard, HfApi, constants
+
+    check_repo_id(repo_id)
+    where = f"push to the Hub dataset {repo_id!r} failed"
+    if constants.HF_HUB_OFFLINE:
+        raise HubPushError(
+            f"{where}: offline mode is on (HF_HUB_OFFLINE is set); unset it to upload"
+        )
+    secrets = _secrets(token)
+    api = HfApi(token=token)
+    try:
+        if api.repo_exists(repo_id, repo_type="dataset") and not overwrite:
+            raise HubPushError(
+                f"{where}: the dataset repository exists; pass --overwrite (overwrite=True) to "
+                "replace its train split and card, or choose a new name"
+            )
+        commit = subset.push_to_hub(
+            repo_id,
+            private=private,
+            token=token,
+            commit_message=f"hf-mig: selection of {len(subset):,} rows",
+        )
+        readme = api.hf_hub_download(repo_id, "README.md", repo_type="dataset", revision=commit.oid)
+        generated = DatasetCard(Path(readme).read_text(encoding="utf-8"))
+        _merge_card(card, generated).push_to_hub(
+            repo_id,
+            repo_type="dataset",
+            token=token,
+            commit_message="hf-mig: selection card",
+            parent_commit=commit.oid,
+        )
+    except HubPushError:
+        raise
+    except Exception as err:
+        raise HubPushError(f"{where}: {_one_line(err, secrets)}", cause=err) from None
+    url = f"{constants.ENDPOINT.rstrip('/')}/datasets/{repo_id}"
+    logger.info("pushed %d rows and the selection card to %s", len(subset), url)
+    return url
+
+
+def push_selector_selection(
+    selector: Any,
+    pool: Dataset,
+    indices: Sequence[int] | np.ndarray,
+    subset: Dataset,
+    repo_id: str,
+    *,
+    private: bool | None = None,
+    overwrite: bool = False,
+) -> str:
+    """Card and upload for a selection made in Python (``selector.select(pool,
+    push_to_hub=...)``); the card's reproduce section is :func:`python_call`. A failed upload
+    raises :class:`HubPushError` with ``subset`` attached."""
+    facts = selection_facts(pool, indices, selector, pool_info=pool_identity(pool))
+    card = selection_card(facts)  # the token of HF_TOKEN / the login is masked
+    try:
+        return push_selection(subset, repo_id, card, private=private, overwrite=overwrite)
+    except HubPushError as err:
+        err.subset = subset
+        raise
