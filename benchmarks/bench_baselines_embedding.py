@@ -12,8 +12,8 @@ Input: a synthetic pool of ``n`` L2-normalised 384-d embeddings in small cluster
 unrelated rows are near 0) and DEITA-like scores (:func:`benchmarks.synthetic.make_pool_arrays`).
 The arrays are built before the timing; each method runs through its selector's
 ``select_arrays`` (the work ``select_indices`` does after reading the columns), with default
-options. ``read`` times :func:`hf_mig.annotate.embeddings.embedding_matrix` on a ``Dataset`` holding the
-same vectors (the column-to-array step every method pays once). ``mig`` is
+options. ``read`` times :func:`hf_mig.annotate.embeddings.embedding_matrix` on a ``Dataset``
+holding the same vectors (the column-to-array step every method pays once). ``mig`` is
 :func:`hf_mig.greedy_select` on the Tulu-3-shaped synthetic label pool of the same size
 (``benchmarks.bench_select``'s ``greedy`` case).
 
