@@ -30,6 +30,8 @@ over HTTP. On the command line: ``--judge-backend transformers --judge-model smo
 from __future__ import annotations
 
 import argparse
+import ast
+import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -46,7 +48,11 @@ __all__ = [
     "add_judge_args",
     "check_judge_args",
     "client_from_args",
+    "grade_answers",
+    "load_judge_prompts",
     "local_judge_backend",
+    "parse_rating",
+    "single_answer_messages",
 ]
 
 LOGPROB_WEIGHTED = "logprob-weighted"
@@ -250,6 +256,67 @@ class JudgeClient:
             return Judgment(req.key, None, None, res.text, top, malformed=True, cached=res.cached)
         st.discrete += 1
         return Judgment(req.key, value, DISCRETE, res.text, top, cached=res.cached)
+
+
+# --------------------------------------------------------------------------------------------
+# single-answer grading (FastChat's llm_judge prompts)
+
+#: FastChat's judge prompts (``judge_prompts.jsonl``), packaged.
+JUDGE_PROMPTS = Path(__file__).parent / "templates" / "mt_bench_judge_prompts.jsonl"
+_RATING = re.compile(r"\[\[(\d+\.?\d*)\]\]")
+_RATING_BACKUP = re.compile(r"\[(\d+\.?\d*)\]")
+
+
+def load_judge_prompts(path: str | Path | None = None) -> dict[str, dict[str, Any]]:
+    """FastChat's judge prompts by name (default: the packaged copy of ``judge_prompts.jsonl``)."""
+    from hf_mig.eval.base import read_jsonl
+
+    return {r["name"]: r for r in read_jsonl(path or JUDGE_PROMPTS)}
+
+
+def parse_rating(judgment: str) -> float:
+    """The judge's rating: the first ``[[x]]``, else the first ``[x]``; -1 if neither
+    (FastChat's convention for an invalid judgment)."""
+    m = _RATING.search(judgment or "") or _RATING_BACKUP.search(judgment or "")
+    if not m:
+        return -1.0
+    return float(ast.literal_eval(m.group(1)))
+
+
+def rating_or_none(text: str) -> float | None:
+    """:func:`parse_rating`, with ``None`` for an invalid judgment (a :data:`TextParser`)."""
+    rating = parse_rating(text)
+    return None if rating == -1 else rating
+
+
+def single_answer_messages(spec: dict[str, Any], **fields: str) -> list[dict[str, str]]:
+    """``[system, user]`` messages of one FastChat judge prompt ``spec`` (``system_prompt``,
+    ``prompt_template``) with the template's placeholders filled from ``fields``."""
+    return [
+        {"role": "system", "content": spec["system_prompt"]},
+        {"role": "user", "content": spec["prompt_template"].format(**fields)},
+    ]
+
+
+def grade_answers(
+    client: JudgeClient,
+    pairs: Sequence[tuple[str, str]],
+    *,
+    prompts: dict[str, dict[str, Any]] | None = None,
+) -> list[float | None]:
+    """Grade each ``(question, answer)`` 1-10 with FastChat's ``single-v1`` prompt (MT-Bench's
+    single-answer grading of a first turn without a reference); ``None`` where the reply has no
+    rating or the call failed. One value per pair, in order."""
+    spec = (prompts or load_judge_prompts())["single-v1"]
+    requests = [
+        JudgeRequest(
+            key=str(i),
+            messages=single_answer_messages(spec, question=question, answer=answer),
+            parse_text=rating_or_none,
+        )
+        for i, (question, answer) in enumerate(pairs)
+    ]
+    return [j.value for j in client.judge(requests)]
 
 
 def local_judge_backend(

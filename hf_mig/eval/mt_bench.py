@@ -15,19 +15,33 @@
 from __future__ import annotations
 
 import argparse
-import ast
 import json
 import math
-import re
 import sys
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from hf_mig.eval.base import (
+    Benchmark,
+    add_mode_arg,
+    is_number,
+    read_jsonl,
+    register_benchmark,
+    write_result,
+)
+from hf_mig.eval.judge import (
+    load_judge_prompts,
+    parse_rating,
+    rating_or_none,
+    single_answer_messages,
+)
+
 __all__ = [
     "NEED_REF_CATS",
     "TEMPERATURES",
+    "MTBench",
     "MTBenchScore",
     "build_judge_messages",
     "judge_prompt_name",
@@ -56,45 +70,23 @@ TEMPERATURES = {
 NEED_REF_CATS = ("math", "reasoning", "coding", "arena-hard-200")
 MAX_NEW_TOKENS = 1024
 JUDGE_MAX_TOKENS = 2048
-TEMPLATES = Path(__file__).parent / "templates"
-
-_RATING = re.compile(r"\[\[(\d+\.?\d*)\]\]")
-_RATING_BACKUP = re.compile(r"\[(\d+\.?\d*)\]")
-
-
-def _read_jsonl(path: str | Path) -> list[dict[str, Any]]:
-    out = []
-    with open(path, encoding="utf-8") as fh:
-        for lineno, line in enumerate(fh, 1):
-            if line.strip():
-                try:
-                    out.append(json.loads(line))
-                except json.JSONDecodeError as err:
-                    raise ValueError(f"{path}: line {lineno}: {err}") from err
-    return out
 
 
 def load_questions(path: str | Path) -> list[dict[str, Any]]:
     """MT-Bench questions (``question_id``, ``category``, ``turns``) from FastChat's
     ``question.jsonl``."""
-    return _read_jsonl(path)
+    return read_jsonl(path)
 
 
 def load_reference_answers(path: str | Path) -> dict[int, list[str]]:
     """``{question_id: [turn-1 reference, turn-2 reference]}`` from a FastChat answer file
     (e.g. ``reference_answer/gpt-4.jsonl``)."""
-    return {int(r["question_id"]): list(r["choices"][0]["turns"]) for r in _read_jsonl(path)}
+    return {int(r["question_id"]): list(r["choices"][0]["turns"]) for r in read_jsonl(path)}
 
 
 def load_answers(path: str | Path) -> dict[int, list[str]]:
     """A model's answers ``{question_id: [turn 1, turn 2]}`` from a FastChat answer file."""
     return load_reference_answers(path)
-
-
-def load_judge_prompts(path: str | Path | None = None) -> dict[str, dict[str, Any]]:
-    """FastChat's judge prompts by name (default: the packaged copy of ``judge_prompts.jsonl``)."""
-    recs = _read_jsonl(path or TEMPLATES / "mt_bench_judge_prompts.jsonl")
-    return {r["name"]: r for r in recs}
 
 
 def judge_prompt_name(category: str, turn: int) -> str:
@@ -127,30 +119,15 @@ def build_judge_messages(
         if turn == 2:
             kwargs["ref_answer_2"] = reference[1]
     if turn == 1:
-        user = spec["prompt_template"].format(
-            question=question["turns"][0], answer=answer[0], **kwargs
-        )
+        kwargs.update(question=question["turns"][0], answer=answer[0])
     else:
-        user = spec["prompt_template"].format(
+        kwargs.update(
             question_1=question["turns"][0],
             question_2=question["turns"][1],
             answer_1=answer[0],
             answer_2=answer[1],
-            **kwargs,
         )
-    return name, [
-        {"role": "system", "content": spec["system_prompt"]},
-        {"role": "user", "content": user},
-    ]
-
-
-def parse_rating(judgment: str) -> float:
-    """The judge's rating: the first ``[[x]]``, else the first ``[x]``; -1 if neither
-    (FastChat's convention for an invalid judgment)."""
-    m = _RATING.search(judgment or "") or _RATING_BACKUP.search(judgment or "")
-    if not m:
-        return -1.0
-    return float(ast.literal_eval(m.group(1)))
+    return name, single_answer_messages(spec, **kwargs)
 
 
 @dataclass
@@ -336,11 +313,6 @@ def generate_answers(
     return report
 
 
-def _rating_or_none(text: str) -> float | None:
-    r = parse_rating(text)
-    return None if r == -1 else r
-
-
 def judge_answers(
     client: Any,
     questions: Sequence[dict[str, Any]],
@@ -366,9 +338,7 @@ def judge_answers(
                 q, answers[qid], turn, prompts, references.get(qid)
             )
             requests.append(
-                JudgeRequest(
-                    f"{qid}:{turn}", messages, _rating_or_none, max_tokens=JUDGE_MAX_TOKENS
-                )
+                JudgeRequest(f"{qid}:{turn}", messages, rating_or_none, max_tokens=JUDGE_MAX_TOKENS)
             )
             meta.append((qid, turn, name, messages[1]["content"]))
     records = []
@@ -389,98 +359,113 @@ def judge_answers(
     return records
 
 
+@register_benchmark("mt_bench")
+class MTBench(Benchmark):
+    """MT-Bench: two-turn answers, FastChat single-answer grading, per-turn and overall means."""
+
+    description = "MT-Bench"
+    prog = "mt_bench.py"
+    result_benchmark = "mt_bench"
+    all_files = ("answers.jsonl", "judgments.jsonl", "mt_bench.json")
+    items = "questions"
+
+    def add_steps(self, sub: argparse._SubParsersAction) -> None:
+        from hf_mig.eval import generate as gen
+        from hf_mig.eval import judge as jdg
+
+        def data_args(p: argparse.ArgumentParser) -> None:
+            p.add_argument("--questions", required=True, help="FastChat mt_bench/question.jsonl")
+            p.add_argument("--limit", type=int, help="only the first N questions")
+
+        p_gen = sub.add_parser("generate", help="two-turn answers")
+        gen.add_generation_args(p_gen)
+        data_args(p_gen)
+        add_mode_arg(p_gen)
+        p_gen.add_argument(
+            "--out", required=True, help="answers .jsonl (FastChat format, resumable)"
+        )
+        p_judge = sub.add_parser("judge", help="single-answer grading")
+        data_args(p_judge)
+        p_judge.add_argument("--answers", required=True)
+        p_judge.add_argument("--references", required=True, help="reference_answer/gpt-4.jsonl")
+        p_judge.add_argument("--judge-prompts", help="judge_prompts.jsonl (default: packaged copy)")
+        p_judge.add_argument("--out", required=True, help="judgments .jsonl")
+        jdg.add_judge_args(p_judge)
+        p_score = sub.add_parser("score", help="means from judgments")
+        p_score.add_argument("--judgments", required=True)
+        p_score.add_argument("--questions", help="question.jsonl, for per-category means")
+        add_mode_arg(p_score)
+        p_score.add_argument("--out")
+        p_all = sub.add_parser("all", help="generate, judge and score")
+        gen.add_generation_args(p_all)
+        data_args(p_all)
+        p_all.add_argument("--references", required=True)
+        p_all.add_argument("--judge-prompts")
+        add_mode_arg(p_all)
+        p_all.add_argument("--out-dir", required=True)
+        jdg.add_judge_args(p_all)
+
+    def generate_outputs(self, backend: Any, args: argparse.Namespace, model_id: str) -> Any:
+        return generate_answers(
+            backend,
+            load_questions(args.questions)[: args.limit],
+            args.out,
+            model_id=model_id,
+            mode=args.mode,
+            max_new_tokens=args.max_new_tokens,
+            chunk_size=args.chunk_size,
+        )
+
+    def judge_inputs(self, args: argparse.Namespace) -> dict[str, Any]:
+        return {
+            "questions": load_questions(args.questions)[: args.limit],
+            "answers": load_answers(args.answers),
+            "model_id": next(iter(read_jsonl(args.answers)), {}).get("model_id", "model"),
+        }
+
+    def judge_outputs(
+        self, client: Any, data: dict[str, Any], args: argparse.Namespace
+    ) -> list[dict[str, Any]]:
+        records = judge_answers(
+            client,
+            data["questions"],
+            data["answers"],
+            load_reference_answers(args.references),
+            model_id=data["model_id"],
+            prompts=load_judge_prompts(args.judge_prompts),
+        )
+        with open(args.out, "w", encoding="utf-8") as fh:
+            for rec in records:
+                fh.write(json.dumps(rec, ensure_ascii=False) + "\n")
+        return records
+
+    def chain_judge(self, args: argparse.Namespace) -> None:
+        args.answers = args.out
+
+    def chain_score(self, args: argparse.Namespace, judged: Any) -> None:
+        args.judgments = args.out
+
+    def score(self, args: argparse.Namespace) -> dict[str, Any]:
+        cats = None
+        if args.questions:
+            cats = {int(q["question_id"]): q["category"] for q in load_questions(args.questions)}
+        res = score_judgments(read_jsonl(args.judgments), mode=args.mode, categories=cats)
+        print(format_score(res))
+        out = res.to_dict()
+        if args.out:
+            write_result(args.out, out)
+        return out
+
+    def table_cells(self, result: Mapping[str, Any]) -> dict[str, float]:
+        """``MT``: the overall mean (1-10, whatever the mode)."""
+        if result.get("benchmark") == "mt_bench" and is_number(result.get("overall")):
+            return {"MT": float(result["overall"])}
+        return {}
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The ``eval/mt_bench.py`` argument parser (subcommands generate / judge / score / all)."""
-    from hf_mig.eval import generate as gen
-    from hf_mig.eval import judge as jdg
-
-    parser = argparse.ArgumentParser(prog="mt_bench.py", description="MT-Bench")
-    sub = parser.add_subparsers(dest="command", required=True)
-
-    def data_args(p: argparse.ArgumentParser) -> None:
-        p.add_argument("--questions", required=True, help="FastChat mt_bench/question.jsonl")
-        p.add_argument("--limit", type=int, help="only the first N questions")
-
-    p_gen = sub.add_parser("generate", help="two-turn answers")
-    gen.add_generation_args(p_gen)
-    data_args(p_gen)
-    p_gen.add_argument("--mode", choices=["official", "paper"], default="official")
-    p_gen.add_argument("--out", required=True, help="answers .jsonl (FastChat format, resumable)")
-    p_judge = sub.add_parser("judge", help="single-answer grading")
-    data_args(p_judge)
-    p_judge.add_argument("--answers", required=True)
-    p_judge.add_argument("--references", required=True, help="reference_answer/gpt-4.jsonl")
-    p_judge.add_argument("--judge-prompts", help="judge_prompts.jsonl (default: packaged copy)")
-    p_judge.add_argument("--out", required=True, help="judgments .jsonl")
-    jdg.add_judge_args(p_judge)
-    p_score = sub.add_parser("score", help="means from judgments")
-    p_score.add_argument("--judgments", required=True)
-    p_score.add_argument("--questions", help="question.jsonl, for per-category means")
-    p_score.add_argument("--mode", choices=["official", "paper"], default="official")
-    p_score.add_argument("--out")
-    p_all = sub.add_parser("all", help="generate, judge and score")
-    gen.add_generation_args(p_all)
-    data_args(p_all)
-    p_all.add_argument("--references", required=True)
-    p_all.add_argument("--judge-prompts")
-    p_all.add_argument("--mode", choices=["official", "paper"], default="official")
-    p_all.add_argument("--out-dir", required=True)
-    jdg.add_judge_args(p_all)
-    return parser
-
-
-def _cmd_score(args: argparse.Namespace) -> dict[str, Any]:
-    cats = None
-    if args.questions:
-        cats = {int(q["question_id"]): q["category"] for q in load_questions(args.questions)}
-    res = score_judgments(_read_jsonl(args.judgments), mode=args.mode, categories=cats)
-    print(format_score(res))
-    out = res.to_dict()
-    if args.out:
-        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.out).write_text(json.dumps(out, indent=2))
-    return out
-
-
-def _cmd_generate(args: argparse.Namespace) -> Any:
-    from hf_mig.eval.generate import backend_from_args, generator_name
-
-    questions = load_questions(args.questions)[: args.limit]
-    report = generate_answers(
-        backend_from_args(args),
-        questions,
-        args.out,
-        model_id=generator_name(args),
-        mode=args.mode,
-        max_new_tokens=args.max_new_tokens,
-        chunk_size=args.chunk_size,
-    )
-    print(f"generation: {report.summary()}")
-    return report
-
-
-def _cmd_judge(args: argparse.Namespace) -> list[dict[str, Any]]:
-    from hf_mig.eval.judge import client_from_args
-
-    questions = load_questions(args.questions)[: args.limit]
-    answers = load_answers(args.answers)
-    model_id = next(iter(_read_jsonl(args.answers)), {}).get("model_id", "model")
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    client = client_from_args(args, out.parent / "judge_cache.sqlite")
-    records = judge_answers(
-        client,
-        questions,
-        answers,
-        load_reference_answers(args.references),
-        model_id=model_id,
-        prompts=load_judge_prompts(args.judge_prompts),
-    )
-    with open(out, "w", encoding="utf-8") as fh:
-        for rec in records:
-            fh.write(json.dumps(rec, ensure_ascii=False) + "\n")
-    print(f"judge: {client.stats.summary()}")
-    return records
+    return MTBench().build_parser()
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -489,30 +474,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     ``generate`` -> answers (FastChat format); ``judge`` -> judgments; ``score`` -> per-turn
     and overall means (x10 in paper mode); ``all`` runs the three into ``--out-dir``.
     """
-    args = build_parser().parse_args(argv)
-    if args.command == "score":
-        _cmd_score(args)
-    elif args.command == "generate":
-        return 1 if _cmd_generate(args).failed else 0
-    elif args.command == "judge":
-        _cmd_judge(args)
-    else:
-        from hf_mig.eval.judge import check_judge_args
-
-        check_judge_args(args)  # fail before generating, not after
-        out_dir = Path(args.out_dir)
-        out_dir.mkdir(parents=True, exist_ok=True)
-        args.out = str(out_dir / "answers.jsonl")
-        if _cmd_generate(args).failed:
-            print("generation incomplete; re-run to retry the failed questions")
-            return 1
-        args.answers = args.out
-        args.out = str(out_dir / "judgments.jsonl")
-        _cmd_judge(args)
-        args.judgments = args.out
-        args.out = str(out_dir / "mt_bench.json")
-        _cmd_score(args)
-    return 0
+    return MTBench().main(argv)
 
 
 if __name__ == "__main__":  # pragma: no cover

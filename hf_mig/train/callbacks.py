@@ -615,13 +615,6 @@ class LabelLossCallback(TrainerCallback):
 Judge = Callable[[str, str], Any]
 
 
-def _mt_bench_rating(text: str) -> float | None:
-    from hf_mig.eval.mt_bench import parse_rating
-
-    rating = parse_rating(text)
-    return None if rating < 0 else rating
-
-
 def judge_answers(judge: Any, records: Sequence[Mapping[str, Any]]) -> list[Any]:
     """Score ``records`` (``prompt`` / ``completion``) with ``judge``; one value per record.
 
@@ -630,18 +623,9 @@ def judge_answers(judge: Any, records: Sequence[Mapping[str, Any]]) -> list[Any]
     ``score(prompt, answer)``, or a callable ``judge(prompt, answer)``.
     """
     if hasattr(judge, "judge") and hasattr(judge, "backend"):
-        from hf_mig.eval.judge import JudgeRequest
-        from hf_mig.eval.mt_bench import build_judge_messages, load_judge_prompts
+        from hf_mig.eval.judge import grade_answers
 
-        prompts = load_judge_prompts()
-        requests = []
-        for i, record in enumerate(records):
-            question = {"question_id": i, "category": "writing", "turns": [record["prompt"]]}
-            _, messages = build_judge_messages(question, [record["completion"]], 1, prompts)
-            requests.append(
-                JudgeRequest(key=str(i), messages=messages, parse_text=_mt_bench_rating)
-            )
-        return [j.value for j in judge.judge(requests)]
+        return grade_answers(judge, [(r["prompt"], r["completion"]) for r in records])
     if hasattr(judge, "score") and callable(judge.score):
         return [judge.score(r["prompt"], r["completion"]) for r in records]
     return [judge(r["prompt"], r["completion"]) for r in records]
