@@ -22,7 +22,6 @@ import logging
 import os
 import re
 import shutil
-import socket
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -30,6 +29,9 @@ from pathlib import Path
 from typing import Any
 
 import datasets
+
+from hf_mig.data.atomic import HOST as _HOST  # noqa: F401 (this host, as in temporary names)
+from hf_mig.data.atomic import rename_or_keep, replace_folder, stale_temporaries, temporary_folder
 
 __all__ = [
     "SHARD_MARKER",
@@ -54,12 +56,6 @@ SHARD_MARKER = "hf_mig_shard.json"
 
 _SPEC = re.compile(r"^\s*(\d+)\s*/\s*(\d+)\s*$")
 _NAME = re.compile(r"^shard-(\d+)-of-(\d+)$")
-#: ``.shard-I-of-N.hf-mig-tmp-HOST-PID-NS``: a folder being written by :func:`run_sharded`.
-_TMP_MARK = ".hf-mig-tmp-"
-_TMP_NAME = re.compile(
-    r"^\.(?P<name>shard-\d+-of-\d+)\.hf-mig-tmp-(?P<host>[A-Za-z0-9._-]+)-(?P<pid>\d+)-(?P<ns>\d+)$"
-)
-_HOST = re.sub(r"[^A-Za-z0-9._-]", "_", socket.gethostname()) or "localhost"
 #: Files ``Dataset.save_to_disk`` writes into a folder (besides ``data-*.arrow``).
 _SAVED_FILES = frozenset({"state.json", "dataset_info.json"})
 #: Suffixes of files ``save_dataset`` cannot write (a path ending so would become a folder).
@@ -376,46 +372,21 @@ class ShardRun:
         return load_pool(self.path)
 
 
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    except OverflowError:
-        return False
-    return True
-
-
 def _remove_stale(parent: Path, name: str) -> None:
     """Remove the temporary folders of shard ``name`` left in ``parent`` by ended processes.
 
     Only folders named exactly ``.NAME.hf-mig-tmp-HOST-PID-NS`` are candidates, and only when
-    HOST is this host, process PID is this one or no longer runs, and the folder holds nothing
-    but shard files (``data-*.arrow``, ``state.json``, ``dataset_info.json``, the marker).
-    Anything else is left alone.
+    HOST is this host, process PID is this one or no longer runs
+    (:func:`hf_mig.data.atomic.stale_temporaries`), and the folder holds nothing but shard files
+    (``data-*.arrow``, ``state.json``, ``dataset_info.json``, the marker). Anything else is left
+    alone.
     """
-    for child in parent.iterdir():
-        match = _TMP_NAME.match(child.name)
-        if match is None or match["name"] != name:
-            continue
-        pid = int(match["pid"])
-        if match["host"] != _HOST:
-            logger.info("leaving %s: written on host %s", child, match["host"])
-            continue
-        if pid != os.getpid() and _pid_alive(pid):
-            continue
+    for child in stale_temporaries(parent, name):
         if child.is_symlink() or not child.is_dir() or not _is_own_shard_folder(child):
             logger.warning("leaving %s: it holds files hf-mig does not write", child)
             continue
         logger.info("removing an unfinished earlier attempt: %s", child)
         shutil.rmtree(child, ignore_errors=True)
-
-
-def _temp_path(final: Path) -> Path:
-    """A fresh temporary sibling of shard folder ``final`` (matched by ``_TMP_NAME``)."""
-    return final.parent / f".{final.name}{_TMP_MARK}{_HOST}-{os.getpid()}-{time.time_ns()}"
 
 
 def run_sharded(
@@ -472,37 +443,37 @@ def run_sharded(
     part = shard_dataset(ds, index, num_shards)
     result = fn(part)
     _check(result)
-    tmp = _temp_path(final)
-    try:
+    with temporary_folder(final, create=False) as tmp:
         result.save_to_disk(str(tmp))
-        import hf_mig
-
-        marker = {
-            "index": index,
-            "num_shards": num_shards,
-            "rows": len(result),
-            "start": start,
-            "stop": stop,
-            "source_rows": len(ds),
-            "hf_mig_version": hf_mig.__version__,
-            "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-            "files": _file_digests(tmp),
-        }
-        (tmp / SHARD_MARKER).write_text(json.dumps(marker, indent=1), encoding="utf-8")
+        (tmp / SHARD_MARKER).write_text(
+            json.dumps(_marker(result, ds, index, num_shards, tmp), indent=1), encoding="utf-8"
+        )
         if overwrite and is_complete_shard(final):
             _replace_shard(tmp, final)
-        else:
-            try:
-                os.rename(tmp, final)
-            except OSError:
-                if not is_complete_shard(final):
-                    raise
-                logger.warning("shard %s was completed by another job meanwhile; keeping it", final)
-                return ShardRun(final, True, None, index, num_shards, start, stop)
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp, ignore_errors=True)
+        elif not rename_or_keep(tmp, final, is_complete_shard):
+            logger.warning("shard %s was completed by another job meanwhile; keeping it", final)
+            return ShardRun(final, True, None, index, num_shards, start, stop)
     return ShardRun(final, False, result, index, num_shards, start, stop)
+
+
+def _marker(
+    result: datasets.Dataset, ds: datasets.Dataset, index: int, num_shards: int, folder: Path
+) -> dict[str, Any]:
+    """The content of :data:`SHARD_MARKER` for shard ``index`` written to ``folder``."""
+    import hf_mig
+
+    start, stop = shard_bounds(len(ds), index, num_shards)
+    return {
+        "index": index,
+        "num_shards": num_shards,
+        "rows": len(result),
+        "start": start,
+        "stop": stop,
+        "source_rows": len(ds),
+        "hf_mig_version": hf_mig.__version__,
+        "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "files": _file_digests(folder),
+    }
 
 
 def _replace_shard(new: Path, final: Path) -> None:
@@ -513,14 +484,7 @@ def _replace_shard(new: Path, final: Path) -> None:
         raise OutputExistsError(
             f"{final}: the shard folder holds files hf-mig did not write; it is never replaced"
         )
-    old = _temp_path(final)
-    os.rename(final, old)
-    try:
-        os.rename(new, final)
-    except OSError:
-        os.rename(old, final)
-        raise
-    shutil.rmtree(old, ignore_errors=True)
+    replace_folder(new, final)
 
 
 def _check(result: Any) -> None:

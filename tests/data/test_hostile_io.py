@@ -14,7 +14,7 @@ from typing import Any
 import datasets
 import pytest
 
-import hf_mig.data.io as hio
+import hf_mig.data.text_scan as hio
 from hf_mig.data.io import PoolFormatError, load_pool
 
 datasets.disable_progress_bars()

@@ -213,10 +213,11 @@ def _saved(ds: datasets.Dataset, out: Path) -> Path:
 
 
 def test_many_batches_stream_in_order(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    import hf_mig.data.io as hio
+    import hf_mig.data.text_scan as text_scan
+    import hf_mig.data.writers as writers
 
-    monkeypatch.setattr(hio, "WRITE_BATCH_ROWS", 7)
-    monkeypatch.setattr(hio, "CHUNK_BYTES", 4096)  # and read back in many pieces
+    monkeypatch.setattr(writers, "WRITE_BATCH_ROWS", 7)
+    monkeypatch.setattr(text_scan, "CHUNK_BYTES", 4096)  # and read back in many pieces
     ds = datasets.Dataset.from_dict(
         {
             "i": list(range(1000)),
