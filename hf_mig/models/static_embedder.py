@@ -35,14 +35,14 @@ import hashlib
 import json
 import logging
 import os
-import shutil
-import tempfile
 import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from hf_mig.data.atomic import rename_or_keep, temporary_folder
 
 logger = logging.getLogger(__name__)
 
@@ -78,7 +78,7 @@ _FORMAT = 1
 
 def static_cache_dir() -> Path:
     """Default folder of distilled models: ``$HF_MIG_CACHE/static`` (``~/.cache/hf_mig/static``)."""
-    from hf_mig.train.tiny import cache_root
+    from hf_mig.core.config import cache_root
 
     return cache_root() / "static"
 
@@ -262,17 +262,9 @@ class StaticEmbedder:
         with FileLock(str(target.parent / f".{target.name}.lock")):
             if (target / _MANIFEST).is_file():  # another process distilled it meanwhile
                 return
-            tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.hf-mig-tmp-", dir=target.parent))
-            try:
+            with temporary_folder(target) as tmp:
                 self._distil(tmp, target.name)
-                try:
-                    os.rename(tmp, target)
-                except OSError:
-                    if not (target / _MANIFEST).is_file():
-                        raise
-            finally:
-                if tmp.exists():
-                    shutil.rmtree(tmp, ignore_errors=True)
+                rename_or_keep(tmp, target, lambda folder: (folder / _MANIFEST).is_file())
 
     def _distil(self, out: Path, key: str) -> None:
         try:
