@@ -148,3 +148,68 @@ def test_demo_runs_offline_and_explains(tmp_path):
     in_pool = int(pool_line.split()[-1])
     assert f"({in_pool} of 427 rows got no label" in res.stdout
     assert in_pool > 0 and all(0 <= n <= min(in_pool, 20) for n in unlabelled.values())
+
+
+def _select_actions():
+    import argparse
+
+    from hf_mig.cli.main import build_parser
+
+    sub = next(a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction))
+    return {a.dest: a for a in sub.choices["select"]._actions}
+
+
+def test_select_flags_keep_their_names_types_and_defaults():
+    actions = _select_actions()
+    expected = {
+        "seed": (["--seed"], int, 42, None),
+        "phi": (["--phi"], None, "pow", ["pow", "exp"]),
+        "phi_a": (["--phi-a"], float, 1e-6, None),
+        "phi_b": (["--phi-b"], float, 0.8, None),
+        "phi_alpha": (["--phi-alpha"], float, 1.0, None),
+        "prop_weight": (["--prop-weight"], float, 1.0, None),
+        "norm": (["--norm"], None, False, None),
+        "gain": (["--gain"], None, "gradient", ["gradient", "exact"]),
+        "engine": (["--engine"], None, "auto", ["auto", "lazy", "scan"]),
+        "record_gains": (["--record-gains"], None, False, None),
+        "overwrite_gain_columns": (["--overwrite-gain-columns"], None, False, None),
+        "min_coverage": (["--min-coverage"], float, None, None),
+        "max_edges": (["--max-edges"], int, None, None),
+        "max_degree": (["--max-degree"], int, None, None),
+        "graph_cache": (["--no-graph-cache"], None, True, None),
+        "graph": (["--graph"], None, None, None),
+        "embedder": (["--embedder"], None, None, None),
+        "threshold": (["--threshold"], float, None, None),
+        "labels_column": (["--labels-column"], None, "labels", None),
+        "score_column": (["--score-column"], None, "score", None),
+        "vocabulary": (["--vocabulary"], None, None, None),
+        "num": (["--num", "-k"], int, None, None),
+        "out": (["--out", "-o"], None, None, None),
+        "overwrite": (["--overwrite"], None, False, None),
+    }
+    for dest, (flags, kind, default, choices) in expected.items():
+        action = actions[dest]
+        got = (action.option_strings, action.type, action.default, action.choices)
+        assert got == (flags, kind, default, choices), dest
+
+
+def test_a_selector_option_reaches_select_from_the_signature(monkeypatch):
+    """A registered selector's keyword parameter is a flag of 'hf-mig select', passed to that
+    method only when set."""
+    from hf_mig.cli.main import build_parser
+    from hf_mig.cli.selector_flags import selector_options
+    from hf_mig.selectors import SELECTORS, RandomSelector
+
+    class StrideSelector(RandomSelector):
+        def __init__(self, k: int, *, stride: int = 3, seed: int = 42):
+            super().__init__(k, seed=seed)
+            self.stride = stride
+
+    monkeypatch.setitem(SELECTORS, "stride", StrideSelector)
+    assert _select_actions()["stride"].option_strings == ["--stride"]
+    argv = ["select", "pool.jsonl", "-k", "5", "-o", "out.jsonl", "--method", "stride"]
+    args = build_parser().parse_args(argv)
+    assert args.stride == 3 and selector_options(args, "stride") == {}
+    args = build_parser().parse_args([*argv, "--stride", "7", "--seed", "1", "--phi", "exp"])
+    assert selector_options(args, "stride") == {"stride": 7, "seed": 1}
+    assert selector_options(args, "mig")["phi"] == "exp"

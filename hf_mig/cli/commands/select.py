@@ -1,0 +1,334 @@
+"""``hf-mig select POOL -k K -o OUT``: select rows of a pool with a method and write them out.
+
+The method's options are flags read from the selectors' signatures
+(:mod:`hf_mig.cli.selector_flags`); ``--option KEY=VALUE`` sets any option by name.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+import time
+from collections.abc import Sequence
+from typing import Any
+
+from hf_mig.cli.options import (
+    add_command,
+    add_graph_arguments,
+    add_graph_cache_argument,
+    add_graph_limit_arguments,
+    add_output_argument,
+    add_overwrite_argument,
+    add_pool_arguments,
+    parse_pair,
+    parse_value,
+)
+from hf_mig.cli.selector_flags import add_selector_arguments, remember_defaults, selector_flags
+from hf_mig.core.greedy import ENGINES, GAIN_KINDS
+from hf_mig.core.objective import PHI_KINDS
+
+logger = logging.getLogger("hf_mig")
+
+#: Help of the selector options that have their own wording (others: generated, or none).
+OPTION_HELP = {
+    "seed": "random method: seed",
+    "phi": None,
+    "phi_a": None,
+    "phi_b": None,
+    "phi_alpha": None,
+    "prop_weight": None,
+    "norm": "divide scores by the number of labels",
+    "gain": None,
+    "engine": None,
+    "record_gains": "add mig_rank and mig_gain columns",
+    "overwrite_gain_columns": "with --record-gains, replace mig_rank/mig_gain columns the pool "
+    "already has",
+    "min_coverage": "mig: least share of rows with a label in the graph (default 0.5; 0 disables)",
+}
+#: Choices of selector options annotated as plain text.
+OPTION_CHOICES = {"phi": list(PHI_KINDS), "gain": list(GAIN_KINDS), "engine": list(ENGINES)}
+
+
+def register(subparsers: Any) -> None:
+    """Add the ``select`` subcommand."""
+    s = add_command(
+        subparsers, "select", cmd_select, help="select rows of a pool and write them out"
+    )
+    add_pool_arguments(s)
+    s.add_argument("--num", "-k", type=int, required=True, help="number of rows to select")
+    add_output_argument(s, "output file (.jsonl/.json/.parquet/.csv) or folder", flag=True)
+    s.add_argument("--method", default="mig", help="selection method (see 'hf-mig methods')")
+    s.add_argument(
+        "--option",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="extra selector option (repeatable); VALUE is parsed as JSON when it can be",
+    )
+    s.add_argument("--graph", help="label graph saved by 'hf-mig graph' / LabelGraph.save")
+    add_graph_arguments(s)
+    s.add_argument("--save-graph", help="also save the label graph built from the pool here")
+    add_graph_limit_arguments(s)
+    add_graph_cache_argument(s)
+    flags = selector_flags()
+    method_options = s.add_argument_group(
+        "options of the selection methods",
+        "each applies to the methods it names and, unset, leaves their default; "
+        "--option KEY=VALUE sets any option by name",
+    )
+    add_selector_arguments(
+        method_options,
+        flags,
+        skip=("label_graph",),
+        help=OPTION_HELP,
+        choices=OPTION_CHOICES,
+        defaults={"min_coverage": None},
+    )
+    remember_defaults(s, flags)
+    _add_report_arguments(s)
+    add_overwrite_argument(s)
+
+
+def _add_report_arguments(s: argparse.ArgumentParser) -> None:
+    """What ``select`` writes besides the subset: summary, positions, card, Hub upload."""
+    s.add_argument("--summary-json", help="write the selection summary (JSON) here")
+    s.add_argument(
+        "--indices-out",
+        help="also write the selected rows' 0-based positions in the pool, in pick order: "
+        'JSON {"positions": [...], "pool_rows": N, "method": M} (\'hf-mig report --selection '
+        "NAME=FILE' reads it; works for pools without an id column)",
+    )
+    s.add_argument(
+        "--no-card",
+        dest="card",
+        action="store_false",
+        help="do not write the selection's dataset card beside --out (OUT with .README.md "
+        "appended, e.g. subset.jsonl.README.md: the pool's fingerprint and hash, method and "
+        "options, coverage, the command that reproduces it)",
+    )
+    s.add_argument(
+        "--push-to-hub",
+        metavar="REPO",
+        help="also upload the selection, with its dataset card, as the train split of the Hub "
+        "dataset REPO ('user/name'), after every local output is written; a failed upload "
+        "exits with status 3 and keeps the local outputs. An existing repository is refused "
+        "unless --overwrite",
+    )
+    s.add_argument(
+        "--private", action="store_true", help="--push-to-hub: create the repository private"
+    )
+    s.add_argument(
+        "--token-env",
+        metavar="NAME",
+        help="--push-to-hub: read the Hub token from environment variable NAME (default: "
+        "HF_TOKEN or the login of 'hf auth login'); the token is never printed or written",
+    )
+
+
+def parse_options(items: Sequence[str]) -> dict:
+    """``["alpha=0.7", "column=ifd"]`` -> ``{"alpha": 0.7, "column": "ifd"}``."""
+    options = {}
+    for item in items:
+        key, value = parse_pair(item, "--option")
+        options[key.replace("-", "_")] = parse_value(value)
+    return options
+
+
+def load_prepared(args: argparse.Namespace, identity: dict | None = None) -> tuple[Any, Any]:
+    """The pool, loaded and prepared, and the vocabulary; ``identity``, when given, receives
+    :func:`hf_mig.data.hub.pool_identity` of the pool as loaded (before preparation)."""
+    from hf_mig.data.formats import load_vocabulary
+    from hf_mig.data.io import load_pool
+    from hf_mig.data.pool import prepare_pool
+
+    vocabulary = load_vocabulary(args.vocabulary) if args.vocabulary else None
+    pool = load_pool(args.pool, split=args.split, skip_bad_lines=args.skip_bad_lines)
+    if identity is not None:
+        from hf_mig.data.hub import pool_identity
+
+        identity.update(pool_identity(pool, args.pool))
+    pool = prepare_pool(
+        pool,
+        args.pool_format,
+        vocabulary=vocabulary,
+        reduce=args.score_reduce,
+        labels_column=args.labels_column,
+        score_column=args.score_column,
+        num_proc=args.num_proc,
+        strict=getattr(args, "method", "mig") == "mig",
+    )
+    return pool, vocabulary
+
+
+def select_outputs(args: argparse.Namespace) -> list[tuple[str, str]]:
+    """``(flag, path)`` of every file ``select`` will write, in the order it writes them."""
+    from hf_mig.data.hub import card_path
+
+    named = [
+        ("--out", args.out),
+        ("--indices-out", args.indices_out),
+        ("--save-graph", args.save_graph),
+        ("--summary-json", args.summary_json),
+        ("the dataset card", str(card_path(args.out)) if args.card else None),
+    ]
+    return [(flag, path) for flag, path in named if path]
+
+
+def check_outputs(outputs: Sequence[tuple[str, str]], overwrite: bool) -> None:
+    """Refuse, before any work, outputs that exist (without ``--overwrite``) or repeat."""
+    from pathlib import Path
+
+    from hf_mig.data.io import check_output
+
+    seen: dict = {}
+    for flag, path in outputs:
+        key = Path(path).expanduser().resolve()
+        if key in seen:
+            raise ValueError(f"{flag} and {seen[key]} name the same file: {path}")
+        seen[key] = flag
+        check_output(path, overwrite=overwrite)
+
+
+def _hub_token(args: argparse.Namespace) -> str | None:
+    """Check the ``--push-to-hub`` arguments before any work; the token to upload with."""
+    if not args.push_to_hub:
+        if args.private or args.token_env:
+            raise ValueError("--private and --token-env apply to --push-to-hub, which is not given")
+        return None
+    from huggingface_hub import constants
+
+    from hf_mig.data.hub import check_repo_id, hub_token
+
+    check_repo_id(args.push_to_hub)
+    token = hub_token(args.token_env)
+    for name in ("httpx", "httpx2"):  # one INFO line per request otherwise
+        logging.getLogger(name).setLevel(logging.WARNING)
+    if constants.HF_HUB_OFFLINE:
+        logger.warning(
+            "HF_HUB_OFFLINE is set: the selection will be written locally, but the upload "
+            "to %s will fail; unset HF_HUB_OFFLINE to upload",
+            args.push_to_hub,
+        )
+    return token
+
+
+def _selector(args: argparse.Namespace, vocabulary: Any) -> Any:
+    """The selector the arguments ask for: the method's flags set on the command line, the
+    loaded label graph and vocabulary, then ``--option`` values."""
+    from hf_mig.cli.selector_flags import method_parameters, selector_options
+    from hf_mig.core.graph import LabelGraph
+    from hf_mig.selectors import get_selector
+
+    given = {"vocabulary": vocabulary}
+    if args.graph and "label_graph" in method_parameters(args.method):
+        given["label_graph"] = LabelGraph.load(args.graph)
+    options = selector_options(args, args.method, given)
+    options.update(parse_options(args.option))
+    try:
+        return get_selector(args.method, args.num, **options)
+    except TypeError as err:
+        raise ValueError(f"method {args.method!r}: {err}") from err
+
+
+def cmd_select(args: argparse.Namespace) -> int:
+    """Run ``hf-mig select``: 0, or 3 when only the Hub upload failed."""
+    import numpy as np
+
+    from hf_mig.core.summary import format_summary, selection_summary
+    from hf_mig.data.io import atomic_output, save_dataset, write_text_atomic
+
+    start = time.perf_counter()
+    token = _hub_token(args)
+    check_outputs(select_outputs(args), args.overwrite)
+    pool_info: dict = {}
+    pool, vocabulary = load_prepared(args, pool_info if args.card or args.push_to_hub else None)
+    selector = _selector(args, vocabulary)
+    select_start = time.perf_counter()
+    indices = np.asarray(selector.select_indices(pool), dtype=np.int64)
+    select_seconds = time.perf_counter() - select_start
+    subset = selector.rows(pool, indices)
+    save_dataset(subset, args.out, overwrite=args.overwrite)
+    if args.indices_out:
+        record = {"positions": indices.tolist(), "pool_rows": len(pool), "method": args.method}
+        write_text_atomic(args.indices_out, json.dumps(record) + "\n", overwrite=args.overwrite)
+    if args.save_graph and getattr(selector, "label_graph_", None) is not None:
+        with atomic_output(args.save_graph, overwrite=args.overwrite) as tmp:
+            selector.label_graph_.save(tmp)
+    summary = selection_summary(
+        pool, indices, labels_column=args.labels_column, score_column=args.score_column
+    )
+    summary["method"] = args.method
+    summary["select_seconds"] = round(select_seconds, 3)
+    summary["seconds"] = round(time.perf_counter() - start, 3)
+    if hasattr(selector, "result_"):
+        summary["lazy_greedy"] = selector.result_.stats
+        summary["label_graph"] = {
+            k: v for k, v in selector.label_graph_.stats().items() if k != "degree_histogram"
+        }
+        summary["encoding"] = selector.encoding_report_
+    print(format_summary(summary))
+    print(f"wrote {args.out} in {summary['seconds']:.1f} s")
+    if args.summary_json:
+        text = json.dumps(summary, indent=2, default=str) + "\n"
+        write_text_atomic(args.summary_json, text, overwrite=args.overwrite)
+    card = None
+    if args.card or args.push_to_hub:
+        card = _selection_card(args, pool_info, pool, indices, selector, summary, token)
+    return _write_card_and_push(args, subset, card, token)
+
+
+def _write_card_and_push(args: argparse.Namespace, subset: Any, card: Any, token: Any) -> int:
+    """Write the dataset card beside ``--out`` and upload (``--push-to-hub``); 3 when the
+    upload fails (the local outputs are kept), else 0."""
+    from hf_mig.data.hub import HubPushError, card_path, push_selection
+    from hf_mig.data.io import write_text_atomic
+
+    if args.card:
+        path = card_path(args.out)
+        write_text_atomic(path, str(card), overwrite=args.overwrite)
+        print(f"wrote the dataset card {path}")
+    if args.push_to_hub:
+        try:
+            url = push_selection(
+                subset,
+                args.push_to_hub,
+                card,
+                private=True if args.private else None,
+                token=token,
+                overwrite=args.overwrite,
+            )
+        except HubPushError as err:
+            kept = ", ".join(path for _, path in select_outputs(args))
+            print(
+                f"hf-mig select: error: {err} (the local outputs are kept: {kept})",
+                file=sys.stderr,
+            )
+            return 3
+        print(f"pushed to {url}")
+    return 0
+
+
+def _selection_card(args, pool_info: dict, pool, indices, selector, summary: dict, token):
+    """The dataset card of this ``select`` run (see :mod:`hf_mig.data.hub`)."""
+    import copy
+    import shlex
+
+    from hf_mig.data.hub import python_call, selection_card, selection_facts
+
+    argv = getattr(args, "argv", None)
+    shown = selector
+    if getattr(args, "graph", None) and hasattr(selector, "label_graph"):
+        shown = copy.copy(selector)
+        shown.label_graph = args.graph  # the file, not the object loaded from it
+    facts = selection_facts(
+        pool,
+        indices,
+        selector,
+        pool_info=pool_info,
+        command=shlex.join(["hf-mig", *argv]) if argv is not None else None,
+        python=python_call(shown),
+        summary=summary,
+    )
+    return selection_card(facts, token=token)
