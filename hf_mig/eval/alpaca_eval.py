@@ -25,44 +25,58 @@ MT-Bench questions and GPT-4 reference answers (Apache-2.0) into a reference fil
 Preferences follow the AlpacaEval convention: ``1`` = the baseline (``output_1``) wins, ``2`` = the
 evaluated model (``output_2``) wins, ``1.5`` (or the legacy ``0``) = a draw.
 
-The LC win rate is the benchmark's GLM (Dubois et al. 2024): a logistic model of the preference on
-``tanh(std_delta_len)``, the per-instruction ``instruction_difficulty`` and a
-``not_gamed_baseline`` indicator, with no intercept, fitted with L1 regularisation on the model's
-annotations plus the "gamed" baselines' annotations (weight 0.1 each), then evaluated with the
-length difference set to zero. Which variant was computed is always in the result
-(``lc_method``):
-
-- ``glm-weights``: the published per-model GLM coefficients (the ``baseline_gpt4_1106_preview.csv``
-  shipped with alpaca_eval) and the official ``instruction_difficulty.csv``: exactly the
-  leaderboard's LC win rate.
-- ``glm-refit``: the GLM refitted here (numpy/scipy) from the annotations, the official
-  ``instruction_difficulty.csv`` and the gamed-baseline annotations (``df_gamed.csv``).
-- ``glm-weights+estimated-difficulty``: the published coefficients with the *distribution* of
-  instruction difficulty estimated from other leaderboard models' published LC win rates (the
-  official difficulty file is not shipped with alpaca_eval; it is downloaded from the Hub). The
-  LC win rate only depends on that distribution, not on which instruction has which difficulty.
-- ``reduced-glm``: no difficulty, no gamed baselines: ``tanh(std_delta_len)`` + intercept fitted on
-  the model's annotations alone. A reduced variant, not the leaderboard metric.
+The LC win rate and its inputs are computed by :mod:`hf_mig.eval.length_control`; which
+variant was computed is always in the result (``lc_method``).
 """
 
 from __future__ import annotations
 
 import argparse
-import csv
 import hashlib
 import json
 import math
 import re
 import sys
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-from scipy.optimize import nnls
+
+from hf_mig.eval.base import (
+    Benchmark,
+    add_mode_arg,
+    is_number,
+    read_jsonl,
+    register_benchmark,
+    write_result,
+)
+from hf_mig.eval.length_control import (
+    GAMED_SAMPLE_WEIGHT,
+    LC_CS,
+    LC_FORMULA,
+    LC_N_SPLITS,
+    WEIGHT_COLUMNS,
+    GLMWeights,
+    LCResult,
+    _as_float,
+    estimate_difficulty_distribution,
+    fit_length_controlled,
+    lc_from_weights,
+    load_gamed,
+    load_glm_weights,
+    load_instruction_difficulty,
+    load_leaderboard,
+)
 
 __all__ = [
+    "GAMED_SAMPLE_WEIGHT",
+    "LC_CS",
+    "LC_FORMULA",
+    "LC_N_SPLITS",
+    "WEIGHT_COLUMNS",
+    "AlpacaEval",
     "AlpacaEvalScore",
     "GLMWeights",
     "LCResult",
@@ -80,21 +94,6 @@ __all__ = [
     "win_rate",
 ]
 
-#: The official LC formula (patsy syntax, as in alpaca_eval's ``GLM_INFO["length_controlled_v1"]``).
-LC_FORMULA = (
-    "np.tanh(std_delta_len) + instruction_difficulty + not_gamed_baseline.astype(float) - 1"
-)
-#: Column names of the published weights CSV, in formula order.
-WEIGHT_COLUMNS = (
-    "np.tanh(std_delta_len)",
-    "instruction_difficulty",
-    "not_gamed_baseline.astype(float)",
-)
-#: Weight of the gamed baselines' rows relative to the model's rows (lambda = 0.2, two baselines).
-GAMED_SAMPLE_WEIGHT = 0.2 / 2
-#: Inverse regularisation strengths searched by the GLM's cross-validation (sklearn's Cs=10 grid).
-LC_CS = np.logspace(-4, 4, 10)
-LC_N_SPLITS = 5
 DEFAULT_BASELINE = "gpt4_1106_preview"
 N_INSTRUCTIONS = 805
 
@@ -111,83 +110,11 @@ def load_annotations(path: str | Path) -> list[dict[str, Any]]:
     """
     path = Path(path)
     text = path.read_text(encoding="utf-8")
-    stripped = text.lstrip()
-    if stripped.startswith("["):
-        records = json.loads(text)
-    else:
-        records = []
-        for lineno, line in enumerate(text.splitlines(), 1):
-            if line.strip():
-                try:
-                    records.append(json.loads(line))
-                except json.JSONDecodeError as err:
-                    raise ValueError(f"{path}: line {lineno}: {err}") from err
+    records = json.loads(text) if text.lstrip().startswith("[") else read_jsonl(path)
     for i, rec in enumerate(records):
         if not isinstance(rec, dict):
             raise ValueError(f"{path}: record {i} is {type(rec).__name__}, not an object")
     return records
-
-
-def _read_csv_rows(path: str | Path) -> tuple[list[str], list[list[str]]]:
-    with open(path, newline="", encoding="utf-8") as fh:
-        rows = list(csv.reader(fh))
-    if not rows:
-        raise ValueError(f"{path}: empty CSV")
-    return rows[0], rows[1:]
-
-
-@dataclass(frozen=True)
-class GLMWeights:
-    """Published LC GLM coefficients of one model (``baseline_<name>.csv`` row)."""
-
-    length: float
-    difficulty: float
-    not_gamed: float
-
-
-def load_glm_weights(path: str | Path) -> dict[str, GLMWeights]:
-    """Read alpaca_eval's GLM weights CSV (index = model, columns = :data:`WEIGHT_COLUMNS`).
-
-    A model listed twice keeps its last row (as alpaca_eval does when it saves weights).
-    """
-    header, rows = _read_csv_rows(path)
-    try:
-        cols = [header.index(c) for c in WEIGHT_COLUMNS]
-    except ValueError as err:
-        raise ValueError(f"{path}: expected columns {WEIGHT_COLUMNS}, got {header}") from err
-    out: dict[str, GLMWeights] = {}
-    for row in rows:
-        if row:
-            out[row[0]] = GLMWeights(*(float(row[c]) for c in cols))
-    return out
-
-
-def load_leaderboard(path: str | Path) -> dict[str, dict[str, float | str]]:
-    """Read an AlpacaEval leaderboard CSV into ``{model: {column: value}}`` (numbers as floats,
-    empty cells as NaN, text columns such as ``mode`` kept as strings)."""
-    header, rows = _read_csv_rows(path)
-    out: dict[str, dict[str, float | str]] = {}
-    for row in rows:
-        if not row:
-            continue
-        rec: dict[str, float | str] = {}
-        for name, value in zip(header[1:], row[1:]):
-            try:
-                rec[name] = float(value) if value != "" else math.nan
-            except ValueError:
-                rec[name] = value
-        out[row[0]] = rec
-    return out
-
-
-def load_instruction_difficulty(path: str | Path) -> np.ndarray:
-    """Read the official ``instruction_difficulty.csv`` (index, value), in instruction order."""
-    _, rows = _read_csv_rows(path)
-    pairs = sorted((int(float(r[0])), float(r[-1])) for r in rows if r)
-    idx = [p[0] for p in pairs]
-    if idx != list(range(len(idx))):
-        raise ValueError(f"{path}: index must be 0..n-1, got {idx[:5]}...")
-    return np.array([p[1] for p in pairs], dtype=float)
 
 
 # --------------------------------------------------------------------------------------------
@@ -206,15 +133,6 @@ class WinRate:
     n_total: int
     discrete_win_rate: float
     n_invalid: int = 0
-
-
-def _as_float(p: Any) -> float:
-    if p is None:
-        return math.nan
-    try:
-        return float(p)
-    except (TypeError, ValueError):
-        return math.nan
 
 
 def win_rate(preferences: Sequence[Any]) -> WinRate:
@@ -248,279 +166,6 @@ def win_rate(preferences: Sequence[Any]) -> WinRate:
         discrete_win_rate=float(np.mean(qd) * 100),
         n_invalid=n_invalid,
     )
-
-
-# --------------------------------------------------------------------------------------------
-# length-controlled win rate
-
-
-@dataclass
-class LCResult:
-    """A length-controlled win rate and how it was computed."""
-
-    length_controlled_winrate: float
-    lc_standard_error: float
-    lc_method: str
-    note: str
-    weights: dict[str, float] = field(default_factory=dict)
-
-
-def _logistic(x: np.ndarray) -> np.ndarray:
-    return np.exp(-np.logaddexp(0.0, -x))
-
-
-def lc_from_weights(
-    model: GLMWeights,
-    difficulty: np.ndarray,
-    baseline: GLMWeights | None = None,
-    *,
-    probabilities: np.ndarray | None = None,
-) -> tuple[float, float]:
-    """LC win rate (and its standard error) from published GLM coefficients.
-
-    ``p_i = logistic(dw_not_gamed + dw_difficulty * d_i)`` with ``dw = model - baseline``
-    (the baseline's row is all zeros for the leaderboard's own baseline); the LC win rate is
-    ``100 * mean_i p_i`` (alpaca_eval's ``predict_winrate``). ``difficulty`` is one value per
-    instruction, or the support of a distribution whose weights are ``probabilities``.
-    """
-    base = baseline or GLMWeights(0.0, 0.0, 0.0)
-    d_ng = model.not_gamed - base.not_gamed
-    d_id = model.difficulty - base.difficulty
-    p = _logistic(d_ng + d_id * np.asarray(difficulty, dtype=float))
-    if probabilities is None:
-        sem = float(np.std(p, ddof=1) / math.sqrt(len(p))) if len(p) > 1 else math.nan
-        return float(np.mean(p) * 100), sem * 100
-    w = np.asarray(probabilities, dtype=float)
-    return float(np.dot(w, p) * 100), math.nan
-
-
-def estimate_difficulty_distribution(
-    weights: dict[str, GLMWeights],
-    leaderboard: dict[str, dict[str, float | str]],
-    *,
-    exclude: Sequence[str] = (),
-    grid: np.ndarray | None = None,
-    outlier_tol: float = 5e-4,
-) -> tuple[np.ndarray, np.ndarray, list[str]]:
-    """Estimate the distribution of instruction difficulty from published LC win rates.
-
-    For every model in both tables (minus ``exclude``), the leaderboard's LC win rate is
-    ``mean_i logistic(a_m + b_m d_i)`` with the model's published coefficients ``a_m, b_m``. A
-    discrete distribution over ``grid`` (default 401 points in [-5, 5]) is fitted to those
-    equations by non-negative least squares with a sum-to-one constraint; models whose published
-    value the fit cannot match within ``outlier_tol`` (a fraction, 5e-4 = 0.05 points) are dropped
-    twice and the fit redone (a few leaderboard rows were computed with other weights).
-    Returns ``(grid, probabilities, models_used)``. This is an *estimate*: the official
-    per-instruction difficulties are a separate download.
-    """
-    grid = np.linspace(-5.0, 5.0, 401) if grid is None else np.asarray(grid, dtype=float)
-    models = []
-    for name, w in weights.items():
-        if name in exclude or name not in leaderboard:
-            continue
-        lc = leaderboard[name].get("length_controlled_winrate", math.nan)
-        if isinstance(lc, float) and not math.isnan(lc):
-            models.append((name, w, lc / 100.0))
-    if len(models) < 10:
-        raise ValueError(f"need >= 10 models with weights and a published LC, got {len(models)}")
-    a = np.array([m[1].not_gamed for m in models])
-    b = np.array([m[1].difficulty for m in models])
-    y = np.array([m[2] for m in models])
-    keep = np.arange(len(models))
-    probs = np.zeros(len(grid))
-    for it in range(3):
-        design = _logistic(a[keep, None] + b[keep, None] * grid[None, :])
-        big = 1e3
-        aug = np.vstack([design, big * np.ones(len(grid))])
-        target = np.concatenate([y[keep], [big]])
-        probs, _ = nnls(aug, target)
-        if it < 2:
-            resid = np.abs(design @ probs - y[keep])
-            keep = keep[resid < outlier_tol]
-    probs = probs / probs.sum()
-    return grid, probs, [models[i][0] for i in keep]
-
-
-def _soft_logloss_terms(z: np.ndarray, y: np.ndarray) -> np.ndarray:
-    # -[y log s(z) + (1-y) log(1-s(z))], computed stably
-    return y * np.logaddexp(0.0, -z) + (1.0 - y) * np.logaddexp(0.0, z)
-
-
-def _fit_l1_logistic(x: np.ndarray, y: np.ndarray, sw: np.ndarray, c: float | None) -> np.ndarray:
-    """Minimise ``||w||_1 + c * sum_i sw_i CE(y_i, logistic(x_i w))`` (liblinear's L1 objective
-    with soft labels y in [0, 1]); ``c=None`` fits without penalty. Returns ``w``.
-
-    Proximal Newton: each step minimises the quadratic model of the smooth part plus the L1 term
-    by coordinate descent, then backtracks on the true objective (few features, so every step
-    costs O(n)). Converges to the unique optimum when the design has full column rank.
-    """
-    n, d = x.shape
-    lam = 0.0 if c is None else 1.0 / float(c)  # objective divided by c
-
-    def objective(w: np.ndarray) -> float:
-        return float(np.sum(sw * _soft_logloss_terms(x @ w, y)) + lam * np.sum(np.abs(w)))
-
-    w = np.zeros(d)
-    f = objective(w)
-    for _ in range(200):
-        p = _logistic(x @ w)
-        g = x.T @ (sw * (p - y))
-        h = (x * (sw * p * (1 - p))[:, None]).T @ x + 1e-10 * np.eye(d)
-        u = w.copy()
-        for _sweep in range(200):
-            u_old = u.copy()
-            for j in range(d):
-                r = g[j] + h[j] @ (u - w) - h[j, j] * (u[j] - w[j])
-                b = w[j] - r / h[j, j]
-                u[j] = np.sign(b) * max(abs(b) - lam / h[j, j], 0.0)
-            if np.max(np.abs(u - u_old)) < 1e-13:
-                break
-        step = u - w
-        if np.max(np.abs(step)) < 1e-11:
-            break
-        decrease = float(g @ step + lam * (np.sum(np.abs(u)) - np.sum(np.abs(w))))
-        t = 1.0
-        while True:
-            cand = w + t * step
-            f_new = objective(cand)
-            if f_new <= f + 1e-4 * t * decrease or t < 1e-10:
-                break
-            t *= 0.5
-        if f - f_new < 1e-15 * max(1.0, abs(f)):
-            w = cand if f_new <= f else w
-            break
-        w, f = cand, f_new
-    return w
-
-
-def _fit_l1_logistic_cv(
-    x: np.ndarray,
-    y: np.ndarray,
-    sw: np.ndarray,
-    *,
-    cs: np.ndarray = LC_CS,
-    n_splits: int = LC_N_SPLITS,
-) -> tuple[np.ndarray, float]:
-    """Pick ``C`` from ``cs`` by ``n_splits``-fold CV on the weighted soft log loss, refit on all
-    rows. Folds are ``row % n_splits`` (alpaca_eval uses sklearn's GroupKFold over rows)."""
-    if len(y) < 2:
-        return _fit_l1_logistic(x, y, sw, float(cs[-1])), float(cs[-1])
-    n_splits = max(2, min(n_splits, len(y)))
-    folds = np.arange(len(y)) % n_splits
-    best_c, best_loss = float(cs[0]), math.inf
-    for c in cs:
-        losses = []
-        for k in range(n_splits):
-            tr, te = folds != k, folds == k
-            w = _fit_l1_logistic(x[tr], y[tr], sw[tr], float(c))
-            losses.append(float(np.mean(sw[te] * _soft_logloss_terms(x[te] @ w, y[te]))))
-        loss = float(np.mean(losses))
-        if loss < best_loss - 1e-12:
-            best_c, best_loss = float(c), loss
-    return _fit_l1_logistic(x, y, sw, best_c), best_c
-
-
-def _length_features(records: Sequence[dict[str, Any]]) -> np.ndarray:
-    len_1 = np.array([len(r.get("output_1") or "") for r in records], dtype=float)
-    len_2 = np.array([len(r.get("output_2") or "") for r in records], dtype=float)
-    delta = len_1 - len_2
-    sd = float(np.std(delta, ddof=1)) if len(delta) > 1 else 0.0
-    return delta / sd if sd > 0 else np.zeros_like(delta)
-
-
-def fit_length_controlled(
-    records: Sequence[dict[str, Any]],
-    *,
-    instruction_difficulty: np.ndarray | None = None,
-    gamed: Sequence[dict[str, float]] | None = None,
-) -> LCResult:
-    """Fit the LC GLM on ``records`` (AlpacaEval annotations) and predict at zero length difference.
-
-    With ``instruction_difficulty`` (one value per record, in record order) and ``gamed`` (rows
-    with ``preference`` in [0, 1], ``std_delta_len``, ``instruction_difficulty``, from
-    ``df_gamed.csv``) this is the official ``length_controlled_v1`` protocol (``glm-refit``):
-    L1 logistic regression without intercept on ``tanh(std_delta_len)``, difficulty and
-    ``not_gamed_baseline``, gamed rows weighted 0.1, C chosen by 5-fold CV. Without them it is the
-    ``reduced-glm`` variant (``tanh(std_delta_len)`` + intercept, the model's rows only). Records
-    whose preference is invalid are left out of the fit but predicted (as alpaca_eval does).
-    """
-    pref = np.array([_as_float(r.get("preference")) for r in records], dtype=float)
-    pref[pref == 0] = 1.5
-    y = pref - 1.0
-    t = np.tanh(_length_features(records))
-    n = len(records)
-    if instruction_difficulty is not None:
-        diff = np.asarray(instruction_difficulty, dtype=float)
-        if len(diff) != n:
-            raise ValueError(f"instruction_difficulty has {len(diff)} values for {n} annotations")
-        x = np.column_stack([t, diff, np.ones(n)])
-        x_test = np.column_stack([np.zeros(n), diff, np.ones(n)])
-        sw = np.ones(n)
-        method = "glm-refit"
-        note = "official length_controlled_v1 GLM refitted with numpy/scipy"
-        if gamed is not None:
-            g = list(gamed)
-            xg = np.column_stack(
-                [
-                    np.tanh([float(r["std_delta_len"]) for r in g]),
-                    [float(r["instruction_difficulty"]) for r in g],
-                    np.zeros(len(g)),
-                ]
-            )
-            yg = np.array([float(r["preference"]) for r in g])
-            x = np.vstack([x, xg])
-            y = np.concatenate([y, yg])
-            sw = np.concatenate([sw, np.full(len(g), GAMED_SAMPLE_WEIGHT)])
-        else:
-            method = "glm-refit-no-gamed"
-            note = "LC GLM with official difficulty but without gamed-baseline regularisation"
-    else:
-        x = np.column_stack([t, np.ones(n)])
-        x_test = np.column_stack([np.zeros(n), np.ones(n)])
-        sw = np.ones(n)
-        method = "reduced-glm"
-        note = (
-            "REDUCED variant: tanh(std_delta_len) + intercept on this model's annotations only; "
-            "no instruction difficulty, no gamed baselines (not the leaderboard's LC)"
-        )
-    ok = (y >= 0) & (y <= 1)
-    w, c = _fit_l1_logistic_cv(x[ok], y[ok], sw[ok])
-    p = _logistic(x_test @ w)
-    names = ["tanh_std_delta_len", "instruction_difficulty", "not_gamed_baseline"]
-    if instruction_difficulty is None:
-        names = ["tanh_std_delta_len", "intercept"]
-    weights = {k: float(v) for k, v in zip(names, w)}
-    weights["C"] = c
-    sem = float(np.std(p, ddof=1) / math.sqrt(n)) if n > 1 else math.nan
-    return LCResult(float(np.mean(p) * 100), sem * 100, method, note, weights)
-
-
-def load_gamed(path: str | Path) -> list[dict[str, float]]:
-    """Read alpaca_eval's ``df_gamed.csv`` (columns include ``preference``, ``std_delta_len``,
-    ``instruction_difficulty``). Preferences already in [0, 1] are kept; ones in [1, 2] shifted."""
-    header, rows = _read_csv_rows(path)
-    need = ["preference", "std_delta_len", "instruction_difficulty"]
-    missing = [c for c in need if c not in header]
-    if missing:
-        raise ValueError(f"{path}: missing columns {missing}")
-    idx = {c: header.index(c) for c in need}
-    out = []
-    for row in rows:
-        if not row:
-            continue
-        pref = _as_float(row[idx["preference"]])
-        if pref == 0:
-            pref = 1.5
-        if pref > 1:
-            pref -= 1
-        out.append(
-            {
-                "preference": pref,
-                "std_delta_len": float(row[idx["std_delta_len"]]),
-                "instruction_difficulty": float(row[idx["instruction_difficulty"]]),
-            }
-        )
-    return out
 
 
 # --------------------------------------------------------------------------------------------
@@ -776,106 +421,6 @@ def parse_discrete(text: str) -> str | None:
 # command line
 
 
-def _add_score_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--annotations", required=True, nargs="+", help="annotations JSON file(s)")
-    p.add_argument("--mode", choices=["official", "paper"], default="official")
-    p.add_argument("--model-name", help="model name for the GLM weights lookup")
-    p.add_argument("--glm-weights", help="alpaca_eval's baseline_gpt4_1106_preview.csv")
-    p.add_argument("--instruction-difficulty", help="alpaca_eval's instruction_difficulty.csv")
-    p.add_argument("--gamed", help="alpaca_eval's df_gamed.csv (gamed-baseline annotations)")
-    p.add_argument("--leaderboard", help="leaderboard CSV: published numbers shown alongside")
-    p.add_argument("--no-lc", action="store_true", help="skip the length-controlled win rate")
-    p.add_argument("--out", help="write the result(s) as JSON here")
-
-
-def _cmd_score(args: argparse.Namespace) -> list[dict[str, Any]]:
-    weights = load_glm_weights(args.glm_weights) if args.glm_weights else None
-    diff = (
-        load_instruction_difficulty(args.instruction_difficulty)
-        if args.instruction_difficulty
-        else None
-    )
-    gamed = load_gamed(args.gamed) if args.gamed else None
-    board = load_leaderboard(args.leaderboard) if args.leaderboard else None
-    results = []
-    for path in args.annotations:
-        records = load_annotations(path)
-        res = score_annotations(
-            records,
-            mode=args.mode,
-            model_name=args.model_name,
-            glm_weights=weights,
-            instruction_difficulty=diff,
-            gamed=gamed,
-            leaderboard=board,
-            lc=not args.no_lc,
-        )
-        print(format_score(res))
-        results.append(res.to_dict())
-    if args.out:
-        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.out).write_text(json.dumps(results if len(results) > 1 else results[0], indent=2))
-    return results
-
-
-def build_parser() -> argparse.ArgumentParser:
-    """The ``eval/alpaca_eval.py`` argument parser (subcommands generate / judge / score / all)."""
-    from hf_mig.eval import generate as gen
-    from hf_mig.eval import judge as jdg
-
-    parser = argparse.ArgumentParser(
-        prog="alpaca_eval.py", description="AlpacaEval 2: generate, judge and score"
-    )
-    sub = parser.add_subparsers(dest="command", required=True)
-    p_gen = sub.add_parser("generate", help="model outputs for the 805 instructions")
-    gen.add_generation_args(p_gen)
-    _add_data_args(p_gen)
-    p_gen.add_argument(
-        "--mode",
-        choices=["official", "paper"],
-        default="official",
-        help="sets the default --max-new-tokens (2048 / 4096)",
-    )
-    p_gen.add_argument("--out", required=True, help="model_outputs.json to write (resumable)")
-    p_judge = sub.add_parser("judge", help="annotations from a judge")
-    _add_data_args(p_judge)
-    p_judge.add_argument("--outputs", required=True, help="model_outputs.json of the model")
-    p_judge.add_argument("--mode", choices=["official", "paper"], default="official")
-    p_judge.add_argument("--out", required=True, help="annotations.json to write")
-    jdg.add_judge_args(p_judge)
-    p_score = sub.add_parser("score", help="metrics from annotations")
-    _add_score_args(p_score)
-    p_all = sub.add_parser("all", help="generate, judge and score")
-    gen.add_generation_args(p_all)
-    _add_data_args(p_all)
-    jdg.add_judge_args(p_all)
-    p_all.add_argument("--mode", choices=["official", "paper"], default="official")
-    p_all.add_argument("--out-dir", required=True)
-    p_all.add_argument("--glm-weights")
-    p_all.add_argument("--instruction-difficulty")
-    p_all.add_argument("--gamed")
-    p_ref = sub.add_parser(
-        "reference",
-        help="a reference file from MT-Bench's questions and GPT-4 answers (first turns)",
-    )
-    p_ref.add_argument("--mt-bench-questions", required=True, help="FastChat question.jsonl")
-    p_ref.add_argument(
-        "--mt-bench-answers", required=True, help="FastChat reference_answer/gpt-4.jsonl"
-    )
-    p_ref.add_argument("--out", required=True, help="reference JSON to write")
-    p_ref.add_argument("--overwrite", action="store_true", help="replace an existing --out")
-    return parser
-
-
-def _add_data_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument(
-        "--reference",
-        help="reference outputs in the AlpacaEval results format (default: the Hub's "
-        "gpt4_1106_preview outputs when online); also the source of the 805 instructions",
-    )
-    p.add_argument("--limit", type=int, help="only the first N instructions (smoke tests)")
-
-
 # --------------------------------------------------------------------------------------------
 # pipelines: generate / judge
 
@@ -986,16 +531,6 @@ def _jsonl_records(path: str | Path) -> list[tuple[int, dict[str, Any]]]:
                 raise ValueError(f"{path}: line {lineno}: not a JSON object")
             records.append((lineno, rec))
     return records
-
-
-def _cmd_reference(args: argparse.Namespace) -> int:
-    from hf_mig.data.io import write_text_atomic
-
-    records = reference_from_mt_bench(args.mt_bench_questions, args.mt_bench_answers)
-    text = json.dumps(records, indent=2, ensure_ascii=False) + "\n"
-    write_text_atomic(args.out, text, overwrite=args.overwrite)
-    print(f"reference: {len(records)} MT-Bench questions with GPT-4 answers -> {args.out}")
-    return 0
 
 
 def generate_outputs(
@@ -1120,35 +655,168 @@ def judge_outputs(
     return records
 
 
-def _cmd_generate(args: argparse.Namespace) -> Any:
-    from hf_mig.eval.generate import backend_from_args, generator_name
-
-    reference = load_reference(args.reference)[: args.limit]
-    mode = getattr(args, "mode", "official")
-    report = generate_outputs(
-        backend_from_args(args),
-        reference,
-        args.out,
-        generator=generator_name(args),
-        max_new_tokens=args.max_new_tokens or MAX_NEW_TOKENS[mode],
-        chunk_size=args.chunk_size,
+def _add_data_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--reference",
+        help="reference outputs in the AlpacaEval results format (default: the Hub's "
+        "gpt4_1106_preview outputs when online); also the source of the 805 instructions",
     )
-    print(f"generation: {report.summary()}")
-    return report
+    p.add_argument("--limit", type=int, help="only the first N instructions (smoke tests)")
 
 
-def _cmd_judge(args: argparse.Namespace) -> list[dict[str, Any]]:
-    from hf_mig.eval.judge import client_from_args
+def _add_lc_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--glm-weights", help="alpaca_eval's baseline_gpt4_1106_preview.csv")
+    p.add_argument("--instruction-difficulty", help="alpaca_eval's instruction_difficulty.csv")
+    p.add_argument("--gamed", help="alpaca_eval's df_gamed.csv (gamed-baseline annotations)")
 
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    model_outputs = load_annotations(args.outputs)[: args.limit]
-    reference = load_reference(args.reference)
-    client = client_from_args(args, out.parent / "judge_cache.sqlite")
-    records = judge_outputs(client, model_outputs, reference, mode=args.mode)
-    out.write_text(json.dumps(records, indent=2, ensure_ascii=False))
-    print(f"judge: {client.stats.summary()}")
-    return records
+
+@register_benchmark("alpaca_eval")
+class AlpacaEval(Benchmark):
+    """AlpacaEval 2: outputs for the 805 instructions, pairwise judging against the reference
+    outputs, win rate and length-controlled win rate; ``reference`` makes a reference file
+    from MT-Bench."""
+
+    description = "AlpacaEval 2: generate, judge and score"
+    prog = "alpaca_eval.py"
+    result_benchmark = "alpaca_eval_2"
+    all_files = ("model_outputs.json", "annotations.json", "alpaca_eval.json")
+    items = "instructions"
+
+    def add_steps(self, sub: argparse._SubParsersAction) -> None:
+        from hf_mig.eval import generate as gen
+        from hf_mig.eval import judge as jdg
+
+        p_gen = sub.add_parser("generate", help="model outputs for the 805 instructions")
+        gen.add_generation_args(p_gen)
+        _add_data_args(p_gen)
+        add_mode_arg(p_gen, help="sets the default --max-new-tokens (2048 / 4096)")
+        p_gen.add_argument("--out", required=True, help="model_outputs.json to write (resumable)")
+        p_judge = sub.add_parser("judge", help="annotations from a judge")
+        _add_data_args(p_judge)
+        p_judge.add_argument("--outputs", required=True, help="model_outputs.json of the model")
+        add_mode_arg(p_judge)
+        p_judge.add_argument("--out", required=True, help="annotations.json to write")
+        jdg.add_judge_args(p_judge)
+        p_score = sub.add_parser("score", help="metrics from annotations")
+        p_score.add_argument(
+            "--annotations", required=True, nargs="+", help="annotations JSON file(s)"
+        )
+        add_mode_arg(p_score)
+        p_score.add_argument("--model-name", help="model name for the GLM weights lookup")
+        _add_lc_args(p_score)
+        p_score.add_argument(
+            "--leaderboard", help="leaderboard CSV: published numbers shown alongside"
+        )
+        p_score.add_argument(
+            "--no-lc", action="store_true", help="skip the length-controlled win rate"
+        )
+        p_score.add_argument("--out", help="write the result(s) as JSON here")
+        p_all = sub.add_parser("all", help="generate, judge and score")
+        gen.add_generation_args(p_all)
+        _add_data_args(p_all)
+        jdg.add_judge_args(p_all)
+        add_mode_arg(p_all)
+        p_all.add_argument("--out-dir", required=True)
+        _add_lc_args(p_all)
+        p_ref = sub.add_parser(
+            "reference",
+            help="a reference file from MT-Bench's questions and GPT-4 answers (first turns)",
+        )
+        p_ref.add_argument("--mt-bench-questions", required=True, help="FastChat question.jsonl")
+        p_ref.add_argument(
+            "--mt-bench-answers", required=True, help="FastChat reference_answer/gpt-4.jsonl"
+        )
+        p_ref.add_argument("--out", required=True, help="reference JSON to write")
+        p_ref.add_argument("--overwrite", action="store_true", help="replace an existing --out")
+
+    def extra_steps(self) -> dict[str, Any]:
+        return {"reference": self.reference}
+
+    def reference(self, args: argparse.Namespace) -> int:
+        """``reference``: write :func:`reference_from_mt_bench`'s records to ``--out``; 2 with
+        a one-line error for unreadable inputs or an existing ``--out``."""
+        from hf_mig.data.io import OutputExistsError, write_text_atomic
+
+        try:
+            records = reference_from_mt_bench(args.mt_bench_questions, args.mt_bench_answers)
+            text = json.dumps(records, indent=2, ensure_ascii=False) + "\n"
+            write_text_atomic(args.out, text, overwrite=args.overwrite)
+        except (OSError, ValueError, OutputExistsError) as err:
+            print(f"alpaca_eval reference: error: {err}", file=sys.stderr)
+            return 2
+        print(f"reference: {len(records)} MT-Bench questions with GPT-4 answers -> {args.out}")
+        return 0
+
+    def generate_outputs(self, backend: Any, args: argparse.Namespace, model_id: str) -> Any:
+        mode = getattr(args, "mode", "official")
+        return generate_outputs(
+            backend,
+            load_reference(args.reference)[: args.limit],
+            args.out,
+            generator=model_id,
+            max_new_tokens=args.max_new_tokens or MAX_NEW_TOKENS[mode],
+            chunk_size=args.chunk_size,
+        )
+
+    def judge_inputs(self, args: argparse.Namespace) -> tuple[list[dict[str, Any]], ...]:
+        return load_annotations(args.outputs)[: args.limit], load_reference(args.reference)
+
+    def judge_outputs(
+        self, client: Any, data: Any, args: argparse.Namespace
+    ) -> list[dict[str, Any]]:
+        model_outputs, reference = data
+        records = judge_outputs(client, model_outputs, reference, mode=args.mode)
+        Path(args.out).write_text(json.dumps(records, indent=2, ensure_ascii=False))
+        return records
+
+    def chain_judge(self, args: argparse.Namespace) -> None:
+        args.outputs = args.out
+
+    def chain_score(self, args: argparse.Namespace, judged: Any) -> None:
+        args.annotations = [args.out]
+        args.model_name = None
+        args.leaderboard = None
+        args.no_lc = False
+
+    def score(self, args: argparse.Namespace) -> list[dict[str, Any]]:
+        weights = load_glm_weights(args.glm_weights) if args.glm_weights else None
+        diff = None
+        if args.instruction_difficulty:
+            diff = load_instruction_difficulty(args.instruction_difficulty)
+        gamed = load_gamed(args.gamed) if args.gamed else None
+        board = load_leaderboard(args.leaderboard) if args.leaderboard else None
+        results = []
+        for path in args.annotations:
+            res = score_annotations(
+                load_annotations(path),
+                mode=args.mode,
+                model_name=args.model_name,
+                glm_weights=weights,
+                instruction_difficulty=diff,
+                gamed=gamed,
+                leaderboard=board,
+                lc=not args.no_lc,
+            )
+            print(format_score(res))
+            results.append(res.to_dict())
+        if args.out:
+            write_result(args.out, results if len(results) > 1 else results[0])
+        return results
+
+    def table_cells(self, result: Mapping[str, Any]) -> dict[str, float]:
+        """``AE``: the plain win rate (the paper's metric) whatever the mode; ``AE*`` for the
+        protocol on another instruction set."""
+        if result.get("benchmark") != "alpaca_eval_2" or not is_number(result.get("win_rate")):
+            return {}
+        if result.get("instruction_set", "alpaca_eval") != "alpaca_eval":
+            return {"AE*": float(result["win_rate"])}
+        return {"AE": float(result["win_rate"])}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The ``eval/alpaca_eval.py`` argument parser (subcommands generate / judge / score / all /
+    reference)."""
+    return AlpacaEval().build_parser()
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -1158,43 +826,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     (and with ``--out`` writes) the metrics; ``all`` runs the three into ``--out-dir``;
     ``reference`` writes a reference file from MT-Bench (:func:`reference_from_mt_bench`).
     """
-    args = build_parser().parse_args(argv)
-    if args.command == "reference":
-        from hf_mig.data.io import OutputExistsError
-
-        try:
-            return _cmd_reference(args)
-        except (OSError, ValueError, OutputExistsError) as err:
-            print(f"alpaca_eval reference: error: {err}", file=sys.stderr)
-            return 2
-    if args.command == "score":
-        _cmd_score(args)
-    elif args.command == "generate":
-        report = _cmd_generate(args)
-        return 1 if report.failed else 0
-    elif args.command == "judge":
-        _cmd_judge(args)
-    else:
-        from hf_mig.eval.judge import check_judge_args
-
-        check_judge_args(args)  # fail before generating, not after
-        out_dir = Path(args.out_dir)
-        out_dir.mkdir(parents=True, exist_ok=True)
-        args.out = str(out_dir / "model_outputs.json")
-        report = _cmd_generate(args)
-        if report.failed:
-            print("generation incomplete; re-run to retry the failed instructions")
-            return 1
-        args.outputs = args.out
-        args.out = str(out_dir / "annotations.json")
-        _cmd_judge(args)
-        args.annotations = [args.out]
-        args.out = str(out_dir / "alpaca_eval.json")
-        args.model_name = None
-        args.leaderboard = None
-        args.no_lc = False
-        _cmd_score(args)
-    return 0
+    return AlpacaEval().main(argv)
 
 
 if __name__ == "__main__":  # pragma: no cover
