@@ -30,10 +30,18 @@ import math
 import random
 import re
 import sys
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+from hf_mig.eval.base import (
+    Benchmark,
+    add_mode_arg,
+    is_number,
+    register_benchmark,
+    write_result,
+)
 
 __all__ = [
     "REFERENCE_MODELS",
@@ -42,6 +50,7 @@ __all__ = [
     "TASK_WEIGHTS",
     "WBReward",
     "WBScore",
+    "WildBench",
     "load_records",
     "load_tasks",
     "main",
@@ -86,6 +95,8 @@ REFERENCE_MODELS = {
 #: Reward (model's side, model shown as A) of each pairwise choice.
 REWARD_OF_CHOICE = {"A++": 1.0, "A+": 0.5, "A=B": 0.0, "B+": -0.5, "B++": -1.0}
 TRUNCATION_MARK = "... (truncated)"
+#: Judge-record kinds: single-answer WB-Score, pairwise WB-Reward.
+KINDS = ("score", "pairwise")
 #: v2 judge prompts shorten histories, queries and responses to this many words.
 MAX_WORDS_TO_EVAL = 1000
 
@@ -238,6 +249,21 @@ def _is_counted_output(text: str) -> bool:
     return bool(text) and not text.endswith(TRUNCATION_MARK)
 
 
+def _add_by_category(
+    per_cat: dict[str, list[float]],
+    categories: dict[str, list[str]],
+    rec: dict[str, Any],
+    value: float,
+) -> None:
+    """Append ``value`` to the list of each category of ``rec``'s session (``KeyError`` for a
+    session without categories)."""
+    sid = str(rec["session_id"])
+    if sid not in categories:
+        raise KeyError(f"session {sid} has no task categories")
+    for cat in categories[sid]:
+        per_cat.setdefault(cat, []).append(value)
+
+
 def wb_score(
     records: Sequence[dict[str, Any]],
     categories: dict[str, list[str]] | None = None,
@@ -270,11 +296,7 @@ def wb_score(
             continue
         lengths.append(len(out))
         if categories is not None:
-            sid = str(rec["session_id"])
-            if sid not in categories:
-                raise KeyError(f"session {sid} has no task categories")
-            for cat in categories[sid]:
-                per_cat.setdefault(cat, []).append(s)
+            _add_by_category(per_cat, categories, rec, s)
     if not scores:
         raise ValueError("no valid scores")
     mean = sum(scores) / len(scores)
@@ -379,11 +401,7 @@ def wb_reward(
             value = _OUTCOME_VALUE[o]
         lengths.append(len(rec.get("model_output") or ""))
         if categories is not None:
-            sid = str(rec["session_id"])
-            if sid not in categories:
-                raise KeyError(f"session {sid} has no task categories")
-            for cat in categories[sid]:
-                per_cat.setdefault(cat, []).append(value)
+            _add_by_category(per_cat, categories, rec, value)
     total = len(records)
     if total == 0:
         raise ValueError("no pairwise records")
@@ -726,100 +744,6 @@ def format_rewards(rewards: Sequence[WBReward], mode: str) -> str:
 # command line
 
 
-def build_parser() -> argparse.ArgumentParser:
-    """The ``eval/wildbench.py`` argument parser (subcommands generate / judge / score / all)."""
-    from hf_mig.eval import generate as gen
-    from hf_mig.eval import judge as jdg
-
-    parser = argparse.ArgumentParser(prog="wildbench.py", description="WildBench v2")
-    sub = parser.add_subparsers(dest="command", required=True)
-
-    def data_args(p: argparse.ArgumentParser) -> None:
-        p.add_argument("--tasks", help="WildBench v2 tasks file (default: the Hub, online)")
-        p.add_argument("--limit", type=int, help="only the first N tasks")
-
-    p_gen = sub.add_parser("generate", help="model outputs for the WildBench tasks")
-    gen.add_generation_args(p_gen)
-    data_args(p_gen)
-    p_gen.add_argument("--out", required=True)
-    p_judge = sub.add_parser("judge", help="judge records (score or pairwise)")
-    data_args(p_judge)
-    p_judge.add_argument("--outputs", required=True, help="model outputs (from generate)")
-    p_judge.add_argument("--mode", choices=["official", "paper"], default="official")
-    p_judge.add_argument("--kind", choices=["score", "pairwise"], help="default: per mode")
-    p_judge.add_argument(
-        "--reference-outputs",
-        nargs="*",
-        default=[],
-        help="NAME=FILE reference outputs for pairwise judging (paper mode: the three references)",
-    )
-    p_judge.add_argument("--out", required=True, help="judge records file (or dir for pairwise)")
-    jdg.add_judge_args(p_judge)
-    p_score = sub.add_parser("score", help="WB-Score / WB-Reward from judge records")
-    p_score.add_argument("--records", nargs="+", required=True, help="judge record files")
-    p_score.add_argument("--kind", choices=["score", "pairwise"], default="score")
-    p_score.add_argument("--mode", choices=["official", "paper"], default="official")
-    p_score.add_argument("--tasks", help="WildBench v2 tasks (for categories / task macro)")
-    p_score.add_argument("--K", type=int, default=-1, help="length penalty for WB-Reward")
-    p_score.add_argument("--leaderboard-dir", help="leaderboard data_dir: show published numbers")
-    p_score.add_argument("--out", help="write the result JSON here")
-    p_all = sub.add_parser("all", help="generate, judge and score (paper: pairwise vs 3 refs)")
-    gen.add_generation_args(p_all)
-    data_args(p_all)
-    jdg.add_judge_args(p_all)
-    p_all.add_argument("--mode", choices=["official", "paper"], default="official")
-    p_all.add_argument("--reference-outputs", nargs="*", default=[])
-    p_all.add_argument("--out-dir", required=True)
-    return parser
-
-
-def _cmd_score(args: argparse.Namespace) -> dict[str, Any]:
-    cats = task_categories(load_tasks(args.tasks)) if args.tasks else None
-    board = load_leaderboard(args.leaderboard_dir) if args.leaderboard_dir else None
-    if args.kind == "score":
-        results = []
-        for path in args.records:
-            res = wb_score(load_records(path), cats)
-            res.mode = args.mode
-            print(format_score(res))
-            d = res.to_dict()
-            if board is not None and res.model in board[1]:
-                stat = board[1][res.model]
-                pub = {k: v for k, v in stat.items() if k.startswith("WB_score") or k == "Length"}
-                d["published"] = pub
-                print(
-                    f"  published: WB_score {pub.get('WB_score'):.2f}, WB_score.task_macro "
-                    f"{pub.get('WB_score.task_macro'):.2f}, Length {pub.get('Length'):.1f}"
-                )
-            results.append(d)
-        out: dict[str, Any] = results[0] if len(results) == 1 else {"results": results}
-    else:
-        rewards = []
-        for path in args.records:
-            recs = load_records(path)
-            rewards.append(wb_reward(recs, K=args.K, categories=cats))
-        print(format_rewards(rewards, args.mode))
-        mix = mixture_of_rewards([r.reward for r in rewards])
-        out = {
-            "benchmark": "wildbench_v2",
-            "mode": args.mode,
-            "model": rewards[0].model,
-            "primary_metric": "mixture_of_rewards" if len(rewards) > 1 else "reward",
-            "primary": mix,
-            "mixture_of_rewards": mix,
-            "paper_scale": paper_scale(mix),
-            "rewards": [r.to_dict() for r in rewards],
-            "judging": "discrete",
-        }
-        macros = [r.task_macro_reward for r in rewards]
-        if all(m is not None for m in macros):
-            out["task_macro_reward"] = mixture_of_rewards(macros)  # type: ignore[arg-type]
-    if args.out:
-        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.out).write_text(json.dumps(out, indent=2))
-    return out
-
-
 def _parse_refs(specs: Sequence[str], mode: str) -> list[tuple[str, str]]:
     refs = []
     for spec in specs:
@@ -830,49 +754,183 @@ def _parse_refs(specs: Sequence[str], mode: str) -> list[tuple[str, str]]:
     return refs
 
 
-def _cmd_generate(args: argparse.Namespace) -> Any:
-    from hf_mig.eval.generate import backend_from_args, generator_name
+@register_benchmark("wildbench")
+class WildBench(Benchmark):
+    """WildBench v2: outputs for the tasks, WB-Score (single-answer) or WB-Reward (pairwise
+    against reference models) judging, and their scores."""
 
-    tasks = load_tasks(args.tasks)[: args.limit]
-    report = generate_outputs(
-        backend_from_args(args),
-        tasks,
-        args.out,
-        generator=generator_name(args),
-        max_new_tokens=args.max_new_tokens or MAX_NEW_TOKENS,
-        chunk_size=args.chunk_size,
-    )
-    print(f"generation: {report.summary()}")
-    return report
+    description = "WildBench v2"
+    prog = "wildbench.py"
+    result_benchmark = "wildbench_v2"
+    all_files = ("outputs.json", "judgments.json", "wildbench.json")
+    items = "tasks"
+
+    def add_steps(self, sub: argparse._SubParsersAction) -> None:
+        from hf_mig.eval import generate as gen
+        from hf_mig.eval import judge as jdg
+
+        def data_args(p: argparse.ArgumentParser) -> None:
+            p.add_argument("--tasks", help="WildBench v2 tasks file (default: the Hub, online)")
+            p.add_argument("--limit", type=int, help="only the first N tasks")
+
+        p_gen = sub.add_parser("generate", help="model outputs for the WildBench tasks")
+        gen.add_generation_args(p_gen)
+        data_args(p_gen)
+        p_gen.add_argument("--out", required=True)
+        p_judge = sub.add_parser("judge", help="judge records (score or pairwise)")
+        data_args(p_judge)
+        p_judge.add_argument("--outputs", required=True, help="model outputs (from generate)")
+        add_mode_arg(p_judge)
+        p_judge.add_argument("--kind", choices=KINDS, help="default: per mode")
+        p_judge.add_argument(
+            "--reference-outputs",
+            nargs="*",
+            default=[],
+            help="NAME=FILE reference outputs for pairwise judging (paper mode: the three "
+            "references)",
+        )
+        p_judge.add_argument(
+            "--out", required=True, help="judge records file (or dir for pairwise)"
+        )
+        jdg.add_judge_args(p_judge)
+        p_score = sub.add_parser("score", help="WB-Score / WB-Reward from judge records")
+        p_score.add_argument("--records", nargs="+", required=True, help="judge record files")
+        p_score.add_argument("--kind", choices=KINDS, default="score")
+        add_mode_arg(p_score)
+        p_score.add_argument("--tasks", help="WildBench v2 tasks (for categories / task macro)")
+        p_score.add_argument("--K", type=int, default=-1, help="length penalty for WB-Reward")
+        p_score.add_argument(
+            "--leaderboard-dir", help="leaderboard data_dir: show published numbers"
+        )
+        p_score.add_argument("--out", help="write the result JSON here")
+        p_all = sub.add_parser("all", help="generate, judge and score (paper: pairwise vs 3 refs)")
+        gen.add_generation_args(p_all)
+        data_args(p_all)
+        jdg.add_judge_args(p_all)
+        add_mode_arg(p_all)
+        p_all.add_argument("--reference-outputs", nargs="*", default=[])
+        p_all.add_argument("--out-dir", required=True)
+
+    def generate_outputs(self, backend: Any, args: argparse.Namespace, model_id: str) -> Any:
+        return generate_outputs(
+            backend,
+            load_tasks(args.tasks)[: args.limit],
+            args.out,
+            generator=model_id,
+            max_new_tokens=args.max_new_tokens or MAX_NEW_TOKENS,
+            chunk_size=args.chunk_size,
+        )
+
+    def judge_inputs(self, args: argparse.Namespace) -> tuple[Any, ...]:
+        return load_tasks(args.tasks)[: args.limit], load_outputs(args.outputs)
+
+    def judge_outputs(self, client: Any, data: Any, args: argparse.Namespace) -> list[Path]:
+        tasks, outputs = data
+        kind = args.kind or ("pairwise" if args.mode == "paper" else "score")
+        out = Path(args.out)
+        written = []
+        if kind == "score":
+            recs = judge_scores(client, tasks, outputs)
+            out.write_text(json.dumps(recs, indent=2, ensure_ascii=False))
+            written.append(out)
+        else:
+            refs = _parse_refs(args.reference_outputs, args.mode)
+            if not refs:
+                raise SystemExit("pairwise judging needs --reference-outputs NAME=FILE")
+            for name, source in refs:
+                recs = judge_pairwise(client, tasks, outputs, load_outputs(source), name)
+                path = out.with_name(f"{out.stem}.ref={name}{out.suffix or '.json'}")
+                path.write_text(json.dumps(recs, indent=2, ensure_ascii=False))
+                written.append(path)
+        return written
+
+    def judge(self, args: argparse.Namespace) -> list[Path]:
+        written = super().judge(args)
+        for path in written:
+            print(f"  wrote {path}")
+        return written
+
+    def chain_judge(self, args: argparse.Namespace) -> None:
+        args.outputs = args.out
+        args.kind = "pairwise" if args.mode == "paper" else "score"
+
+    def chain_score(self, args: argparse.Namespace, judged: Any) -> None:
+        args.records = [str(p) for p in judged]
+        args.K = -1
+        args.leaderboard_dir = None
+
+    def score(self, args: argparse.Namespace) -> dict[str, Any]:
+        cats = task_categories(load_tasks(args.tasks)) if args.tasks else None
+        board = load_leaderboard(args.leaderboard_dir) if args.leaderboard_dir else None
+        if args.kind == "score":
+            results = [_score_result(path, cats, args.mode, board) for path in args.records]
+            out: dict[str, Any] = results[0] if len(results) == 1 else {"results": results}
+        else:
+            out = _reward_result(args.records, cats, args.mode, args.K)
+        if args.out:
+            write_result(args.out, out)
+        return out
+
+    def table_cells(self, result: Mapping[str, Any]) -> dict[str, float]:
+        """``Wild``: the mixture of pairwise rewards (the paper's column); a WB-Score result
+        (the official single-answer mode) is ``WB-Score``, its task macro when known."""
+        if result.get("benchmark") != "wildbench_v2":
+            return {}
+        if is_number(result.get("mixture_of_rewards")):
+            return {"Wild": float(result["mixture_of_rewards"])}
+        if is_number(result.get("WB_score")):
+            macro = result.get("WB_score.task_macro")
+            return {"WB-Score": float(macro if is_number(macro) else result["WB_score"])}
+        return {}
 
 
-def _cmd_judge(args: argparse.Namespace) -> list[Path]:
-    from hf_mig.eval.judge import client_from_args
+def _score_result(
+    path: str, cats: dict[str, list[str]] | None, mode: str, board: Any
+) -> dict[str, Any]:
+    """The WB-Score result of one record file (printed), with the published numbers of the
+    leaderboard ``board`` when it has the model."""
+    res = wb_score(load_records(path), cats)
+    res.mode = mode
+    print(format_score(res))
+    d = res.to_dict()
+    if board is not None and res.model in board[1]:
+        stat = board[1][res.model]
+        pub = {k: v for k, v in stat.items() if k.startswith("WB_score") or k == "Length"}
+        d["published"] = pub
+        print(
+            f"  published: WB_score {pub.get('WB_score'):.2f}, WB_score.task_macro "
+            f"{pub.get('WB_score.task_macro'):.2f}, Length {pub.get('Length'):.1f}"
+        )
+    return d
 
-    tasks = load_tasks(args.tasks)[: args.limit]
-    outputs = load_outputs(args.outputs)
-    kind = args.kind or ("pairwise" if args.mode == "paper" else "score")
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    client = client_from_args(args, out.parent / "judge_cache.sqlite")
-    written = []
-    if kind == "score":
-        recs = judge_scores(client, tasks, outputs)
-        out.write_text(json.dumps(recs, indent=2, ensure_ascii=False))
-        written.append(out)
-    else:
-        refs = _parse_refs(args.reference_outputs, args.mode)
-        if not refs:
-            raise SystemExit("pairwise judging needs --reference-outputs NAME=FILE")
-        for name, source in refs:
-            recs = judge_pairwise(client, tasks, outputs, load_outputs(source), name)
-            path = out.with_name(f"{out.stem}.ref={name}{out.suffix or '.json'}")
-            path.write_text(json.dumps(recs, indent=2, ensure_ascii=False))
-            written.append(path)
-    print(f"judge: {client.stats.summary()}")
-    for path in written:
-        print(f"  wrote {path}")
-    return written
+
+def _reward_result(
+    paths: Sequence[str], cats: dict[str, list[str]] | None, mode: str, K: int
+) -> dict[str, Any]:
+    """The WB-Reward result over one record file per reference (printed)."""
+    rewards = [wb_reward(load_records(path), K=K, categories=cats) for path in paths]
+    print(format_rewards(rewards, mode))
+    mix = mixture_of_rewards([r.reward for r in rewards])
+    out = {
+        "benchmark": "wildbench_v2",
+        "mode": mode,
+        "model": rewards[0].model,
+        "primary_metric": "mixture_of_rewards" if len(rewards) > 1 else "reward",
+        "primary": mix,
+        "mixture_of_rewards": mix,
+        "paper_scale": paper_scale(mix),
+        "rewards": [r.to_dict() for r in rewards],
+        "judging": "discrete",
+    }
+    macros = [r.task_macro_reward for r in rewards]
+    if all(m is not None for m in macros):
+        out["task_macro_reward"] = mixture_of_rewards(macros)  # type: ignore[arg-type]
+    return out
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The ``eval/wildbench.py`` argument parser (subcommands generate / judge / score / all)."""
+    return WildBench().build_parser()
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -882,33 +940,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     ``pairwise`` against the references in paper mode); ``score`` -> WB-Score / WB-Reward;
     ``all`` runs the three into ``--out-dir``.
     """
-    args = build_parser().parse_args(argv)
-    if args.command == "score":
-        _cmd_score(args)
-    elif args.command == "generate":
-        return 1 if _cmd_generate(args).failed else 0
-    elif args.command == "judge":
-        _cmd_judge(args)
-    else:
-        from hf_mig.eval.judge import check_judge_args
-
-        check_judge_args(args)  # fail before generating, not after
-        out_dir = Path(args.out_dir)
-        out_dir.mkdir(parents=True, exist_ok=True)
-        args.out = str(out_dir / "outputs.json")
-        if _cmd_generate(args).failed:
-            print("generation incomplete; re-run to retry the failed tasks")
-            return 1
-        args.outputs = args.out
-        args.kind = "pairwise" if args.mode == "paper" else "score"
-        args.out = str(out_dir / "judgments.json")
-        written = _cmd_judge(args)
-        args.records = [str(p) for p in written]
-        args.K = -1
-        args.leaderboard_dir = None
-        args.out = str(out_dir / "wildbench.json")
-        _cmd_score(args)
-    return 0
+    return WildBench().main(argv)
 
 
 if __name__ == "__main__":  # pragma: no cover
