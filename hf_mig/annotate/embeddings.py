@@ -34,6 +34,7 @@ from datasets import Dataset
 from tqdm.auto import tqdm
 
 from hf_mig.annotate.pickling import PicklesByConfig
+from hf_mig.core.encoding import check_k, read_scores
 from hf_mig.models.embedders import DEFAULT_EMBEDDER, EmbedderLike, embedder_name, load_embedder
 
 logger = logging.getLogger(__name__)
@@ -423,35 +424,6 @@ def ensure_embeddings(
     return embedding_matrix(dataset, column, normalize=normalize, progress=progress)
 
 
-def read_scores(
-    dataset: Dataset, column: str, *, nonnegative: bool = False, what: str = "selection"
-) -> np.ndarray:
-    """The numeric ``column`` as float64, validated (no null, NaN or inf; ``>= 0`` if asked).
-
-    Raises ``ValueError`` naming the column (when missing) or the first bad row and the field.
-    """
-    if column not in dataset.column_names:
-        raise _column_error(
-            dataset, column, f"This {what} needs a numeric score column; set score_column=..."
-        )
-    arr = dataset.select_columns([column]).with_format("arrow")[:].column(0)
-    if arr.null_count:
-        bad = int(np.flatnonzero(arr.is_null().to_numpy(zero_copy_only=False))[0])
-        raise ValueError(f"row {bad}, field {column!r}: score is null")
-    if not (pa.types.is_floating(arr.type) or pa.types.is_integer(arr.type)):
-        if not pa.types.is_boolean(arr.type):
-            raise ValueError(f"column {column!r} has type {arr.type}; expected numbers")
-    scores = np.asarray(arr.to_numpy(zero_copy_only=False), dtype=np.float64)
-    bad_mask = ~np.isfinite(scores)
-    if nonnegative:
-        bad_mask |= scores < 0
-    if bad_mask.any():
-        bad = int(np.flatnonzero(bad_mask)[0])
-        need = "finite and >= 0" if nonnegative else "finite"
-        raise ValueError(f"row {bad}, field {column!r}: score {scores[bad]!r} is not {need}")
-    return scores
-
-
 def check_arrays(
     embeddings: np.ndarray, scores: np.ndarray | None, k: int
 ) -> tuple[np.ndarray, np.ndarray | None]:
@@ -468,10 +440,7 @@ def check_arrays(
     if x.ndim != 2 or x.shape[0] == 0 or x.shape[1] == 0:
         raise ValueError(f"embeddings must be a non-empty 2-D array (n, d), got shape {x.shape}")
     n = x.shape[0]
-    if isinstance(k, bool) or not isinstance(k, (int, np.integer)):
-        raise TypeError(f"k must be an integer, got {type(k).__name__}: {k!r}")
-    if not 1 <= k <= n:
-        raise ValueError(f"k = {k} must lie in [1, {n}] (the number of rows)")
+    check_k(k, n)
     s = None
     if scores is not None:
         s = np.asarray(scores, dtype=np.float64)

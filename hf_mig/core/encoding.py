@@ -12,10 +12,12 @@ import json
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import Literal
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
+from datasets import Dataset
 
 from hf_mig.core._jit import njit
 
@@ -162,29 +164,87 @@ def non_numeric_error(col: pa.ChunkedArray | pa.Array, column: str, what: str) -
     )
 
 
-def read_scores(table: pa.Table, column: str) -> np.ndarray:
-    """Scores as float64; null, NaN, inf or negative values raise with the first bad row, and so
-    does a column that is not numeric (naming the first row that does not hold a number)."""
-    col = _column(table, column)
-    if not (pa.types.is_floating(col.type) or pa.types.is_integer(col.type)):
-        raise PoolValidationError(non_numeric_error(col, column, "scores"))
+def arrow_columns(dataset: Dataset, columns: Sequence[str]) -> pa.Table:
+    """The given columns of ``dataset`` as an Arrow table, in row order (views resolved)."""
+    missing = [c for c in columns if c not in dataset.column_names]
+    if missing:
+        raise ValueError(
+            f"column {missing[0]!r} not found; the pool has columns {dataset.column_names}"
+        )
+    return dataset.select_columns(list(columns)).with_format("arrow")[:]
+
+
+def check_k(k: object, n: int) -> int:
+    """``k`` as an ``int`` once it is an integer in ``[1, n]`` (``n``: the pool's rows).
+
+    Raises ``TypeError`` for a non-integer (a bool included) and ``ValueError`` for ``k < 1``
+    or ``k > n``, giving the value and the bound.
+    """
+    if isinstance(k, bool) or not isinstance(k, (int, np.integer)):
+        raise TypeError(f"k must be an integer, got {type(k).__name__}: {k!r}")
+    if k <= 0:
+        raise ValueError(f"k must be >= 1, got {k}")
+    if k > n:
+        raise ValueError(f"k = {k} exceeds the pool size ({n} rows); k must be between 1 and {n}")
+    return int(k)
+
+
+def read_scores(
+    source: pa.Table | Dataset,
+    column: str,
+    *,
+    nonnegative: bool = False,
+    booleans: bool = True,
+    what: str = "selection",
+    name_rows: Literal["field", "column"] = "field",
+) -> np.ndarray:
+    """The numeric ``column`` of a table or dataset as float64, validated.
+
+    Null, NaN and infinite values raise :class:`PoolValidationError` (a ``ValueError``) naming
+    the first bad row, the field and what was expected; so do negative values when
+    ``nonnegative``, and a column that does not hold numbers (naming the first row that holds
+    something else). Boolean columns read as 0/1 when ``booleans``, else they count as not
+    numeric. A missing column raises naming the pool's columns; ``what`` names the caller.
+    ``name_rows`` words a bad row as ``row 3, field 'score': score is null`` (``"field"``) or
+    ``row 3: column 'score' is null`` (``"column"``).
+    """
+    names = source.column_names
+    if column not in names:
+        raise PoolValidationError(
+            f"column {column!r} not found; the pool has columns {names}. This {what} needs a "
+            "numeric score column; set score_column=..."
+        )
+    table = source if isinstance(source, pa.Table) else arrow_columns(source, [column])
+    col = table.column(column)
+    kind = col.type
+    numeric = pa.types.is_floating(kind) or pa.types.is_integer(kind)
+    if not (numeric or (booleans and pa.types.is_boolean(kind))):
+        raise PoolValidationError(non_numeric_error(col, column, f"scores for {what}"))
+
+    def bad_row(row: int, value: str, expected: str) -> PoolValidationError:
+        where = (
+            f"row {row}, field {column!r}: score"
+            if name_rows == "field"
+            else (f"row {row}: column {column!r}")
+        )
+        return PoolValidationError(f"{where} is {value}; expected {expected}")
+
     if col.null_count:
-        row = _first_row(np.asarray(col.is_null()))
-        raise PoolValidationError(f"row {row}: column {column!r} is null; expected a number")
-    scores = col.to_numpy().astype(np.float64, copy=False)
+        raise bad_row(_first_row(np.asarray(col.is_null())), "null", "a number")
+    scores = np.asarray(col.to_numpy(), dtype=np.float64)
     bad = ~np.isfinite(scores)
     if bad.any():
         row = _first_row(bad)
-        raise PoolValidationError(
-            f"row {row}: column {column!r} is {scores[row]}; expected a finite number "
-            f"({int(bad.sum())} rows affected)"
-        )
-    neg = scores < 0
-    if neg.any():
+        count = int(bad.sum())
+        raise bad_row(row, str(scores[row]), f"a finite number ({count} rows affected)")
+    if nonnegative and (scores < 0).any():
+        neg = scores < 0
         row = _first_row(neg)
-        raise PoolValidationError(
-            f"row {row}: column {column!r} is {scores[row]}; MIG needs scores >= 0 "
-            f"({int(neg.sum())} negative rows). Shift or rescale the scores first."
+        raise bad_row(
+            row,
+            str(scores[row]),
+            f"a number >= 0 ({int(neg.sum())} negative rows); this {what} needs scores >= 0. "
+            "Shift or rescale the scores first.",
         )
     return scores
 
@@ -283,7 +343,14 @@ def encode_pool(
     ``occurrence_coverage`` (the share of label occurrences that are in the vocabulary; 0 when
     the pool has none).
     """
-    scores = read_scores(table, score_column)
+    scores = read_scores(
+        table,
+        score_column,
+        nonnegative=True,
+        booleans=False,
+        what="MIG selection",
+        name_rows="column",
+    )
     arr = _list_column(table, labels_column)
     n = len(arr)
     flat, lengths = _check_label_values(arr, labels_column)

@@ -5,15 +5,15 @@ diagonal is 1. The graph never materialises a dense K x K matrix: similarities a
 row blocks over the upper triangle and thresholded block by block.
 
 Graphs built by :meth:`LabelGraph.from_labels` with a *named* embedder (a model id or folder,
-``"static:<model>"``, or the embedder objects :func:`hf_mig.models.embedders.load_embedder` returns for
-them) are cached on disk, keyed by content (see :func:`graph_cache_key`): the sorted label set,
-the embedder's name and content identity (:func:`hf_mig.models.identity.model_identity`: the
-bytes of its files or its Hub commit, plus the versions of the libraries that run it), the
-threshold, ``block_size``, ``max_edges``, ``max_degree`` and :data:`FORMAT_VERSION`. Entries
-live in :func:`graph_cache_dir` (``$HF_MIG_CACHE/label_graphs``, default
-``~/.cache/hf_mig/label_graphs``) as ``<key>.npz`` files written by :meth:`LabelGraph.save`
-(temporary sibling, then rename). A graph from a callable embedder is never cached: a callable
-has no content identity.
+``"static:<model>"``, or the embedder objects :func:`hf_mig.models.embedders.load_embedder`
+returns for them) are cached on disk, keyed by content (see :func:`graph_cache_key`): the
+sorted label set, the embedder's name and content identity
+(:func:`hf_mig.models.identity.model_identity`: the bytes of its files or its Hub commit, plus
+the versions of the libraries that run it), the threshold, ``block_size``, ``max_edges``,
+``max_degree`` and :data:`FORMAT_VERSION`. Entries live in :func:`graph_cache_dir`
+(``$HF_MIG_CACHE/label_graphs``, default ``~/.cache/hf_mig/label_graphs``) as ``<key>.npz``
+files written by :meth:`LabelGraph.save` (temporary sibling, then rename). A graph from a
+callable embedder is never cached: a callable has no content identity.
 """
 
 from __future__ import annotations
@@ -287,8 +287,8 @@ def _versions(packages: Sequence[str]) -> dict[str, str]:
 
 def embedder_identity(embed) -> dict | None:
     """What the embeddings of ``embed`` (an object returned by
-    :func:`hf_mig.models.embedders.load_embedder`) depend on, or ``None`` when that cannot be known: a
-    callable other than the named-model embedders has no content identity.
+    :func:`hf_mig.models.embedders.load_embedder`) depend on, or ``None`` when that cannot be
+    known: a callable other than the named-model embedders has no content identity.
 
     A sentence-transformers model: the content identity of the folder or Hub snapshot it loads
     (:func:`hf_mig.models.identity.model_identity`), its batch size and device; a static

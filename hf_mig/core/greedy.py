@@ -36,6 +36,7 @@ from tqdm.auto import tqdm
 from hf_mig.core._jit import HAVE_NUMBA
 from hf_mig.core._jit import njit as _njit
 from hf_mig.core._jit import njit_inline as _njit_inline
+from hf_mig.core.encoding import check_k
 from hf_mig.core.objective import Objective
 
 GAIN_KINDS = ("gradient", "exact")
@@ -402,8 +403,7 @@ def greedy_select(
         )
     if not np.isfinite(w).all() or (w < 0).any():
         raise ValueError("weights must be finite and >= 0")
-    if not isinstance(k, (int, np.integer)) or k < 1 or k > n:
-        raise ValueError(f"k must be an integer in [1, {n}], got {k!r}")
+    k = check_k(k, n)
     p_indptr, p_indices, p_data = _as_csr_parts(propagation)
     num_labels = p_indptr.size - 1
     if lab.size and (lab.min() < 0 or lab.max() >= num_labels):

@@ -15,7 +15,7 @@ from hf_mig.selectors.kcenter import KCenterSelector
 from hf_mig.selectors.mig import MIGSelector
 from hf_mig.selectors.qdit import QDITSelector
 from hf_mig.selectors.random import RandomSelector
-from hf_mig.selectors.score import IFDSelector, ScoreSelector
+from hf_mig.selectors.ranking import IFDSelector, ScoreSelector
 from hf_mig.selectors.zip import ZIPSelector
 
 __all__ = [

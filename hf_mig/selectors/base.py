@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import functools
+import inspect
 import logging
-from typing import Protocol, runtime_checkable
+from collections.abc import Sequence
+from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 from datasets import Dataset, DatasetDict, IterableDataset, IterableDatasetDict
+
+from hf_mig.core.encoding import check_k
 
 logger = logging.getLogger(__name__)
 
@@ -16,6 +20,10 @@ __all__ = [
     "BaseSelector",
     "Selector",
     "as_dataset",
+    "check_bool",
+    "check_choice",
+    "check_int",
+    "check_number",
     "get_selector",
     "register_selector",
 ]
@@ -114,8 +122,78 @@ def _accepts_dataset_dict(method):
 POOL_METHODS = ("select_indices", "select", "rows")
 
 
+def check_int(name: str, value: Any, *, minimum: int = 1, allow_none: bool = False) -> int | None:
+    """``value`` as an ``int`` when it is an integer ``>= minimum`` (or ``None`` when
+    ``allow_none``); otherwise ``ValueError`` naming the option ``name``."""
+    if value is None and allow_none:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
+        also = " or None" if allow_none else ""
+        raise ValueError(f"{name} must be an integer >= {minimum}{also}, got {value!r}")
+    return int(value)
+
+
+def check_number(
+    name: str,
+    value: Any,
+    low: float | None = None,
+    high: float | None = None,
+    *,
+    open_low: bool = False,
+    hint: str = "",
+) -> float:
+    """``value`` as a ``float`` when it is a finite real number within ``[low, high]`` (``low``
+    excluded when ``open_low``; ``None``: unbounded); otherwise ``ValueError`` naming the option
+    ``name`` and the range (``hint`` is added to the message)."""
+    number = isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(
+        value, bool
+    )
+    ok = number and np.isfinite(value)
+    if ok and low is not None:
+        ok = value > low if open_low else value >= low
+    if ok and high is not None:
+        ok = value <= high
+    if not ok:
+        if low is None and high is None:
+            bounds = "a finite number"
+        else:
+            bounds = f"a number in {'(' if open_low else '['}{low}, {high}]"
+        raise ValueError(f"{name} must be {bounds}{hint}, got {value!r}")
+    return float(value)
+
+
+def check_bool(name: str, value: Any) -> bool:
+    """``value`` when it is ``True`` or ``False``; otherwise ``TypeError`` naming ``name``."""
+    if value not in (True, False):
+        raise TypeError(f"{name} must be a bool, got {value!r}")
+    return bool(value)
+
+
+def check_choice(name: str, value: Any, choices: Sequence[Any]) -> Any:
+    """``value`` when it is one of ``choices``; otherwise ``ValueError`` listing them."""
+    if value not in choices:
+        raise ValueError(f"{name} must be one of {tuple(choices)}, got {value!r}")
+    return value
+
+
+#: Longest collection :meth:`BaseSelector.__repr__` shows item by item.
+_REPR_ITEMS = 20
+
+
+def _repr_value(value: Any) -> str:
+    if isinstance(value, (list, tuple, set, frozenset, np.ndarray)) and len(value) > _REPR_ITEMS:
+        return f"<{type(value).__name__} of {len(value)} items>"
+    return repr(value)
+
+
 class BaseSelector:
-    """Shared plumbing: validation of ``k`` against the pool and ``select`` from indices.
+    """Shared plumbing: parameters, validation of ``k`` against the pool and ``select``.
+
+    Parameters follow scikit-learn's convention: ``__init__`` stores each argument, unchanged,
+    under its own name and does nothing else; :meth:`get_params`, :meth:`set_params` and
+    ``repr`` read the names from the ``__init__`` signature, so ``type(s)(**s.get_params())``
+    rebuilds an equal selector. Options are validated when the selection runs. Attributes set
+    by a run end in ``_``.
 
     The pool argument of :data:`POOL_METHODS` (``select_indices``, ``select``, ``rows``), in
     this class and in every subclass that defines them, goes through :func:`as_dataset`: a
@@ -133,16 +211,37 @@ class BaseSelector:
             if callable(method):
                 setattr(cls, name, _accepts_dataset_dict(method))
 
+    @classmethod
+    def _param_names(cls) -> list[str]:
+        """The ``__init__`` parameters, in signature order (``*args``/``**kwargs`` excluded)."""
+        params = inspect.signature(cls.__init__).parameters.values()
+        kinds = (inspect.Parameter.VAR_POSITIONAL, inspect.Parameter.VAR_KEYWORD)
+        return [p.name for p in params if p.name != "self" and p.kind not in kinds]
+
+    def get_params(self, deep: bool = False) -> dict[str, Any]:
+        """Every ``__init__`` argument by name, as stored (``deep`` is accepted for
+        scikit-learn compatibility; selectors hold no nested estimators)."""
+        return {name: getattr(self, name) for name in self._param_names()}
+
+    def set_params(self, **params: Any) -> BaseSelector:
+        """Set ``__init__`` arguments by name and return the selector; an unknown name raises
+        ``ValueError`` listing the valid ones."""
+        valid = self._param_names()
+        for name, value in params.items():
+            if name not in valid:
+                raise ValueError(
+                    f"invalid parameter {name!r} for {type(self).__name__}; valid parameters: "
+                    f"{', '.join(valid)}"
+                )
+            setattr(self, name, value)
+        return self
+
+    def __repr__(self) -> str:
+        shown = ", ".join(f"{k}={_repr_value(v)}" for k, v in self.get_params().items())
+        return f"{type(self).__name__}({shown})"
+
     def _check_k(self, dataset: Dataset) -> int:
-        n = len(as_dataset(dataset))
-        k = self.k
-        if isinstance(k, bool) or not isinstance(k, (int, np.integer)):
-            raise TypeError(f"k must be an integer, got {type(k).__name__}: {k!r}")
-        if k <= 0:
-            raise ValueError(f"k must be >= 1, got {k}")
-        if k > n:
-            raise ValueError(f"k = {k} exceeds the pool size ({n} rows)")
-        return int(k)
+        return check_k(self.k, len(as_dataset(dataset)))
 
     def select_indices(self, dataset: Dataset) -> np.ndarray:  # pragma: no cover - abstract
         raise NotImplementedError

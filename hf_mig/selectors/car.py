@@ -8,11 +8,11 @@ import math
 import numpy as np
 from tqdm.auto import tqdm
 
-from hf_mig.annotate.embeddings import check_arrays as _check_arrays
-from hf_mig.annotate.embeddings import single_threaded_blas
+from hf_mig.annotate.embeddings import check_arrays, single_threaded_blas
 from hf_mig.core.encoding import DegeneratePoolError
 from hf_mig.models.embedders import EmbedderLike
-from hf_mig.selectors.base import register_selector
+from hf_mig.selectors._diversity import best_first, show_progress
+from hf_mig.selectors.base import check_int, check_number, register_selector
 from hf_mig.selectors.embedding_base import EmbeddingSelector, all_equal, constant_scores_error
 
 logger = logging.getLogger(__name__)
@@ -109,20 +109,10 @@ class CaRSelector(EmbeddingSelector):
         self.progress = progress
 
     # ------------------------------------------------------------------ helpers
-    @staticmethod
-    def _int_option(name: str, value, minimum: int, allow_none: bool = True) -> int | None:
-        if value is None and allow_none:
-            return None
-        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
-            raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
-        return int(value)
-
     def _budget(self, k: int, clusters: int) -> tuple[int, int]:
-        n1 = self._int_option("n1", self.n1, 0)
-        n2 = self._int_option("n2", self.n2, 0)
-        share = self.cluster_share
-        if isinstance(share, bool) or not isinstance(share, (int, float)) or not 0 <= share <= 1:
-            raise ValueError(f"cluster_share must be a number in [0, 1], got {share!r}")
+        n1 = check_int("n1", self.n1, minimum=0, allow_none=True)
+        n2 = check_int("n2", self.n2, minimum=0, allow_none=True)
+        share = check_number("cluster_share", self.cluster_share, 0, 1)
         if n2 is None:
             n2 = max(1, math.floor(k * share / clusters)) if share > 0 else 0
         if n1 is None:
@@ -142,18 +132,15 @@ class CaRSelector(EmbeddingSelector):
         self._options(n)
 
     def _options(self, n: int) -> dict:
-        clusters = self._int_option("n_clusters", self.n_clusters, 1)
+        clusters = check_int("n_clusters", self.n_clusters, allow_none=True)
         if clusters is None:
             clusters = max(1, int(math.sqrt(n / 2)))
-        var = self.pca_variance
-        if isinstance(var, bool) or not isinstance(var, (int, float)) or not 0 < var <= 1:
-            raise ValueError(f"pca_variance must be in (0, 1], got {var!r}")
         return {
             "clusters": min(clusters, n),
-            "variance": float(var),
-            "max_iter": self._int_option("max_iter", self.max_iter, 1, allow_none=False),
-            "init_sample": self._int_option("init_sample", self.init_sample, 1, allow_none=False),
-            "fit_sample": self._int_option("fit_sample", self.fit_sample, 1),
+            "variance": check_number("pca_variance", self.pca_variance, 0, 1, open_low=True),
+            "max_iter": check_int("max_iter", self.max_iter),
+            "init_sample": check_int("init_sample", self.init_sample),
+            "fit_sample": check_int("fit_sample", self.fit_sample, allow_none=True),
         }
 
     def check_scores(self, scores: np.ndarray, *, warn: bool = True) -> None:
@@ -165,7 +152,7 @@ class CaRSelector(EmbeddingSelector):
 
     def select_arrays(self, embeddings: np.ndarray, scores: np.ndarray) -> np.ndarray:
         """CaR on arrays: L2-normalised ``(n, d)`` embeddings and ``n`` finite scores."""
-        x, scores = _check_arrays(embeddings, scores, self.k)
+        x, scores = check_arrays(embeddings, scores, self.k)
         self.check_scores(scores)
         k = int(self.k)
         opts = self._options(len(x))
@@ -198,13 +185,6 @@ class CaRSelector(EmbeddingSelector):
         self.n_cluster_picks_ = int((source == 1).sum())
         self.n_filled_ = int((source == 2).sum())
         return picks
-
-    def __repr__(self) -> str:
-        return (
-            f"CaRSelector(k={self.k}, n1={self.n1}, n2={self.n2}, n_clusters={self.n_clusters}, "
-            f"pca_variance={self.pca_variance}, seed={self.seed}, "
-            f"score_column={self.score_column!r})"
-        )
 
 
 def pca_fit(
@@ -343,7 +323,7 @@ def kmeans_projected(
     inertia = np.inf
     n_iter = 0
     d = x.shape[1]
-    show = bool(progress) if progress is not None else float(m) * clusters * d >= 1e10
+    show = show_progress(progress, float(m) * clusters * d, 1e10)
     bar = tqdm(total=max_iter, desc="CaR k-means", unit="iter", disable=not show)
     for it in range(1, max_iter + 1):
         n_iter = it
@@ -394,7 +374,7 @@ def car_rank(
     score order (cut at ``k``); then the best remaining rows by score until ``k``.
     """
     n = len(scores)
-    order = np.lexsort((np.arange(n), -np.asarray(scores, dtype=np.float64)))  # best first
+    order = best_first(scores)
     picked = np.zeros(n, dtype=bool)
     overall = order[: min(n1, k)]
     picked[overall] = True

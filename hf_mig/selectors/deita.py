@@ -7,10 +7,11 @@ import logging
 import numpy as np
 from tqdm.auto import tqdm
 
-from hf_mig.annotate.embeddings import check_arrays as _check_arrays
+from hf_mig.annotate.embeddings import check_arrays, max_similarity_to_set
 from hf_mig.core.encoding import DegeneratePoolError
 from hf_mig.models.embedders import EmbedderLike
-from hf_mig.selectors.base import register_selector
+from hf_mig.selectors._diversity import best_first, show_progress
+from hf_mig.selectors.base import check_bool, check_int, check_number, register_selector
 from hf_mig.selectors.embedding_base import EmbeddingSelector, all_equal, constant_scores_error
 
 logger = logging.getLogger(__name__)
@@ -37,8 +38,8 @@ class DeitaSelector(EmbeddingSelector):
         would be file order: :class:`hf_mig.core.encoding.DegeneratePoolError` is raised, before
         any embedding is computed.
     embedding_column: L2-normalised row embeddings; computed with
-        :func:`hf_mig.annotate.embeddings.ensure_embeddings` (first user turn, ``embedder``) when the
-        pool lacks the column.
+        :func:`hf_mig.annotate.embeddings.ensure_embeddings` (first user turn, ``embedder``)
+        when the pool lacks the column.
     embedder: model id, path or callable used only when the embedding column is missing.
     embedding_text: what is embedded then: ``"first_user"`` (the first user turn) or
         ``"conversation"`` (every turn); see :class:`hf_mig.annotate.embeddings.SampleEmbedder`.
@@ -77,19 +78,9 @@ class DeitaSelector(EmbeddingSelector):
         self.progress = progress
 
     def _validate(self) -> float:
-        t = self.threshold
-        if (
-            isinstance(t, bool)
-            or not isinstance(t, (int, float, np.floating))
-            or not np.isfinite(t)
-        ):
-            raise ValueError(f"threshold must be a finite number (a cosine), got {t!r}")
-        if self.fill not in (True, False):
-            raise ValueError(f"fill must be a bool, got {self.fill!r}")
-        b = self.batch_size
-        if isinstance(b, bool) or not isinstance(b, (int, np.integer)) or b < 1:
-            raise ValueError(f"batch_size must be a positive integer, got {b!r}")
-        return float(t)
+        check_bool("fill", self.fill)
+        check_int("batch_size", self.batch_size)
+        return check_number("threshold", self.threshold, hint=" (a cosine)")
 
     label = "DEITA"
 
@@ -106,7 +97,7 @@ class DeitaSelector(EmbeddingSelector):
     def select_arrays(self, embeddings: np.ndarray, scores: np.ndarray) -> np.ndarray:
         """DEITA on arrays: L2-normalised ``(n, d)`` embeddings and ``n`` finite scores."""
         threshold = self._validate()
-        x, scores = _check_arrays(embeddings, scores, self.k)
+        x, scores = check_arrays(embeddings, scores, self.k)
         self.check_scores(scores)
         k = int(self.k)
         picks, max_sim, examined = deita_filter(
@@ -124,7 +115,7 @@ class DeitaSelector(EmbeddingSelector):
                     message + "; raise the threshold, lower k, or pass fill=True to add the "
                     "best rejected rows by score"
                 )
-            order = np.lexsort((np.arange(len(scores)), -scores))
+            order = best_first(scores)
             kept = np.zeros(len(scores), dtype=bool)
             kept[picks] = True
             extra = order[~kept[order]][: k - n_kept]
@@ -137,13 +128,6 @@ class DeitaSelector(EmbeddingSelector):
         self.n_filled_ = int(n_filled)
         self.max_similarity_ = max_sim
         return picks
-
-    def __repr__(self) -> str:
-        return (
-            f"DeitaSelector(k={self.k}, threshold={self.threshold}, "
-            f"score_column={self.score_column!r}, embedding_column={self.embedding_column!r}, "
-            f"fill={self.fill})"
-        )
 
 
 def deita_filter(
@@ -167,13 +151,13 @@ def deita_filter(
     Memory: the kept rows' embeddings (``k x d``) plus ``batch_size x kept_block`` similarities.
     """
     n, d = embeddings.shape
-    order = np.lexsort((np.arange(n), -np.asarray(scores, dtype=np.float64)))
+    order = best_first(scores)
     kept_idx = np.empty(k, dtype=np.int64)
     kept_emb = np.empty((k, d), dtype=np.float32)
     kept_sim = np.empty(k, dtype=np.float32)
     n_kept = 0
     pos = 0
-    show = bool(progress) if progress is not None else n * k >= 5e9
+    show = show_progress(progress, n * k, 5e9)
     bar = tqdm(total=k, desc="DEITA filter", unit="pick", disable=not show)
     # float32 similarities are compared with the threshold in float64 everywhere.
     thr = np.float64(threshold)
@@ -181,10 +165,9 @@ def deita_filter(
         block = order[pos : pos + batch_size]
         cand = np.ascontiguousarray(embeddings[block], dtype=np.float32)
         # Largest similarity of every candidate to the rows kept before this block.
-        best = np.full(len(block), -np.inf, dtype=np.float32)
-        for j in range(0, n_kept, kept_block):
-            stop = min(n_kept, j + kept_block)
-            np.maximum(best, (cand @ kept_emb[j:stop].T).max(axis=1), out=best)
+        best = max_similarity_to_set(
+            cand, kept_emb[:n_kept], block_rows=len(block), block_cols=kept_block
+        )
         survivors = np.flatnonzero(best < thr)
         # Survivors against each other, in visiting order: exactly the sequential rule.
         gram = cand[survivors] @ cand[survivors].T if len(survivors) else None

@@ -3,25 +3,11 @@
 from __future__ import annotations
 
 import numpy as np
-import pyarrow as pa
 from datasets import Dataset
 
-from hf_mig.annotate.embeddings import ensure_embeddings, read_scores
-from hf_mig.core.encoding import PoolValidationError, non_numeric_error
+from hf_mig.annotate.embeddings import ensure_embeddings
+from hf_mig.core.encoding import read_scores
 from hf_mig.selectors.base import BaseSelector
-
-
-def read_score_column(dataset: Dataset, column: str, *, what: str) -> np.ndarray:
-    """The numeric score ``column`` as float64 (see :func:`hf_mig.annotate.embeddings.read_scores`); a
-    column that does not hold numbers raises naming the first row that holds something else."""
-    if column in dataset.column_names:
-        arr = dataset.select_columns([column]).with_format("arrow")[:].column(0)
-        kind = arr.type
-        if not (
-            pa.types.is_floating(kind) or pa.types.is_integer(kind) or pa.types.is_boolean(kind)
-        ):
-            raise PoolValidationError(non_numeric_error(arr, column, f"scores for {what}"))
-    return read_scores(dataset, column, what=what)
 
 
 def all_equal(scores: np.ndarray) -> bool:
@@ -51,6 +37,11 @@ class EmbeddingSelector(BaseSelector):
 
     label: str = "embedding"
 
+    @property
+    def score_what(self) -> str:
+        """The selection named in messages about the score column."""
+        return f"{self.label} selection"
+
     def _check_options(self, n: int) -> None:  # pragma: no cover - overridden
         pass
 
@@ -77,7 +68,7 @@ class EmbeddingSelector(BaseSelector):
         self._check_k(dataset)
         self._check_options(len(dataset))
         if self.needs_scores:
-            scores = read_score_column(dataset, self.score_column, what=f"{self.label} selection")
+            scores = read_scores(dataset, self.score_column, what=self.score_what)
             self.check_scores(scores, warn=False)
         else:
             scores = np.zeros(len(dataset))

@@ -25,13 +25,13 @@ from hf_mig.core._jit import njit
 from hf_mig.core.encoding import (
     DegeneratePoolError,
     PoolEncoding,
+    arrow_columns,
     describe_report,
     encode_pool,
     unique_labels,
 )
-from hf_mig.selectors.base import BaseSelector, register_selector
-from hf_mig.selectors.mig import arrow_columns
-from hf_mig.selectors.score import read_numeric_column
+from hf_mig.selectors.base import BaseSelector, check_choice, register_selector
+from hf_mig.selectors.ranking import read_numeric_column
 
 logger = logging.getLogger(__name__)
 
@@ -152,17 +152,6 @@ class InsTagSelector(BaseSelector):
         self.vocabulary = vocabulary
         self.strategy = strategy
 
-    def get_params(self) -> dict:
-        """The configuration, JSON-friendly."""
-        return {
-            "method": "instag",
-            "k": self.k,
-            "labels_column": self.labels_column,
-            "score_column": self.score_column,
-            "vocabulary_size": None if self.vocabulary is None else len(self.vocabulary),
-            "strategy": self.strategy,
-        }
-
     def encode(self, dataset: Dataset) -> PoolEncoding:
         """Tags of every row as sorted, distinct label ids (CSR) over the sorted vocabulary."""
         table = arrow_columns(dataset, [self.labels_column])
@@ -180,8 +169,7 @@ class InsTagSelector(BaseSelector):
     def select_indices(self, dataset: Dataset) -> np.ndarray:
         """Row indices of the ``k`` picks, in the order they were taken."""
         k = self._check_k(dataset)
-        if self.strategy not in _STRATEGIES:
-            raise ValueError(f"strategy must be one of {_STRATEGIES}, got {self.strategy!r}")
+        check_choice("strategy", self.strategy, _STRATEGIES)
         score_column = self.score_column
         if score_column is not None and score_column not in dataset.column_names:
             score_column = None
@@ -237,8 +225,3 @@ class InsTagSelector(BaseSelector):
         self.score_column_ = score_column
         self.encoding_report_ = encoding.report
         return picks
-
-    def __repr__(self) -> str:
-        params = self.get_params()
-        shown = ", ".join(f"{key}={val!r}" for key, val in params.items() if key != "method")
-        return f"InsTagSelector({shown})"

@@ -5,14 +5,13 @@ from __future__ import annotations
 import logging
 
 import numpy as np
-from datasets import Dataset
 from tqdm.auto import tqdm
 
-from hf_mig.annotate.embeddings import check_arrays as _check_arrays
-from hf_mig.annotate.embeddings import ensure_embeddings, update_min_distance
+from hf_mig.annotate.embeddings import check_arrays, update_min_distance
 from hf_mig.models.embedders import EmbedderLike
-from hf_mig.selectors.base import BaseSelector, register_selector
-from hf_mig.selectors.embedding_base import all_equal, read_score_column
+from hf_mig.selectors._diversity import best_first, first_argmax, show_progress
+from hf_mig.selectors.base import check_int, register_selector
+from hf_mig.selectors.embedding_base import EmbeddingSelector, all_equal
 
 logger = logging.getLogger(__name__)
 
@@ -20,7 +19,7 @@ _STARTS = ("score", "random")
 
 
 @register_selector("kcenter")
-class KCenterSelector(BaseSelector):
+class KCenterSelector(EmbeddingSelector):
     """k-center greedy: each pick is the row farthest (cosine distance) from all earlier picks.
 
     The first pick is the highest-score row (``start="score"``, ties to the lower index), a
@@ -77,80 +76,59 @@ class KCenterSelector(BaseSelector):
         self.flush_every = flush_every
         self.progress = progress
 
-    def _first(self, dataset: Dataset, n: int) -> int:
+    label = "k-center"
+
+    @property
+    def score_what(self) -> str:
+        return 'k-center selection with start="score" (or pass start="random")'
+
+    @property
+    def needs_scores(self) -> bool:
+        """Only ``start="score"`` reads the score column."""
+        return isinstance(self.start, str) and self.start == "score"
+
+    def _check_options(self, n: int) -> None:
+        check_int("pool_max", self.pool_max)
+        check_int("flush_every", self.flush_every)
+        if not self.needs_scores:
+            self._first(n, None)
+
+    def check_scores(self, scores: np.ndarray, *, warn: bool = True) -> None:
+        """Equal scores: ``start="score"`` starts from row 0, with a warning."""
+        if warn and self.needs_scores and all_equal(scores):
+            logger.warning(
+                "k-center: every row has the same score %g (column %r); start='score' "
+                "starts from row 0",
+                scores[0],
+                self.score_column,
+            )
+
+    def _first(self, n: int, scores: np.ndarray | None) -> int:
+        """The first pick: the best score (lowest index among ties), a seeded draw, or the
+        given row index."""
         start = self.start
-        if isinstance(start, str):
-            if start == "score":
-                scores = read_score_column(
-                    dataset,
-                    self.score_column,
-                    what='k-center selection with start="score" (or pass start="random")',
-                )
-                if all_equal(scores):
-                    logger.warning(
-                        "k-center: every row has the same score %g (column %r); start='score' "
-                        "starts from row 0",
-                        scores[0],
-                        self.score_column,
-                    )
-                return int(np.argmax(scores))  # first maximum: lowest index among ties
-            if start == "random":
-                return int(np.random.default_rng(self.seed).integers(n))
-            raise ValueError(f"start must be one of {_STARTS} or a row index, got {start!r}")
+        if isinstance(start, str) and start == "score":
+            if scores is None:
+                raise ValueError('start="score" needs scores; pass scores or start="random"')
+            return int(np.argmax(scores))  # first maximum: lowest index among ties
+        if isinstance(start, str) and start == "random":
+            return int(np.random.default_rng(self.seed).integers(n))
         if isinstance(start, bool) or not isinstance(start, (int, np.integer)):
             raise ValueError(f"start must be one of {_STARTS} or a row index, got {start!r}")
         if not 0 <= start < n:
             raise ValueError(f"start row {start} is outside the pool (0..{n - 1})")
         return int(start)
 
-    def _validate(self) -> None:
-        for name in ("pool_max", "flush_every"):
-            v = getattr(self, name)
-            if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 1:
-                raise ValueError(f"{name} must be a positive integer, got {v!r}")
-
-    def select_indices(self, dataset: Dataset) -> np.ndarray:
-        """Row indices of the ``k`` picks, in pick order."""
-        self._check_k(dataset)
-        self._validate()
-        first = self._first(dataset, len(dataset))
-        x = ensure_embeddings(
-            dataset,
-            self.embedding_column,
-            self.embedder,
-            text=self.embedding_text,
-            progress=self.progress,
-        )
-        return self._run(x, first)
-
     def select_arrays(self, embeddings: np.ndarray, scores: np.ndarray | None = None) -> np.ndarray:
         """k-center on arrays: L2-normalised ``(n, d)`` embeddings; ``scores`` (``n`` finite
         numbers) are needed only for ``start="score"``."""
-        self._validate()
-        x, s = _check_arrays(embeddings, scores, self.k)
-        n = len(x)
-        start = self.start
-        if isinstance(start, str) and start == "score":
-            if s is None:
-                raise ValueError('start="score" needs scores; pass scores or start="random"')
-            first = int(np.argmax(s))
-        elif isinstance(start, str) and start == "random":
-            first = int(np.random.default_rng(self.seed).integers(n))
-        elif (
-            isinstance(start, (int, np.integer)) and not isinstance(start, bool) and 0 <= start < n
-        ):
-            first = int(start)
-        else:
-            raise ValueError(
-                f"start must be one of {_STARTS} or a row index in [0, {n}), got {start!r}"
-            )
-        return self._run(x, first)
-
-    def _run(self, x: np.ndarray, first: int) -> np.ndarray:
+        self._check_options(len(embeddings))
+        x, s = check_arrays(embeddings, scores, self.k)
+        self.check_scores(s if s is not None else np.zeros(0))
         picks, dists, radius, flushes = farthest_first(
             x,
             int(self.k),
-            first,
+            self._first(len(x), s),
             pool_max=int(self.pool_max),
             flush_every=int(self.flush_every),
             progress=self.progress,
@@ -159,21 +137,6 @@ class KCenterSelector(BaseSelector):
         self.radius_ = radius
         self.n_flushes_ = flushes
         return picks
-
-    def __repr__(self) -> str:
-        return (
-            f"KCenterSelector(k={self.k}, start={self.start!r}, seed={self.seed}, "
-            f"embedding_column={self.embedding_column!r})"
-        )
-
-
-def _first_argmax(values: np.ndarray, ids: np.ndarray) -> int:
-    """Position of the largest value; among equal values the one with the lowest id."""
-    top = values.max()
-    tied = np.flatnonzero(values == top)
-    if len(tied) == 1:
-        return int(tied[0])
-    return int(tied[np.argmin(ids[tied])])
 
 
 def farthest_first(
@@ -211,7 +174,7 @@ def farthest_first(
     mind[first] = -np.inf  # picked rows are never candidates again
     applied = n_picked = 1
     flushes = 0
-    show = bool(progress) if progress is not None else float(n) * k * d >= 1e11
+    show = show_progress(progress, float(n) * k * d, 1e11)
     bar = tqdm(total=k, initial=1, desc="k-center greedy", unit="pick", disable=not show)
     cap = pool_max + chunk
     pool_idx = np.empty(cap, dtype=np.int64)
@@ -229,12 +192,12 @@ def farthest_first(
         else:
             part = np.arange(n)
             beyond = -np.inf
-        order = part[np.lexsort((part, -mind[part]))]
+        order = part[best_first(mind[part], part)]
         ptr = 0
         size = 0
         while n_picked < k and n_picked - applied < flush_every:
             if size:
-                pos = _first_argmax(pool_val[:size], pool_idx[:size])
+                pos = first_argmax(pool_val[:size], pool_idx[:size])
                 best, best_row = float(pool_val[pos]), int(pool_idx[pos])
             else:
                 pos, best, best_row = -1, -np.inf, -1

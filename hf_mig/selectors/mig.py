@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Collection, Sequence
+from collections.abc import Collection
 
 import numpy as np
 import pyarrow as pa
@@ -13,6 +13,7 @@ from datasets import Dataset
 from hf_mig.core.encoding import (
     DegeneratePoolError,
     PoolEncoding,
+    arrow_columns,
     describe_report,
     encode_pool,
     unique_labels,
@@ -22,19 +23,9 @@ from hf_mig.core.greedy import GreedyResult, greedy_select, information_bounds
 from hf_mig.core.objective import Objective
 from hf_mig.core.summary import score_collapse
 from hf_mig.models.embedders import EmbedderLike, default_threshold, embedder_name
-from hf_mig.selectors.base import BaseSelector, register_selector
+from hf_mig.selectors.base import BaseSelector, check_bool, check_number, register_selector
 
 logger = logging.getLogger(__name__)
-
-
-def arrow_columns(dataset: Dataset, columns: Sequence[str]) -> pa.Table:
-    """The given columns of ``dataset`` as an Arrow table, in row order (views resolved)."""
-    missing = [c for c in columns if c not in dataset.column_names]
-    if missing:
-        raise ValueError(
-            f"column {missing[0]!r} not found; the pool has columns {dataset.column_names}"
-        )
-    return dataset.select_columns(list(columns)).with_format("arrow")[:]
 
 
 GAIN_COLUMNS = ("mig_rank", "mig_gain")
@@ -157,36 +148,9 @@ class MIGSelector(BaseSelector):
     def objective(self) -> Objective:
         return Objective(self.phi, self.phi_a, self.phi_b, self.phi_alpha)
 
-    def get_params(self) -> dict:
-        """The configuration, JSON-friendly (for manifests and caches)."""
-        graph = self.label_graph
-        if isinstance(graph, LabelGraph):
-            graph_desc = repr(graph)
-        else:
-            graph_desc = None if graph is None else os.fspath(graph)
-        built = graph is None
-        return {
-            "method": "mig",
-            "k": self.k,
-            "label_graph": graph_desc,
-            "embedder": embedder_name(self.embedder) if built else None,
-            "threshold": self.threshold,
-            "max_edges": self.max_edges if built else None,
-            "max_degree": self.max_degree if built else None,
-            **self.objective.to_dict(),
-            "prop_weight": self.prop_weight,
-            "norm": self.norm,
-            "gain": self.gain,
-            "labels_column": self.labels_column,
-            "score_column": self.score_column,
-            "vocabulary_size": None if self.vocabulary is None else len(self.vocabulary),
-            "min_coverage": self.min_coverage,
-        }
-
     def _check_options(self, dataset: Dataset) -> float:
         """Options and the pool's columns that can be checked before reading any data."""
-        if self.norm not in (True, False):
-            raise TypeError(f"norm must be a bool, got {self.norm!r}")
+        check_bool("norm", self.norm)
         floor = self._min_coverage()
         cache = self.graph_cache
         if not (isinstance(cache, (bool, str, os.PathLike)) and cache != ""):
@@ -194,9 +158,8 @@ class MIGSelector(BaseSelector):
                 "graph_cache must be True (the hf-mig cache), False (no cache) or a folder, got "
                 f"{cache!r}"
             )
-        for name in ("record_gains", "overwrite_gain_columns"):
-            if getattr(self, name) not in (True, False):
-                raise TypeError(f"{name} must be a bool, got {getattr(self, name)!r}")
+        check_bool("record_gains", self.record_gains)
+        check_bool("overwrite_gain_columns", self.overwrite_gain_columns)
         if self.record_gains and not self.overwrite_gain_columns:
             taken = [c for c in GAIN_COLUMNS if c in dataset.column_names]
             if taken:
@@ -316,16 +279,7 @@ class MIGSelector(BaseSelector):
             )
 
     def _min_coverage(self) -> float:
-        floor = self.min_coverage
-        if (
-            isinstance(floor, bool)
-            or not isinstance(floor, (int, float, np.integer, np.floating))
-            or not 0.0 <= float(floor) <= 1.0
-        ):
-            raise ValueError(
-                f"min_coverage must be a number in [0, 1] (0 disables the check), got {floor!r}"
-            )
-        return float(floor)
+        return check_number("min_coverage", self.min_coverage, 0, 1, hint=" (0 disables the check)")
 
     def _check_bounds(self, encoding: PoolEncoding, weights: np.ndarray, propagation) -> None:
         bounds = information_bounds(
@@ -406,8 +360,3 @@ class MIGSelector(BaseSelector):
             subset = subset.add_column("mig_rank", np.arange(len(indices), dtype=np.int64))
             subset = subset.add_column("mig_gain", self.result_.gains.astype(np.float64))
         return subset
-
-    def __repr__(self) -> str:
-        params = self.get_params()
-        shown = ", ".join(f"{k}={v!r}" for k, v in params.items() if k != "method")
-        return f"MIGSelector({shown})"

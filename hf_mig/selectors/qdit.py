@@ -7,10 +7,11 @@ import logging
 import numpy as np
 from tqdm.auto import tqdm
 
-from hf_mig.annotate.embeddings import check_arrays as _check_arrays
+from hf_mig.annotate.embeddings import check_arrays
 from hf_mig.core.encoding import DegeneratePoolError
 from hf_mig.models.embedders import EmbedderLike
-from hf_mig.selectors.base import register_selector
+from hf_mig.selectors._diversity import best_first, first_argmax, show_progress
+from hf_mig.selectors.base import check_choice, check_int, check_number, register_selector
 from hf_mig.selectors.embedding_base import EmbeddingSelector, all_equal, constant_scores_error
 
 logger = logging.getLogger(__name__)
@@ -109,18 +110,11 @@ class QDITSelector(EmbeddingSelector):
         self.progress = progress
 
     def _validate(self) -> None:
-        a = self.alpha
-        if isinstance(a, bool) or not isinstance(a, (int, float, np.floating)) or not 0 <= a <= 1:
-            raise ValueError(f"alpha must be a number in [0, 1], got {a!r}")
-        if self.engine not in _ENGINES:
-            raise ValueError(f"engine must be one of {_ENGINES}, got {self.engine!r}")
-        m = self.n_facilities
-        if m is not None and (isinstance(m, bool) or not isinstance(m, (int, np.integer)) or m < 1):
-            raise ValueError(f"n_facilities must be a positive integer or None, got {m!r}")
-        for name in ("chunk", "pool_max"):
-            c = getattr(self, name)
-            if isinstance(c, bool) or not isinstance(c, (int, np.integer)) or c < 1:
-                raise ValueError(f"{name} must be a positive integer, got {c!r}")
+        check_number("alpha", self.alpha, 0, 1)
+        check_choice("engine", self.engine, _ENGINES)
+        check_int("n_facilities", self.n_facilities, allow_none=True)
+        check_int("chunk", self.chunk)
+        check_int("pool_max", self.pool_max)
 
     label = "QDIT"
 
@@ -152,7 +146,7 @@ class QDITSelector(EmbeddingSelector):
     def select_arrays(self, embeddings: np.ndarray, scores: np.ndarray) -> np.ndarray:
         """QDIT on arrays: L2-normalised ``(n, d)`` embeddings and ``n`` finite scores."""
         self._validate()
-        x, scores = _check_arrays(embeddings, scores, self.k)
+        x, scores = check_arrays(embeddings, scores, self.k)
         self.check_scores(scores)
         k = int(self.k)
         n = len(x)
@@ -181,12 +175,6 @@ class QDITSelector(EmbeddingSelector):
         self.n_evaluations_ = result["evaluations"]
         self.n_pulls_ = result["rounds"]
         return result["picks"]
-
-    def __repr__(self) -> str:
-        return (
-            f"QDITSelector(k={self.k}, alpha={self.alpha}, score_column={self.score_column!r}, "
-            f"n_facilities={self.n_facilities}, seed={self.seed}, engine={self.engine!r})"
-        )
 
 
 def normalise_quality(scores: np.ndarray) -> np.ndarray:
@@ -231,14 +219,6 @@ def _all_coverage_sums(
     return out
 
 
-def _first_argmax(values: np.ndarray, ids: np.ndarray) -> int:
-    top = values.max()
-    tied = np.flatnonzero(values == top)
-    if len(tied) == 1:
-        return int(tied[0])
-    return int(tied[np.argmin(ids[tied])])
-
-
 def qdit_greedy(
     x: np.ndarray,
     scores: np.ndarray,
@@ -281,7 +261,7 @@ def qdit_greedy(
     if n_fac > MAX_FACILITIES:
         raise ValueError(f"at most {MAX_FACILITIES:,} facilities are supported, got {n_fac:,}")
     cover = np.zeros(n_fac, dtype=np.float64)  # coverage of every facility, in units
-    show = bool(progress) if progress is not None else float(n) * n_fac * x.shape[1] >= 1e11
+    show = show_progress(progress, float(n) * n_fac * x.shape[1], 1e11)
     # Diversity gains of every row for S = empty: exact first-step values and upper bounds.
     div = _all_coverage_sums(x, fac, cover, block, show, "QDIT first gains")
     scale = float(div.max())
@@ -309,6 +289,18 @@ def qdit_greedy(
         bar.update(1)
         return changed, old
 
+    def result(evaluations: int, rounds: int) -> dict:
+        bar.close()
+        return {
+            "picks": picks,
+            "gains": gains,
+            "diversity": div_gain,
+            "quality": quality,
+            "scale": scale / _UNIT,
+            "evaluations": evaluations,
+            "rounds": rounds,
+        }
+
     if engine == "scan":
         selected = np.zeros(n, dtype=bool)
         for t in range(k):
@@ -319,20 +311,11 @@ def qdit_greedy(
             row = int(np.argmax(obj))  # first maximum: lowest index among ties
             selected[row] = True
             take(t, row, float(obj[row]), float(div[row]), _units(x[row : row + 1] @ fac.T)[0])
-        bar.close()
-        return {
-            "picks": picks,
-            "gains": gains,
-            "diversity": div_gain,
-            "quality": quality,
-            "scale": scale / _UNIT,
-            "evaluations": n * k,
-            "rounds": k,
-        }
+        return result(n * k, k)
 
     # Stale rows: never pulled (in `order`, best bound first) or evicted (a heap of
     # (-bound, row)); pool rows: exact gains.
-    order = np.lexsort((np.arange(n), -bound))
+    order = best_first(bound)
     ptr = 0
     evicted: list[tuple[float, int]] = []
     cap = max(pool_max, chunk) + chunk
@@ -355,7 +338,7 @@ def qdit_greedy(
     while t < k:
         nxt, nxt_row = next_stale()
         if size:
-            pos = _first_argmax(pool_val[:size], pool_idx[:size])
+            pos = first_argmax(pool_val[:size], pool_idx[:size])
             best, best_row = float(pool_val[pos]), int(pool_idx[pos])
         else:
             pos, best, best_row = -1, -np.inf, n
@@ -381,7 +364,7 @@ def qdit_greedy(
         if size + chunk > cap:
             live = np.flatnonzero(pool_val[:size] > -np.inf)
             keep_n = max(1, min(len(live), cap // 2 - chunk))
-            ranked = live[np.lexsort((pool_idx[live], -pool_val[live]))]
+            ranked = live[best_first(pool_val[live], pool_idx[live])]
             keep, drop = ranked[:keep_n], ranked[keep_n:]
             for j in drop:
                 heapq.heappush(evicted, (-float(pool_val[j]), int(pool_idx[j])))
@@ -416,13 +399,4 @@ def qdit_greedy(
         pool_dsum[size : size + m] = dsum
         pool_val[size : size + m] = alpha * quality[rows] + w_div * dsum
         size += m
-    bar.close()
-    return {
-        "picks": picks,
-        "gains": gains,
-        "diversity": div_gain,
-        "quality": quality,
-        "scale": scale / _UNIT,
-        "evaluations": evaluations,
-        "rounds": pulls,
-    }
+    return result(evaluations, pulls)

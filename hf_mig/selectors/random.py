@@ -26,6 +26,3 @@ class RandomSelector(BaseSelector):
         k = self._check_k(dataset)
         picks = random.Random(self.seed).sample(range(len(dataset)), k)
         return np.asarray(picks, dtype=np.int64)
-
-    def __repr__(self) -> str:
-        return f"RandomSelector(k={self.k}, seed={self.seed})"

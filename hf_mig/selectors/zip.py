@@ -45,9 +45,9 @@ import pyarrow.compute as pc
 from datasets import Dataset
 from tqdm.auto import tqdm
 
+from hf_mig.core.encoding import arrow_columns
 from hf_mig.data.formats import SHAPES, detect_shape, to_messages
-from hf_mig.selectors.base import BaseSelector, register_selector
-from hf_mig.selectors.mig import arrow_columns
+from hf_mig.selectors.base import BaseSelector, check_int, register_selector
 
 logger = logging.getLogger(__name__)
 
@@ -263,24 +263,9 @@ class ZIPSelector(BaseSelector):
         self.n_jobs = n_jobs
         self.progress = progress
 
-    def get_params(self) -> dict:
-        """The configuration, JSON-friendly."""
-        return {
-            "method": "zip",
-            "k": self.k,
-            "k1": self.k1,
-            "k2": self.k2,
-            "k3": self.k3,
-            "text_column": self.text_column,
-            "level": self.level,
-            "n_jobs": self.n_jobs,
-        }
-
     def _validate(self) -> None:
         for name in ("k1", "k2", "k3", "level", "n_jobs"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
-                raise ValueError(f"{name} must be an integer >= 1, got {value!r}")
+            check_int(name, getattr(self, name))
         if not self.k1 >= self.k2 >= self.k3:
             raise ValueError(
                 f"ZIP needs k1 >= k2 >= k3, got k1={self.k1}, k2={self.k2}, k3={self.k3}"
@@ -417,8 +402,3 @@ class ZIPSelector(BaseSelector):
         self.stored_ratios_ = stored
         counts = {"stage2": n_stage2, "stage3": n_stage3}
         return np.asarray(picks, dtype=np.int64), trace, counts
-
-    def __repr__(self) -> str:
-        params = self.get_params()
-        shown = ", ".join(f"{key}={val!r}" for key, val in params.items() if key != "method")
-        return f"ZIPSelector({shown})"

@@ -19,9 +19,13 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from datasets import Dataset
 
-from hf_mig.core.encoding import DegeneratePoolError, PoolValidationError, non_numeric_error
-from hf_mig.selectors.base import BaseSelector, register_selector
-from hf_mig.selectors.mig import arrow_columns
+from hf_mig.core.encoding import (
+    DegeneratePoolError,
+    PoolValidationError,
+    arrow_columns,
+    non_numeric_error,
+)
+from hf_mig.selectors.base import BaseSelector, check_bool, check_choice, register_selector
 
 logger = logging.getLogger(__name__)
 
@@ -154,24 +158,9 @@ class ScoreSelector(BaseSelector):
     def _describe(self) -> str:
         return "a value"
 
-    def get_params(self) -> dict:
-        """The configuration, JSON-friendly."""
-        return {
-            "method": getattr(self, "method_name", "score"),
-            "k": self.k,
-            "column": self.column,
-            "score_column": self.score_column,
-            "descending": self.descending,
-            "min_value": self.min_value,
-            "max_value": self.max_value,
-            "nan": self.nan,
-        }
-
     def _validate(self) -> tuple[float | None, float | None]:
-        if self.descending not in (True, False):
-            raise TypeError(f"descending must be a bool, got {self.descending!r}")
-        if self.nan not in _NAN_POLICIES:
-            raise ValueError(f"nan must be one of {_NAN_POLICIES}, got {self.nan!r}")
+        check_bool("descending", self.descending)
+        check_choice("nan", self.nan, _NAN_POLICIES)
         lo = _check_bound("min_value", self.min_value)
         hi = _check_bound("max_value", self.max_value)
         if lo is not None and hi is not None and lo > hi:
@@ -283,11 +272,6 @@ class ScoreSelector(BaseSelector):
     def _above_note(self) -> str:
         return ""
 
-    def __repr__(self) -> str:
-        params = self.get_params()
-        shown = ", ".join(f"{key}={val!r}" for key, val in params.items() if key != "method")
-        return f"{type(self).__name__}({shown})"
-
 
 IFD_COLUMNS = ("ifd", "ifd_score.content")
 
@@ -350,9 +334,3 @@ class IFDSelector(ScoreSelector):
 
     def _above_note(self) -> str:
         return ": IFD > 1 means the instruction does not help"
-
-    def get_params(self) -> dict:
-        params = super().get_params()
-        params.pop("score_column")
-        params.pop("descending")
-        return params
