@@ -215,6 +215,10 @@ class Benchmark:
         return 0
 
 
+#: Modules kept for their old import path only (they warn when imported).
+_DEPRECATED_MODULES = frozenset({"objective"})
+
+
 class _Registry(Mapping[str, type[Benchmark]]):
     """``{name: Benchmark subclass}``; the modules of :mod:`hf_mig.eval` are imported on the first
     read, so every registered benchmark is there."""
@@ -234,7 +238,8 @@ class _Registry(Mapping[str, type[Benchmark]]):
             self._loaded = True
             package = importlib.import_module("hf_mig.eval")
             for info in pkgutil.iter_modules(package.__path__):
-                importlib.import_module(f"hf_mig.eval.{info.name}")
+                if info.name not in _DEPRECATED_MODULES:
+                    importlib.import_module(f"hf_mig.eval.{info.name}")
         return self._classes
 
     def __getitem__(self, name: str) -> type[Benchmark]:

@@ -6,18 +6,17 @@ pairwise reward averaged over the references, in [-100, 100]) and
 ``Avg_sub = mean(AE, 10 * MT, (Wild + 100) / 2)``; ``Avg = (Avg_obj + Avg_sub) / 2``. An average is
 only computed when every one of its inputs is present; missing cells stay empty (never 0).
 
-Result files are the JSON written by ``eval/alpaca_eval.py``, ``eval/mt_bench.py``,
-``eval/wildbench.py`` and ``eval/objective.py`` (``score --out``), or lm-eval's own results JSON;
-they are grouped by their ``model`` field (``--rename OLD=NEW`` to relabel). The AlpacaEval
-column is always the plain ``win_rate`` (the paper's metric), whatever mode judged it; a result
-of the AlpacaEval protocol on another instruction set (``instruction_set`` other than
-``alpaca_eval``, e.g. MT-Bench questions against GPT-4's reference answers) is not AlpacaEval: it
-is shown as ``AE*`` beside ``AE``, with a footnote, and enters no average; a WildBench WB-Score
-result (the official single-answer mode) is not the paper's Wild column and is
-shown separately. ``--paper`` appends the paper's published rows of Table 1 (Llama-3.1-8B);
-``--paper-table NAME`` those of another table of ``hf_mig/eval/paper_tables.json`` (only the
-numbers the project's sources record; other cells and tables are missing, and say so).
-"""
+Result files are the JSON written by the benchmarks' ``score --out`` (``eval/alpaca_eval.py``,
+``eval/mt_bench.py``, ``eval/wildbench.py``, ``eval/tasks.py``, ``eval/ifeval.py``), or lm-eval's
+own results JSON; they are grouped by their ``model`` field (``--rename OLD=NEW`` to relabel). The
+AlpacaEval column is always the plain ``win_rate`` (the paper's metric), whatever mode judged it; a
+result of the AlpacaEval protocol on another instruction set (``instruction_set`` other than
+``alpaca_eval``, e.g. MT-Bench questions against GPT-4's reference answers) is not AlpacaEval: it is
+shown as ``AE*`` beside ``AE``, with a footnote, and enters no average; a WildBench WB-Score result
+(the official single-answer mode) is not the paper's Wild column and is shown separately.
+``--paper`` appends the paper's published rows of Table 1 (Llama-3.1-8B); ``--paper-table NAME``
+those of another table of ``hf_mig/eval/paper_tables.json`` (only the numbers the project's sources
+record; other cells and tables are missing, and say so)."""
 
 from __future__ import annotations
 
@@ -30,6 +29,8 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
+
+from hf_mig.eval.base import BENCHMARKS, is_number
 
 __all__ = [
     "COLUMNS",
@@ -57,32 +58,13 @@ AE_STAR_NOTE = (
 )
 
 
-def _is_num(v: Any) -> bool:
-    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
-
-
 def values_of(result: dict[str, Any]) -> dict[str, float]:
-    """The table cells one result file contributes (may be empty for unknown files)."""
-    bench = result.get("benchmark")
-    if bench == "alpaca_eval_2" and _is_num(result.get("win_rate")):
-        if result.get("instruction_set", "alpaca_eval") != "alpaca_eval":
-            return {"AE*": float(result["win_rate"])}
-        return {"AE": float(result["win_rate"])}
-    if bench == "mt_bench" and _is_num(result.get("overall")):
-        return {"MT": float(result["overall"])}
-    if bench == "wildbench_v2":
-        if _is_num(result.get("mixture_of_rewards")):
-            return {"Wild": float(result["mixture_of_rewards"])}
-        if _is_num(result.get("WB_score")):
-            macro = result.get("WB_score.task_macro")
-            return {"WB-Score": float(macro if _is_num(macro) else result["WB_score"])}
-    if bench == "objective":
-        return {k: float(v) for k, v in result.get("scores", {}).items() if _is_num(v)}
-    if "results" in result and "configs" in result:  # lm-eval's results JSON
-        from hf_mig.eval.objective import scores_from_lm_eval
-
-        return scores_from_lm_eval(result)
-    return {}
+    """The table cells one result file contributes: those of every registered benchmark that
+    reads it (:meth:`~hf_mig.eval.base.Benchmark.table_cells`; empty for unknown files)."""
+    cells: dict[str, float] = {}
+    for cls in BENCHMARKS.values():
+        cells.update(cls().table_cells(result))
+    return cells
 
 
 def _model_of(result: dict[str, Any]) -> str:
@@ -130,13 +112,13 @@ def derive(row: dict[str, Any]) -> dict[str, Any]:
     already carries a published average keeps it)."""
     out = dict(row)
     if "Avg_obj" not in out or out["Avg_obj"] is None:
-        if all(_is_num(out.get(k)) for k in OBJECTIVE):
+        if all(is_number(out.get(k)) for k in OBJECTIVE):
             out["Avg_obj"] = sum(out[k] for k in OBJECTIVE) / len(OBJECTIVE)
     if "Avg_sub" not in out or out["Avg_sub"] is None:
-        if all(_is_num(out.get(k)) for k in SUBJECTIVE):
+        if all(is_number(out.get(k)) for k in SUBJECTIVE):
             out["Avg_sub"] = (out["AE"] + 10 * out["MT"] + (out["Wild"] + 100) / 2) / 3
     if "Avg" not in out or out["Avg"] is None:
-        if _is_num(out.get("Avg_obj")) and _is_num(out.get("Avg_sub")):
+        if is_number(out.get("Avg_obj")) and is_number(out.get("Avg_sub")):
             out["Avg"] = (out["Avg_obj"] + out["Avg_sub"]) / 2
     return out
 
@@ -187,7 +169,7 @@ def _columns(rows: Sequence[dict[str, Any]]) -> list[str]:
 
 
 def _fmt(v: Any) -> str:
-    return f"{v:.2f}" if _is_num(v) else ""
+    return f"{v:.2f}" if is_number(v) else ""
 
 
 def to_markdown(rows: Sequence[dict[str, Any]]) -> str:
@@ -209,7 +191,7 @@ def to_csv(rows: Sequence[dict[str, Any]]) -> str:
     w = csv.writer(buf, lineterminator="\n")
     w.writerow(["model", *cols])
     for r in rows:
-        w.writerow([r["model"], *(repr(float(r[c])) if _is_num(r.get(c)) else "" for c in cols)])
+        w.writerow([r["model"], *(repr(float(r[c])) if is_number(r.get(c)) else "" for c in cols)])
     return buf.getvalue()
 
 
@@ -230,10 +212,10 @@ def bar_chart(rows: Sequence[dict[str, Any]], path: str | Path) -> str | None:
     width = 0.8 / len(metrics)
     for k, m in enumerate(metrics):
         xs = [i + (k - 1) * width for i in range(n)]
-        ys = [r.get(m) if _is_num(r.get(m)) else 0.0 for r in rows]
+        ys = [r.get(m) if is_number(r.get(m)) else 0.0 for r in rows]
         bars = ax.bar(xs, ys, width, label=m)
         for b, r in zip(bars, rows):
-            if not _is_num(r.get(m)):
+            if not is_number(r.get(m)):
                 b.set_hatch("//")
                 b.set_alpha(0.2)
     ax.set_xticks(range(n))

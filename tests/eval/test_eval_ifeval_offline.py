@@ -1,6 +1,6 @@
-"""IFEval without lm-eval: ``objective.py ifeval`` generates with a real (tiny, offline) model
+"""IFEval without lm-eval: ``ifeval.py ifeval`` generates with a real (tiny, offline) model
 through the shared backends, resumes from its progress file and writes ``objective.json`` with
-``scores["IFEval"]``; ``objective.py score`` fills the same column from real GPT-4 responses.
+``scores["IFEval"]``; ``ifeval.py score`` fills the same column from real GPT-4 responses.
 Both results reach the comparison table (:func:`hf_mig.eval.compare.collect`)."""
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from hf_mig.eval import compare
-from hf_mig.eval import objective as obj
+from hf_mig.eval import ifeval as obj
 from hf_mig.models.generation import TransformersBackend
 
 GPT4 = "input_response_data_gpt4_20231107_145030.jsonl"
