@@ -432,7 +432,7 @@ class _Builder:
             ))  # fmt: skip
             results.append(f"{out_dir}/alpaca_eval.json")
             out_dir = f"eval/{key}/ifeval"
-            cmd = ["python", "-m", "hf_mig.eval.objective", "ifeval", *gen,
+            cmd = ["python", "-m", "hf_mig.eval.ifeval", "ifeval", *gen,
                    "--limit", str(self.opts.ifeval_limit), "--out-dir", out_dir]  # fmt: skip
             ifeval, need = self.ifeval_input()
             if ifeval:
@@ -467,7 +467,7 @@ class _Builder:
         out_dir = f"eval/{key}/objective"
         self.add(Step(
             f"eval/{key}/objective", "eval", "ARC-c, BBH, GSM8K, HumanEval, MMLU, IFEval (lm-eval)",
-            ["python", "-m", "hf_mig.eval.objective", "all", "--model", model_dir, "--backend",
+            ["python", "-m", "hf_mig.eval.tasks", "all", "--model", model_dir, "--backend",
              "vllm", "--model-name", run.key, "--out-dir", out_dir],
             [f"{out_dir}/objective.json"], model_input, gpus=1, hours=OBJECTIVE_HOURS,
             note="needs pip install 'lm-eval[ifeval]' (optional extra)",
@@ -565,7 +565,7 @@ class _Builder:
         found = self.data_file(IFEVAL_INPUT)
         if found is not None:
             return str(found), Need("file", str(found), "IFEval prompts", SHARED_HINT)
-        from hf_mig.eval.objective import IFEVAL_HUB_DATASET
+        from hf_mig.eval.ifeval import IFEVAL_HUB_DATASET
 
         return None, self.hub(
             IFEVAL_HUB_DATASET, "the IFEval prompts",
