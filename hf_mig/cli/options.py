@@ -81,10 +81,13 @@ def add_output_argument(
     *,
     flag: bool = False,
     required: bool = True,
+    short: bool = True,
 ) -> None:
-    """The output: positional ``out``, or with ``flag`` the option ``--out``/``-o``."""
+    """The output: positional ``out``, or with ``flag`` the option ``--out`` (and ``-o``
+    unless ``short=False``)."""
     if flag:
-        parser.add_argument("--out", "-o", required=required, help=help)
+        names = ["--out", "-o"] if short else ["--out"]
+        parser.add_argument(*names, required=required, help=help)
     else:
         parser.add_argument("out", help=help)
 

@@ -20,6 +20,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from hf_mig.cli.options import parse_value
+from hf_mig.core.greedy import ENGINES, GAIN_KINDS
+from hf_mig.core.objective import PHI_KINDS
 
 #: Parameters that are never flags: ``k`` has its own (``--num``), ``progress`` is for Python.
 NOT_FLAGS = ("k", "progress")
@@ -27,6 +29,9 @@ NOT_FLAGS = ("k", "progress")
 DEFAULT_METHOD = "mig"
 #: Keeps, on the parsed arguments, ``{dest: default}`` of every selector option the parser has.
 DEFAULTS_DEST = "selector_defaults"
+
+#: Choices of the options annotated as plain text (``Literal`` annotations give their own).
+CHOICES = {"phi": PHI_KINDS, "gain": GAIN_KINDS, "engine": ENGINES}
 
 _SCALARS = (bool, int, float, str)
 
@@ -100,6 +105,7 @@ def selector_flags(methods: Mapping[str, type] | None = None) -> list[SelectorFl
         else:
             default = None
         kind, choices = _kind(hint, first.default)
+        choices = CHOICES.get(name, choices)
         flags.append(SelectorFlag(name, tuple(m for m, _, _ in found), default, kind, choices))
     return flags
 
@@ -147,7 +153,7 @@ def add_selector_arguments(
             dest=name,
             type=None if flag.kind is str else flag.kind or parse_value,
             default=default,
-            choices=choices.get(name, flag.choices),
+            choices=list(choices.get(name, flag.choices or ())) or None,
             help=text,
         )
 

@@ -37,6 +37,7 @@ What :func:`train` does, in order:
 
 from __future__ import annotations
 
+import argparse
 import logging
 import os
 from collections.abc import Sequence
@@ -65,12 +66,14 @@ __all__ = [
     "SelectionSpec",
     "TrainResult",
     "TrainingData",
+    "add_recipe_arguments",
     "apply_chat_template",
     "build_tiny_llama",
     "load_recipe",
     "load_training_data",
     "main",
     "make_parser",
+    "run_recipe",
     "train",
 ]
 
@@ -370,38 +373,61 @@ def _end(trainer: Any) -> None:
         trainer.accelerator.end_training()
 
 
+#: What ``--FIELD VALUE`` flags besides the recipe arguments set.
+RECIPE_FIELDS = (
+    "a field of trl.SFTConfig, trl.ModelConfig, trl.ScriptArguments or hf_mig.train.HfMigArguments"
+)
+
+
+def add_recipe_arguments(parser: argparse.ArgumentParser) -> None:
+    """``--config RECIPE.yaml`` (required) and ``--export_trl_config DIR``: the arguments of
+    every launcher of :func:`run_recipe`; every other ``--FIELD VALUE`` overrides the recipe."""
+    parser.add_argument("--config", required=True, help="recipe YAML file")
+    parser.add_argument(
+        "--export_trl_config",
+        metavar="DIR",
+        help="instead of training, write the selected rows and a config that "
+        "`trl sft --config DIR/sft.yaml` trains on to DIR (a new folder)",
+    )
+
+
+def run_recipe(
+    config: str | os.PathLike,
+    overrides: Sequence[str] = (),
+    export_trl_config: str | os.PathLike | None = None,
+) -> Path | None:
+    """Train on the recipe ``config`` with the command-line ``overrides`` (:func:`train`).
+
+    With ``export_trl_config``, write the TRL-only export there instead of training
+    (:func:`hf_mig.train.export.export_trl_config`) and return the path of its ``sft.yaml``.
+    """
+    if export_trl_config:
+        from hf_mig.train.export import export_trl_config as export
+
+        return export(load_recipe(config, list(overrides)), export_trl_config)
+    train(config, list(overrides))
+    return None
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """``python -m hf_mig.train --config RECIPE.yaml [--FIELD VALUE ...]``.
 
     ``--export_trl_config DIR`` writes the TRL-only export (:mod:`hf_mig.train.export`)
     instead of training. Returns 2 (with one line on stderr) for a bad recipe or data.
     """
-    import argparse
     import sys
 
     parser = argparse.ArgumentParser(
         prog="python -m hf_mig.train",
         description="Train on a MIG selection with TRL's SFTTrainer from a YAML recipe.",
-        epilog="Any other --FIELD VALUE sets a field of trl.SFTConfig, trl.ModelConfig, "
-        "trl.ScriptArguments or hf_mig.train.HfMigArguments (the recipe's keys).",
+        epilog=f"Any other --FIELD VALUE sets {RECIPE_FIELDS} (the recipe's keys).",
     )
-    parser.add_argument("--config", required=True, help="recipe YAML")
-    parser.add_argument(
-        "--export_trl_config",
-        metavar="DIR",
-        help="write the selected rows and a config for `trl sft` to DIR (a new folder) "
-        "instead of training",
-    )
+    add_recipe_arguments(parser)
     args, rest = parser.parse_known_args(list(sys.argv[1:] if argv is None else argv))
     from hf_mig.data.io import OutputExistsError
 
     try:
-        if args.export_trl_config:
-            from hf_mig.train.export import export_trl_config
-
-            export_trl_config(load_recipe(args.config, rest), args.export_trl_config)
-        else:
-            train(args.config, rest)
+        run_recipe(args.config, rest, args.export_trl_config)
     except (ValueError, FileNotFoundError, OutputExistsError) as err:
         print(f"hf_mig.train: error: {err}", file=sys.stderr)
         return 2

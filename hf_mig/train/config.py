@@ -54,8 +54,8 @@ resolved against the *recipe file's folder* first, then the current directory; i
 it is kept as is (a Hub id). Paths given on the command line are resolved against the current
 directory. ``output_dir`` and the other ``SFTConfig`` paths are relative to the current directory,
 as in TRL. A bundled data id (``hf-mig:demo-annotated``, ``hf-mig:demo-graph``,
-``hf-mig:instag``, ...; see :mod:`hf_mig.data.resources`) in any of those fields becomes the path of the
-file shipped with hf-mig.
+``hf-mig:instag``, ...; see :mod:`hf_mig.data.resources`) in any of those fields becomes the path
+of the file shipped with hf-mig.
 
 Activation checkpointing: TRL's ``SFTConfig`` turns it on by default through the deprecated
 ``gradient_checkpointing`` field; when a recipe sets neither ``activation_checkpointing`` nor

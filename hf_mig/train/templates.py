@@ -47,13 +47,15 @@ turn is one generation span holding the content and the template's end-of-turn t
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
-from importlib import resources
 from pathlib import Path
 from typing import Any
+
+from hf_mig.models.tiny import LLAMA3_TEMPLATE
 
 __all__ = [
     "QWEN25_DEFAULT_SYSTEM",
@@ -69,21 +71,7 @@ __all__ = [
 #: Qwen2.5's default system prompt, used by the ``qwen2.5`` template when none is given.
 QWEN25_DEFAULT_SYSTEM = "You are Qwen, created by Alibaba Cloud. You are a helpful assistant."
 
-_LLAMA3 = (
-    "{{- bos_token }}"
-    "{%- for message in messages %}"
-    "{%- if message['role'] == 'assistant' %}"
-    "{{- '<|start_header_id|>assistant<|end_header_id|>\\n\\n' }}"
-    "{%- generation %}{{- message['content'] + '<|eot_id|>' }}{%- endgeneration %}"
-    "{%- else %}"
-    "{{- '<|start_header_id|>' + message['role'] + '<|end_header_id|>\\n\\n'"
-    " + message['content'] + '<|eot_id|>' }}"
-    "{%- endif %}"
-    "{%- endfor %}"
-    "{%- if add_generation_prompt %}"
-    "{{- '<|start_header_id|>assistant<|end_header_id|>\\n\\n' }}"
-    "{%- endif %}"
-)
+_LLAMA3 = LLAMA3_TEMPLATE
 
 
 def _chatml(default_system: str | None) -> str:
@@ -135,9 +123,12 @@ _MISTRAL_V3 = (
 def trl_training_template(name: str) -> str:
     """The text of TRL's ``trl/chat_templates/<name>_training.jinja`` (what
     ``trl.chat_template_utils.<name>_training_chat_template`` holds), read without importing
-    TRL's chat-template module (which imports transformers)."""
-    path = resources.files("trl").joinpath("chat_templates", f"{name}_training.jinja")
-    return path.read_text(encoding="utf-8")
+    TRL (whose package ``__init__`` and chat-template module import transformers)."""
+    spec = importlib.util.find_spec("trl")
+    if spec is None or not spec.submodule_search_locations:
+        raise ModuleNotFoundError("No module named 'trl'", name="trl")
+    folder = Path(next(iter(spec.submodule_search_locations)), "chat_templates")
+    return (folder / f"{name}_training.jinja").read_text(encoding="utf-8")
 
 
 @dataclass(frozen=True)

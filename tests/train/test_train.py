@@ -305,7 +305,9 @@ def test_torchrun_two_processes_select_on_rank_0_only(tmp_path):
     log = proc.stderr
     computed = re.findall(r"\[rank (\d)\] INFO hf_mig\.train\.data: selection computed", log)
     reused = re.findall(r"\[rank (\d)\] INFO hf_mig\.train\.data: selection cache hit", log)
-    wrote = re.findall(r"\[rank (\d)\] INFO hf_mig\.train\.callbacks: wrote \S*selection_manifest", log)
+    wrote = re.findall(
+        r"\[rank (\d)\] INFO hf_mig\.train\.callbacks: wrote \S*selection_manifest", log
+    )
     assert computed == ["0"], log[-4000:]
     assert reused == ["1"], log[-4000:]
     assert wrote and set(wrote) == {"0"}, wrote

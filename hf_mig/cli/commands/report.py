@@ -28,27 +28,46 @@ what its columns show, else "unknown").
 from __future__ import annotations
 
 import argparse
-import inspect
 import time
 from typing import Any
+
+from hf_mig.cli.options import (
+    add_column_arguments,
+    add_command,
+    add_output_argument,
+    add_overwrite_argument,
+    add_pool_argument,
+    add_pool_format_argument,
+    add_split_argument,
+    doc_description,
+)
+from hf_mig.cli.selector_flags import add_selector_arguments, method_parameters, selector_flags
+
+#: The MIG options ``report`` measures the information with (and ``--method`` selects with).
+MIG_OPTIONS = ("seed", "phi", "phi_a", "phi_b", "phi_alpha", "prop_weight", "norm")
+MIG_OPTION_HELP = {
+    "seed": "seed of methods that take one",
+    "phi": "MIG's phi",
+    "phi_a": None,
+    "phi_b": None,
+    "phi_alpha": None,
+    "prop_weight": "weight of graph edges in P",
+    "norm": "divide scores by the number of labels",
+}
 
 
 def register(subparsers: Any) -> None:
     """Add the ``report`` subcommand."""
-    p = subparsers.add_parser(
+    p = add_command(
+        subparsers,
         "report",
+        cmd_report,
         help="HTML report (with PNGs and JSON) of what selections cover of a pool",
-        description=__doc__.split("::")[0].strip() if __doc__ else None,
+        description=doc_description(__doc__),
     )
-    p.add_argument("pool", help="pool: .jsonl/.json/.parquet/.csv file, dataset folder or Hub id")
-    p.add_argument("--split", default="train", help="split of a Hub dataset or DatasetDict")
-    p.add_argument(
-        "--format",
-        dest="pool_format",
-        default="auto",
-        choices=["auto", "labels", "mig-authors"],
-        help="pool schema (as for 'hf-mig select')",
-    )
+    add_pool_argument(p, "pool: .jsonl/.json/.parquet/.csv file, dataset folder or Hub id")
+    add_split_argument(p)
+    add_pool_format_argument(p, "pool schema (as for 'hf-mig select')")
     p.add_argument(
         "--selection",
         action="append",
@@ -63,18 +82,13 @@ def register(subparsers: Any) -> None:
         metavar="NAME:K",
         help="select K rows with this method now (e.g. mig:200, random:200); repeatable",
     )
-    p.add_argument("--out", required=True, help="folder for report.html, the PNGs and report.json")
+    add_output_argument(
+        p, "folder for report.html, the PNGs and report.json", flag=True, short=False
+    )
     p.add_argument("--graph", help="label graph (LabelGraph.save / 'hf-mig graph')")
-    p.add_argument("--labels-column", default="labels")
-    p.add_argument("--score-column", default="score")
+    add_column_arguments(p)
     p.add_argument("--id-column", default=None, help="column matching selections to the pool")
-    p.add_argument("--seed", type=int, default=42, help="seed of methods that take one")
-    p.add_argument("--phi", default="pow", choices=["pow", "exp"], help="MIG's phi")
-    p.add_argument("--phi-a", type=float, default=1e-6)
-    p.add_argument("--phi-b", type=float, default=0.8)
-    p.add_argument("--phi-alpha", type=float, default=1.0)
-    p.add_argument("--prop-weight", type=float, default=1.0, help="weight of graph edges in P")
-    p.add_argument("--norm", action="store_true", help="divide scores by the number of labels")
+    add_selector_arguments(p, selector_flags(), only=MIG_OPTIONS, help=MIG_OPTION_HELP)
     p.add_argument("--title", default="hf-mig selection report")
     p.add_argument(
         "--first-picks",
@@ -83,26 +97,15 @@ def register(subparsers: Any) -> None:
         metavar="N",
         help="picks of each selection listed with their text (default 10; 0: none)",
     )
-    p.add_argument(
-        "--tagger",
-        default=None,
-        metavar="TEXT",
-        help="how the labels column was made, shown in the report (default: what the pool's "
-        "columns show, else unknown)",
-    )
-    p.add_argument(
-        "--scorer",
-        default=None,
-        metavar="TEXT",
-        help="how the score column was made, shown in the report (default: what the pool's "
-        "columns show, else unknown)",
-    )
-    p.add_argument(
-        "--overwrite",
-        action="store_true",
-        help="replace the report files already in --out (refused otherwise)",
-    )
-    p.set_defaults(func=cmd_report)
+    for name, made in (("tagger", "labels column"), ("scorer", "score column")):
+        p.add_argument(
+            f"--{name}",
+            default=None,
+            metavar="TEXT",
+            help=f"how the {made} was made, shown in the report (default: what the pool's "
+            "columns show, else unknown)",
+        )
+    add_overwrite_argument(p, "replace the report files already in --out (refused otherwise)")
 
 
 def parse_selection(item: str) -> tuple[str, str]:
@@ -139,14 +142,14 @@ def cmd_report(args: argparse.Namespace) -> int:
     from hf_mig.core.objective import Objective
     from hf_mig.data.io import check_output, load_pool
     from hf_mig.data.pool import prepare_pool
-    from hf_mig.report.build import (
+    from hf_mig.report import (
         REPORT_FILES,
         build_report,
         read_selection_file,
         resolve_selection,
         selection_gains,
     )
-    from hf_mig.selectors import SELECTORS, get_selector
+    from hf_mig.selectors import get_selector
 
     if not args.selection and not args.method:
         raise ValueError("nothing to report on: give --selection NAME=FILE and/or --method NAME:K")
@@ -208,8 +211,7 @@ def cmd_report(args: argparse.Namespace) -> int:
                 norm=args.norm,
             )
         else:
-            cls = SELECTORS.get(method)
-            accepted = inspect.signature(cls.__init__).parameters if cls else {}
+            accepted = method_parameters(method)
             common = dict(
                 seed=args.seed,
                 labels_column=args.labels_column,

@@ -37,6 +37,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from hf_mig.cli.options import add_command, doc_description
+
 EPILOG = """experiments:
   table1       MIG vs Random, IFD, #InsTag, DEITA, CaR, QDIT, ZIP and the full pool on Tulu 3
                (50K of 939K); --base llama-3.1-8b | qwen2.5-7b | mistral-7b-v0.3 | all
@@ -65,10 +67,12 @@ def register(subparsers: Any) -> None:
     """Add the ``reproduce`` subcommand."""
     from hf_mig.reproduce import EXPERIMENTS, STAGES
 
-    p = subparsers.add_parser(
+    p = add_command(
+        subparsers,
         "reproduce",
+        main,
         help="the paper's experiments as a resumable plan (--dry-run: steps and GPU-hours)",
-        description=__doc__.split("::")[0].strip() + "\n\n" + _examples(),
+        description=f"{doc_description(__doc__)}\n\n{_examples()}",
         epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
@@ -131,7 +135,6 @@ def register(subparsers: Any) -> None:
         help="run finished steps again (never over outputs the plan did not make)",
     )
     p.add_argument("--keep-going", action="store_true", help="continue past a failed step")
-    p.set_defaults(func=main)
 
 
 def _options(args: argparse.Namespace) -> Any:
@@ -177,11 +180,7 @@ def main(args: argparse.Namespace) -> int:
     """Build the plan; print it (``--dry-run``) or run it."""
     from hf_mig.reproduce import STAGES, build_plan, run_plan
 
-    try:
-        plan = build_plan(args.experiment, args.scale, _options(args))
-    except ValueError as err:
-        print(f"hf-mig reproduce: error: {err}", file=sys.stderr)
-        return 2
+    plan = build_plan(args.experiment, args.scale, _options(args))  # ValueError: exit 2
     stages = list(args.stage or [])
     if args.until:
         stages = list(STAGES[: STAGES.index(args.until) + 1])

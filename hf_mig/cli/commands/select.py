@@ -26,8 +26,6 @@ from hf_mig.cli.options import (
     parse_value,
 )
 from hf_mig.cli.selector_flags import add_selector_arguments, remember_defaults, selector_flags
-from hf_mig.core.greedy import ENGINES, GAIN_KINDS
-from hf_mig.core.objective import PHI_KINDS
 
 logger = logging.getLogger("hf_mig")
 
@@ -47,8 +45,6 @@ OPTION_HELP = {
     "already has",
     "min_coverage": "mig: least share of rows with a label in the graph (default 0.5; 0 disables)",
 }
-#: Choices of selector options annotated as plain text.
-OPTION_CHOICES = {"phi": list(PHI_KINDS), "gain": list(GAIN_KINDS), "engine": list(ENGINES)}
 
 
 def register(subparsers: Any) -> None:
@@ -83,7 +79,6 @@ def register(subparsers: Any) -> None:
         flags,
         skip=("label_graph",),
         help=OPTION_HELP,
-        choices=OPTION_CHOICES,
         defaults={"min_coverage": None},
     )
     remember_defaults(s, flags)

@@ -12,6 +12,8 @@ import argparse
 from collections.abc import Sequence
 from typing import Any
 
+from hf_mig.cli.options import add_command
+
 
 class _RecipeParser(argparse.ArgumentParser):
     """A sub-parser that keeps every flag it does not know in ``overrides`` (recipe fields)."""
@@ -26,38 +28,31 @@ class _RecipeParser(argparse.ArgumentParser):
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     """Add the ``train`` subcommand (flags other than ``--config`` override recipe fields)."""
+    from hf_mig.train import RECIPE_FIELDS, add_recipe_arguments
+
     default_class = subparsers._parser_class
     subparsers._parser_class = _RecipeParser
     try:
-        p = subparsers.add_parser(
+        p = add_command(
+            subparsers,
             "train",
+            cmd_train,
             help="fine-tune a model on a MIG selection from a YAML recipe (TRL SFTTrainer)",
             description="Run a training recipe (see recipes/). Any other --FIELD VALUE sets "
-            "the recipe key FIELD, a field of trl.SFTConfig, trl.ModelConfig, "
-            "trl.ScriptArguments or hf_mig.train.HfMigArguments (e.g. --output_dir DIR, "
+            f"the recipe key FIELD, {RECIPE_FIELDS} (e.g. --output_dir DIR, "
             "--selection_k 1000, --label_loss_group_by source).",
         )
     finally:
         subparsers._parser_class = default_class
-    p.add_argument("--config", required=True, help="recipe YAML file")
-    p.add_argument(
-        "--export_trl_config",
-        metavar="DIR",
-        help="instead of training, write the selected rows and a config that "
-        "`trl sft --config DIR/sft.yaml` trains on to DIR (a new folder)",
-    )
-    p.set_defaults(func=cmd_train, overrides=[])
+    add_recipe_arguments(p)
+    p.set_defaults(overrides=[])
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    """Run :func:`hf_mig.train.train` with the recipe and the overrides (or the export)."""
-    from hf_mig.train import load_recipe, train
+    """Run :func:`hf_mig.train.run_recipe` with the recipe and the overrides."""
+    from hf_mig.train import run_recipe
 
-    if args.export_trl_config:
-        from hf_mig.train.export import export_trl_config
-
-        path = export_trl_config(load_recipe(args.config, args.overrides), args.export_trl_config)
+    path = run_recipe(args.config, args.overrides, args.export_trl_config)
+    if path is not None:
         print(f"wrote {path.parent}; train it with: trl sft --config {path}")
-        return 0
-    train(args.config, list(args.overrides))
     return 0
