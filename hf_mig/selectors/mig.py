@@ -19,7 +19,8 @@ from hf_mig.core.encoding import (
     unique_labels,
 )
 from hf_mig.core.graph import DEFAULT_MAX_EDGES, LabelGraph
-from hf_mig.core.greedy import GreedyResult, greedy_select, information_bounds
+from hf_mig.core.greedy import GreedyResult, greedy_select
+from hf_mig.core.information import LabelInformation
 from hf_mig.core.objective import Objective
 from hf_mig.core.summary import score_collapse
 from hf_mig.models.embedders import EmbedderLike, default_threshold, embedder_name
@@ -281,10 +282,9 @@ class MIGSelector(BaseSelector):
     def _min_coverage(self) -> float:
         return check_number("min_coverage", self.min_coverage, 0, 1, hint=" (0 disables the check)")
 
-    def _check_bounds(self, encoding: PoolEncoding, weights: np.ndarray, propagation) -> None:
-        bounds = information_bounds(
-            encoding.indptr, encoding.label_ids, weights, propagation, self.objective
-        )
+    def _check_bounds(self, info: LabelInformation) -> None:
+        bounds = info.bounds(self.objective)
+        encoding = info.encoding
         if not all(np.isfinite(v) for v in bounds.values()):
             top = int(np.argmax(encoding.scores))
             raise DegeneratePoolError(
@@ -317,14 +317,15 @@ class MIGSelector(BaseSelector):
                 collapse["reason"],
                 collapse["message"],
             )
-        propagation = graph.propagation_matrix(self.prop_weight)
-        weights = encoding.weights(self.norm)
-        self._check_bounds(encoding, weights, propagation)
+        info = LabelInformation.build(
+            encoding, graph.propagation_matrix(self.prop_weight), norm=self.norm
+        )
+        self._check_bounds(info)
         result = greedy_select(
             encoding.indptr,
             encoding.label_ids,
-            weights,
-            propagation,
+            info.weights,
+            info.propagation,
             k,
             objective,
             gain=self.gain,

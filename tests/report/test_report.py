@@ -1,4 +1,4 @@
-"""``hf_mig.report.build`` / ``hf-mig report`` on the annotated demo pool shipped with hf-mig (427
+"""``hf_mig.report`` / ``hf-mig report`` on the annotated demo pool shipped with hf-mig (427
 Self-Instruct rows, ``hf-mig:demo-annotated``, with its MiniLM graph ``hf-mig:demo-graph``) and on
 LIMA (1,029 rows from shared/data) tagged with the MiniLM EmbeddingTagger and length-scored."""
 
@@ -18,7 +18,7 @@ import pytest
 from hf_mig import LabelGraph, MIGSelector, RandomSelector, load_pool, save_dataset
 from hf_mig.core.objective import Objective
 from hf_mig.core.summary import selection_summary
-from hf_mig.report.build import (
+from hf_mig.report import (
     build_report,
     compute_report_data,
     coverage_curve,

@@ -20,7 +20,7 @@ from datasets import Dataset
 
 from hf_mig import LabelGraph, MIGSelector, RandomSelector, load_pool, save_dataset
 from hf_mig.core.summary import selection_summary
-from hf_mig.report.build import (
+from hf_mig.report import (
     PICK_TEXT_CHARS,
     build_report,
     compute_report_data,

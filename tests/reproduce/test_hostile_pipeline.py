@@ -329,7 +329,7 @@ def _positions(path: Path, record: dict) -> Path:
     ],
 )  # fmt: skip
 def test_positions_file_must_belong_to_the_pool(tmp_path, record, message):
-    from hf_mig.report.build import read_selection_file
+    from hf_mig.report import read_selection_file
 
     pool = tmp_path / "pool.jsonl"
     _write_jsonl(pool, _pool_rows(40))
@@ -370,7 +370,7 @@ def _tmp_leftovers(folder: Path) -> list[str]:
 
 
 def test_report_refuses_to_replace_and_a_failed_render_leaves_the_old_one(tmp_path, monkeypatch):
-    import hf_mig.report.build as report
+    import hf_mig.report as report
 
     pool = load_pool(_write_and_return(tmp_path / "pool.jsonl", _pool_rows(40)))
     out = tmp_path / "rep"

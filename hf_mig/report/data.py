@@ -1,0 +1,741 @@
+"""The numbers of a selection report (``report.json``): what each subset covers of its pool.
+
+Beside the label counts, the report measures MIG's own information per label (see
+:mod:`hf_mig.core.information`): ``x(S) = sum_{i in S} u_i`` with ``u_i = w_i * v_i @ P``
+(``w_i`` the score, or score / #labels with ``norm``; ``P`` the label graph's propagation
+matrix, or the identity when no graph is given), for the pool and for each selection, and
+``E(S) = sum_k phi(x_k)``. With the options the selector ran with (``prop_weight``, ``norm``,
+``objective``), ``E`` of the MIG selection is the last value of its greedy trace.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+from collections import Counter
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+from datasets import Dataset
+
+from hf_mig.core.encoding import PoolValidationError, arrow_columns, encode_pool, unique_labels
+from hf_mig.core.information import LabelInformation, dataset_information
+from hf_mig.core.objective import Objective
+from hf_mig.core.summary import selection_summary
+from hf_mig.report.selections import detect_id_column, resolve_selection
+
+logger = logging.getLogger(__name__)
+
+CONVERSATION_COLUMNS = ("messages", "dialogs", "conversations", "conversation")
+#: columns holding a row's request when it has no conversation column (first one present)
+TEXT_COLUMNS = ("instruction", "prompt", "question", "query", "input", "text")
+#: roles (``role`` or ShareGPT ``from``, lower-cased) that mark a user turn
+USER_ROLES = ("user", "human")
+#: picks shown per selection, and the characters of each pick's request shown
+FIRST_PICKS = 10
+PICK_TEXT_CHARS = 160
+#: the column ``MIGSelector(record_gains=True)`` / ``hf-mig select --record-gains`` writes
+GAIN_COLUMN = "mig_gain"
+SOURCE_COLUMNS = ("source", "dataset", "origin")
+FREQUENCY_BANDS = ((1, 1), (2, 5), (6, 20), (21, None))
+NEIGHBOURHOOD_LABELS = 3
+TOP_LABELS = 30
+#: labels ranked by the pool's information, cut into these shares (head first, tail last)
+INFORMATION_BANDS = ("top 25%", "25-50%", "50-75%", "bottom 25% (tail)")
+#: the files every report writes (besides its figures); the page is written last
+REPORT_FILES = ("report.json", "report.html")
+
+
+# ---------------------------------------------------------------------------- numbers
+def _row_labels(pool: Dataset, labels_column: str) -> list[list[str]] | None:
+    if labels_column not in pool.column_names:
+        return None
+    return [list(dict.fromkeys(x or [])) for x in pool[labels_column]]
+
+
+def coverage_curve(row_labels: Sequence[Sequence[str]], indices: Sequence[int]) -> list[int]:
+    """Distinct labels covered after each pick, in pick order."""
+    seen: set[str] = set()
+    out = []
+    for i in indices:
+        seen.update(row_labels[i])
+        out.append(len(seen))
+    return out
+
+
+def _histogram(values: Sequence[float], edges: np.ndarray) -> list[int]:
+    return np.histogram(np.asarray(values, dtype=float), bins=edges)[0].astype(int).tolist()
+
+
+def _describe(values: Sequence[float]) -> dict:
+    a = np.asarray(values, dtype=float)
+    if not a.size:
+        return {"count": 0}
+    return {
+        "count": int(a.size),
+        "mean": float(a.mean()),
+        "median": float(np.median(a)),
+        "min": float(a.min()),
+        "max": float(a.max()),
+        "std": float(a.std()),
+    }
+
+
+def _message_role(message: Any) -> str | None:
+    if not isinstance(message, dict):
+        return None
+    role = message.get("role", message.get("from"))
+    return str(role).lower() if role is not None else None
+
+
+def _message_text(message: Any) -> str:
+    if isinstance(message, dict):
+        return str(message.get("content") or message.get("value") or "")
+    return "" if message is None else str(message)
+
+
+def user_turns(conversation: Sequence[Any] | None) -> int:
+    """User turns of one conversation: messages whose ``role`` (or ShareGPT ``from``) is
+    ``user``/``human``. A conversation of plain strings alternates user and assistant, starting
+    with the user, so it has ``ceil(len / 2)`` user turns. A single-turn row has 1."""
+    conversation = conversation or []
+    if any(isinstance(m, dict) for m in conversation):
+        return sum(1 for m in conversation if _message_role(m) in USER_ROLES)
+    return (len(conversation) + 1) // 2
+
+
+def first_user_text(conversation: Sequence[Any] | None) -> str:
+    """The content of the first user turn of a conversation (as :func:`user_turns` finds user
+    turns), or ``""`` when it has none."""
+    conversation = conversation or []
+    if any(isinstance(m, dict) for m in conversation):
+        return next((_message_text(m) for m in conversation if _message_role(m) in USER_ROLES), "")
+    return _message_text(conversation[0]) if conversation else ""
+
+
+def _conversation_stats(pool: Dataset, column: str) -> tuple[np.ndarray, np.ndarray]:
+    """Per row: number of user turns and total characters of content."""
+    turns, chars = [], []
+    for conv in pool[column]:
+        conv = conv or []
+        turns.append(user_turns(conv))
+        chars.append(sum(len(_message_text(m)) for m in conv))
+    return np.asarray(turns, dtype=np.int64), np.asarray(chars, dtype=np.int64)
+
+
+def _shorten(text: str, limit: int) -> str:
+    """``text`` with runs of whitespace made one space, cut to ``limit`` characters (``…``)."""
+    flat = " ".join(text.split())
+    return flat if len(flat) <= limit else flat[: limit - 1].rstrip() + "…"
+
+
+def selection_gains(selection: Any) -> np.ndarray | None:
+    """The MIG gain of each pick, in pick order, of a selection given as a subset with a
+    ``mig_gain`` column (as ``hf-mig select --record-gains`` writes it); ``None`` otherwise or
+    when a value is missing."""
+    if not isinstance(selection, Dataset) or GAIN_COLUMN not in selection.column_names:
+        return None
+    values = selection[GAIN_COLUMN]
+    if any(v is None for v in values):
+        return None
+    try:
+        return np.asarray(values, dtype=np.float64)
+    except (TypeError, ValueError):
+        return None
+
+
+def infer_provenance(pool: Dataset, labels_column: str, score_column: str) -> dict[str, str]:
+    """What the pool's own columns show about how its label and score columns were made:
+    ``{"tagger": ..., "scorer": ...}``, each ``"unknown"`` when nothing shows it.
+
+    Only the companion columns hf-mig's own tools write are read (``instag_raw``/``instag_error``
+    of the InsTag tagger, ``deita_*``/``ifd_*``/``reward_*`` of the scorers, the MIG authors'
+    ``annotation`` struct); models are never named, since the pool does not record them.
+    """
+    cols = set(pool.column_names)
+    tagger = scorer = "unknown"
+    if labels_column == "labels" and cols & {"instag_raw", "instag_error"}:
+        tagger = (
+            "a generative InsTag tagger (hf-mig tag with a transformers/vllm/openai backend: the "
+            "pool has its instag_raw/instag_error columns); model unknown"
+        )
+    elif labels_column == "labels" and {"annotation", "labels_dropped"} <= cols:
+        tagger = "the InsTag tags of the pool's MIG-authors 'annotation' struct"
+    if score_column == "score" and cols & {"deita_error", "deita_complexity", "deita_quality"}:
+        scorer = (
+            "DEITA complexity x quality (hf-mig score --scorer deita: the pool has its deita_* "
+            "columns); models unknown"
+        )
+    elif score_column in ("score", "reward") and "reward_error" in cols:
+        scorer = (
+            "a reward model (hf-mig score --scorer reward: the pool has its reward_* columns"
+            + ("; score = sigmoid(reward)" if score_column == "score" else "")
+            + "); model unknown"
+        )
+    elif score_column == "ifd" and "ifd_error" in cols:
+        scorer = "IFD (hf-mig score --scorer ifd: the pool has its ifd_* columns); model unknown"
+    elif score_column == "score" and {"annotation", "labels_dropped"} <= cols:
+        scorer = "quality x complexity from the pool's MIG-authors 'annotation' struct (DEITA)"
+    return {"tagger": tagger, "scorer": scorer}
+
+
+def _graph_provenance(label_graph: Any, source: str | None) -> dict[str, Any]:
+    if label_graph is None:
+        return {"source": source or "none: no label graph, so no propagation"}
+    metadata = dict(getattr(label_graph, "metadata", {}) or {})
+    stats = label_graph.stats()
+    return {
+        "source": source or "unknown",
+        "embedder": str(metadata["embedder"]) if metadata.get("embedder") else "unknown",
+        "threshold": label_graph.threshold,
+        "labels": int(stats["num_labels"]),
+        "edges": int(stats["num_edges"]),
+    }
+
+
+def _first_picks(
+    pool: Dataset,
+    idx: np.ndarray,
+    n: int,
+    *,
+    labels_column: str,
+    score_column: str,
+    id_column: str | None,
+    gains: np.ndarray | None,
+) -> list[dict]:
+    """The first ``n`` picks of one selection: position, id, request, labels, score, gain."""
+    rows = pool.select(idx[:n].tolist()) if n > 0 and len(idx) else pool.select([])
+    conv_col = next((c for c in CONVERSATION_COLUMNS if c in pool.column_names), None)
+    text_col = next((c for c in TEXT_COLUMNS if c in pool.column_names), None)
+    out = []
+    for rank in range(len(rows)):
+        row = rows[rank]
+        if conv_col is not None:
+            text = first_user_text(row[conv_col])
+        elif text_col is not None:
+            text = _message_text(row[text_col])
+        else:
+            text = ""
+        score = row.get(score_column)
+        labels = row.get(labels_column, ())
+        gain = None if gains is None else float(gains[rank])
+        out.append(
+            {
+                "rank": rank + 1,
+                "row": int(idx[rank]),
+                "id": str(row[id_column]) if id_column and id_column in row else None,
+                "text": _shorten(text, PICK_TEXT_CHARS),
+                "labels": list(dict.fromkeys(labels or [])) if isinstance(labels, list) else None,
+                "score": float(score)
+                if isinstance(score, (int, float)) and not isinstance(score, bool)
+                else None,
+                "gain": gain,
+            }
+        )
+    return out
+
+
+def _band_name(lo: int, hi: int | None) -> str:
+    if hi is None:
+        return f">={lo}"
+    return str(lo) if lo == hi else f"{lo}-{hi}"
+
+
+def gini(values: Sequence[float]) -> float | None:
+    """Gini coefficient of non-negative values: 0 = all equal, near 1 = all in one place.
+
+    ``None`` when there are no values or they sum to zero.
+    """
+    a = np.sort(np.asarray(values, dtype=np.float64))
+    total = float(a.sum())
+    if not a.size or total <= 0:
+        return None
+    n = a.size
+    ranks = np.arange(1, n + 1, dtype=np.float64)
+    return float(2.0 * (ranks * a).sum() / (n * total) - (n + 1) / n)
+
+
+def effective_labels(values: Sequence[float]) -> float:
+    """``exp`` of the Shannon entropy of ``values / sum(values)``: how many labels the
+    information is effectively spread over (0 when there is none)."""
+    a = np.asarray(values, dtype=np.float64)
+    total = float(a.sum())
+    if total <= 0:
+        return 0.0
+    p = a[a > 0] / total
+    return float(np.exp(-(p * np.log(p)).sum()))
+
+
+def information_vectors(
+    pool: Dataset,
+    indices: Mapping[str, Sequence[int]],
+    *,
+    label_graph: Any = None,
+    labels_column: str = "labels",
+    score_column: str = "score",
+    prop_weight: float = 1.0,
+    norm: bool = False,
+) -> tuple[list[str], np.ndarray, dict[str, np.ndarray], dict]:
+    """MIG's information per label of the pool and of each selection.
+
+    Encodes the pool as :class:`hf_mig.MIGSelector` does (:func:`hf_mig.core.encoding.encode_pool`
+    against the graph's labels, weights ``PoolEncoding.weights(norm)``) and returns
+    ``(labels, x_pool, {name: x_S}, encoding report)`` with ``x(S) = sum_{i in S} w_i v_i @ P``
+    and ``P = label_graph.propagation_matrix(prop_weight)``. Without a graph ``P`` is the
+    identity over the pool's distinct labels (sorted), i.e. no propagation.
+    """
+    table = arrow_columns(pool, [labels_column, score_column])
+    if label_graph is None:
+        vocabulary = unique_labels(table, labels_column)
+        propagation = None
+    else:
+        vocabulary = list(label_graph.labels)
+        propagation = label_graph.propagation_matrix(prop_weight)
+    encoding = encode_pool(
+        table, vocabulary, labels_column=labels_column, score_column=score_column
+    )
+    info = LabelInformation.build(encoding, propagation, norm=norm)
+    x_pool = info.x()
+    by_selection = {name: info.x(idx) for name, idx in indices.items()}
+    return vocabulary, x_pool, by_selection, encoding.report
+
+
+def _information_stats(x: np.ndarray, informed: np.ndarray, objective: Objective) -> dict:
+    """E, labels with x > 0 and evenness of one information vector."""
+    positive = int((x > 0).sum())
+    return {
+        "objective": dataset_information(x, objective),
+        "total_information": float(x.sum()),
+        "labels_with_information": positive,
+        "share_of_labels": positive / x.size if x.size else 0.0,
+        "share_of_pool_labels": int((x[informed] > 0).sum()) / int(informed.sum())
+        if informed.any()
+        else 0.0,
+        "gini": gini(x[informed]),
+        "effective_labels": effective_labels(x),
+    }
+
+
+def _information_section(
+    pool: Dataset,
+    indices: dict[str, np.ndarray],
+    *,
+    label_graph: Any,
+    labels_column: str,
+    score_column: str,
+    prop_weight: float,
+    norm: bool,
+    objective: Objective,
+    mig_result: Any,
+) -> tuple[dict, dict]:
+    """``report.json``'s ``information`` section and the arrays behind its figure."""
+    if label_graph is None:
+        propagation = (
+            "identity: no label graph was given, so there is no propagation "
+            "(each row's weight goes to its own labels only)"
+        )
+    else:
+        threshold = label_graph.threshold
+        propagation = (
+            f"label graph ({label_graph.num_labels:,} labels"
+            + ("" if threshold is None else f", threshold {threshold:g}")
+            + f"), prop_weight {prop_weight:g}"
+        )
+    section: dict[str, Any] = {
+        "propagation": propagation,
+        "label_graph": label_graph is not None,
+        "prop_weight": float(prop_weight) if label_graph is not None else 0.0,
+        "norm": bool(norm),
+        **objective.to_dict(),
+    }
+    try:
+        vocabulary, x_pool, x_sel, report = information_vectors(
+            pool,
+            indices,
+            label_graph=label_graph,
+            labels_column=labels_column,
+            score_column=score_column,
+            prop_weight=prop_weight,
+            norm=norm,
+        )
+    except (PoolValidationError, ValueError) as err:
+        logger.warning("information per label left out of the report: %s", err)
+        section["skipped"] = str(err)
+        return section, {}
+    informed = x_pool > 0
+    order = np.argsort(-x_pool, kind="stable")
+    order = order[informed[order]]
+    bands = np.array_split(order, len(INFORMATION_BANDS))
+    section.update(
+        {
+            "num_labels": len(vocabulary),
+            "initial_objective": dataset_information(np.zeros(len(vocabulary)), objective),
+            "encoding": json.loads(json.dumps(report, default=str)),
+            "bands": [
+                {"band": name, "labels": int(b.size)} for name, b in zip(INFORMATION_BANDS, bands)
+            ],
+            "pool": _information_stats(x_pool, informed, objective),
+            "by_selection": {},
+        }
+    )
+    pool_total = float(x_pool.sum())
+    for name, x in x_sel.items():
+        stats = _information_stats(x, informed, objective)
+        stats["information_kept"] = float(x.sum()) / pool_total if pool_total > 0 else 0.0
+        stats["kept_by_band"] = {
+            band: (float(x[b].sum() / x_pool[b].sum()) if b.size else 0.0)
+            for band, b in zip(INFORMATION_BANDS, bands)
+        }
+        stats["labels_by_band"] = {
+            band: int((x[b] > 0).sum()) for band, b in zip(INFORMATION_BANDS, bands)
+        }
+        section["by_selection"][name] = stats
+    if mig_result is not None:
+        picks = np.asarray(mig_result.indices)
+        trace = np.asarray(mig_result.objective_trace, dtype=np.float64)
+        match = next(
+            (n for n, idx in indices.items() if np.array_equal(np.asarray(idx), picks)), None
+        )
+        if match is not None and trace.size:
+            got = section["by_selection"][match]["objective"]
+            section["mig_trace_check"] = {
+                "selection": match,
+                "trace_final_objective": float(trace[-1]),
+                "objective": got,
+                "relative_difference": abs(got - float(trace[-1])) / max(abs(trace[-1]), 1e-300),
+            }
+            if section["mig_trace_check"]["relative_difference"] > 1e-6:
+                logger.warning(
+                    "E(S) of %r (%.6g) differs from the end of the MIG trace (%.6g): the report's "
+                    "label graph, prop_weight, norm or phi differ from the selector's",
+                    match,
+                    got,
+                    trace[-1],
+                )
+    # the figure's numbers: labels the pool informs, ranked by the pool's information
+    section["ranked_labels"] = [vocabulary[j] for j in order]
+    section["x"] = {
+        "pool": x_pool[order].tolist(),
+        **{name: x[order].tolist() for name, x in x_sel.items()},
+    }
+    raw = {"x_pool": x_pool[order], "x_sel": {name: x[order] for name, x in x_sel.items()}}
+    return section, raw
+
+
+def compute_report_data(
+    pool: Dataset,
+    selections: Mapping[str, Any],
+    *,
+    labels_column: str = "labels",
+    score_column: str = "score",
+    id_column: str | None = None,
+    label_graph: Any = None,
+    mig_result: Any = None,
+    prop_weight: float = 1.0,
+    norm: bool = False,
+    objective: Objective | None = None,
+    first_picks: int = FIRST_PICKS,
+    gains: Mapping[str, Sequence[float]] | None = None,
+    provenance: Mapping[str, Any] | None = None,
+) -> tuple[dict, dict[str, np.ndarray], dict]:
+    """The numbers of the report; returns ``(data, indices by selection, raw arrays for plots)``.
+
+    ``first_picks`` (>= 0), ``gains`` and ``provenance`` are as for :func:`build_report`.
+    """
+    if not selections:
+        raise ValueError("no selections to report on")
+    if not isinstance(first_picks, int) or isinstance(first_picks, bool) or first_picks < 0:
+        raise ValueError(f"first_picks must be an integer >= 0, got {first_picks!r}")
+    indices = {
+        str(name): resolve_selection(pool, sel, id_column=id_column, name=str(name))
+        for name, sel in selections.items()
+    }
+    data: dict[str, Any] = {
+        "pool": {"rows": len(pool), "columns": list(pool.column_names)},
+        "selections": {name: {"rows": int(len(idx))} for name, idx in indices.items()},
+    }
+    raw: dict[str, Any] = {}
+    ids_col = id_column or detect_id_column(pool)
+    if ids_col and ids_col in pool.column_names:
+        pool_ids = pool[ids_col]
+        for name, idx in indices.items():
+            data["selections"][name]["first_ids"] = [str(pool_ids[i]) for i in idx[:10]]
+    else:
+        ids_col = None
+
+    # ---- where the columns came from, and the gain of each pick when it is known
+    given = dict(provenance or {})
+    inferred = infer_provenance(pool, labels_column, score_column)
+    described = dict(given.get("selections") or {})
+    data["provenance"] = {
+        "labels": {
+            "column": labels_column,
+            "produced_by": given.get("tagger") or inferred["tagger"],
+        },
+        "score": {"column": score_column, "produced_by": given.get("scorer") or inferred["scorer"]},
+        "label_graph": _graph_provenance(label_graph, given.get("graph")),
+        "selections": {name: str(described.get(name) or "unknown") for name in indices},
+    }
+    known: dict[str, tuple[np.ndarray, str]] = {}
+    for name, sel in selections.items():
+        from_column = selection_gains(sel)
+        if from_column is not None:
+            known[str(name)] = (from_column, f"the selection's {GAIN_COLUMN} column")
+    if mig_result is not None:
+        picks = np.asarray(mig_result.indices)
+        for name, idx in indices.items():
+            if np.array_equal(np.asarray(idx), picks):
+                known[name] = (np.asarray(mig_result.gains, dtype=np.float64), "the MIG run")
+    for name, values in (gains or {}).items():
+        known[str(name)] = (np.asarray(values, dtype=np.float64), "given with the selection")
+    for name, (values, _) in known.items():
+        if name not in indices:
+            raise ValueError(f"gains given for {name!r}, which is not a selection")
+        if values.shape != (len(indices[name]),):
+            raise ValueError(
+                f"selection {name!r}: {values.size} gains for {len(indices[name])} picks; "
+                "give one gain per pick, in pick order"
+            )
+    for name, idx in indices.items():
+        values, source = known.get(name, (None, None))
+        data["selections"][name]["gains_from"] = source
+        data["selections"][name]["first_picks"] = _first_picks(
+            pool,
+            idx,
+            first_picks,
+            labels_column=labels_column,
+            score_column=score_column,
+            id_column=ids_col,
+            gains=values,
+        )
+
+    # ---- labels
+    summaries = {
+        name: selection_summary(pool, idx, labels_column=labels_column, score_column=score_column)
+        for name, idx in indices.items()
+    }
+    row_labels = _row_labels(pool, labels_column)
+    label_sets: dict[str, set[str]] = {}
+    if row_labels is not None:
+        pool_counts = Counter(label for labels in row_labels for label in labels)
+        ranked = sorted(pool_counts, key=lambda x: (-pool_counts[x], x))
+        sel_counts = {
+            name: Counter(label for i in idx for label in row_labels[i])
+            for name, idx in indices.items()
+        }
+        label_sets = {name: set(c) for name, c in sel_counts.items()}
+        labels: dict[str, Any] = {
+            "pool_labels": len(pool_counts),
+            "pool_label_occurrences": int(sum(pool_counts.values())),
+            "by_selection": {},
+            "frequency_bands": [],
+            "top_labels": [],
+        }
+        for name, counts in sel_counts.items():
+            covered = set(counts) & set(pool_counts)
+            summary = summaries[name]
+            if "pool_unlabelled_rows" in summary:
+                labels["pool_unlabelled_rows"] = summary["pool_unlabelled_rows"]
+            labels["by_selection"][name] = {
+                "labels_covered": len(covered),
+                "coverage": len(covered) / len(pool_counts) if pool_counts else 0.0,
+                "label_occurrences": int(sum(counts.values())),
+                "unlabelled_rows": summary.get("selected_unlabelled_rows"),
+                "coverage_curve": coverage_curve(row_labels, indices[name]),
+                "singleton_labels_covered": sum(1 for x in covered if pool_counts[x] == 1),
+            }
+        for lo, hi in FREQUENCY_BANDS:
+            band = [
+                x for x in ranked if pool_counts[x] >= lo and (hi is None or pool_counts[x] <= hi)
+            ]
+            labels["frequency_bands"].append(
+                {
+                    "band": _band_name(lo, hi),
+                    "pool_labels": len(band),
+                    "covered": {
+                        name: sum(1 for x in band if x in label_sets[name]) for name in indices
+                    },
+                }
+            )
+        for label in ranked[:TOP_LABELS]:
+            labels["top_labels"].append(
+                {
+                    "label": label,
+                    "pool": pool_counts[label],
+                    **{name: sel_counts[name][label] for name in indices},
+                }
+            )
+        data["labels"] = labels
+        raw["pool_counts"] = pool_counts
+        raw["ranked"] = ranked
+        raw["sel_counts"] = sel_counts
+
+        # ---- MIG's information per label
+        data["information"], raw["information"] = _information_section(
+            pool,
+            indices,
+            label_graph=label_graph,
+            labels_column=labels_column,
+            score_column=score_column,
+            prop_weight=prop_weight,
+            norm=norm,
+            objective=objective or Objective(),
+            mig_result=mig_result,
+        )
+
+    # ---- MIG trace
+    if mig_result is not None:
+        trace = np.asarray(mig_result.objective_trace, dtype=float)
+        gains = np.asarray(mig_result.gains, dtype=float)
+        stats = {
+            k: (v.item() if isinstance(v, np.generic) else v)
+            for k, v in dict(getattr(mig_result, "stats", {}) or {}).items()
+        }
+        data["mig_trace"] = {
+            "k": int(len(mig_result.indices)),
+            "initial_objective": float(mig_result.initial_objective),
+            "final_objective": float(trace[-1])
+            if trace.size
+            else float(mig_result.initial_objective),
+            "objective": trace.tolist(),
+            "gains": gains.tolist(),
+            "stats": json.loads(json.dumps(stats, default=str)),
+        }
+
+    # ---- scores
+    if score_column in pool.column_names:
+        scores = np.asarray(pool[score_column], dtype=float)
+        finite = scores[np.isfinite(scores)]
+        lo, hi = (float(finite.min()), float(finite.max())) if finite.size else (0.0, 1.0)
+        if hi <= lo:
+            hi = lo + 1.0
+        edges = np.linspace(lo, hi, 31)
+        data["scores"] = {
+            "column": score_column,
+            "collapse": next(iter(summaries.values())).get("score_collapse"),
+            "bin_edges": edges.tolist(),
+            "pool": {**_describe(finite), "histogram": _histogram(finite, edges)},
+            "by_selection": {
+                name: {**_describe(scores[idx]), "histogram": _histogram(scores[idx], edges)}
+                for name, idx in indices.items()
+            },
+        }
+        raw["scores"] = scores
+
+    # ---- conversations
+    conv_col = next((c for c in CONVERSATION_COLUMNS if c in pool.column_names), None)
+    if conv_col is not None:
+        turns, chars = _conversation_stats(pool, conv_col)
+        lowest = min(int(turns.min()) if turns.size else 1, 1)
+        t_edges = np.arange(lowest - 0.5, max(int(turns.max()) if turns.size else 1, 1) + 1.5)
+        c_max = max(float(chars.max()) if chars.size else 1.0, 1.0)
+        c_edges = np.logspace(0, math.log10(c_max) + 0.01, 31)
+        data["conversations"] = {
+            "column": conv_col,
+            "user_turn_bin_edges": t_edges.tolist(),
+            "length_bin_edges": c_edges.tolist(),
+            "pool": {
+                "user_turns": {**_describe(turns), "histogram": _histogram(turns, t_edges)},
+                "characters": {**_describe(chars), "histogram": _histogram(chars, c_edges)},
+            },
+            "by_selection": {
+                name: {
+                    "user_turns": {
+                        **_describe(turns[idx]),
+                        "histogram": _histogram(turns[idx], t_edges),
+                    },
+                    "characters": {
+                        **_describe(chars[idx]),
+                        "histogram": _histogram(chars[idx], c_edges),
+                    },
+                }
+                for name, idx in indices.items()
+            },
+        }
+        raw["turns"], raw["chars"] = turns, chars
+
+    # ---- sources
+    src_col = next((c for c in SOURCE_COLUMNS if c in pool.column_names), None)
+    if src_col is not None:
+        src = [str(s) for s in pool[src_col]]
+        pool_src = Counter(src)
+        order = sorted(pool_src, key=lambda s: (-pool_src[s], s))
+        data["sources"] = {
+            "column": src_col,
+            "order": order,
+            "pool": {s: pool_src[s] for s in order},
+            "by_selection": {
+                name: {s: c for s, c in ((s, Counter(src[i] for i in idx)[s]) for s in order)}
+                for name, idx in indices.items()
+            },
+        }
+
+    # ---- overlap
+    names = list(indices)
+    pairs = []
+    for a_pos, a in enumerate(names):
+        for b in names[a_pos + 1 :]:
+            sa, sb = set(indices[a].tolist()), set(indices[b].tolist())
+            union = sa | sb
+            entry = {
+                "a": a,
+                "b": b,
+                "shared_rows": len(sa & sb),
+                "jaccard": len(sa & sb) / len(union) if union else 0.0,
+            }
+            if label_sets:
+                la, lb = label_sets[a], label_sets[b]
+                entry["shared_labels"] = len(la & lb)
+                entry["label_jaccard"] = len(la & lb) / len(la | lb) if la | lb else 0.0
+                entry["labels_only_in_a"] = len(la - lb)
+                entry["labels_only_in_b"] = len(lb - la)
+            pairs.append(entry)
+    data["overlap"] = pairs
+
+    # ---- graph neighbourhoods
+    if label_graph is not None and row_labels is not None:
+        data["label_graph"] = _neighbourhoods(label_graph, raw, names, mig_result is not None)
+    return data, indices, raw
+
+
+def _neighbourhoods(graph: Any, raw: dict, names: list[str], has_mig: bool) -> dict:
+    """Neighbours of the most and least covered labels of the focus selection."""
+    pool_counts, sel_counts = raw["pool_counts"], raw["sel_counts"]
+    focus = "mig" if has_mig and "mig" in names else names[0]
+    counts = sel_counts[focus]
+    index = graph.index
+    in_graph = [x for x in raw["ranked"] if x in index]
+    # prefer labels that have neighbours, so the neighbourhood has something to show
+    with_nb = [x for x in in_graph if graph.neighbors(x)] or in_graph
+    most = sorted(with_nb, key=lambda x: (-counts[x], -pool_counts[x], x))[:NEIGHBOURHOOD_LABELS]
+    least = [
+        x for x in sorted(with_nb, key=lambda x: (counts[x], -pool_counts[x], x)) if x not in most
+    ][:NEIGHBOURHOOD_LABELS]
+
+    def describe(label: str) -> dict:
+        return {
+            "label": label,
+            "pool": pool_counts[label],
+            "selected": {n: sel_counts[n][label] for n in names},
+            "neighbors": [
+                {
+                    "label": nb,
+                    "weight": w,
+                    "pool": pool_counts.get(nb, 0),
+                    "selected": {n: sel_counts[n][nb] for n in names},
+                }
+                for nb, w in graph.neighbors(label)[:12]
+            ],
+        }
+
+    stats = graph.stats()
+    stats.pop("degree_histogram", None)
+    return {
+        "focus_selection": focus,
+        "stats": stats,
+        "pool_labels_in_graph": len(in_graph),
+        "most_covered": [describe(x) for x in most],
+        "least_covered": [describe(x) for x in least],
+    }
