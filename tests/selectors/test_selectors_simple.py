@@ -1,9 +1,9 @@
 """The label-, score- and text-based baselines: ``score``, ``ifd``, ``instag`` and ``zip``.
 
 Small cases have their expected picks worked out by hand in comments; real pools are the parity
-pool (tests/fixtures), the annotated demo pool (hf_mig/data/bundled) and, from the shared data folder, the
-MIG authors' example pool, LIMA and the Alpaca-GPT4 demo. ``instag`` and ``zip`` are also
-checked against plain-Python re-statements of their algorithms (sets; recompressing every
+pool (tests/fixtures), the annotated demo pool (hf_mig/data/bundled) and, from the shared data
+folder, the MIG authors' example pool, LIMA and the Alpaca-GPT4 demo. ``instag`` and ``zip`` are
+also checked against plain-Python re-statements of their algorithms (sets; recompressing every
 concatenation from scratch with ``zlib.compress``).
 """
 
