@@ -2,8 +2,9 @@
 ``list[str] -> array``.
 
 A model id or path loads a sentence-transformers model; ``"static:<model>"`` a model2vec static
-embedder distilled from it (:class:`hf_mig.models.static_embedder.StaticEmbedder`: much faster on CPU,
-on a different cosine scale).
+embedder distilled from it (:class:`hf_mig.models.static_embedder.StaticEmbedder`: much faster
+on CPU, on a different cosine scale). :func:`cached_embedder` shares named embedders across the
+process.
 
 Every embedder returned by :func:`load_embedder` maps a list of strings to a float32 array of
 shape ``(len(texts), dim)`` whose rows are L2-normalised, so dot products are cosines.
@@ -31,6 +32,9 @@ DEFAULT_THRESHOLDS: dict[str, float] = {
 }
 
 EmbedderLike = Union[str, os.PathLike, Callable[[list[str]], "np.ndarray"]]  # noqa: UP007
+
+# Embedders loaded by name in this process, shared by every user: (name, batch size) -> embedder.
+_CACHE: dict[tuple[str, int], Callable[[list[str]], np.ndarray]] = {}
 
 
 def default_threshold(embedder: EmbedderLike | None) -> float:
@@ -175,3 +179,26 @@ def embedder_name(embedder: EmbedderLike | None) -> str:
     if isinstance(embedder, StaticEmbedder):
         return embedder.name
     return getattr(embedder, "__name__", type(embedder).__name__)
+
+
+def cached_embedder(
+    embedder: EmbedderLike | None, batch_size: int
+) -> Callable[[list[str]], np.ndarray]:
+    """:func:`load_embedder` shared by the whole process for an embedder named by a string.
+
+    A model id or path (or ``"static:<model>"``) is loaded once per ``(name, batch_size)`` and the
+    same object returned to every caller (samples and labels embedded by one MiniLM); anything
+    else (a callable, ``None`` for the default) is passed to :func:`load_embedder` without
+    ``batch_size`` and not cached. :func:`clear_embedder_cache` forgets the loaded ones.
+    """
+    if not isinstance(embedder, str):
+        return load_embedder(embedder)
+    key = (embedder, batch_size)
+    if key not in _CACHE:
+        _CACHE[key] = load_embedder(embedder, batch_size=batch_size)
+    return _CACHE[key]
+
+
+def clear_embedder_cache() -> None:
+    """Forget every embedder loaded by :func:`cached_embedder` in this process."""
+    _CACHE.clear()
