@@ -16,9 +16,11 @@ from hf_mig.annotate.vocabulary import TagVocabulary  # noqa: E402
 from hf_mig.core.graph import LabelGraph  # noqa: E402
 from hf_mig.core.greedy import GreedyResult, greedy_select  # noqa: E402
 from hf_mig.core.objective import Objective  # noqa: E402
-from hf_mig.data.formats import MIGAnnotations, load_vocabulary, to_messages  # noqa: E402
+from hf_mig.data.annotations import MIGAnnotations  # noqa: E402
+from hf_mig.data.conversations import to_messages  # noqa: E402
 from hf_mig.data.io import load_pool, save_dataset  # noqa: E402
 from hf_mig.data.pool import prepare_pool  # noqa: E402
+from hf_mig.data.resources import load_vocabulary  # noqa: E402
 from hf_mig.selectors import (  # noqa: E402
     SELECTORS,
     MIGSelector,

@@ -25,10 +25,16 @@ Each file has a bundled id, accepted by recipes wherever a file path is (``data.
 from __future__ import annotations
 
 import json
+import os
 import pathlib
+from collections.abc import Sequence
 from importlib import resources
 
+from hf_mig.data.columns import short_repr, type_name
+
 INSTAG_VOCABULARY_SIZE = 4531
+#: The bundled id of the InsTag vocabulary (:func:`instag_vocabulary`).
+INSTAG_VOCABULARY_ID = "hf-mig:instag"
 DEMO_POOL_SIZE = 427
 
 _PACKAGE = "hf_mig"
@@ -37,7 +43,7 @@ _DEMO_POOL_FILE = "data/bundled/demo_pool.jsonl"
 
 #: Bundled data ids -> file inside the ``hf_mig`` package.
 BUNDLED_FILES: dict[str, str] = {
-    "hf-mig:instag": _VOCABULARY_FILE,
+    INSTAG_VOCABULARY_ID: _VOCABULARY_FILE,
     "hf-mig:demo": _DEMO_POOL_FILE,
     "hf-mig:demo-annotated": "data/bundled/demo_pool_annotated.jsonl",
     "hf-mig:demo-graph": "data/bundled/demo_label_graph.npz",
@@ -96,3 +102,92 @@ def demo_pool_path() -> pathlib.Path:
     that the resource has a real path; otherwise ``FileNotFoundError`` is raised.
     """
     return bundled_path("hf-mig:demo")
+
+
+# --------------------------------------------------------------------------------------
+# label vocabularies
+
+VocabularySource = str | os.PathLike | Sequence[str]
+
+
+def load_vocabulary(
+    source: VocabularySource | None = None, *, skip_blank_lines: bool = False
+) -> list[str]:
+    """The labels of a vocabulary, in their order. The one reader of vocabulary files.
+
+    ``source``: ``None`` or ``"hf-mig:instag"`` for the shipped InsTag tags
+    (:func:`instag_vocabulary`); a path to a file; or a list/tuple of labels, validated by
+    :func:`check_labels` and returned as a new list.
+
+    The rule for files: a ``.json`` file holds a JSON list of strings (like the authors'
+    ``valid_tag_path.json``); any other file is UTF-8 text (a BOM is ignored) with one label per
+    line. Every label is stripped of surrounding whitespace. An empty label, a repeated label and
+    a file without labels are errors naming the position (JSON, 0-based) or line (text, 1-based)
+    and the file; so are a non-string JSON item and invalid JSON (``ValueError``), and a missing
+    file (``FileNotFoundError``). ``skip_blank_lines=True`` ignores blank lines of a text file
+    instead (the taggers read hand-written lists that way); it changes nothing else.
+    """
+    if source is None or (isinstance(source, str) and source == INSTAG_VOCABULARY_ID):
+        return instag_vocabulary()
+    if isinstance(source, (str, os.PathLike)):
+        return _read_vocabulary_file(pathlib.Path(source), skip_blank_lines)
+    if isinstance(source, Sequence):
+        return check_labels(source)
+    raise TypeError(f"vocabulary must be a list of labels or a path, got {type_name(source)}")
+
+
+def check_labels(labels: Sequence[str], source: str = "vocabulary") -> list[str]:
+    """``labels`` as a new list, validated: not empty, every label a string that is not blank,
+    no label twice. Raises ``ValueError`` naming ``source`` and the position (``source[2]``)."""
+    items = list(labels)
+    if not items:
+        raise ValueError(f"{source} is empty")
+    seen: dict[str, int] = {}
+    for pos, label in enumerate(items):
+        if not isinstance(label, str) or not label.strip():
+            raise ValueError(f"{source}[{pos}] must be a non-empty string, got {label!r}")
+        if label in seen:
+            raise ValueError(f"{source}[{pos}] duplicates {source}[{seen[label]}]: {label!r}")
+        seen[label] = pos
+    return items
+
+
+def _read_vocabulary_file(path: pathlib.Path, skip_blank_lines: bool) -> list[str]:
+    if not path.is_file():
+        raise FileNotFoundError(f"vocabulary file not found: {path}")
+    text = path.read_text(encoding="utf-8-sig")
+    entries: list[tuple[str, str]] = []  # (where, label)
+    if path.suffix.lower() == ".json":
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError as err:
+            raise ValueError(
+                f"{path}: not valid JSON at line {err.lineno}, column {err.colno}: {err.msg}"
+            ) from err
+        if not isinstance(data, list):
+            raise ValueError(f"{path}: expected a JSON list of labels, got {type_name(data)}")
+        for pos, item in enumerate(data):
+            if not isinstance(item, str):
+                raise ValueError(
+                    f"{path}: position {pos}: expected a string label, got {short_repr(item)}"
+                )
+            entries.append((f"position {pos}", item))
+    else:
+        for lineno, line in enumerate(text.splitlines(), start=1):
+            if line.strip() or not skip_blank_lines:
+                entries.append((f"line {lineno}", line))
+    labels: list[str] = []
+    first_seen: dict[str, str] = {}
+    for where, raw in entries:
+        label = raw.strip()
+        if not label:
+            raise ValueError(f"{path}: {where}: empty label")
+        if label in first_seen:
+            raise ValueError(
+                f"{path}: {where}: duplicate label {label!r} (first at {first_seen[label]})"
+            )
+        first_seen[label] = where
+        labels.append(label)
+    if not labels:
+        raise ValueError(f"{path}: no labels in file")
+    return labels

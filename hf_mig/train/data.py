@@ -127,15 +127,11 @@ def _vocabulary_file(name: str) -> Path:
 
 
 def _load_vocabulary(name: str | None) -> list[str] | None:
-    if not name:
-        return None
-    if name == BUNDLED_VOCABULARY:
-        from hf_mig.data.resources import instag_vocabulary
+    """``data.vocabulary``'s labels (:func:`hf_mig.data.resources.load_vocabulary`; the bundled
+    id ``hf-mig:instag`` included), or ``None`` when it is not set."""
+    from hf_mig.data.resources import load_vocabulary
 
-        return instag_vocabulary()
-    from hf_mig.data.formats import load_vocabulary
-
-    return load_vocabulary(name)
+    return load_vocabulary(name) if name else None
 
 
 def selection_spec(config: DataConfig) -> dict[str, Any]:
