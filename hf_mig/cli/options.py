@@ -199,6 +199,14 @@ def add_graph_cache_argument(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def add_label_graph_arguments(parser: argparse.ArgumentParser) -> None:
+    """Everything about building a label graph: :func:`add_graph_arguments`,
+    :func:`add_graph_limit_arguments` and :func:`add_graph_cache_argument`."""
+    add_graph_arguments(parser)
+    add_graph_limit_arguments(parser)
+    add_graph_cache_argument(parser)
+
+
 def parse_value(text: str) -> Any:
     """``text`` read as JSON when it is JSON (``0.7``, ``true``, ``null``, ``[1, 2]``), else
     the text itself."""

@@ -6,31 +6,21 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from hf_mig.cli.options import (
-    add_command,
-    add_graph_arguments,
-    add_graph_cache_argument,
-    add_graph_limit_arguments,
-    add_output_argument,
-    add_overwrite_argument,
-    add_pool_argument,
-    add_split_argument,
-    graph_limits,
-)
+from hf_mig.cli import options
 
 
 def register(subparsers: Any) -> None:
     """Add the ``graph`` subcommand."""
-    g = add_command(subparsers, "graph", cmd_graph, help="build and save a label graph")
-    add_pool_argument(g, "pool whose distinct labels become the nodes (see 'select')", nargs="?")
-    add_output_argument(g, "output .npz", flag=True)
+    g = options.add_command(subparsers, "graph", cmd_graph, help="build and save a label graph")
+    options.add_pool_argument(
+        g, "pool whose distinct labels become the nodes (see 'select')", nargs="?"
+    )
+    options.add_output_argument(g, "output .npz", flag=True)
     g.add_argument("--vocabulary", help="labels file: nodes (no pool) or filter (with a pool)")
-    g.add_argument("--labels-column", default="labels")
-    add_split_argument(g, help=None)
-    add_graph_arguments(g)
-    add_graph_limit_arguments(g)
-    add_graph_cache_argument(g)
-    add_overwrite_argument(g)
+    options.add_column_arguments(g, score=False)
+    options.add_split_argument(g, help=None)
+    options.add_label_graph_arguments(g)
+    options.add_overwrite_argument(g)
 
 
 def cmd_graph(args: argparse.Namespace) -> int:
@@ -59,7 +49,7 @@ def cmd_graph(args: argparse.Namespace) -> int:
         threshold=args.threshold,
         progress=True,
         cache=args.graph_cache,
-        **graph_limits(args),
+        **options.graph_limits(args),
     )
     with atomic_output(args.out, overwrite=args.overwrite) as tmp:
         graph.save(tmp)

@@ -16,9 +16,7 @@ from typing import Any
 
 from hf_mig.cli.options import (
     add_command,
-    add_graph_arguments,
-    add_graph_cache_argument,
-    add_graph_limit_arguments,
+    add_label_graph_arguments,
     add_output_argument,
     add_overwrite_argument,
     add_pool_arguments,
@@ -64,10 +62,8 @@ def register(subparsers: Any) -> None:
         help="extra selector option (repeatable); VALUE is parsed as JSON when it can be",
     )
     s.add_argument("--graph", help="label graph saved by 'hf-mig graph' / LabelGraph.save")
-    add_graph_arguments(s)
+    add_label_graph_arguments(s)
     s.add_argument("--save-graph", help="also save the label graph built from the pool here")
-    add_graph_limit_arguments(s)
-    add_graph_cache_argument(s)
     flags = selector_flags()
     method_options = s.add_argument_group(
         "options of the selection methods",
