@@ -25,6 +25,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from hf_mig.models.generation import arguments
+from hf_mig.models.generation.arguments import add_backend_arguments, resolve_backend_name
+
 logger = logging.getLogger(__name__)
 
 __all__ = [
@@ -180,7 +183,8 @@ def generate_incremental(
 
 
 def add_generation_args(p: argparse.ArgumentParser) -> None:
-    """Options shared by every ``generate`` subcommand."""
+    """Options shared by every ``generate`` subcommand (the backend's through
+    :func:`hf_mig.models.generation.arguments.add_backend_arguments`)."""
     g = p.add_argument_group("generation")
     g.add_argument("--model", required=True, help="Hub id, local folder, or served model name")
     g.add_argument(
@@ -190,13 +194,18 @@ def add_generation_args(p: argparse.ArgumentParser) -> None:
         help="auto: vLLM if installed and a GPU is present, else transformers",
     )
     g.add_argument("--model-name", help="name recorded as the generator (default: from --model)")
-    g.add_argument("--base-url", help="OpenAI-compatible server for --backend openai")
+    add_backend_arguments(
+        g, ["base-url"], helps={"base-url": "OpenAI-compatible server for --backend openai"}
+    )
     g.add_argument("--max-new-tokens", type=int, help="default: the benchmark's")
-    g.add_argument("--batch-size", type=int, default=8, help="transformers batch size")
-    g.add_argument("--device", default="auto", help="transformers device")
-    g.add_argument("--dtype", default="auto", help="model dtype")
-    g.add_argument(
-        "--chat-template", help="file with a Jinja chat template (overrides the model's)"
+    add_backend_arguments(
+        g,
+        ["batch-size", "device", "dtype", "chat-template"],
+        helps={
+            "batch-size": "transformers batch size",
+            "device": "transformers device",
+            "dtype": "model dtype",
+        },
     )
     g.add_argument("--generation-cache", help="sqlite response cache of the backend")
     g.add_argument(
@@ -204,43 +213,11 @@ def add_generation_args(p: argparse.ArgumentParser) -> None:
     )
 
 
-def resolve_backend_name(name: str) -> str:
-    """``auto`` -> ``vllm`` when vLLM imports and CUDA is available, else ``transformers``."""
-    if name != "auto":
-        return name
-    import importlib.util
-
-    if importlib.util.find_spec("vllm") is not None:
-        try:
-            import torch
-
-            if torch.cuda.is_available():
-                return "vllm"
-        except ImportError:  # pragma: no cover
-            pass
-    return "transformers"
-
-
 def backend_from_args(args: argparse.Namespace) -> Any:
-    """Create the generation backend described by :func:`add_generation_args` options."""
-    from hf_mig.models.generation import load_backend
-
-    name = resolve_backend_name(args.backend)
-    kwargs: dict[str, Any] = {"cache": args.generation_cache}
-    template = Path(args.chat_template).read_text() if args.chat_template else None
-    if name == "transformers":
-        kwargs.update(batch_size=args.batch_size, device=args.device, dtype=args.dtype)
-        if template:
-            kwargs["chat_template"] = template
-    elif name == "vllm":
-        kwargs["dtype"] = args.dtype
-        if template:
-            kwargs["chat_template"] = template
-    elif name == "openai":
-        if not args.base_url:
-            raise SystemExit("--backend openai needs --base-url")
-        kwargs["base_url"] = args.base_url
-    return load_backend(name, args.model, **kwargs)
+    """Create the generation backend described by :func:`add_generation_args` options (see
+    :func:`hf_mig.models.generation.arguments.backend_from_args`); responses are cached in
+    ``--generation-cache``."""
+    return arguments.backend_from_args(args, cache=args.generation_cache)
 
 
 def generator_name(args: argparse.Namespace) -> str:
