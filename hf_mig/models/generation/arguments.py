@@ -59,8 +59,15 @@ BACKEND_OPTIONS: dict[str, BackendOption] = {
         _option("timeout", "openai", type=float, default=120.0, help="openai: seconds per request"),
         _option("max-retries", "openai", type=int, default=5, help="openai: retries per request"),
         _option("backoff", "openai", type=float, default=1.0, help="openai: first retry delay (s)"),
-        _option("device", "transformers", default="auto", help="transformers: auto, cpu, cuda:0, ..."),
-        _option("dtype", "transformers vllm", default="auto", help="transformers/vllm: auto, bfloat16, ..."),
+        _option(
+            "device", "transformers", default="auto", help="transformers: auto, cpu, cuda:0, ..."
+        ),
+        _option(
+            "dtype",
+            "transformers vllm",
+            default="auto",
+            help="transformers/vllm: auto, bfloat16, ...",
+        ),
         _option("batch-size", "transformers", type=int, default=8, help="transformers: batch size"),
         _option("gguf-file", "transformers", help="transformers: GGUF file inside --model"),
         _option("tensor-parallel-size", "vllm", type=int, default=1, help="vllm: GPUs per model"),
