@@ -6,6 +6,7 @@ installed packages satisfy them, and every third-party package the code imports 
 from __future__ import annotations
 
 import ast
+import functools
 import re
 import sys
 import tomllib
@@ -104,10 +105,16 @@ def third_party_imports(path: Path) -> set[str]:
     return {n for n in names if n not in sys.stdlib_module_names and n != "hf_mig"}
 
 
+@functools.cache
+def installed_modules() -> dict[str, list[str]]:
+    """``packages_distributions()``, read once (it scans every installed distribution)."""
+    return packages_distributions()
+
+
 def distributions(module: str) -> set[str]:
     """Canonical names of the distributions providing ``module`` (its own name when none is
     installed, e.g. ``vllm``)."""
-    return {canonical(d) for d in packages_distributions().get(module, [module])}
+    return {canonical(d) for d in installed_modules().get(module, [module])}
 
 
 def test_constraints_pin_exactly_the_pyproject_floors():
@@ -173,7 +180,6 @@ def test_report_command_needs_only_core_dependencies(module):
     imports = third_party_imports(REPO / module)
     missing = sorted(m for m in imports if not distributions(m) & core)
     assert not missing, f"{module} imports {missing}, which a plain `pip install hf-mig` lacks"
-
 
 
 def test_report_figures_use_matplotlib():
