@@ -69,10 +69,17 @@ def test_methods_are_registered() -> None:
         "kcenter": KCenterSelector,
         "car": CaRSelector,
     }
+    pool = _pool(_clustered(24, 6, seed=11), scores=np.arange(24.0) % 7)
     for name, cls in expected.items():
         assert SELECTORS[name] is cls
         sel = get_selector(name, 3)
-        assert isinstance(sel, hf_mig.Selector) and sel.k == 3
+        assert type(sel) is cls and sel.k == 3
+        # the Selector contract itself, not only its method names: k distinct row indices in
+        # pick order, and select() is those rows in that order
+        picks = sel.select_indices(pool)
+        assert isinstance(picks, np.ndarray) and picks.dtype.kind == "i", (name, picks)
+        assert len(set(picks.tolist())) == 3 and 0 <= picks.min() and picks.max() < len(pool)
+        assert sel.select(pool)["embedding"] == [pool["embedding"][i] for i in picks.tolist()]
 
 
 # ----------------------------------------------------------------------------- DEITA
@@ -601,7 +608,9 @@ def test_real_pool_diversity_covers_more_labels(real_pool: Dataset) -> None:
 
 # ----------------------------------------------------------------------------- benchmark smoke
 def test_benchmark_cases_run_small() -> None:
+    import resource
     import sys
+    import time
     from pathlib import Path
 
     root = str(Path(__file__).resolve().parents[2])
@@ -612,8 +621,13 @@ def test_benchmark_cases_run_small() -> None:
 
     rows = []
     for method in BENCH_METHODS:
+        start = time.perf_counter()
         res = run_case(method, 3000, 150, seed=1)
-        assert res["seconds"] >= 0 and res["rss_peak_mb"] >= 0
+        wall = time.perf_counter() - start
+        # the timed part lies inside the call; the peak growth inside this process's own peak
+        assert 0 < res["seconds"] <= wall, (method, res["seconds"], wall)
+        peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux: KiB
+        assert 0 <= res["rss_peak_mb"] <= peak_mb, (method, res["rss_peak_mb"], peak_mb)
         assert res["picks"] == (0 if method == "read" else 150)
         rows.append({**res, "method": method, "n": 3000, "k": 150})
     table = format_table(rows)
