@@ -645,7 +645,7 @@ def judge_outputs(
                 "generator_2": m.get("generator", "model"),
                 "annotator": annotator,
                 "preference": pref,
-                "judging": j.method or ("error" if j.error else "malformed"),
+                "judging": j.judging,
                 "swapped": swapped,
                 "raw_completion": j.text,
                 "top_logprobs": j.top_logprobs,

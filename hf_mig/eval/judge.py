@@ -109,6 +109,11 @@ class Judgment:
         """A usable judgment (no error, parsed)."""
         return self.value is not None
 
+    @property
+    def judging(self) -> str:
+        """How the value was obtained: ``method``, else ``error`` or ``malformed``."""
+        return self.method or ("error" if self.error else "malformed")
+
 
 @dataclass
 class JudgeStats:

@@ -352,7 +352,7 @@ def judge_answers(
                 "judgment": j.text,
                 "score": -1 if j.value is None else j.value,
                 "turn": turn,
-                "judging": j.method or ("error" if j.error else "malformed"),
+                "judging": j.judging,
                 "error": j.error,
             }
         )

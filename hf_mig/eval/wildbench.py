@@ -30,7 +30,7 @@ import math
 import random
 import re
 import sys
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -579,6 +579,23 @@ def generate_outputs(
     return report
 
 
+def _record_judgments(
+    client: Any,
+    requests: list[Any],
+    rows: list[dict[str, Any]],
+    field: str,
+    convert: Callable[[Any], Any],
+) -> None:
+    """Judge ``requests`` (keyed by session id) and write into each judged row ``field``
+    (``convert`` of the value), ``judgment``, ``judging`` and ``error``; rows settled without a
+    judge call are left as they are."""
+    by_key = {j.key: j for j in client.judge(requests)}
+    for rec in rows:
+        j = by_key.get(rec["session_id"])
+        if j is not None:
+            rec.update({field: convert(j.value)}, judgment=j.text, judging=j.judging, error=j.error)
+
+
 def judge_scores(
     client: Any,
     tasks: Sequence[dict[str, Any]],
@@ -615,17 +632,7 @@ def judge_scores(
                 sid, [{"role": "user", "content": prompt}], parse_score, max_tokens=JUDGE_MAX_TOKENS
             )
         )
-    by_key = {j.key: j for j in client.judge(requests)}
-    for rec in rows:
-        j = by_key.get(rec["session_id"])
-        if j is None:
-            continue
-        rec.update(
-            score=None if j.value is None else str(j.value),
-            judgment=j.text,
-            judging=j.method or ("error" if j.error else "malformed"),
-            error=j.error,
-        )
+    _record_judgments(client, requests, rows, "score", lambda v: None if v is None else str(v))
     return rows
 
 
@@ -678,17 +685,7 @@ def judge_pairwise(
                 max_tokens=JUDGE_MAX_TOKENS,
             )
         )
-    by_key = {j.key: j for j in client.judge(requests)}
-    for rec in rows:
-        j = by_key.get(rec["session_id"])
-        if j is None:
-            continue
-        rec.update(
-            choice=j.value,
-            judgment=j.text,
-            judging=j.method or ("error" if j.error else "malformed"),
-            error=j.error,
-        )
+    _record_judgments(client, requests, rows, "choice", lambda v: v)
     return rows
 
 
