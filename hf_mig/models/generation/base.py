@@ -18,9 +18,9 @@ Contract of :meth:`GenerationBackend.generate` (every backend here implements it
 * ``temperature=0`` is greedy decoding; ``stop`` strings end the text and are not included in it;
 * ``logprobs=True`` asks for the log-probability of each generated token and ``top_logprobs=k``
   for the ``k`` most likely alternatives at each position (:class:`TokenLogprob`);
-* with a response cache (:class:`hf_mig.models.generation.cache.ResponseCache`), successful results are
-  stored under a key of :meth:`GenerationBackend.describe` (the backend name, the model and, for
-  backends that run local weights, the model's content identity, see
+* with a response cache (:class:`hf_mig.models.generation.cache.ResponseCache`), successful
+  results are stored under a key of :meth:`GenerationBackend.describe` (the backend name, the
+  model and, for backends that run local weights, the model's content identity, see
   :mod:`hf_mig.models.identity`; the output-affecting backend options), the parameters and the
   messages, and served from the cache (``cached=True``) on a re-run (logged at INFO). Failures
   are never cached, so a re-run retries them;
@@ -38,7 +38,10 @@ import os
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
-from typing import Any, Protocol, runtime_checkable
+from typing import Any, NamedTuple, Protocol, runtime_checkable
+
+from hf_mig.models.generation.cache import cache_key, open_cache
+from hf_mig.models.generation.results import GenerationResult, TokenLogprob, finished
 
 logger = logging.getLogger(__name__)
 
@@ -46,6 +49,7 @@ __all__ = [
     "BackendStats",
     "BaseBackend",
     "GenerationBackend",
+    "GenerationCall",
     "GenerationParams",
     "GenerationResult",
     "TokenLogprob",
@@ -57,88 +61,6 @@ Conversation = Sequence[Mapping[str, Any]]
 ResultCallback = Callable[[int, "GenerationResult"], None]
 
 _ROLES = ("system", "user", "assistant", "tool", "developer")
-
-
-@dataclass(frozen=True)
-class TokenLogprob:
-    """One generated token: its text, its log-probability and the top alternatives.
-
-    ``top`` holds ``(token, logprob)`` pairs, most likely first (empty unless ``top_logprobs``
-    was requested). Log-probabilities are natural logarithms of the model's next-token
-    distribution (before temperature or other sampling transforms).
-    """
-
-    token: str
-    logprob: float
-    top: tuple[tuple[str, float], ...] = ()
-
-    def to_dict(self) -> dict[str, Any]:
-        """JSON-ready form: ``{"token", "logprob", "top": [[token, logprob], ...]}``."""
-        return {"token": self.token, "logprob": self.logprob, "top": [list(p) for p in self.top]}
-
-    @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> TokenLogprob:
-        """Inverse of :meth:`to_dict`."""
-        top = tuple((str(t), float(lp)) for t, lp in data.get("top", ()))
-        return cls(token=str(data["token"]), logprob=float(data["logprob"]), top=top)
-
-
-@dataclass
-class GenerationResult:
-    """The outcome of one conversation.
-
-    Attributes:
-        text: the generated text (stop strings removed), or ``None`` when ``error`` is set.
-        finish_reason: ``"stop"`` (EOS or a stop string), ``"length"`` (``max_new_tokens``
-            reached), another server-given reason, or ``None`` on error.
-        error: ``None`` on success, else a message saying what failed.
-        logprobs: per generated token, when requested and available, else ``None``.
-        prompt_tokens, completion_tokens: token counts when the backend knows them.
-        cached: ``True`` when served from the response cache.
-    """
-
-    text: str | None
-    finish_reason: str | None = None
-    error: str | None = None
-    logprobs: list[TokenLogprob] | None = None
-    prompt_tokens: int | None = None
-    completion_tokens: int | None = None
-    cached: bool = False
-
-    @property
-    def ok(self) -> bool:
-        """Whether the generation succeeded (``error is None``)."""
-        return self.error is None
-
-    @classmethod
-    def failure(cls, message: str) -> GenerationResult:
-        """A failed result with ``error=message``."""
-        return cls(text=None, error=message)
-
-    def to_dict(self) -> dict[str, Any]:
-        """JSON-ready form (``cached`` is not stored)."""
-        return {
-            "text": self.text,
-            "finish_reason": self.finish_reason,
-            "error": self.error,
-            "logprobs": None if self.logprobs is None else [t.to_dict() for t in self.logprobs],
-            "prompt_tokens": self.prompt_tokens,
-            "completion_tokens": self.completion_tokens,
-        }
-
-    @classmethod
-    def from_dict(cls, data: Mapping[str, Any], cached: bool = False) -> GenerationResult:
-        """Inverse of :meth:`to_dict`."""
-        logprobs = data.get("logprobs")
-        return cls(
-            text=data.get("text"),
-            finish_reason=data.get("finish_reason"),
-            error=data.get("error"),
-            logprobs=None if logprobs is None else [TokenLogprob.from_dict(t) for t in logprobs],
-            prompt_tokens=data.get("prompt_tokens"),
-            completion_tokens=data.get("completion_tokens"),
-            cached=cached,
-        )
 
 
 @dataclass(frozen=True)
@@ -214,6 +136,16 @@ class GenerationParams:
         out = asdict(self)
         out["stop"] = list(self.stop)
         return out
+
+
+class GenerationCall(NamedTuple):
+    """What :meth:`BaseBackend._generate` gets: the validated conversations not served from the
+    cache, the decoding parameters, and ``on_result(position, result)`` to call as soon as the
+    result of one conversation is final."""
+
+    conversations: list[list[dict[str, Any]]]
+    params: GenerationParams
+    on_result: ResultCallback
 
 
 @runtime_checkable
@@ -317,8 +249,6 @@ class BaseBackend(ABC):
     ) -> None:
         if not isinstance(model, (str, os.PathLike)) or not str(model):
             raise ValueError(f"model must be a non-empty string or path, got {model!r}")
-        from hf_mig.models.generation.cache import open_cache
-
         self.model = str(model)
         self.cache = open_cache(cache)
         self.progress = bool(progress)
@@ -383,8 +313,6 @@ class BaseBackend(ABC):
 
         keys: dict[int, str] = {}
         if self.cache is not None:
-            from hf_mig.models.generation.cache import cache_key
-
             described = self.describe()
             for i, messages in enumerate(checked):
                 if messages is not None:
@@ -430,7 +358,8 @@ class BaseBackend(ABC):
                 ):
                     self.cache.put_many([(keys[row], result)], model=self.model)
 
-            returned = self._generate([checked[i] for i in todo], params, on_result)
+            missed: list[Any] = [checked[i] for i in todo]  # valid: the invalid have results
+            returned = self._generate(GenerationCall(missed, params, on_result))
             if len(returned) != len(todo):
                 raise RuntimeError(
                     f"{type(self).__name__} returned {len(returned)} results for "
@@ -440,10 +369,7 @@ class BaseBackend(ABC):
                 if results[todo[position]] is None:
                     on_result(position, result)
 
-        out: list[GenerationResult] = []
-        for result in results:
-            assert result is not None
-            out.append(result)
+        out = finished(results)
         self.stats.conversations += n
         self.stats.generated += len(todo)
         failed = [r.error for r in out if r.error is not None]
@@ -461,17 +387,12 @@ class BaseBackend(ABC):
         return out
 
     @abstractmethod
-    def _generate(
-        self,
-        conversations: list[list[dict[str, Any]]],
-        params: GenerationParams,
-        on_result: ResultCallback,
-    ) -> list[GenerationResult]:
-        """Generate for validated conversations; return one result per conversation, in order.
+    def _generate(self, call: GenerationCall) -> list[GenerationResult]:
+        """Generate for ``call.conversations``; return one result per conversation, in order.
 
-        Implementations may call ``on_result(position, result)`` as soon as a result is final
-        (from the calling thread), so that it reaches the cache before the whole call ends; the
-        returned list must still hold every result.
+        Implementations may call ``call.on_result(position, result)`` as soon as a result is
+        final (from the calling thread), so that it reaches the cache before the whole call ends;
+        the returned list must still hold every result.
         """
 
     def _progress_bar(self, total: int, desc: str, min_total: int = 1) -> Any:

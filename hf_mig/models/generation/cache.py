@@ -32,7 +32,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from hf_mig.models.generation.base import GenerationResult
+from hf_mig.models.generation.results import GenerationResult
 
 __all__ = ["CACHE_FILE_NAME", "ResponseCache", "cache_key", "open_cache"]
 

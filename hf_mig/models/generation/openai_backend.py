@@ -33,13 +33,8 @@ import urllib.request
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from typing import Any
 
-from hf_mig.models.generation.base import (
-    BaseBackend,
-    GenerationParams,
-    GenerationResult,
-    ResultCallback,
-    TokenLogprob,
-)
+from hf_mig.models.generation.base import BaseBackend, GenerationCall, GenerationParams
+from hf_mig.models.generation.results import GenerationResult, TokenLogprob, finished
 
 logger = logging.getLogger(__name__)
 
@@ -264,12 +259,8 @@ class OpenAIBackend(BaseBackend):
                 delay *= 2
         return GenerationResult.failure(f"failed after {self.max_retries + 1} attempts: {last}")
 
-    def _generate(
-        self,
-        conversations: list[list[dict[str, Any]]],
-        params: GenerationParams,
-        on_result: ResultCallback,
-    ) -> list[GenerationResult]:
+    def _generate(self, call: GenerationCall) -> list[GenerationResult]:
+        conversations, params, on_result = call
         results: list[GenerationResult | None] = [None] * len(conversations)
         bar = self._progress_bar(
             len(conversations), f"requests ({self.model})", 2 * self.concurrency
@@ -292,11 +283,7 @@ class OpenAIBackend(BaseBackend):
                     bar.update(1)
         finally:
             bar.close()
-        out: list[GenerationResult] = []
-        for result in results:
-            assert result is not None
-            out.append(result)
-        return out
+        return finished(results)
 
 
 def _retry_after(err: urllib.error.HTTPError) -> float | None:

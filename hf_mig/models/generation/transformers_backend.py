@@ -7,15 +7,17 @@ when ``temperature == 0``. The model is loaded on the first :meth:`generate` cal
 process (cached per process by the content identity of the model files and the loading options),
 so the backend object itself is small and picklable.
 
-:meth:`~hf_mig.models.generation.base.BaseBackend.describe` (and so every response-cache key) carries
-``model_content`` (and ``tokenizer_content`` for a separate tokenizer): the content identity of
-the files (:func:`hf_mig.models.identity.model_identity`: a SHA-256 of a local folder's model
-files, or the resolved commit of a Hub id), never only their path, so weights replaced in place
-miss the cache. Hashing a local model costs one read of its files per process (SHA-256,
-0.5-1.4 GB/s from the page cache: 10-30 s for a 15 GB model).
+:meth:`~hf_mig.models.generation.base.BaseBackend.describe` (and so every response-cache key)
+carries ``model_content`` (and ``tokenizer_content`` for a separate tokenizer): the content
+identity of the files (:func:`hf_mig.models.identity.model_identity`: a SHA-256 of a local
+folder's model files, or the resolved commit of a Hub id), never only their path, so weights
+replaced in place miss the cache. Hashing a local model costs one read of its files per process
+(SHA-256, 0.5-1.4 GB/s from the page cache: 10-30 s for a 15 GB model).
 
 Device: ``device="auto"`` picks ``cuda:<rank % n_gpus>`` when GPUs exist (``rank`` is the
-``Dataset.map`` worker rank, see ``with_rank=True``), else Apple ``mps``, else the CPU.
+``Dataset.map`` worker rank, see ``with_rank=True``), else Apple ``mps``, else the CPU
+(:func:`hf_mig.models.lm.resolve_device`). Models are loaded by
+:func:`hf_mig.models.lm.load_pretrained`, whose per-process cache the scorers share.
 """
 
 from __future__ import annotations
@@ -26,50 +28,18 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
-from hf_mig.models.generation.base import (
-    BaseBackend,
-    GenerationParams,
-    GenerationResult,
-    ResultCallback,
-    TokenLogprob,
-)
+from hf_mig.models.generation.base import GenerationCall, GenerationParams
+from hf_mig.models.generation.local import LocalModelBackend, RowResults, run_in_halves
+from hf_mig.models.generation.results import GenerationResult, TokenLogprob, finished
+from hf_mig.models.lm import DTYPES, clear_model_cache, load_pretrained, resolve_device
 from hf_mig.runtime.fork import single_thread_torch_if_forked
 
 logger = logging.getLogger(__name__)
 
 __all__ = ["TransformersBackend", "clear_model_cache", "resolve_device"]
 
-_DTYPES = ("auto", "float32", "bfloat16", "float16")
 
-# (model, tokenizer, gguf_file, dtype, device, trust_remote_code, content) -> (model, tokenizer)
-_LOADED: dict[tuple[Any, ...], tuple[Any, Any]] = {}
-
-
-def clear_model_cache() -> None:
-    """Forget every model and tokenizer loaded by this module in this process."""
-    _LOADED.clear()
-
-
-def resolve_device(device: str | None = "auto", rank: int | None = None) -> str:
-    """The torch device string for ``device``.
-
-    ``"auto"`` (or ``None``): ``cuda:<rank % device_count>`` when CUDA GPUs exist (rank 0 when
-    ``rank`` is ``None``), else ``"mps"`` when available, else ``"cpu"``. Any other value is
-    returned unchanged (e.g. ``"cpu"``, ``"cuda:1"``).
-    """
-    if device not in (None, "auto"):
-        return str(device)
-    import torch
-
-    if torch.cuda.is_available() and torch.cuda.device_count() > 0:
-        return f"cuda:{(rank or 0) % torch.cuda.device_count()}"
-    mps = getattr(torch.backends, "mps", None)
-    if mps is not None and mps.is_available():
-        return "mps"
-    return "cpu"
-
-
-class TransformersBackend(BaseBackend):
+class TransformersBackend(LocalModelBackend):
     """Generation with ``AutoModelForCausalLM`` + the model's chat template, batched.
 
     Args:
@@ -112,9 +82,9 @@ class TransformersBackend(BaseBackend):
         cache: Any = None,
         progress: bool = True,
     ) -> None:
-        super().__init__(model, cache=cache, progress=progress)
-        if dtype not in _DTYPES:
-            raise ValueError(f"dtype must be one of {_DTYPES}, got {dtype!r}")
+        super().__init__(model, tokenizer, dtype, chat_template, cache=cache, progress=progress)
+        if dtype not in DTYPES:
+            raise ValueError(f"dtype must be one of {DTYPES}, got {dtype!r}")
         if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
             raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
         if max_input_tokens is not None and (
@@ -127,46 +97,24 @@ class TransformersBackend(BaseBackend):
             )
         if chat_template is not None and not isinstance(chat_template, str):
             raise ValueError("chat_template must be a Jinja template string or None")
-        self.tokenizer_name = None if tokenizer is None else str(tokenizer)
         self.device_option = device
         self.rank = rank
-        self.dtype = dtype
         self.batch_size = batch_size
-        self.chat_template = chat_template
         self.max_input_tokens = max_input_tokens
         self.gguf_file = gguf_file
         self.trust_remote_code = bool(trust_remote_code)
         self._model: Any = None
         self._tokenizer: Any = None
         self._device: str | None = None
-        self._identity: dict[str, str] | None = None
 
-    def _content(self) -> dict[str, Any]:
-        """``model_content`` (and ``tokenizer_content``): identities of the files read:
-        as they are now or, after :meth:`load`, those of the files that were loaded."""
-        if self._model is None or self._identity is None:
-            return self._current_identity()
-        return dict(self._identity)
+    def _is_loaded(self) -> bool:
+        return self._model is not None
 
-    def _current_identity(self) -> dict[str, str]:
-        from hf_mig.models.identity import model_identity
+    def _identity_arguments(self) -> tuple[dict[str, Any], dict[str, Any]]:
+        return {"file": self.gguf_file}, {}
 
-        identity = {"model_content": model_identity(self.model, file=self.gguf_file)}
-        if self.tokenizer_name is not None:
-            identity["tokenizer_content"] = model_identity(self.tokenizer_name)
-        return identity
-
-    def _options(self) -> dict[str, Any]:
-        options: dict[str, Any] = {}
-        if self.tokenizer_name is not None:
-            options["tokenizer"] = self.tokenizer_name
-        if self.gguf_file is not None:
-            options["gguf_file"] = self.gguf_file
-        if self.chat_template is not None:
-            options["chat_template"] = self.chat_template
-        if self.dtype != "auto":
-            options["dtype"] = self.dtype
-        return options
+    def _file_options(self) -> dict[str, Any]:
+        return {} if self.gguf_file is None else {"gguf_file": self.gguf_file}
 
     def __getstate__(self) -> dict[str, Any]:
         state = dict(self.__dict__)
@@ -190,48 +138,17 @@ class TransformersBackend(BaseBackend):
         single_thread_torch_if_forked()
         if self._model is not None:
             return self._model, self._tokenizer
-        import torch
-        import transformers
-        from transformers import AutoModelForCausalLM, AutoTokenizer
-
-        device = self.device
-        dtype_name = self.dtype
-        if dtype_name == "auto":
-            if device.startswith("cuda"):
-                dtype_name = "bfloat16" if torch.cuda.is_bf16_supported() else "float16"
-            else:
-                dtype_name = "float32"
         self._identity = self._current_identity()
-        key = (
+        model, tokenizer = load_pretrained(
             self.model,
-            self.tokenizer_name,
-            self.gguf_file,
-            dtype_name,
-            device,
-            self.trust_remote_code,
-            tuple(sorted(self._identity.items())),
+            device=self.device,
+            dtype=self.dtype,
+            gguf_file=self.gguf_file,
+            tokenizer=self.tokenizer_name,
+            trust_remote_code=self.trust_remote_code,
+            content=tuple(sorted(self._identity.items())),
         )
-        if key not in _LOADED:
-            common: dict[str, Any] = {"trust_remote_code": self.trust_remote_code}
-            if self.gguf_file is not None:
-                common["gguf_file"] = self.gguf_file
-            tok_source = self.tokenizer_name or self.model
-            tok_kwargs = dict(common) if self.tokenizer_name is None else {}
-            tokenizer = AutoTokenizer.from_pretrained(tok_source, **tok_kwargs)
-            major = int(transformers.__version__.split(".")[0])
-            dtype_key = "dtype" if major >= 5 else "torch_dtype"
-            model = AutoModelForCausalLM.from_pretrained(
-                self.model, **common, **{dtype_key: getattr(torch, dtype_name)}
-            )
-            model.to(device)
-            model.eval()
-            _LOADED[key] = (model, tokenizer)
-            logger.info("loaded %s on %s (%s)", self.model, device, dtype_name)
-        model, tokenizer = _LOADED[key]
-        if self.chat_template is None and not getattr(tokenizer, "chat_template", None):
-            raise ValueError(
-                f"the tokenizer of {self.model!r} has no chat template; pass chat_template=..."
-            )
+        self._check_chat_template(tokenizer)
         self._model, self._tokenizer = model, tokenizer
         return model, tokenizer
 
@@ -254,86 +171,42 @@ class TransformersBackend(BaseBackend):
         window = getattr(text_config, "max_position_embeddings", None)
         return int(window) if isinstance(window, int) and window > 0 else None
 
-    def _prompt_ids(self, tokenizer: Any, conversation: list[dict[str, Any]]) -> list[int]:
-        text = tokenizer.apply_chat_template(
-            conversation,
-            tokenize=False,
-            add_generation_prompt=True,
-            chat_template=self.chat_template,
-        )
-        return list(tokenizer(text, add_special_tokens=False)["input_ids"])
-
-    def _generate(
-        self,
-        conversations: list[list[dict[str, Any]]],
-        params: GenerationParams,
-        on_result: ResultCallback,
-    ) -> list[GenerationResult]:
+    def _generate(self, call: GenerationCall) -> list[GenerationResult]:
+        conversations, params, on_result = call
         model, tokenizer = self.load()
         limit = self.max_input_tokens
         if limit is None:
             window = self._context_window(model)
             limit = None if window is None else window - params.max_new_tokens
         results: list[GenerationResult | None] = [None] * len(conversations)
-        prompts: dict[int, list[int]] = {}
-        for i, conversation in enumerate(conversations):
-            try:
-                ids = self._prompt_ids(tokenizer, conversation)
-            except Exception as err:  # a template that rejects this conversation
-                results[i] = GenerationResult.failure(
-                    f"chat template failed: {type(err).__name__}: {err}"
-                )
-                on_result(i, results[i])
-                continue
-            if limit is not None and len(ids) > limit:
-                results[i] = GenerationResult.failure(
-                    f"prompt has {len(ids)} tokens; the limit is {limit} (context window minus "
-                    f"max_new_tokens={params.max_new_tokens}, or max_input_tokens)"
-                )
-                on_result(i, results[i])
-                continue
-            prompts[i] = ids
+        reason = f"context window minus max_new_tokens={params.max_new_tokens}, or max_input_tokens"
+        prompts = self._prompts(tokenizer, conversations, limit, reason, results, on_result)
         order = sorted(prompts, key=lambda i: (-len(prompts[i]), i))
         bar = self._progress_bar(len(order), f"generate ({self.model})", 2 * self.batch_size)
         try:
             for start in range(0, len(order), self.batch_size):
                 rows = order[start : start + self.batch_size]
-                for i, result in self._run_batch(model, tokenizer, rows, prompts, params):
+                batch = run_in_halves(
+                    lambda part: self._batch(model, tokenizer, part, prompts, params),
+                    rows,
+                    self._split,
+                )
+                for i, result in batch:
                     results[i] = result
                     on_result(i, result)
                 bar.update(len(rows))
         finally:
             bar.close()
-        out: list[GenerationResult] = []
-        for result in results:
-            assert result is not None
-            out.append(result)
-        return out
+        return finished(results)
 
-    def _run_batch(
-        self,
-        model: Any,
-        tokenizer: Any,
-        rows: Sequence[int],
-        prompts: dict[int, list[int]],
-        params: GenerationParams,
-    ) -> list[tuple[int, GenerationResult]]:
-        try:
-            return self._batch(model, tokenizer, rows, prompts, params)
-        except Exception as err:
-            if len(rows) == 1:
-                message = f"generation failed: {type(err).__name__}: {err}"
-                return [(rows[0], GenerationResult.failure(message))]
-            logger.warning(
-                "generation of a batch of %d failed (%s: %s); retrying in halves",
-                len(rows),
-                type(err).__name__,
-                err,
-            )
-            self._free_memory()
-            half = len(rows) // 2
-            first = self._run_batch(model, tokenizer, rows[:half], prompts, params)
-            return first + self._run_batch(model, tokenizer, rows[half:], prompts, params)
+    def _split(self, size: int, err: Exception) -> None:
+        logger.warning(
+            "generation of a batch of %d failed (%s: %s); retrying in halves",
+            size,
+            type(err).__name__,
+            err,
+        )
+        self._free_memory()
 
     def _free_memory(self) -> None:
         torch = sys.modules.get("torch")
@@ -347,7 +220,7 @@ class TransformersBackend(BaseBackend):
         rows: Sequence[int],
         prompts: dict[int, list[int]],
         params: GenerationParams,
-    ) -> list[tuple[int, GenerationResult]]:
+    ) -> RowResults:
         import torch
         from transformers import GenerationConfig
 
@@ -390,7 +263,7 @@ class TransformersBackend(BaseBackend):
             )
         new_tokens = output.sequences[:, width:].tolist()
         logits = output.logits if params.logprobs else None
-        results: list[tuple[int, GenerationResult]] = []
+        results: RowResults = []
         for r, i in enumerate(rows):
             tokens = new_tokens[r]
             finish = "length"

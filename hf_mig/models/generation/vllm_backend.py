@@ -6,8 +6,8 @@ against the model's context window (a too-long prompt is that row's error, not a
 whole batch), and hands the token ids of all remaining prompts to one ``LLM.generate`` call,
 which schedules them with continuous batching. Greedy when ``temperature == 0``.
 
-:meth:`~hf_mig.models.generation.base.BaseBackend.describe` (and so every response-cache key) carries
-``model_content`` (and ``tokenizer_content``): the content identity of the model
+:meth:`~hf_mig.models.generation.base.BaseBackend.describe` (and so every response-cache key)
+carries ``model_content`` (and ``tokenizer_content``): the content identity of the model
 (:func:`hf_mig.models.identity.model_identity`: a SHA-256 of a local folder's model files, or the
 commit a Hub id's ``revision`` resolves to), never only its path.
 
@@ -23,13 +23,9 @@ import logging
 import os
 from typing import Any
 
-from hf_mig.models.generation.base import (
-    BaseBackend,
-    GenerationParams,
-    GenerationResult,
-    ResultCallback,
-    TokenLogprob,
-)
+from hf_mig.models.generation.base import GenerationCall, GenerationParams
+from hf_mig.models.generation.local import LocalModelBackend, RowResults, run_in_halves
+from hf_mig.models.generation.results import GenerationResult, TokenLogprob, finished
 
 logger = logging.getLogger(__name__)
 
@@ -54,7 +50,7 @@ def import_vllm() -> Any:
     return vllm
 
 
-class VLLMBackend(BaseBackend):
+class VLLMBackend(LocalModelBackend):
     """Offline batched generation with ``vllm.LLM``.
 
     Args:
@@ -92,7 +88,7 @@ class VLLMBackend(BaseBackend):
         cache: Any = None,
         progress: bool = True,
     ) -> None:
-        super().__init__(model, cache=cache, progress=progress)
+        super().__init__(model, tokenizer, dtype, chat_template, cache=cache, progress=progress)
         tp = tensor_parallel_size
         if isinstance(tp, bool) or not isinstance(tp, int) or tp < 1:
             raise ValueError(f"tensor_parallel_size must be a positive integer, got {tp!r}")
@@ -100,45 +96,20 @@ class VLLMBackend(BaseBackend):
             raise ValueError(
                 f"gpu_memory_utilization must lie in (0, 1], got {gpu_memory_utilization!r}"
             )
-        self.tokenizer_name = None if tokenizer is None else str(tokenizer)
-        self.dtype = dtype
         self.tensor_parallel_size = tensor_parallel_size
         self.gpu_memory_utilization = float(gpu_memory_utilization)
         self.max_model_len = max_model_len
-        self.chat_template = chat_template
         self.trust_remote_code = bool(trust_remote_code)
         self.seed = seed
         self.engine_kwargs = dict(engine_kwargs or {})
         self._llm: Any = None
-        self._identity: dict[str, str] | None = None
 
-    def _content(self) -> dict[str, Any]:
-        """``model_content`` (and ``tokenizer_content``): identities of the files read:
-        as they are now or, after :meth:`load`, those of the engine's model."""
-        if self._llm is None or self._identity is None:
-            return self._current_identity()
-        return dict(self._identity)
+    def _is_loaded(self) -> bool:
+        return self._llm is not None
 
-    def _current_identity(self) -> dict[str, str]:
-        from hf_mig.models.identity import model_identity
-
-        revision = self.engine_kwargs.get("revision")
-        identity = {"model_content": model_identity(self.model, revision=revision)}
-        if self.tokenizer_name is not None:
-            identity["tokenizer_content"] = model_identity(
-                self.tokenizer_name, revision=self.engine_kwargs.get("tokenizer_revision")
-            )
-        return identity
-
-    def _options(self) -> dict[str, Any]:
-        options: dict[str, Any] = {}
-        if self.tokenizer_name is not None:
-            options["tokenizer"] = self.tokenizer_name
-        if self.chat_template is not None:
-            options["chat_template"] = self.chat_template
-        if self.dtype != "auto":
-            options["dtype"] = self.dtype
-        return options
+    def _identity_arguments(self) -> tuple[dict[str, Any], dict[str, Any]]:
+        revisions = self.engine_kwargs.get("revision"), self.engine_kwargs.get("tokenizer_revision")
+        return {"revision": revisions[0]}, {"revision": revisions[1]}
 
     def __getstate__(self) -> dict[str, Any]:
         state = dict(self.__dict__)
@@ -186,48 +157,17 @@ class VLLMBackend(BaseBackend):
                 return obj
         return None
 
-    def _generate(
-        self,
-        conversations: list[list[dict[str, Any]]],
-        params: GenerationParams,
-        on_result: ResultCallback,
-    ) -> list[GenerationResult]:
+    def _generate(self, call: GenerationCall) -> list[GenerationResult]:
+        conversations, params, on_result = call
         vllm = import_vllm()
         llm = self.load()
         tokenizer = llm.get_tokenizer()
-        if self.chat_template is None and not getattr(tokenizer, "chat_template", None):
-            raise ValueError(
-                f"the tokenizer of {self.model!r} has no chat template; pass chat_template=..."
-            )
+        self._check_chat_template(tokenizer)
         window = self._window(llm)
         limit = None if window is None else window - params.max_new_tokens
         results: list[GenerationResult | None] = [None] * len(conversations)
-        rows: list[int] = []
-        prompts: list[list[int]] = []
-        for i, conversation in enumerate(conversations):
-            try:
-                text = tokenizer.apply_chat_template(
-                    conversation,
-                    tokenize=False,
-                    add_generation_prompt=True,
-                    chat_template=self.chat_template,
-                )
-                ids = list(tokenizer(text, add_special_tokens=False)["input_ids"])
-            except Exception as err:
-                results[i] = GenerationResult.failure(
-                    f"chat template failed: {type(err).__name__}: {err}"
-                )
-                on_result(i, results[i])
-                continue
-            if limit is not None and len(ids) > limit:
-                results[i] = GenerationResult.failure(
-                    f"prompt has {len(ids)} tokens; the limit is {limit} (max_model_len {window} "
-                    f"minus max_new_tokens={params.max_new_tokens})"
-                )
-                on_result(i, results[i])
-                continue
-            rows.append(i)
-            prompts.append(ids)
+        reason = f"max_model_len {window} minus max_new_tokens={params.max_new_tokens}"
+        prompts = self._prompts(tokenizer, conversations, limit, reason, results, on_result)
         sampling: dict[str, Any] = {
             "n": 1,
             "max_tokens": params.max_new_tokens,
@@ -240,42 +180,32 @@ class VLLMBackend(BaseBackend):
         if params.seed is not None:
             sampling["seed"] = params.seed
         sampling_params = vllm.SamplingParams(**sampling)
-        for i, result in self._run(llm, rows, prompts, sampling_params, params):
-            results[i] = result
-            on_result(i, result)
-        out: list[GenerationResult] = []
-        for result in results:
-            assert result is not None
-            out.append(result)
-        return out
+        if prompts:
+            batch = run_in_halves(
+                lambda rows: self._run(llm, rows, prompts, sampling_params, params),
+                list(prompts),
+                _log_split,
+            )
+            for i, result in batch:
+                results[i] = result
+                on_result(i, result)
+        return finished(results)
 
     def _run(
         self,
         llm: Any,
         rows: list[int],
-        prompts: list[list[int]],
+        prompts: dict[int, list[int]],
         sampling_params: Any,
         params: GenerationParams,
-    ) -> list[tuple[int, GenerationResult]]:
-        if not rows:
-            return []
-        try:
-            outputs = llm.generate(
-                [{"prompt_token_ids": ids} for ids in prompts],
-                sampling_params=sampling_params,
-                use_tqdm=self.progress,
-            )
-        except Exception as err:
-            if len(rows) == 1:
-                message = f"generation failed: {type(err).__name__}: {err}"
-                return [(rows[0], GenerationResult.failure(message))]
-            half = len(rows) // 2
-            logger.warning("vLLM batch of %d failed (%s); retrying in halves", len(rows), err)
-            return self._run(llm, rows[:half], prompts[:half], sampling_params, params) + self._run(
-                llm, rows[half:], prompts[half:], sampling_params, params
-            )
-        out: list[tuple[int, GenerationResult]] = []
-        for i, ids, request in zip(rows, prompts, outputs):
+    ) -> RowResults:
+        outputs = llm.generate(
+            [{"prompt_token_ids": prompts[i]} for i in rows],
+            sampling_params=sampling_params,
+            use_tqdm=self.progress,
+        )
+        out: RowResults = []
+        for i, request in zip(rows, outputs):
             completion = request.outputs[0]
             logprobs = None
             if params.logprobs and completion.logprobs is not None:
@@ -301,9 +231,13 @@ class VLLMBackend(BaseBackend):
                         text=completion.text,
                         finish_reason=completion.finish_reason,
                         logprobs=logprobs,
-                        prompt_tokens=len(ids),
+                        prompt_tokens=len(prompts[i]),
                         completion_tokens=len(completion.token_ids),
                     ),
                 )
             )
         return out
+
+
+def _log_split(size: int, err: Exception) -> None:
+    logger.warning("vLLM batch of %d failed (%s); retrying in halves", size, err)
