@@ -13,11 +13,11 @@ from change, and only then:
   the fallback when the Hub cannot be reached. A 40-hex-digit revision is used as it is. A Hub
   snapshot never changes under its commit, so its files are not hashed.
 
-Cost: files are read in 1 MiB chunks and hashed with SHA-256 on one core: on the development
-machine about 1.4 GB/s from the page cache when the core is idle, 0.5 GB/s when it is shared
-(disk speed when slower), i.e. 10-30 s per process for a 15 GB local model, more from a cold
-disk. Progress is logged (INFO) with the rate whenever bytes are hashed. Each
-file's digest is memoised in this process only (never on disk), together with the file's stat
+Cost: files are hashed with SHA-256 (:func:`hf_mig.data.fingerprint.file_fingerprint`) on one
+core: on the development machine about 1.4 GB/s from the page cache when the core is idle,
+0.5 GB/s when it is shared (disk speed when slower), i.e. 10-30 s per process for a 15 GB local
+model, more from a cold disk. Progress is logged (INFO) with the rate whenever bytes are hashed.
+Each file's digest is memoised in this process only (never on disk), together with the file's stat
 signature (device, inode, size, modification and change times): a file is hashed again only when
 its signature says it may have changed, e.g. weights replaced in place while a notebook runs.
 The signature only decides whether to hash again; identities are digests of content, never of
@@ -35,6 +35,8 @@ import threading
 import time
 from pathlib import Path
 
+from hf_mig.data.fingerprint import file_fingerprint
+
 logger = logging.getLogger(__name__)
 
 __all__ = [
@@ -46,7 +48,6 @@ __all__ = [
     "model_identity",
 ]
 
-_CHUNK = 1 << 20
 _COMMIT = re.compile(r"[0-9a-f]{40}")
 
 #: Files of a model folder that never change its outputs: documentation, training state, and
@@ -112,17 +113,8 @@ def _file_digest(path: str | os.PathLike) -> tuple[str, int, int]:
         known = _FILES.get(real)
     if known is not None and known[0] == _signature(before):
         return known[1], before.st_size, 0
-    digest = hashlib.sha256()
-    buffer = bytearray(_CHUNK)
-    view = memoryview(buffer)
-    with open(real, "rb") as handle:
-        while True:
-            size = handle.readinto(buffer)
-            if not size:
-                break
-            digest.update(view[:size])
+    value = file_fingerprint(real, "sha256").partition(":")[2]
     after = os.stat(real)
-    value = digest.hexdigest()
     if _signature(after) == _signature(before):  # not written while it was read
         with _lock:
             _FILES[real] = (_signature(after), value)

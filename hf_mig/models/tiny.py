@@ -44,6 +44,7 @@ __all__ = [
     "LLAMA3",
     "LLAMA3_TEMPLATE",
     "TINY_MODEL_ID",
+    "TINY_MODEL_SETTINGS",
     "TinyFlavour",
     "build_tiny_llama",
     "corpus_lines",
@@ -150,8 +151,9 @@ LLAMA3 = TinyFlavour(
 _FLAVOURS = {flavour.name: flavour for flavour in (CHATML, LLAMA3)}
 _MARKER = "hf_mig_tiny_llama.json"
 _FORMAT_VERSION = 1
-#: Settings of the :data:`TINY_MODEL_ID` build; part of its cache folder's name.
-_TINY_MODEL_SETTINGS: dict[str, Any] = {
+#: Settings of the :data:`TINY_MODEL_ID` build (part of its cache folder's name): the
+#: :data:`LLAMA3` flavour, sizes of the CPU recipe.
+TINY_MODEL_SETTINGS: dict[str, Any] = {
     "flavour": "llama3",
     "vocab_size": 2048,
     "hidden_size": 64,
@@ -347,7 +349,7 @@ def _random_llama(tokenizer: Any, flavour: TinyFlavour, sizes: dict[str, Any], s
 
 
 def _settings_hash() -> str:
-    payload = json.dumps({**_TINY_MODEL_SETTINGS, "build": _TINY_MODEL_BUILD}, sort_keys=True)
+    payload = json.dumps({**TINY_MODEL_SETTINGS, "build": _TINY_MODEL_BUILD}, sort_keys=True)
     return hashlib.sha256(payload.encode()).hexdigest()[:12]
 
 
@@ -364,4 +366,4 @@ def resolve_model_path(name_or_path: str, cache_dir: str | os.PathLike | None = 
     target = root / f"tiny-llama-{_settings_hash()}"
     if (target / "config.json").is_file() and (target / "tokenizer.json").is_file():
         return str(target)
-    return str(build_tiny_llama(target, **_TINY_MODEL_SETTINGS))
+    return str(build_tiny_llama(target, **TINY_MODEL_SETTINGS))
