@@ -26,6 +26,7 @@ import contextlib
 import logging
 import os
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -33,8 +34,16 @@ import pyarrow as pa
 from datasets import Dataset
 from tqdm.auto import tqdm
 
-from hf_mig.annotate.pickling import PicklesByConfig
+from hf_mig.annotate.base import ConfigValue, MapStep, map_arguments
 from hf_mig.core.encoding import check_k, read_scores
+from hf_mig.data.columns import row_numbers
+from hf_mig.data.conversations import (
+    ConversationError,
+    batch_conversations,
+    content_text,
+    detect_shape,
+    iter_messages,
+)
 from hf_mig.models.embedders import (
     DEFAULT_EMBEDDER,
     EmbedderLike,
@@ -84,7 +93,16 @@ def _show(progress: bool | None, work: float, threshold: float = 5e10) -> bool:
 
 
 # ---------------------------------------------------------------------------- SampleEmbedder
-class SampleEmbedder(PicklesByConfig):
+@dataclass
+class EmbeddingStats:
+    """Counts over the rows embedded by one :class:`SampleEmbedder` object in this process:
+    ``rows``, and ``empty_rows`` (rows without text, embedded as the empty string)."""
+
+    rows: int = 0
+    empty_rows: int = 0
+
+
+class SampleEmbedder(MapStep):
     """Batched ``Dataset.map`` callable writing one L2-normalised float32 vector per row.
 
     Args:
@@ -109,6 +127,8 @@ class SampleEmbedder(PicklesByConfig):
     malformed conversation, or a vector that is not finite, raises ``ValueError`` naming the
     row (the dataset index when called with ``with_indices=True``) and the field.
     """
+
+    Stats = EmbeddingStats
 
     def __init__(
         self,
@@ -149,23 +169,20 @@ class SampleEmbedder(PicklesByConfig):
         )
 
     def _setup(self, config: dict[str, Any]) -> None:
-        self._config = config
+        super()._setup(config)
         self._embed: Callable[[list[str]], np.ndarray] | None = None
-        self.empty_rows = 0
 
     # ------------------------------------------------------------------ configuration
     @property
-    def config(self) -> dict[str, Any]:
-        """The configuration (a copy)."""
-        return dict(self._config)
+    def empty_rows(self) -> int:
+        """Rows without text, embedded as the empty string (``stats.empty_rows``)."""
+        return self.stats.empty_rows
 
-    @property
-    def output_column(self) -> str:
-        return self._config["output_column"]
+    def output_types(self) -> dict[str, pa.DataType]:
+        return {self.output_column: pa.list_(pa.float32())}
 
-    @property
-    def messages_column(self) -> str:
-        return self._config["messages_column"]
+    output_column = ConfigValue("Column written with the vectors.")
+    messages_column = ConfigValue("Column of OpenAI-style messages.")
 
     def __repr__(self) -> str:
         c = self._config
@@ -187,73 +204,54 @@ class SampleEmbedder(PicklesByConfig):
     # ------------------------------------------------------------------ texts
     def _conversations(self, batch: Mapping[str, list], indices: Sequence[int] | None) -> list[Any]:
         column = self._config["messages_column"]
-        if column in batch:
-            return list(batch[column])
-        from hf_mig.data.formats import detect_shape, to_messages
-
-        try:
-            detect_shape(batch.keys())
-        except ValueError as err:
-            raise ValueError(
-                f"SampleEmbedder: the batch has no {column!r} column and no known record shape "
-                f"(columns: {', '.join(map(repr, batch))}); set messages_column=... ({err})"
-            ) from None
-        return to_messages(dict(batch), list(indices) if indices is not None else None)["messages"]
+        if column not in batch:
+            try:
+                detect_shape(batch.keys())
+            except ValueError as err:
+                raise ValueError(
+                    f"SampleEmbedder: the batch has no {column!r} column and no known record "
+                    f"shape (columns: {', '.join(map(repr, batch))}); set messages_column=... "
+                    f"({err})"
+                ) from None
+        return batch_conversations(batch, column, indices)
 
     def _text(self, messages: Any, row: int) -> str:
+        """The text embedded for one row (see ``text``); ``None`` reads as no messages."""
         field = self._config["messages_column"]
         if messages is None:
             return ""
-        if not isinstance(messages, (list, tuple)):
-            raise ValueError(
-                f"row {row}, field {field!r}: expected a list of messages, "
-                f"got {type(messages).__name__}"
-            )
         parts: list[str] = []
-        for t, message in enumerate(messages):
-            if not isinstance(message, Mapping):
-                raise ValueError(
-                    f"row {row}, field {field!r}[{t}]: expected a dict with 'role' and "
-                    f"'content', got {type(message).__name__}"
-                )
-            role = message.get("role")
-            content = message.get("content")
-            if not isinstance(role, str):
-                raise ValueError(f"row {row}, field {field!r}[{t}]['role']: expected a string")
-            if content is None:
-                content = ""
-            if isinstance(content, list):  # [{"type": "text", "text": ...}] parts
-                content = "\n".join(
-                    str(p.get("text", "")) for p in content if isinstance(p, Mapping)
-                )
-            if not isinstance(content, str):
-                raise ValueError(
-                    f"row {row}, field {field!r}[{t}]['content']: expected a string, "
-                    f"got {type(content).__name__}"
-                )
-            if self._config["text"] == "first_user":
-                if role == "user" and content.strip():
-                    return content[: self._config["max_chars"]]
-            elif content.strip():
-                parts.append(f"{role}: {content}")
+        try:
+            for j, role, message in iter_messages(messages, field):
+                path = (j, "content")
+                content = content_text(message.get("content"), field, path, parts="lenient")
+                content = content or ""
+                if self._config["text"] == "first_user":
+                    if role == "user" and content.strip():
+                        return content[: self._config["max_chars"]]
+                elif content.strip():
+                    parts.append(f"{role}: {content}")
+        except ConversationError as err:
+            raise ValueError(err.in_row(row)) from None
         return "\n\n".join(parts)[: self._config["max_chars"]]
 
     def __call__(
-        self, batch: Mapping[str, list], indices: Sequence[int] | None = None
+        self, batch: Mapping[str, list], *args: Any, indices: Sequence[int] | None = None
     ) -> dict[str, Any]:
         """Embed one batch; see the class docstring for the contract."""
+        if indices is None:
+            indices, _ = map_arguments(args, "SampleEmbedder")
         conversations = self._conversations(batch, indices)
         n = len(conversations)
-        if indices is not None and len(indices) != n:
-            raise ValueError(f"got {len(indices)} indices for a batch of {n} rows")
-        rows = list(indices) if indices is not None else list(range(n))
+        rows = row_numbers(n, indices)
         texts = [self._text(m, rows[i]) for i, m in enumerate(conversations)]
         empty = sum(1 for t in texts if not t)
+        self.stats.rows += n
         if empty:
-            self.empty_rows += empty
+            self.stats.empty_rows += empty
             logger.info("SampleEmbedder: %d of %d rows have no text to embed", empty, n)
         if n == 0:
-            return {self.output_column: []}
+            return self._typed({self.output_column: []})
         self.load()
         assert self._embed is not None
         vectors = np.asarray(self._embed(texts), dtype=np.float32)

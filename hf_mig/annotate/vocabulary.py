@@ -1,7 +1,8 @@
 """Tag vocabularies built from raw tags the way InsTag normalised its tags.
 
 :class:`TagVocabulary` turns the raw tags of a tagged pool (e.g. the ``labels`` written by
-:class:`~hf_mig.annotate.taggers.instag.InsTagTagger`) into a canonical vocabulary and maps raw tags to it::
+:class:`~hf_mig.annotate.taggers.instag.InsTagTagger`) into a canonical vocabulary and maps raw
+tags to it::
 
     vocab = TagVocabulary.from_dataset(ds, min_count=2, merge_threshold=0.9, top_k=5000)
     print(vocab.report())
@@ -33,6 +34,7 @@ import os
 import re
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
@@ -158,7 +160,9 @@ def lemmatize_tag(tag: str, lemmatizer: str = "auto") -> str:
 
 
 def normalize_tag(tag: str, lemmatizer: str = "auto") -> str:
-    """Strip, collapse whitespace, lower-case and lemmatise a raw tag (``""`` for a blank one)."""
+    """Strip, collapse whitespace, lower-case and lemmatise a raw tag (``""`` for a blank one):
+    the canonical form vocabularies compare. (Tags parsed from model output are first cleaned
+    by :func:`hf_mig.annotate.taggers.json_tags.clean_tag`, which also drops quotes.)"""
     text = _SPACE.sub(" ", tag.strip()).lower()
     return lemmatize_tag(text, lemmatizer) if text else ""
 
@@ -236,51 +240,9 @@ class TagVocabulary:
             )
         lemmatizer = resolve_lemmatizer(lemmatizer)
 
-        raw: set[str] = set()
-        cache: dict[str, str] = {}
-
-        def norm(tag: str) -> str:
-            value = cache.get(tag)
-            if value is None:
-                value = cache[tag] = normalize_tag(tag, lemmatizer)
-            return value
-
         # 1. normalise; a row counts each normalised tag once, a flat list every occurrence
-        normal: Counter[str] = Counter()
-        row_tags: list[tuple[str, ...]] = []  # normalised tags per row, for the merge counts
-        flat: list[str] = []
-        occurrences = rows = blank = 0
-        for k, item in enumerate(tags):
-            if item is None:
-                rows += 1
-                continue
-            if isinstance(item, str):
-                occurrences += 1
-                raw.add(item)
-                value = norm(item)
-                if value:
-                    normal[value] += 1
-                    flat.append(value)
-                else:
-                    blank += 1
-                continue
-            if not isinstance(item, Sequence):
-                raise TypeError(f"item {k}: expected a tag or a list of tags, got {item!r}")
-            rows += 1
-            seen: dict[str, None] = {}
-            for tag in item:
-                if not isinstance(tag, str):
-                    raise TypeError(f"row {k}: tags must be strings, got {tag!r}")
-                occurrences += 1
-                raw.add(tag)
-                value = norm(tag)
-                if value:
-                    seen[value] = None
-                else:
-                    blank += 1
-            normal.update(seen.keys())
-            if seen:
-                row_tags.append(tuple(seen))
+        counted = _Normalised.count(tags, lemmatizer)
+        normal, flat, row_tags = counted.counts, counted.flat, counted.rows
         # 2. frequency filter
         frequent = {t: c for t, c in normal.items() if c >= min_count}
         # 3. merge near-duplicates (a row holding two members of a group counts once)
@@ -297,10 +259,10 @@ class TagVocabulary:
         kept_set = set(kept)
         mapping = {t: c for t, c in canonical_of.items() if c in kept_set}
         stages = {
-            "rows": rows,
-            "tag_occurrences": occurrences,
-            "raw_tags": len(raw),
-            "blank_tags": blank,
+            "rows": counted.row_count,
+            "tag_occurrences": counted.occurrences,
+            "raw_tags": len(counted.raw),
+            "blank_tags": counted.blank,
             "normalized_tags": len(normal),
             "after_min_count": len(frequent),
             "after_merge": len(merged),
@@ -390,9 +352,7 @@ class TagVocabulary:
         value gives ``[]`` and 0. Raises ``ValueError`` naming the row for a value that is not a
         list of strings. Column names can be changed with ``fn_kwargs``.
         """
-        import pyarrow as pa
-
-        from hf_mig.annotate.scorers._lm import TypedColumn, int_column
+        from hf_mig.data.columns import int_column, string_list_column
 
         if labels_column not in batch:
             raise KeyError(f"the batch has no {labels_column!r} column")
@@ -419,7 +379,7 @@ class TagVocabulary:
             out.append(kept)
             dropped.append(lost)
         return {
-            output_column: TypedColumn(out, pa.list_(pa.string())),
+            output_column: string_list_column(out),
             "labels_dropped": int_column(dropped),
         }
 
@@ -497,3 +457,56 @@ def _merge(
     sizes = np.bincount(comp, minlength=n_comp)
     mapping = {tag: best[c] for tag, c in zip(tags, comp.tolist())}
     return mapping, int(sizes.max()) if sizes.size else 0
+
+
+@dataclass
+class _Normalised:
+    """Stage 1 of :meth:`TagVocabulary.build`: the tags normalised and counted."""
+
+    counts: Counter[str] = field(default_factory=Counter)  # rows (or occurrences) per tag
+    flat: list[str] = field(default_factory=list)  # normalised tags given as a flat list
+    rows: list[tuple[str, ...]] = field(default_factory=list)  # normalised tags per row
+    raw: set[str] = field(default_factory=set)
+    occurrences: int = 0
+    row_count: int = 0
+    blank: int = 0
+
+    @classmethod
+    def count(cls, tags: Iterable[str | Sequence[str] | None], lemmatizer: str) -> _Normalised:
+        """Normalise ``tags`` (tags, or rows of tags, see :meth:`TagVocabulary.build`)."""
+        out = cls()
+        cache: dict[str, str] = {}
+
+        def norm(tag: str) -> str:
+            out.occurrences += 1
+            out.raw.add(tag)
+            value = cache.get(tag)
+            if value is None:
+                value = cache[tag] = normalize_tag(tag, lemmatizer)
+            if not value:
+                out.blank += 1
+            return value
+
+        for k, item in enumerate(tags):
+            if item is None:
+                out.row_count += 1
+            elif isinstance(item, str):
+                value = norm(item)
+                if value:
+                    out.counts[value] += 1
+                    out.flat.append(value)
+            elif not isinstance(item, Sequence):
+                raise TypeError(f"item {k}: expected a tag or a list of tags, got {item!r}")
+            else:
+                out.row_count += 1
+                seen: dict[str, None] = {}
+                for tag in item:
+                    if not isinstance(tag, str):
+                        raise TypeError(f"row {k}: tags must be strings, got {tag!r}")
+                    value = norm(tag)
+                    if value:
+                        seen[value] = None
+                out.counts.update(seen.keys())
+                if seen:
+                    out.rows.append(tuple(seen))
+        return out

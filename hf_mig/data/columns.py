@@ -25,6 +25,7 @@ __all__ = [
     "int_column",
     "is_sequence",
     "messages_column",
+    "row_numbers",
     "short_repr",
     "string_column",
     "string_list_column",
@@ -87,7 +88,12 @@ def batch_rows(batch: Mapping[str, Sequence[Any]], indices: Sequence[int] | None
 
     Raises ``ValueError`` when ``indices`` and the batch differ in length.
     """
-    n = len(next(iter(batch.values()))) if batch else 0
+    return row_numbers(len(next(iter(batch.values()))) if batch else 0, indices)
+
+
+def row_numbers(n: int, indices: Sequence[int] | None) -> list[int]:
+    """Row numbers of ``n`` rows: ``indices`` if given, else ``0..n-1``; ``ValueError`` when
+    ``indices`` has another length."""
     if indices is None:
         return list(range(n))
     ids = list(indices)

@@ -19,7 +19,8 @@ from hf_mig.annotate.taggers.instag import (
     INSTAGGER_SYSTEM_PROMPT,
     build_instag_messages,
 )
-from hf_mig.annotate.taggers.json_tags import normalize_tag, parse_tags
+from hf_mig.annotate.taggers.json_tags import clean_tag as normalize_tag
+from hf_mig.annotate.taggers.json_tags import parse_tags
 from hf_mig.cli.main import main
 from hf_mig.data.formats import to_messages
 from hf_mig.runtime import sharding

@@ -54,8 +54,9 @@ def example(data_dir: Path) -> datasets.Dataset:
 
 @pytest.fixture(scope="module")
 def vocabulary() -> list[str]:
-    """The authors' ``configs/valid_tag_path.json`` as shipped in hf_mig/data/bundled (``hf-mig:instag``,
-    a byte-for-byte copy: test_tagger.py checks it against the shared folder's)."""
+    """The authors' ``configs/valid_tag_path.json`` as shipped in hf_mig/data/bundled
+    (``hf-mig:instag``, a byte-for-byte copy: test_tagger.py checks it against the shared
+    folder's)."""
     return load_vocabulary(bundled_path("hf-mig:instag"))
 
 

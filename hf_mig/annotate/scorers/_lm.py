@@ -1,8 +1,9 @@
 """Shared machinery of the model-based scorers: loading, batching, padding, truncation, errors.
 
 Every model-based scorer (:class:`~hf_mig.annotate.scorers.deita.DeitaScorer`,
-:class:`~hf_mig.annotate.scorers.ifd.IFDScorer`, :class:`~hf_mig.annotate.scorers.reward.RewardModelScorer`) is a
-batched ``Dataset.map`` callable built on :class:`ModelScorer`:
+:class:`~hf_mig.annotate.scorers.ifd.IFDScorer`,
+:class:`~hf_mig.annotate.scorers.reward.RewardModelScorer`) is a batched ``Dataset.map``
+callable built on :class:`ModelScorer`:
 
 * **Lazy, per-process model cache.** Nothing is loaded at construction. The first call loads the
   model and tokenizer once per process, keyed by (source, content identity, kind, dtype, device);
@@ -37,12 +38,18 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import asdict, dataclass
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, ClassVar
 
-import pyarrow as pa
-
-from hf_mig.annotate.pickling import PicklesByConfig
+from hf_mig.annotate.base import Option, Scorer, map_arguments
+from hf_mig.data.columns import (
+    TypedColumn,
+    float_column,
+    float_list_column,
+    int_column,
+    string_column,
+)
+from hf_mig.data.conversations import ConversationError, conversation_pairs
 from hf_mig.models.lm import (
     DTYPES,
     clear_model_cache,
@@ -63,102 +70,18 @@ __all__ = [
     "TypedColumn",
     "clear_model_cache",
     "conversation_pairs",
+    "float_column",
+    "float_list_column",
+    "int_column",
     "model_window",
     "resolve_device",
     "resolve_dtype",
     "resolve_source",
     "source_identity",
+    "string_column",
 ]
 
 PADDING_SIDES = ("left", "right")
-
-
-# --------------------------------------------------------------------------------------
-# arrow columns
-
-
-class TypedColumn(list):
-    """A ``list`` that converts to Arrow with a fixed type, so that a first batch whose values
-    are all ``None`` (or empty lists) does not fix a column to type ``null``."""
-
-    def __init__(self, values: Sequence[Any], arrow_type: pa.DataType) -> None:
-        super().__init__(values)
-        self.arrow_type = arrow_type
-
-    def __arrow_array__(self, type: pa.DataType | None = None) -> pa.Array:
-        return pa.array(list(self), type=type or self.arrow_type)
-
-
-def float_column(values: Sequence[float | None]) -> TypedColumn:
-    return TypedColumn(values, pa.float64())
-
-
-def float_list_column(values: Sequence[Sequence[float | None]]) -> TypedColumn:
-    return TypedColumn(values, pa.list_(pa.float64()))
-
-
-def string_column(values: Sequence[str | None]) -> TypedColumn:
-    return TypedColumn(values, pa.string())
-
-
-def int_column(values: Sequence[int]) -> TypedColumn:
-    return TypedColumn(values, pa.int64())
-
-
-# --------------------------------------------------------------------------------------
-# conversations
-
-
-def _content_text(content: Any, field: str) -> str:
-    if content is None:
-        return ""
-    if isinstance(content, str):
-        return content
-    if isinstance(content, (list, tuple)):
-        parts = []
-        for k, part in enumerate(content):
-            if not isinstance(part, Mapping) or "type" not in part:
-                raise ValueError(f"{field}[{k}] must be a content part dict with 'type'")
-            if part["type"] == "text":
-                if not isinstance(part.get("text"), str):
-                    raise ValueError(f"{field}[{k}].text must be a string")
-                parts.append(part["text"])
-        return "\n".join(parts)
-    raise ValueError(f"{field} must be a string, got {type(content).__name__}")
-
-
-def conversation_pairs(messages: Any, column: str = "messages") -> list[tuple[str, str]]:
-    """The (user, assistant) turns of one OpenAI-style conversation, as DEITA pairs them.
-
-    Each user message opens a turn; the next assistant message is its response. A user message
-    not followed by an assistant message (e.g. the last one, or two user messages in a row) gets
-    the response ``""``. System and tool messages, and assistant messages before any user
-    message, are ignored. Raises ``ValueError`` naming the field for a malformed conversation
-    (not a list of dicts with a string ``role``).
-    """
-    if not isinstance(messages, (list, tuple)):
-        raise ValueError(
-            f"{column} must be a list of {{'role', 'content'}} dicts, got {type(messages).__name__}"
-        )
-    pairs: list[tuple[str, str]] = []
-    user: str | None = None
-    for j, message in enumerate(messages):
-        field = f"{column}[{j}]"
-        if not isinstance(message, Mapping):
-            raise ValueError(f"{field} must be a dict with 'role' and 'content'")
-        role = message.get("role")
-        if not isinstance(role, str):
-            raise ValueError(f"{field}.role must be a string, got {role!r}")
-        if role == "user":
-            if user is not None:
-                pairs.append((user, ""))
-            user = _content_text(message.get("content"), f"{field}.content")
-        elif role == "assistant" and user is not None:
-            pairs.append((user, _content_text(message.get("content"), f"{field}.content")))
-            user = None
-    if user is not None:
-        pairs.append((user, ""))
-    return pairs
 
 
 # --------------------------------------------------------------------------------------
@@ -270,16 +193,42 @@ class ScoringStats:
 # the base class
 
 
-class ModelScorer(PicklesByConfig):
+#: How a model is named on the command line.
+MODEL_SOURCES = "id, folder, .gguf file, 'smollm2' or 'hf-mig:tiny-llama'"
+#: Command-line options of every model-based scorer (each adds its ``--model``).
+MODEL_OPTIONS = (
+    Option("tokenizer", "tokenizer id/folder if not the model's"),
+    Option("batch_size", "sequences per forward pass (default 16)", type=int),
+    Option("max_length", "window cap in tokens", type=int),
+    Option("dtype", "default auto", choices=DTYPES),
+    Option("device", "auto, cpu, cuda:0, ..."),
+    Option("trust_remote_code", "passed to from_pretrained", action="store_true"),
+)
+#: Command-line options of the scorers that pad prompts either side and may use chat templates.
+PROMPT_OPTIONS = (
+    Option("padding_side", "default left", choices=PADDING_SIDES),
+    Option(
+        "use_chat_template", "wrap prompts in the tokenizer's chat template", action="store_true"
+    ),
+)
+
+
+class ModelScorer(Scorer):
     """Base of the model-based scorers: configuration, pickling, lazy loading and batching.
 
-    Subclasses set :attr:`kind`, :attr:`prefix` and implement :meth:`_score_rows`. The public
-    contract of ``__call__`` is the ``Dataset.map(..., batched=True)`` one: ``scorer(batch)``,
-    ``scorer(batch, indices)``, ``scorer(batch, rank)`` or ``scorer(batch, indices, rank)``.
+    Subclasses set :attr:`kind`, :attr:`prefix`, :attr:`read` and implement :meth:`_score_rows`
+    and :meth:`output_types`. The public contract of ``__call__`` is the ``Dataset.map(...,
+    batched=True)`` one: ``scorer(batch)``, ``scorer(batch, indices)``, ``scorer(batch, rank)``
+    or ``scorer(batch, indices, rank)``.
     """
 
-    kind = "causal"
-    prefix = "score"
+    kind: ClassVar[str] = "causal"
+    prefix: ClassVar[str | None] = "score"
+    Stats = ScoringStats
+    uses_rank = True
+    #: How a row's conversation is read, ``read(messages, column)``.
+    read = staticmethod(conversation_pairs)
+    options = (Option("model", f"model: {MODEL_SOURCES}"), *MODEL_OPTIONS)
 
     def _init_common(
         self,
@@ -287,6 +236,9 @@ class ModelScorer(PicklesByConfig):
         models: dict[str, Any],
         tokenizer: Any,
     ) -> None:
+        for name in ("use_chat_template", "trust_remote_code", "progress"):
+            if name in config:
+                config[name] = bool(config[name])
         for name in ("batch_size",):
             value = config[name]
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
@@ -328,13 +280,12 @@ class ModelScorer(PicklesByConfig):
             config["tokenizer"] = None
         self._setup(config, objects)
 
-    def _setup(self, config: dict[str, Any], objects: dict[str, Any]) -> None:
-        self._config = config
-        self._objects = objects
+    def _setup(self, config: dict[str, Any], objects: dict[str, Any] | None = None) -> None:
+        super()._setup(config)
+        self._objects = dict(objects or {})
         self._loaded: dict[str, tuple[Any, Any]] = {}
         self._device: str | None = None
         self._identity: dict[str, str] = {}
-        self.stats = ScoringStats()
 
     # ------------------------------------------------------------------ pickling / fingerprint
 
@@ -346,17 +297,9 @@ class ModelScorer(PicklesByConfig):
             state["objects"] = dict(self._objects)
         return state
 
-    def _state_config(self) -> dict[str, Any]:
-        config = dict(self._config)
-        identity = self.content_identity()
-        if identity:
-            config["model_content"] = identity
-        return config
-
     def _restore_state(self, state: dict[str, Any]) -> None:
-        config = dict(state["config"])
-        config.pop("model_content", None)  # identified again where it is loaded
-        self._setup(config, dict(state.get("objects", {})))
+        super()._restore_state(state)
+        self._objects = dict(state.get("objects", {}))
 
     def _named_sources(self) -> dict[str, str]:
         """Model and tokenizer roles given by name or path (not as loaded objects)."""
@@ -376,19 +319,6 @@ class ModelScorer(PicklesByConfig):
             role: self._identity.get(role) or source_identity(source)
             for role, source in self._named_sources().items()
         }
-
-    @property
-    def config(self) -> dict[str, Any]:
-        """The configuration (a copy)."""
-        return dict(self._config)
-
-    def __repr__(self) -> str:
-        items = ", ".join(f"{k}={v!r}" for k, v in self._config.items())
-        return f"{type(self).__name__}({items})"
-
-    def stats_summary(self) -> dict[str, int]:
-        """:attr:`stats` as a plain dict."""
-        return asdict(self.stats)
 
     # ------------------------------------------------------------------ loading
 
@@ -431,6 +361,26 @@ class ModelScorer(PicklesByConfig):
     def _model_roles(self) -> list[str]:
         raise NotImplementedError
 
+    def _read_rows(self, conversations: Sequence[Any]) -> tuple[list[Any], list[str | None]]:
+        """:attr:`read` of each row, and each row's error: a malformed conversation reads as
+        ``None`` with ``"malformed conversation: ..."``."""
+        column = self._config["messages_column"]
+        values: list[Any] = []
+        errors: list[str | None] = []
+        for messages in conversations:
+            try:
+                values.append(self.read(messages, column))
+                errors.append(None)
+            except ConversationError as err:
+                values.append(None)
+                errors.append(f"malformed conversation: {err}")
+        return values, errors
+
+    def _load_window(self, role: str, rank: int | None) -> tuple[Any, Any, int, set[int]]:
+        """``(model, tokenizer, window, special token ids)`` of ``role`` (loaded if needed)."""
+        model, tokenizer = self._load(role, rank)
+        return model, tokenizer, self._max_length(model, tokenizer), set(tokenizer.all_special_ids)
+
     def _max_length(self, model: Any, tokenizer: Any) -> int:
         window = model_window(model, tokenizer)
         wanted = self._config["max_length"]
@@ -447,28 +397,22 @@ class ModelScorer(PicklesByConfig):
 
     def __call__(self, batch: Mapping[str, list], *extra: Any) -> dict[str, list]:
         """Score one batch; see the subclass docstring for the columns written."""
-        indices, rank = _parse_extra(extra)
-        column = self._config["messages_column"]
-        if column not in batch:
-            raise KeyError(
-                f"{type(self).__name__}: the batch has no {column!r} column (columns: "
-                f"{', '.join(map(repr, batch))}); convert with hf_mig.to_messages or set "
-                "messages_column=..."
-            )
-        conversations = batch[column]
-        if indices is not None and len(indices) != len(conversations):
-            raise ValueError(f"got {len(indices)} indices for a batch of {len(conversations)} rows")
+        indices, rank = map_arguments(extra)
+        conversations = self._messages(batch, indices)
         names = [
             f"row {indices[i]}" if indices is not None else f"batch row {i}"
             for i in range(len(conversations))
         ]
-        out = self._score_rows(conversations, names, rank)
+        rows, errors = self._read_rows(conversations)
+        out = self._score_rows(rows, errors, rank)
         self._log(out, names)
         return out
 
     def _score_rows(
-        self, conversations: Sequence[Any], names: Sequence[str], rank: int | None
+        self, rows: Sequence[Any], errors: list[str | None], rank: int | None
     ) -> dict[str, list]:
+        """The output columns for the rows :attr:`read` gave (``None`` for a malformed row,
+        whose error is already in ``errors``)."""
         raise NotImplementedError
 
     def _log(self, out: dict[str, list], names: Sequence[str]) -> None:
@@ -555,20 +499,6 @@ class ModelScorer(PicklesByConfig):
             return
         for pos, value in zip(chunk, values, strict=True):
             results[pos] = value
-
-
-def _parse_extra(extra: tuple[Any, ...]) -> tuple[Sequence[int] | None, int | None]:
-    """(indices, rank) from the extra positional arguments ``Dataset.map`` passes."""
-    if len(extra) == 0:
-        return None, None
-    if len(extra) == 2:
-        return extra[0], extra[1]
-    if len(extra) == 1:
-        value = extra[0]
-        if value is None or isinstance(value, int):
-            return None, value
-        return value, None
-    raise TypeError(f"expected (batch[, indices][, rank]), got {len(extra) + 1} arguments")
 
 
 # --------------------------------------------------------------------------------------

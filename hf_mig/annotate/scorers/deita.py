@@ -27,16 +27,17 @@ import os
 from collections.abc import Sequence
 from typing import Any, Literal
 
+import pyarrow as pa
+
+from hf_mig.annotate.base import Option, register_scorer
 from hf_mig.annotate.scorers._lm import (
+    MODEL_OPTIONS,
+    MODEL_SOURCES,
+    PROMPT_OPTIONS,
     ModelScorer,
     causal_logits,
-    conversation_pairs,
-    float_column,
-    float_list_column,
-    int_column,
     model_device,
     pad_batch,
-    string_column,
 )
 
 __all__ = [
@@ -180,6 +181,7 @@ def _share(lengths: dict[str, int], room: int) -> dict[str, int]:
     return keep
 
 
+@register_scorer("deita")
 class DeitaScorer(ModelScorer):
     """Batched ``Dataset.map`` callable writing DEITA complexity x quality scores.
 
@@ -197,8 +199,8 @@ class DeitaScorer(ModelScorer):
             Longer prompts are cut (see :func:`fit_template`) and counted.
         padding_side: ``"left"`` (default; only the last position's logits are computed) or
             ``"right"`` (the last real token is gathered per row).
-        dtype, device: see :mod:`hf_mig.annotate.scorers._lm` (``"auto"``: bf16 on GPUs, fp32 on CPU;
-            worker ``r`` of ``with_rank=True`` on ``cuda:r``).
+        dtype, device: see :mod:`hf_mig.annotate.scorers._lm` (``"auto"``: bf16 on GPUs, fp32 on
+            CPU; worker ``r`` of ``with_rank=True`` on ``cuda:r``).
         complexity_template, quality_template: prompts with ``{instruction}`` (and ``{output}``);
             default DEITA's.
         use_chat_template: send the filled prompt as a user message through the tokenizer's chat
@@ -221,6 +223,16 @@ class DeitaScorer(ModelScorer):
 
     kind = "causal"
     prefix = "deita"
+    score_columns = ("score", "deita_complexity", "deita_quality")
+    low_score_meaning = "DEITA's lowest possible score is 1: complexity 1 x quality 1"
+    options = (
+        Option("model", f"one model for both prompts: {MODEL_SOURCES}"),
+        *MODEL_OPTIONS,
+        Option("complexity_model", "complexity scorer model"),
+        Option("quality_model", "quality scorer model"),
+        Option("reduce", "combine turns (default mean)", choices=("mean", "sum")),
+        *PROMPT_OPTIONS,
+    )
 
     def __init__(
         self,
@@ -259,30 +271,23 @@ class DeitaScorer(ModelScorer):
         models = {"complexity_model": complexity_model}
         if not same:
             models["quality_model"] = quality_model
-        config: dict[str, Any] = {
-            "complexity_model": None,
-            "quality_model": None,
-            "tokenizer": None,
-            "reduce": reduce,
-            "batch_size": batch_size,
-            "max_length": max_length,
-            "padding_side": padding_side,
-            "dtype": dtype,
-            "device": device,
-            "complexity_template": complexity_template,
-            "quality_template": quality_template,
-            "use_chat_template": bool(use_chat_template),
-            "messages_column": messages_column,
-            "output_column": output_column,
-            "trust_remote_code": bool(trust_remote_code),
-            "progress": bool(progress),
-        }
+        config = self._arguments(locals())
+        del config["model"]  # one model for both prompts is both roles
         self._init_common(config, models, tokenizer)
         if same:
             self._config["quality_model"] = self._config["complexity_model"]
 
     def _model_roles(self) -> list[str]:
         return ["complexity_model", "quality_model"]
+
+    def output_types(self) -> dict[str, pa.DataType]:
+        return {
+            self._config["output_column"]: pa.float64(),
+            "deita_complexity": pa.list_(pa.float64()),
+            "deita_quality": pa.list_(pa.float64()),
+            "deita_error": pa.string(),
+            "deita_truncated": pa.int64(),
+        }
 
     def _load(self, role: str, rank: int | None) -> tuple[Any, Any]:
         if (
@@ -330,20 +335,13 @@ class DeitaScorer(ModelScorer):
         return self._run_batches(prompts, forward, desc=f"deita {role_name}")
 
     def _score_rows(
-        self, conversations: Sequence[Any], names: Sequence[str], rank: int | None
+        self, rows: Sequence[Any], errors: list[str | None], rank: int | None
     ) -> dict[str, list]:
-        column = self._config["messages_column"]
         chat = self._config["use_chat_template"]
-        n = len(conversations)
-        errors: list[str | None] = [None] * n
-        pairs: list[list[tuple[str, str]]] = [[] for _ in range(n)]
-        for i, messages in enumerate(conversations):
-            try:
-                pairs[i] = conversation_pairs(messages, column)
-            except ValueError as err:
-                errors[i] = f"malformed conversation: {err}"
-                continue
-            if not pairs[i]:
+        n = len(rows)
+        pairs: list[list[tuple[str, str]]] = [row or [] for row in rows]
+        for i in range(n):
+            if errors[i] is None and not pairs[i]:
                 errors[i] = "no user turn to score"
         truncated = [0] * n
         results: dict[str, list[list[Any]]] = {}
@@ -396,10 +394,12 @@ class DeitaScorer(ModelScorer):
                 products = [q * c for q, c in zip(qual, comp, strict=True)]
                 total = math.fsum(products)
                 scores[i] = total / len(products) if self._config["reduce"] == "mean" else total
-        return {
-            self._config["output_column"]: float_column(scores),
-            "deita_complexity": float_list_column(complexity_out),
-            "deita_quality": float_list_column(quality_out),
-            "deita_error": string_column(errors),
-            "deita_truncated": int_column(truncated),
-        }
+        return self._typed(
+            {
+                self._config["output_column"]: scores,
+                "deita_complexity": complexity_out,
+                "deita_quality": quality_out,
+                "deita_error": errors,
+                "deita_truncated": truncated,
+            }
+        )

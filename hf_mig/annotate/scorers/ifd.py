@@ -37,18 +37,21 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
+import pyarrow as pa
+
+from hf_mig.annotate.base import Option, register_scorer
 from hf_mig.annotate.scorers._lm import (
+    MODEL_OPTIONS,
+    MODEL_SOURCES,
+    PROMPT_OPTIONS,
     ModelScorer,
+    ScoringStats,
     causal_logits,
-    conversation_pairs,
-    float_column,
-    float_list_column,
-    int_column,
     model_device,
     pad_batch,
-    string_column,
 )
 
 __all__ = ["DEFAULT_IFD_MODEL", "IFDScorer", "cut_pair"]
@@ -76,6 +79,20 @@ def cut_pair(
     return prompt, response[:keep_response], True
 
 
+@dataclass
+class IFDStats(ScoringStats):
+    """:class:`~hf_mig.annotate.scorers._lm.ScoringStats` and ``turns_skipped``: turns whose
+    response is empty (nothing to score)."""
+
+    turns_skipped: int = 0
+
+
+def _unescape(text: str) -> str:
+    """A command-line template: ``\\n`` and ``\\t`` read as newline and tab."""
+    return text.replace("\\n", "\n").replace("\\t", "\t")
+
+
+@register_scorer("ifd")
 class IFDScorer(ModelScorer):
     """Batched ``Dataset.map`` callable writing IFD per turn and per sample.
 
@@ -102,6 +119,19 @@ class IFDScorer(ModelScorer):
 
     kind = "causal"
     prefix = "ifd"
+    Stats = IFDStats
+    score_columns = ("ifd",)
+    low_score_meaning = "the answer is no harder to predict without the instruction than with it"
+    options = (
+        Option("model", f"causal LM: {MODEL_SOURCES} (default {DEFAULT_IFD_MODEL})"),
+        *MODEL_OPTIONS,
+        *PROMPT_OPTIONS,
+        Option(
+            "prompt_template",
+            "prompt with {instruction} (\\n and \\t are read as newline and tab)",
+            type=_unescape,
+        ),
+    )
 
     def __init__(
         self,
@@ -122,30 +152,23 @@ class IFDScorer(ModelScorer):
     ) -> None:
         if "{instruction}" not in prompt_template:
             raise ValueError("prompt_template must contain {instruction}")
-        config: dict[str, Any] = {
-            "model": None,
-            "tokenizer": None,
-            "batch_size": batch_size,
-            "max_length": max_length,
-            "padding_side": padding_side,
-            "prompt_template": prompt_template,
-            "use_chat_template": bool(use_chat_template),
-            "dtype": dtype,
-            "device": device,
-            "messages_column": messages_column,
-            "output_column": output_column,
-            "trust_remote_code": bool(trust_remote_code),
-            "progress": bool(progress),
-        }
-        self._init_common(config, {"model": model}, tokenizer)
-        self.turns_skipped = 0
+        self._init_common(self._arguments(locals()), {"model": model}, tokenizer)
 
-    def _setup(self, config: dict[str, Any], objects: dict[str, Any]) -> None:
-        super()._setup(config, objects)
-        self.turns_skipped = 0
+    @property
+    def turns_skipped(self) -> int:
+        """Turns without a response to score (``stats.turns_skipped``)."""
+        return self.stats.turns_skipped
 
     def _model_roles(self) -> list[str]:
         return ["model"]
+
+    def output_types(self) -> dict[str, pa.DataType]:
+        return {
+            self._config["output_column"]: pa.float64(),
+            "ifd_turns": pa.list_(pa.float64()),
+            "ifd_error": pa.string(),
+            "ifd_truncated": pa.int64(),
+        }
 
     # ------------------------------------------------------------------ pieces
 
@@ -219,34 +242,27 @@ class IFDScorer(ModelScorer):
     # ------------------------------------------------------------------ rows
 
     def _score_rows(
-        self, conversations: Sequence[Any], names: Sequence[str], rank: int | None
+        self, rows: Sequence[Any], errors: list[str | None], rank: int | None
     ) -> dict[str, list]:
-        column = self._config["messages_column"]
-        n = len(conversations)
-        errors: list[str | None] = [None] * n
+        n = len(rows)
         turns: list[list[Any]] = [[] for _ in range(n)]
         truncated = [0] * n
         jobs: list[tuple[list[int], list[int]]] = []
         owners: list[tuple[int, int, str]] = []
         model = tokenizer = None
-        for i, messages in enumerate(conversations):
-            try:
-                pairs = conversation_pairs(messages, column)
-            except ValueError as err:
-                errors[i] = f"malformed conversation: {err}"
+        for i, pairs in enumerate(rows):
+            if pairs is None:
                 continue
             turns[i] = [None] * len(pairs)
             answered = [(j, q, a) for j, (q, a) in enumerate(pairs) if a.strip()]
             self.stats.turns += len(pairs)
-            self.turns_skipped += len(pairs) - len(answered)
+            self.stats.turns_skipped += len(pairs) - len(answered)
             if not answered:
                 errors[i] = "no turn with a non-empty response to score"
                 continue
             if model is None:
-                model, tokenizer = self._load("model", rank)
-                limit = self._max_length(model, tokenizer)
+                model, tokenizer, limit, specials = self._load_window("model", rank)
                 start = self.start_tokens(tokenizer)
-                specials = set(tokenizer.all_special_ids)
             for j, query, answer in answered:
                 prompt = self.prompt_tokens(tokenizer, query)
                 response = list(tokenizer(answer, add_special_tokens=False)["input_ids"])
@@ -289,9 +305,11 @@ class IFDScorer(ModelScorer):
             if errors[i] is None and scored:
                 values[i] = math.fsum(scored) / len(scored)
             turn_out.append([v if isinstance(v, float) else None for v in turns[i]])
-        return {
-            self._config["output_column"]: float_column(values),
-            "ifd_turns": float_list_column(turn_out),
-            "ifd_error": string_column(errors),
-            "ifd_truncated": int_column(truncated),
-        }
+        return self._typed(
+            {
+                self._config["output_column"]: values,
+                "ifd_turns": turn_out,
+                "ifd_error": errors,
+                "ifd_truncated": truncated,
+            }
+        )

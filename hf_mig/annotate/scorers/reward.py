@@ -28,16 +28,18 @@ import math
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+import pyarrow as pa
+
+from hf_mig.annotate.base import Option, register_scorer
 from hf_mig.annotate.scorers._lm import (
+    MODEL_OPTIONS,
+    MODEL_SOURCES,
     ModelScorer,
     _accepts,
-    _content_text,
-    float_column,
-    int_column,
     model_device,
     pad_batch,
-    string_column,
 )
+from hf_mig.data.conversations import clean_messages
 
 __all__ = ["RewardModelScorer", "render_plain"]
 
@@ -55,6 +57,7 @@ def render_plain(messages: Sequence[Mapping[str, Any]]) -> str:
     return "\n\n".join(parts)
 
 
+@register_scorer("reward")
 class RewardModelScorer(ModelScorer):
     """Batched ``Dataset.map`` callable writing a reward model's score of each conversation.
 
@@ -76,6 +79,13 @@ class RewardModelScorer(ModelScorer):
 
     kind = "reward"
     prefix = "reward"
+    read = staticmethod(clean_messages)
+    score_columns = ("reward", "score")
+    options = (
+        Option("model", f"sequence-classification reward model (required): {MODEL_SOURCES}"),
+        *MODEL_OPTIONS,
+    )
+    low_score_meaning = "the reward model's least preferred conversation"
 
     def __init__(
         self,
@@ -98,24 +108,17 @@ class RewardModelScorer(ModelScorer):
             raise ValueError(
                 f"score_transform must be one of {_TRANSFORMS}, got {score_transform!r}"
             )
-        config: dict[str, Any] = {
-            "model": None,
-            "tokenizer": None,
-            "score_transform": score_transform,
-            "batch_size": batch_size,
-            "max_length": max_length,
-            "padding_side": "left",
-            "dtype": dtype,
-            "device": device,
-            "messages_column": messages_column,
-            "output_column": output_column,
-            "trust_remote_code": bool(trust_remote_code),
-            "progress": bool(progress),
-        }
+        config = {**self._arguments(locals()), "padding_side": "left"}
         self._init_common(config, {"model": model}, tokenizer)
 
     def _model_roles(self) -> list[str]:
         return ["model"]
+
+    def output_types(self) -> dict[str, pa.DataType]:
+        types = {"reward": pa.float64()}
+        if self._config["score_transform"] == "sigmoid":
+            types[self._config["output_column"]] = pa.float64()
+        return {**types, "reward_error": pa.string(), "reward_truncated": pa.int64()}
 
     def _load(self, role: str, rank: int | None) -> tuple[Any, Any]:
         model, tokenizer = super()._load(role, rank)
@@ -169,28 +172,21 @@ class RewardModelScorer(ModelScorer):
         return self._run_batches(seqs, forward, desc="reward")
 
     def _score_rows(
-        self, conversations: Sequence[Any], names: Sequence[str], rank: int | None
+        self, rows: Sequence[Any], errors: list[str | None], rank: int | None
     ) -> dict[str, list]:
-        column = self._config["messages_column"]
-        n = len(conversations)
-        errors: list[str | None] = [None] * n
+        n = len(rows)
         truncated = [0] * n
         seqs: list[list[int]] = []
         owners: list[int] = []
         model = tokenizer = None
-        for i, messages in enumerate(conversations):
-            try:
-                clean = _clean_messages(messages, column)
-            except ValueError as err:
-                errors[i] = f"malformed conversation: {err}"
+        for i, clean in enumerate(rows):
+            if clean is None:
                 continue
             if not any(m["role"] == "assistant" for m in clean):
                 errors[i] = "no assistant message to score"
                 continue
             if model is None:
-                model, tokenizer = self._load("model", rank)
-                limit = self._max_length(model, tokenizer)
-                specials = set(tokenizer.all_special_ids)
+                model, tokenizer, limit, specials = self._load_window("model", rank)
             try:
                 ids = self.encode(tokenizer, clean)
             except Exception as err:  # noqa: BLE001 - e.g. a chat template that rejects the row
@@ -212,14 +208,13 @@ class RewardModelScorer(ModelScorer):
                 errors[i] = f"{type(value).__name__}: {value}"
             else:
                 rewards[i] = value
-        out: dict[str, list] = {"reward": float_column(rewards)}
+        out: dict[str, list] = {"reward": rewards}
         if self._config["score_transform"] == "sigmoid":
-            out[self._config["output_column"]] = float_column(
-                [None if r is None else _sigmoid(r) for r in rewards]
-            )
-        out["reward_error"] = string_column(errors)
-        out["reward_truncated"] = int_column(truncated)
-        return out
+            scores = [None if r is None else _sigmoid(r) for r in rewards]
+            out[self._config["output_column"]] = scores
+        out["reward_error"] = errors
+        out["reward_truncated"] = truncated
+        return self._typed(out)
 
 
 def _sigmoid(x: float) -> float:
@@ -227,16 +222,3 @@ def _sigmoid(x: float) -> float:
         return 1.0 / (1.0 + math.exp(-x))
     z = math.exp(x)
     return z / (1.0 + z)
-
-
-def _clean_messages(messages: Any, column: str) -> list[dict[str, str]]:
-    """``[{"role", "content"}]`` with string content; raises ``ValueError`` naming the field."""
-    if not isinstance(messages, (list, tuple)):
-        raise ValueError(f"{column} must be a list of messages, got {type(messages).__name__}")
-    out = []
-    for j, message in enumerate(messages):
-        if not isinstance(message, Mapping) or not isinstance(message.get("role"), str):
-            raise ValueError(f"{column}[{j}] must be a dict with a string 'role'")
-        content = _content_text(message.get("content"), f"{column}[{j}].content")
-        out.append({"role": message["role"], "content": content})
-    return out

@@ -1,79 +1,104 @@
 """Model-free scorers: a length proxy for the demo and trivial scores for ablations.
 
 Each is a batched ``Dataset.map`` callable reading an OpenAI-shaped ``messages`` column (or the
-labels column) and returning ``{"score": [...]}``. They are cheap and deterministic; none of them
-measures quality the way a DEITA or reward-model scorer does.
+labels column) and returning ``{"score": [...]}`` (float64). They are cheap and deterministic;
+none of them measures quality the way a DEITA or reward-model scorer does.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping
+from typing import Any
+
+import pyarrow as pa
+
+from hf_mig.annotate.base import ConfigValue, Option, Scorer, map_arguments, register_scorer
+from hf_mig.data.conversations import conversation_pairs
+
+__all__ = ["ConstantScorer", "LabelCountScorer", "LengthScorer", "SimpleScorer"]
 
 
-def _turn_pairs(messages: Sequence[dict]) -> list[tuple[str, str]]:
-    """(user, assistant) text pairs; an unanswered user turn pairs with ''."""
-    pairs: list[tuple[str, str]] = []
-    user: str | None = None
-    for message in messages:
-        role = message.get("role")
-        if role == "user":
-            if user is not None:
-                pairs.append((user, ""))
-            user = message.get("content") or ""
-        elif role == "assistant" and user is not None:
-            pairs.append((user, message.get("content") or ""))
-            user = None
-    if user is not None:
-        pairs.append((user, ""))
-    return pairs
+class SimpleScorer(Scorer):
+    """Base of the model-free scorers: one float64 column, ``output_column``."""
+
+    output_column = ConfigValue("The score column.")
+
+    def output_types(self) -> dict[str, pa.DataType]:
+        return {self.output_column: pa.float64()}
+
+    def __call__(self, batch: Mapping[str, list], *args: Any) -> dict[str, list]:
+        """Score one batch: ``{output_column: [float, ...]}``, one value per row."""
+        map_arguments(args, type(self).__name__)
+        scores = self._scores(batch)
+        self.stats.rows += len(scores)
+        return self._typed({self.output_column: scores})
+
+    def _scores(self, batch: Mapping[str, list]) -> list[float]:
+        raise NotImplementedError
 
 
-class LengthScorer:
+@register_scorer("length")
+class LengthScorer(SimpleScorer):
     """``score`` = mean over turns of ``log2(1 + user words) * log2(1 + assistant words)``.
 
     A crude stand-in for DEITA's complexity x quality: longer requests tend to be more complex
     and longer answers tend to be rated higher by LLM judges. Rows with no answered turn score 0.
+    Turns are paired by :func:`hf_mig.data.conversations.conversation_pairs`; ``None`` and
+    items that are not messages with a string role are read as no message.
     """
 
-    def __init__(self, messages_column: str = "messages", output_column: str = "score"):
-        self.messages_column = messages_column
-        self.output_column = output_column
+    low_score_meaning = (
+        "LengthScorer gives 0 to a row with no turn having both a non-empty request and a "
+        "non-empty answer"
+    )
+    low_score = 0.0
 
-    def __call__(self, batch: dict[str, list]) -> dict[str, list]:
+    messages_column = ConfigValue("Column of OpenAI-style messages.")
+
+    def __init__(self, messages_column: str = "messages", output_column: str = "score"):
+        self._setup({"messages_column": messages_column, "output_column": output_column})
+
+    def _scores(self, batch: Mapping[str, list]) -> list[float]:
+        column = self.messages_column
         scores = []
-        for messages in batch[self.messages_column]:
-            pairs = _turn_pairs(messages or [])
+        for messages in batch[column]:
+            pairs = conversation_pairs(messages, column, strict=False)
             values = [
                 math.log2(1 + len(u.split())) * math.log2(1 + len(a.split())) for u, a in pairs
             ]
             scores.append(sum(values) / len(values) if values else 0.0)
-        return {self.output_column: scores}
-
-    def __repr__(self) -> str:
-        return f"LengthScorer(messages_column={self.messages_column!r})"
+        return scores
 
 
-class ConstantScorer:
+@register_scorer("constant")
+class ConstantScorer(SimpleScorer):
     """Every row scores ``value`` (MIG then optimises label coverage alone)."""
+
+    options = (Option("value", "the score of every row (default 1.0)", type=float),)
 
     def __init__(self, value: float = 1.0, output_column: str = "score"):
         if not math.isfinite(value) or value < 0:
             raise ValueError(f"value must be finite and >= 0, got {value}")
-        self.value = float(value)
-        self.output_column = output_column
+        self._setup({"value": float(value), "output_column": output_column})
 
-    def __call__(self, batch: dict[str, list]) -> dict[str, list]:
+    value = ConfigValue("The score of every row.")
+
+    def _scores(self, batch: Mapping[str, list]) -> list[float]:
         n = len(next(iter(batch.values()))) if batch else 0
-        return {self.output_column: [self.value] * n}
+        return [self.value] * n
 
 
-class LabelCountScorer:
+@register_scorer("label-count")
+class LabelCountScorer(SimpleScorer):
     """``score`` = number of labels of the row (the #InsTag complexity proxy)."""
 
-    def __init__(self, labels_column: str = "labels", output_column: str = "score"):
-        self.labels_column = labels_column
-        self.output_column = output_column
+    options = (Option("labels_column", "column of labels to count (default labels)"),)
 
-    def __call__(self, batch: dict[str, list]) -> dict[str, list]:
-        return {self.output_column: [float(len(x or [])) for x in batch[self.labels_column]]}
+    labels_column = ConfigValue("Column of labels.")
+
+    def __init__(self, labels_column: str = "labels", output_column: str = "score"):
+        self._setup({"labels_column": labels_column, "output_column": output_column})
+
+    def _scores(self, batch: Mapping[str, list]) -> list[float]:
+        return [float(len(x or [])) for x in batch[self.labels_column]]

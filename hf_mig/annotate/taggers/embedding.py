@@ -29,14 +29,29 @@ import hashlib
 import json
 import logging
 import os
-import pathlib
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
 import numpy as np
+import pyarrow as pa
 
-from hf_mig.annotate.pickling import PicklesByConfig
+from hf_mig.annotate.base import (
+    ConfigValue,
+    Option,
+    Tagger,
+    map_arguments,
+    register_tagger,
+    row_label,
+)
+from hf_mig.data.columns import LABELS_ARROW_TYPE, row_numbers
+from hf_mig.data.conversations import (
+    ConversationError,
+    batch_conversations,
+    detect_shape,
+    user_turns,
+)
+from hf_mig.data.resources import load_vocabulary as read_vocabulary
 from hf_mig.models.embedders import (
     DEFAULT_EMBEDDER,
     EmbedderLike,
@@ -90,49 +105,13 @@ def default_tag_threshold(embedder: EmbedderLike | None) -> float:
 def load_vocabulary(vocabulary: VocabularyLike | None) -> list[str]:
     """Return the labels of ``vocabulary`` as a new list, validated.
 
-    ``None`` means the 4,531 InsTag tags shipped with ``hf_mig``. A ``str`` or path names a file:
-    ``*.json`` must hold a JSON list of strings; any other file is read as one label per line
-    (surrounding whitespace stripped, blank lines skipped). A list or tuple is used as given.
-    Raises ``ValueError`` on an empty vocabulary, a label that is not a non-empty string, or a
-    duplicate label (duplicates would make one concept fill several of the ``top_m`` slots), and
-    ``FileNotFoundError`` when the file does not exist.
+    ``None`` means the 4,531 InsTag tags shipped with ``hf_mig``; a ``str`` or path names a file,
+    a list or tuple is used as given. Read by :func:`hf_mig.data.resources.load_vocabulary`
+    with blank lines of a text file skipped. Raises ``ValueError`` on an empty vocabulary, an
+    empty label or a duplicate label (duplicates would make one concept fill several of the
+    ``top_m`` slots), and ``FileNotFoundError`` when the file does not exist.
     """
-    if vocabulary is None:
-        from hf_mig.data.resources import instag_vocabulary
-
-        return instag_vocabulary()
-    if isinstance(vocabulary, (str, os.PathLike)):
-        path = pathlib.Path(vocabulary)
-        if not path.is_file():
-            raise FileNotFoundError(f"vocabulary file not found: {path}")
-        text = path.read_text(encoding="utf-8")
-        if path.suffix.lower() == ".json":
-            try:
-                labels = json.loads(text)
-            except json.JSONDecodeError as err:
-                raise ValueError(f"vocabulary file {path} is not valid JSON: {err}") from err
-            if not isinstance(labels, list):
-                raise ValueError(f"vocabulary file {path} must hold a JSON list of strings")
-        else:
-            labels = [line.strip() for line in text.splitlines() if line.strip()]
-        source = str(path)
-    elif isinstance(vocabulary, Sequence):
-        labels = list(vocabulary)
-        source = "vocabulary"
-    else:
-        raise TypeError(
-            f"vocabulary must be a list of labels or a path, got {type(vocabulary).__name__}"
-        )
-    if not labels:
-        raise ValueError(f"{source} is empty")
-    seen: dict[str, int] = {}
-    for pos, label in enumerate(labels):
-        if not isinstance(label, str) or not label.strip():
-            raise ValueError(f"{source}[{pos}] must be a non-empty string, got {label!r}")
-        if label in seen:
-            raise ValueError(f"{source}[{pos}] duplicates {source}[{seen[label]}]: {label!r}")
-        seen[label] = pos
-    return labels
+    return read_vocabulary(vocabulary, skip_blank_lines=True)
 
 
 def _vocabulary_digest(labels: Sequence[str]) -> str:
@@ -172,14 +151,16 @@ class TaggingStats:
         return self.no_user_text + self.below_threshold
 
 
-class EmbeddingTagger(PicklesByConfig):
+@register_tagger("embedding")
+class EmbeddingTagger(Tagger):
     """Batched ``Dataset.map`` callable writing the nearest vocabulary labels of each conversation.
 
     Args:
         vocabulary: labels, or a path to a JSON list / one-label-per-line text file. Default: the
             4,531 InsTag tags shipped with ``hf_mig`` (see :func:`load_vocabulary`).
         embedder: model id, local path or callable ``list[str] -> (n, dim) array`` (rows are
-            L2-normalised by :func:`hf_mig.models.embedders.load_embedder`). Default: all-MiniLM-L6-v2.
+            L2-normalised by :func:`hf_mig.models.embedders.load_embedder`). Default:
+            all-MiniLM-L6-v2.
             ``"static:<model>"`` uses static embeddings distilled from the model
             (:class:`hf_mig.models.static_embedder.StaticEmbedder`; needs ``hf-mig[fast]``): over
             100x the rows/s of MiniLM on CPU, with labels that agree only partly with MiniLM's
@@ -205,13 +186,28 @@ class EmbeddingTagger(PicklesByConfig):
     ``{"type": "text", "text": ...}`` parts is joined) raises ``ValueError`` naming the row (the
     dataset index when called with ``with_indices=True``) and the field; a missing messages column
     raises ``KeyError`` unless the batch holds another conversation shape that
-    :func:`hf_mig.data.formats.to_messages` reads (ShareGPT ``conversations``, alpaca
+    :func:`hf_mig.data.conversations.to_messages` reads (ShareGPT ``conversations``, alpaca
     ``instruction``/``output``, ``dialogs``), which is converted on the fly. Only ``role ==
     "user"`` turns are embedded.
 
     Also: :meth:`load` (load now), :meth:`similarities` (raw cosines, for calibration),
     :attr:`fingerprint` (the hash ``Dataset.map`` uses), :attr:`stats` (counts in this process).
     """
+
+    Stats = TaggingStats
+    options = (
+        Option(
+            "embedder",
+            "embedder id or path (default sentence-transformers/all-MiniLM-L6-v2; "
+            "'static:<model>' for static embeddings)",
+            flag="--model",
+        ),
+        Option("turns", "user turns to tag (default first)", choices=_TURNS),
+        Option("batch_size", "texts per embedder call", type=int),
+        Option("threshold", "cosine threshold", type=float),
+        Option("top_m", "labels per row at most (default 5)", type=int),
+        Option("vocabulary", "label vocabulary file"),
+    )
 
     def __init__(
         self,
@@ -281,57 +277,32 @@ class EmbeddingTagger(PicklesByConfig):
 
             if len(labels) == INSTAG_VOCABULARY_SIZE and labels == instag_vocabulary():
                 config = {**config, "vocabulary": None}  # same labels, same fingerprint
-        self._config = config
+        super()._setup(config)
         self._labels = labels
         self._digest = _vocabulary_digest(labels)
         self._embed: Callable[[list[str]], np.ndarray] | None = None
         self._matrix: np.ndarray | None = None
-        self.stats = TaggingStats()
 
     @property
     def config(self) -> dict[str, Any]:
         """The configuration (a copy); ``vocabulary`` is ``None`` for the shipped InsTag tags."""
         return dict(self._config)
 
+    def output_types(self) -> dict[str, pa.DataType]:
+        return {self._config["output_column"]: LABELS_ARROW_TYPE}
+
     @property
     def vocabulary(self) -> list[str]:
         """The labels, in vocabulary order (a copy)."""
         return list(self._labels)
 
-    @property
-    def threshold(self) -> float:
-        """Minimum cosine between a user turn and a label."""
-        return self._config["threshold"]
-
-    @property
-    def top_m(self) -> int | None:
-        """Maximum number of labels per row (``None``: no limit)."""
-        return self._config["top_m"]
-
-    @property
-    def turns(self) -> str:
-        """``"first"`` or ``"all"`` user turns."""
-        return self._config["turns"]
-
-    @property
-    def messages_column(self) -> str:
-        """Input column of OpenAI-style messages."""
-        return self._config["messages_column"]
-
-    @property
-    def output_column(self) -> str:
-        """Output column of labels."""
-        return self._config["output_column"]
-
-    @property
-    def batch_size(self) -> int:
-        """Texts per embedder call."""
-        return self._config["batch_size"]
-
-    @property
-    def embedder(self) -> EmbedderLike:
-        """Model id or callable, as configured."""
-        return self._config["embedder"]
+    threshold = ConfigValue("Minimum cosine between a user turn and a label.")
+    top_m = ConfigValue("Maximum number of labels per row (``None``: no limit).")
+    turns = ConfigValue('``"first"`` or ``"all"`` user turns.')
+    messages_column = ConfigValue("Input column of OpenAI-style messages.")
+    output_column = ConfigValue("Output column of labels.")
+    batch_size = ConfigValue("Texts per embedder call.")
+    embedder = ConfigValue("Model id or callable, as configured.")
 
     def __repr__(self) -> str:
         vocab = "InsTag(4531)" if self._config["vocabulary"] is None else f"{len(self._labels)}"
@@ -405,16 +376,13 @@ class EmbeddingTagger(PicklesByConfig):
     # ------------------------------------------------------------------ tagging
 
     def __call__(
-        self, batch: Mapping[str, list], indices: Sequence[int] | None = None
+        self, batch: Mapping[str, list], *args: Any, indices: Sequence[int] | None = None
     ) -> dict[str, list]:
         """Tag one batch; see the class docstring for the contract."""
-        column = self._config["messages_column"]
-        if column in batch:
-            conversations = batch[column]
-        else:
-            conversations = self._converted(batch, indices)
-        if indices is not None and len(indices) != len(conversations):
-            raise ValueError(f"got {len(indices)} indices for a batch of {len(conversations)} rows")
+        if indices is None:
+            indices, _ = map_arguments(args, "EmbeddingTagger")
+        conversations = self._conversations(batch, indices)
+        row_numbers(len(conversations), indices)
         per_row = [
             self._user_texts(messages, pos, indices) for pos, messages in enumerate(conversations)
         ]
@@ -450,26 +418,26 @@ class EmbeddingTagger(PicklesByConfig):
             if not out[pos]:
                 below.append(pos)
         self._count(len(per_row), out, empty_text, below, indices)
-        return {self._config["output_column"]: out}
+        return self._typed({self._config["output_column"]: out})
 
-    def _converted(self, batch: Mapping[str, list], indices: Sequence[int] | None) -> list:
-        """The batch's conversations as OpenAI messages when it holds another known shape
-        (ShareGPT ``conversations``, alpaca ``instruction``/``output``, ``dialogs``)."""
-        from hf_mig.data.formats import detect_shape, to_messages
-
+    def _conversations(self, batch: Mapping[str, list], indices: Sequence[int] | None) -> list:
+        """The batch's messages column, or its conversations as OpenAI messages when it holds
+        another known shape (ShareGPT ``conversations``, alpaca ``instruction``/``output``,
+        ``dialogs``)."""
         column = self._config["messages_column"]
-        try:
-            shape = detect_shape(batch)
-        except ValueError as err:
-            shape, reason = None, str(err)
-        else:
-            reason = f"it has a {shape!r} column; set messages_column={shape!r}"
-        if shape is None or shape == "messages":
-            raise KeyError(
-                f"EmbeddingTagger: the batch has no {column!r} column ({reason}); "
-                "set messages_column=..."
-            )
-        return to_messages(batch, list(indices) if indices is not None else None)["messages"]
+        if column not in batch:
+            try:
+                shape = detect_shape(batch.keys())
+            except ValueError as err:
+                shape, reason = None, str(err)
+            else:
+                reason = f"it has a {shape!r} column; set messages_column={shape!r}"
+            if shape is None or shape == "messages":
+                raise KeyError(
+                    f"EmbeddingTagger: the batch has no {column!r} column ({reason}); "
+                    "set messages_column=..."
+                )
+        return batch_conversations(batch, column, indices)
 
     def _select(self, scores: np.ndarray) -> list[str]:
         keep = np.flatnonzero(scores >= self._config["threshold"])
@@ -484,61 +452,11 @@ class EmbeddingTagger(PicklesByConfig):
     def _user_texts(self, messages: Any, pos: int, indices: Sequence[int] | None) -> list[str]:
         """The user texts of one row to embed ([] if none); raise ValueError on a bad row."""
         column = self._config["messages_column"]
-
-        def bad(field: str, problem: str) -> ValueError:
-            where = (
-                f"row {indices[pos]}"
-                if indices is not None
-                else f"row {pos} of the batch (map with with_indices=True for dataset row numbers)"
-            )
-            return ValueError(f"EmbeddingTagger: {where}: {field} {problem}")
-
-        if not isinstance(messages, (list, tuple)):
-            raise bad(
-                column,
-                f"must be a list of {{'role', 'content'}} dicts, got {type(messages).__name__}",
-            )
-        texts: list[str] = []
-        for turn, message in enumerate(messages):
-            field = f"{column}[{turn}]"
-            if not isinstance(message, Mapping):
-                raise bad(field, f"must be a dict with 'role' and 'content', got {message!r:.80}")
-            role = message.get("role")
-            if not isinstance(role, str):
-                hint = (
-                    " (this looks like ShareGPT 'from'/'value'; convert to role/content)"
-                    if "from" in message
-                    else ""
-                )
-                raise bad(f"{field}.role", f"must be a string, got {role!r}{hint}")
-            if "content" not in message:
-                raise bad(f"{field}.content", "is missing")
-            content = message["content"]
-            if isinstance(content, (list, tuple)):
-                content = self._join_parts(
-                    content, lambda sub, problem, at=field: bad(f"{at}.content{sub}", problem)
-                )
-            elif content is None and role != "user":
-                continue  # e.g. an assistant turn that only calls tools
-            elif not isinstance(content, str):
-                raise bad(f"{field}.content", f"must be a string, got {content!r:.80}")
-            if role == "user" and content.strip():
-                texts.append(content)
-                if self._config["turns"] == "first":
-                    break
-        return texts
-
-    @staticmethod
-    def _join_parts(parts: Sequence[Any], bad: Callable[[str, str], ValueError]) -> str:
-        pieces = []
-        for k, part in enumerate(parts):
-            if not isinstance(part, Mapping) or "type" not in part:
-                raise bad(f"[{k}]", f"must be a content part dict with 'type', got {part!r:.80}")
-            if part["type"] == "text":
-                if not isinstance(part.get("text"), str):
-                    raise bad(f"[{k}].text", f"must be a string, got {part.get('text')!r:.80}")
-                pieces.append(part["text"])
-        return "\n".join(pieces)
+        first = self._config["turns"] == "first"
+        try:
+            return user_turns(messages, column, first=first, require_content=True)
+        except ConversationError as err:
+            raise ValueError(f"EmbeddingTagger: {row_label(pos, indices)}: {err}") from None
 
     def _count(
         self,

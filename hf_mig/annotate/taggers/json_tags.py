@@ -13,9 +13,10 @@ recovered. It handles:
 * as a last resort, ``"tag": "..."`` pairs found by a regular expression (e.g. when an
   explanation holds an unescaped quote).
 
-Tags are normalised by :func:`normalize_tag` (whitespace collapsed and stripped, lower-cased) and
-de-duplicated in order of first appearance. An empty list (``[]``) is a successful parse with no
-tag. Nothing here guesses tags from free text: prose without any JSON-like structure is an error.
+Tags are cleaned by :func:`clean_tag` (whitespace collapsed and stripped, surrounding quotes
+dropped, lower-cased) and de-duplicated in order of first appearance. An empty list (``[]``) is
+a successful parse with no tag. Nothing here guesses tags from free text: prose without any
+JSON-like structure is an error.
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-__all__ = ["ParsedTags", "normalize_tag", "parse_tags"]
+__all__ = ["ParsedTags", "clean_tag", "parse_tags"]
 
 _FENCE = re.compile(r"```[ \t]*[A-Za-z0-9_-]*[ \t]*\n?(.*?)(?:```|\Z)", re.DOTALL)
 _TAG_PAIR = re.compile(r"""["']tag["']\s*:\s*(?:"((?:[^"\\]|\\.)*)"|'((?:[^'\\]|\\.)*)')""")
@@ -41,7 +42,7 @@ class ParsedTags:
     """The outcome of :func:`parse_tags`.
 
     Attributes:
-        tags: normalised, de-duplicated tags in output order.
+        tags: cleaned (:func:`clean_tag`), de-duplicated tags in output order.
         items: the recovered items as ``{"tag": str, "explanation": str | None}`` (raw text).
         error: ``None`` when the output was understood (possibly with repairs), else why not.
         repairs: what had to be repaired, in order, from ``"fenced"``, ``"leading_text"``,
@@ -60,8 +61,10 @@ class ParsedTags:
         return self.error is None
 
 
-def normalize_tag(tag: Any) -> str | None:
-    """``" Python  Programming "`` -> ``"python programming"``; ``None`` for a non-string/blank."""
+def clean_tag(tag: Any) -> str | None:
+    """A tag as a model wrote it, cleaned: ``" 'Python  Programming' "`` -> ``"python
+    programming"``; ``None`` for a non-string or blank one. Vocabularies compare tags by
+    :func:`hf_mig.annotate.vocabulary.normalize_tag`, which also lemmatises."""
     if not isinstance(tag, str):
         return None
     text = _SPACES.sub(" ", tag).strip().strip("\"'`").strip().lower()
@@ -124,17 +127,17 @@ def _loads(segment: str) -> tuple[bool, Any, bool]:
 def _item(value: Any) -> dict[str, str | None] | None:
     """One item as ``{"tag", "explanation"}``, or ``None`` when it holds no usable tag."""
     if isinstance(value, str):
-        return {"tag": value, "explanation": None} if normalize_tag(value) else None
+        return {"tag": value, "explanation": None} if clean_tag(value) else None
     if isinstance(value, Mapping):
         lowered = {str(k).strip().lower(): v for k, v in value.items()}
         tag = lowered.get("tag")
-        if normalize_tag(tag) is None:
+        if clean_tag(tag) is None:
             return None
         explanation = lowered.get("explanation")
         return {"tag": tag, "explanation": explanation if isinstance(explanation, str) else None}
     if isinstance(value, Sequence) and value and isinstance(value[0], str):
         explanation = value[1] if len(value) > 1 and isinstance(value[1], str) else None
-        return {"tag": value[0], "explanation": explanation} if normalize_tag(value[0]) else None
+        return {"tag": value[0], "explanation": explanation} if clean_tag(value[0]) else None
     return None
 
 
@@ -235,7 +238,7 @@ def _finish(raw_items: list[Any], repairs: list[str]) -> ParsedTags:
             invalid += 1
             continue
         items.append(item)
-        tag = normalize_tag(item["tag"])
+        tag = clean_tag(item["tag"])
         if tag is not None and tag not in seen:
             seen.add(tag)
             tags.append(tag)
