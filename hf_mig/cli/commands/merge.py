@@ -20,26 +20,24 @@ import argparse
 from pathlib import Path
 from typing import Any
 
+from hf_mig.cli.options import add_command, add_output_arguments, doc_description
+
+HELP = "concatenate shard-I-of-N folders in order"
+DESCRIPTION = doc_description(__doc__)
+
 
 def register(subparsers: Any) -> None:
     """Add the ``merge`` subcommand."""
-    p = subparsers.add_parser(
-        "merge",
-        help="concatenate shard-I-of-N folders in order",
-        description=__doc__.split("::")[0].strip() if __doc__ else None,
-    )
+    p = add_command(subparsers, "merge", cmd_merge, help=HELP, description=DESCRIPTION)
     p.add_argument("shards_dir", help="folder holding shard-I-of-N folders")
-    p.add_argument("out", help="output file (.jsonl/.json/.parquet/.csv) or folder")
+    add_output_arguments(
+        p,
+        overwrite_help="replace an existing OUT written by hf-mig (a file, or a folder holding "
+        "only a saved dataset)",
+    )
     p.add_argument(
         "--num-shards", type=int, default=None, help="N, when the folder holds several splits"
     )
-    p.add_argument(
-        "--overwrite",
-        action="store_true",
-        help="replace an existing OUT written by hf-mig (a file, or a folder holding only a "
-        "saved dataset)",
-    )
-    p.set_defaults(func=cmd_merge)
 
 
 def merge_shards(shards_dir: str | Path, num_shards: int | None = None) -> Any:

@@ -19,16 +19,27 @@ import json
 from pathlib import Path
 from typing import Any
 
+from hf_mig.annotate.vocabulary import LEMMATIZERS
+from hf_mig.cli.options import (
+    add_command,
+    add_output_argument,
+    add_pool_argument,
+    add_skip_bad_lines_argument,
+    add_split_argument,
+    doc_description,
+)
+
+HELP = "build a tag vocabulary (normalise, filter, merge, top-k) from a tagged pool"
+DESCRIPTION = doc_description(__doc__)
+#: The ``TagVocabulary.build`` options set by flags of the same name.
+BUILD_OPTIONS = ("min_count", "merge_threshold", "top_k", "embedder", "lemmatizer")
+
 
 def register(subparsers: Any) -> None:
     """Add the ``vocab`` subcommand."""
-    p = subparsers.add_parser(
-        "vocab",
-        help="build a tag vocabulary (normalise, filter, merge, top-k) from a tagged pool",
-        description=__doc__.split("::")[0].strip() if __doc__ else None,
-    )
-    p.add_argument("pool", help="pool with a labels column (file, saved folder or Hub id)")
-    p.add_argument("--out", "-o", required=True, help="vocabulary JSON to write")
+    p = add_command(subparsers, "vocab", cmd_vocab, help=HELP, description=DESCRIPTION)
+    add_pool_argument(p, "pool with a labels column (file, saved folder or Hub id)")
+    add_output_argument(p, "vocabulary JSON to write", flag=True)
     p.add_argument(
         "--labels-column",
         default="labels",
@@ -46,17 +57,17 @@ def register(subparsers: Any) -> None:
     p.add_argument(
         "--lemmatizer",
         default="auto",
-        choices=["auto", "lemminflect", "rules", "none"],
+        choices=list(LEMMATIZERS),
         help="auto: lemminflect when installed, else the built-in plural rules",
     )
     p.add_argument("--labels-out", default=None, help="also write the tags as a JSON list")
     p.add_argument("--report-json", default=None, help="also write the stage sizes as JSON")
-    p.add_argument("--split", default="train")
-    p.add_argument("--skip-bad-lines", action="store_true")
-    p.set_defaults(func=cmd_vocab)
+    add_split_argument(p, None)
+    add_skip_bad_lines_argument(p, None)
 
 
 def _labels(pool: Any, column: str) -> list[Any]:
+    """The rows of ``column`` (a dotted path into nested structs works too)."""
     if column in pool.column_names:
         return pool[column]
     flat = pool.flatten()
@@ -73,15 +84,8 @@ def cmd_vocab(args: argparse.Namespace) -> int:
     from hf_mig.data.io import load_pool
 
     pool = load_pool(args.pool, split=args.split, skip_bad_lines=args.skip_bad_lines)
-    vocab = TagVocabulary.build(
-        _labels(pool, args.labels_column),
-        min_count=args.min_count,
-        merge_threshold=args.merge_threshold,
-        top_k=args.top_k,
-        embedder=args.embedder,
-        lemmatizer=args.lemmatizer,
-        progress=True,
-    )
+    options = {name: getattr(args, name) for name in BUILD_OPTIONS}
+    vocab = TagVocabulary.build(_labels(pool, args.labels_column), progress=True, **options)
     vocab.save(args.out)
     print(vocab.format_report())
     print(f"wrote {len(vocab):,} tags -> {args.out}")
