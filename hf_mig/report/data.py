@@ -322,15 +322,14 @@ def _information_section(
     pool: Dataset,
     indices: dict[str, np.ndarray],
     *,
-    label_graph: Any,
-    labels_column: str,
-    score_column: str,
-    prop_weight: float,
-    norm: bool,
     objective: Objective,
     mig_result: Any,
+    **encoding: Any,
 ) -> tuple[dict, dict]:
-    """``report.json``'s ``information`` section and the arrays behind its figure."""
+    """``report.json``'s ``information`` section and the arrays behind its figure; ``encoding``
+    holds the keyword arguments of :func:`information_vectors`."""
+    label_graph, prop_weight = encoding["label_graph"], encoding["prop_weight"]
+    norm = encoding["norm"]
     if label_graph is None:
         propagation = (
             "identity: no label graph was given, so there is no propagation "
@@ -351,15 +350,7 @@ def _information_section(
         **objective.to_dict(),
     }
     try:
-        vocabulary, x_pool, x_sel, report = information_vectors(
-            pool,
-            indices,
-            label_graph=label_graph,
-            labels_column=labels_column,
-            score_column=score_column,
-            prop_weight=prop_weight,
-            norm=norm,
-        )
+        vocabulary, x_pool, x_sel, report = information_vectors(pool, indices, **encoding)
     except (PoolValidationError, ValueError) as err:
         logger.warning("information per label left out of the report: %s", err)
         section["skipped"] = str(err)
