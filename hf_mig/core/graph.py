@@ -267,8 +267,8 @@ def _check_build_options(
 def graph_cache_dir() -> Path:
     """Folder of cached label graphs: ``$HF_MIG_CACHE/label_graphs``, by default
     ``~/.cache/hf_mig/label_graphs`` (the root of every hf-mig cache,
-    :func:`hf_mig.train.tiny.cache_root`)."""
-    from hf_mig.train.tiny import cache_root
+    :func:`hf_mig.core.config.cache_root`)."""
+    from hf_mig.core.config import cache_root
 
     return cache_root() / "label_graphs"
 
