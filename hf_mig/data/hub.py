@@ -202,18 +202,19 @@ def _short(value: Any) -> Any:
 
 
 def init_arguments(selector: Any) -> dict[str, Any]:
-    """The selector's ``__init__`` arguments (other than ``k``) whose value, read from the
-    attribute of the same name, differs from the default: what re-creates it."""
+    """The selector's ``__init__`` arguments (other than ``k``) that differ from their defaults,
+    read with ``get_params()``: what re-creates it."""
+    defaults = {
+        name: param.default
+        for name, param in inspect.signature(type(selector).__init__).parameters.items()
+    }
     out: dict[str, Any] = {}
-    for name, param in inspect.signature(type(selector).__init__).parameters.items():
-        if name in ("self", "k") or param.kind in (param.VAR_POSITIONAL, param.VAR_KEYWORD):
+    for name, value in selector.get_params().items():
+        if name == "k":
             continue
-        if not hasattr(selector, name):
-            continue
-        value = getattr(selector, name)
-        default = param.default
+        default = defaults.get(name, inspect.Parameter.empty)
         try:
-            same = default is not param.empty and bool(value == default)
+            same = default is not inspect.Parameter.empty and bool(value == default)
         except Exception:  # arrays and other values without a plain truth value
             same = False
         if not same:
@@ -222,17 +223,10 @@ def init_arguments(selector: Any) -> dict[str, Any]:
 
 
 def selector_options(selector: Any) -> dict[str, Any]:
-    """Every option of ``selector``, JSON-ready: ``get_params()`` when it has one, else its
-    ``__init__`` arguments (long collections summarised); always with ``method`` and ``k``."""
-    if hasattr(selector, "get_params"):
-        params = dict(selector.get_params())
-    else:
-        params = {
-            name: _short(getattr(selector, name))
-            for name in inspect.signature(type(selector).__init__).parameters
-            if name not in ("self",) and hasattr(selector, name)
-        }
-    params.setdefault("method", getattr(type(selector), "method_name", type(selector).__name__))
+    """Every option of ``selector`` (``get_params()``), JSON-ready, long collections summarised,
+    with ``method`` and ``k``."""
+    params = {"method": getattr(type(selector), "method_name", type(selector).__name__)}
+    params.update((name, _short(value)) for name, value in selector.get_params().items())
     params.setdefault("k", int(selector.k))
     return _json_safe(params)
 

@@ -187,10 +187,9 @@ def build_selection_manifest(
     ``extra``.
     """
     from hf_mig.core.summary import selection_summary
+    from hf_mig.data.hub import selector_options
 
-    params = None
-    if selector is not None and hasattr(selector, "get_params"):
-        params = selector.get_params()
+    params = None if selector is None else selector_options(selector)
     graph_stats = None
     graph = getattr(selector, "label_graph_", None)
     if graph is not None:
@@ -317,7 +316,9 @@ class SelectionManifestCallback(TrainerCallback):
     @classmethod
     def from_selection(cls, pool: Any, subset: Any, selector: Any, **kwargs: Any):
         """Build the manifest from a fitted selector (``method`` / ``k`` read from it)."""
-        params = selector.get_params() if hasattr(selector, "get_params") else {}
+        from hf_mig.data.hub import selector_options
+
+        params = selector_options(selector)
         method = (
             kwargs.pop("method", None)
             or params.get("method")
