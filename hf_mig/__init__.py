@@ -3,6 +3,7 @@
 __version__ = "0.2.0"
 
 from hf_mig import _compat  # noqa: E402
+from hf_mig.annotate.base import SCORERS, TAGGERS, get_scorer, get_tagger  # noqa: E402
 from hf_mig.annotate.scorers import (  # noqa: E402
     ConstantScorer,
     DeitaScorer,
@@ -65,7 +66,9 @@ def select(
 
 
 __all__ = [
+    "SCORERS",
     "SELECTORS",
+    "TAGGERS",
     "ConstantScorer",
     "DeitaScorer",
     "EmbeddingTagger",
@@ -83,7 +86,9 @@ __all__ = [
     "RandomSelector",
     "Selector",
     "__version__",
+    "get_scorer",
     "get_selector",
+    "get_tagger",
     "greedy_select",
     "load_pool",
     "load_vocabulary",

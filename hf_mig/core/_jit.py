@@ -6,10 +6,10 @@ keeps the plain version as ``.py_func``. Set ``HF_MIG_DISABLE_NUMBA=1`` to force
 
 from __future__ import annotations
 
-import os
+from hf_mig.core.config import numba_disabled
 
 try:  # pragma: no cover - exercised when numba is installed
-    if os.environ.get("HF_MIG_DISABLE_NUMBA", "") not in ("", "0"):
+    if numba_disabled():
         raise ImportError("numba disabled by HF_MIG_DISABLE_NUMBA")
     import numba
 

@@ -35,8 +35,6 @@ import inspect
 import json
 import logging
 import os
-import shutil
-import tempfile
 import time
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
@@ -46,9 +44,10 @@ from typing import Any
 import numpy as np
 
 from hf_mig import __version__
+from hf_mig.core.config import cache_root
+from hf_mig.data.atomic import rename_or_keep, temporary_folder
 from hf_mig.data.io import file_fingerprint
 from hf_mig.train.config import PATH_OPTIONS, DataConfig
-from hf_mig.train.tiny import cache_root
 
 logger = logging.getLogger(__name__)
 
@@ -203,20 +202,12 @@ def _load_cached(folder: Path, k: int, pool_rows: int) -> tuple[np.ndarray, dict
 
 
 def _write_cache(folder: Path, indices: np.ndarray, manifest: dict, spec: dict) -> None:
-    folder.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", dir=folder.parent))
-    try:
+    """Write the cached selection once; a folder another process completed first is kept."""
+    with temporary_folder(folder) as tmp:
         np.save(tmp / "indices.npy", np.asarray(indices, dtype=np.int64), allow_pickle=False)
         (tmp / "manifest.json").write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
         (tmp / "spec.json").write_text(json.dumps(spec, indent=2, sort_keys=True) + "\n")
-        try:
-            os.rename(tmp, folder)
-        except OSError:
-            if not (folder / "indices.npy").is_file():
-                raise
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp, ignore_errors=True)
+        rename_or_keep(tmp, folder, lambda f: (f / "indices.npy").is_file())
 
 
 def _this_run(
