@@ -20,7 +20,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from hf_mig.runtime.fork import single_thread_torch_if_forked
+from hf_mig.models.fork import single_thread_torch_if_forked
 
 logger = logging.getLogger(__name__)
 

@@ -274,7 +274,7 @@ class StaticEmbedder:
                 "distilling static embeddings needs model2vec and skeletoken: "
                 "pip install 'hf-mig[fast]'"
             ) from err
-        from hf_mig.runtime.fork import single_thread_torch_if_forked
+        from hf_mig.models.fork import single_thread_torch_if_forked
 
         single_thread_torch_if_forked()
         source = _source_folder(self.model_name)

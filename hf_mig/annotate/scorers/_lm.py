@@ -59,7 +59,7 @@ from hf_mig.models.lm import (
     resolve_source,
     source_identity,
 )
-from hf_mig.runtime.fork import single_thread_torch_if_forked
+from hf_mig.models.fork import single_thread_torch_if_forked
 
 logger = logging.getLogger("hf_mig.annotate.scorers")
 

@@ -62,7 +62,7 @@ from hf_mig.models.embedders import (
     embedder_name,
 )
 from hf_mig.models.static_embedder import StaticEmbedder
-from hf_mig.runtime.fork import single_thread_torch_if_forked
+from hf_mig.models.fork import single_thread_torch_if_forked
 
 logger = logging.getLogger(__name__)
 
