@@ -29,6 +29,7 @@ Steps register by name (:func:`register_tagger`, :func:`register_scorer`); :data
 from __future__ import annotations
 
 import argparse
+import importlib
 import inspect
 import logging
 from collections.abc import Callable, Mapping, Sequence
@@ -37,6 +38,7 @@ from typing import Any, ClassVar
 
 import pyarrow as pa
 
+from hf_mig.core.registry import Registry
 from hf_mig.data.columns import TypedColumn, row_numbers
 
 logger = logging.getLogger(__name__)
@@ -300,52 +302,32 @@ def _restore(cls: type, state: dict[str, Any]) -> Any:
 # --------------------------------------------------------------------------------------
 # registries
 
-#: Tagger name -> class (:func:`register_tagger`).
-TAGGERS: dict[str, type[MapStep]] = {}
-#: Scorer name -> class (:func:`register_scorer`).
-SCORERS: dict[str, type[MapStep]] = {}
-
-
-def _register(registry: dict[str, type[MapStep]], kind: str, name: str) -> Callable[[type], type]:
-    def deco(cls: type) -> type:
-        if name in registry and registry[name] is not cls:
-            raise ValueError(f"{kind} {name!r} is already registered to {registry[name]}")
-        registry[name] = cls
-        cls.name = name
-        return cls
-
-    return deco
+#: Tagger name -> class (:func:`register_tagger`); :meth:`~Registry.load` imports the built-in ones.
+TAGGERS = Registry("tagger", loader=lambda: importlib.import_module("hf_mig.annotate.taggers"))
+#: Scorer name -> class (:func:`register_scorer`); :meth:`~Registry.load` imports the built-in ones.
+SCORERS = Registry("scorer", loader=lambda: importlib.import_module("hf_mig.annotate.scorers"))
 
 
 def register_tagger(name: str) -> Callable[[type], type]:
     """Class decorator adding a tagger to :data:`TAGGERS` under ``name``."""
-    return _register(TAGGERS, "tagger", name)
+    return TAGGERS.register(name)
 
 
 def register_scorer(name: str) -> Callable[[type], type]:
     """Class decorator adding a scorer to :data:`SCORERS` under ``name``."""
-    return _register(SCORERS, "scorer", name)
-
-
-def _lookup(registry: dict[str, type[MapStep]], kind: str, name: str) -> type[MapStep]:
-    try:
-        return registry[name]
-    except KeyError:
-        raise ValueError(f"unknown {kind} {name!r}; available: {', '.join(registry)}") from None
+    return SCORERS.register(name)
 
 
 def get_tagger(name: str, **options: Any) -> MapStep:
-    """Instantiate the tagger registered as ``name`` with its ``__init__`` options."""
-    import hf_mig.annotate.taggers  # noqa: F401 - fills the registry
-
-    return _lookup(TAGGERS, "tagger", name)(**options)
+    """Instantiate the tagger registered as ``name`` with its ``__init__`` options; an unknown
+    name is a ``ValueError`` listing the registered ones."""
+    return TAGGERS.lookup(name)(**options)
 
 
 def get_scorer(name: str, **options: Any) -> MapStep:
-    """Instantiate the scorer registered as ``name`` with its ``__init__`` options."""
-    import hf_mig.annotate.scorers  # noqa: F401 - fills the registry
-
-    return _lookup(SCORERS, "scorer", name)(**options)
+    """Instantiate the scorer registered as ``name`` with its ``__init__`` options; an unknown
+    name is a ``ValueError`` listing the registered ones."""
+    return SCORERS.lookup(name)(**options)
 
 
 def step_arguments(

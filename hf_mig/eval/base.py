@@ -23,9 +23,11 @@ import importlib
 import json
 import math
 import pkgutil
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, ItemsView, Iterator, KeysView, Mapping, Sequence, ValuesView
 from pathlib import Path
 from typing import Any, ClassVar
+
+from hf_mig.core.registry import Registry
 
 __all__ = [
     "BENCHMARKS",
@@ -219,44 +221,53 @@ class Benchmark:
 _DEPRECATED_MODULES = frozenset({"objective"})
 
 
-class _Registry(Mapping[str, type[Benchmark]]):
-    """``{name: Benchmark subclass}``; the modules of :mod:`hf_mig.eval` are imported on the first
-    read, so every registered benchmark is there."""
+def _import_benchmark_modules() -> None:
+    package = importlib.import_module("hf_mig.eval")
+    for info in pkgutil.iter_modules(package.__path__):
+        if info.name not in _DEPRECATED_MODULES:
+            importlib.import_module(f"hf_mig.eval.{info.name}")
 
-    def __init__(self) -> None:
-        self._classes: dict[str, type[Benchmark]] = {}
-        self._loaded = False
 
-    def add(self, name: str, cls: type[Benchmark]) -> None:
-        known = self._classes.get(name)
-        if known is not None and known is not cls:
-            raise ValueError(f"benchmark {name!r} is already registered to {known}")
-        self._classes[name] = cls
-
-    def _all(self) -> dict[str, type[Benchmark]]:
-        if not self._loaded:
-            self._loaded = True
-            package = importlib.import_module("hf_mig.eval")
-            for info in pkgutil.iter_modules(package.__path__):
-                if info.name not in _DEPRECATED_MODULES:
-                    importlib.import_module(f"hf_mig.eval.{info.name}")
-        return self._classes
+class _BenchmarkRegistry(Registry):
+    """``{name: Benchmark subclass}`` that imports the modules of :mod:`hf_mig.eval` on the first
+    read (item, iteration, length, views), so every registered benchmark is there. Iteration is by
+    name; an unknown name is a ``KeyError`` listing the known ones. A membership test (``in``)
+    sees only the benchmarks imported so far."""
 
     def __getitem__(self, name: str) -> type[Benchmark]:
+        if not dict.__contains__(self, name):
+            self.load()
         try:
-            return self._all()[name]
+            return super().__getitem__(name)
         except KeyError:
             raise KeyError(f"unknown benchmark {name!r}; known: {', '.join(self)}") from None
 
+    def get(self, name: str, default: Any = None) -> Any:
+        try:
+            return self[name]
+        except KeyError:
+            return default
+
     def __iter__(self) -> Iterator[str]:
-        return iter(sorted(self._all()))
+        self.load()
+        return iter(sorted(dict.__iter__(self)))
 
     def __len__(self) -> int:
-        return len(self._all())
+        self.load()
+        return super().__len__()
+
+    def keys(self) -> KeysView[str]:  # type: ignore[override]
+        return KeysView(self)
+
+    def values(self) -> ValuesView[type[Benchmark]]:  # type: ignore[override]
+        return ValuesView(self)
+
+    def items(self) -> ItemsView[str, type[Benchmark]]:  # type: ignore[override]
+        return ItemsView(self)
 
 
 #: Every benchmark by name (``alpaca_eval``, ``ifeval``, ``mt_bench``, ``tasks``, ``wildbench``).
-BENCHMARKS = _Registry()
+BENCHMARKS = _BenchmarkRegistry("benchmark", loader=_import_benchmark_modules)
 
 
 def register_benchmark(name: str) -> Callable[[type[Benchmark]], type[Benchmark]]:
@@ -266,9 +277,9 @@ def register_benchmark(name: str) -> Callable[[type[Benchmark]], type[Benchmark]
     under its package name."""
 
     def deco(cls: type[Benchmark]) -> type[Benchmark]:
-        cls.name = name
-        if cls.__module__ != "__main__":
-            BENCHMARKS.add(name, cls)
-        return cls
+        if cls.__module__ == "__main__":
+            cls.name = name
+            return cls
+        return BENCHMARKS.register(name)(cls)
 
     return deco

@@ -44,7 +44,7 @@ def test_a_new_benchmark_reaches_the_command_line(monkeypatch, capsys):
             return {}
 
     list(BENCHMARKS)  # every module registered
-    monkeypatch.setitem(BENCHMARKS._classes, "echo", Echo)
+    monkeypatch.setitem(BENCHMARKS, "echo", Echo)
     with pytest.raises(SystemExit):
         hf_mig(["eval", "--help"])
     assert "Echo: a benchmark that only scores." in capsys.readouterr().out
