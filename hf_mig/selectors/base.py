@@ -6,6 +6,7 @@ import functools
 import inspect
 import logging
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
@@ -186,6 +187,7 @@ def _repr_value(value: Any) -> str:
     return repr(value)
 
 
+@dataclass(repr=False, eq=False)
 class BaseSelector:
     """Shared plumbing: parameters, validation of ``k`` against the pool and ``select``.
 
@@ -194,6 +196,12 @@ class BaseSelector:
     ``repr`` read the names from the ``__init__`` signature, so ``type(s)(**s.get_params())``
     rebuilds an equal selector. Options are validated when the selection runs. Attributes set
     by a run end in ``_``.
+
+    The parameters are declared once, as dataclass fields: ``k`` here (the one positional
+    argument), each method's options in its class, keyword-only, with their defaults
+    (``@dataclass(repr=False, eq=False, kw_only=True)``, so the ``repr`` stays this class's
+    and selectors compare by identity). A subclass may also write its own ``__init__`` that
+    stores its arguments.
 
     The pool argument of :data:`POOL_METHODS` (``select_indices``, ``select``, ``rows``), in
     this class and in every subclass that defines them, goes through :func:`as_dataset`: a

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import logging
 import math
+from dataclasses import dataclass
 
 import numpy as np
 from tqdm.auto import tqdm
 
 from hf_mig.annotate.embeddings import check_arrays, single_threaded_blas
 from hf_mig.core.encoding import DegeneratePoolError
-from hf_mig.models.embedders import EmbedderLike
 from hf_mig.selectors._diversity import best_first, show_progress
 from hf_mig.selectors.base import check_int, check_number, register_selector
 from hf_mig.selectors.embedding_base import EmbeddingSelector, all_equal, constant_scores_error
@@ -19,6 +19,7 @@ logger = logging.getLogger(__name__)
 
 
 @register_selector("car")
+@dataclass(repr=False, eq=False, kw_only=True)
 class CaRSelector(EmbeddingSelector):
     """CaR: ``n1`` best rows by score overall, then the ``n2`` best rows of every k-means cluster.
 
@@ -71,42 +72,16 @@ class CaRSelector(EmbeddingSelector):
     pick: 0 overall, 1 cluster, 2 fill).
     """
 
-    def __init__(
-        self,
-        k: int,
-        *,
-        n1: int | None = None,
-        n2: int | None = None,
-        cluster_share: float = 0.5,
-        n_clusters: int | None = None,
-        pca_variance: float = 0.95,
-        max_iter: int = 20,
-        tol: float = 1e-4,
-        init_sample: int = 50_000,
-        fit_sample: int | None = 200_000,
-        seed: int = 42,
-        score_column: str = "score",
-        embedding_column: str = "embedding",
-        embedder: EmbedderLike | None = None,
-        embedding_text: str = "first_user",
-        progress: bool | None = None,
-    ):
-        self.k = k
-        self.n1 = n1
-        self.n2 = n2
-        self.cluster_share = cluster_share
-        self.n_clusters = n_clusters
-        self.pca_variance = pca_variance
-        self.max_iter = max_iter
-        self.tol = tol
-        self.init_sample = init_sample
-        self.fit_sample = fit_sample
-        self.seed = seed
-        self.score_column = score_column
-        self.embedding_column = embedding_column
-        self.embedder = embedder
-        self.embedding_text = embedding_text
-        self.progress = progress
+    n1: int | None = None
+    n2: int | None = None
+    cluster_share: float = 0.5
+    n_clusters: int | None = None
+    pca_variance: float = 0.95
+    max_iter: int = 20
+    tol: float = 1e-4
+    init_sample: int = 50_000
+    fit_sample: int | None = 200_000
+    seed: int = 42
 
     # ------------------------------------------------------------------ helpers
     def _budget(self, k: int, clusters: int) -> tuple[int, int]:

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 
 import numpy as np
 from tqdm.auto import tqdm
 
 from hf_mig.annotate.embeddings import check_arrays, max_similarity_to_set
 from hf_mig.core.encoding import DegeneratePoolError
-from hf_mig.models.embedders import EmbedderLike
 from hf_mig.selectors._diversity import best_first, show_progress
 from hf_mig.selectors.base import check_bool, check_int, check_number, register_selector
 from hf_mig.selectors.embedding_base import EmbeddingSelector, all_equal, constant_scores_error
@@ -18,6 +18,7 @@ logger = logging.getLogger(__name__)
 
 
 @register_selector("deita")
+@dataclass(repr=False, eq=False, kw_only=True)
 class DeitaSelector(EmbeddingSelector):
     """DEITA: best score first, skipping rows too similar (cosine) to a row already kept.
 
@@ -54,28 +55,9 @@ class DeitaSelector(EmbeddingSelector):
     ``-inf`` for the first, NaN for filled picks).
     """
 
-    def __init__(
-        self,
-        k: int,
-        *,
-        threshold: float = 0.9,
-        score_column: str = "score",
-        embedding_column: str = "embedding",
-        embedder: EmbedderLike | None = None,
-        embedding_text: str = "first_user",
-        fill: bool = False,
-        batch_size: int = 2048,
-        progress: bool | None = None,
-    ):
-        self.k = k
-        self.threshold = threshold
-        self.score_column = score_column
-        self.embedding_column = embedding_column
-        self.embedder = embedder
-        self.embedding_text = embedding_text
-        self.fill = fill
-        self.batch_size = batch_size
-        self.progress = progress
+    threshold: float = 0.9
+    fill: bool = False
+    batch_size: int = 2048
 
     def _validate(self) -> float:
         check_bool("fill", self.fill)

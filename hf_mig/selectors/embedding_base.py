@@ -1,12 +1,13 @@
 """Shared plumbing of the selectors that compare samples through their embeddings."""
 
-from __future__ import annotations
+from dataclasses import dataclass
 
 import numpy as np
 from datasets import Dataset
 
 from hf_mig.annotate.embeddings import ensure_embeddings
 from hf_mig.core.encoding import read_scores
+from hf_mig.models.embedders import EmbedderLike
 from hf_mig.selectors.base import BaseSelector
 
 
@@ -24,18 +25,36 @@ def constant_scores_error(label: str, scores: np.ndarray, column: str, k: int) -
     )
 
 
+@dataclass(repr=False, eq=False, kw_only=True)
 class EmbeddingSelector(BaseSelector):
     """``select_indices`` for selectors working on sample embeddings and a score column.
 
-    Subclasses set ``score_column``, ``embedding_column``, ``embedder``, ``embedding_text`` and
-    ``progress`` in ``__init__``, and implement ``select_arrays(embeddings, scores)``.
+    The options every such method takes are declared here (after ``k``, before each method's
+    own):
+
+    * ``score_column``: the quality score (default ``"score"``);
+    * ``embedding_column``: L2-normalised row embeddings (default ``"embedding"``), computed
+      with :func:`hf_mig.annotate.embeddings.ensure_embeddings` when the pool lacks it;
+    * ``embedder``: model id, path or callable used only when the embedding column is missing;
+    * ``embedding_text``: what is embedded then, ``"first_user"`` (default) or
+      ``"conversation"``;
+    * ``progress``: progress bars (``None``: only for large pools).
+
+    Subclasses declare their own options and implement ``select_arrays(embeddings, scores)``.
     ``_check_options(n)`` runs before any data is read, so bad options fail fast; the scores
     are read and checked (:meth:`check_scores`) before any embedding is computed.
     ``needs_scores`` says whether the method reads the score column at all (when it does not,
     ``select_arrays`` gets zeros and the column may hold anything).
     """
 
-    label: str = "embedding"
+    score_column: str = "score"
+    embedding_column: str = "embedding"
+    embedder: EmbedderLike | None = None
+    embedding_text: str = "first_user"
+    progress: bool | None = None
+
+    #: The method's name in messages.
+    label = "embedding"
 
     @property
     def score_what(self) -> str:

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Collection
+from dataclasses import dataclass
 from typing import Literal
 
 import numpy as np
@@ -107,6 +108,7 @@ def _complexity_first(order, indptr, label_ids, n_labels, k, repeat):
 
 
 @register_selector("instag")
+@dataclass(repr=False, eq=False, kw_only=True)
 class InsTagSelector(BaseSelector):
     """#InsTag complexity-first diverse sampling over a label (tag) column.
 
@@ -137,20 +139,10 @@ class InsTagSelector(BaseSelector):
     used, or ``None``), ``encoding_report_``.
     """
 
-    def __init__(
-        self,
-        k: int,
-        *,
-        labels_column: str = "labels",
-        score_column: str | None = "score",
-        vocabulary: Collection[str] | None = None,
-        strategy: Strategy = "passes",
-    ):
-        self.k = k
-        self.labels_column = labels_column
-        self.score_column = score_column
-        self.vocabulary = vocabulary
-        self.strategy = strategy
+    labels_column: str = "labels"
+    score_column: str | None = "score"
+    vocabulary: Collection[str] | None = None
+    strategy: Strategy = "passes"
 
     def encode(self, dataset: Dataset) -> PoolEncoding:
         """Tags of every row as sorted, distinct label ids (CSR) over the sorted vocabulary."""

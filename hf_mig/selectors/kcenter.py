@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 
 import numpy as np
 from tqdm.auto import tqdm
 
 from hf_mig.annotate.embeddings import check_arrays, update_min_distance
-from hf_mig.models.embedders import EmbedderLike
 from hf_mig.selectors._diversity import best_first, first_argmax, show_progress
 from hf_mig.selectors.base import check_int, register_selector
 from hf_mig.selectors.embedding_base import EmbeddingSelector, all_equal
@@ -19,6 +19,7 @@ _STARTS = ("score", "random")
 
 
 @register_selector("kcenter")
+@dataclass(repr=False, eq=False, kw_only=True)
 class KCenterSelector(EmbeddingSelector):
     """k-center greedy: each pick is the row farthest (cosine distance) from all earlier picks.
 
@@ -51,30 +52,10 @@ class KCenterSelector(EmbeddingSelector):
     any row to its nearest pick: the covering radius), ``n_flushes_``.
     """
 
-    def __init__(
-        self,
-        k: int,
-        *,
-        start: str | int = "score",
-        seed: int = 42,
-        score_column: str = "score",
-        embedding_column: str = "embedding",
-        embedder: EmbedderLike | None = None,
-        embedding_text: str = "first_user",
-        pool_max: int = 1024,
-        flush_every: int = 2048,
-        progress: bool | None = None,
-    ):
-        self.k = k
-        self.start = start
-        self.seed = seed
-        self.score_column = score_column
-        self.embedding_column = embedding_column
-        self.embedder = embedder
-        self.embedding_text = embedding_text
-        self.pool_max = pool_max
-        self.flush_every = flush_every
-        self.progress = progress
+    start: str | int = "score"
+    seed: int = 42
+    pool_max: int = 1024
+    flush_every: int = 2048
 
     label = "k-center"
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Collection
+from dataclasses import dataclass
 
 import numpy as np
 import pyarrow as pa
@@ -33,6 +34,7 @@ GAIN_COLUMNS = ("mig_rank", "mig_gain")
 
 
 @register_selector("mig")
+@dataclass(repr=False, eq=False, kw_only=True)
 class MIGSelector(BaseSelector):
     """MIG: select ``k`` rows greedily maximising the label-graph information ``E(S)``.
 
@@ -95,54 +97,27 @@ class MIGSelector(BaseSelector):
     plus ``rows_with_information``) and ``score_collapse_`` are available.
     """
 
-    def __init__(
-        self,
-        k: int,
-        *,
-        label_graph: LabelGraph | str | os.PathLike | None = None,
-        embedder: EmbedderLike | None = None,
-        threshold: float | None = None,
-        max_edges: int | None = DEFAULT_MAX_EDGES,
-        max_degree: int | None = None,
-        graph_cache: bool | str | os.PathLike = True,
-        phi: str = "pow",
-        phi_a: float = 1e-6,
-        phi_b: float = 0.8,
-        phi_alpha: float = 1.0,
-        prop_weight: float = 1.0,
-        norm: bool = False,
-        gain: str = "gradient",
-        labels_column: str = "labels",
-        score_column: str = "score",
-        vocabulary: Collection[str] | None = None,
-        min_coverage: float = 0.5,
-        record_gains: bool = False,
-        overwrite_gain_columns: bool = False,
-        engine: str = "auto",
-        progress: bool | None = None,
-    ):
-        self.k = k
-        self.label_graph = label_graph
-        self.embedder = embedder
-        self.threshold = threshold
-        self.max_edges = max_edges
-        self.max_degree = max_degree
-        self.graph_cache = graph_cache
-        self.phi = phi
-        self.phi_a = phi_a
-        self.phi_b = phi_b
-        self.phi_alpha = phi_alpha
-        self.prop_weight = prop_weight
-        self.norm = norm
-        self.gain = gain
-        self.labels_column = labels_column
-        self.score_column = score_column
-        self.vocabulary = vocabulary
-        self.min_coverage = min_coverage
-        self.record_gains = record_gains
-        self.overwrite_gain_columns = overwrite_gain_columns
-        self.engine = engine
-        self.progress = progress
+    label_graph: LabelGraph | str | os.PathLike | None = None
+    embedder: EmbedderLike | None = None
+    threshold: float | None = None
+    max_edges: int | None = DEFAULT_MAX_EDGES
+    max_degree: int | None = None
+    graph_cache: bool | str | os.PathLike = True
+    phi: str = "pow"
+    phi_a: float = 1e-6
+    phi_b: float = 0.8
+    phi_alpha: float = 1.0
+    prop_weight: float = 1.0
+    norm: bool = False
+    gain: str = "gradient"
+    labels_column: str = "labels"
+    score_column: str = "score"
+    vocabulary: Collection[str] | None = None
+    min_coverage: float = 0.5
+    record_gains: bool = False
+    overwrite_gain_columns: bool = False
+    engine: str = "auto"
+    progress: bool | None = None
 
     # ------------------------------------------------------------------ helpers
     @property

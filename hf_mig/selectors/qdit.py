@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 
 import numpy as np
 from tqdm.auto import tqdm
 
 from hf_mig.annotate.embeddings import check_arrays
 from hf_mig.core.encoding import DegeneratePoolError
-from hf_mig.models.embedders import EmbedderLike
 from hf_mig.selectors._diversity import best_first, first_argmax, show_progress
 from hf_mig.selectors.base import check_choice, check_int, check_number, register_selector
 from hf_mig.selectors.embedding_base import EmbeddingSelector, all_equal, constant_scores_error
@@ -20,6 +20,7 @@ _ENGINES = ("lazy", "scan")
 
 
 @register_selector("qdit")
+@dataclass(repr=False, eq=False, kw_only=True)
 class QDITSelector(EmbeddingSelector):
     """QDIT: greedy on ``alpha * quality + (1 - alpha) * facility-location diversity gain``.
 
@@ -80,34 +81,12 @@ class QDITSelector(EmbeddingSelector):
     lazy engine) and ``n_pulls_`` (chunks pulled).
     """
 
-    def __init__(
-        self,
-        k: int,
-        *,
-        alpha: float = 0.7,
-        score_column: str = "score",
-        embedding_column: str = "embedding",
-        embedder: EmbedderLike | None = None,
-        embedding_text: str = "first_user",
-        n_facilities: int | None = 10_000,
-        seed: int = 42,
-        engine: str = "lazy",
-        chunk: int = 256,
-        pool_max: int = 2048,
-        progress: bool | None = None,
-    ):
-        self.k = k
-        self.alpha = alpha
-        self.score_column = score_column
-        self.embedding_column = embedding_column
-        self.embedder = embedder
-        self.embedding_text = embedding_text
-        self.n_facilities = n_facilities
-        self.seed = seed
-        self.engine = engine
-        self.chunk = chunk
-        self.pool_max = pool_max
-        self.progress = progress
+    alpha: float = 0.7
+    n_facilities: int | None = 10_000
+    seed: int = 42
+    engine: str = "lazy"
+    chunk: int = 256
+    pool_max: int = 2048
 
     def _validate(self) -> None:
         check_number("alpha", self.alpha, 0, 1)

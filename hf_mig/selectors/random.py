@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import random
+from dataclasses import dataclass
 
 import numpy as np
 from datasets import Dataset
@@ -11,6 +12,7 @@ from hf_mig.selectors.base import BaseSelector, register_selector
 
 
 @register_selector("random")
+@dataclass(repr=False, eq=False, kw_only=True)
 class RandomSelector(BaseSelector):
     """``k`` rows drawn without replacement by Python's ``random.Random(seed).sample``.
 
@@ -18,9 +20,7 @@ class RandomSelector(BaseSelector):
     pool's list of records with ``random.Random(42).sample(records, k)``.
     """
 
-    def __init__(self, k: int, *, seed: int = 42):
-        self.k = k
-        self.seed = seed
+    seed: int = 42
 
     def select_indices(self, dataset: Dataset) -> np.ndarray:
         k = self._check_k(dataset)

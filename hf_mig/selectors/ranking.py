@@ -12,6 +12,7 @@ Columns may be nested: ``"ifd_score.content"`` reads field ``content`` of the st
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass, field
 from typing import Literal
 
 import numpy as np
@@ -61,19 +62,19 @@ def read_numeric_column(dataset: Dataset, column: str) -> tuple[np.ndarray, np.n
     arr = arrow_columns(dataset, [top]).column(top)
     arr = arr.combine_chunks() if arr.num_chunks != 1 else arr.chunk(0)
     walked = top
-    for field in path:
+    for part in path:
         if not pa.types.is_struct(arr.type):
             raise ValueError(
                 f"column {column!r}: {walked!r} has type {arr.type}, not a struct with a "
-                f"field {field!r}"
+                f"field {part!r}"
             )
         fields = [arr.type.field(i).name for i in range(arr.type.num_fields)]
-        if field not in fields:
+        if part not in fields:
             raise ValueError(
-                f"column {column!r}: struct {walked!r} has no field {field!r} (fields: {fields})"
+                f"column {column!r}: struct {walked!r} has no field {part!r} (fields: {fields})"
             )
-        arr = pc.struct_field(arr, field)  # a null struct gives a null field
-        walked = f"{walked}.{field}"
+        arr = pc.struct_field(arr, part)  # a null struct gives a null field
+        walked = f"{walked}.{part}"
     kind = arr.type
     if pa.types.is_null(kind):  # every row is null
         return np.full(len(arr), np.nan), np.ones(len(arr), dtype=bool)
@@ -99,6 +100,7 @@ def _check_bound(name: str, value: float | None) -> float | None:
 
 
 @register_selector("score")
+@dataclass(repr=False, eq=False, kw_only=True)
 class ScoreSelector(BaseSelector):
     """The ``k`` rows with the highest (or lowest) value of a numeric column.
 
@@ -129,24 +131,12 @@ class ScoreSelector(BaseSelector):
     (values of the picks, in pick order; NaN for missing ones).
     """
 
-    def __init__(
-        self,
-        k: int,
-        *,
-        column: str | None = None,
-        score_column: str = "score",
-        descending: bool = True,
-        min_value: float | None = None,
-        max_value: float | None = None,
-        nan: NanPolicy = "raise",
-    ):
-        self.k = k
-        self.column = column
-        self.score_column = score_column
-        self.descending = descending
-        self.min_value = min_value
-        self.max_value = max_value
-        self.nan = nan
+    column: str | None = None
+    score_column: str = "score"
+    descending: bool = True
+    min_value: float | None = None
+    max_value: float | None = None
+    nan: NanPolicy = "raise"
 
     # ------------------------------------------------------------------ helpers
     def _resolve_column(self, dataset: Dataset) -> str:
@@ -277,6 +267,7 @@ IFD_COLUMNS = ("ifd", "ifd_score.content")
 
 
 @register_selector("ifd")
+@dataclass(repr=False, eq=False, kw_only=True)
 class IFDSelector(ScoreSelector):
     """Cherry LLM / Superfiltering: the ``k`` rows with the highest IFD within ``[0, 1]``.
 
@@ -301,18 +292,11 @@ class IFDSelector(ScoreSelector):
     Fitted attributes: those of :class:`ScoreSelector` (``n_above_`` = rows with IFD > 1).
     """
 
-    def __init__(
-        self,
-        k: int,
-        *,
-        column: str | None = None,
-        min_value: float | None = 0.0,
-        max_value: float | None = 1.0,
-        nan: NanPolicy = "raise",
-    ):
-        super().__init__(
-            k, column=column, descending=True, min_value=min_value, max_value=max_value, nan=nan
-        )
+    #: Not options here: IFD is ranked from the highest value, read from ``column``.
+    score_column: str = field(default="score", init=False)
+    descending: bool = field(default=True, init=False)
+    min_value: float | None = 0.0
+    max_value: float | None = 1.0
 
     def _resolve_column(self, dataset: Dataset) -> str:
         if self.column is not None:

@@ -38,6 +38,7 @@ import time
 import zlib
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 
 import numpy as np
 import pyarrow as pa
@@ -212,6 +213,7 @@ def _smallest(values: np.ndarray, rows: np.ndarray | None, m: int) -> np.ndarray
 
 
 @register_selector("zip")
+@dataclass(repr=False, eq=False, kw_only=True)
 class ZIPSelector(BaseSelector):
     """ZIP (Entropy Law): a subset with a low zlib compression ratio, chosen greedily.
 
@@ -242,26 +244,13 @@ class ZIPSelector(BaseSelector):
     whose text is empty).
     """
 
-    def __init__(
-        self,
-        k: int,
-        *,
-        k1: int = 10_000,
-        k2: int = 200,
-        k3: int = 100,
-        text_column: str | None = None,
-        level: int = 9,
-        n_jobs: int = 1,
-        progress: bool | None = None,
-    ):
-        self.k = k
-        self.k1 = k1
-        self.k2 = k2
-        self.k3 = k3
-        self.text_column = text_column
-        self.level = level
-        self.n_jobs = n_jobs
-        self.progress = progress
+    k1: int = 10_000
+    k2: int = 200
+    k3: int = 100
+    text_column: str | None = None
+    level: int = 9
+    n_jobs: int = 1
+    progress: bool | None = None
 
     def _validate(self) -> None:
         for name in ("k1", "k2", "k3", "level", "n_jobs"):
