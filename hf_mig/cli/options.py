@@ -2,7 +2,7 @@
 
 Every ``add_*`` function adds its arguments to a sub-parser with the flag names, types and
 defaults all commands share; a ``help`` argument words the help for one command where it
-differs. :func:`add_command` is how a command module registers itself (see
+differs. :func:`doc_description` is a command module's default ``DESCRIPTION`` (see
 :mod:`hf_mig.cli.commands`).
 """
 
@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import argparse
 import json
-from collections.abc import Callable
 from typing import Any
 
 POOL_HELP = "pool: .jsonl/.json/.parquet/.csv file, saved dataset folder, or Hub id"
@@ -31,22 +30,10 @@ POOL_FORMAT_HELP = (
     "authors' annotated records), or auto-detect"
 )
 
-Handler = Callable[[argparse.Namespace], int]
-
 
 def doc_description(doc: str | None) -> str | None:
     """A command module's docstring up to its first ``::`` example block (``None`` stays)."""
     return doc.split("::")[0].strip() if doc else None
-
-
-def add_command(
-    subparsers: Any, name: str, func: Handler, *, help: str, **kwargs: Any
-) -> argparse.ArgumentParser:
-    """Add subcommand ``name`` run by ``func(args) -> exit status``; ``kwargs`` go to
-    ``add_parser`` (``description``, ``epilog``, ``formatter_class``, ...)."""
-    parser = subparsers.add_parser(name, help=help, **kwargs)
-    parser.set_defaults(func=func)
-    return parser
 
 
 def add_pool_argument(

@@ -213,3 +213,85 @@ def test_a_selector_option_reaches_select_from_the_signature(monkeypatch):
     args = build_parser().parse_args([*argv, "--stride", "7", "--seed", "1", "--phi", "exp"])
     assert selector_options(args, "stride") == {"stride": 7, "seed": 1}
     assert selector_options(args, "mig")["phi"] == "exp"
+
+
+def test_every_command_module_follows_the_contract_and_is_listed():
+    """Each public module of hf_mig.cli.commands declares NAME, HELP, add_arguments and run,
+    calls no registration helper, and is a subcommand of 'hf-mig --help' under its NAME."""
+    import importlib
+    import pkgutil
+
+    from hf_mig.cli import commands
+    from hf_mig.cli.main import build_parser, command_modules
+
+    names = [i.name for i in pkgutil.iter_modules(commands.__path__) if not i.name.startswith("_")]
+    modules = command_modules()
+    assert sorted(m.__name__.rsplit(".", 1)[1] for m in modules) == sorted(names)
+    text = build_parser().format_help()
+    for name in names:
+        module = importlib.import_module(f"hf_mig.cli.commands.{name}")
+        assert isinstance(module.NAME, str) and isinstance(module.HELP, str), name
+        assert callable(module.add_arguments) and callable(module.run), name
+        assert not hasattr(module, "register"), name
+        assert f"    {module.NAME} " in text, name
+    listed = [m.NAME for m in modules]
+    assert listed[:4] == ["select", "graph", "demo", "methods"]
+    assert listed[4:] == sorted(listed[4:])
+
+
+def _write_package(root, name, modules):
+    package = root / name
+    package.mkdir()
+    (package / "__init__.py").write_text("")
+    for module, text in modules.items():
+        (package / f"{module}.py").write_text(text)
+
+
+HELLO_COMMAND = '''"""``hf-mig hello``: say hello.
+
+::
+
+    hf-mig hello --times 2
+"""
+import argparse
+
+NAME = "hello"
+HELP = "say hello"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--times", type=int, default=1)
+
+
+def run(args: argparse.Namespace) -> int:
+    print("hello " * args.times)
+    return 7
+'''
+
+
+def test_a_command_module_dropped_into_the_package_is_discovered(tmp_path, monkeypatch, capsys):
+    """A module with NAME, HELP, add_arguments and run is a subcommand: its help line, its
+    docstring (up to the example block) as description, its arguments and its exit status."""
+    from hf_mig.cli.main import build_parser
+
+    helper = "raise AssertionError('helper modules are not commands')\n"
+    _write_package(tmp_path, "extra_commands", {"hello": HELLO_COMMAND, "_shared": helper})
+    monkeypatch.syspath_prepend(str(tmp_path))
+    parser = build_parser("extra_commands")
+    assert "hello" in parser.format_help() and "say hello" in parser.format_help()
+    args = parser.parse_args(["hello", "--times", "2"])
+    assert args.command == "hello" and args.func(args) == 7
+    assert capsys.readouterr().out.strip() == "hello hello"
+    with pytest.raises(SystemExit):
+        parser.parse_args(["hello", "--help"])
+    shown = capsys.readouterr().out
+    assert "``hf-mig hello``: say hello." in shown and "--times 2" not in shown
+
+
+def test_a_command_module_missing_the_contract_is_refused(tmp_path, monkeypatch):
+    from hf_mig.cli.main import build_parser
+
+    _write_package(tmp_path, "broken_commands", {"half": 'NAME = "half"\nHELP = "no run"\n'})
+    monkeypatch.syspath_prepend(str(tmp_path))
+    with pytest.raises(TypeError, match=r"broken_commands\.half.*add_arguments, run"):
+        build_parser("broken_commands")

@@ -15,30 +15,23 @@ The same as ``python -m hf_mig.eval.<module> STEP ...``: every benchmark registe
 from __future__ import annotations
 
 import argparse
-from typing import Any
 
-from hf_mig.cli.options import add_command, doc_description
+NAME = "eval"
+HELP = "run a benchmark's step: generate, judge, score or all (hf_mig.eval)"
 
 
-def register(subparsers: Any) -> None:
-    """Add the ``eval`` subcommand, one sub-subcommand per registered benchmark."""
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """One sub-subcommand per registered benchmark, with its steps and their options."""
     from hf_mig.eval.base import BENCHMARKS
 
-    p = add_command(
-        subparsers,
-        "eval",
-        cmd_eval,
-        help="run a benchmark's step: generate, judge, score or all (hf_mig.eval)",
-        description=doc_description(__doc__),
-    )
-    benchmarks = p.add_subparsers(dest="benchmark", required=True, metavar="BENCHMARK")
+    benchmarks = parser.add_subparsers(dest="benchmark", required=True, metavar="BENCHMARK")
     for name, cls in BENCHMARKS.items():
         summary = " ".join((cls.__doc__ or cls.description).split("\n\n")[0].split())
-        parser = benchmarks.add_parser(name, help=summary, description=summary)
-        cls().configure(parser, dest="step")
+        sub = benchmarks.add_parser(name, help=summary, description=summary)
+        cls().configure(sub, dest="step")
 
 
-def cmd_eval(args: argparse.Namespace) -> int:
+def run(args: argparse.Namespace) -> int:
     """Run the chosen step of the chosen benchmark; its exit status."""
     from hf_mig.eval.base import BENCHMARKS
 

@@ -4,26 +4,28 @@ and/or a vocabulary."""
 from __future__ import annotations
 
 import argparse
-from typing import Any
 
 from hf_mig.cli import options
 
+NAME = "graph"
+HELP = "build and save a label graph"
+DESCRIPTION = None
 
-def register(subparsers: Any) -> None:
-    """Add the ``graph`` subcommand."""
-    g = options.add_command(subparsers, "graph", cmd_graph, help="build and save a label graph")
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """The pool and/or ``--vocabulary``, ``--out``, the label graph's options."""
     options.add_pool_argument(
-        g, "pool whose distinct labels become the nodes (see 'select')", nargs="?"
+        parser, "pool whose distinct labels become the nodes (see 'select')", nargs="?"
     )
-    options.add_output_argument(g, "output .npz", flag=True)
-    g.add_argument("--vocabulary", help="labels file: nodes (no pool) or filter (with a pool)")
-    options.add_column_arguments(g, score=False)
-    options.add_split_argument(g, help=None)
-    options.add_label_graph_arguments(g)
-    options.add_overwrite_argument(g)
+    options.add_output_argument(parser, "output .npz", flag=True)
+    parser.add_argument("--vocabulary", help="labels file: nodes (no pool) or filter (with a pool)")
+    options.add_column_arguments(parser, score=False)
+    options.add_split_argument(parser, help=None)
+    options.add_label_graph_arguments(parser)
+    options.add_overwrite_argument(parser)
 
 
-def cmd_graph(args: argparse.Namespace) -> int:
+def run(args: argparse.Namespace) -> int:
     """Run ``hf-mig graph``."""
     from hf_mig.core.encoding import unique_labels
     from hf_mig.core.graph import LabelGraph

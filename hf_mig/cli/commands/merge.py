@@ -20,22 +20,21 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from hf_mig.cli.options import add_command, add_output_arguments, doc_description
+from hf_mig.cli.options import add_output_arguments
 
+NAME = "merge"
 HELP = "concatenate shard-I-of-N folders in order"
-DESCRIPTION = doc_description(__doc__)
 
 
-def register(subparsers: Any) -> None:
-    """Add the ``merge`` subcommand."""
-    p = add_command(subparsers, "merge", cmd_merge, help=HELP, description=DESCRIPTION)
-    p.add_argument("shards_dir", help="folder holding shard-I-of-N folders")
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """``SHARDS_DIR``, ``OUT``, ``--overwrite`` and ``--num-shards``."""
+    parser.add_argument("shards_dir", help="folder holding shard-I-of-N folders")
     add_output_arguments(
-        p,
+        parser,
         overwrite_help="replace an existing OUT written by hf-mig (a file, or a folder holding "
         "only a saved dataset)",
     )
-    p.add_argument(
+    parser.add_argument(
         "--num-shards", type=int, default=None, help="N, when the folder holds several splits"
     )
 
@@ -110,7 +109,7 @@ def merge_shards(shards_dir: str | Path, num_shards: int | None = None) -> Any:
     return datasets.concatenate_datasets(parts) if len(parts) > 1 else parts[0]
 
 
-def cmd_merge(args: argparse.Namespace) -> int:
+def run(args: argparse.Namespace) -> int:
     """Run ``hf-mig merge``: OUT is checked first, every shard verified, then OUT written
     atomically (an OUT that may not be written raises :class:`hf_mig.data.io.OutputExistsError`)."""
     from hf_mig.data.io import check_output, save_dataset

@@ -3,17 +3,17 @@
 from __future__ import annotations
 
 import argparse
-from typing import Any
 
-from hf_mig.cli.options import add_command
-
-
-def register(subparsers: Any) -> None:
-    """Add the ``methods`` subcommand."""
-    add_command(subparsers, "methods", cmd_methods, help="list the selection methods")
+NAME = "methods"
+HELP = "list the selection methods"
+DESCRIPTION = None
 
 
-def cmd_methods(args: argparse.Namespace) -> int:
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """No arguments."""
+
+
+def run(args: argparse.Namespace) -> int:
     """Print each method's name and the first line of its selector's docstring."""
     from hf_mig.selectors import SELECTORS
 

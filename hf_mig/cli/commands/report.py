@@ -33,16 +33,16 @@ from typing import Any
 
 from hf_mig.cli.options import (
     add_column_arguments,
-    add_command,
     add_output_argument,
     add_overwrite_argument,
     add_pool_argument,
     add_pool_format_argument,
     add_split_argument,
-    doc_description,
 )
 from hf_mig.cli.selector_flags import add_selector_arguments, method_parameters, selector_flags
 
+NAME = "report"
+HELP = "HTML report (with PNGs and JSON) of what selections cover of a pool"
 #: The MIG options ``report`` measures the information with (and ``--method`` selects with).
 MIG_OPTIONS = ("seed", "phi", "phi_a", "phi_b", "phi_alpha", "prop_weight", "norm")
 MIG_OPTION_HELP = {
@@ -56,26 +56,19 @@ MIG_OPTION_HELP = {
 }
 
 
-def register(subparsers: Any) -> None:
-    """Add the ``report`` subcommand."""
-    p = add_command(
-        subparsers,
-        "report",
-        cmd_report,
-        help="HTML report (with PNGs and JSON) of what selections cover of a pool",
-        description=doc_description(__doc__),
-    )
-    add_pool_argument(p, "pool: .jsonl/.json/.parquet/.csv file, dataset folder or Hub id")
-    add_split_argument(p)
-    add_pool_format_argument(p, "pool schema (as for 'hf-mig select')")
-    p.add_argument(
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """The pool, the selections (files and methods run now), the output and the MIG options."""
+    add_pool_argument(parser, "pool: .jsonl/.json/.parquet/.csv file, dataset folder or Hub id")
+    add_split_argument(parser)
+    add_pool_format_argument(parser, "pool schema (as for 'hf-mig select')")
+    parser.add_argument(
         "--selection",
         action="append",
         default=[],
         metavar="NAME=FILE",
         help="a selected subset or a file of ids; repeat for several",
     )
-    p.add_argument(
+    parser.add_argument(
         "--method",
         action="append",
         default=[],
@@ -83,14 +76,14 @@ def register(subparsers: Any) -> None:
         help="select K rows with this method now (e.g. mig:200, random:200); repeatable",
     )
     add_output_argument(
-        p, "folder for report.html, the PNGs and report.json", flag=True, short=False
+        parser, "folder for report.html, the PNGs and report.json", flag=True, short=False
     )
-    p.add_argument("--graph", help="label graph (LabelGraph.save / 'hf-mig graph')")
-    add_column_arguments(p)
-    p.add_argument("--id-column", default=None, help="column matching selections to the pool")
-    add_selector_arguments(p, selector_flags(), only=MIG_OPTIONS, help=MIG_OPTION_HELP)
-    p.add_argument("--title", default="hf-mig selection report")
-    p.add_argument(
+    parser.add_argument("--graph", help="label graph (LabelGraph.save / 'hf-mig graph')")
+    add_column_arguments(parser)
+    parser.add_argument("--id-column", default=None, help="column matching selections to the pool")
+    add_selector_arguments(parser, selector_flags(), only=MIG_OPTIONS, help=MIG_OPTION_HELP)
+    parser.add_argument("--title", default="hf-mig selection report")
+    parser.add_argument(
         "--first-picks",
         type=int,
         default=10,
@@ -98,14 +91,14 @@ def register(subparsers: Any) -> None:
         help="picks of each selection listed with their text (default 10; 0: none)",
     )
     for name, made in (("tagger", "labels column"), ("scorer", "score column")):
-        p.add_argument(
+        parser.add_argument(
             f"--{name}",
             default=None,
             metavar="TEXT",
             help=f"how the {made} was made, shown in the report (default: what the pool's "
             "columns show, else unknown)",
         )
-    add_overwrite_argument(p, "replace the report files already in --out (refused otherwise)")
+    add_overwrite_argument(parser, "replace the report files already in --out (refused otherwise)")
 
 
 def parse_selection(item: str) -> tuple[str, str]:
@@ -132,7 +125,7 @@ def parse_method(item: str) -> tuple[str, int]:
     return name, num
 
 
-def cmd_report(args: argparse.Namespace) -> int:
+def run(args: argparse.Namespace) -> int:
     """Run ``hf-mig report``."""
     from pathlib import Path
 

@@ -37,8 +37,11 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from hf_mig.cli.options import add_command, doc_description
+from hf_mig.cli.options import doc_description
 
+NAME = "reproduce"
+HELP = "the paper's experiments as a resumable plan (--dry-run: steps and GPU-hours)"
+FORMATTER_CLASS = argparse.RawDescriptionHelpFormatter
 EPILOG = """experiments:
   table1       MIG vs Random, IFD, #InsTag, DEITA, CaR, QDIT, ZIP and the full pool on Tulu 3
                (50K of 939K); --base llama-3.1-8b | qwen2.5-7b | mistral-7b-v0.3 | all
@@ -63,40 +66,36 @@ def _examples() -> str:
     return "\n".join(line.strip() for line in lines)
 
 
-def register(subparsers: Any) -> None:
-    """Add the ``reproduce`` subcommand."""
+DESCRIPTION = f"{doc_description(__doc__)}\n\n{_examples()}"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """The experiment, its scale and options, and how much of the plan to run."""
     from hf_mig.reproduce import EXPERIMENTS, STAGES
 
-    p = add_command(
-        subparsers,
-        "reproduce",
-        main,
-        help="the paper's experiments as a resumable plan (--dry-run: steps and GPU-hours)",
-        description=f"{doc_description(__doc__)}\n\n{_examples()}",
-        epilog=EPILOG,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    p.add_argument("experiment", choices=list(EXPERIMENTS), help="which table to reproduce")
-    p.add_argument("--scale", choices=["paper", "tiny"], default="paper")
-    p.add_argument(
+    parser.add_argument("experiment", choices=list(EXPERIMENTS), help="which table to reproduce")
+    parser.add_argument("--scale", choices=["paper", "tiny"], default="paper")
+    parser.add_argument(
         "--base", default="llama-3.1-8b", help="base model slug, or 'all' (table1); paper scale"
     )
-    p.add_argument(
+    parser.add_argument(
         "--workdir",
         help="work folder (default reproduce/<scale>; experiments sharing it reuse each "
         "other's annotations, selections, models and results)",
     )
-    p.add_argument("--dry-run", action="store_true", help="print the plan; run nothing")
-    p.add_argument("--format", choices=["text", "json"], default="text", help="--dry-run output")
-    p.add_argument("--methods", help="comma-separated methods to keep (e.g. mig,random,full)")
-    p.add_argument(
+    parser.add_argument("--dry-run", action="store_true", help="print the plan; run nothing")
+    parser.add_argument(
+        "--format", choices=["text", "json"], default="text", help="--dry-run output"
+    )
+    parser.add_argument("--methods", help="comma-separated methods to keep (e.g. mig,random,full)")
+    parser.add_argument(
         "--stage",
         action="append",
         choices=list(STAGES),
         help="run only this stage (repeatable); earlier stages must have run",
     )
-    p.add_argument("--until", choices=list(STAGES), help="run the stages up to this one")
-    p.add_argument(
+    parser.add_argument("--until", choices=list(STAGES), help="run the stages up to this one")
+    parser.add_argument(
         "--pool",
         action="append",
         default=[],
@@ -105,36 +104,38 @@ def register(subparsers: Any) -> None:
         "format) for pool KEY (tulu3, openhermes, deita; tiny: self-instruct, lima, "
         "alpaca-gpt4, self-instruct-annotated): its annotation steps are skipped",
     )
-    p.add_argument(
+    parser.add_argument(
         "--released",
         action="store_true",
         help="train on the authors' released subsets (Hub ids) where they exist",
     )
-    p.add_argument("--judge-base-url", help="paper scale: OpenAI-compatible judge server (…/v1)")
-    p.add_argument(
+    parser.add_argument(
+        "--judge-base-url", help="paper scale: OpenAI-compatible judge server (…/v1)"
+    )
+    parser.add_argument(
         "--judge-model",
         help="judge's served name (default opencompass/CompassJudger-1-32B-Instruct)",
     )
-    p.add_argument("--recipes", help="recipes folder (default: the repository's recipes/)")
-    p.add_argument(
+    parser.add_argument("--recipes", help="recipes folder (default: the repository's recipes/)")
+    parser.add_argument(
         "--shared",
         help="the project's shared data folder (default $HF_MIG_SHARED or ../shared): data that "
         "is not in the repository (AlpacaEval, LIMA, Alpaca-GPT-4)",
     )
-    p.add_argument(
+    parser.add_argument(
         "--alpaca-reference",
         help="tiny scale: AlpacaEval reference outputs JSON, or 'hub' for the Hub's copy "
         "(default: the shared folder's, else MT-Bench with GPT-4 answers, shown as AE*)",
     )
-    p.add_argument("--ifeval-input", help="IFEval input_data.jsonl (tiny scale)")
-    p.add_argument("--eval-limit", type=int, default=8, help="tiny: AlpacaEval instructions")
-    p.add_argument("--ifeval-limit", type=int, default=16, help="tiny: IFEval prompts")
-    p.add_argument(
+    parser.add_argument("--ifeval-input", help="IFEval input_data.jsonl (tiny scale)")
+    parser.add_argument("--eval-limit", type=int, default=8, help="tiny: AlpacaEval instructions")
+    parser.add_argument("--ifeval-limit", type=int, default=16, help="tiny: IFEval prompts")
+    parser.add_argument(
         "--force",
         action="store_true",
         help="run finished steps again (never over outputs the plan did not make)",
     )
-    p.add_argument("--keep-going", action="store_true", help="continue past a failed step")
+    parser.add_argument("--keep-going", action="store_true", help="continue past a failed step")
 
 
 def _options(args: argparse.Namespace) -> Any:
@@ -176,7 +177,7 @@ def _options(args: argparse.Namespace) -> Any:
     )
 
 
-def main(args: argparse.Namespace) -> int:
+def run(args: argparse.Namespace) -> int:
     """Build the plan; print it (``--dry-run``) or run it."""
     from hf_mig.reproduce import STAGES, build_plan, run_plan
 

@@ -36,26 +36,24 @@ from typing import Any
 from hf_mig.annotate.base import Scorer, add_step_options, step_arguments
 from hf_mig.annotate.scorers import SCORERS
 from hf_mig.cli.commands._annotate import add_run_arguments, check_run, run_step, shard_prefix
-from hf_mig.cli.options import add_command, doc_description
 
 logger = logging.getLogger(__name__)
 
+NAME = "score"
 HELP = f"score a pool ({', '.join(SCORERS)})"
-DESCRIPTION = doc_description(__doc__)
 
 
-def register(subparsers: Any) -> None:
-    """Add the ``score`` subcommand: ``--scorer`` is any registered scorer and the options of
-    every scorer class are flags."""
-    p = add_command(subparsers, "score", cmd_score, help=HELP, description=DESCRIPTION)
-    add_run_arguments(p, "score")
-    p.add_argument("--scorer", required=True, choices=list(SCORERS), help="which score")
-    p.add_argument(
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """The run arguments; ``--scorer`` is any registered scorer and the options of every scorer
+    class are flags."""
+    add_run_arguments(parser, "score")
+    parser.add_argument("--scorer", required=True, choices=list(SCORERS), help="which score")
+    parser.add_argument(
         "--no-cache",
         action="store_true",
         help="recompute even when the datasets cache holds this exact map",
     )
-    add_step_options(p, list(SCORERS.values()))
+    add_step_options(parser, list(SCORERS.values()))
 
 
 def build_scorer(args: argparse.Namespace) -> Any:
@@ -160,7 +158,7 @@ def format_score_counts(counts: dict[str, Any], scorer: str, where: str = "") ->
     return lines
 
 
-def cmd_score(args: argparse.Namespace) -> int:
+def run(args: argparse.Namespace) -> int:
     """Run ``hf-mig score``; prints counts; exit 0 (row failures are recorded, not fatal).
 
     Arguments and OUT are checked before the pool is read or a model loaded (an OUT that may not be

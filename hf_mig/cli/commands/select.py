@@ -15,7 +15,6 @@ from collections.abc import Sequence
 from typing import Any
 
 from hf_mig.cli.options import (
-    add_command,
     add_label_graph_arguments,
     add_output_argument,
     add_overwrite_argument,
@@ -26,6 +25,10 @@ from hf_mig.cli.options import (
 from hf_mig.cli.selector_flags import add_selector_arguments, remember_defaults, selector_flags
 
 logger = logging.getLogger("hf_mig")
+
+NAME = "select"
+HELP = "select rows of a pool and write them out"
+DESCRIPTION = None
 
 #: Help of the selector options that have their own wording (others: generated, or none).
 OPTION_HELP = {
@@ -45,27 +48,24 @@ OPTION_HELP = {
 }
 
 
-def register(subparsers: Any) -> None:
-    """Add the ``select`` subcommand."""
-    s = add_command(
-        subparsers, "select", cmd_select, help="select rows of a pool and write them out"
-    )
-    add_pool_arguments(s)
-    s.add_argument("--num", "-k", type=int, required=True, help="number of rows to select")
-    add_output_argument(s, "output file (.jsonl/.json/.parquet/.csv) or folder", flag=True)
-    s.add_argument("--method", default="mig", help="selection method (see 'hf-mig methods')")
-    s.add_argument(
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """The pool, ``-k``, ``--out``, the method and its options, the label graph, the reports."""
+    add_pool_arguments(parser)
+    parser.add_argument("--num", "-k", type=int, required=True, help="number of rows to select")
+    add_output_argument(parser, "output file (.jsonl/.json/.parquet/.csv) or folder", flag=True)
+    parser.add_argument("--method", default="mig", help="selection method (see 'hf-mig methods')")
+    parser.add_argument(
         "--option",
         action="append",
         default=[],
         metavar="KEY=VALUE",
         help="extra selector option (repeatable); VALUE is parsed as JSON when it can be",
     )
-    s.add_argument("--graph", help="label graph saved by 'hf-mig graph' / LabelGraph.save")
-    add_label_graph_arguments(s)
-    s.add_argument("--save-graph", help="also save the label graph built from the pool here")
+    parser.add_argument("--graph", help="label graph saved by 'hf-mig graph' / LabelGraph.save")
+    add_label_graph_arguments(parser)
+    parser.add_argument("--save-graph", help="also save the label graph built from the pool here")
     flags = selector_flags()
-    method_options = s.add_argument_group(
+    method_options = parser.add_argument_group(
         "options of the selection methods",
         "each applies to the methods it names and, unset, leaves their default; "
         "--option KEY=VALUE sets any option by name",
@@ -77,21 +77,21 @@ def register(subparsers: Any) -> None:
         help=OPTION_HELP,
         defaults={"min_coverage": None},
     )
-    remember_defaults(s, flags)
-    _add_report_arguments(s)
-    add_overwrite_argument(s)
+    remember_defaults(parser, flags)
+    _add_report_arguments(parser)
+    add_overwrite_argument(parser)
 
 
-def _add_report_arguments(s: argparse.ArgumentParser) -> None:
+def _add_report_arguments(parser: argparse.ArgumentParser) -> None:
     """What ``select`` writes besides the subset: summary, positions, card, Hub upload."""
-    s.add_argument("--summary-json", help="write the selection summary (JSON) here")
-    s.add_argument(
+    parser.add_argument("--summary-json", help="write the selection summary (JSON) here")
+    parser.add_argument(
         "--indices-out",
         help="also write the selected rows' 0-based positions in the pool, in pick order: "
         'JSON {"positions": [...], "pool_rows": N, "method": M} (\'hf-mig report --selection '
         "NAME=FILE' reads it; works for pools without an id column)",
     )
-    s.add_argument(
+    parser.add_argument(
         "--no-card",
         dest="card",
         action="store_false",
@@ -99,7 +99,7 @@ def _add_report_arguments(s: argparse.ArgumentParser) -> None:
         "appended, e.g. subset.jsonl.README.md: the pool's fingerprint and hash, method and "
         "options, coverage, the command that reproduces it)",
     )
-    s.add_argument(
+    parser.add_argument(
         "--push-to-hub",
         metavar="REPO",
         help="also upload the selection, with its dataset card, as the train split of the Hub "
@@ -107,10 +107,10 @@ def _add_report_arguments(s: argparse.ArgumentParser) -> None:
         "exits with status 3 and keeps the local outputs. An existing repository is refused "
         "unless --overwrite",
     )
-    s.add_argument(
+    parser.add_argument(
         "--private", action="store_true", help="--push-to-hub: create the repository private"
     )
-    s.add_argument(
+    parser.add_argument(
         "--token-env",
         metavar="NAME",
         help="--push-to-hub: read the Hub token from environment variable NAME (default: "
@@ -223,7 +223,7 @@ def _selector(args: argparse.Namespace, vocabulary: Any) -> Any:
         raise ValueError(f"method {args.method!r}: {err}") from err
 
 
-def cmd_select(args: argparse.Namespace) -> int:
+def run(args: argparse.Namespace) -> int:
     """Run ``hf-mig select``: 0, or 3 when only the Hub upload failed."""
     import numpy as np
 

@@ -12,7 +12,15 @@ import argparse
 from collections.abc import Sequence
 from typing import Any
 
-from hf_mig.cli.options import add_command
+from hf_mig.train import RECIPE_FIELDS, add_recipe_arguments
+
+NAME = "train"
+HELP = "fine-tune a model on a MIG selection from a YAML recipe (TRL SFTTrainer)"
+DESCRIPTION = (
+    "Run a training recipe (see recipes/). Any other --FIELD VALUE sets "
+    f"the recipe key FIELD, {RECIPE_FIELDS} (e.g. --output_dir DIR, "
+    "--selection_k 1000, --label_loss_group_by source)."
+)
 
 
 class _RecipeParser(argparse.ArgumentParser):
@@ -26,29 +34,17 @@ class _RecipeParser(argparse.ArgumentParser):
         return parsed, []
 
 
-def register(subparsers: argparse._SubParsersAction) -> None:
-    """Add the ``train`` subcommand (flags other than ``--config`` override recipe fields)."""
-    from hf_mig.train import RECIPE_FIELDS, add_recipe_arguments
-
-    default_class = subparsers._parser_class
-    subparsers._parser_class = _RecipeParser
-    try:
-        p = add_command(
-            subparsers,
-            "train",
-            cmd_train,
-            help="fine-tune a model on a MIG selection from a YAML recipe (TRL SFTTrainer)",
-            description="Run a training recipe (see recipes/). Any other --FIELD VALUE sets "
-            f"the recipe key FIELD, {RECIPE_FIELDS} (e.g. --output_dir DIR, "
-            "--selection_k 1000, --label_loss_group_by source).",
-        )
-    finally:
-        subparsers._parser_class = default_class
-    add_recipe_arguments(p)
-    p.set_defaults(overrides=[])
+PARSER_CLASS = _RecipeParser
 
 
-def cmd_train(args: argparse.Namespace) -> int:
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """``--config`` and ``--export_trl_config``; flags other than these override recipe
+    fields."""
+    add_recipe_arguments(parser)
+    parser.set_defaults(overrides=[])
+
+
+def run(args: argparse.Namespace) -> int:
     """Run :func:`hf_mig.train.run_recipe` with the recipe and the overrides."""
     from hf_mig.train import run_recipe
 

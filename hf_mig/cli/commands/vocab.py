@@ -21,49 +21,48 @@ from typing import Any
 
 from hf_mig.annotate.vocabulary import LEMMATIZERS
 from hf_mig.cli.options import (
-    add_command,
     add_output_argument,
     add_pool_argument,
     add_skip_bad_lines_argument,
     add_split_argument,
-    doc_description,
 )
 
+NAME = "vocab"
 HELP = "build a tag vocabulary (normalise, filter, merge, top-k) from a tagged pool"
-DESCRIPTION = doc_description(__doc__)
 #: The ``TagVocabulary.build`` options set by flags of the same name.
 BUILD_OPTIONS = ("min_count", "merge_threshold", "top_k", "embedder", "lemmatizer")
 
 
-def register(subparsers: Any) -> None:
-    """Add the ``vocab`` subcommand."""
-    p = add_command(subparsers, "vocab", cmd_vocab, help=HELP, description=DESCRIPTION)
-    add_pool_argument(p, "pool with a labels column (file, saved folder or Hub id)")
-    add_output_argument(p, "vocabulary JSON to write", flag=True)
-    p.add_argument(
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """The pool, ``--out``, the :data:`BUILD_OPTIONS` and the extra outputs."""
+    add_pool_argument(parser, "pool with a labels column (file, saved folder or Hub id)")
+    add_output_argument(parser, "vocabulary JSON to write", flag=True)
+    parser.add_argument(
         "--labels-column",
         default="labels",
         help="column of raw tags (a dotted path such as annotation.instag.content works)",
     )
-    p.add_argument("--min-count", type=int, default=2, help="keep tags seen in >= this many rows")
-    p.add_argument(
+    parser.add_argument(
+        "--min-count", type=int, default=2, help="keep tags seen in >= this many rows"
+    )
+    parser.add_argument(
         "--merge-threshold",
         type=float,
         default=None,
         help="merge tags whose embedding cosine is >= this (default: no merging)",
     )
-    p.add_argument("--top-k", type=int, default=None, help="keep the K most frequent tags")
-    p.add_argument("--embedder", default=None, help="embedder for merging (default MiniLM)")
-    p.add_argument(
+    parser.add_argument("--top-k", type=int, default=None, help="keep the K most frequent tags")
+    parser.add_argument("--embedder", default=None, help="embedder for merging (default MiniLM)")
+    parser.add_argument(
         "--lemmatizer",
         default="auto",
         choices=list(LEMMATIZERS),
         help="auto: lemminflect when installed, else the built-in plural rules",
     )
-    p.add_argument("--labels-out", default=None, help="also write the tags as a JSON list")
-    p.add_argument("--report-json", default=None, help="also write the stage sizes as JSON")
-    add_split_argument(p, None)
-    add_skip_bad_lines_argument(p, None)
+    parser.add_argument("--labels-out", default=None, help="also write the tags as a JSON list")
+    parser.add_argument("--report-json", default=None, help="also write the stage sizes as JSON")
+    add_split_argument(parser, None)
+    add_skip_bad_lines_argument(parser, None)
 
 
 def _labels(pool: Any, column: str) -> list[Any]:
@@ -78,7 +77,7 @@ def _labels(pool: Any, column: str) -> list[Any]:
     )
 
 
-def cmd_vocab(args: argparse.Namespace) -> int:
+def run(args: argparse.Namespace) -> int:
     """Run ``hf-mig vocab``."""
     from hf_mig.annotate.vocabulary import TagVocabulary
     from hf_mig.data.io import load_pool
