@@ -13,6 +13,7 @@ import numpy as np
 from datasets import Dataset, DatasetDict, IterableDataset, IterableDatasetDict
 
 from hf_mig.core.encoding import check_k
+from hf_mig.core.registry import Registry
 
 logger = logging.getLogger(__name__)
 
@@ -295,28 +296,17 @@ class BaseSelector:
         return dataset.select(indices)
 
 
-SELECTORS: dict[str, type] = {}
+#: Selection method name -> selector class (:func:`register_selector`).
+SELECTORS = Registry("selection method", attribute="method_name")
 
 
-def register_selector(name: str):
-    """Class decorator adding a selector to the registry under ``name``."""
-
-    def deco(cls):
-        if name in SELECTORS and SELECTORS[name] is not cls:
-            raise ValueError(f"selector {name!r} is already registered to {SELECTORS[name]}")
-        SELECTORS[name] = cls
-        cls.method_name = name
-        return cls
-
-    return deco
+#: Class decorator adding a selector to :data:`SELECTORS` under a name (and setting its
+#: ``method_name``): ``@register_selector("mine")``; another class under a taken name is a
+#: ``ValueError``.
+register_selector = SELECTORS.register
 
 
 def get_selector(method: str, k: int, **options) -> Selector:
-    """Instantiate the selector registered as ``method`` with ``k`` and its options."""
-    try:
-        cls = SELECTORS[method]
-    except KeyError:
-        raise ValueError(
-            f"unknown selection method {method!r}; available: {', '.join(sorted(SELECTORS))}"
-        ) from None
-    return cls(k=k, **options)
+    """Instantiate the selector registered as ``method`` with ``k`` and its options; an
+    unknown ``method`` is a ``ValueError`` listing the registered names."""
+    return SELECTORS.lookup(method)(k=k, **options)

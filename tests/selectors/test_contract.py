@@ -17,7 +17,8 @@ import pytest
 from datasets import Dataset
 
 from hf_mig.core.graph import LabelGraph
-from hf_mig.selectors import SELECTORS, BaseSelector, get_selector
+from hf_mig.core.registry import Registry
+from hf_mig.selectors import SELECTORS, BaseSelector, get_selector, register_selector
 
 N = 40
 K = 6
@@ -86,6 +87,18 @@ def _buffers(dataset: Dataset) -> list[int]:
 
 def test_every_registered_selector_is_covered() -> None:
     assert set(OPTIONS) == set(SELECTORS)
+
+
+def test_the_registry_names_each_selector_and_refuses_a_taken_name() -> None:
+    assert isinstance(SELECTORS, Registry)
+    for name, cls in SELECTORS.items():
+        assert cls.method_name == name and SELECTORS.lookup(name) is cls
+    assert register_selector("random")(SELECTORS["random"]) is SELECTORS["random"]
+    with pytest.raises(ValueError, match="selection method 'random' is already registered"):
+        register_selector("random")(type("Other", (BaseSelector,), {}))
+    with pytest.raises(ValueError) as err:
+        get_selector("best", K)
+    assert str(err.value) == f"unknown selection method 'best'; available: {', '.join(METHODS)}"
 
 
 @pytest.mark.parametrize("name", METHODS)
