@@ -53,6 +53,12 @@ def _columns_message(columns: list[tuple[str, pa.DataType]]) -> str:
     return ", ".join(f"{name!r} ({_type_name(dtype)})" for name, dtype in columns)
 
 
+def _is_any_list(dtype: pa.DataType) -> bool:
+    """A list column of any layout (list, large list, fixed-size list)."""
+    types = pa.types
+    return types.is_list(dtype) or types.is_large_list(dtype) or types.is_fixed_size_list(dtype)
+
+
 def _json_type(dtype: pa.DataType) -> pa.DataType | None:
     """The type a column is cast to before it is written as JSON; ``None``: cannot be."""
     types = pa.types
@@ -72,7 +78,7 @@ def _json_type(dtype: pa.DataType) -> pa.DataType | None:
         return pa.string()
     if types.is_dictionary(dtype):
         return _json_type(dtype.value_type)
-    if types.is_list(dtype) or types.is_large_list(dtype) or types.is_fixed_size_list(dtype):
+    if _is_any_list(dtype):
         inner = _json_type(dtype.value_type)
         if inner is None:
             return None
@@ -320,9 +326,7 @@ def _csv_kind(dtype: pa.DataType) -> str | None:
 def _is_nested(dtype: pa.DataType) -> bool:
     types = pa.types
     return (
-        types.is_list(dtype)
-        or types.is_large_list(dtype)
-        or types.is_fixed_size_list(dtype)
+        _is_any_list(dtype)
         or types.is_struct(dtype)
         or types.is_map(dtype)
         or _is_json_extension(dtype)

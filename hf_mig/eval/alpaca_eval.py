@@ -46,8 +46,11 @@ import numpy as np
 
 from hf_mig.eval.base import (
     Benchmark,
+    add_all_step,
+    add_generate_step,
     add_mode_arg,
     is_number,
+    iter_jsonl,
     read_jsonl,
     register_benchmark,
     write_result,
@@ -519,17 +522,10 @@ def reference_from_mt_bench(questions: str | Path, answers: str | Path) -> list[
 
 def _jsonl_records(path: str | Path) -> list[tuple[int, dict[str, Any]]]:
     records = []
-    with open(path, encoding="utf-8") as fh:
-        for lineno, line in enumerate(fh, 1):
-            if not line.strip():
-                continue
-            try:
-                rec = json.loads(line)
-            except json.JSONDecodeError as err:
-                raise ValueError(f"{path}: line {lineno}: {err}") from None
-            if not isinstance(rec, dict):
-                raise ValueError(f"{path}: line {lineno}: not a JSON object")
-            records.append((lineno, rec))
+    for lineno, rec in iter_jsonl(path):
+        if not isinstance(rec, dict):
+            raise ValueError(f"{path}: line {lineno}: not a JSON object")
+        records.append((lineno, rec))
     return records
 
 
@@ -683,12 +679,9 @@ class AlpacaEval(Benchmark):
     items = "instructions"
 
     def add_steps(self, sub: argparse._SubParsersAction) -> None:
-        from hf_mig.eval import generate as gen
-        from hf_mig.eval import judge as jdg
+        from hf_mig.eval.judge import add_judge_args
 
-        p_gen = sub.add_parser("generate", help="model outputs for the 805 instructions")
-        gen.add_generation_args(p_gen)
-        _add_data_args(p_gen)
+        p_gen = add_generate_step(sub, "model outputs for the 805 instructions", _add_data_args)
         add_mode_arg(p_gen, help="sets the default --max-new-tokens (2048 / 4096)")
         p_gen.add_argument("--out", required=True, help="model_outputs.json to write (resumable)")
         p_judge = sub.add_parser("judge", help="annotations from a judge")
@@ -696,7 +689,7 @@ class AlpacaEval(Benchmark):
         p_judge.add_argument("--outputs", required=True, help="model_outputs.json of the model")
         add_mode_arg(p_judge)
         p_judge.add_argument("--out", required=True, help="annotations.json to write")
-        jdg.add_judge_args(p_judge)
+        add_judge_args(p_judge)
         p_score = sub.add_parser("score", help="metrics from annotations")
         p_score.add_argument(
             "--annotations", required=True, nargs="+", help="annotations JSON file(s)"
@@ -711,12 +704,7 @@ class AlpacaEval(Benchmark):
             "--no-lc", action="store_true", help="skip the length-controlled win rate"
         )
         p_score.add_argument("--out", help="write the result(s) as JSON here")
-        p_all = sub.add_parser("all", help="generate, judge and score")
-        gen.add_generation_args(p_all)
-        _add_data_args(p_all)
-        jdg.add_judge_args(p_all)
-        add_mode_arg(p_all)
-        p_all.add_argument("--out-dir", required=True)
+        p_all = add_all_step(sub, "generate, judge and score", _add_data_args)
         _add_lc_args(p_all)
         p_ref = sub.add_parser(
             "reference",

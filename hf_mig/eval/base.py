@@ -33,7 +33,12 @@ __all__ = [
     "BENCHMARKS",
     "MODES",
     "Benchmark",
+    "add_all_step",
+    "add_generate_step",
+    "add_mode_arg",
+    "add_no_judge_step",
     "is_number",
+    "iter_jsonl",
     "read_jsonl",
     "register_benchmark",
     "write_result",
@@ -48,18 +53,22 @@ def is_number(value: Any) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 
 
-def read_jsonl(path: str | Path) -> list[dict[str, Any]]:
-    """The records of a JSON-lines file (blank lines skipped); ``ValueError`` naming the file
-    and line of a line that is not JSON."""
-    out = []
+def iter_jsonl(path: str | Path) -> Iterator[tuple[int, Any]]:
+    """``(line number, value)`` for each non-blank line of a JSON-lines file; ``ValueError``
+    naming the file and line of a line that is not JSON."""
     with open(path, encoding="utf-8") as fh:
         for lineno, line in enumerate(fh, 1):
             if line.strip():
                 try:
-                    out.append(json.loads(line))
+                    yield lineno, json.loads(line)
                 except json.JSONDecodeError as err:
                     raise ValueError(f"{path}: line {lineno}: {err}") from err
-    return out
+
+
+def read_jsonl(path: str | Path) -> list[dict[str, Any]]:
+    """The records of a JSON-lines file (blank lines skipped); ``ValueError`` naming the file
+    and line of a line that is not JSON."""
+    return [value for _, value in iter_jsonl(path)]
 
 
 def write_result(path: str | Path, result: Any) -> None:
@@ -72,6 +81,47 @@ def write_result(path: str | Path, result: Any) -> None:
 def add_mode_arg(p: argparse.ArgumentParser, help: str | None = None) -> None:
     """``--mode official|paper`` (default official)."""
     p.add_argument("--mode", choices=MODES, default="official", help=help)
+
+
+#: Adds a benchmark's data options (its input files, ``--limit``) to a step's parser.
+DataArgs = Callable[[argparse.ArgumentParser], None]
+
+
+def _generating_step(
+    sub: argparse._SubParsersAction, step: str, help: str, data_args: DataArgs
+) -> argparse.ArgumentParser:
+    from hf_mig.eval.generate import add_generation_args
+
+    p = sub.add_parser(step, help=help)
+    add_generation_args(p)
+    data_args(p)
+    return p
+
+
+def add_generate_step(
+    sub: argparse._SubParsersAction, help: str, data_args: DataArgs
+) -> argparse.ArgumentParser:
+    """The ``generate`` step's parser: the generation options, then ``data_args``."""
+    return _generating_step(sub, "generate", help, data_args)
+
+
+def add_all_step(
+    sub: argparse._SubParsersAction, help: str, data_args: DataArgs
+) -> argparse.ArgumentParser:
+    """The ``all`` step's parser: the generation options, ``data_args``, the judge options,
+    ``--mode`` and ``--out-dir`` (required)."""
+    from hf_mig.eval.judge import add_judge_args
+
+    p = _generating_step(sub, "all", help, data_args)
+    add_judge_args(p)
+    add_mode_arg(p)
+    p.add_argument("--out-dir", required=True)
+    return p
+
+
+def add_no_judge_step(sub: argparse._SubParsersAction, help: str) -> None:
+    """The ``judge`` step of a rule-scored benchmark: it takes (and ignores) any arguments."""
+    sub.add_parser("judge", help=help).add_argument("rest", nargs="*")
 
 
 class Benchmark:

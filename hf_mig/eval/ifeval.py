@@ -35,7 +35,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from hf_mig.eval.base import Benchmark, is_number, read_jsonl, register_benchmark
+from hf_mig.eval.base import (
+    Benchmark,
+    add_no_judge_step,
+    is_number,
+    read_jsonl,
+    register_benchmark,
+)
 from hf_mig.eval.ifeval_text import ifeval_split_sentences, ifeval_word_tokenize
 
 __all__ = [
@@ -581,8 +587,7 @@ class IFEval(Benchmark):
             "generate", help="responses to the IFEval prompts (ifeval_responses.jsonl)"
         )
         add_run_args(p_gen)
-        p_judge = sub.add_parser("judge", help="(no judge: IFEval is rule-scored)")
-        p_judge.add_argument("rest", nargs="*")
+        add_no_judge_step(sub, "(no judge: IFEval is rule-scored)")
         p_score = sub.add_parser("score", help="table columns from IFEval files / lm-eval results")
         add_score_args(p_score)
         p_all = sub.add_parser(

@@ -25,6 +25,8 @@ from typing import Any
 
 from hf_mig.eval.base import (
     Benchmark,
+    add_all_step,
+    add_generate_step,
     add_mode_arg,
     is_number,
     read_jsonl,
@@ -32,6 +34,7 @@ from hf_mig.eval.base import (
     write_result,
 )
 from hf_mig.eval.judge import (
+    add_judge_args,
     load_judge_prompts,
     parse_rating,
     rating_or_none,
@@ -359,6 +362,11 @@ def judge_answers(
     return records
 
 
+def _add_data_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--questions", required=True, help="FastChat mt_bench/question.jsonl")
+    p.add_argument("--limit", type=int, help="only the first N questions")
+
+
 @register_benchmark("mt_bench")
 class MTBench(Benchmark):
     """MT-Bench: two-turn answers, FastChat single-answer grading, per-turn and overall means."""
@@ -370,40 +378,26 @@ class MTBench(Benchmark):
     items = "questions"
 
     def add_steps(self, sub: argparse._SubParsersAction) -> None:
-        from hf_mig.eval import generate as gen
-        from hf_mig.eval import judge as jdg
-
-        def data_args(p: argparse.ArgumentParser) -> None:
-            p.add_argument("--questions", required=True, help="FastChat mt_bench/question.jsonl")
-            p.add_argument("--limit", type=int, help="only the first N questions")
-
-        p_gen = sub.add_parser("generate", help="two-turn answers")
-        gen.add_generation_args(p_gen)
-        data_args(p_gen)
+        p_gen = add_generate_step(sub, "two-turn answers", _add_data_args)
         add_mode_arg(p_gen)
         p_gen.add_argument(
             "--out", required=True, help="answers .jsonl (FastChat format, resumable)"
         )
         p_judge = sub.add_parser("judge", help="single-answer grading")
-        data_args(p_judge)
+        _add_data_args(p_judge)
         p_judge.add_argument("--answers", required=True)
         p_judge.add_argument("--references", required=True, help="reference_answer/gpt-4.jsonl")
         p_judge.add_argument("--judge-prompts", help="judge_prompts.jsonl (default: packaged copy)")
         p_judge.add_argument("--out", required=True, help="judgments .jsonl")
-        jdg.add_judge_args(p_judge)
+        add_judge_args(p_judge)
         p_score = sub.add_parser("score", help="means from judgments")
         p_score.add_argument("--judgments", required=True)
         p_score.add_argument("--questions", help="question.jsonl, for per-category means")
         add_mode_arg(p_score)
         p_score.add_argument("--out")
-        p_all = sub.add_parser("all", help="generate, judge and score")
-        gen.add_generation_args(p_all)
-        data_args(p_all)
+        p_all = add_all_step(sub, "generate, judge and score", _add_data_args)
         p_all.add_argument("--references", required=True)
         p_all.add_argument("--judge-prompts")
-        add_mode_arg(p_all)
-        p_all.add_argument("--out-dir", required=True)
-        jdg.add_judge_args(p_all)
 
     def generate_outputs(self, backend: Any, args: argparse.Namespace, model_id: str) -> Any:
         return generate_answers(

@@ -40,7 +40,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from hf_mig.eval.base import Benchmark, is_number, read_jsonl, register_benchmark, write_result
+from hf_mig.eval.base import (
+    Benchmark,
+    add_no_judge_step,
+    is_number,
+    read_jsonl,
+    register_benchmark,
+    write_result,
+)
 from hf_mig.eval.ifeval import (
     IFEval,
     add_ifeval_result,
@@ -202,8 +209,7 @@ class Tasks(Benchmark):
         )
         _add_lm_eval_args(p_gen)
         p_gen.add_argument("--dry-run", action="store_true", help="print the commands only")
-        p_judge = sub.add_parser("judge", help="(no judge: objective benchmarks are rule-scored)")
-        p_judge.add_argument("rest", nargs="*")
+        add_no_judge_step(sub, "(no judge: objective benchmarks are rule-scored)")
         p_score = sub.add_parser("score", help="table columns from lm-eval results / IFEval files")
         add_score_args(p_score)
         p_if = sub.add_parser(

@@ -37,6 +37,8 @@ from typing import Any
 
 from hf_mig.eval.base import (
     Benchmark,
+    add_all_step,
+    add_generate_step,
     add_mode_arg,
     is_number,
     register_benchmark,
@@ -751,6 +753,11 @@ def _parse_refs(specs: Sequence[str], mode: str) -> list[tuple[str, str]]:
     return refs
 
 
+def _add_data_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--tasks", help="WildBench v2 tasks file (default: the Hub, online)")
+    p.add_argument("--limit", type=int, help="only the first N tasks")
+
+
 @register_benchmark("wildbench")
 class WildBench(Benchmark):
     """WildBench v2: outputs for the tasks, WB-Score (single-answer) or WB-Reward (pairwise
@@ -763,19 +770,12 @@ class WildBench(Benchmark):
     items = "tasks"
 
     def add_steps(self, sub: argparse._SubParsersAction) -> None:
-        from hf_mig.eval import generate as gen
-        from hf_mig.eval import judge as jdg
+        from hf_mig.eval.judge import add_judge_args
 
-        def data_args(p: argparse.ArgumentParser) -> None:
-            p.add_argument("--tasks", help="WildBench v2 tasks file (default: the Hub, online)")
-            p.add_argument("--limit", type=int, help="only the first N tasks")
-
-        p_gen = sub.add_parser("generate", help="model outputs for the WildBench tasks")
-        gen.add_generation_args(p_gen)
-        data_args(p_gen)
+        p_gen = add_generate_step(sub, "model outputs for the WildBench tasks", _add_data_args)
         p_gen.add_argument("--out", required=True)
         p_judge = sub.add_parser("judge", help="judge records (score or pairwise)")
-        data_args(p_judge)
+        _add_data_args(p_judge)
         p_judge.add_argument("--outputs", required=True, help="model outputs (from generate)")
         add_mode_arg(p_judge)
         p_judge.add_argument("--kind", choices=KINDS, help="default: per mode")
@@ -789,7 +789,7 @@ class WildBench(Benchmark):
         p_judge.add_argument(
             "--out", required=True, help="judge records file (or dir for pairwise)"
         )
-        jdg.add_judge_args(p_judge)
+        add_judge_args(p_judge)
         p_score = sub.add_parser("score", help="WB-Score / WB-Reward from judge records")
         p_score.add_argument("--records", nargs="+", required=True, help="judge record files")
         p_score.add_argument("--kind", choices=KINDS, default="score")
@@ -800,13 +800,10 @@ class WildBench(Benchmark):
             "--leaderboard-dir", help="leaderboard data_dir: show published numbers"
         )
         p_score.add_argument("--out", help="write the result JSON here")
-        p_all = sub.add_parser("all", help="generate, judge and score (paper: pairwise vs 3 refs)")
-        gen.add_generation_args(p_all)
-        data_args(p_all)
-        jdg.add_judge_args(p_all)
-        add_mode_arg(p_all)
+        p_all = add_all_step(
+            sub, "generate, judge and score (paper: pairwise vs 3 refs)", _add_data_args
+        )
         p_all.add_argument("--reference-outputs", nargs="*", default=[])
-        p_all.add_argument("--out-dir", required=True)
 
     def generate_outputs(self, backend: Any, args: argparse.Namespace, model_id: str) -> Any:
         return generate_outputs(

@@ -13,7 +13,7 @@ shape ``(len(texts), dim)`` whose rows are L2-normalised, so dot products are co
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Union
 
 import numpy as np
@@ -37,19 +37,30 @@ EmbedderLike = Union[str, os.PathLike, Callable[[list[str]], "np.ndarray"]]  # n
 _CACHE: dict[tuple[str, int], Callable[[list[str]], np.ndarray]] = {}
 
 
-def default_threshold(embedder: EmbedderLike | None) -> float:
-    """The calibrated threshold for a named embedder; raise if none is known.
+def calibrated_threshold(
+    table: Mapping[str, float], embedder: EmbedderLike | None, kind: str = "similarity"
+) -> float:
+    """``table``'s threshold for a named embedder (``None``: :data:`DEFAULT_EMBEDDER`), matched
+    by :func:`calibrated_value`; raise ``ValueError`` naming the ``kind`` of threshold and the
+    calibrated embedders when there is none.
 
-    A callable or an unknown model has no calibrated threshold: the caller must choose one.
+    Cosine scales differ between embedders, so a callable or an unknown model has no calibrated
+    threshold: the caller must pass ``threshold=...``.
     """
     name = DEFAULT_EMBEDDER if embedder is None else embedder
-    value = calibrated_value(DEFAULT_THRESHOLDS, name)
+    value = calibrated_value(table, name)
     if value is not None:
         return value
     raise ValueError(
-        f"No calibrated similarity threshold for embedder {name!r}; pass threshold=... "
-        f"(known: {', '.join(sorted(DEFAULT_THRESHOLDS))})."
+        f"No calibrated {kind} threshold for embedder {embedder_name(name)!r}; pass "
+        f"threshold=... (calibrated: {', '.join(sorted(table))})."
     )
+
+
+def default_threshold(embedder: EmbedderLike | None) -> float:
+    """The calibrated label-graph similarity threshold for a named embedder
+    (:data:`DEFAULT_THRESHOLDS`); raise ``ValueError`` if none is known."""
+    return calibrated_threshold(DEFAULT_THRESHOLDS, embedder, "similarity")
 
 
 def _split_static(name: str) -> tuple[str, str]:

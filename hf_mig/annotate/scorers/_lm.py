@@ -50,6 +50,7 @@ from hf_mig.data.columns import (
     string_column,
 )
 from hf_mig.data.conversations import ConversationError, conversation_pairs
+from hf_mig.models.fork import single_thread_torch_if_forked
 from hf_mig.models.lm import (
     DTYPES,
     clear_model_cache,
@@ -59,7 +60,6 @@ from hf_mig.models.lm import (
     resolve_source,
     source_identity,
 )
-from hf_mig.models.fork import single_thread_torch_if_forked
 
 logger = logging.getLogger("hf_mig.annotate.scorers")
 
@@ -359,7 +359,8 @@ class ModelScorer(Scorer):
         return self
 
     def _model_roles(self) -> list[str]:
-        raise NotImplementedError
+        """The configuration keys naming the models this scorer loads (default: ``model``)."""
+        return ["model"]
 
     def _read_rows(self, conversations: Sequence[Any]) -> tuple[list[Any], list[str | None]]:
         """:attr:`read` of each row, and each row's error: a malformed conversation reads as

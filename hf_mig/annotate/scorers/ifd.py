@@ -159,9 +159,6 @@ class IFDScorer(ModelScorer):
         """Turns without a response to score (``stats.turns_skipped``)."""
         return self.stats.turns_skipped
 
-    def _model_roles(self) -> list[str]:
-        return ["model"]
-
     def output_types(self) -> dict[str, pa.DataType]:
         return {
             self._config["output_column"]: pa.float64(),

@@ -111,9 +111,6 @@ class RewardModelScorer(ModelScorer):
         config = {**self._arguments(locals()), "padding_side": "left"}
         self._init_common(config, {"model": model}, tokenizer)
 
-    def _model_roles(self) -> list[str]:
-        return ["model"]
-
     def output_types(self) -> dict[str, pa.DataType]:
         types = {"reward": pa.float64()}
         if self._config["score_transform"] == "sigmoid":

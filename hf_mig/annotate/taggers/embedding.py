@@ -57,12 +57,12 @@ from hf_mig.models.embedders import (
     EmbedderLike,
     SentenceTransformerEmbedder,
     cached_embedder,
-    calibrated_value,
+    calibrated_threshold,
     clear_embedder_cache,
     embedder_name,
 )
-from hf_mig.models.static_embedder import StaticEmbedder
 from hf_mig.models.fork import single_thread_torch_if_forked
+from hf_mig.models.static_embedder import StaticEmbedder
 
 logger = logging.getLogger(__name__)
 
@@ -87,19 +87,10 @@ _SCORE_BLOCK = 1024
 
 
 def default_tag_threshold(embedder: EmbedderLike | None) -> float:
-    """The calibrated tagging threshold for a named embedder; raise ``ValueError`` if none is known.
-
-    Cosine scales differ between embedders, so a callable or an unknown model has no default: the
-    caller must pass ``threshold=...``.
-    """
-    name = DEFAULT_EMBEDDER if embedder is None else embedder
-    value = calibrated_value(DEFAULT_TAG_THRESHOLDS, name)
-    if value is not None:
-        return value
-    raise ValueError(
-        f"No calibrated tagging threshold for embedder {embedder_name(name)!r}; pass "
-        f"threshold=... (calibrated: {', '.join(sorted(DEFAULT_TAG_THRESHOLDS))})."
-    )
+    """The calibrated tagging threshold for a named embedder (:data:`DEFAULT_TAG_THRESHOLDS`);
+    raise ``ValueError`` if none is known (a callable or an unknown model: pass
+    ``threshold=...``)."""
+    return calibrated_threshold(DEFAULT_TAG_THRESHOLDS, embedder, "tagging")
 
 
 def load_vocabulary(vocabulary: VocabularyLike | None) -> list[str]:
