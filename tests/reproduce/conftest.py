@@ -6,10 +6,10 @@
   offline: the bundled annotated pool, what a clone of the repository runs.
 
 Each run is a chain of one-thread subprocesses. The runs that the selected tests use start
-together, in the background, with the first test of this folder, and the tests that use them
-are moved to the end of the session: on two cores the chains run beside the other tests, and a
-test waits only for its own run. Several tests check different things about one run; the one
-that runs a chain again comes last in its file.
+together, in the background, with the first test of this folder, which runs first in the
+session; the tests that use them run last. So on two cores the chains run beside the rest of
+the suite, and a test waits only for its own run. Several tests check different things about
+one run; the one that runs a chain again comes last in its file.
 """
 
 from __future__ import annotations
@@ -65,6 +65,12 @@ class TinyRun:
             print("\n".join(line for line in out.splitlines() if ": done in " in line))
         return self.done
 
+    def succeeded(self) -> subprocess.CompletedProcess:
+        """:meth:`result`, which must have exited 0 (else its output's tails are the error)."""
+        done = self.result()
+        assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+        return done
+
     def again(self) -> subprocess.CompletedProcess:
         """The same command once more, in the foreground."""
         self.result()
@@ -103,8 +109,16 @@ def _chains(item: pytest.Item) -> set[str]:
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """The tests that wait for a chain go last (in their order), after everything else."""
-    items.sort(key=lambda item: bool(_chains(item)))
+    """This folder's other tests go first (the first of them starts the chains), the tests that
+    wait for a chain last; the order within each group is kept."""
+    here = Path(__file__).resolve().parent
+
+    def rank(item: pytest.Item) -> int:
+        if _chains(item):
+            return 2
+        return 0 if here in Path(item.path).resolve().parents else 1
+
+    items.sort(key=rank)
 
 
 @pytest.fixture(scope="session", autouse=True)

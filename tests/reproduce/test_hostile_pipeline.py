@@ -2,9 +2,9 @@
 place with the same size and modification time, selection files written for another pool, and
 writes interrupted half way.
 
-Each test runs real commands (``hf-mig select``, ``hf-mig report``, ``python -c``) on real files
-in ``tmp_path``; none of them holds on code that only treats existing files as finished or keys
-anything by path, size or mtime.
+Each test runs real commands (``hf-mig select``, ``hf-mig report``, ``python -c``; the report's
+checks of a positions file in this process) on real files in ``tmp_path``; none of them holds on
+code that only treats existing files as finished or keys anything by path, size or mtime.
 """
 
 from __future__ import annotations
@@ -315,6 +315,19 @@ def _positions(path: Path, record: dict) -> Path:
     return path
 
 
+def _report_cli(pool: Path, positions: Path, out: Path, capsys) -> tuple[int, str]:
+    """``hf-mig -q report POOL --selection picked=POSITIONS --out OUT``, run in this process:
+    (exit status, what it wrote to stderr)."""
+    from hf_mig.cli.main import main
+
+    args = ["-q", "report", str(pool), "--selection", f"picked={positions}", "--out", str(out)]
+    try:
+        code = main(args)
+    except SystemExit as stop:  # argparse's own errors
+        code = stop.code
+    return code, capsys.readouterr().err
+
+
 @pytest.mark.parametrize(
     ("record", "message"),
     [
@@ -328,35 +341,27 @@ def _positions(path: Path, record: dict) -> Path:
         ({"positions": [], "pool_rows": 40}, "'positions' is empty"),
     ],
 )  # fmt: skip
-def test_positions_file_must_belong_to_the_pool(tmp_path, record, message):
+def test_positions_file_must_belong_to_the_pool(tmp_path, record, message, capsys):
     from hf_mig.report import read_selection_file
 
     pool = tmp_path / "pool.jsonl"
     _write_jsonl(pool, _pool_rows(40))
     bad = _positions(tmp_path / "picked.indices.json", record)
-    proc = subprocess.run(
-        [sys.executable, "-m", "hf_mig", "-q", "report", str(pool), "--selection",
-         f"picked={bad}", "--out", str(tmp_path / "rep")],
-        env=ENV, capture_output=True, text=True,
-    )  # fmt: skip
-    assert proc.returncode == 2, proc.stderr
-    assert str(bad) in proc.stderr and message in proc.stderr
+    code, stderr = _report_cli(pool, bad, tmp_path / "rep", capsys)
+    assert code == 2, stderr
+    assert str(bad) in stderr and message in stderr
     assert not (tmp_path / "rep").exists()
     with pytest.raises(ValueError) as err:
         read_selection_file(bad, pool_rows=40)
     assert str(bad) in str(err.value) and message in str(err.value)
 
 
-def test_positions_file_of_this_pool_is_reported(tmp_path):
+def test_positions_file_of_this_pool_is_reported(tmp_path, capsys):
     pool = tmp_path / "pool.jsonl"
     _write_jsonl(pool, _pool_rows(40))
     good = _positions(tmp_path / "p.indices.json", {"positions": [4, 0, 9], "pool_rows": 40})
-    proc = subprocess.run(
-        [sys.executable, "-m", "hf_mig", "-q", "report", str(pool), "--selection",
-         f"picked={good}", "--out", str(tmp_path / "rep")],
-        env=ENV, capture_output=True, text=True,
-    )  # fmt: skip
-    assert proc.returncode == 0, proc.stderr
+    code, stderr = _report_cli(pool, good, tmp_path / "rep", capsys)
+    assert code == 0, stderr
     data = json.loads((tmp_path / "rep" / "report.json").read_text())
     assert data["selections"]["picked"]["rows"] == 3
     assert data["selections"]["picked"]["first_ids"] == ["r004", "r000", "r009"]

@@ -347,21 +347,14 @@ def test_runner_resumes_training_from_a_checkpoint(tmp_path):
 # ------------------------------------------------------------------ the tiny chain, end to end
 
 
-@pytest.fixture(scope="module")
-def table1(tiny_table1_run) -> tuple[Path, subprocess.CompletedProcess]:
-    """The work folder and the first run of the tiny table1 chain (tests/reproduce/conftest.py)."""
-    first = tiny_table1_run.result()
-    assert first.returncode == 0, first.stdout[-3000:] + first.stderr[-3000:]
-    return tiny_table1_run.work, first
-
-
-def test_tiny_table1_chain_runs_every_step(table1):
-    work, first = table1
+def test_tiny_table1_chain_runs_every_step(tiny_table1_run):
+    first = tiny_table1_run.succeeded()  # the first run (tests/reproduce/conftest.py)
     assert "0 failed, 0 blocked" in first.stdout
 
 
-def test_tiny_table1_selections_are_the_librarys(table1):
-    work, _ = table1
+def test_tiny_table1_selections_are_the_librarys(tiny_table1_run):
+    work = tiny_table1_run.work
+    tiny_table1_run.succeeded()
     pool = load_pool(work / "pools/self-instruct/annotated.jsonl")
     assert len(pool) == 427 and {"labels", "score", "ifd"} <= set(pool.column_names)
     graph = LabelGraph.load(work / "graphs/self-instruct-labels-t0.8.npz")
@@ -374,9 +367,9 @@ def test_tiny_table1_selections_are_the_librarys(table1):
     assert rnd["id"] == [pool["id"][i] for i in RandomSelector(64, seed=42).select_indices(pool)]
 
 
-def test_tiny_table1_table_holds_the_results_and_the_report_is_written(table1):
+def test_tiny_table1_table_holds_the_results_and_the_report_is_written(tiny_table1_run):
     """Both models trained and evaluated; the table holds exactly the result files' numbers."""
-    work, first = table1
+    work, first = tiny_table1_run.work, tiny_table1_run.succeeded()
     rows = {r["model"]: r for r in csv.DictReader(open(work / "tables/table1.csv"))}
     for title, key in (("MIG", "mig-64"), ("Random", "random-64")):
         assert (work / f"runs/tiny-llama/self-instruct/{key}/config.json").is_file()
@@ -399,11 +392,10 @@ def test_tiny_table1_table_holds_the_results_and_the_report_is_written(table1):
     assert (work / "reports/table1/report.html").stat().st_size > 10_000
 
 
-def test_tiny_table1_rerun_changes_nothing_and_a_removed_result_alone_reruns(
-    table1, tiny_table1_run
-):
+def test_tiny_table1_rerun_changes_nothing_and_a_removed_result_alone_reruns(tiny_table1_run):
     """Last of the module: it runs the chain again (twice) in the same work folder."""
-    work, _ = table1
+    work = tiny_table1_run.work
+    tiny_table1_run.succeeded()
     mtimes = {
         p: p.stat().st_mtime_ns for p in work.rglob("*") if p.is_file() and "logs" not in p.parts
     }

@@ -349,16 +349,8 @@ def test_hub_need_is_met_when_the_hub_answers(tmp_path):
 # ------------------------------------------------------------------ the tiny pools run, offline
 
 
-@pytest.fixture(scope="module")
-def pools(tiny_pools_run) -> tuple[Path, subprocess.CompletedProcess]:
-    """The work folder and the run of the tiny pools chain (tests/reproduce/conftest.py)."""
-    done = tiny_pools_run.result()
-    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
-    return tiny_pools_run.work, done
-
-
-def test_tiny_pools_runs_offline_without_shared_data(pools):
-    work, done = pools
+def test_tiny_pools_runs_offline_without_shared_data(tiny_pools_run):
+    work, done = tiny_pools_run.work, tiny_pools_run.succeeded()  # tests/reproduce/conftest.py
     assert "12 step(s) run" in done.stdout and "0 failed, 0 blocked" in done.stdout
     assert "left out" in done.stdout  # the plan's notes say why LIMA and Alpaca-GPT-4 are not there
 
@@ -369,8 +361,8 @@ def test_tiny_pools_runs_offline_without_shared_data(pools):
     assert chosen["id"] == [pool["id"][i] for i in expected]
 
 
-def test_tiny_pools_table_shows_mt_bench_results_as_ae_star(pools):
-    work, done = pools
+def test_tiny_pools_table_shows_mt_bench_results_as_ae_star(tiny_pools_run):
+    work, done = tiny_pools_run.work, tiny_pools_run.succeeded()
     reference = json.loads((work / MT_BENCH_REFERENCE_OUT).read_text())
     rows = {r["model"]: r for r in csv.DictReader(open(work / "tables/pools.csv"))}
     for method in ("mig", "random"):
