@@ -211,10 +211,10 @@ def smollm2_path(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="session")
 def tiny_recipe_llama_path(hf_mig_cache) -> Path:
-    """The recipes' ``hf-mig:tiny-llama`` (:func:`hf_mig.train.tiny.build_tiny_llama`, llama3
-    template), built into the session's hf-mig cache: commands run by the tests that name
-    ``hf-mig:tiny-llama`` load this folder instead of building their own."""
-    from hf_mig.train.tiny import TINY_MODEL_ID, resolve_model_path
+    """The recipes' ``hf-mig:tiny-llama`` (llama3 template), built by
+    :func:`hf_mig.models.tiny.resolve_model_path` into the session's hf-mig cache: commands run
+    by the tests that name ``hf-mig:tiny-llama`` load this folder instead of building their own."""
+    from hf_mig.models.tiny import TINY_MODEL_ID, resolve_model_path
 
     return Path(resolve_model_path(TINY_MODEL_ID))
 
