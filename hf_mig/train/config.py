@@ -77,12 +77,18 @@ from typing import Any
 
 import yaml
 
+from hf_mig.data.conversations import SHAPES
+from hf_mig.data.pool import POOL_FORMATS
+
 __all__ = [
     "COLUMN_GROUPING",
+    "CONVERSATION_SHAPES",
     "DataConfig",
     "HfMigArguments",
     "PATH_OPTIONS",
+    "POOL_FIELDS",
     "Recipe",
+    "SCORE_REDUCTIONS",
     "SelectionSpec",
     "hf_mig_fields",
     "load_recipe",
@@ -93,6 +99,10 @@ __all__ = [
 
 #: ``label_loss_group_by`` values that group by labels; any other value names a column.
 COLUMN_GROUPING = ("top_labels", "clusters")
+#: ``score_reduce`` values: how the authors' per-turn scores combine (mean or sum).
+SCORE_REDUCTIONS = ("mean", "sum")
+#: ``conversation_shape`` values: ``auto`` or a shape :func:`hf_mig.to_messages` reads.
+CONVERSATION_SHAPES = ("auto", *SHAPES)
 
 
 # --------------------------------------------------------------------------------------------
@@ -166,11 +176,11 @@ class DataConfig:
             raise ValueError("a selection applies to a 'pool', not to a ready 'dataset_name'")
         if self.selection is not None:
             self.selection.validate()
-        if self.pool_format not in ("auto", "labels", "mig-authors"):
+        if self.pool_format not in POOL_FORMATS:
             raise ValueError(f"pool_format: auto, labels or mig-authors, got {self.pool_format!r}")
-        if self.score_reduce not in ("mean", "sum"):
+        if self.score_reduce not in SCORE_REDUCTIONS:
             raise ValueError(f"score_reduce: mean or sum, got {self.score_reduce!r}")
-        if self.shape not in ("auto", "messages", "conversations", "alpaca", "dialogs"):
+        if self.shape not in CONVERSATION_SHAPES:
             raise ValueError(f"conversation_shape: unknown conversation shape {self.shape!r}")
         if isinstance(self.eval_size, bool) or not isinstance(self.eval_size, int):
             raise ValueError(f"eval_size must be an integer, got {self.eval_size!r}")
@@ -178,6 +188,20 @@ class DataConfig:
             raise ValueError(f"eval_size must be >= 0, got {self.eval_size}")
         if self.eval_size and self.eval_dataset:
             raise ValueError("give 'eval_size' or 'eval_dataset_name', not both")
+
+
+#: The :class:`DataConfig` fields that say how a pool is read and brought to the labels / score
+#: shape (:func:`hf_mig.train.data.load_prepared_pool`).
+POOL_FIELDS = (
+    "pool",
+    "split",
+    "pool_format",
+    "vocabulary",
+    "score_reduce",
+    "labels_column",
+    "score_column",
+    "skip_bad_lines",
+)
 
 
 # --------------------------------------------------------------------------------------------
@@ -286,9 +310,9 @@ class HfMigArguments:
             raise ValueError(f"selection_options must be a mapping, got {options!r}")
         self.selection_options = dict(options or {})
         choices = {
-            "pool_format": ("auto", "labels", "mig-authors"),
-            "score_reduce": ("mean", "sum"),
-            "conversation_shape": ("auto", "messages", "conversations", "alpaca", "dialogs"),
+            "pool_format": POOL_FORMATS,
+            "score_reduce": SCORE_REDUCTIONS,
+            "conversation_shape": CONVERSATION_SHAPES,
             "generation_preview_at": ("save", "evaluate", "both"),
         }
         for name, allowed in choices.items():

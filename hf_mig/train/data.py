@@ -55,6 +55,7 @@ __all__ = [
     "BUNDLED_VOCABULARY",
     "TrainingData",
     "file_fingerprint",
+    "load_prepared_pool",
     "load_training_data",
     "pool_fingerprint",
     "selection_key",
@@ -242,15 +243,24 @@ def _check_columns(rows: Any, config: DataConfig) -> None:
         )
 
 
-def _select(config: DataConfig) -> tuple[Any, np.ndarray, dict, Path, bool]:
-    """Load and prepare the pool; return (prepared pool, indices, manifest, folder, hit)."""
+def load_prepared_pool(
+    config: DataConfig, *, num_proc: int | None = None, strict: bool = True
+) -> tuple[Any, Any, list[str] | None]:
+    """Load ``config.pool`` and bring it to the labels / score shape; only the
+    :data:`~hf_mig.train.config.POOL_FIELDS` of ``config`` are read.
+
+    The vocabulary is read first (``config.vocabulary``: a labels file or ``hf-mig:instag``), then
+    the pool (:func:`hf_mig.data.io.load_pool` with ``split`` and ``skip_bad_lines``), which
+    :func:`hf_mig.data.pool.prepare_pool` prepares (``pool_format``, the vocabulary's labels,
+    ``score_reduce``, the columns, ``num_proc``, ``strict``). Returns ``(raw, pool, vocabulary)``:
+    the pool as loaded (what its fingerprint and identity are read from), the prepared pool and
+    the vocabulary's labels (``None`` when ``config.vocabulary`` is not set).
+    """
     from hf_mig.data.io import load_pool
     from hf_mig.data.pool import prepare_pool
-    from hf_mig.selectors import get_selector
-    from hf_mig.train.callbacks import build_selection_manifest
 
-    sel = config.selection
-    assert sel is not None and config.pool is not None
+    if config.pool is None:
+        raise ValueError("load_prepared_pool needs a data config with a pool")
     vocabulary = _load_vocabulary(config.vocabulary)
     raw = load_pool(config.pool, split=config.split, skip_bad_lines=config.skip_bad_lines)
     pool = prepare_pool(
@@ -260,7 +270,20 @@ def _select(config: DataConfig) -> tuple[Any, np.ndarray, dict, Path, bool]:
         reduce=config.score_reduce,
         labels_column=config.labels_column,
         score_column=config.score_column,
+        num_proc=num_proc,
+        strict=strict,
     )
+    return raw, pool, vocabulary
+
+
+def _select(config: DataConfig) -> tuple[Any, np.ndarray, dict, Path, bool]:
+    """Load and prepare the pool; return (prepared pool, indices, manifest, folder, hit)."""
+    from hf_mig.selectors import get_selector
+    from hf_mig.train.callbacks import build_selection_manifest
+
+    sel = config.selection
+    assert sel is not None and config.pool is not None
+    raw, pool, vocabulary = load_prepared_pool(config)
     _check_columns(pool, config)
     root = selections_dir(config.cache_dir)
     fingerprint = pool_fingerprint(config.pool, raw)

@@ -128,28 +128,19 @@ def parse_options(items: Sequence[str]) -> dict:
 
 
 def load_prepared(args: argparse.Namespace, identity: dict | None = None) -> tuple[Any, Any]:
-    """The pool, loaded and prepared, and the vocabulary; ``identity``, when given, receives
-    :func:`hf_mig.data.hub.pool_identity` of the pool as loaded (before preparation)."""
-    from hf_mig.data.formats import load_vocabulary
-    from hf_mig.data.io import load_pool
-    from hf_mig.data.pool import prepare_pool
+    """The pool, loaded and prepared (:func:`hf_mig.train.data.load_prepared_pool`), and the
+    vocabulary; ``identity``, when given, receives :func:`hf_mig.data.hub.pool_identity` of the
+    pool as loaded (before preparation)."""
+    from hf_mig.train.config import POOL_FIELDS, DataConfig
+    from hf_mig.train.data import load_prepared_pool
 
-    vocabulary = load_vocabulary(args.vocabulary) if args.vocabulary else None
-    pool = load_pool(args.pool, split=args.split, skip_bad_lines=args.skip_bad_lines)
+    config = DataConfig(**{name: getattr(args, name) for name in POOL_FIELDS})
+    strict = getattr(args, "method", "mig") == "mig"
+    raw, pool, vocabulary = load_prepared_pool(config, num_proc=args.num_proc, strict=strict)
     if identity is not None:
         from hf_mig.data.hub import pool_identity
 
-        identity.update(pool_identity(pool, args.pool))
-    pool = prepare_pool(
-        pool,
-        args.pool_format,
-        vocabulary=vocabulary,
-        reduce=args.score_reduce,
-        labels_column=args.labels_column,
-        score_column=args.score_column,
-        num_proc=args.num_proc,
-        strict=getattr(args, "method", "mig") == "mig",
-    )
+        identity.update(pool_identity(raw, args.pool))
     return pool, vocabulary
 
 
