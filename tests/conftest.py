@@ -11,7 +11,6 @@
   a reason naming the data, its licence and ``HF_MIG_SHARED``.
 * ``demo_annotated`` / ``demo_graph``: the annotated demo pool and its label graph shipped in
   ``hf_mig/data/bundled`` (``hf-mig:demo-annotated`` / ``hf-mig:demo-graph``).
-
 * ``tiny_llama_path``: a tiny random ChatML Llama (:func:`hf_mig.testing.build_tiny_llama`);
   ``tiny_recipe_llama_path``: the recipes' ``hf-mig:tiny-llama`` (llama3 template), built into
   the session's hf-mig cache, where the commands the tests run find it too;
@@ -21,9 +20,9 @@
 
 Every model and pool above is built once per test session. The session runs with
 ``$HF_MIG_CACHE`` in a temporary folder (every cache the tests write lands there, never in
-``~/.cache/hf_mig``) and, unless already set, one OpenMP thread per process and no tokenizer
-threads: on a small shared CPU, threads that wait on each other run several times slower than
-one. Subprocesses inherit both.
+``~/.cache/hf_mig``) and, unless already set, one OpenMP and one OpenBLAS thread per process and
+no tokenizer threads: on a small shared CPU, threads that wait on each other run several times
+slower than one. The commands the tests run inherit these settings.
 
 The shared folder is ``$HF_MIG_SHARED`` or, when that is not set, ``shared/`` beside the
 repository.
@@ -39,7 +38,11 @@ from typing import Any
 import pytest
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
-for _name, _value in (("OMP_NUM_THREADS", "1"), ("TOKENIZERS_PARALLELISM", "false")):
+for _name, _value in (
+    ("OMP_NUM_THREADS", "1"),
+    ("OPENBLAS_NUM_THREADS", "1"),
+    ("TOKENIZERS_PARALLELISM", "false"),
+):
     os.environ.setdefault(_name, _value)
 
 REPO = Path(__file__).resolve().parents[1]
