@@ -26,16 +26,16 @@ Preferences follow the AlpacaEval convention: ``1`` = the baseline (``output_1``
 evaluated model (``output_2``) wins, ``1.5`` (or the legacy ``0``) = a draw.
 
 The LC win rate and its inputs are computed by :mod:`hf_mig.eval.length_control`; which
-variant was computed is always in the result (``lc_method``).
+variant was computed is always in the result (``lc_method``). The judge prompt, the parsing of
+its replies and the judge calls are in :mod:`hf_mig.eval.alpaca_eval_judging`; their names are
+importable from here too.
 """
 
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import math
-import re
 import sys
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
@@ -44,6 +44,16 @@ from typing import Any
 
 import numpy as np
 
+from hf_mig.eval.alpaca_eval_judging import (  # noqa: F401 - the judging API, also read from here
+    TEMPLATE_OFFICIAL,
+    TEMPLATES,
+    build_judge_messages,
+    chatml_to_messages,
+    is_swapped,
+    judge_outputs,
+    parse_discrete,
+    preference_from_logprobs,
+)
 from hf_mig.eval.base import (
     Benchmark,
     add_all_step,
@@ -355,83 +365,12 @@ def format_score(score: AlpacaEvalScore) -> str:
 
 
 # --------------------------------------------------------------------------------------------
-# judging
-
-
-TEMPLATE_OFFICIAL = "alpaca_eval_clf_gpt4_turbo.txt"
-
-
-def chatml_to_messages(text: str) -> list[dict[str, str]]:
-    """Split an alpaca_eval ChatML prompt (``<|im_start|>role ... <|im_end|>``) into messages."""
-    messages = []
-    for chunk in text.split("<|im_start|>")[1:]:
-        body = chunk.split("<|im_end|>")[0]
-        role, _, content = body.partition("\n")
-        messages.append({"role": role.strip(), "content": content.strip()})
-    if not messages:
-        raise ValueError("template has no <|im_start|> blocks")
-    return messages
-
-
-def _fill(template: str, values: dict[str, str]) -> str:
-    # alpaca_eval substitutes exact "{key}" placeholders; other braces in the template stay
-    for key, value in values.items():
-        template = template.replace("{" + key + "}", value)
-    return template
-
-
-def is_swapped(instruction: str, seed: int = 0) -> bool:
-    """Deterministic per-instruction order randomisation (half of the instructions swapped)."""
-    digest = hashlib.sha256(f"{seed}:{instruction}".encode()).digest()
-    return digest[0] % 2 == 1
-
-
-def build_judge_messages(
-    instruction: str, output_1: str, output_2: str, template: str
-) -> list[dict[str, str]]:
-    """Judge messages for one comparison, ``output_1`` shown as ``m``, ``output_2`` as ``M``."""
-    filled = [
-        {
-            "role": m["role"],
-            "content": _fill(
-                m["content"],
-                {"instruction": instruction, "output_1": output_1, "output_2": output_2},
-            ),
-        }
-        for m in chatml_to_messages(template)
-    ]
-    return filled
-
-
-def preference_from_logprobs(top_logprobs: dict[str, float]) -> float | None:
-    """alpaca_eval's ``logprob_parser``: P(m) / (P(m) + P(M)) over the first token's top
-    log-probabilities, returned as the probability that the *first shown* output is better;
-    ``None`` when neither token is among them."""
-    pm = math.exp(top_logprobs["m"]) if "m" in top_logprobs else 0.0
-    p_big = math.exp(top_logprobs["M"]) if "M" in top_logprobs else 0.0
-    if pm + p_big == 0:
-        return None
-    return pm / (pm + p_big)
-
-
-def parse_discrete(text: str) -> str | None:
-    """Discrete judge answer: ``"m"`` or ``"M"`` (the first such token in the reply) or None."""
-    found = re.search(r"(?<![A-Za-z])([mM])(?![A-Za-z])", text or "")
-    return found.group(1) if found else None
-
-
-# --------------------------------------------------------------------------------------------
-# command line
-
-
-# --------------------------------------------------------------------------------------------
-# pipelines: generate / judge
+# reference outputs and generation
 
 
 #: Default generation budgets: alpaca_eval's model configs use 2048 new tokens; the MIG paper's
 #: OpenCompass runs used max_out_len 4096.
 MAX_NEW_TOKENS = {"official": 2048, "paper": 4096}
-TEMPLATES = Path(__file__).parent / "templates"
 
 
 def load_reference(path: str | Path | None) -> list[dict[str, Any]]:
@@ -568,87 +507,8 @@ def generate_outputs(
     return report
 
 
-def judge_outputs(
-    client: Any,
-    model_outputs: Sequence[dict[str, Any]],
-    reference: Sequence[dict[str, Any]],
-    *,
-    mode: str = "official",
-    template: str | None = None,
-    seed: int = 0,
-) -> list[dict[str, Any]]:
-    """Annotations (AlpacaEval format) of ``model_outputs`` against ``reference``.
-
-    Pairs are matched by instruction text; the order shown to the judge is randomised per
-    instruction (:func:`is_swapped`). ``official``: one-token reply with the top-5 first-token
-    log-probabilities, preference = the probability-weighted ``m``/``M`` choice (falls back to the
-    discrete reply when the server returns no log-probabilities; ``judging`` says which).
-    ``paper``: the discrete reply. Malformed replies and failed calls get ``preference: None``
-    (invalid; counted by :func:`win_rate`).
-    """
-    from hf_mig.eval.judge import JudgeRequest
-
-    if mode not in ("official", "paper"):
-        raise ValueError(f"mode must be 'official' or 'paper', got {mode!r}")
-    template = template or (TEMPLATES / TEMPLATE_OFFICIAL).read_text()
-    ref_by_instruction = {r["instruction"]: r for r in reference}
-    pairs = []
-    for i, m in enumerate(model_outputs):
-        ref = ref_by_instruction.get(m["instruction"])
-        if ref is None:
-            raise ValueError(f"model output {i}: instruction not in the reference outputs")
-        pairs.append((m, ref))
-
-    def text_parser(text: str) -> float | None:
-        choice = parse_discrete(text)
-        return None if choice is None else (1.0 if choice == "m" else 0.0)
-
-    requests = []
-    swaps = []
-    for i, (m, ref) in enumerate(pairs):
-        swapped = is_swapped(m["instruction"], seed)
-        swaps.append(swapped)
-        first, second = (m["output"], ref["output"]) if swapped else (ref["output"], m["output"])
-        messages = build_judge_messages(m["instruction"], first or "", second or "", template)
-        if mode == "official":
-            req = JudgeRequest(
-                str(i),
-                messages,
-                text_parser,
-                max_tokens=1,
-                temperature=0.0,
-                top_logprobs=5,
-                parse_logprobs=preference_from_logprobs,
-            )
-        else:
-            req = JudgeRequest(str(i), messages, text_parser, max_tokens=2048, temperature=0.0)
-        requests.append(req)
-    judgments = client.judge(requests)
-    annotator = f"{'weighted_' if mode == 'official' else 'discrete_'}alpaca_eval:{client.model}"
-    records = []
-    for (m, ref), swapped, j in zip(pairs, swaps, judgments):
-        pref = None
-        if j.value is not None:
-            p_first = float(j.value)
-            pref = 1.0 + p_first if swapped else 2.0 - p_first
-        records.append(
-            {
-                "instruction": m["instruction"],
-                "dataset": m.get("dataset", ref.get("dataset", "")),
-                "output_1": ref["output"],
-                "generator_1": ref.get("generator", "reference"),
-                "output_2": m["output"],
-                "generator_2": m.get("generator", "model"),
-                "annotator": annotator,
-                "preference": pref,
-                "judging": j.judging,
-                "swapped": swapped,
-                "raw_completion": j.text,
-                "top_logprobs": j.top_logprobs,
-                "error": j.error,
-            }
-        )
-    return records
+# --------------------------------------------------------------------------------------------
+# command line
 
 
 def _add_data_args(p: argparse.ArgumentParser) -> None:
