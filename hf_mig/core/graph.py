@@ -6,19 +6,14 @@ row blocks over the upper triangle and thresholded block by block.
 
 Graphs built by :meth:`LabelGraph.from_labels` with a *named* embedder (a model id or folder,
 ``"static:<model>"``, or the embedder objects :func:`hf_mig.models.embedders.load_embedder`
-returns for them) are cached on disk, keyed by content (see :func:`graph_cache_key`): the
-sorted label set, the embedder's name and content identity
-(:func:`hf_mig.models.identity.model_identity`: the bytes of its files or its Hub commit, plus
-the versions of the libraries that run it), the threshold, ``block_size``, ``max_edges``,
-``max_degree`` and :data:`FORMAT_VERSION`. Entries live in :func:`graph_cache_dir`
-(``$HF_MIG_CACHE/label_graphs``, default ``~/.cache/hf_mig/label_graphs``) as ``<key>.npz``
-files written by :meth:`LabelGraph.save` (temporary sibling, then rename). A graph from a
-callable embedder is never cached: a callable has no content identity.
+returns for them) are cached on disk, keyed by content: see :mod:`hf_mig.core.graph_cache`
+(its :func:`graph_cache_dir`, :func:`graph_cache_key` and :func:`embedder_identity` are
+importable from here too). A graph from a callable embedder is never cached: a callable has no
+content identity.
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import os
@@ -26,27 +21,36 @@ import zipfile
 import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import numpy as np
 import scipy.sparse as sp
 from tqdm.auto import tqdm
 
+from hf_mig.core.graph_cache import (
+    FORMAT_VERSION,
+    GRAPH_CACHE_VERSION,
+    cache_folder,
+    embedder_identity,
+    graph_cache_dir,
+    graph_cache_key,
+    read_cached,
+)
 from hf_mig.models.embedders import EmbedderLike, embedder_name, load_embedder, normalize_rows
 
+__all__ = [
+    "BYTES_PER_EDGE",
+    "DEFAULT_MAX_EDGES",
+    "FORMAT_VERSION",
+    "GRAPH_CACHE_VERSION",
+    "GraphTooLargeError",
+    "LabelGraph",
+    "LabelGraphFormatError",
+    "embedder_identity",
+    "graph_cache_dir",
+    "graph_cache_key",
+]
+
 logger = logging.getLogger(__name__)
-
-FORMAT_VERSION = 1
-
-#: Version of the label-graph cache key and entry layout; part of every key.
-GRAPH_CACHE_VERSION = 1
-
-#: Packages whose versions are part of a cached graph's key, by embedder kind: the libraries that
-#: turn the model's files into embeddings (and numpy, which thresholds them).
-_EMBEDDING_PACKAGES = {
-    "sentence-transformers": ("sentence-transformers", "transformers", "torch", "numpy"),
-    "static": ("model2vec", "tokenizers", "numpy"),
-}
 
 #: Default cap on the undirected edges of a graph built from embeddings (about 2.4 GB of memory
 #: at the peak, see BYTES_PER_EDGE). Real vocabularies are far below it: the 4,531 InsTag tags
@@ -264,143 +268,35 @@ def _check_build_options(
     )
 
 
-def graph_cache_dir() -> Path:
-    """Folder of cached label graphs: ``$HF_MIG_CACHE/label_graphs``, by default
-    ``~/.cache/hf_mig/label_graphs`` (the root of every hf-mig cache,
-    :func:`hf_mig.core.config.cache_root`)."""
-    from hf_mig.core.config import cache_root
-
-    return cache_root() / "label_graphs"
-
-
-def _versions(packages: Sequence[str]) -> dict[str, str]:
-    from importlib.metadata import PackageNotFoundError, version
-
-    out = {}
-    for package in packages:
-        try:
-            out[package] = version(package)
-        except PackageNotFoundError:
-            out[package] = "absent"
-    return out
-
-
-def embedder_identity(embed) -> dict | None:
-    """What the embeddings of ``embed`` (an object returned by
-    :func:`hf_mig.models.embedders.load_embedder`) depend on, or ``None`` when that cannot be
-    known: a callable other than the named-model embedders has no content identity.
-
-    A sentence-transformers model: the content identity of the folder or Hub snapshot it loads
-    (:func:`hf_mig.models.identity.model_identity`), its batch size and device; a static
-    embedder: its distillation key (source model content, parameters, versions) and
-    ``max_length``; both with the versions of the packages that compute the embeddings.
-    Raises :class:`hf_mig.models.identity.ModelIdentityError` when the model cannot be found.
-    """
-    from hf_mig.models.embedders import SentenceTransformerEmbedder, _offline_path
-    from hf_mig.models.identity import model_identity
-    from hf_mig.models.static_embedder import StaticEmbedder
-
-    if isinstance(embed, StaticEmbedder):
-        return {
-            "kind": "static",
-            "distillation": embed.cache_key(),
-            "max_length": embed.max_length,
-            "versions": _versions(_EMBEDDING_PACKAGES["static"]),
-        }
-    if isinstance(embed, SentenceTransformerEmbedder):
-        source = _offline_path(embed.model_name) or embed.model_name
-        return {
-            "kind": "sentence-transformers",
-            "model": model_identity(source),
-            "batch_size": embed.batch_size,
-            "device": None if embed.device is None else str(embed.device),
-            "versions": _versions(_EMBEDDING_PACKAGES["sentence-transformers"]),
-        }
-    return None
-
-
-def graph_cache_key(
-    labels: Sequence[str],
-    *,
-    embedder: str,
-    identity: dict,
+def _cache_key(
+    labels: list[str],
+    embed,
+    name: str,
     threshold: float,
     block_size: int,
     max_edges: int | None,
     max_degree: int | None,
-) -> str:
-    """The cache key (hex SHA-256) of a graph built by :meth:`LabelGraph.from_labels`.
+) -> str | None:
+    """The cache key of a graph built from ``labels`` with ``embed`` (named ``name``), or
+    ``None`` when the embedder's content cannot be identified (then the graph is not cached)."""
+    from hf_mig.models.identity import ModelIdentityError
 
-    ``embedder``: its name (``hf_mig.models.embedders.embedder_name``); ``identity``: what
-    :func:`embedder_identity` returns for it. The labels enter as the SHA-256 of their sorted
-    set, so the key does not depend on their order.
-    """
-    labels_text = json.dumps(sorted(labels), separators=(",", ":"))
-    payload = {
-        "cache_version": GRAPH_CACHE_VERSION,
-        "format_version": FORMAT_VERSION,
-        "labels_sha256": hashlib.sha256(labels_text.encode("utf-8")).hexdigest(),
-        "num_labels": len(labels),
-        "embedder": embedder,
-        "embedder_identity": identity,
-        "threshold": float(threshold),
-        "block_size": int(block_size),
-        "max_edges": max_edges,
-        "max_degree": max_degree,
-    }
-    text = json.dumps(payload, sort_keys=True, separators=(",", ":"))
-    return hashlib.sha256(text.encode("utf-8")).hexdigest()
-
-
-def _cache_folder(cache) -> Path | None:
-    if cache is False:
-        return None
-    if cache is True:
-        return graph_cache_dir()
-    if isinstance(cache, (str, os.PathLike)) and os.fspath(cache) != "":
-        return Path(cache).expanduser()
-    raise TypeError(
-        f"cache must be True (default folder), False (no cache) or a folder, got {cache!r}"
-    )
-
-
-def _read_cached(
-    path: Path, key: str, labels: list[str], threshold: float, max_degree: int | None
-) -> LabelGraph | None:
-    """The cached graph at ``path`` when it holds exactly what was asked for, else ``None``
-    (missing entry; an unreadable or mismatching one is reported with a warning)."""
-    if not path.is_file():
-        return None
     try:
-        graph = LabelGraph.load(path)
-    except (LabelGraphFormatError, OSError, ValueError) as err:
-        logger.warning(
-            "label graph cache: ignoring unreadable entry %s (%s); rebuilding", path, err
-        )
+        identity = embedder_identity(embed)
+    except ModelIdentityError as err:
+        logger.info("label graph cache not used: %s", err)
         return None
-    stored_key = graph.metadata.pop("cache_key", None)
-    problem = None
-    if stored_key != key:
-        problem = f"it records key {stored_key!r}"
-    elif set(graph.labels) != set(labels) or graph.num_labels != len(labels):
-        problem = f"its {graph.num_labels:,} labels are not the {len(labels):,} requested"
-    elif graph.threshold != float(threshold):
-        problem = f"its threshold {graph.threshold} is not {float(threshold)}"
-    elif graph.metadata.get("max_degree") != max_degree:
-        problem = f"its max_degree {graph.metadata.get('max_degree')} is not {max_degree}"
-    if problem:
-        logger.warning("label graph cache: ignoring entry %s: %s; rebuilding", path, problem)
+    if identity is None:
         return None
-    if graph.labels != labels:
-        graph = graph.subgraph(labels)  # same set in another node order
-    logger.info(
-        "label graph cache hit: key %s, %s (%d labels, %d edges)",
-        key,
-        path,
-        graph.num_labels,
-        graph.stats()["num_edges"],
+    return graph_cache_key(
+        labels,
+        embedder=name,
+        identity=identity,
+        threshold=threshold,
+        block_size=block_size,
+        max_edges=max_edges,
+        max_degree=max_degree,
     )
-    return graph
 
 
 def _check_labels(labels: Sequence[str]) -> list[str]:
@@ -614,10 +510,9 @@ class LabelGraph:
         (logged), never an error.
         """
         from hf_mig.models.embedders import default_threshold
-        from hf_mig.models.identity import ModelIdentityError
 
         labels = _check_labels(labels)
-        folder = _cache_folder(cache)
+        folder = cache_folder(cache)
         if threshold is None:
             threshold = default_threshold(embedder)
         _check_build_options(threshold, block_size, max_edges, max_degree)
@@ -625,25 +520,12 @@ class LabelGraph:
         name = embedder_name(embedder)
         path = key = None
         if folder is not None and labels:
-            try:
-                identity = embedder_identity(embed)
-            except ModelIdentityError as err:
-                logger.info("label graph cache not used: %s", err)
-                identity = None
-            if identity is not None:
-                key = graph_cache_key(
-                    labels,
-                    embedder=name,
-                    identity=identity,
-                    threshold=threshold,
-                    block_size=block_size,
-                    max_edges=max_edges,
-                    max_degree=max_degree,
-                )
-                path = folder / f"{key}.npz"
-                cached = _read_cached(path, key, labels, threshold, max_degree)
-                if cached is not None:
-                    return cached
+            key = _cache_key(labels, embed, name, threshold, block_size, max_edges, max_degree)
+        if key is not None:
+            path = folder / f"{key}.npz"
+            cached = read_cached(path, key, labels, threshold, max_degree, cls.load)
+            if cached is not None:
+                return cached
         embeddings = embed(labels) if labels else np.zeros((0, 1), np.float32)
         graph = cls.from_embeddings(
             labels,

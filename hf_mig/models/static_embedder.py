@@ -42,6 +42,7 @@ from typing import Any
 
 import numpy as np
 
+from hf_mig.core.versions import package_versions
 from hf_mig.data.atomic import rename_or_keep, temporary_folder
 
 logger = logging.getLogger(__name__)
@@ -84,15 +85,7 @@ def static_cache_dir() -> Path:
 
 
 def _versions() -> dict[str, str]:
-    from importlib.metadata import PackageNotFoundError, version
-
-    out = {}
-    for package in ("model2vec", "skeletoken"):
-        try:
-            out[package] = version(package)
-        except PackageNotFoundError:
-            out[package] = "absent"
-    return out
+    return package_versions(("model2vec", "skeletoken"))
 
 
 def _source_folder(model: str) -> str:

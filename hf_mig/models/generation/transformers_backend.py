@@ -28,11 +28,11 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
+from hf_mig.models.fork import single_thread_torch_if_forked
 from hf_mig.models.generation.base import GenerationCall, GenerationParams
 from hf_mig.models.generation.local import LocalModelBackend, RowResults, run_in_halves
 from hf_mig.models.generation.results import GenerationResult, TokenLogprob, finished
 from hf_mig.models.lm import DTYPES, clear_model_cache, load_pretrained, resolve_device
-from hf_mig.models.fork import single_thread_torch_if_forked
 
 logger = logging.getLogger(__name__)
 
