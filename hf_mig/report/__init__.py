@@ -41,21 +41,23 @@ from hf_mig.data.io import atomic_output, check_output, write_text_atomic
 from hf_mig.report.data import (
     FIRST_PICKS,
     GAIN_COLUMN,
-    INFORMATION_BANDS,
     PICK_TEXT_CHARS,
     REPORT_FILES,
     compute_report_data,
     coverage_curve,
-    effective_labels,
     first_user_text,
-    gini,
     infer_provenance,
-    information_vectors,
     selection_gains,
     user_turns,
 )
 from hf_mig.report.figures import make_figures
 from hf_mig.report.html import render_html
+from hf_mig.report.information import (
+    INFORMATION_BANDS,
+    effective_labels,
+    gini,
+    information_vectors,
+)
 from hf_mig.report.selections import detect_id_column, read_selection_file, resolve_selection
 
 __all__ = [

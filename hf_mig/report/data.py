@@ -1,11 +1,7 @@
 """The numbers of a selection report (``report.json``): what each subset covers of its pool.
 
-Beside the label counts, the report measures MIG's own information per label (see
-:mod:`hf_mig.core.information`): ``x(S) = sum_{i in S} u_i`` with ``u_i = w_i * v_i @ P``
-(``w_i`` the score, or score / #labels with ``norm``; ``P`` the label graph's propagation
-matrix, or the identity when no graph is given), for the pool and for each selection, and
-``E(S) = sum_k phi(x_k)``. With the options the selector ran with (``prop_weight``, ``norm``,
-``objective``), ``E`` of the MIG selection is the last value of its greedy trace.
+Labels, scores, conversations, sources and overlaps per selection; MIG's own information per
+label comes from :mod:`hf_mig.report.information`.
 """
 
 from __future__ import annotations
@@ -20,10 +16,9 @@ from typing import Any
 import numpy as np
 from datasets import Dataset
 
-from hf_mig.core.encoding import PoolValidationError, arrow_columns, encode_pool, unique_labels
-from hf_mig.core.information import LabelInformation, dataset_information
 from hf_mig.core.objective import Objective
 from hf_mig.core.summary import selection_summary
+from hf_mig.report.information import information_section
 from hf_mig.report.selections import detect_id_column, resolve_selection
 
 logger = logging.getLogger(__name__)
@@ -42,8 +37,6 @@ SOURCE_COLUMNS = ("source", "dataset", "origin")
 FREQUENCY_BANDS = ((1, 1), (2, 5), (6, 20), (21, None))
 NEIGHBOURHOOD_LABELS = 3
 TOP_LABELS = 30
-#: labels ranked by the pool's information, cut into these shares (head first, tail last)
-INFORMATION_BANDS = ("top 25%", "25-50%", "50-75%", "bottom 25% (tail)")
 #: the files every report writes (besides its figures); the page is written last
 REPORT_FILES = ("report.json", "report.html")
 
@@ -243,178 +236,6 @@ def _band_name(lo: int, hi: int | None) -> str:
     return str(lo) if lo == hi else f"{lo}-{hi}"
 
 
-def gini(values: Sequence[float]) -> float | None:
-    """Gini coefficient of non-negative values: 0 = all equal, near 1 = all in one place.
-
-    ``None`` when there are no values or they sum to zero.
-    """
-    a = np.sort(np.asarray(values, dtype=np.float64))
-    total = float(a.sum())
-    if not a.size or total <= 0:
-        return None
-    n = a.size
-    ranks = np.arange(1, n + 1, dtype=np.float64)
-    return float(2.0 * (ranks * a).sum() / (n * total) - (n + 1) / n)
-
-
-def effective_labels(values: Sequence[float]) -> float:
-    """``exp`` of the Shannon entropy of ``values / sum(values)``: how many labels the
-    information is effectively spread over (0 when there is none)."""
-    a = np.asarray(values, dtype=np.float64)
-    total = float(a.sum())
-    if total <= 0:
-        return 0.0
-    p = a[a > 0] / total
-    return float(np.exp(-(p * np.log(p)).sum()))
-
-
-def information_vectors(
-    pool: Dataset,
-    indices: Mapping[str, Sequence[int]],
-    *,
-    label_graph: Any = None,
-    labels_column: str = "labels",
-    score_column: str = "score",
-    prop_weight: float = 1.0,
-    norm: bool = False,
-) -> tuple[list[str], np.ndarray, dict[str, np.ndarray], dict]:
-    """MIG's information per label of the pool and of each selection.
-
-    Encodes the pool as :class:`hf_mig.MIGSelector` does (:func:`hf_mig.core.encoding.encode_pool`
-    against the graph's labels, weights ``PoolEncoding.weights(norm)``) and returns
-    ``(labels, x_pool, {name: x_S}, encoding report)`` with ``x(S) = sum_{i in S} w_i v_i @ P``
-    and ``P = label_graph.propagation_matrix(prop_weight)``. Without a graph ``P`` is the
-    identity over the pool's distinct labels (sorted), i.e. no propagation.
-    """
-    table = arrow_columns(pool, [labels_column, score_column])
-    if label_graph is None:
-        vocabulary = unique_labels(table, labels_column)
-        propagation = None
-    else:
-        vocabulary = list(label_graph.labels)
-        propagation = label_graph.propagation_matrix(prop_weight)
-    encoding = encode_pool(
-        table, vocabulary, labels_column=labels_column, score_column=score_column
-    )
-    info = LabelInformation.build(encoding, propagation, norm=norm)
-    x_pool = info.x()
-    by_selection = {name: info.x(idx) for name, idx in indices.items()}
-    return vocabulary, x_pool, by_selection, encoding.report
-
-
-def _information_stats(x: np.ndarray, informed: np.ndarray, objective: Objective) -> dict:
-    """E, labels with x > 0 and evenness of one information vector."""
-    positive = int((x > 0).sum())
-    return {
-        "objective": dataset_information(x, objective),
-        "total_information": float(x.sum()),
-        "labels_with_information": positive,
-        "share_of_labels": positive / x.size if x.size else 0.0,
-        "share_of_pool_labels": int((x[informed] > 0).sum()) / int(informed.sum())
-        if informed.any()
-        else 0.0,
-        "gini": gini(x[informed]),
-        "effective_labels": effective_labels(x),
-    }
-
-
-def _information_section(
-    pool: Dataset,
-    indices: dict[str, np.ndarray],
-    *,
-    objective: Objective,
-    mig_result: Any,
-    **encoding: Any,
-) -> tuple[dict, dict]:
-    """``report.json``'s ``information`` section and the arrays behind its figure; ``encoding``
-    holds the keyword arguments of :func:`information_vectors`."""
-    label_graph, prop_weight = encoding["label_graph"], encoding["prop_weight"]
-    norm = encoding["norm"]
-    if label_graph is None:
-        propagation = (
-            "identity: no label graph was given, so there is no propagation "
-            "(each row's weight goes to its own labels only)"
-        )
-    else:
-        threshold = label_graph.threshold
-        propagation = (
-            f"label graph ({label_graph.num_labels:,} labels"
-            + ("" if threshold is None else f", threshold {threshold:g}")
-            + f"), prop_weight {prop_weight:g}"
-        )
-    section: dict[str, Any] = {
-        "propagation": propagation,
-        "label_graph": label_graph is not None,
-        "prop_weight": float(prop_weight) if label_graph is not None else 0.0,
-        "norm": bool(norm),
-        **objective.to_dict(),
-    }
-    try:
-        vocabulary, x_pool, x_sel, report = information_vectors(pool, indices, **encoding)
-    except (PoolValidationError, ValueError) as err:
-        logger.warning("information per label left out of the report: %s", err)
-        section["skipped"] = str(err)
-        return section, {}
-    informed = x_pool > 0
-    order = np.argsort(-x_pool, kind="stable")
-    order = order[informed[order]]
-    bands = np.array_split(order, len(INFORMATION_BANDS))
-    section.update(
-        {
-            "num_labels": len(vocabulary),
-            "initial_objective": dataset_information(np.zeros(len(vocabulary)), objective),
-            "encoding": json.loads(json.dumps(report, default=str)),
-            "bands": [
-                {"band": name, "labels": int(b.size)} for name, b in zip(INFORMATION_BANDS, bands)
-            ],
-            "pool": _information_stats(x_pool, informed, objective),
-            "by_selection": {},
-        }
-    )
-    pool_total = float(x_pool.sum())
-    for name, x in x_sel.items():
-        stats = _information_stats(x, informed, objective)
-        stats["information_kept"] = float(x.sum()) / pool_total if pool_total > 0 else 0.0
-        stats["kept_by_band"] = {
-            band: (float(x[b].sum() / x_pool[b].sum()) if b.size else 0.0)
-            for band, b in zip(INFORMATION_BANDS, bands)
-        }
-        stats["labels_by_band"] = {
-            band: int((x[b] > 0).sum()) for band, b in zip(INFORMATION_BANDS, bands)
-        }
-        section["by_selection"][name] = stats
-    if mig_result is not None:
-        picks = np.asarray(mig_result.indices)
-        trace = np.asarray(mig_result.objective_trace, dtype=np.float64)
-        match = next(
-            (n for n, idx in indices.items() if np.array_equal(np.asarray(idx), picks)), None
-        )
-        if match is not None and trace.size:
-            got = section["by_selection"][match]["objective"]
-            section["mig_trace_check"] = {
-                "selection": match,
-                "trace_final_objective": float(trace[-1]),
-                "objective": got,
-                "relative_difference": abs(got - float(trace[-1])) / max(abs(trace[-1]), 1e-300),
-            }
-            if section["mig_trace_check"]["relative_difference"] > 1e-6:
-                logger.warning(
-                    "E(S) of %r (%.6g) differs from the end of the MIG trace (%.6g): the report's "
-                    "label graph, prop_weight, norm or phi differ from the selector's",
-                    match,
-                    got,
-                    trace[-1],
-                )
-    # the figure's numbers: labels the pool informs, ranked by the pool's information
-    section["ranked_labels"] = [vocabulary[j] for j in order]
-    section["x"] = {
-        "pool": x_pool[order].tolist(),
-        **{name: x[order].tolist() for name, x in x_sel.items()},
-    }
-    raw = {"x_pool": x_pool[order], "x_sel": {name: x[order] for name, x in x_sel.items()}}
-    return section, raw
-
-
 def compute_report_data(
     pool: Dataset,
     selections: Mapping[str, Any],
@@ -456,11 +277,76 @@ def compute_report_data(
     else:
         ids_col = None
 
-    # ---- where the columns came from, and the gain of each pick when it is known
+    # where the columns came from, and the gain of each pick when it is known
+    data["provenance"] = _provenance_section(
+        pool, indices, labels_column, score_column, label_graph, provenance
+    )
+    known = _known_gains(selections, indices, mig_result, gains)
+    for name, idx in indices.items():
+        values, source = known.get(name, (None, None))
+        data["selections"][name]["gains_from"] = source
+        data["selections"][name]["first_picks"] = _first_picks(
+            pool,
+            idx,
+            first_picks,
+            labels_column=labels_column,
+            score_column=score_column,
+            id_column=ids_col,
+            gains=values,
+        )
+
+    summaries = {
+        name: selection_summary(pool, idx, labels_column=labels_column, score_column=score_column)
+        for name, idx in indices.items()
+    }
+    row_labels = _row_labels(pool, labels_column)
+    label_sets: dict[str, set[str]] = {}
+    if row_labels is not None:
+        data["labels"] = _labels_section(row_labels, indices, summaries, raw)
+        label_sets = {name: set(c) for name, c in raw["sel_counts"].items()}
+        data["information"], raw["information"] = information_section(
+            pool,
+            indices,
+            label_graph=label_graph,
+            labels_column=labels_column,
+            score_column=score_column,
+            prop_weight=prop_weight,
+            norm=norm,
+            objective=objective or Objective(),
+            mig_result=mig_result,
+        )
+    if mig_result is not None:
+        data["mig_trace"] = _trace_section(mig_result)
+    if score_column in pool.column_names:
+        data["scores"] = _scores_section(pool, score_column, indices, summaries, raw)
+    conv_col = next((c for c in CONVERSATION_COLUMNS if c in pool.column_names), None)
+    if conv_col is not None:
+        data["conversations"] = _conversations_section(pool, conv_col, indices, raw)
+    src_col = next((c for c in SOURCE_COLUMNS if c in pool.column_names), None)
+    if src_col is not None:
+        data["sources"] = _sources_section(pool, src_col, indices)
+    data["overlap"] = _overlap_section(indices, label_sets)
+    if label_graph is not None and row_labels is not None:
+        data["label_graph"] = _neighbourhoods(
+            label_graph, raw, list(indices), mig_result is not None
+        )
+    return data, indices, raw
+
+
+def _provenance_section(
+    pool: Dataset,
+    indices: dict[str, np.ndarray],
+    labels_column: str,
+    score_column: str,
+    label_graph: Any,
+    provenance: Mapping[str, Any] | None,
+) -> dict:
+    """What made the labels, the scores, the graph and each selection: as given, else inferred
+    from the pool (:func:`infer_provenance`)."""
     given = dict(provenance or {})
     inferred = infer_provenance(pool, labels_column, score_column)
     described = dict(given.get("selections") or {})
-    data["provenance"] = {
+    return {
         "labels": {
             "column": labels_column,
             "produced_by": given.get("tagger") or inferred["tagger"],
@@ -469,6 +355,17 @@ def compute_report_data(
         "label_graph": _graph_provenance(label_graph, given.get("graph")),
         "selections": {name: str(described.get(name) or "unknown") for name in indices},
     }
+
+
+def _known_gains(
+    selections: Mapping[str, Any],
+    indices: dict[str, np.ndarray],
+    mig_result: Any,
+    gains: Mapping[str, Sequence[float]] | None,
+) -> dict[str, tuple[np.ndarray, str]]:
+    """``{selection: (one gain per pick, where they come from)}`` for the selections whose
+    gains are known: a subset's gain column, then the MIG run's, then ``gains`` (later ones
+    win). ``ValueError`` for gains of an unknown selection or of another length."""
     known: dict[str, tuple[np.ndarray, str]] = {}
     for name, sel in selections.items():
         from_column = selection_gains(sel)
@@ -489,181 +386,157 @@ def compute_report_data(
                 f"selection {name!r}: {values.size} gains for {len(indices[name])} picks; "
                 "give one gain per pick, in pick order"
             )
-    for name, idx in indices.items():
-        values, source = known.get(name, (None, None))
-        data["selections"][name]["gains_from"] = source
-        data["selections"][name]["first_picks"] = _first_picks(
-            pool,
-            idx,
-            first_picks,
-            labels_column=labels_column,
-            score_column=score_column,
-            id_column=ids_col,
-            gains=values,
-        )
+    return known
 
-    # ---- labels
-    summaries = {
-        name: selection_summary(pool, idx, labels_column=labels_column, score_column=score_column)
+
+def _labels_section(
+    row_labels: list[list[str]],
+    indices: dict[str, np.ndarray],
+    summaries: dict[str, dict],
+    raw: dict,
+) -> dict:
+    """Label coverage per selection, by pool frequency band, and of the most frequent labels;
+    the label counts go to ``raw`` (``pool_counts``, ``ranked``, ``sel_counts``)."""
+    pool_counts = Counter(label for labels in row_labels for label in labels)
+    ranked = sorted(pool_counts, key=lambda x: (-pool_counts[x], x))
+    sel_counts = {
+        name: Counter(label for i in idx for label in row_labels[i])
         for name, idx in indices.items()
     }
-    row_labels = _row_labels(pool, labels_column)
-    label_sets: dict[str, set[str]] = {}
-    if row_labels is not None:
-        pool_counts = Counter(label for labels in row_labels for label in labels)
-        ranked = sorted(pool_counts, key=lambda x: (-pool_counts[x], x))
-        sel_counts = {
-            name: Counter(label for i in idx for label in row_labels[i])
-            for name, idx in indices.items()
+    labels: dict[str, Any] = {
+        "pool_labels": len(pool_counts),
+        "pool_label_occurrences": int(sum(pool_counts.values())),
+        "by_selection": {},
+        "frequency_bands": [],
+        "top_labels": [],
+    }
+    for name, counts in sel_counts.items():
+        covered = set(counts) & set(pool_counts)
+        summary = summaries[name]
+        if "pool_unlabelled_rows" in summary:
+            labels["pool_unlabelled_rows"] = summary["pool_unlabelled_rows"]
+        labels["by_selection"][name] = {
+            "labels_covered": len(covered),
+            "coverage": len(covered) / len(pool_counts) if pool_counts else 0.0,
+            "label_occurrences": int(sum(counts.values())),
+            "unlabelled_rows": summary.get("selected_unlabelled_rows"),
+            "coverage_curve": coverage_curve(row_labels, indices[name]),
+            "singleton_labels_covered": sum(1 for x in covered if pool_counts[x] == 1),
         }
-        label_sets = {name: set(c) for name, c in sel_counts.items()}
-        labels: dict[str, Any] = {
-            "pool_labels": len(pool_counts),
-            "pool_label_occurrences": int(sum(pool_counts.values())),
-            "by_selection": {},
-            "frequency_bands": [],
-            "top_labels": [],
-        }
-        for name, counts in sel_counts.items():
-            covered = set(counts) & set(pool_counts)
-            summary = summaries[name]
-            if "pool_unlabelled_rows" in summary:
-                labels["pool_unlabelled_rows"] = summary["pool_unlabelled_rows"]
-            labels["by_selection"][name] = {
-                "labels_covered": len(covered),
-                "coverage": len(covered) / len(pool_counts) if pool_counts else 0.0,
-                "label_occurrences": int(sum(counts.values())),
-                "unlabelled_rows": summary.get("selected_unlabelled_rows"),
-                "coverage_curve": coverage_curve(row_labels, indices[name]),
-                "singleton_labels_covered": sum(1 for x in covered if pool_counts[x] == 1),
+    for lo, hi in FREQUENCY_BANDS:
+        band = [x for x in ranked if pool_counts[x] >= lo and (hi is None or pool_counts[x] <= hi)]
+        labels["frequency_bands"].append(
+            {
+                "band": _band_name(lo, hi),
+                "pool_labels": len(band),
+                "covered": {
+                    name: sum(1 for x in band if x in sel_counts[name]) for name in indices
+                },
             }
-        for lo, hi in FREQUENCY_BANDS:
-            band = [
-                x for x in ranked if pool_counts[x] >= lo and (hi is None or pool_counts[x] <= hi)
-            ]
-            labels["frequency_bands"].append(
-                {
-                    "band": _band_name(lo, hi),
-                    "pool_labels": len(band),
-                    "covered": {
-                        name: sum(1 for x in band if x in label_sets[name]) for name in indices
-                    },
-                }
-            )
-        for label in ranked[:TOP_LABELS]:
-            labels["top_labels"].append(
-                {
-                    "label": label,
-                    "pool": pool_counts[label],
-                    **{name: sel_counts[name][label] for name in indices},
-                }
-            )
-        data["labels"] = labels
-        raw["pool_counts"] = pool_counts
-        raw["ranked"] = ranked
-        raw["sel_counts"] = sel_counts
-
-        # ---- MIG's information per label
-        data["information"], raw["information"] = _information_section(
-            pool,
-            indices,
-            label_graph=label_graph,
-            labels_column=labels_column,
-            score_column=score_column,
-            prop_weight=prop_weight,
-            norm=norm,
-            objective=objective or Objective(),
-            mig_result=mig_result,
         )
+    for label in ranked[:TOP_LABELS]:
+        labels["top_labels"].append(
+            {
+                "label": label,
+                "pool": pool_counts[label],
+                **{name: sel_counts[name][label] for name in indices},
+            }
+        )
+    raw["pool_counts"], raw["ranked"], raw["sel_counts"] = pool_counts, ranked, sel_counts
+    return labels
 
-    # ---- MIG trace
-    if mig_result is not None:
-        trace = np.asarray(mig_result.objective_trace, dtype=float)
-        gains = np.asarray(mig_result.gains, dtype=float)
-        stats = {
-            k: (v.item() if isinstance(v, np.generic) else v)
-            for k, v in dict(getattr(mig_result, "stats", {}) or {}).items()
-        }
-        data["mig_trace"] = {
-            "k": int(len(mig_result.indices)),
-            "initial_objective": float(mig_result.initial_objective),
-            "final_objective": float(trace[-1])
-            if trace.size
-            else float(mig_result.initial_objective),
-            "objective": trace.tolist(),
-            "gains": gains.tolist(),
-            "stats": json.loads(json.dumps(stats, default=str)),
-        }
 
-    # ---- scores
-    if score_column in pool.column_names:
-        scores = np.asarray(pool[score_column], dtype=float)
-        finite = scores[np.isfinite(scores)]
-        lo, hi = (float(finite.min()), float(finite.max())) if finite.size else (0.0, 1.0)
-        if hi <= lo:
-            hi = lo + 1.0
-        edges = np.linspace(lo, hi, 31)
-        data["scores"] = {
-            "column": score_column,
-            "collapse": next(iter(summaries.values())).get("score_collapse"),
-            "bin_edges": edges.tolist(),
-            "pool": {**_describe(finite), "histogram": _histogram(finite, edges)},
-            "by_selection": {
-                name: {**_describe(scores[idx]), "histogram": _histogram(scores[idx], edges)}
-                for name, idx in indices.items()
-            },
-        }
-        raw["scores"] = scores
+def _trace_section(mig_result: Any) -> dict:
+    """The MIG run's greedy trace: E(S) and the gain after each pick, and its stats."""
+    trace = np.asarray(mig_result.objective_trace, dtype=float)
+    gains = np.asarray(mig_result.gains, dtype=float)
+    stats = {
+        k: (v.item() if isinstance(v, np.generic) else v)
+        for k, v in dict(getattr(mig_result, "stats", {}) or {}).items()
+    }
+    return {
+        "k": int(len(mig_result.indices)),
+        "initial_objective": float(mig_result.initial_objective),
+        "final_objective": float(trace[-1]) if trace.size else float(mig_result.initial_objective),
+        "objective": trace.tolist(),
+        "gains": gains.tolist(),
+        "stats": json.loads(json.dumps(stats, default=str)),
+    }
 
-    # ---- conversations
-    conv_col = next((c for c in CONVERSATION_COLUMNS if c in pool.column_names), None)
-    if conv_col is not None:
-        turns, chars = _conversation_stats(pool, conv_col)
-        lowest = min(int(turns.min()) if turns.size else 1, 1)
-        t_edges = np.arange(lowest - 0.5, max(int(turns.max()) if turns.size else 1, 1) + 1.5)
-        c_max = max(float(chars.max()) if chars.size else 1.0, 1.0)
-        c_edges = np.logspace(0, math.log10(c_max) + 0.01, 31)
-        data["conversations"] = {
-            "column": conv_col,
-            "user_turn_bin_edges": t_edges.tolist(),
-            "length_bin_edges": c_edges.tolist(),
-            "pool": {
-                "user_turns": {**_describe(turns), "histogram": _histogram(turns, t_edges)},
-                "characters": {**_describe(chars), "histogram": _histogram(chars, c_edges)},
-            },
-            "by_selection": {
-                name: {
-                    "user_turns": {
-                        **_describe(turns[idx]),
-                        "histogram": _histogram(turns[idx], t_edges),
-                    },
-                    "characters": {
-                        **_describe(chars[idx]),
-                        "histogram": _histogram(chars[idx], c_edges),
-                    },
-                }
-                for name, idx in indices.items()
-            },
-        }
-        raw["turns"], raw["chars"] = turns, chars
 
-    # ---- sources
-    src_col = next((c for c in SOURCE_COLUMNS if c in pool.column_names), None)
-    if src_col is not None:
-        src = [str(s) for s in pool[src_col]]
-        pool_src = Counter(src)
-        order = sorted(pool_src, key=lambda s: (-pool_src[s], s))
-        data["sources"] = {
-            "column": src_col,
-            "order": order,
-            "pool": {s: pool_src[s] for s in order},
-            "by_selection": {
-                name: {s: c for s, c in ((s, Counter(src[i] for i in idx)[s]) for s in order)}
-                for name, idx in indices.items()
-            },
+def _scores_section(
+    pool: Dataset,
+    score_column: str,
+    indices: dict[str, np.ndarray],
+    summaries: dict[str, dict],
+    raw: dict,
+) -> dict:
+    """Score statistics and histograms (30 bins over the pool's finite range), pool and
+    selections; the scores go to ``raw["scores"]``."""
+    scores = np.asarray(pool[score_column], dtype=float)
+    finite = scores[np.isfinite(scores)]
+    lo, hi = (float(finite.min()), float(finite.max())) if finite.size else (0.0, 1.0)
+    if hi <= lo:
+        hi = lo + 1.0
+    edges = np.linspace(lo, hi, 31)
+    raw["scores"] = scores
+    return {
+        "column": score_column,
+        "collapse": next(iter(summaries.values())).get("score_collapse"),
+        "bin_edges": edges.tolist(),
+        "pool": {**_describe(finite), "histogram": _histogram(finite, edges)},
+        "by_selection": {
+            name: {**_describe(scores[idx]), "histogram": _histogram(scores[idx], edges)}
+            for name, idx in indices.items()
+        },
+    }
+
+
+def _conversations_section(
+    pool: Dataset, column: str, indices: dict[str, np.ndarray], raw: dict
+) -> dict:
+    """User turns and characters per conversation (statistics and histograms), pool and
+    selections; the per-row values go to ``raw`` (``turns``, ``chars``)."""
+    turns, chars = _conversation_stats(pool, column)
+    lowest = min(int(turns.min()) if turns.size else 1, 1)
+    t_edges = np.arange(lowest - 0.5, max(int(turns.max()) if turns.size else 1, 1) + 1.5)
+    c_max = max(float(chars.max()) if chars.size else 1.0, 1.0)
+    c_edges = np.logspace(0, math.log10(c_max) + 0.01, 31)
+
+    def described(t: np.ndarray, c: np.ndarray) -> dict:
+        return {
+            "user_turns": {**_describe(t), "histogram": _histogram(t, t_edges)},
+            "characters": {**_describe(c), "histogram": _histogram(c, c_edges)},
         }
 
-    # ---- overlap
+    raw["turns"], raw["chars"] = turns, chars
+    return {
+        "column": column,
+        "user_turn_bin_edges": t_edges.tolist(),
+        "length_bin_edges": c_edges.tolist(),
+        "pool": described(turns, chars),
+        "by_selection": {name: described(turns[idx], chars[idx]) for name, idx in indices.items()},
+    }
+
+
+def _sources_section(pool: Dataset, column: str, indices: dict[str, np.ndarray]) -> dict:
+    """Rows per source (most common first), pool and selections."""
+    src = [str(s) for s in pool[column]]
+    pool_src = Counter(src)
+    order = sorted(pool_src, key=lambda s: (-pool_src[s], s))
+    return {
+        "column": column,
+        "order": order,
+        "pool": {s: pool_src[s] for s in order},
+        "by_selection": {
+            name: {s: c for s, c in ((s, Counter(src[i] for i in idx)[s]) for s in order)}
+            for name, idx in indices.items()
+        },
+    }
+
+
+def _overlap_section(indices: dict[str, np.ndarray], label_sets: dict[str, set[str]]) -> list[dict]:
+    """Shared rows (and labels) of each pair of selections, with their Jaccard similarity."""
     names = list(indices)
     pairs = []
     for a_pos, a in enumerate(names):
@@ -683,12 +556,7 @@ def compute_report_data(
                 entry["labels_only_in_a"] = len(la - lb)
                 entry["labels_only_in_b"] = len(lb - la)
             pairs.append(entry)
-    data["overlap"] = pairs
-
-    # ---- graph neighbourhoods
-    if label_graph is not None and row_labels is not None:
-        data["label_graph"] = _neighbourhoods(label_graph, raw, names, mig_result is not None)
-    return data, indices, raw
+    return pairs
 
 
 def _neighbourhoods(graph: Any, raw: dict, names: list[str], has_mig: bool) -> dict:

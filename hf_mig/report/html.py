@@ -4,12 +4,10 @@ from __future__ import annotations
 
 import base64
 import html
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
-from hf_mig.report.data import (
-    PICK_TEXT_CHARS,
-)
+from hf_mig.report.data import PICK_TEXT_CHARS
 
 # ---------------------------------------------------------------------------- HTML
 _CSS = """
@@ -138,246 +136,31 @@ def _picks_html(name: str, sel: dict) -> str:
     return head + _table(header, rows, left=len(header) - (2 if with_gain else 1)) + note
 
 
+#: ``section(data, figures by name, selection names) -> html parts``, ``None`` when the report
+#: has no such section.
+Section = Callable[[dict, dict[str, str], list[str]], list[str] | None]
+
+
 def render_html(data: dict, figures: list[dict], title: str = "hf-mig selection report") -> str:
     """The report page: contents, provenance, first picks, summary tables and every figure
     (embedded as PNG data URIs), one ``<section id=...>`` per topic."""
     figs = {f["file"][:-4]: _figure_html(f) for f in figures}
     names = list(data["selections"])
     sections: list[tuple[str, str, list[str]]] = []  # (anchor, heading, html parts)
-
-    def section(anchor: str, heading: str) -> list[str]:
-        parts: list[str] = []
-        sections.append((anchor, heading, parts))
-        return parts
-
-    labels = data.get("labels")
-    pool_unlabelled = labels.get("pool_unlabelled_rows") if labels else None
-    parts = section("summary", "Summary")
-    parts.append(
-        f"<p>Pool: {data['pool']['rows']:,} rows"
-        + (f", {pool_unlabelled:,} of them without a label" if pool_unlabelled is not None else "")
-        + ". Selections: "
-        + ", ".join(
-            f"<b>{html.escape(n)}</b> ({data['selections'][n]['rows']:,} rows"
-            + (
-                f", {_fmt_count(labels['by_selection'][n]['unlabelled_rows'])} without a label"
-                if labels
-                else ""
-            )
-            + ")"
-            for n in names
-        )
-        + ".</p>"
-    )
-    parts.append("<h3>Where the columns came from</h3>")
-    parts.append(_provenance_html(data))
-
-    parts = section("picks", "What was picked")
-    parts.append(
-        "<p>The first picks of each selection, in pick order: the row's first user turn "
-        f"(cut to {PICK_TEXT_CHARS} characters), its labels, its score and, when known, the "
-        "information gain MIG picked it with.</p>"
-    )
-    parts += [_picks_html(n, data["selections"][n]) for n in names]
-
-    if labels:
-        parts = section("labels", "Label coverage")
-        rows = [
-            [
-                "pool",
-                data["pool"]["rows"],
-                labels["pool_labels"],
-                labels["pool_labels"],
-                "100.0%",
-                next((b["pool_labels"] for b in labels["frequency_bands"] if b["band"] == "1"), ""),
-                _fmt_count(pool_unlabelled),
-            ]
-        ]
-        rows += [
-            [
-                n,
-                data["selections"][n]["rows"],
-                labels["by_selection"][n]["labels_covered"],
-                labels["pool_labels"],
-                f"{100 * labels['by_selection'][n]['coverage']:.1f}%",
-                labels["by_selection"][n]["singleton_labels_covered"],
-                _fmt_count(labels["by_selection"][n]["unlabelled_rows"]),
-            ]
-            for n in names
-        ]
-        parts.append(
-            _table(
-                [
-                    "selection",
-                    "rows",
-                    "distinct labels covered",
-                    "pool labels",
-                    "coverage",
-                    "single-row labels covered",
-                    "rows without a label",
-                ],
-                rows,
-            )
-        )
-        parts.append(
-            "<p>Rows without a label (an empty or missing label list) are kept in the pool; MIG "
-            "ranks them last, since they add no information to any label.</p>"
-        )
-        parts += [
-            figs.get(k, "") for k in ("coverage_curve", "top_labels", "coverage_by_frequency")
-        ]
-        parts.append(
-            "<details><summary>Most frequent labels: pool rows vs selected rows (table)</summary>"
-        )
-        parts.append(
-            _table(
-                ["label", "pool", *names],
-                [[t["label"], t["pool"], *(t[n] for n in names)] for t in labels["top_labels"]],
-            )
-        )
-        parts.append("</details>")
-    info = data.get("information")
-    if info:
-        parts = section("information", "Information per label")
-        if "skipped" in info:
-            parts.append(f"<p>Not computed: {html.escape(info['skipped'])}</p>")
-        else:
-            phi = (
-                f"(x + {info['phi_a']:g})^{info['phi_b']:g}"
-                if info["phi"] == "pow"
-                else f"1 - exp(-{info['phi_alpha']:g} x)"
-            )
-            parts.append(
-                "<p>MIG's information of a set is <code>x(S) = sum u_i</code> over its rows, "
-                "<code>u_i = w_i v_i P</code> (w: the score"
-                + (" divided by the row's number of labels" if info["norm"] else "")
-                + f"), and <code>E(S) = sum phi(x)</code> with <code>phi(x) = {phi}</code> over "
-                f"{info['num_labels']:,} labels (E of the empty set: "
-                f"{info['initial_objective']:.4g}). Propagation P: "
-                f"{html.escape(info['propagation'])}. Gini and share are over the "
-                f"{len(info['ranked_labels']):,} labels the pool informs (x &gt; 0).</p>"
-            )
-            bands = [b["band"] for b in info["bands"]]
-            rows = [["pool", data["pool"]["rows"]] + _information_row(info["pool"], bands)]
-            rows += [
-                [n, data["selections"][n]["rows"]]
-                + _information_row(info["by_selection"][n], bands)
-                for n in names
-            ]
-            parts.append(
-                _table(
-                    [
-                        "",
-                        "rows",
-                        "E(S)",
-                        "labels with x > 0",
-                        "share of pool's labels",
-                        "Gini of x",
-                        "effective labels",
-                        "information kept",
-                        *(f"kept: {b}" for b in bands),
-                    ],
-                    rows,
-                )
-            )
-            check = info.get("mig_trace_check")
-            if check:
-                parts.append(
-                    f"<p>E of '{html.escape(check['selection'])}' = {check['objective']:.10g}; "
-                    f"the MIG greedy trace ends at {check['trace_final_objective']:.10g} "
-                    f"(relative difference {check['relative_difference']:.1e}).</p>"
-                )
-            parts.append(figs.get("label_information", ""))
-    trace = data.get("mig_trace")
-    if trace:
-        parts = section("trace", "MIG greedy trace")
-        rows = [
-            ["initial E(S)", trace["initial_objective"]],
-            ["final E(S)", trace["final_objective"]],
-            ["picks", trace["k"]],
-            *([k, v] for k, v in trace["stats"].items()),
-        ]
-        parts.append(_table(["", "value"], rows))
-        parts.append(figs.get("mig_trace", ""))
-    if data.get("scores"):
-        sc = data["scores"]
-        parts = section("scores", "Scores")
-        if sc.get("collapse"):
-            parts.append(
-                '<p class="warning">Score collapse in the pool\'s '
-                f"'{html.escape(sc['column'])}': {html.escape(sc['collapse']['message'])}.</p>"
-            )
-        stats = [("pool", sc["pool"]), *((n, sc["by_selection"][n]) for n in names)]
-        parts.append(
-            _table(
-                ["", "mean", "median", "min", "max"],
-                [
-                    [n, s.get("mean", ""), s.get("median", ""), s.get("min", ""), s.get("max", "")]
-                    for n, s in stats
-                ],
-            )
-        )
-        parts.append(figs.get("score_distribution", ""))
-    if data.get("conversations"):
-        cv = data["conversations"]
-        parts = section("conversations", "Conversations")
-        stats = [("pool", cv["pool"]), *((n, cv["by_selection"][n]) for n in names)]
-        parts.append(
-            f"<p>User turns: the messages of '{html.escape(cv['column'])}' whose role is the "
-            "user's (a single-turn row has 1). Characters: all messages' content.</p>"
-        )
-        parts.append(
-            _table(
-                [
-                    "",
-                    "mean user turns",
-                    "median user turns",
-                    "mean characters",
-                    "median characters",
-                ],
-                [
-                    [
-                        n,
-                        s["user_turns"].get("mean", ""),
-                        s["user_turns"].get("median", ""),
-                        s["characters"].get("mean", ""),
-                        s["characters"].get("median", ""),
-                    ]
-                    for n, s in stats
-                ],
-            )
-        )
-        parts += [figs.get("conversation_turns", ""), figs.get("conversation_length", "")]
-    if data.get("sources"):
-        parts = section("sources", "Source mix")
-        parts.append(figs.get("source_mix", ""))
-    if data["overlap"]:
-        parts = section("overlap", "Overlap between selections")
-        keys = ["shared_rows", "jaccard", "shared_labels", "label_jaccard"]
-        parts.append(
-            _table(
-                ["a", "b", "shared rows", "row Jaccard", "shared labels", "label Jaccard"],
-                [[p["a"], p["b"], *(p.get(k, "") for k in keys)] for p in data["overlap"]],
-                left=2,
-            )
-        )
-        parts.append(figs.get("overlap", ""))
-    graph = data.get("label_graph")
-    if graph:
-        parts = section("graph", "Label graph")
-        st = graph["stats"]
-        parts.append(
-            f"<p>{st['num_labels']:,} labels, {st['num_edges']:,} edges (threshold "
-            f"{html.escape(str(st.get('threshold')))}), {st['isolated_labels']:,} isolated; "
-            f"{graph['pool_labels_in_graph']:,} of the pool's labels are in the graph.</p>"
-        )
-        parts.append(figs.get("label_neighbourhoods", ""))
+    for anchor, heading, build in _SECTIONS:
+        parts = build(data, figs, names)
+        if parts is not None:
+            sections.append((anchor, heading, parts))
     # any figure not placed above
     placed = "".join(x for _, _, body in sections for x in body)
     rest = [v for v in figs.values() if v not in placed]
     if rest:
-        section("other", "Other figures").extend(rest)
+        sections.append(("other", "Other figures", rest))
+    return _page(title, sections)
 
+
+def _page(title: str, sections: list[tuple[str, str, list[str]]]) -> str:
+    """The HTML document: title, contents, the sections, the link to ``report.json``."""
     toc = "".join(
         f'<li><a href="#{anchor}">{html.escape(heading)}</a></li>'
         for anchor, heading, _ in sections
@@ -396,3 +179,243 @@ def render_html(data: dict, figures: list[dict], title: str = "hf-mig selection 
         + "\n".join(body)
         + f"\n<script>{_IMAGE_CHECK}</script>\n</body></html>\n"
     )
+
+
+def _pool_unlabelled(data: dict) -> int | None:
+    labels = data.get("labels")
+    return labels.get("pool_unlabelled_rows") if labels else None
+
+
+def _summary_section(data: dict, figs: dict[str, str], names: list[str]) -> list[str]:
+    labels = data.get("labels")
+    pool_unlabelled = _pool_unlabelled(data)
+    return [
+        f"<p>Pool: {data['pool']['rows']:,} rows"
+        + (f", {pool_unlabelled:,} of them without a label" if pool_unlabelled is not None else "")
+        + ". Selections: "
+        + ", ".join(
+            f"<b>{html.escape(n)}</b> ({data['selections'][n]['rows']:,} rows"
+            + (
+                f", {_fmt_count(labels['by_selection'][n]['unlabelled_rows'])} without a label"
+                if labels
+                else ""
+            )
+            + ")"
+            for n in names
+        )
+        + ".</p>",
+        "<h3>Where the columns came from</h3>",
+        _provenance_html(data),
+    ]
+
+
+def _picks_section(data: dict, figs: dict[str, str], names: list[str]) -> list[str]:
+    return [
+        "<p>The first picks of each selection, in pick order: the row's first user turn "
+        f"(cut to {PICK_TEXT_CHARS} characters), its labels, its score and, when known, the "
+        "information gain MIG picked it with.</p>",
+        *(_picks_html(n, data["selections"][n]) for n in names),
+    ]
+
+
+def _labels_section(data: dict, figs: dict[str, str], names: list[str]) -> list[str] | None:
+    labels = data.get("labels")
+    if not labels:
+        return None
+    by_selection = labels["by_selection"]
+    rows = [
+        [
+            "pool",
+            data["pool"]["rows"],
+            labels["pool_labels"],
+            labels["pool_labels"],
+            "100.0%",
+            next((b["pool_labels"] for b in labels["frequency_bands"] if b["band"] == "1"), ""),
+            _fmt_count(_pool_unlabelled(data)),
+        ]
+    ]
+    rows += [
+        [
+            n,
+            data["selections"][n]["rows"],
+            by_selection[n]["labels_covered"],
+            labels["pool_labels"],
+            f"{100 * by_selection[n]['coverage']:.1f}%",
+            by_selection[n]["singleton_labels_covered"],
+            _fmt_count(by_selection[n]["unlabelled_rows"]),
+        ]
+        for n in names
+    ]
+    header = [
+        "selection",
+        "rows",
+        "distinct labels covered",
+        "pool labels",
+        "coverage",
+        "single-row labels covered",
+        "rows without a label",
+    ]
+    return [
+        _table(header, rows),
+        "<p>Rows without a label (an empty or missing label list) are kept in the pool; MIG "
+        "ranks them last, since they add no information to any label.</p>",
+        *(figs.get(k, "") for k in ("coverage_curve", "top_labels", "coverage_by_frequency")),
+        "<details><summary>Most frequent labels: pool rows vs selected rows (table)</summary>",
+        _table(
+            ["label", "pool", *names],
+            [[t["label"], t["pool"], *(t[n] for n in names)] for t in labels["top_labels"]],
+        ),
+        "</details>",
+    ]
+
+
+def _information_section(data: dict, figs: dict[str, str], names: list[str]) -> list[str] | None:
+    info = data.get("information")
+    if not info:
+        return None
+    if "skipped" in info:
+        return [f"<p>Not computed: {html.escape(info['skipped'])}</p>"]
+    phi = (
+        f"(x + {info['phi_a']:g})^{info['phi_b']:g}"
+        if info["phi"] == "pow"
+        else f"1 - exp(-{info['phi_alpha']:g} x)"
+    )
+    parts = [
+        "<p>MIG's information of a set is <code>x(S) = sum u_i</code> over its rows, "
+        "<code>u_i = w_i v_i P</code> (w: the score"
+        + (" divided by the row's number of labels" if info["norm"] else "")
+        + f"), and <code>E(S) = sum phi(x)</code> with <code>phi(x) = {phi}</code> over "
+        f"{info['num_labels']:,} labels (E of the empty set: "
+        f"{info['initial_objective']:.4g}). Propagation P: "
+        f"{html.escape(info['propagation'])}. Gini and share are over the "
+        f"{len(info['ranked_labels']):,} labels the pool informs (x &gt; 0).</p>"
+    ]
+    bands = [b["band"] for b in info["bands"]]
+    rows = [["pool", data["pool"]["rows"]] + _information_row(info["pool"], bands)]
+    rows += [
+        [n, data["selections"][n]["rows"]] + _information_row(info["by_selection"][n], bands)
+        for n in names
+    ]
+    header = [
+        "",
+        "rows",
+        "E(S)",
+        "labels with x > 0",
+        "share of pool's labels",
+        "Gini of x",
+        "effective labels",
+        "information kept",
+        *(f"kept: {b}" for b in bands),
+    ]
+    parts.append(_table(header, rows))
+    check = info.get("mig_trace_check")
+    if check:
+        parts.append(
+            f"<p>E of '{html.escape(check['selection'])}' = {check['objective']:.10g}; "
+            f"the MIG greedy trace ends at {check['trace_final_objective']:.10g} "
+            f"(relative difference {check['relative_difference']:.1e}).</p>"
+        )
+    parts.append(figs.get("label_information", ""))
+    return parts
+
+
+def _trace_section(data: dict, figs: dict[str, str], names: list[str]) -> list[str] | None:
+    trace = data.get("mig_trace")
+    if not trace:
+        return None
+    rows = [
+        ["initial E(S)", trace["initial_objective"]],
+        ["final E(S)", trace["final_objective"]],
+        ["picks", trace["k"]],
+        *([k, v] for k, v in trace["stats"].items()),
+    ]
+    return [_table(["", "value"], rows), figs.get("mig_trace", "")]
+
+
+def _scores_section(data: dict, figs: dict[str, str], names: list[str]) -> list[str] | None:
+    sc = data.get("scores")
+    if not sc:
+        return None
+    parts = []
+    if sc.get("collapse"):
+        parts.append(
+            '<p class="warning">Score collapse in the pool\'s '
+            f"'{html.escape(sc['column'])}': {html.escape(sc['collapse']['message'])}.</p>"
+        )
+    stats = [("pool", sc["pool"]), *((n, sc["by_selection"][n]) for n in names)]
+    rows = [
+        [n, s.get("mean", ""), s.get("median", ""), s.get("min", ""), s.get("max", "")]
+        for n, s in stats
+    ]
+    parts.append(_table(["", "mean", "median", "min", "max"], rows))
+    parts.append(figs.get("score_distribution", ""))
+    return parts
+
+
+def _conversations_section(data: dict, figs: dict[str, str], names: list[str]) -> list[str] | None:
+    cv = data.get("conversations")
+    if not cv:
+        return None
+    stats = [("pool", cv["pool"]), *((n, cv["by_selection"][n]) for n in names)]
+    header = ["", "mean user turns", "median user turns", "mean characters", "median characters"]
+    rows = [
+        [
+            n,
+            s["user_turns"].get("mean", ""),
+            s["user_turns"].get("median", ""),
+            s["characters"].get("mean", ""),
+            s["characters"].get("median", ""),
+        ]
+        for n, s in stats
+    ]
+    return [
+        f"<p>User turns: the messages of '{html.escape(cv['column'])}' whose role is the "
+        "user's (a single-turn row has 1). Characters: all messages' content.</p>",
+        _table(header, rows),
+        figs.get("conversation_turns", ""),
+        figs.get("conversation_length", ""),
+    ]
+
+
+def _sources_section(data: dict, figs: dict[str, str], names: list[str]) -> list[str] | None:
+    return [figs.get("source_mix", "")] if data.get("sources") else None
+
+
+def _overlap_section(data: dict, figs: dict[str, str], names: list[str]) -> list[str] | None:
+    if not data["overlap"]:
+        return None
+    keys = ["shared_rows", "jaccard", "shared_labels", "label_jaccard"]
+    table = _table(
+        ["a", "b", "shared rows", "row Jaccard", "shared labels", "label Jaccard"],
+        [[p["a"], p["b"], *(p.get(k, "") for k in keys)] for p in data["overlap"]],
+        left=2,
+    )
+    return [table, figs.get("overlap", "")]
+
+
+def _graph_section(data: dict, figs: dict[str, str], names: list[str]) -> list[str] | None:
+    graph = data.get("label_graph")
+    if not graph:
+        return None
+    st = graph["stats"]
+    return [
+        f"<p>{st['num_labels']:,} labels, {st['num_edges']:,} edges (threshold "
+        f"{html.escape(str(st.get('threshold')))}), {st['isolated_labels']:,} isolated; "
+        f"{graph['pool_labels_in_graph']:,} of the pool's labels are in the graph.</p>",
+        figs.get("label_neighbourhoods", ""),
+    ]
+
+
+#: The page's sections in order: ``(anchor, heading, builder)``.
+_SECTIONS: tuple[tuple[str, str, Section], ...] = (
+    ("summary", "Summary", _summary_section),
+    ("picks", "What was picked", _picks_section),
+    ("labels", "Label coverage", _labels_section),
+    ("information", "Information per label", _information_section),
+    ("trace", "MIG greedy trace", _trace_section),
+    ("scores", "Scores", _scores_section),
+    ("conversations", "Conversations", _conversations_section),
+    ("sources", "Source mix", _sources_section),
+    ("overlap", "Overlap between selections", _overlap_section),
+    ("graph", "Label graph", _graph_section),
+)
