@@ -274,65 +274,82 @@ def parse_tags(text: str | None) -> ParsedTags:
         if body[:start].strip():
             local.append("leading_text")
         if body[start] == "[":
-            end = _match(body, start)
-            if end is not None:
-                ok, value, used = _loads(body[start:end])
-                if ok and isinstance(value, list | tuple):
-                    if used:
-                        local.append("single_quotes")
-                    if body[end:].strip():
-                        local.append("trailing_text")
-                    result = _finish(list(value), local)
-                    if result.ok:
-                        return result
-                    failure = failure or result.error
-                    continue
-                items, used, skipped, _ = _list_body(body[:end], start)
-                if items:
-                    if used:
-                        local.append("single_quotes")
-                    if skipped:
-                        local.append("invalid_items")
-                    result = _finish(items, local)
-                    pairs = _pairs(body[start:end])
-                    if len(pairs) > len(result.items):
-                        return _finish([{"tag": p} for p in pairs], [*repairs, "regex"])
-                    if result.ok:
-                        return result
-                    failure = failure or result.error
-                continue
-            items, used, skipped, _ = _list_body(body, start)
-            if items:
-                if skipped:
-                    local.append("invalid_items")
-                if used:
-                    local.append("single_quotes")
-                local.append("truncated")
-                result = _finish(items, local)
-                if result.ok:
-                    return result
-                failure = failure or result.error
+            result, final = _from_list(body, start, repairs, local)
+        else:
+            result, final = _from_objects(body, start, local), False
+        if result is None:
             continue
-        values, used, cut, end = _object_run(body, start)
-        raw_items: list[Any] = []
-        for value in values:
-            inner = _items_of(value)
-            if inner is not None:
-                raw_items.extend(inner)
-        if raw_items:
-            if used:
-                local.append("single_quotes")
-            if any(isinstance(v, Mapping) and _item(v) is not None for v in values):
-                local.append("no_list")
-            if cut:
-                local.append("truncated")
-            elif body[end:].strip():
-                local.append("trailing_text")
-            result = _finish(raw_items, local)
-            if result.ok:
-                return result
-            failure = failure or result.error
+        if result.ok or final:
+            return result
+        failure = failure or result.error
+    return _last_resort(body, repairs, failure)
 
+
+def _from_list(
+    body: str, start: int, repairs: list[str], local: list[str]
+) -> tuple[ParsedTags | None, bool]:
+    """The tags of the list opened at ``body[start]``: ``(result, final)``, ``result`` ``None``
+    when the list holds no item; ``final`` when the result is the answer even if it failed (the
+    ``"tag"`` pairs of a list that does not parse as a whole outnumber its parsed items).
+
+    A list that parses is read whole; otherwise its complete items are read one by one, up to
+    its closing bracket or, when it has none, to the end of the output (``truncated``)."""
+    end = _match(body, start)
+    if end is None:
+        items, used, skipped, _ = _list_body(body, start)
+        if not items:
+            return None, False
+        if skipped:
+            local.append("invalid_items")
+        if used:
+            local.append("single_quotes")
+        local.append("truncated")
+        return _finish(items, local), False
+    ok, value, used = _loads(body[start:end])
+    if ok and isinstance(value, list | tuple):
+        if used:
+            local.append("single_quotes")
+        if body[end:].strip():
+            local.append("trailing_text")
+        return _finish(list(value), local), False
+    items, used, skipped, _ = _list_body(body[:end], start)
+    if not items:
+        return None, False
+    if used:
+        local.append("single_quotes")
+    if skipped:
+        local.append("invalid_items")
+    result = _finish(items, local)
+    pairs = _pairs(body[start:end])
+    if len(pairs) > len(result.items):
+        return _finish([{"tag": p} for p in pairs], [*repairs, "regex"]), True
+    return result, False
+
+
+def _from_objects(body: str, start: int, local: list[str]) -> ParsedTags | None:
+    """The tags of the objects that follow one another from ``body[start]`` (a ``{``), each an
+    item or holding a list of items; ``None`` when they hold none."""
+    values, used, cut, end = _object_run(body, start)
+    raw_items: list[Any] = []
+    for value in values:
+        inner = _items_of(value)
+        if inner is not None:
+            raw_items.extend(inner)
+    if not raw_items:
+        return None
+    if used:
+        local.append("single_quotes")
+    if any(isinstance(v, Mapping) and _item(v) is not None for v in values):
+        local.append("no_list")
+    if cut:
+        local.append("truncated")
+    elif body[end:].strip():
+        local.append("trailing_text")
+    return _finish(raw_items, local)
+
+
+def _last_resort(body: str, repairs: list[str], failure: str | None) -> ParsedTags:
+    """``"tag": "..."`` pairs found anywhere, else the error that says why nothing parsed."""
     pairs = _pairs(body)
     if pairs:
         return _finish([{"tag": p} for p in pairs], [*repairs, "regex"])
