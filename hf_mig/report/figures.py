@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import math
 from collections.abc import Callable, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -29,8 +30,8 @@ def _colors(names: Sequence[str]) -> dict[str, str]:
     return {n: palette[i % len(palette)] for i, n in enumerate(names)}
 
 
-#: ``figure(data, raw, names, colors) -> [figure]``: one kind of figure, drawn when the data has it.
-Drawer = Callable[[dict, dict, list[str], dict[str, str]], list[dict]]
+#: ``figure(its data, the report's data, raw arrays, selection names, colours) -> [figure]``.
+Drawer = Callable[[Any, dict, dict, list[str], dict[str, str]], list[dict]]
 
 
 def _figure(name: str, title: str, caption: str, fig) -> dict:
@@ -44,13 +45,17 @@ def make_figures(data: dict, raw: dict, indices: dict[str, np.ndarray]) -> list[
     out."""
     names = list(indices)
     color = _colors(names)
-    return [figure for draw in _DRAWERS for figure in draw(data, raw, names, color)]
+    figures = []
+    for key, draw in _DRAWERS:
+        part = data if key is None else data.get(key)
+        if part:
+            figures += draw(part, data, raw, names, color)
+    return figures
 
 
-def _coverage_curve(data: dict, raw: dict, names: list[str], color: dict[str, str]) -> list[dict]:
-    labels = data.get("labels")
-    if not labels:
-        return []
+def _coverage_curve(
+    labels: Any, data: dict, raw: dict, names: list[str], color: dict[str, str]
+) -> list[dict]:
     fig = _new_figure()
     ax = fig.add_subplot()
     for n in names:
@@ -62,20 +67,14 @@ def _coverage_curve(data: dict, raw: dict, names: list[str], color: dict[str, st
     ax.set_title("Label coverage against k")
     ax.grid(alpha=0.3)
     ax.legend()
-    return [
-        _figure(
-            "coverage_curve",
-            "Label coverage against k",
-            "Distinct labels covered after each pick; the dashed line is the pool's total.",
-            fig,
-        )
-    ]
+    caption = "Distinct labels covered after each pick; the dashed line is the pool's total."
+    return [_figure("coverage_curve", "Label coverage against k", caption, fig)]
 
 
-def _top_labels(data: dict, raw: dict, names: list[str], color: dict[str, str]) -> list[dict]:
+def _top_labels(
+    labels: Any, data: dict, raw: dict, names: list[str], color: dict[str, str]
+) -> list[dict]:
     """The most frequent labels: share of rows carrying each, pool vs each selection."""
-    if not data.get("labels"):
-        return []
     ranked, pool_counts = raw["ranked"], raw["pool_counts"]
     top = ranked[:TOP_LABELS]
     if not top:
@@ -122,24 +121,17 @@ def _top_labels(data: dict, raw: dict, names: list[str], color: dict[str, str]) 
     )
     ax.grid(axis="x", alpha=0.3)
     ax.legend(loc="lower right", fontsize=9)
-    return [
-        _figure(
-            "top_labels",
-            "Most frequent labels",
-            f"The {len(top)} labels carried by most pool rows: grey bars, the share of the "
-            "pool's rows carrying each; markers, the share of each selection's rows. A marker "
-            "left of its bar: the selection has the label less often than the pool.",
-            fig,
-        )
-    ]
+    caption = (
+        f"The {len(top)} labels carried by most pool rows: grey bars, the share of the "
+        "pool's rows carrying each; markers, the share of each selection's rows. A marker "
+        "left of its bar: the selection has the label less often than the pool."
+    )
+    return [_figure("top_labels", "Most frequent labels", caption, fig)]
 
 
 def _coverage_by_frequency(
-    data: dict, raw: dict, names: list[str], color: dict[str, str]
+    labels: Any, data: dict, raw: dict, names: list[str], color: dict[str, str]
 ) -> list[dict]:
-    labels = data.get("labels")
-    if not labels:
-        return []
     bands = labels["frequency_bands"]
     fig = _new_figure()
     ax = fig.add_subplot()
@@ -155,23 +147,16 @@ def _coverage_by_frequency(
     ax.set_title("Coverage by label frequency")
     ax.legend()
     ax.grid(axis="y", alpha=0.3)
-    return [
-        _figure(
-            "coverage_by_frequency",
-            "Coverage by label frequency",
-            "Share of the pool's labels covered, grouped by how common each label is.",
-            fig,
-        )
-    ]
+    caption = "Share of the pool's labels covered, grouped by how common each label is."
+    return [_figure("coverage_by_frequency", "Coverage by label frequency", caption, fig)]
 
 
 def _label_information(
-    data: dict, raw: dict, names: list[str], color: dict[str, str]
+    info: Any, data: dict, raw: dict, names: list[str], color: dict[str, str]
 ) -> list[dict]:
     """MIG's information per label (top) and the share of it each selection keeps (bottom)."""
-    info = data.get("information")
     info_raw = raw.get("information")
-    if not (info and info_raw and info_raw["x_pool"].size):
+    if not (info_raw and info_raw["x_pool"].size):
         return []
     x_pool = info_raw["x_pool"]
     fig = _new_figure(9.0, 6.8)
@@ -212,24 +197,21 @@ def _label_information(
     ax2.set_ylabel(f"x(S) / x(pool)\n(rolling mean, window {window})")
     ax2.legend(fontsize=8)
     ax2.grid(alpha=0.3)
-    return [
-        _figure(
-            "label_information",
-            "MIG information per label",
-            "Top: MIG's information x = sum of u_i = w_i v_i P per label for the pool and each "
-            "selection, labels ranked by the pool's x (log scale; labels a selection leaves at 0 "
-            "are not drawn). Bottom: the share of the pool's information each selection keeps "
-            "per label; the dashed lines are each selection's share of the rows (what an even "
-            "spread would keep), the right end is the long tail. Propagation: "
-            f"{info['propagation']}.",
-            fig,
-        )
-    ]
+    caption = (
+        "Top: MIG's information x = sum of u_i = w_i v_i P per label for the pool and each "
+        "selection, labels ranked by the pool's x (log scale; labels a selection leaves at 0 "
+        "are not drawn). Bottom: the share of the pool's information each selection keeps "
+        "per label; the dashed lines are each selection's share of the rows (what an even "
+        "spread would keep), the right end is the long tail. Propagation: "
+        f"{info['propagation']}."
+    )
+    return [_figure("label_information", "MIG information per label", caption, fig)]
 
 
-def _mig_trace(data: dict, raw: dict, names: list[str], color: dict[str, str]) -> list[dict]:
-    trace = data.get("mig_trace")
-    if not (trace and trace["objective"]):
+def _mig_trace(
+    trace: Any, data: dict, raw: dict, names: list[str], color: dict[str, str]
+) -> list[dict]:
+    if not trace["objective"]:
         return []
     fig = _new_figure(9.0, 6.4)
     ax1, ax2 = fig.subplots(2, 1, sharex=True)
@@ -248,15 +230,10 @@ def _mig_trace(data: dict, raw: dict, names: list[str], color: dict[str, str]) -
     )
     if note:
         ax2.text(0.99, 0.95, note, transform=ax2.transAxes, ha="right", va="top", fontsize=8)
-    return [
-        _figure(
-            "mig_trace",
-            "MIG greedy trace",
-            "The objective E(S) after each pick (top) and the gain each pick was chosen with "
-            "(bottom).",
-            fig,
-        )
-    ]
+    caption = (
+        "The objective E(S) after each pick (top) and the gain each pick was chosen with (bottom)."
+    )
+    return [_figure("mig_trace", "MIG greedy trace", caption, fig)]
 
 
 def _histograms(
@@ -295,11 +272,8 @@ def _histograms(
 
 
 def _score_distribution(
-    data: dict, raw: dict, names: list[str], color: dict[str, str]
+    scores: Any, data: dict, raw: dict, names: list[str], color: dict[str, str]
 ) -> list[dict]:
-    scores = data.get("scores")
-    if not scores:
-        return []
     return [
         _histograms(
             "score_distribution",
@@ -313,10 +287,9 @@ def _score_distribution(
     ]
 
 
-def _conversations(data: dict, raw: dict, names: list[str], color: dict[str, str]) -> list[dict]:
-    conv = data.get("conversations")
-    if not conv:
-        return []
+def _conversations(
+    conv: Any, data: dict, raw: dict, names: list[str], color: dict[str, str]
+) -> list[dict]:
     by_selection = conv["by_selection"]
     return [
         _histograms(
@@ -342,10 +315,9 @@ def _conversations(data: dict, raw: dict, names: list[str], color: dict[str, str
     ]
 
 
-def _source_mix(data: dict, raw: dict, names: list[str], color: dict[str, str]) -> list[dict]:
-    src = data.get("sources")
-    if not src:
-        return []
+def _source_mix(
+    src: Any, data: dict, raw: dict, names: list[str], color: dict[str, str]
+) -> list[dict]:
     order = src["order"][:15]
     fig = _new_figure(9.0, max(3.0, 0.35 * len(order) + 1.5))
     ax = fig.add_subplot()
@@ -370,7 +342,7 @@ def _source_mix(data: dict, raw: dict, names: list[str], color: dict[str, str]) 
     return [_figure("source_mix", "Source mix", "Share of rows from each source.", fig)]
 
 
-def _overlap(data: dict, raw: dict, names: list[str], color: dict[str, str]) -> list[dict]:
+def _overlap(_: Any, data: dict, raw: dict, names: list[str], color: dict[str, str]) -> list[dict]:
     """Jaccard matrices of the selections' rows (and labels), with two or more selections."""
     if len(names) < 2:
         return []
@@ -408,10 +380,9 @@ def _overlap(data: dict, raw: dict, names: list[str], color: dict[str, str]) -> 
 
 
 def _label_neighbourhoods(
-    data: dict, raw: dict, names: list[str], color: dict[str, str]
+    graph: Any, data: dict, raw: dict, names: list[str], color: dict[str, str]
 ) -> list[dict]:
-    graph = data.get("label_graph")
-    if not (graph and (graph["most_covered"] or graph["least_covered"])):
+    if not (graph["most_covered"] or graph["least_covered"]):
         return []
     groups = [("most covered", x) for x in graph["most_covered"]] + [
         ("least covered", x) for x in graph["least_covered"]
@@ -428,29 +399,26 @@ def _label_neighbourhoods(
     fig.suptitle(
         f"Label-graph neighbourhoods ({focus}); node text: selected / pool rows", fontsize=11
     )
-    return [
-        _figure(
-            "label_neighbourhoods",
-            "Label-graph neighbourhoods",
-            f"The most and least covered labels of '{focus}' with their graph neighbours "
-            "(edge width: similarity). Green nodes are covered by the selection, grey are not.",
-            fig,
-        )
-    ]
+    caption = (
+        f"The most and least covered labels of '{focus}' with their graph neighbours "
+        "(edge width: similarity). Green nodes are covered by the selection, grey are not."
+    )
+    return [_figure("label_neighbourhoods", "Label-graph neighbourhoods", caption, fig)]
 
 
-#: The figures in page order.
-_DRAWERS: tuple[Drawer, ...] = (
-    _coverage_curve,
-    _top_labels,
-    _coverage_by_frequency,
-    _label_information,
-    _mig_trace,
-    _score_distribution,
-    _conversations,
-    _source_mix,
-    _overlap,
-    _label_neighbourhoods,
+#: The figures in page order: ``(key, drawer)``; a drawer with a ``key`` runs when the report's
+#: data has a non-empty value there, given to it.
+_DRAWERS: tuple[tuple[str | None, Drawer], ...] = (
+    ("labels", _coverage_curve),
+    ("labels", _top_labels),
+    ("labels", _coverage_by_frequency),
+    ("information", _label_information),
+    ("mig_trace", _mig_trace),
+    ("scores", _score_distribution),
+    ("conversations", _conversations),
+    ("sources", _source_mix),
+    (None, _overlap),
+    ("label_graph", _label_neighbourhoods),
 )
 
 

@@ -136,9 +136,8 @@ def _picks_html(name: str, sel: dict) -> str:
     return head + _table(header, rows, left=len(header) - (2 if with_gain else 1)) + note
 
 
-#: ``section(data, figures by name, selection names) -> html parts``, ``None`` when the report
-#: has no such section.
-Section = Callable[[dict, dict[str, str], list[str]], list[str] | None]
+#: ``section(its data, the report's data, figures by name, selection names) -> html parts``.
+Section = Callable[[Any, dict, dict[str, str], list[str]], list[str]]
 
 
 def render_html(data: dict, figures: list[dict], title: str = "hf-mig selection report") -> str:
@@ -147,10 +146,10 @@ def render_html(data: dict, figures: list[dict], title: str = "hf-mig selection 
     figs = {f["file"][:-4]: _figure_html(f) for f in figures}
     names = list(data["selections"])
     sections: list[tuple[str, str, list[str]]] = []  # (anchor, heading, html parts)
-    for anchor, heading, build in _SECTIONS:
-        parts = build(data, figs, names)
-        if parts is not None:
-            sections.append((anchor, heading, parts))
+    for anchor, heading, key, build in _SECTIONS:
+        part = data if key is None else data.get(key)
+        if part:
+            sections.append((anchor, heading, build(part, data, figs, names)))
     # any figure not placed above
     placed = "".join(x for _, _, body in sections for x in body)
     rest = [v for v in figs.values() if v not in placed]
@@ -186,7 +185,7 @@ def _pool_unlabelled(data: dict) -> int | None:
     return labels.get("pool_unlabelled_rows") if labels else None
 
 
-def _summary_section(data: dict, figs: dict[str, str], names: list[str]) -> list[str]:
+def _summary_section(_: Any, data: dict, figs: dict[str, str], names: list[str]) -> list[str]:
     labels = data.get("labels")
     pool_unlabelled = _pool_unlabelled(data)
     return [
@@ -209,7 +208,7 @@ def _summary_section(data: dict, figs: dict[str, str], names: list[str]) -> list
     ]
 
 
-def _picks_section(data: dict, figs: dict[str, str], names: list[str]) -> list[str]:
+def _picks_section(_: Any, data: dict, figs: dict[str, str], names: list[str]) -> list[str]:
     return [
         "<p>The first picks of each selection, in pick order: the row's first user turn "
         f"(cut to {PICK_TEXT_CHARS} characters), its labels, its score and, when known, the "
@@ -218,10 +217,7 @@ def _picks_section(data: dict, figs: dict[str, str], names: list[str]) -> list[s
     ]
 
 
-def _labels_section(data: dict, figs: dict[str, str], names: list[str]) -> list[str] | None:
-    labels = data.get("labels")
-    if not labels:
-        return None
+def _labels_section(labels: Any, data: dict, figs: dict[str, str], names: list[str]) -> list[str]:
     by_selection = labels["by_selection"]
     rows = [
         [
@@ -269,10 +265,9 @@ def _labels_section(data: dict, figs: dict[str, str], names: list[str]) -> list[
     ]
 
 
-def _information_section(data: dict, figs: dict[str, str], names: list[str]) -> list[str] | None:
-    info = data.get("information")
-    if not info:
-        return None
+def _information_section(
+    info: Any, data: dict, figs: dict[str, str], names: list[str]
+) -> list[str]:
     if "skipped" in info:
         return [f"<p>Not computed: {html.escape(info['skipped'])}</p>"]
     phi = (
@@ -319,10 +314,7 @@ def _information_section(data: dict, figs: dict[str, str], names: list[str]) -> 
     return parts
 
 
-def _trace_section(data: dict, figs: dict[str, str], names: list[str]) -> list[str] | None:
-    trace = data.get("mig_trace")
-    if not trace:
-        return None
+def _trace_section(trace: Any, data: dict, figs: dict[str, str], names: list[str]) -> list[str]:
     rows = [
         ["initial E(S)", trace["initial_objective"]],
         ["final E(S)", trace["final_objective"]],
@@ -332,10 +324,7 @@ def _trace_section(data: dict, figs: dict[str, str], names: list[str]) -> list[s
     return [_table(["", "value"], rows), figs.get("mig_trace", "")]
 
 
-def _scores_section(data: dict, figs: dict[str, str], names: list[str]) -> list[str] | None:
-    sc = data.get("scores")
-    if not sc:
-        return None
+def _scores_section(sc: Any, data: dict, figs: dict[str, str], names: list[str]) -> list[str]:
     parts = []
     if sc.get("collapse"):
         parts.append(
@@ -352,10 +341,9 @@ def _scores_section(data: dict, figs: dict[str, str], names: list[str]) -> list[
     return parts
 
 
-def _conversations_section(data: dict, figs: dict[str, str], names: list[str]) -> list[str] | None:
-    cv = data.get("conversations")
-    if not cv:
-        return None
+def _conversations_section(
+    cv: Any, data: dict, figs: dict[str, str], names: list[str]
+) -> list[str]:
     stats = [("pool", cv["pool"]), *((n, cv["by_selection"][n]) for n in names)]
     header = ["", "mean user turns", "median user turns", "mean characters", "median characters"]
     rows = [
@@ -377,26 +365,21 @@ def _conversations_section(data: dict, figs: dict[str, str], names: list[str]) -
     ]
 
 
-def _sources_section(data: dict, figs: dict[str, str], names: list[str]) -> list[str] | None:
-    return [figs.get("source_mix", "")] if data.get("sources") else None
+def _sources_section(src: Any, data: dict, figs: dict[str, str], names: list[str]) -> list[str]:
+    return [figs.get("source_mix", "")]
 
 
-def _overlap_section(data: dict, figs: dict[str, str], names: list[str]) -> list[str] | None:
-    if not data["overlap"]:
-        return None
+def _overlap_section(pairs: Any, data: dict, figs: dict[str, str], names: list[str]) -> list[str]:
     keys = ["shared_rows", "jaccard", "shared_labels", "label_jaccard"]
     table = _table(
         ["a", "b", "shared rows", "row Jaccard", "shared labels", "label Jaccard"],
-        [[p["a"], p["b"], *(p.get(k, "") for k in keys)] for p in data["overlap"]],
+        [[p["a"], p["b"], *(p.get(k, "") for k in keys)] for p in pairs],
         left=2,
     )
     return [table, figs.get("overlap", "")]
 
 
-def _graph_section(data: dict, figs: dict[str, str], names: list[str]) -> list[str] | None:
-    graph = data.get("label_graph")
-    if not graph:
-        return None
+def _graph_section(graph: Any, data: dict, figs: dict[str, str], names: list[str]) -> list[str]:
     st = graph["stats"]
     return [
         f"<p>{st['num_labels']:,} labels, {st['num_edges']:,} edges (threshold "
@@ -406,16 +389,17 @@ def _graph_section(data: dict, figs: dict[str, str], names: list[str]) -> list[s
     ]
 
 
-#: The page's sections in order: ``(anchor, heading, builder)``.
-_SECTIONS: tuple[tuple[str, str, Section], ...] = (
-    ("summary", "Summary", _summary_section),
-    ("picks", "What was picked", _picks_section),
-    ("labels", "Label coverage", _labels_section),
-    ("information", "Information per label", _information_section),
-    ("trace", "MIG greedy trace", _trace_section),
-    ("scores", "Scores", _scores_section),
-    ("conversations", "Conversations", _conversations_section),
-    ("sources", "Source mix", _sources_section),
-    ("overlap", "Overlap between selections", _overlap_section),
-    ("graph", "Label graph", _graph_section),
+#: The page's sections in order: ``(anchor, heading, key, builder)``; a section with a ``key``
+#: shows when the report's data has a non-empty value there, given to its builder.
+_SECTIONS: tuple[tuple[str, str, str | None, Section], ...] = (
+    ("summary", "Summary", None, _summary_section),
+    ("picks", "What was picked", None, _picks_section),
+    ("labels", "Label coverage", "labels", _labels_section),
+    ("information", "Information per label", "information", _information_section),
+    ("trace", "MIG greedy trace", "mig_trace", _trace_section),
+    ("scores", "Scores", "scores", _scores_section),
+    ("conversations", "Conversations", "conversations", _conversations_section),
+    ("sources", "Source mix", "sources", _sources_section),
+    ("overlap", "Overlap between selections", "overlap", _overlap_section),
+    ("graph", "Label graph", "label_graph", _graph_section),
 )
