@@ -31,7 +31,7 @@ import numpy as np
 if TYPE_CHECKING:
     import datasets
 
-    from hf_mig.core.graph import LabelGraph
+    from hf_mig.annotate.graph import LabelGraph
 
 __all__ = [
     "TULU_K_LABELS",
@@ -206,12 +206,12 @@ def make_label_edges(
 
 
 def make_label_graph(k_labels: int = TULU_K_LABELS, seed: int = 0) -> LabelGraph:
-    """Build the :class:`hf_mig.core.graph.LabelGraph` of :func:`make_label_edges`.
+    """Build the :class:`hf_mig.annotate.graph.LabelGraph` of :func:`make_label_edges`.
 
     Its labels are :func:`label_names` ``(k_labels)`` (sorted), so label id ``j`` in
     :func:`make_pool_arrays` is ``graph.labels[j]``.
     """
-    from hf_mig.core.graph import LabelGraph
+    from hf_mig.annotate.graph import LabelGraph
 
     rows, cols, weights = make_label_edges(k_labels, seed)
     return LabelGraph.from_edges(label_names(k_labels), rows, cols, weights)

@@ -4,6 +4,7 @@ __version__ = "0.2.0"
 
 from hf_mig import _compat  # noqa: E402
 from hf_mig.annotate.base import SCORERS, TAGGERS, get_scorer, get_tagger  # noqa: E402
+from hf_mig.annotate.graph import LabelGraph  # noqa: E402
 from hf_mig.annotate.scorers import (  # noqa: E402
     ConstantScorer,
     DeitaScorer,
@@ -14,7 +15,6 @@ from hf_mig.annotate.scorers import (  # noqa: E402
 )
 from hf_mig.annotate.taggers import EmbeddingTagger, InsTagTagger  # noqa: E402
 from hf_mig.annotate.vocabulary import TagVocabulary  # noqa: E402
-from hf_mig.core.graph import LabelGraph  # noqa: E402
 from hf_mig.core.greedy import GreedyResult, greedy_select  # noqa: E402
 from hf_mig.core.objective import Objective  # noqa: E402
 from hf_mig.data.annotations import MIGAnnotations  # noqa: E402

@@ -17,7 +17,7 @@ import warnings
 #: old module (below ``hf_mig.``) -> its path since 0.2
 MOVED: dict[str, str] = {
     "objective": "core.objective",
-    "graph": "core.graph",
+    "graph": "annotate.graph",
     "encoding": "core.encoding",
     "greedy": "core.greedy",
     "summary": "core.summary",

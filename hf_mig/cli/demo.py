@@ -17,8 +17,8 @@ from pathlib import Path
 import numpy as np
 from datasets import Dataset, load_dataset
 
+from hf_mig.annotate.graph import LabelGraph
 from hf_mig.annotate.scorers import LengthScorer
-from hf_mig.core.graph import LabelGraph
 from hf_mig.core.summary import selection_summary
 from hf_mig.data.io import (
     OutputExistsError,

@@ -159,7 +159,7 @@ def add_graph_limit_arguments(parser: argparse.ArgumentParser) -> None:
         type=int,
         default=None,
         help="refuse, before building it, a label graph estimated to hold more edges "
-        "(default: hf_mig.core.graph.DEFAULT_MAX_EDGES, 20M, ~2.4 GB)",
+        "(default: hf_mig.annotate.graph.DEFAULT_MAX_EDGES, 20M, ~2.4 GB)",
     )
     parser.add_argument(
         "--max-degree",

@@ -11,6 +11,7 @@ import numpy as np
 import pyarrow as pa
 from datasets import Dataset
 
+from hf_mig.annotate.graph import DEFAULT_MAX_EDGES, LabelGraph
 from hf_mig.core.encoding import (
     DegeneratePoolError,
     PoolEncoding,
@@ -19,7 +20,6 @@ from hf_mig.core.encoding import (
     encode_pool,
     unique_labels,
 )
-from hf_mig.core.graph import DEFAULT_MAX_EDGES, LabelGraph
 from hf_mig.core.greedy import GreedyResult, greedy_select
 from hf_mig.core.information import LabelInformation
 from hf_mig.core.objective import Objective
@@ -48,8 +48,8 @@ class MIGSelector(BaseSelector):
         for the embedder (0.9 for E5-Mistral as in the paper; see ``DEFAULT_THRESHOLDS``).
     max_edges, max_degree: limits of that graph (see :meth:`LabelGraph.from_embeddings`):
         building refuses, before the work, a graph estimated to have more than ``max_edges``
-        edges (default ``hf_mig.core.graph.DEFAULT_MAX_EDGES``, 20M, about 2.4 GB); ``max_degree``
-        keeps each label's ``max_degree`` closest neighbours only (default: all).
+        edges (default ``hf_mig.annotate.graph.DEFAULT_MAX_EDGES``, 20M, about 2.4 GB);
+        ``max_degree`` keeps each label's ``max_degree`` closest neighbours only (default: all).
     graph_cache: where that graph is cached on disk (see :meth:`LabelGraph.from_labels`):
         ``True`` (default) the hf-mig cache (``$HF_MIG_CACHE/label_graphs``, default
         ``~/.cache/hf_mig/label_graphs``), a folder, or ``False`` for no cache. The key is the

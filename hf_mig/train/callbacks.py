@@ -472,7 +472,7 @@ class LabelLossCallback(TrainerCallback):
             raise ValueError("group_by='clusters' needs a label_graph")
         from scipy.sparse.csgraph import connected_components
 
-        from hf_mig.core.graph import LabelGraph
+        from hf_mig.annotate.graph import LabelGraph
 
         graph = label_graph
         if not isinstance(graph, LabelGraph):

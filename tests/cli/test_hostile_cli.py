@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 
 import hf_mig
+from hf_mig.annotate.graph import LabelGraph
 from hf_mig.cli import main as cli
-from hf_mig.core.graph import LabelGraph
 from hf_mig.data import io
 
 LABELS = ["algebra", "cooking", "geometry", "poetry", "python", "recipes"]

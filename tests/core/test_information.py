@@ -6,8 +6,8 @@ import numpy as np
 import pyarrow as pa
 import pytest
 
+from hf_mig.annotate.graph import LabelGraph
 from hf_mig.core.encoding import encode_pool
-from hf_mig.core.graph import LabelGraph
 from hf_mig.core.greedy import greedy_select
 from hf_mig.core.information import LabelInformation, dataset_information, label_values
 from hf_mig.core.objective import Objective

@@ -435,7 +435,7 @@ def _demo_inputs() -> tuple[datasets.Dataset, object]:
     import numpy as np
     import scipy.sparse as sp
 
-    from hf_mig.core.graph import LabelGraph
+    from hf_mig.annotate.graph import LabelGraph
 
     subset = datasets.Dataset.from_dict(
         {"id": ["x", "y"], "mig_gain": [0.828462899430404, 1.234e-12], "labels": [["a"], []]}

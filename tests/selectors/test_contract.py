@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 from datasets import Dataset
 
-from hf_mig.core.graph import LabelGraph
+from hf_mig.annotate.graph import LabelGraph
 from hf_mig.core.registry import Registry
 from hf_mig.selectors import SELECTORS, BaseSelector, get_selector, register_selector
 

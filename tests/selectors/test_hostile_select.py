@@ -18,8 +18,8 @@ from datasets import Dataset, load_dataset
 
 import hf_mig
 from hf_mig import LabelGraph, MIGSelector
+from hf_mig.annotate import graph as graph_module
 from hf_mig.core import encoding, greedy
-from hf_mig.core import graph as graph_module
 from hf_mig.selectors import get_selector
 
 TOY_GRAPH = LabelGraph.from_edges(["code", "coding", "math", "poem"], [0, 1], [1, 0], [0.95, 0.95])

@@ -27,8 +27,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Run ``hf-mig graph``."""
+    from hf_mig.annotate.graph import LabelGraph
     from hf_mig.core.encoding import unique_labels
-    from hf_mig.core.graph import LabelGraph
     from hf_mig.data.formats import load_vocabulary
     from hf_mig.data.io import atomic_output, check_output, load_pool
     from hf_mig.selectors.mig import arrow_columns

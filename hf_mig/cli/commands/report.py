@@ -131,7 +131,7 @@ def run(args: argparse.Namespace) -> int:
 
     import numpy as np
 
-    from hf_mig.core.graph import LabelGraph
+    from hf_mig.annotate.graph import LabelGraph
     from hf_mig.core.objective import Objective
     from hf_mig.data.io import check_output, load_pool
     from hf_mig.data.pool import prepare_pool

@@ -199,8 +199,8 @@ def _hub_token(args: argparse.Namespace) -> str | None:
 def _selector(args: argparse.Namespace, vocabulary: Any) -> Any:
     """The selector the arguments ask for: the method's flags set on the command line, the
     loaded label graph and vocabulary, then ``--option`` values."""
+    from hf_mig.annotate.graph import LabelGraph
     from hf_mig.cli.selector_flags import method_parameters, selector_options
-    from hf_mig.core.graph import LabelGraph
     from hf_mig.selectors import get_selector
 
     given = {"vocabulary": vocabulary}

@@ -1,7 +1,7 @@
-"""The on-disk cache of label graphs built by :meth:`hf_mig.core.graph.LabelGraph.from_labels`.
+"""The on-disk cache of label graphs built by :meth:`hf_mig.annotate.graph.LabelGraph.from_labels`.
 
 An entry is ``<key>.npz`` in :func:`graph_cache_dir` (or the folder given as ``cache``), written
-by :meth:`~hf_mig.core.graph.LabelGraph.save`. The key (:func:`graph_cache_key`) is the SHA-256
+by :meth:`~hf_mig.annotate.graph.LabelGraph.save`. The key (:func:`graph_cache_key`) is the SHA-256
 of the sorted label set, the embedder's name and content identity (:func:`embedder_identity`),
 the threshold, ``block_size``, ``max_edges``, ``max_degree``, :data:`GRAPH_CACHE_VERSION` and
 the graph file's format version. Only named embedders have a content identity; a callable's
@@ -21,10 +21,10 @@ from typing import TYPE_CHECKING
 from hf_mig.core.versions import package_versions
 
 if TYPE_CHECKING:
-    from hf_mig.core.graph import LabelGraph
+    from hf_mig.annotate.graph import LabelGraph
 
 # cache hits, misses and writes are logged as part of building the graph
-logger = logging.getLogger("hf_mig.core.graph")
+logger = logging.getLogger("hf_mig.annotate.graph")
 
 __all__ = [
     "FORMAT_VERSION",

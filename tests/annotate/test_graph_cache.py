@@ -1,4 +1,4 @@
-"""The on-disk cache of label graphs built from a named embedder (:mod:`hf_mig.core.graph`).
+"""The on-disk cache of label graphs built from a named embedder (:mod:`hf_mig.annotate.graph`).
 
 The embedder is named by a real model folder in ``tmp_path`` (so its content identity is the
 hash of its files, as for any local model) whose encoding is replaced by a counting function:
@@ -19,8 +19,8 @@ import pytest
 from datasets import Dataset
 
 from hf_mig import LabelGraph, MIGSelector
+from hf_mig.annotate.graph import graph_cache_dir
 from hf_mig.cli.main import main as hf_mig_cli
-from hf_mig.core.graph import graph_cache_dir
 from hf_mig.models.embedders import SentenceTransformerEmbedder
 
 STEMS = ["code", "math", "poem", "trav", "cook", "hist", "phys", "chem"]
@@ -95,7 +95,7 @@ def hits(caplog) -> list[str]:
     return [
         r.getMessage()
         for r in caplog.records
-        if r.name == "hf_mig.core.graph" and r.getMessage().startswith("label graph cache hit")
+        if r.name == "hf_mig.annotate.graph" and r.getMessage().startswith("label graph cache hit")
     ]
 
 
@@ -111,7 +111,7 @@ def test_second_build_is_read_from_the_cache(cache_root, encoder, model, caplog)
     (entry,) = entries(cache_root)
     assert re.fullmatch(r"[0-9a-f]{64}\.npz", entry.name)
     assert not [p for p in cache_root.iterdir() if p != entry]  # no temporary left behind
-    with caplog.at_level(logging.INFO, logger="hf_mig.core.graph"):
+    with caplog.at_level(logging.INFO, logger="hf_mig.annotate.graph"):
         second = build(LABELS, model)
     assert len(encoder.calls) == 1  # not embedded again
     assert hits(caplog) == [
@@ -125,7 +125,7 @@ def test_second_build_is_read_from_the_cache(cache_root, encoder, model, caplog)
 def test_same_label_set_in_another_order_is_a_hit(cache_root, encoder, model, caplog):
     first = build(LABELS, model)
     shuffled = list(reversed(LABELS))
-    with caplog.at_level(logging.INFO, logger="hf_mig.core.graph"):
+    with caplog.at_level(logging.INFO, logger="hf_mig.annotate.graph"):
         second = build(shuffled, model)
     assert len(encoder.calls) == 1 and len(hits(caplog)) == 1
     assert second.labels == shuffled
@@ -154,12 +154,12 @@ CHANGES = {
 @pytest.mark.parametrize("change", sorted(CHANGES))
 def test_a_change_of_key_is_a_miss(change, cache_root, encoder, model, caplog):
     build(LABELS, model)
-    with caplog.at_level(logging.INFO, logger="hf_mig.core.graph"):
+    with caplog.at_level(logging.INFO, logger="hf_mig.annotate.graph"):
         CHANGES[change](LABELS, model)
     assert len(encoder.calls) == 2, "the changed build must embed the labels again"
     assert hits(caplog) == []
     assert len(entries(cache_root)) == 2
-    with caplog.at_level(logging.INFO, logger="hf_mig.core.graph"):
+    with caplog.at_level(logging.INFO, logger="hf_mig.annotate.graph"):
         CHANGES[change](LABELS, model) if change != "model content" else build(LABELS, model)
     assert len(encoder.calls) == 2 and len(hits(caplog)) == 1  # each key is a hit again
 
@@ -207,7 +207,7 @@ def test_cache_false_and_a_given_folder(cache_root, encoder, model, tmp_path):
 
 
 def test_unidentifiable_model_builds_without_caching(cache_root, encoder, caplog):
-    with caplog.at_level(logging.INFO, logger="hf_mig.core.graph"):
+    with caplog.at_level(logging.INFO, logger="hf_mig.annotate.graph"):
         graph = LabelGraph.from_labels(LABELS, embedder="nobody/no-such-model", threshold=0.9)
     assert graph.num_labels == len(LABELS) and len(encoder.calls) == 1
     assert not cache_root.exists()
@@ -217,7 +217,7 @@ def test_unidentifiable_model_builds_without_caching(cache_root, encoder, caplog
 def test_unwritable_cache_folder_warns_and_returns_the_graph(tmp_path, encoder, model, caplog):
     blocker = tmp_path / "not-a-folder"
     blocker.write_text("a file where the cache folder would be\n")
-    with caplog.at_level(logging.WARNING, logger="hf_mig.core.graph"):
+    with caplog.at_level(logging.WARNING, logger="hf_mig.annotate.graph"):
         graph = build(LABELS, model, cache=blocker)
     assert_same_graph(graph, build(LABELS, model, cache=False))
     assert any("could not write" in r.getMessage() for r in caplog.records)
@@ -270,7 +270,7 @@ def test_a_corrupt_entry_is_rebuilt(corruption, cache_root, encoder, model, capl
     (entry,) = entries(cache_root)
     damage, reason = CORRUPTIONS[corruption]
     damage(entry, model)
-    with caplog.at_level(logging.INFO, logger="hf_mig.core.graph"):
+    with caplog.at_level(logging.INFO, logger="hf_mig.annotate.graph"):
         rebuilt = build(LABELS, model)
     assert len(encoder.calls) == 2  # embedded again
     warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
@@ -278,7 +278,7 @@ def test_a_corrupt_entry_is_rebuilt(corruption, cache_root, encoder, model, capl
     assert "rebuilding" in warnings[0] and hits(caplog) == []
     assert_same_graph(original, rebuilt)
     caplog.clear()
-    with caplog.at_level(logging.INFO, logger="hf_mig.core.graph"):
+    with caplog.at_level(logging.INFO, logger="hf_mig.annotate.graph"):
         again = build(LABELS, model)  # the entry was written again
     assert len(encoder.calls) == 2 and len(hits(caplog)) == 1
     assert_same_graph(original, again)
@@ -304,7 +304,7 @@ def test_selector_reuses_the_graph_and_selects_the_same(cache_root, encoder, mod
     first = MIGSelector(30, **options)
     picks = first.select(pool)
     assert len(encoder.calls) == 1
-    with caplog.at_level(logging.INFO, logger="hf_mig.core.graph"):
+    with caplog.at_level(logging.INFO, logger="hf_mig.annotate.graph"):
         second = MIGSelector(30, **options)
         again = second.select(pool)
     assert len(encoder.calls) == 1 and len(hits(caplog)) == 1
@@ -332,7 +332,7 @@ def test_cli_select_reuses_the_graph(cache_root, encoder, model, pool, tmp_path,
     common = ["select", str(src), "--num", "20", "--embedder", str(model), "--threshold", "0.9"]
     outs = [tmp_path / f"out{i}.jsonl" for i in range(3)]
     assert hf_mig_cli([*common, "--out", str(outs[0])]) == 0
-    with caplog.at_level(logging.INFO, logger="hf_mig.core.graph"):
+    with caplog.at_level(logging.INFO, logger="hf_mig.annotate.graph"):
         assert hf_mig_cli([*common, "--out", str(outs[1])]) == 0
     assert len(encoder.calls) == 1 and len(hits(caplog)) == 1
     assert hf_mig_cli([*common, "--out", str(outs[2]), "--option", "graph_cache=false"]) == 0

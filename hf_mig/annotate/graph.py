@@ -6,7 +6,7 @@ row blocks over the upper triangle and thresholded block by block.
 
 Graphs built by :meth:`LabelGraph.from_labels` with a *named* embedder (a model id or folder,
 ``"static:<model>"``, or the embedder objects :func:`hf_mig.models.embedders.load_embedder`
-returns for them) are cached on disk, keyed by content: see :mod:`hf_mig.core.graph_cache`
+returns for them) are cached on disk, keyed by content: see :mod:`hf_mig.annotate.graph_cache`
 (its :func:`graph_cache_dir`, :func:`graph_cache_key` and :func:`embedder_identity` are
 importable from here too). A graph from a callable embedder is never cached: a callable has no
 content identity.
@@ -26,7 +26,7 @@ import numpy as np
 import scipy.sparse as sp
 from tqdm.auto import tqdm
 
-from hf_mig.core.graph_cache import (
+from hf_mig.annotate.graph_cache import (
     FORMAT_VERSION,
     GRAPH_CACHE_VERSION,
     cache_folder,
