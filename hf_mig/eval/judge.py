@@ -212,6 +212,11 @@ class JudgeClient:
             info["judge_gguf_file"] = gguf
         return info
 
+    def grade(self, pairs: Sequence[tuple[str, str]]) -> list[float | None]:
+        """Grade ``(question, answer)`` pairs 1-10 (:func:`grade_answers`); what training
+        callbacks call on any judge object that has this method."""
+        return grade_answers(self, pairs)
+
     def judge(self, requests: Sequence[JudgeRequest]) -> list[Judgment]:
         """Run ``requests`` (grouped by decoding parameters); one :class:`Judgment` each."""
         out: list[Judgment | None] = [None] * len(requests)

@@ -619,15 +619,14 @@ Judge = Callable[[str, str], Any]
 def judge_answers(judge: Any, records: Sequence[Mapping[str, Any]]) -> list[Any]:
     """Score ``records`` (``prompt`` / ``completion``) with ``judge``; one value per record.
 
-    ``judge`` is an :class:`hf_mig.eval.judge.JudgeClient` (each answer is graded 1-10 with
-    MT-Bench's single-answer prompt; ``None`` when the reply has no rating), an object with
-    ``score(prompt, answer)``, or a callable ``judge(prompt, answer)``.
+    ``judge`` is an object with ``grade(pairs)`` grading ``(prompt, answer)`` pairs in one call
+    (e.g. :class:`hf_mig.eval.judge.JudgeClient`: 1-10 with MT-Bench's single-answer prompt,
+    ``None`` when the reply has no rating), an object with ``score(prompt, answer)``, or a
+    callable ``judge(prompt, answer)``.
     """
-    if hasattr(judge, "judge") and hasattr(judge, "backend"):
-        from hf_mig.eval.judge import grade_answers
-
-        return grade_answers(judge, [(r["prompt"], r["completion"]) for r in records])
-    if hasattr(judge, "score") and callable(judge.score):
+    if callable(getattr(judge, "grade", None)):
+        return list(judge.grade([(r["prompt"], r["completion"]) for r in records]))
+    if callable(getattr(judge, "score", None)):
         return [judge.score(r["prompt"], r["completion"]) for r in records]
     return [judge(r["prompt"], r["completion"]) for r in records]
 
