@@ -15,6 +15,7 @@
   ``tiny_recipe_llama_path``: the recipes' ``hf-mig:tiny-llama`` (llama3 template), built into
   the session's hf-mig cache, where the commands the tests run find it too;
   ``smollm2_path``: SmolLM2-135M-Instruct saved as a plain transformers folder.
+* ``run_main``: a command's ``main(args)`` in this process, with its exit status and output.
 * ``minilm_tagged``: a pool file read as messages, length-scored, embedded and tagged with
   all-MiniLM-L6-v2 (memoised by path); ``tagged_lima``: LIMA through it.
 
@@ -31,7 +32,7 @@ repository.
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path, PurePosixPath
 from typing import Any
 
@@ -170,6 +171,26 @@ def hf_mig_cache(tmp_path_factory) -> Iterator[Path]:
     patch.setenv("HF_MIG_CACHE", str(root))
     yield root
     patch.undo()
+
+
+@pytest.fixture
+def run_main(capsys) -> Callable[..., tuple[int, str, str]]:
+    """``run(args, main=hf_mig.cli.main.main)``: a command's ``main(args)`` run in this process
+    as its command line runs it: ``(exit status, stdout, stderr)``; argparse's exits (``--help``,
+    bad arguments) give their status."""
+
+    def run(args: Sequence[object], main: Callable | None = None) -> tuple[int, str, str]:
+        if main is None:
+            from hf_mig.cli.main import main
+        capsys.readouterr()  # what the test printed before is not the command's
+        try:
+            code = main([str(a) for a in args])
+        except SystemExit as stop:
+            code = stop.code if isinstance(stop.code, int) else 1
+        out, err = capsys.readouterr()
+        return code, out, err
+
+    return run
 
 
 @pytest.fixture(scope="session")

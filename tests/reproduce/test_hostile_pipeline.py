@@ -315,19 +315,6 @@ def _positions(path: Path, record: dict) -> Path:
     return path
 
 
-def _report_cli(pool: Path, positions: Path, out: Path, capsys) -> tuple[int, str]:
-    """``hf-mig -q report POOL --selection picked=POSITIONS --out OUT``, run in this process:
-    (exit status, what it wrote to stderr)."""
-    from hf_mig.cli.main import main
-
-    args = ["-q", "report", str(pool), "--selection", f"picked={positions}", "--out", str(out)]
-    try:
-        code = main(args)
-    except SystemExit as stop:  # argparse's own errors
-        code = stop.code
-    return code, capsys.readouterr().err
-
-
 @pytest.mark.parametrize(
     ("record", "message"),
     [
@@ -341,13 +328,15 @@ def _report_cli(pool: Path, positions: Path, out: Path, capsys) -> tuple[int, st
         ({"positions": [], "pool_rows": 40}, "'positions' is empty"),
     ],
 )  # fmt: skip
-def test_positions_file_must_belong_to_the_pool(tmp_path, record, message, capsys):
+def test_positions_file_must_belong_to_the_pool(tmp_path, record, message, run_main):
     from hf_mig.report import read_selection_file
 
     pool = tmp_path / "pool.jsonl"
     _write_jsonl(pool, _pool_rows(40))
     bad = _positions(tmp_path / "picked.indices.json", record)
-    code, stderr = _report_cli(pool, bad, tmp_path / "rep", capsys)
+    code, _, stderr = run_main(
+        ["-q", "report", pool, "--selection", f"picked={bad}", "--out", tmp_path / "rep"]
+    )
     assert code == 2, stderr
     assert str(bad) in stderr and message in stderr
     assert not (tmp_path / "rep").exists()
@@ -356,11 +345,13 @@ def test_positions_file_must_belong_to_the_pool(tmp_path, record, message, capsy
     assert str(bad) in str(err.value) and message in str(err.value)
 
 
-def test_positions_file_of_this_pool_is_reported(tmp_path, capsys):
+def test_positions_file_of_this_pool_is_reported(tmp_path, run_main):
     pool = tmp_path / "pool.jsonl"
     _write_jsonl(pool, _pool_rows(40))
     good = _positions(tmp_path / "p.indices.json", {"positions": [4, 0, 9], "pool_rows": 40})
-    code, stderr = _report_cli(pool, good, tmp_path / "rep", capsys)
+    code, _, stderr = run_main(
+        ["-q", "report", pool, "--selection", f"picked={good}", "--out", tmp_path / "rep"]
+    )
     assert code == 0, stderr
     data = json.loads((tmp_path / "rep" / "report.json").read_text())
     assert data["selections"]["picked"]["rows"] == 3

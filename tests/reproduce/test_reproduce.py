@@ -10,8 +10,6 @@ from __future__ import annotations
 import csv
 import json
 import os
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -23,8 +21,6 @@ from hf_mig.reproduce import EXPERIMENTS, SCALES, STAGES, PlanOptions, Step, bui
 from hf_mig.reproduce.costs import train_hours
 from hf_mig.reproduce.paper import METHOD_TITLES, RELEASED, model_by_slug
 from hf_mig.reproduce.plan import Plan
-
-ENV = {**os.environ, "HF_HUB_OFFLINE": "1"}
 
 
 def _plan(experiment: str, scale: str = "paper", tmp: Path | None = None, **kw) -> Plan:
@@ -195,26 +191,19 @@ def test_published_numbers_ship_as_data():
     assert load_paper_rows("threshold") == []  # not recorded: empty, never invented
 
 
-def test_cli_dry_run_and_help(tmp_path):
-    out = subprocess.run(
-        [sys.executable, "-m", "hf_mig", "reproduce", "table1", "--dry-run", "--format", "json",
-         "--workdir", str(tmp_path)],
-        capture_output=True, text=True, env=ENV, check=True,
-    ).stdout  # fmt: skip
+def test_cli_dry_run_and_help(tmp_path, run_main):
+    code, out, err = run_main(["reproduce", "table1", "--dry-run", "--format", "json",
+                               "--workdir", tmp_path])  # fmt: skip
+    assert code == 0, err
     plan = json.loads(out)
     assert plan["totals"]["gpu_hours"] > 100
     assert {s["status"] for s in plan["steps"]} == {"todo"}
-    helptext = subprocess.run(
-        [sys.executable, "-m", "hf_mig", "reproduce", "--help"],
-        capture_output=True, text=True, env=ENV, check=True,
-    ).stdout  # fmt: skip
+    code, helptext, _ = run_main(["reproduce", "--help"])
+    assert code == 0
     for word in ("--dry-run", "--scale", "tiny", "prop-weight", "scaling", "resum"):
         assert word in helptext
-    missing_judge = subprocess.run(
-        [sys.executable, "-m", "hf_mig", "reproduce", "table1", "--workdir", "/nonexistent/x"],
-        capture_output=True, text=True, env=ENV,
-    )  # fmt: skip
-    assert missing_judge.returncode == 2 and "--judge-base-url" in missing_judge.stderr
+    code, _, err = run_main(["reproduce", "table1", "--workdir", "/nonexistent/x"])
+    assert code == 2 and "--judge-base-url" in err
 
 
 # ------------------------------------------------------------------ the runner

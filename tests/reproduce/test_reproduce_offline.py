@@ -151,13 +151,12 @@ def test_every_step_command_parses(experiment, scale, no_shared, tmp_path):
 # ------------------------------------------------------------------ the MT-Bench reference
 
 
-def test_reference_from_mt_bench_files(tmp_path):
+def test_reference_from_mt_bench_files(tmp_path, run_main):
     out = tmp_path / "ref.json"
-    cmd = [sys.executable, "-m", "hf_mig.eval.alpaca_eval", "reference", "--mt-bench-questions",
-           str(MT_BENCH / "question.jsonl"), "--mt-bench-answers",
-           str(MT_BENCH / "reference_answer/gpt-4.jsonl"), "--out", str(out)]  # fmt: skip
-    done = subprocess.run(cmd, capture_output=True, text=True)
-    assert done.returncode == 0, done.stderr
+    cmd = ["reference", "--mt-bench-questions", MT_BENCH / "question.jsonl", "--mt-bench-answers",
+           MT_BENCH / "reference_answer/gpt-4.jsonl", "--out", out]  # fmt: skip
+    code, _, err = run_main(cmd, ae.main)  # python -m hf_mig.eval.alpaca_eval reference ...
+    assert code == 0, err
     records = json.loads(out.read_text())
     assert len(records) == 30 and [r["question_id"] for r in records] == list(range(101, 131))
     questions = {
@@ -173,9 +172,8 @@ def test_reference_from_mt_bench_files(tmp_path):
     assert ae.load_reference(out) == records  # what the AlpacaEval steps read
     # an existing output is kept unless --overwrite
     out.write_text("mine")
-    again = subprocess.run(cmd, capture_output=True, text=True)
-    assert again.returncode == 2 and out.read_text() == "mine"
-    assert subprocess.run([*cmd, "--overwrite"], capture_output=True).returncode == 0
+    assert run_main(cmd, ae.main)[0] == 2 and out.read_text() == "mine"
+    assert run_main([*cmd, "--overwrite"], ae.main)[0] == 0
     assert json.loads(out.read_text()) == records
 
 
