@@ -665,6 +665,11 @@ class IFEval(Benchmark):
         return {}
 
 
+def build_parser() -> argparse.ArgumentParser:
+    """The ``eval/ifeval.py`` argument parser (one subcommand per step)."""
+    return IFEval().build_parser()
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of ``eval/ifeval.py`` and ``python -m hf_mig.eval.ifeval``; returns the exit
     status. ``ifeval`` (or ``all``) generates and scores; ``score`` scores given responses."""

@@ -249,6 +249,11 @@ class Tasks(Benchmark):
         return {}
 
 
+def build_parser() -> argparse.ArgumentParser:
+    """The ``eval/tasks.py`` argument parser (one subcommand per step)."""
+    return Tasks().build_parser()
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of ``eval/tasks.py`` and ``python -m hf_mig.eval.tasks``; returns the exit
     status."""
