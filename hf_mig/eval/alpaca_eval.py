@@ -70,11 +70,14 @@ from hf_mig.eval.length_control import (
     LC_CS,
     LC_FORMULA,
     LC_N_SPLITS,
+    N_INSTRUCTIONS,
     WEIGHT_COLUMNS,
     GLMWeights,
+    HubLCInputs,
     LCResult,
     _as_float,
     estimate_difficulty_distribution,
+    fetch_hub_lc_inputs,
     fit_length_controlled,
     lc_from_weights,
     load_gamed,
@@ -108,7 +111,6 @@ __all__ = [
 ]
 
 DEFAULT_BASELINE = "gpt4_1106_preview"
-N_INSTRUCTIONS = 805
 
 # --------------------------------------------------------------------------------------------
 # loading
@@ -241,6 +243,42 @@ def instruction_set_of(records: Sequence[dict[str, Any]]) -> str:
     return "alpaca_eval"
 
 
+def _model_and_baseline(
+    records: Sequence[dict[str, Any]], model_name: str | None
+) -> tuple[str, str]:
+    """The evaluated model (``model_name``, else the one ``generator_2``, else ``"model"``) and
+    the baseline (the one ``generator_1``, else :data:`DEFAULT_BASELINE`)."""
+    gens = {r.get("generator_2") for r in records}
+    bases = {r.get("generator_1") for r in records}
+    model = model_name or (gens.pop() if len(gens) == 1 else "model")
+    baseline = bases.pop() if len(bases) == 1 else DEFAULT_BASELINE
+    return model, baseline
+
+
+def hub_lc_needs(
+    records: Sequence[dict[str, Any]],
+    *,
+    model_name: str | None = None,
+    glm_weights: dict[str, GLMWeights] | None = None,
+    instruction_difficulty: np.ndarray | None = None,
+    gamed: Sequence[dict[str, float]] | None = None,
+) -> tuple[bool, bool]:
+    """Which Hub LC files (``instruction_difficulty.csv``, ``df_gamed.csv``) the official LC of
+    ``records`` needs and was not given, as ``(difficulty, gamed)``.
+
+    Neither for the baseline against itself, nor when ``records`` are not the
+    :data:`N_INSTRUCTIONS` AlpacaEval instructions (the files describe those); only the difficulty
+    when ``glm_weights`` has the model (``glm-weights``); both otherwise (``glm-refit``).
+    """
+    model, baseline = _model_and_baseline(records, model_name)
+    if model == baseline or len(records) != N_INSTRUCTIONS:
+        return False, False
+    if instruction_set_of(records) != "alpaca_eval":
+        return False, False
+    covered = glm_weights is not None and model in glm_weights
+    return instruction_difficulty is None, gamed is None and not covered
+
+
 def score_annotations(
     records: Sequence[dict[str, Any]],
     *,
@@ -264,10 +302,7 @@ def score_annotations(
         raise ValueError(f"mode must be 'official' or 'paper', got {mode!r}")
     if not records:
         raise ValueError("no annotations")
-    gens = {r.get("generator_2") for r in records}
-    bases = {r.get("generator_1") for r in records}
-    model = model_name or (gens.pop() if len(gens) == 1 else "model")
-    baseline = bases.pop() if len(bases) == 1 else DEFAULT_BASELINE
+    model, baseline = _model_and_baseline(records, model_name)
     wr = win_rate([r.get("preference") for r in records])
     lengths = [len(r.get("output_2") or "") for r in records]
     avg_len = float(np.mean(lengths)) if lengths else math.nan
@@ -524,6 +559,12 @@ def _add_lc_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--glm-weights", help="alpaca_eval's baseline_gpt4_1106_preview.csv")
     p.add_argument("--instruction-difficulty", help="alpaca_eval's instruction_difficulty.csv")
     p.add_argument("--gamed", help="alpaca_eval's df_gamed.csv (gamed-baseline annotations)")
+    p.add_argument(
+        "--no-download",
+        action="store_true",
+        help="never fetch instruction_difficulty.csv / df_gamed.csv from the Hub (default: "
+        "fetched once into the Hub cache when the LC needs them and they are not given)",
+    )
 
 
 @register_benchmark("alpaca_eval")
@@ -627,24 +668,44 @@ class AlpacaEval(Benchmark):
         args.no_lc = False
 
     def score(self, args: argparse.Namespace) -> list[dict[str, Any]]:
+        """Score each ``--annotations`` file; the LC files a model needs and was not given
+        (:func:`hub_lc_needs`) are fetched once from the Hub unless ``--no-download``."""
         weights = load_glm_weights(args.glm_weights) if args.glm_weights else None
         diff = None
         if args.instruction_difficulty:
             diff = load_instruction_difficulty(args.instruction_difficulty)
         gamed = load_gamed(args.gamed) if args.gamed else None
         board = load_leaderboard(args.leaderboard) if args.leaderboard else None
-        results = []
-        for path in args.annotations:
-            res = score_annotations(
-                load_annotations(path),
-                mode=args.mode,
+        runs = [load_annotations(path) for path in args.annotations]
+        download = not args.no_lc and not getattr(args, "no_download", False)
+        needs = [
+            hub_lc_needs(
+                recs,
                 model_name=args.model_name,
                 glm_weights=weights,
                 instruction_difficulty=diff,
                 gamed=gamed,
+            )
+            if download
+            else (False, False)
+            for recs in runs
+        ]
+        hub = fetch_hub_lc_inputs(
+            difficulty=any(d for d, _ in needs), gamed=any(g for _, g in needs)
+        )
+        results = []
+        for recs, need in zip(runs, needs):
+            res = score_annotations(
+                recs,
+                mode=args.mode,
+                model_name=args.model_name,
+                glm_weights=weights,
+                instruction_difficulty=hub.instruction_difficulty if need[0] else diff,
+                gamed=hub.gamed if need[1] else gamed,
                 leaderboard=board,
                 lc=not args.no_lc,
             )
+            _note_missing_hub_files(res, hub, need)
             print(format_score(res))
             results.append(res.to_dict())
         if args.out:
@@ -659,6 +720,21 @@ class AlpacaEval(Benchmark):
         if result.get("instruction_set", "alpaca_eval") != "alpaca_eval":
             return {"AE*": float(result["win_rate"])}
         return {"AE": float(result["win_rate"])}
+
+
+def _note_missing_hub_files(
+    res: AlpacaEvalScore, hub: HubLCInputs, need: tuple[bool, bool]
+) -> None:
+    """Say in ``res``'s LC note (and on stderr) why a needed Hub LC file is missing."""
+    missing = (need[0] and hub.instruction_difficulty is None) or (need[1] and hub.gamed is None)
+    if res.lc is None or not missing:
+        return
+    why = (
+        f"{hub.reason}; for the official LC pass --instruction-difficulty FILE --gamed FILE "
+        "(alpaca_eval's instruction_difficulty.csv, df_gamed.csv) or run once online"
+    )
+    res.lc.note = f"{res.lc.note}; {why}"
+    print(f"alpaca_eval score: {res.model}: {res.lc.lc_method}: {why}", file=sys.stderr)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -18,6 +18,10 @@ length difference set to zero. Which variant was computed is always in the resul
   LC win rate only depends on that distribution, not on which instruction has which difficulty.
 - ``reduced-glm``: no difficulty, no gamed baselines: ``tanh(std_delta_len)`` + intercept fitted on
   the model's annotations alone. A reduced variant, not the leaderboard metric.
+
+:func:`fetch_hub_lc_inputs` gets ``instruction_difficulty.csv`` and ``df_gamed.csv`` from the Hub
+dataset ``tatsu-lab/alpaca_eval`` through ``huggingface_hub``'s cache (downloaded once, read
+offline afterwards), as alpaca_eval does.
 """
 
 from __future__ import annotations
@@ -33,13 +37,19 @@ import numpy as np
 
 __all__ = [
     "GAMED_SAMPLE_WEIGHT",
+    "HUB_DIFFICULTY",
+    "HUB_GAMED",
+    "HUB_LC_REPO",
     "LC_CS",
     "LC_FORMULA",
     "LC_N_SPLITS",
+    "N_INSTRUCTIONS",
     "WEIGHT_COLUMNS",
     "GLMWeights",
+    "HubLCInputs",
     "LCResult",
     "estimate_difficulty_distribution",
+    "fetch_hub_lc_inputs",
     "fit_length_controlled",
     "lc_from_weights",
     "load_gamed",
@@ -63,6 +73,12 @@ GAMED_SAMPLE_WEIGHT = 0.2 / 2
 #: Inverse regularisation strengths searched by the GLM's cross-validation (sklearn's Cs=10 grid).
 LC_CS = np.logspace(-4, 4, 10)
 LC_N_SPLITS = 5
+#: Number of AlpacaEval instructions (rows of ``instruction_difficulty.csv``).
+N_INSTRUCTIONS = 805
+#: The Hub dataset holding the LC inputs, and their file names there.
+HUB_LC_REPO = "tatsu-lab/alpaca_eval"
+HUB_DIFFICULTY = "instruction_difficulty.csv"
+HUB_GAMED = "df_gamed.csv"
 
 
 def _as_float(p: Any) -> float:
@@ -408,4 +424,82 @@ def load_gamed(path: str | Path) -> list[dict[str, float]]:
                 "instruction_difficulty": float(row[idx["instruction_difficulty"]]),
             }
         )
+    return out
+
+
+# --------------------------------------------------------------------------------------------
+# the LC inputs from the Hub
+
+
+@dataclass
+class HubLCInputs:
+    """What :func:`fetch_hub_lc_inputs` got: the loaded files (``None`` when not asked for or not
+    fetched) and, when something asked for was not fetched, ``reason`` (one line)."""
+
+    instruction_difficulty: np.ndarray | None = None
+    gamed: list[dict[str, float]] | None = None
+    reason: str = ""
+
+
+def _hub_file(filename: str) -> tuple[Path | None, str]:
+    """``(path, "")`` from the Hub cache (downloading when online), or ``(None, why)``."""
+    from huggingface_hub import constants, hf_hub_download
+
+    try:
+        return Path(hf_hub_download(HUB_LC_REPO, filename, repo_type="dataset")), ""
+    except Exception as err:  # offline, unreachable, not cached: a reason, not a traceback
+        if constants.HF_HUB_OFFLINE:
+            why = "HF_HUB_OFFLINE=1 and it is not in the Hub cache"
+        else:
+            first = (str(err).strip().splitlines() or [""])[0][:200]
+            why = f"{type(err).__name__}: {first}" if first else type(err).__name__
+        return None, f"{filename} of the Hub dataset {HUB_LC_REPO} not fetched ({why})"
+
+
+def _checked(filename: str, path: Path, loader: Any, need: Sequence[str]) -> Any:
+    """``loader(path)`` for a fetched file; ``ValueError`` naming the file when it has not the
+    ``need`` columns, cannot be read, or (the difficulty) has not :data:`N_INSTRUCTIONS` rows."""
+    try:
+        header, _ = _read_csv_rows(path)
+        missing = [c for c in need if c not in header]
+        if missing:
+            raise ValueError(f"missing columns {missing}, got {header}")
+        value = loader(path)
+        if filename == HUB_DIFFICULTY and len(value) != N_INSTRUCTIONS:
+            raise ValueError(f"{len(value)} rows, expected {N_INSTRUCTIONS}")
+    except (ValueError, IndexError, UnicodeDecodeError) as err:
+        raise ValueError(
+            f"{filename} of the Hub dataset {HUB_LC_REPO} ({path}) is not in alpaca_eval's "
+            f"format: {err}"
+        ) from None
+    return value
+
+
+def fetch_hub_lc_inputs(*, difficulty: bool, gamed: bool) -> HubLCInputs:
+    """Get ``instruction_difficulty.csv`` (when ``difficulty``) and ``df_gamed.csv`` (when
+    ``gamed``) of the Hub dataset :data:`HUB_LC_REPO` via ``huggingface_hub.hf_hub_download``
+    (its cache, ``HF_ENDPOINT``, token and ``HF_HUB_OFFLINE`` handling).
+
+    A file that cannot be fetched (offline and not cached, Hub unreachable, HTTP error) is left
+    ``None`` and ``reason`` says why; once one fails the other is not tried. A fetched file not in
+    alpaca_eval's format (difficulty: ``instruction_difficulty`` column, indices 0..804; gamed:
+    the columns :func:`load_gamed` reads) raises ``ValueError`` naming the file.
+    """
+    out = HubLCInputs()
+    if difficulty:
+        path, out.reason = _hub_file(HUB_DIFFICULTY)
+        if path is None:
+            return out
+        out.instruction_difficulty = _checked(
+            HUB_DIFFICULTY, path, load_instruction_difficulty, ["instruction_difficulty"]
+        )
+    if gamed:
+        path, out.reason = _hub_file(HUB_GAMED)
+        if path is not None:
+            out.gamed = _checked(
+                HUB_GAMED,
+                path,
+                load_gamed,
+                ["preference", "std_delta_len", "instruction_difficulty"],
+            )
     return out
