@@ -31,7 +31,10 @@ repository.
 
 from __future__ import annotations
 
+import atexit
 import os
+import shutil
+import tempfile
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path, PurePosixPath
 from typing import Any
@@ -45,6 +48,11 @@ for _name, _value in (
     ("TOKENIZERS_PARALLELISM", "false"),
 ):
     os.environ.setdefault(_name, _value)
+# The Hub cache the tests see is empty and their own: files a developer downloaded (e.g.
+# AlpacaEval's LC inputs) must not change what an offline test computes.
+_HUB_CACHE = tempfile.mkdtemp(prefix="hf-mig-tests-hub-cache-")
+atexit.register(shutil.rmtree, _HUB_CACHE, ignore_errors=True)
+os.environ["HF_HUB_CACHE"] = _HUB_CACHE
 
 REPO = Path(__file__).resolve().parents[1]
 FIXTURES = REPO / "tests" / "fixtures"
