@@ -285,16 +285,24 @@ class Plan:
         """The state of ``step`` alone: :meth:`check`'s ``state``."""
         return self.check(step).state
 
+    def dependencies(self) -> dict[str, list[str]]:
+        """For each step id, the ids of the steps that produce its inputs (sorted; a step never
+        depends on itself). Producers come earlier in :attr:`steps`."""
+        producer = {out: s.id for s in self.steps for out in s.outputs}
+        return {
+            step.id: sorted({producer[i] for i in step.inputs if i in producer} - {step.id})
+            for step in self.steps
+        }
+
     def checks(self) -> dict[str, StepCheck]:
         """:meth:`check` of every step, with state ``after`` for a finished step downstream of
         one that will run."""
-        producer = {out: s.id for s in self.steps for out in s.outputs}
+        upstreams = self.dependencies()
         found: dict[str, StepCheck] = {}
         memo: dict[str, str | None] = {}
         for step in self.steps:
             check = self.check(step, memo)
-            upstream = sorted({producer[i] for i in step.inputs if i in producer})
-            waits = [u for u in upstream if found[u].state in TO_RUN]
+            waits = [u for u in upstreams[step.id] if found[u].state in TO_RUN]
             if check.state in FINISHED and waits:
                 check = StepCheck("after", f"after {', '.join(waits)}", check.foreign)
             found[step.id] = check

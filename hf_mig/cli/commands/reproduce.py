@@ -136,6 +136,29 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="run finished steps again (never over outputs the plan did not make)",
     )
     parser.add_argument("--keep-going", action="store_true", help="continue past a failed step")
+    parser.add_argument(
+        "--export",
+        nargs=2,
+        metavar=("FORMAT", "DIR"),
+        help="write the plan as batch jobs instead of running it: 'slurm DIR' writes one sbatch "
+        "script per step and DIR/submit.sh, which submits them with afterok dependencies",
+    )
+    parser.add_argument(
+        "--overwrite", action="store_true", help="--export: replace an earlier export in DIR"
+    )
+    parser.add_argument(
+        "--jobs",
+        type=int,
+        default=1,
+        help="steps run at once (default 1: one after another); a step starts once the steps "
+        "producing its inputs have finished",
+    )
+    parser.add_argument(
+        "--gpus",
+        type=int,
+        help="GPUs the steps that use GPUs share with --jobs (default: the visible CUDA "
+        "devices; 0: GPU steps run one at a time)",
+    )
 
 
 def _options(args: argparse.Namespace) -> Any:
@@ -177,6 +200,23 @@ def _options(args: argparse.Namespace) -> Any:
     )
 
 
+def _export(plan: Any, args: argparse.Namespace, stages: list[str]) -> int:
+    """``--export FORMAT DIR``: write the plan's steps as batch jobs."""
+    from hf_mig.reproduce.slurm import export_slurm
+
+    kind, folder = args.export
+    if kind != "slurm":
+        raise ValueError(f"--export supports 'slurm', got {kind!r}")
+    for blocker in plan.blockers:
+        print(f"hf-mig reproduce: warning: {blocker}", file=sys.stderr)
+    written = export_slurm(plan, folder, stages=stages or None, overwrite=args.overwrite)
+    print(
+        f"{len(written) - 1} sbatch script(s) and {written[-1]} written; submit with: "
+        f"bash {written[-1]}"
+    )
+    return 0
+
+
 def run(args: argparse.Namespace) -> int:
     """Build the plan; print it (``--dry-run``) or run it."""
     from hf_mig.reproduce import STAGES, build_plan, run_plan
@@ -194,6 +234,8 @@ def run(args: argparse.Namespace) -> int:
                 file=sys.stderr,
             )
             return 2
+    if args.export:
+        return _export(plan, args, stages)
     if plan.blockers and not args.dry_run:
         for blocker in plan.blockers:
             print(f"hf-mig reproduce: error: {blocker}", file=sys.stderr)
