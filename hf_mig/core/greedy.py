@@ -503,3 +503,98 @@ def greedy_select(
         "num_labels": num_labels,
     }
     return GreedyResult(out[0], out[1], out[2], initial, stats)
+
+
+# ---------------------------------------------------------------------------- budgeted engine
+# Knapsack variant of the lazy engine (driven by :mod:`hf_mig.core.budget`): every row has a
+# cost ``costs[i] > 0`` and the picks' total cost stays within ``budget``. The heap key is the
+# gain (``scaled=False``) or gain / cost (``scaled=True``); both are non-increasing as S grows,
+# so lazy evaluation stays exact. A row that no longer fits is dropped from the heap for good:
+# the spent budget only grows. ``fstate = [E, spent]``; ``knap = (costs, budget, scaled, last)``
+# with ``last[i]`` row i's latest gain.
+@_njit_inline
+def _budget_key(gain, cost, scaled):
+    if scaled:
+        return -(gain / cost)
+    return -gain
+
+
+@_njit
+def _fill_budget_heap(heap, pool, prop, state, work, exact, phi, picked, stamp, t, fstate, knap):
+    """Evaluate every unpicked row that still fits, in index order, into the heap; -> size."""
+    costs, budget, scaled, last = knap
+    pos = ROOT
+    spent = fstate[1]
+    for j in range(picked.size):
+        if not picked[j] and spent + costs[j] <= budget:
+            last[j] = _gain(j, pool, prop, state, work, exact, phi)
+            heap[pos, 0] = _budget_key(last[j], costs[j], scaled)
+            heap[pos, 1] = j
+            stamp[j] = t
+            pos += 1
+    _heapify(heap, pos)
+    return pos - ROOT
+
+
+@_njit
+def _budget_lazy_steps(
+    steps,
+    pool,
+    prop,
+    state,
+    work,
+    exact,
+    phi,
+    heap,
+    stamp,
+    picked,
+    istate,
+    fstate,
+    out,
+    refresh_limit,
+    knap,
+):
+    """Run up to ``steps`` picks of the budgeted lazy greedy; stop early when no row fits."""
+    costs, budget, scaled, last = knap
+    for _ in range(steps):
+        size = istate[_SIZE]
+        t = istate[_STEP]
+        found = False
+        while size > 0:
+            i = np.int64(heap[ROOT, 1])
+            if fstate[1] + costs[i] > budget:  # never fits again: drop it
+                size -= 1
+                heap[ROOT, 0] = heap[ROOT + size, 0]
+                heap[ROOT, 1] = heap[ROOT + size, 1]
+                if size > 0:
+                    _sift_down(heap, ROOT, ROOT + size)
+                continue
+            if stamp[i] == t:  # evaluated at this step: its key is current, and maximal
+                found = True
+                break
+            last[i] = _gain(i, pool, prop, state, work, exact, phi)
+            heap[ROOT, 0] = _budget_key(last[i], costs[i], scaled)
+            stamp[i] = t
+            _sift_down(heap, ROOT, ROOT + size)
+            istate[_EVALS] += 1
+            istate[_STALE] += 1
+            if istate[_STALE] > refresh_limit * size:
+                size = _fill_budget_heap(
+                    heap, pool, prop, state, work, exact, phi, picked, stamp, t, fstate, knap
+                )
+                istate[_EVALS] += size
+                istate[_STALE] = 0
+                istate[_REFRESHES] += 1
+        if not found:
+            istate[_SIZE] = 0
+            break
+        size -= 1
+        heap[ROOT, 0] = heap[ROOT + size, 0]
+        heap[ROOT, 1] = heap[ROOT + size, 1]
+        istate[_SIZE] = size
+        if size > 0:
+            _sift_down(heap, ROOT, ROOT + size)
+        picked[i] = True
+        fstate[1] += costs[i]
+        _record(i, last[i], pool, prop, state, work, phi, istate, fstate, out)
+    return istate[_STEP]
