@@ -9,7 +9,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import pyarrow as pa
-from datasets import Dataset
+from datasets import Dataset, Features
 
 from hf_mig.annotate.graph import DEFAULT_MAX_EDGES, LabelGraph
 from hf_mig.core.encoding import (
@@ -21,16 +21,27 @@ from hf_mig.core.encoding import (
     unique_labels,
 )
 from hf_mig.core.greedy import GreedyResult, greedy_select
-from hf_mig.core.information import LabelInformation
+from hf_mig.core.information import LabelInformation, PickExplanation, explain_picks
 from hf_mig.core.objective import Objective
 from hf_mig.core.summary import score_collapse
 from hf_mig.models.embedders import EmbedderLike, default_threshold, embedder_name
-from hf_mig.selectors.base import BaseSelector, check_bool, check_number, register_selector
+from hf_mig.selectors.base import (
+    BaseSelector,
+    check_bool,
+    check_int,
+    check_number,
+    register_selector,
+)
 
 logger = logging.getLogger(__name__)
 
 
 GAIN_COLUMNS = ("mig_rank", "mig_gain")
+#: the column ``explain`` adds: each pick's top labels by contribution to its gain
+WHY_COLUMN = "mig_why"
+WHY_TYPE = pa.list_(
+    pa.struct([("label", pa.string()), ("contribution", pa.float64()), ("own", pa.bool_())])
+)
 
 
 @register_selector("mig")
@@ -76,6 +87,12 @@ class MIGSelector(BaseSelector):
     record_gains: ``select`` adds ``mig_rank`` (0-based pick order) and ``mig_gain`` columns.
         A pool that already has either column is refused before the work unless
         ``overwrite_gain_columns=True``, which replaces them in the selection.
+    explain: when ``> 0``, ``select`` adds a ``mig_why`` column: the pick's ``explain`` labels
+        that contributed most to its gain, each ``{"label", "contribution", "own"}`` (``own``:
+        one of the row's labels, else a neighbour reached through the label graph), computed
+        after the greedy by :func:`hf_mig.core.information.explain_picks`; the contributions
+        of all labels sum to the gain (``mig_gain``). Default 0: no column. An existing
+        ``mig_why`` column is treated as ``record_gains`` treats its columns.
     engine: ``"auto"`` (lazy greedy when exact, else the full scan), ``"lazy"`` or ``"scan"``.
     progress: show progress bars (``None``: only for long steps).
 
@@ -116,6 +133,7 @@ class MIGSelector(BaseSelector):
     min_coverage: float = 0.5
     record_gains: bool = False
     overwrite_gain_columns: bool = False
+    explain: int = 0
     engine: str = "auto"
     progress: bool | None = None
 
@@ -136,13 +154,14 @@ class MIGSelector(BaseSelector):
             )
         check_bool("record_gains", self.record_gains)
         check_bool("overwrite_gain_columns", self.overwrite_gain_columns)
-        if self.record_gains and not self.overwrite_gain_columns:
-            taken = [c for c in GAIN_COLUMNS if c in dataset.column_names]
+        check_int("explain", self.explain, minimum=0)
+        if not self.overwrite_gain_columns:
+            taken = [c for c in self._gain_columns() if c in dataset.column_names]
             if taken:
                 raise ValueError(
-                    f"record_gains=True would replace the pool's existing column(s) {taken}; "
-                    "rename or remove them first, or pass overwrite_gain_columns=True to "
-                    "replace them in the selection"
+                    f"{self._gain_option()} would replace the pool's existing column(s) "
+                    f"{taken}; rename or remove them first, or pass overwrite_gain_columns=True "
+                    "to replace them in the selection"
                 )
         return floor
 
@@ -319,20 +338,48 @@ class MIGSelector(BaseSelector):
         """E(S) after each pick of the last run (for plots)."""
         return self.result_.objective_trace
 
+    def _gain_columns(self) -> tuple[str, ...]:
+        """The columns :meth:`rows` adds: ``GAIN_COLUMNS`` with ``record_gains``, ``mig_why``
+        with ``explain``."""
+        return (GAIN_COLUMNS if self.record_gains else ()) + ((WHY_COLUMN,) if self.explain else ())
+
+    def _gain_option(self) -> str:
+        given = [f"record_gains={self.record_gains}", f"explain={self.explain}"]
+        return " and ".join(given[i] for i in (0, 1) if (self.record_gains, self.explain)[i])
+
+    def explanations(self, n: int | None = None, top: int | None = 3) -> list[PickExplanation]:
+        """Why the first ``n`` picks of the last run (``None``: all) were picked: each gain split
+        by label, the ``top`` labels (:func:`hf_mig.core.information.explain_picks`, with this
+        selector's graph, ``prop_weight``, ``norm``, phi and ``gain``)."""
+        info = LabelInformation.build(
+            self._encoding, self.label_graph_.propagation_matrix(self.prop_weight), norm=self.norm
+        )
+        picks = self.result_.indices if n is None else self.result_.indices[:n]
+        return explain_picks(info, picks, self.objective, gain=self.gain, top=top)
+
     def rows(self, dataset: Dataset, indices: np.ndarray) -> Dataset:
-        """``dataset.select(indices)`` with ``mig_rank`` / ``mig_gain`` when ``record_gains``
-        (``indices``: what :meth:`select_indices` just returned for ``dataset``). Existing
-        columns of those names are replaced only with ``overwrite_gain_columns=True``."""
+        """``dataset.select(indices)`` with ``mig_rank`` / ``mig_gain`` when ``record_gains`` and
+        ``mig_why`` when ``explain`` (``indices``: what :meth:`select_indices` just returned for
+        ``dataset``). Existing columns of those names are replaced only with
+        ``overwrite_gain_columns=True``."""
         subset = dataset.select(indices)
+        columns = self._gain_columns()
+        taken = [name for name in columns if name in subset.column_names]
+        if taken and not self.overwrite_gain_columns:
+            raise ValueError(
+                f"{self._gain_option()} would replace the pool's existing column(s) {taken}; "
+                "pass overwrite_gain_columns=True to replace them"
+            )
+        if taken:
+            subset = subset.remove_columns(taken)
         if self.record_gains:
-            taken = [name for name in GAIN_COLUMNS if name in subset.column_names]
-            if taken and not self.overwrite_gain_columns:
-                raise ValueError(
-                    f"record_gains=True would replace the pool's existing column(s) {taken}; "
-                    "pass overwrite_gain_columns=True to replace them"
-                )
-            if taken:
-                subset = subset.remove_columns(taken)
             subset = subset.add_column("mig_rank", np.arange(len(indices), dtype=np.int64))
             subset = subset.add_column("mig_gain", self.result_.gains.astype(np.float64))
+        if self.explain:
+            why = [
+                [{k: d[k] for k in ("label", "contribution", "own")} for d in e.labels]
+                for e in self.explanations(top=int(self.explain))
+            ]
+            feature = Features.from_arrow_schema(pa.schema([(WHY_COLUMN, WHY_TYPE)]))[WHY_COLUMN]
+            subset = subset.add_column(WHY_COLUMN, why, feature=feature)
         return subset
