@@ -12,12 +12,14 @@ import pyarrow as pa
 from datasets import Dataset, Features
 
 from hf_mig.annotate.graph import DEFAULT_MAX_EDGES, LabelGraph
+from hf_mig.core.budget import budget_select
 from hf_mig.core.encoding import (
     DegeneratePoolError,
     PoolEncoding,
     arrow_columns,
     describe_report,
     encode_pool,
+    read_scores,
     unique_labels,
 )
 from hf_mig.core.greedy import GreedyResult, greedy_select
@@ -28,6 +30,7 @@ from hf_mig.models.embedders import EmbedderLike, default_threshold, embedder_na
 from hf_mig.selectors.base import (
     BaseSelector,
     check_bool,
+    check_choice,
     check_int,
     check_number,
     register_selector,
@@ -51,7 +54,8 @@ class MIGSelector(BaseSelector):
 
     Parameters
     ----------
-    k: number of rows to select.
+    k: number of rows to select (with ``budget``: the most rows to select; pass ``len(pool)``
+        for a budget alone).
     label_graph: a :class:`LabelGraph` or a path to one saved with ``LabelGraph.save``. When
         omitted, a graph over the pool's own labels is built with ``embedder`` and
         ``threshold``.
@@ -94,6 +98,14 @@ class MIGSelector(BaseSelector):
         of all labels sum to the gain (``mig_gain``). Default 0: no column. An existing
         ``mig_why`` column is treated as ``record_gains`` treats its columns.
     engine: ``"auto"`` (lazy greedy when exact, else the full scan), ``"lazy"`` or ``"scan"``.
+    budget: when set, the picks' total cost (``cost_column``, e.g. tokens) stays ``<= budget``,
+        and at most ``k`` rows are picked, whichever binds first (default ``None``: ``k`` rows).
+        The selection is the better, by E(S), of a cost-scaled greedy (largest gain / cost among
+        rows that still fit) and a unit-cost greedy (largest gain among rows that still fit):
+        within ``(1 - 1/e) / 2`` of the best selection within the budget
+        (:func:`hf_mig.core.budget.budget_select`). A row costing more than the budget is never
+        picked; phi must be concave and ``engine`` ``"auto"`` or ``"lazy"``.
+    cost_column: the per-row cost read with ``budget`` (finite numbers ``> 0``).
     progress: show progress bars (``None``: only for long steps).
 
     Degenerate inputs raise :class:`hf_mig.core.encoding.DegeneratePoolError` (a ``ValueError``)
@@ -135,6 +147,8 @@ class MIGSelector(BaseSelector):
     overwrite_gain_columns: bool = False
     explain: int = 0
     engine: str = "auto"
+    budget: float | None = None
+    cost_column: str = "num_tokens"
     progress: bool | None = None
 
     # ------------------------------------------------------------------ helpers
@@ -152,6 +166,15 @@ class MIGSelector(BaseSelector):
                 "graph_cache must be True (the hf-mig cache), False (no cache) or a folder, got "
                 f"{cache!r}"
             )
+        if self.budget is not None:
+            check_number("budget", self.budget, 0, None, open_low=True)
+            check_choice("engine (with a budget)", self.engine, ("auto", "lazy"))
+            if self.cost_column not in dataset.column_names:
+                raise ValueError(
+                    f"cost_column {self.cost_column!r} not found; the pool has columns "
+                    f"{dataset.column_names}. A budget needs a numeric cost per row (e.g. "
+                    "token counts); set cost_column=..."
+                )
         check_bool("record_gains", self.record_gains)
         check_bool("overwrite_gain_columns", self.overwrite_gain_columns)
         check_int("explain", self.explain, minimum=0)
@@ -263,7 +286,7 @@ class MIGSelector(BaseSelector):
                 "in file order. Score the pool first (hf-mig score), or check the score column."
             )
         k = int(self.k)
-        if report["rows_with_information"] < k:
+        if self.budget is None and report["rows_with_information"] < k:
             logger.warning(
                 "MIG: only %d rows have a label in %s and a score above 0; the other %d of "
                 "k=%d picks carry no information and follow file order",
@@ -315,23 +338,46 @@ class MIGSelector(BaseSelector):
             encoding, graph.propagation_matrix(self.prop_weight), norm=self.norm
         )
         self._check_bounds(info)
-        result = greedy_select(
-            encoding.indptr,
-            encoding.label_ids,
-            info.weights,
-            info.propagation,
-            k,
-            objective,
-            gain=self.gain,
-            engine=self.engine,
-            progress=self.progress,
-        )
+        if self.budget is not None:
+            result = self._budget_select(dataset, encoding, info, k)
+        else:
+            result = greedy_select(
+                encoding.indptr,
+                encoding.label_ids,
+                info.weights,
+                info.propagation,
+                k,
+                objective,
+                gain=self.gain,
+                engine=self.engine,
+                progress=self.progress,
+            )
         self.result_: GreedyResult = result
         self.label_graph_: LabelGraph = graph
         self.encoding_report_: dict = encoding.report
         self.score_collapse_: dict | None = collapse
         self._encoding = encoding
         return result.indices
+
+    def _budget_select(
+        self, dataset: Dataset, encoding: PoolEncoding, info: LabelInformation, k: int
+    ) -> GreedyResult:
+        costs = read_scores(
+            dataset, self.cost_column, what="budgeted MIG selection", name_rows="column"
+        )
+        return budget_select(
+            encoding.indptr,
+            encoding.label_ids,
+            info.weights,
+            info.propagation,
+            self.budget,
+            costs,
+            k,
+            self.objective,
+            gain=self.gain,
+            progress=self.progress,
+            cost_column=self.cost_column,
+        )
 
     @property
     def objective_trace_(self) -> np.ndarray:
