@@ -24,6 +24,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from hf_mig.reproduce.outputs import inspect_output
 from hf_mig.reproduce.plan import FINISHED, Plan, Step
@@ -97,6 +98,127 @@ def _checkpoints(plan: Plan, step: Step) -> bool:
     return any(run_dir.glob("checkpoint-*"))
 
 
+@dataclass
+class _Launch:
+    """A step ready to start: its command line, log, and its inputs' hashes before it ran."""
+
+    step: Step
+    head: str
+    command: list[str]
+    argv: list[str]
+    log: Path
+    inputs: dict[str, str | None]
+    start: float = 0.0
+    handle: Any = None
+
+
+def _prepare(
+    plan: Plan,
+    step: Step,
+    head: str,
+    summary: RunSummary,
+    producer: dict[str, str],
+    logs: Path,
+    force: bool,
+    echo: Callable[[str], None],
+) -> _Launch | str:
+    """Decide what to do with ``step``: a :class:`_Launch` to start it, or its outcome when it
+    does not run (``"blocked"``, ``"skipped"`` or ``"failed"``, recorded in ``summary``)."""
+    missing_from = sorted(
+        {producer[i] for i in step.inputs if i in producer} & set(summary.failed + summary.blocked)
+    )
+    if missing_from:
+        summary.blocked.append(step.id)
+        echo(f"{head}: blocked (needs {', '.join(missing_from)})")
+        return "blocked"
+    memo: dict[str, str | None] = {}
+    check = plan.check(step, memo)
+    if check.state in FINISHED and not force:
+        record = plan.read_marker(step)
+        if check.state == "done" and record and record.get("legacy"):
+            # an older marker that matched by size and time: record the content from now on
+            plan.write_marker(step, plan.seconds(step) or 0.0, plan.input_digests(step, memo))
+        summary.skipped.append(step.id)
+        echo(f"{head}: {check.state}, skipped" + (f" ({check.detail})" if check.detail else ""))
+        return "skipped"
+    if check.state == "conflict" or check.foreign:
+        summary.failed.append(step.id)
+        summary.conflicts.append(step.id)
+        detail = check.detail
+        if check.state != "conflict":  # finished, but forced over outputs made elsewhere
+            detail = (
+                f"{', '.join(check.foreign)} were not made by this plan and are never "
+                "replaced (not even with --force): move them away to run this step"
+            )
+        echo(f"{head}: CONFLICT, not run: {detail}")
+        return "failed"
+    missing = [i for i in step.inputs if i not in producer and not plan.path(i).exists()]
+    if missing:
+        summary.failed.append(step.id)
+        echo(f"{head}: FAILED before starting: input(s) missing: {', '.join(missing)}")
+        return "failed"
+    ran_before = plan.read_marker(step) is not None
+    inputs = plan.input_digests(step, memo)  # as they are when the step reads them
+    command = list(step.command)
+    if ran_before and takes_overwrite(command):
+        command.append("--overwrite")  # replaces what this plan's earlier run wrote
+    if check.state in ("partial", "todo") and _checkpoints(plan, step):
+        # an interrupted run of the same command: continue it (a changed or forced step
+        # starts over: its checkpoints were trained on other inputs)
+        command += ["--resume_from_checkpoint", "true"]
+    log = logs / _log_name(step)
+    echo(f"{head}: running ({step.title}); log: {log}")
+    try:
+        argv = resolve_command(command)
+    except FileNotFoundError as err:
+        summary.failed.append(step.id)
+        echo(f"{head}: FAILED: {err}")
+        return "failed"
+    return _Launch(step, head, command, argv, log, inputs)
+
+
+def _start(plan: Plan, launch: _Launch, env: dict[str, str] | None = None) -> subprocess.Popen:
+    """Mark ``launch``'s step as started and start its command (``env``: extra variables)."""
+    for out in launch.step.outputs:
+        plan.path(out).parent.mkdir(parents=True, exist_ok=True)
+    plan.start_marker(launch.step)
+    full = {**os.environ, **(env or {})}
+    full.setdefault("PYTHONUNBUFFERED", "1")
+    launch.start = time.perf_counter()
+    launch.handle = open(launch.log, "w", encoding="utf-8")  # noqa: SIM115 (closed in _finish)
+    launch.handle.write("$ " + " ".join(launch.command) + "\n")
+    launch.handle.flush()
+    return subprocess.Popen(
+        launch.argv, cwd=plan.workdir, stdout=launch.handle, stderr=subprocess.STDOUT, env=full
+    )
+
+
+def _finish(
+    plan: Plan, launch: _Launch, code: int, summary: RunSummary, echo: Callable[[str], None]
+) -> bool:
+    """Record how ``launch``'s step ended (exit status ``code``); True when it succeeded."""
+    launch.handle.close()
+    step, head, log = launch.step, launch.head, launch.log
+    seconds = time.perf_counter() - launch.start
+    unusable = []
+    if code == 0:
+        for out in step.outputs:
+            found = inspect_output(plan.path(out))
+            if not found.ok:
+                unusable.append(f"{out} ({found.text})")
+    if code != 0 or unusable:
+        summary.failed.append(step.id)
+        why = f"exit status {code}" if code else f"unusable output: {', '.join(unusable)}"
+        echo(f"{head}: FAILED ({why}) after {seconds:.1f} s; last lines of {log}:")
+        echo(_tail(log))
+        return False
+    plan.write_marker(step, seconds, launch.inputs)
+    summary.ran.append(step.id)
+    summary.seconds[step.id] = seconds
+    echo(f"{head}: done in {seconds:.1f} s")
+    return True
+
+
 def run_plan(
     plan: Plan,
     *,
@@ -105,6 +227,8 @@ def run_plan(
     keep_going: bool = False,
     echo: Callable[[str], None] = print,
     preflight: bool = True,
+    jobs: int = 1,
+    gpus: int | None = None,
 ) -> RunSummary:
     """Run the steps of ``plan`` (only those of ``stages`` when given) and return a summary.
 
@@ -114,7 +238,15 @@ def run_plan(
     as does a forced step over outputs the plan did not make. With ``preflight`` (the default),
     the steps' external inputs are checked first; if any is missing, the summary lists it in
     ``missing`` and no step runs (nothing is written).
+
+    ``jobs`` > 1 runs up to that many steps at once, a step once the steps producing its inputs
+    have finished, steps using GPUs sharing ``gpus`` devices (default: the visible CUDA
+    devices); see :mod:`hf_mig.reproduce.scheduler`.
     """
+    if isinstance(jobs, bool) or not isinstance(jobs, int) or jobs < 1:
+        raise ValueError(f"jobs must be a positive integer, got {jobs!r}")
+    if gpus is not None and (isinstance(gpus, bool) or not isinstance(gpus, int) or gpus < 0):
+        raise ValueError(f"gpus must be a non-negative integer, got {gpus!r}")
     summary = RunSummary()
     if preflight:
         summary.missing = plan.preflight(stages, force)
@@ -127,94 +259,32 @@ def run_plan(
     logs.mkdir(exist_ok=True)
     producer = {out: s.id for s in plan.steps for out in s.outputs}
     selected = [s for s in plan.steps if not stages or s.stage in stages]
-    for n, step in enumerate(selected, 1):
+
+    def prepare(n: int, step: Step) -> _Launch | str:
         head = f"[{n}/{len(selected)}] {step.id}"
-        missing_from = sorted(
-            {producer[i] for i in step.inputs if i in producer}
-            & set(summary.failed + summary.blocked)
+        return _prepare(plan, step, head, summary, producer, logs, force, echo)
+
+    if jobs > 1:
+        from hf_mig.reproduce.scheduler import run_concurrently
+
+        run_concurrently(
+            plan,
+            selected,
+            prepare=prepare,
+            start=lambda launch, env: _start(plan, launch, env),
+            finish=lambda launch, code: _finish(plan, launch, code, summary, echo),
+            jobs=jobs,
+            gpus=gpus,
+            keep_going=keep_going,
         )
-        if missing_from:
-            summary.blocked.append(step.id)
-            echo(f"{head}: blocked (needs {', '.join(missing_from)})")
-            continue
-        memo: dict[str, str | None] = {}
-        check = plan.check(step, memo)
-        if check.state in FINISHED and not force:
-            record = plan.read_marker(step)
-            if check.state == "done" and record and record.get("legacy"):
-                # an older marker that matched by size and time: record the content from now on
-                plan.write_marker(step, plan.seconds(step) or 0.0, plan.input_digests(step, memo))
-            summary.skipped.append(step.id)
-            echo(f"{head}: {check.state}, skipped" + (f" ({check.detail})" if check.detail else ""))
-            continue
-        if check.state == "conflict" or check.foreign:
-            summary.failed.append(step.id)
-            summary.conflicts.append(step.id)
-            detail = check.detail
-            if check.state != "conflict":  # finished, but forced over outputs made elsewhere
-                detail = (
-                    f"{', '.join(check.foreign)} were not made by this plan and are never "
-                    "replaced (not even with --force): move them away to run this step"
-                )
-            echo(f"{head}: CONFLICT, not run: {detail}")
-            if not keep_going:
+        return summary
+    for n, step in enumerate(selected, 1):
+        launch = prepare(n, step)
+        if isinstance(launch, str):
+            if launch == "failed" and not keep_going:
                 break
             continue
-        missing = [i for i in step.inputs if i not in producer and not plan.path(i).exists()]
-        if missing:
-            summary.failed.append(step.id)
-            echo(f"{head}: FAILED before starting: input(s) missing: {', '.join(missing)}")
-            if not keep_going:
-                break
-            continue
-        ran_before = plan.read_marker(step) is not None
-        inputs = plan.input_digests(step, memo)  # as they are when the step reads them
-        command = list(step.command)
-        if ran_before and takes_overwrite(command):
-            command.append("--overwrite")  # replaces what this plan's earlier run wrote
-        if check.state in ("partial", "todo") and _checkpoints(plan, step):
-            # an interrupted run of the same command: continue it (a changed or forced step
-            # starts over: its checkpoints were trained on other inputs)
-            command += ["--resume_from_checkpoint", "true"]
-        log = logs / _log_name(step)
-        echo(f"{head}: running ({step.title}); log: {log}")
-        start = time.perf_counter()
-        try:
-            argv = resolve_command(command)
-        except FileNotFoundError as err:
-            summary.failed.append(step.id)
-            echo(f"{head}: FAILED: {err}")
-            if not keep_going:
-                break
-            continue
-        for out in step.outputs:
-            plan.path(out).parent.mkdir(parents=True, exist_ok=True)
-        plan.start_marker(step)
-        env = dict(os.environ)
-        env.setdefault("PYTHONUNBUFFERED", "1")
-        with open(log, "w", encoding="utf-8") as fh:
-            fh.write("$ " + " ".join(command) + "\n")
-            fh.flush()
-            code = subprocess.run(
-                argv, cwd=plan.workdir, stdout=fh, stderr=subprocess.STDOUT, env=env
-            ).returncode
-        seconds = time.perf_counter() - start
-        unusable = []
-        if code == 0:
-            for out in step.outputs:
-                found = inspect_output(plan.path(out))
-                if not found.ok:
-                    unusable.append(f"{out} ({found.text})")
-        if code != 0 or unusable:
-            summary.failed.append(step.id)
-            why = f"exit status {code}" if code else f"unusable output: {', '.join(unusable)}"
-            echo(f"{head}: FAILED ({why}) after {seconds:.1f} s; last lines of {log}:")
-            echo(_tail(log))
-            if not keep_going:
-                break
-            continue
-        plan.write_marker(step, seconds, inputs)
-        summary.ran.append(step.id)
-        summary.seconds[step.id] = seconds
-        echo(f"{head}: done in {seconds:.1f} s")
+        code = _start(plan, launch).wait()
+        if not _finish(plan, launch, code, summary, echo) and not keep_going:
+            break
     return summary

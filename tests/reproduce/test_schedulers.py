@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 import subprocess
 from pathlib import Path
@@ -9,7 +10,15 @@ from pathlib import Path
 import pytest
 
 from hf_mig.data.errors import OutputExistsError
-from hf_mig.reproduce import EXPERIMENTS, SCALES, Plan, PlanOptions, Step, build_plan
+from hf_mig.reproduce import (
+    EXPERIMENTS,
+    SCALES,
+    Plan,
+    PlanOptions,
+    Step,
+    build_plan,
+    run_plan,
+)
 from hf_mig.reproduce.slurm import STEP_TAG, export_slurm, time_limit
 
 SUBMIT = re.compile(
@@ -115,16 +124,107 @@ def test_cli_export(no_shared, tmp_path, run_main):
 # ------------------------------------------------------------------ --jobs
 
 
-def _stamp_step(sid: str, out: str, inputs: list[str], seconds: float = 0.0, **kw) -> Step:
-    """A step that records its start and end time (``time.time()``) in ``out`` as JSON, after
-    checking that every input exists."""
-    code = (
-        "import json, sys, time, pathlib\n"
-        "t0 = time.time()\n"
-        "assert all(pathlib.Path(p).exists() for p in sys.argv[3:]), 'input missing'\n"
-        "time.sleep(float(sys.argv[2]))\n"
-        "pathlib.Path(sys.argv[1]).write_text(json.dumps({'start': t0, 'end': time.time(),"
-        " 'ins': sys.argv[3:]}))\n"
-    )
-    command = ["python", "-c", code, out, str(seconds), *inputs]
-    return Step(sid, "select", sid, command, outputs=[out], inputs=inputs, **kw)
+STAMP_CODE = """
+import json, pathlib, sys, time
+start = time.time()
+out, stamp, seconds, fail, *inputs = sys.argv[1:]
+text = out + "|" + "|".join(pathlib.Path(i).read_text() for i in inputs)
+time.sleep(float(seconds))
+pathlib.Path(stamp).parent.mkdir(parents=True, exist_ok=True)
+pathlib.Path(stamp).write_text(json.dumps({"start": start, "end": time.time()}))
+if fail == "1":
+    sys.exit(3)
+pathlib.Path(out).write_text(text)
+"""
+
+
+def _step(sid: str, inputs: list[str], seconds: float = 0.0, fail: bool = False, **kw) -> Step:
+    """A step writing ``out/<sid>.txt`` from its inputs' text (deterministic) and its own start
+    and end time to ``stamps/<sid>.json`` (not an output); ``fail``: exit 3 instead."""
+    out = f"out/{sid}.txt"
+    stamp = f"stamps/{sid}.json"
+    command = ["python", "-c", STAMP_CODE, out, stamp, str(seconds), "1" if fail else "0"]
+    return Step(sid, "select", sid, [*command, *inputs], outputs=[out], inputs=inputs, **kw)
+
+
+def _diamond(workdir: Path, fail_b: bool = False, **kw) -> Plan:
+    """a -> (b, c: sleeping, independent) -> d; e independent of all."""
+    steps = [
+        _step("a", []),
+        _step("b", ["out/a.txt"], 1.0, fail=fail_b, **kw),
+        _step("c", ["out/a.txt"], 1.0, **kw),
+        _step("d", ["out/b.txt", "out/c.txt"]),
+        _step("e", [], 0.2),
+    ]
+    return Plan("demo", "tiny", "diamond", workdir, steps)
+
+
+def _stamps(workdir: Path) -> dict[str, dict[str, float]]:
+    return {p.stem: json.loads(p.read_text()) for p in (workdir / "stamps").glob("*.json")}
+
+
+def _outputs(workdir: Path) -> dict[str, str]:
+    return {p.name: p.read_text() for p in sorted((workdir / "out").glob("*"))}
+
+
+def test_jobs_run_independent_steps_at_once_and_dependents_after(tmp_path):
+    lines: list[str] = []
+    serial = run_plan(_diamond(tmp_path / "serial"), echo=lambda _: None)
+    both = run_plan(_diamond(tmp_path / "jobs"), jobs=2, echo=lines.append)
+    assert serial.ok and both.ok and sorted(both.ran) == sorted(serial.ran) == list("abcde")
+    assert _outputs(tmp_path / "jobs") == _outputs(tmp_path / "serial")
+    stamps = _stamps(tmp_path / "jobs")
+    b, c = stamps["b"], stamps["c"]
+    assert max(b["start"], c["start"]) < min(b["end"], c["end"])  # they overlapped
+    for producer, consumer in _plan_edges(_diamond(tmp_path / "jobs")):
+        assert stamps[producer]["end"] <= stamps[consumer]["start"]
+    s = _stamps(tmp_path / "serial")
+    assert not max(s["b"]["start"], s["c"]["start"]) < min(s["b"]["end"], s["c"]["end"])
+    # same markers and logs: a re-run skips everything
+    again = run_plan(_diamond(tmp_path / "jobs"), jobs=2, echo=lines.append)
+    assert again.skipped == list("abcde") and not again.ran
+    assert sorted(p.name for p in (tmp_path / "jobs" / "logs").iterdir()) == [
+        f"{x}.log" for x in "abcde"
+    ]
+
+
+def test_jobs_never_more_than_n_at_once(tmp_path):
+    steps = [_step(f"s{i}", [], 0.5) for i in range(5)]
+    plan = Plan("demo", "tiny", "flat", tmp_path, steps)
+    assert run_plan(plan, jobs=2, echo=lambda _: None).ok
+    spans = list(_stamps(tmp_path).values())
+    for span in spans:
+        at_once = [o for o in spans if o["start"] <= span["start"] < o["end"]]
+        assert len(at_once) <= 2
+
+
+def test_gpu_steps_share_the_gpus(tmp_path):
+    """With --gpus 0, GPU steps run one at a time even with free job slots."""
+    plan = _diamond(tmp_path, gpus=1)
+    assert run_plan(plan, jobs=3, gpus=0, echo=lambda _: None).ok
+    b, c = _stamps(tmp_path)["b"], _stamps(tmp_path)["c"]
+    assert not max(b["start"], c["start"]) < min(b["end"], c["end"])
+    plan = _diamond(tmp_path / "two", gpus=1)
+    assert run_plan(plan, jobs=3, gpus=2, echo=lambda _: None).ok
+    b, c = _stamps(tmp_path / "two")["b"], _stamps(tmp_path / "two")["c"]
+    assert max(b["start"], c["start"]) < min(b["end"], c["end"])
+
+
+def test_a_failed_step_stops_its_dependents_only(tmp_path):
+    lines: list[str] = []
+    summary = run_plan(_diamond(tmp_path, fail_b=True), jobs=2, keep_going=True, echo=lines.append)
+    assert summary.failed == ["b"] and summary.blocked == ["d"]
+    assert sorted(summary.ran) == ["a", "c", "e"]
+    assert any("b: FAILED (exit status 3)" in line for line in lines)
+    # without keep_going nothing new starts, and the run stops as the serial one does
+    stopped = run_plan(_diamond(tmp_path / "stop", fail_b=True), jobs=2, echo=lambda _: None)
+    assert "b" in stopped.failed and "d" not in stopped.ran + stopped.blocked
+    assert not stopped.ok
+
+
+def test_jobs_and_gpus_are_checked(tmp_path):
+    plan = _diamond(tmp_path)
+    with pytest.raises(ValueError, match="jobs"):
+        run_plan(plan, jobs=0)
+    with pytest.raises(ValueError, match="gpus"):
+        run_plan(plan, jobs=2, gpus=-1)

@@ -234,6 +234,8 @@ def run(args: argparse.Namespace) -> int:
                 file=sys.stderr,
             )
             return 2
+    if args.jobs < 1 or (args.gpus is not None and args.gpus < 0):
+        raise ValueError("--jobs must be >= 1 and --gpus >= 0")
     if args.export:
         return _export(plan, args, stages)
     if plan.blockers and not args.dry_run:
@@ -255,7 +257,13 @@ def run(args: argparse.Namespace) -> int:
     print(plan.render(stages or None), end="")
     print()
     summary = run_plan(
-        plan, stages=stages or None, force=args.force, keep_going=args.keep_going, preflight=False
+        plan,
+        stages=stages or None,
+        force=args.force,
+        keep_going=args.keep_going,
+        preflight=False,
+        jobs=args.jobs,
+        gpus=args.gpus,
     )
     print(
         f"\n{len(summary.ran)} step(s) run, {len(summary.skipped)} skipped (finished earlier), "

@@ -1,0 +1,132 @@
+"""Steps of a plan run at once (``hf-mig reproduce --jobs N``).
+
+A step starts once every step producing its inputs (:meth:`Plan.dependencies`, among the steps
+being run) has finished, never more than ``jobs`` at once, in plan order among those ready.
+Steps that use GPUs share ``gpus`` devices: together they never ask for more, and each gets its
+own devices through ``CUDA_VISIBLE_DEVICES``; a step asking for more than there are (or any GPU
+step when there are none) runs while no other GPU step does. What each step does before, while
+and after it runs (markers, logs, skipping, conflicts) is the serial runner's
+(:func:`~hf_mig.reproduce.runner.run_plan`). A failed step blocks the steps that need its
+outputs; without ``keep_going`` no further step starts, and those running finish.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from hf_mig.reproduce.plan import Plan, Step
+
+__all__ = ["run_concurrently", "visible_gpus"]
+
+#: seconds between looks at the running steps
+POLL_SECONDS = 0.05
+
+
+def visible_gpus() -> list[str]:
+    """The CUDA devices this process may use, as ``CUDA_VISIBLE_DEVICES`` entries (empty when
+    there are none, or torch is not installed)."""
+    given = os.environ.get("CUDA_VISIBLE_DEVICES")
+    try:
+        import torch
+
+        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+    except ImportError:
+        count = 0
+    if given is not None:
+        names = [d.strip() for d in given.split(",") if d.strip()]
+        return names[:count]
+    return [str(i) for i in range(count)]
+
+
+class _Devices:
+    """Which of ``total`` GPU slots are free; ``names``: the device of each slot."""
+
+    def __init__(self, total: int, names: Sequence[str]) -> None:
+        self.names = list(names)
+        self.free = list(range(total))
+        self.total = total
+        self.busy = 0  # GPU steps running
+
+    def fits(self, step: Step) -> bool:
+        """Whether ``step`` may start now."""
+        return step.gpus <= 0 or self.busy == 0 or step.gpus <= len(self.free)
+
+    def take(self, step: Step) -> tuple[list[int], dict[str, str]]:
+        """Reserve ``step``'s devices: their slots and the environment naming them."""
+        if step.gpus <= 0:
+            return [], {}
+        self.busy += 1
+        if step.gpus > len(self.free):  # more than there are: runs alone among GPU steps
+            taken, self.free = self.free, []
+        else:
+            taken, self.free = self.free[: step.gpus], self.free[step.gpus :]
+        if step.gpus > len(taken) or len(self.names) < self.total:
+            return taken, {}  # not enough named devices: leave the step's view as it is
+        return taken, {"CUDA_VISIBLE_DEVICES": ",".join(self.names[i] for i in taken)}
+
+    def give(self, step: Step, taken: list[int]) -> None:
+        if step.gpus > 0:
+            self.busy -= 1
+            self.free = sorted(self.free + taken)
+
+
+def run_concurrently(
+    plan: Plan,
+    steps: Sequence[Step],
+    *,
+    prepare: Callable[[int, Step], Any],
+    start: Callable[[Any, dict[str, str]], Any],
+    finish: Callable[[Any, int], bool],
+    jobs: int,
+    gpus: int | None = None,
+    keep_going: bool = False,
+) -> None:
+    """Run ``steps`` (in plan order) up to ``jobs`` at once; see the module.
+
+    ``prepare(n, step)`` returns a launch, or a string outcome when the step does not run
+    (``"failed"`` counts as a failure); ``start(launch, env)`` starts it and returns a
+    :class:`subprocess.Popen`; ``finish(launch, exit status)`` records it, True on success.
+    """
+    names = visible_gpus() if gpus is None else visible_gpus()[:gpus]
+    devices = _Devices(len(names) if gpus is None else gpus, names)
+    deps = plan.dependencies()
+    number = {step.id: n for n, step in enumerate(steps, 1)}
+    pending = list(steps)
+    ended: set[str] = set()
+    running: dict[str, tuple[Any, Any, list[int], Step]] = {}
+    stop = False
+    while pending or running:
+        for step in list(pending):
+            if stop or len(running) >= jobs:
+                break
+            if any(u in number and u not in ended for u in deps[step.id]):
+                continue
+            if not devices.fits(step):
+                continue
+            pending.remove(step)
+            launch = prepare(number[step.id], step)
+            if isinstance(launch, str):
+                ended.add(step.id)
+                stop = launch == "failed" and not keep_going
+                continue
+            taken, env = devices.take(step)
+            running[step.id] = (launch, start(launch, env), taken, step)
+        if stop:
+            pending.clear()
+        if not running:
+            if pending:
+                raise RuntimeError(f"steps wait on steps that never run: {[s.id for s in pending]}")
+            break
+        time.sleep(POLL_SECONDS)
+        for step_id, (launch, process, taken, step) in list(running.items()):
+            code = process.poll()
+            if code is None:
+                continue
+            del running[step_id]
+            devices.give(step, taken)
+            ended.add(step_id)
+            if not finish(launch, code) and not keep_going:
+                stop = True
