@@ -106,3 +106,28 @@ def test_contributions_sum_to_the_greedy_gain(seed: int, gain: str, phi: Objecti
         own = set(enc.label_ids[enc.indptr[e.row] : enc.indptr[e.row + 1]].tolist())
         if info.weights[e.row] > 0:
             assert {labels.index(d["label"]) for d in e.labels if d["own"]} == own
+
+
+def test_selector_explain_column_matches_the_recorded_gains() -> None:
+    from datasets import Dataset
+
+    from hf_mig.selectors.mig import WHY_TYPE, MIGSelector
+
+    table, labels, graph = _pool(3, n=120)
+    pool = Dataset.from_dict({"labels": table["labels"].to_pylist(), "score": table["score"]})
+    for gain in ("gradient", "exact"):
+        selector = MIGSelector(k=20, label_graph=graph, gain=gain, record_gains=True, explain=3)
+        subset = selector.select(pool)
+        assert subset.data.schema.field("mig_why").type == WHY_TYPE
+        explained = selector.explanations()
+        np.testing.assert_allclose([e.gain for e in explained], subset["mig_gain"], rtol=1e-9)
+        for row, why, e in zip(subset, subset["mig_why"], explained):
+            assert 0 < len(why) <= 3 and set(why[0]) == {"label", "contribution", "own"}
+            assert why[0]["label"] == e.labels[0]["label"]
+            assert all(d["own"] == (d["label"] in row["labels"]) for d in why)
+    plain = MIGSelector(k=20, label_graph=graph, record_gains=True).select(pool)
+    assert plain.column_names == ["labels", "score", "mig_rank", "mig_gain"]
+    with pytest.raises(ValueError, match="explain must be an integer >= 0"):
+        MIGSelector(k=2, label_graph=graph, explain=-1).select(pool)
+    with pytest.raises(ValueError, match=r"explain=2 would replace .*\['mig_why'\]"):
+        MIGSelector(k=2, label_graph=graph, explain=2).select(subset)

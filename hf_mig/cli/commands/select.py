@@ -73,7 +73,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_selector_arguments(
         method_options,
         flags,
-        skip=("label_graph",),
+        skip=("label_graph", "explain"),
         help=OPTION_HELP,
         defaults={"min_coverage": None},
     )
@@ -84,6 +84,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def _add_report_arguments(parser: argparse.ArgumentParser) -> None:
     """What ``select`` writes besides the subset: summary, positions, card, Hub upload."""
+    parser.add_argument(
+        "--explain",
+        dest="explain_picks",
+        type=int,
+        default=0,
+        metavar="N",
+        help="mig: also print why the first N picks were picked: each gain and the labels that "
+        "contributed most to it (the row's own labels, or neighbours in the label graph); "
+        "'--option explain=M' instead adds a mig_why column with the top M labels",
+    )
     parser.add_argument("--summary-json", help="write the selection summary (JSON) here")
     parser.add_argument(
         "--indices-out",
@@ -227,6 +237,7 @@ def run(args: argparse.Namespace) -> int:
     pool_info: dict = {}
     pool, vocabulary = load_prepared(args, pool_info if args.card or args.push_to_hub else None)
     selector = _selector(args, vocabulary)
+    explain = _check_explain(args, selector)
     select_start = time.perf_counter()
     indices = np.asarray(selector.select_indices(pool), dtype=np.int64)
     select_seconds = time.perf_counter() - select_start
@@ -252,6 +263,10 @@ def run(args: argparse.Namespace) -> int:
         summary["encoding"] = selector.encoding_report_
     print(format_summary(summary))
     print(f"wrote {args.out} in {summary['seconds']:.1f} s")
+    if explain:
+        from hf_mig.report.selections import detect_id_column
+
+        print(explain_table(selector.explanations(explain), pool, detect_id_column(pool)))
     if args.summary_json:
         text = json.dumps(summary, indent=2, default=str) + "\n"
         write_text_atomic(args.summary_json, text, overwrite=args.overwrite)
@@ -259,6 +274,38 @@ def run(args: argparse.Namespace) -> int:
     if args.card or args.push_to_hub:
         card = _selection_card(args, pool_info, pool, indices, selector, summary, token)
     return _write_card_and_push(args, subset, card, token)
+
+
+def _check_explain(args: argparse.Namespace, selector: Any) -> int:
+    """``--explain N``, checked before any work: ``N``, or 0 when not asked."""
+    n = getattr(args, "explain_picks", 0)
+    if n < 0:
+        raise ValueError(f"--explain must be an integer >= 0, got {n}")
+    if n and not hasattr(selector, "explanations"):
+        raise ValueError(f"--explain applies to --method mig, not {args.method!r}")
+    return n
+
+
+def explain_table(
+    explanations: Sequence[Any], pool: Any = None, id_column: str | None = None
+) -> str:
+    """Why each pick was picked, as text: rank (1-based), pool row, id (with ``id_column``),
+    gain and the top labels with their contribution and share of the gain; ``*`` marks the
+    row's own labels, the others are neighbours reached through the label graph."""
+    lines = [
+        "why these picks (gain split by label; * = the row's own label, else a neighbour):",
+        f"{'rank':>5}  {'row':>7}  {'id':<16}  {'gain':>10}  top labels",
+    ]
+    for e in explanations:
+        row_id = str(pool[e.row][id_column]) if pool is not None and id_column else ""
+        labels = ", ".join(
+            f"{d['label']}{'*' if d['own'] else ''} {d['contribution']:.4g} ({d['share']:.0%})"
+            for d in e.labels
+        )
+        lines.append(
+            f"{e.rank + 1:>5}  {e.row:>7}  {row_id[:16]:<16}  {e.gain:>10.4g}  {labels or '-'}"
+        )
+    return "\n".join(lines)
 
 
 def _write_card_and_push(args: argparse.Namespace, subset: Any, card: Any, token: Any) -> int:
