@@ -12,7 +12,7 @@ import pyarrow as pa
 from datasets import Dataset, Features
 
 from hf_mig.annotate.graph import DEFAULT_MAX_EDGES, LabelGraph
-from hf_mig.core.budget import budget_select
+from hf_mig.core.budget import budget_select, check_budget
 from hf_mig.core.encoding import (
     DegeneratePoolError,
     PoolEncoding,
@@ -167,7 +167,7 @@ class MIGSelector(BaseSelector):
                 f"{cache!r}"
             )
         if self.budget is not None:
-            check_number("budget", self.budget, 0, None, open_low=True)
+            check_budget(self.budget)
             check_choice("engine (with a budget)", self.engine, ("auto", "lazy"))
             if self.cost_column not in dataset.column_names:
                 raise ValueError(
