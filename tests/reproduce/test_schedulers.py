@@ -228,3 +228,28 @@ def test_jobs_and_gpus_are_checked(tmp_path):
         run_plan(plan, jobs=0)
     with pytest.raises(ValueError, match="gpus"):
         run_plan(plan, jobs=2, gpus=-1)
+
+
+def test_gpu_steps_get_their_own_devices():
+    from hf_mig.reproduce.scheduler import _Devices
+
+    devices = _Devices(3, ["4", "5", "6"])
+    one, two, big = (
+        Step(n, "train", n, ["python"], [], gpus=g) for n, g in [("a", 1), ("b", 2), ("c", 4)]
+    )
+    taken_one, env_one = devices.take(one)
+    assert env_one == {"CUDA_VISIBLE_DEVICES": "4"} and devices.fits(two)
+    taken_two, env_two = devices.take(two)
+    assert env_two == {"CUDA_VISIBLE_DEVICES": "5,6"} and not devices.fits(one)
+    assert not devices.fits(big)
+    devices.give(one, taken_one)
+    devices.give(two, taken_two)
+    assert devices.fits(big)  # more than there are: alone among GPU steps
+    assert devices.take(big) == ([0, 1, 2], {})
+    assert not devices.fits(one)
+
+
+def test_cli_checks_jobs(no_shared, tmp_path, run_main):
+    argv = ["reproduce", "labels", "--scale", "tiny", "--workdir", tmp_path / "w"]
+    code, _, stderr = run_main([*argv, "--jobs", "0"])
+    assert code == 2 and "--jobs" in stderr
