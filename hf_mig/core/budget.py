@@ -155,7 +155,7 @@ def budget_select(
     *,
     gain: str = "gradient",
     compiled: bool | None = None,
-    refresh_fraction: float = 0.05,
+    refresh_fraction: float = 1.0,
     chunk_size: int = 10_000,
     progress: bool | None = None,
     cost_column: str = "cost",
@@ -165,7 +165,10 @@ def budget_select(
 
     The pool, P, ``objective`` and ``gain`` are as in :func:`hf_mig.core.greedy.greedy_select`;
     ``costs``: one finite cost ``> 0`` per row (``cost_column`` names them in errors);
-    ``k=None``: no limit on the number of picks. phi must be concave (E submodular). Raises
+    ``k=None``: no limit on the number of picks. phi must be concave (E submodular).
+    ``refresh_fraction`` is ``greedy_select``'s; its default here re-evaluates the heap only
+    once stale evaluations exceed its size (more frequent refreshes cost time under a
+    budget: the greedies run over many more picks than a typical ``k``). Raises
     ``ValueError`` when no row fits the budget. ``stats`` holds the winning ``strategy``, each
     strategy's final E (``objective_cost_scaled``, ``objective_unit``), ``budget`` and ``cost``
     (the picks' total cost).
