@@ -18,7 +18,7 @@ from datasets import Dataset
 
 from hf_mig.core.objective import Objective
 from hf_mig.core.summary import selection_summary
-from hf_mig.report.information import information_section
+from hf_mig.report.information import information_section, why_section
 from hf_mig.report.selections import detect_id_column, resolve_selection
 
 logger = logging.getLogger(__name__)
@@ -315,6 +315,21 @@ def compute_report_data(
             objective=objective or Objective(),
             mig_result=mig_result,
         )
+        if label_graph is not None and known:
+            why = why_section(
+                pool,
+                {name: indices[name] for name in known},
+                objective=objective or Objective(),
+                gain=_gain_kind(mig_result),
+                first=first_picks,
+                label_graph=label_graph,
+                labels_column=labels_column,
+                score_column=score_column,
+                prop_weight=prop_weight,
+                norm=norm,
+            )
+            for name, section in why.items():
+                data["selections"][name]["why"] = section
     if mig_result is not None:
         data["mig_trace"] = _trace_section(mig_result)
     if score_column in pool.column_names:
@@ -331,6 +346,13 @@ def compute_report_data(
             label_graph, raw, list(indices), mig_result is not None
         )
     return data, indices, raw
+
+
+def _gain_kind(mig_result: Any) -> str:
+    """The gain kind the MIG run recorded (``GreedyResult.stats["gain"]``), else MIG's default
+    ``"gradient"``."""
+    stats = getattr(mig_result, "stats", None) or {}
+    return str(stats.get("gain", "gradient"))
 
 
 def _provenance_section(

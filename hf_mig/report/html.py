@@ -136,6 +136,28 @@ def _picks_html(name: str, sel: dict) -> str:
     return head + _table(header, rows, left=len(header) - (2 if with_gain else 1)) + note
 
 
+def _why_html(name: str, why: dict) -> str:
+    """The "why these rows" table of one MIG selection: each pick's gain split by label."""
+    picks = why.get("picks") or []
+    if not picks:
+        return ""
+    rows = []
+    for p in picks:
+        labels = "; ".join(
+            f"{d['label']}{'' if d['own'] else ' (neighbour)'}: {d['contribution']:.4g} "
+            f"({d['share']:.0%})"
+            for d in p["labels"]
+        )
+        rows.append([p["rank"], p["row"], p["gain"], labels or "(no label)"])
+    return (
+        f"<h4>{html.escape(name)}: why these rows</h4>"
+        + _table(["#", "pool row", "gain", "top labels: contribution (share of the gain)"], rows)
+        + f'<p class="note">Each pick\'s {html.escape(why["gain_kind"])} gain split by label, '
+        "replayed in pick order: a label is the row's own, or a neighbour its information "
+        "reached through the label graph.</p>"
+    )
+
+
 #: ``section(its data, the report's data, figures by name, selection names) -> html parts``.
 Section = Callable[[Any, dict, dict[str, str], list[str]], list[str]]
 
@@ -213,7 +235,11 @@ def _picks_section(_: Any, data: dict, figs: dict[str, str], names: list[str]) -
         "<p>The first picks of each selection, in pick order: the row's first user turn "
         f"(cut to {PICK_TEXT_CHARS} characters), its labels, its score and, when known, the "
         "information gain MIG picked it with.</p>",
-        *(_picks_html(n, data["selections"][n]) for n in names),
+        *(
+            _picks_html(n, data["selections"][n])
+            + _why_html(n, data["selections"][n].get("why", {}))
+            for n in names
+        ),
     ]
 
 

@@ -4,7 +4,8 @@
 with ``norm``; ``P`` the label graph's propagation matrix, or the identity when no graph is
 given), for the pool and for each selection, and ``E(S) = sum_k phi(x_k)``. With the options the
 selector ran with (``prop_weight``, ``norm``, ``objective``), ``E`` of the MIG selection is the
-last value of its greedy trace.
+last value of its greedy trace. :func:`why_section` splits the first picks' gains by label
+(:func:`hf_mig.core.information.explain_picks`).
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ import numpy as np
 from datasets import Dataset
 
 from hf_mig.core.encoding import PoolValidationError, arrow_columns, encode_pool, unique_labels
-from hf_mig.core.information import LabelInformation, dataset_information
+from hf_mig.core.information import LabelInformation, dataset_information, explain_picks
 from hf_mig.core.objective import Objective
 
 __all__ = [
@@ -27,6 +28,8 @@ __all__ = [
     "gini",
     "information_section",
     "information_vectors",
+    "label_information",
+    "why_section",
 ]
 
 # its warnings are part of computing the report's numbers
@@ -34,6 +37,9 @@ logger = logging.getLogger("hf_mig.report.data")
 
 #: labels ranked by the pool's information, cut into these shares (head first, tail last)
 INFORMATION_BANDS = ("top 25%", "25-50%", "50-75%", "bottom 25% (tail)")
+#: picks per MIG selection whose gain the report splits by label, and labels shown per pick
+WHY_PICKS = 10
+WHY_LABELS = 3
 
 
 def gini(values: Sequence[float]) -> float | None:
@@ -79,6 +85,30 @@ def information_vectors(
     and ``P = label_graph.propagation_matrix(prop_weight)``. Without a graph ``P`` is the
     identity over the pool's distinct labels (sorted), i.e. no propagation.
     """
+    vocabulary, info = label_information(
+        pool,
+        label_graph=label_graph,
+        labels_column=labels_column,
+        score_column=score_column,
+        prop_weight=prop_weight,
+        norm=norm,
+    )
+    x_pool = info.x()
+    by_selection = {name: info.x(idx) for name, idx in indices.items()}
+    return vocabulary, x_pool, by_selection, info.encoding.report
+
+
+def label_information(
+    pool: Dataset,
+    *,
+    label_graph: Any = None,
+    labels_column: str = "labels",
+    score_column: str = "score",
+    prop_weight: float = 1.0,
+    norm: bool = False,
+) -> tuple[list[str], LabelInformation]:
+    """The vocabulary and :class:`LabelInformation` of the pool encoded as
+    :func:`information_vectors` describes."""
     table = arrow_columns(pool, [labels_column, score_column])
     if label_graph is None:
         vocabulary = unique_labels(table, labels_column)
@@ -89,10 +119,43 @@ def information_vectors(
     encoding = encode_pool(
         table, vocabulary, labels_column=labels_column, score_column=score_column
     )
-    info = LabelInformation.build(encoding, propagation, norm=norm)
-    x_pool = info.x()
-    by_selection = {name: info.x(idx) for name, idx in indices.items()}
-    return vocabulary, x_pool, by_selection, encoding.report
+    return vocabulary, LabelInformation.build(encoding, propagation, norm=norm)
+
+
+def why_section(
+    pool: Dataset,
+    picks: Mapping[str, Sequence[int]],
+    *,
+    objective: Objective,
+    gain: str,
+    first: int = WHY_PICKS,
+    **encoding: Any,
+) -> dict[str, dict]:
+    """Why the first ``first`` picks of each MIG selection in ``picks`` were picked: ``{name:
+    {"gain_kind", "picks": [{"rank" (1-based), "row", "gain", "labels"}]}}``, each pick's
+    ``WHY_LABELS`` top labels by contribution to its gain (``{"label", "contribution",
+    "share", "own"}``, ``own`` false for a neighbour in the label graph), replayed from the
+    empty selection with ``gain`` (``"gradient"`` or ``"exact"``) as the selector's. ``{}``
+    with a warning when the pool cannot be encoded; ``encoding`` as for
+    :func:`information_vectors`."""
+    try:
+        _, info = label_information(pool, **encoding)
+    except (PoolValidationError, ValueError) as err:
+        logger.warning("why these rows left out of the report: %s", err)
+        return {}
+    out = {}
+    for name, idx in picks.items():
+        explained = explain_picks(
+            info, np.asarray(idx)[:first], objective, gain=gain, top=WHY_LABELS
+        )
+        out[name] = {
+            "gain_kind": gain,
+            "picks": [
+                {"rank": e.rank + 1, "row": e.row, "gain": e.gain, "labels": e.labels}
+                for e in explained
+            ],
+        }
+    return out
 
 
 def _information_stats(x: np.ndarray, informed: np.ndarray, objective: Objective) -> dict:

@@ -341,3 +341,27 @@ def test_score_collapse_is_on_the_page(demo, tmp_path):
     out = tmp_path / "fine"
     build_report(pool, {"random": demo["random"]}, out)
     assert json.loads((out / "report.json").read_text())["scores"]["collapse"] is None
+
+
+def test_why_these_rows_lists_the_first_mig_picks_with_their_top_label(demo, page):
+    """A MIG selection's first picks, each gain split by label: the gains are the run's, the
+    top label of each pick is one the pool row has or a neighbour in the graph."""
+    text, data = page
+    why = data["selections"]["mig"]["why"]
+    assert "why" not in data["selections"]["random"]
+    assert why["gain_kind"] == "gradient"
+    picks = why["picks"]
+    assert [p["row"] for p in picks] == demo["mig"][:10].tolist()
+    np.testing.assert_allclose([p["gain"] for p in picks], demo["result"].gains[:10], rtol=1e-9)
+    pool_labels = demo["pool"]["labels"]
+    for p in picks:
+        assert 1 <= len(p["labels"]) <= 3
+        shares = [d["share"] for d in p["labels"]]
+        assert shares == sorted(shares, reverse=True) and 0 < sum(shares) <= 1 + 1e-9
+        for d in p["labels"]:
+            assert d["own"] == (d["label"] in pool_labels[p["row"]])
+    section = _section(text, "picks")
+    assert "mig: why these rows" in section and "random: why these rows" not in section
+    first = picks[0]["labels"][0]
+    cell = html.escape(first["label"]) + ("" if first["own"] else " (neighbour)")
+    assert cell in section[section.index("mig: why these rows") :]
