@@ -71,7 +71,7 @@ def resolve_command(command: Sequence[str]) -> list[str]:
 
 #: ``hf-mig`` subcommands with an ``--overwrite`` flag (checked against the command line by the
 #: tests): a re-run of such a step replaces what this plan's earlier run wrote.
-OVERWRITE_COMMANDS = frozenset({"graph", "merge", "report", "score", "select", "tag"})
+OVERWRITE_COMMANDS = frozenset({"graph", "merge", "report", "reproduce", "score", "select", "tag"})
 
 
 def takes_overwrite(command: Sequence[str]) -> bool:
