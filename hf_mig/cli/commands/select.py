@@ -45,6 +45,9 @@ OPTION_HELP = {
     "overwrite_gain_columns": "with --record-gains, replace mig_rank/mig_gain columns the pool "
     "already has",
     "min_coverage": "mig: least share of rows with a label in the graph (default 0.5; 0 disables)",
+    "budget": "mig: most total cost (--cost-column, e.g. tokens) the picks may use; --num still "
+    "caps the rows",
+    "cost_column": "mig: per-row cost column read with --budget (default num_tokens)",
 }
 
 
