@@ -25,6 +25,7 @@ from hf_mig.core.encoding import (
 from hf_mig.core.greedy import GreedyResult, greedy_select
 from hf_mig.core.information import LabelInformation, PickExplanation, explain_picks
 from hf_mig.core.objective import Objective
+from hf_mig.core.stochastic import check_epsilon, stochastic_select
 from hf_mig.core.summary import score_collapse
 from hf_mig.models.embedders import EmbedderLike, default_threshold, embedder_name
 from hf_mig.selectors.base import (
@@ -97,7 +98,13 @@ class MIGSelector(BaseSelector):
         after the greedy by :func:`hf_mig.core.information.explain_picks`; the contributions
         of all labels sum to the gain (``mig_gain``). Default 0: no column. An existing
         ``mig_why`` column is treated as ``record_gains`` treats its columns.
-    engine: ``"auto"`` (lazy greedy when exact, else the full scan), ``"lazy"`` or ``"scan"``.
+    engine: ``"auto"`` (lazy greedy when exact, else the full scan), ``"lazy"``, ``"scan"`` or
+        ``"stochastic"``: stochastic greedy (:func:`hf_mig.core.stochastic.stochastic_select`),
+        each pick the best of ``ceil((n / k) ln(1 / epsilon))`` rows drawn with ``seed``
+        among those not yet picked; E(S) within ``1 - 1/e - epsilon`` of the best in
+        expectation, in about ``n ln(1 / epsilon)`` gain evaluations whatever ``k``.
+    epsilon: the stochastic engine's accuracy, ``0 < epsilon < 1`` (default 0.01).
+    seed: the stochastic engine's draws (the same seed gives the same picks).
     budget: when set, the picks' total cost (``cost_column``, e.g. tokens) stays ``<= budget``,
         and at most ``k`` rows are picked, whichever binds first (default ``None``: ``k`` rows).
         The selection is the better, by E(S), of a cost-scaled greedy (largest gain / cost among
@@ -147,6 +154,8 @@ class MIGSelector(BaseSelector):
     overwrite_gain_columns: bool = False
     explain: int = 0
     engine: str = "auto"
+    epsilon: float = 0.01
+    seed: int = 0
     budget: float | None = None
     cost_column: str = "num_tokens"
     progress: bool | None = None
@@ -159,6 +168,8 @@ class MIGSelector(BaseSelector):
     def _check_options(self, dataset: Dataset) -> float:
         """Options and the pool's columns that can be checked before reading any data."""
         check_bool("norm", self.norm)
+        check_epsilon(self.epsilon)
+        check_int("seed", self.seed, minimum=0)
         floor = self._min_coverage()
         cache = self.graph_cache
         if not (isinstance(cache, (bool, str, os.PathLike)) and cache != ""):
@@ -340,6 +351,19 @@ class MIGSelector(BaseSelector):
         self._check_bounds(info)
         if self.budget is not None:
             result = self._budget_select(dataset, encoding, info, k)
+        elif self.engine == "stochastic":
+            result = stochastic_select(
+                encoding.indptr,
+                encoding.label_ids,
+                info.weights,
+                info.propagation,
+                k,
+                objective,
+                epsilon=self.epsilon,
+                seed=self.seed,
+                gain=self.gain,
+                progress=self.progress,
+            )
         else:
             result = greedy_select(
                 encoding.indptr,
@@ -378,6 +402,69 @@ class MIGSelector(BaseSelector):
             progress=self.progress,
             cost_column=self.cost_column,
         )
+
+    def extend(self, pool: Dataset, k_more: int) -> Dataset:
+        """Add ``k_more`` picks to the last selection, continuing its greedy over a grown pool.
+
+        ``pool``: the pool of the last :meth:`select` (or :meth:`extend`) with rows appended
+        (same columns); its first rows must hold the same labels and scores, else
+        :class:`hf_mig.core.encoding.PoolValidationError` names the first row that differs.
+        The rows already picked stay picked, first and in order; ``k_more`` (between 1 and
+        the rows not picked yet) more are picked among all the others, old and new, by the
+        same greedy from the current ``x(S)`` (:func:`hf_mig.core.incremental.greedy_extend`),
+        over the same label graph (labels it does not know are ignored and counted in
+        ``encoding_report_``). Returns the whole selection as :meth:`select` does and updates
+        the fitted attributes, so ``extend`` can be called again. Selections made with a
+        ``budget`` or the ``"stochastic"`` engine cannot be extended: run :meth:`select`.
+        """
+        pool = as_dataset(pool)
+        if getattr(self, "result_", None) is None:
+            raise RuntimeError("extend continues a selection: call select first")
+        if self.budget is not None or self.engine == "stochastic":
+            raise ValueError(
+                "extend continues the greedy by rows; a selection made with a budget or "
+                f"engine={self.engine!r} cannot be extended: run select on the new pool"
+            )
+        old = self._encoding
+        table = arrow_columns(pool, [self.labels_column, self.score_column])
+        encoding = encode_pool(
+            table, old.vocabulary, labels_column=self.labels_column, score_column=self.score_column
+        )
+        check_same_prefix(
+            old, encoding, labels_column=self.labels_column, score_column=self.score_column
+        )
+        self.check_encoding(encoding, given_graph=self.label_graph is not None)
+        info = LabelInformation.build(
+            encoding, self.label_graph_.propagation_matrix(self.prop_weight), norm=self.norm
+        )
+        self._check_bounds(info)
+        arrays = (encoding.indptr, encoding.label_ids, info.weights, info.propagation)
+        cached = getattr(self, "_extend_state", None)
+        if cached is not None and cached[0] is self.result_:
+            state = cached[1]
+        else:
+            state = replay_state(*arrays, self.result_.indices, self.objective)
+        more, state = greedy_extend(
+            *arrays,
+            k_more,
+            state,
+            self.objective,
+            gain=self.gain,
+            engine=self.engine,
+            progress=self.progress,
+        )
+        before = self.result_
+        self.result_ = GreedyResult(
+            state.picks,
+            np.concatenate([before.gains, more.gains]),
+            np.concatenate([before.objective_trace, more.objective_trace]),
+            before.initial_objective,
+            {**more.stats, "extended_from": int(before.indices.size)},
+        )
+        self._extend_state = (self.result_, state)
+        self._encoding = encoding
+        self.encoding_report_ = encoding.report
+        return self.rows(pool, self.result_.indices)
 
     @property
     def objective_trace_(self) -> np.ndarray:

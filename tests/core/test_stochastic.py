@@ -6,9 +6,10 @@ import math
 
 import numpy as np
 import pytest
+from datasets import Dataset
 from test_greedy import random_graph, random_pool
 
-from hf_mig import Objective, greedy_select
+from hf_mig import MIGSelector, Objective, greedy_select
 from hf_mig.core.stochastic import check_epsilon, sample_size, stochastic_select
 
 
@@ -93,3 +94,40 @@ def test_objective_close_to_exact_greedy(k):
         r = stochastic_select(indptr, ids, w, p, k, epsilon=eps, seed=0)
         ratio = (r.stats["objective"] - e0) / (exact.objective_trace[-1] - e0)
         assert ratio >= 0.9, (eps, ratio)
+
+
+def selector_pool(n=200, k_labels=12, seed=4):
+    indptr, ids, w = random_pool(n, k_labels, seed=seed, dup_rows=False)
+    graph = random_graph(k_labels, seed=seed, density=0.2)
+    labels = [[graph.labels[j] for j in ids[indptr[i] : indptr[i + 1]]] for i in range(n)]
+    return Dataset.from_dict({"labels": labels, "score": w.tolist()}), graph
+
+
+def test_selector_stochastic_engine():
+    pool, graph = selector_pool()
+    mig = MIGSelector(20, label_graph=graph, engine="stochastic", epsilon=0.1, seed=3)
+    picks = mig.select_indices(pool)
+    again = MIGSelector(20, label_graph=graph, engine="stochastic", epsilon=0.1, seed=3)
+    np.testing.assert_array_equal(again.select_indices(pool), picks)
+    stats = mig.result_.stats
+    assert stats["engine"] == "stochastic" and stats["seed"] == 3
+    assert stats["objective"] == mig.objective_trace_[-1]
+    exact = MIGSelector(20, label_graph=graph, engine="stochastic", epsilon=1e-300)
+    expected = MIGSelector(20, label_graph=graph, engine="scan").select_indices(pool)
+    np.testing.assert_array_equal(exact.select_indices(pool), expected)
+
+
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        ({"epsilon": 0}, "0 < epsilon < 1"),
+        ({"epsilon": 1.5}, "0 < epsilon < 1"),
+        ({"seed": -1}, "seed must be an integer >= 0"),
+        ({"budget": 10}, "engine \\(with a budget\\)"),
+    ],
+)
+def test_selector_stochastic_errors(kwargs, message):
+    pool, graph = selector_pool()
+    mig = MIGSelector(5, label_graph=graph, engine="stochastic", **kwargs)
+    with pytest.raises(ValueError, match=message):
+        mig.select_indices(pool.add_column("num_tokens", [1] * len(pool)))
