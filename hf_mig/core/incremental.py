@@ -1,0 +1,286 @@
+"""Continue a finished greedy selection: more picks from the current ``x(S)``, over a grown pool.
+
+A :class:`GreedyState` is where a greedy stands: its picks, the coverage ``x = sum_{i in S} u_i``,
+``g = phi'(x)``, ``h = P g`` and ``E(S)``. :func:`replay_state` rebuilds it from the picks
+(``O(|S| * nnz(u_i))``, no gain is evaluated); :func:`greedy_extend` adds picks to it with the
+engines of :mod:`hf_mig.core.greedy`, over a pool that may have rows appended after those the
+state was built on, never picking a row of ``S`` again, and returns the new state with the new
+picks so that it can be extended again.
+
+Rows are identified by position: row ``i`` of the grown pool must be row ``i`` of the pool the
+picks came from (:func:`check_same_prefix` checks that on two encodings). With no rows appended,
+``greedy_extend`` by ``k_more`` after ``greedy_select(k)`` returns exactly picks ``k .. k +
+k_more - 1`` of ``greedy_select(k + k_more)`` (gradient gains; the state is bit for bit the same
+and lazy greedy's picks are the full scan's).
+"""
+
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass
+
+import numpy as np
+import scipy.sparse as sp
+from tqdm.auto import tqdm
+
+from hf_mig.core._jit import HAVE_NUMBA
+from hf_mig.core.budget import _validated
+from hf_mig.core.encoding import PoolEncoding, PoolValidationError
+from hf_mig.core.greedy import (
+    _EVALS,
+    _REFRESHES,
+    _SIZE,
+    ENGINES,
+    GAIN_KINDS,
+    ROOT,
+    GreedyResult,
+    _add_sample,
+    _dphi,
+    _fill_heap,
+    _lazy_steps,
+    _phi,
+    _scan_steps,
+)
+from hf_mig.core.objective import Objective
+
+__all__ = ["GreedyState", "check_same_prefix", "greedy_extend", "replay_state"]
+
+
+@dataclass
+class GreedyState:
+    """A greedy's position: ``picks`` in order, ``x`` (coverage per label), ``g = phi'(x)``,
+    ``h = P g`` and ``objective`` (E of the picks)."""
+
+    picks: np.ndarray
+    x: np.ndarray
+    g: np.ndarray
+    h: np.ndarray
+    objective: float
+
+    def copy(self) -> GreedyState:
+        return GreedyState(
+            self.picks.copy(), self.x.copy(), self.g.copy(), self.h.copy(), self.objective
+        )
+
+
+def _phi_tuple(objective: Objective) -> tuple:
+    return (objective.code, float(objective.a), float(objective.b), float(objective.alpha))
+
+
+def _compiled(compiled: bool | None) -> bool:
+    if compiled is None:
+        return HAVE_NUMBA
+    if compiled and not HAVE_NUMBA:
+        raise ImportError("compiled=True needs numba: pip install numba")
+    return bool(compiled)
+
+
+def _work(num_labels: int) -> tuple:
+    return (np.zeros(num_labels), np.zeros(num_labels, np.int64), np.zeros(num_labels, np.int8))
+
+
+def replay_state(
+    indptr: np.ndarray,
+    label_ids: np.ndarray,
+    weights: np.ndarray,
+    propagation: sp.spmatrix,
+    picks: np.ndarray,
+    objective: Objective | None = None,
+    *,
+    compiled: bool | None = None,
+) -> GreedyState:
+    """The state after adding ``picks`` in order to the empty selection, computed as
+    :func:`hf_mig.core.greedy.greedy_select` computes it (so bit for bit its state after those
+    picks). ``picks``: distinct row indices of the pool."""
+    objective = objective or Objective()
+    pool, prop = _validated(indptr, label_ids, weights, propagation, objective)
+    n = pool[2].size
+    picks = np.asarray(picks, dtype=np.int64)
+    if picks.ndim != 1 or (picks.size and (picks.min() < 0 or picks.max() >= n)):
+        raise ValueError(f"picks must be a 1-d array of row indices in [0, {n})")
+    if np.unique(picks).size != picks.size:
+        raise ValueError("picks must not repeat a row")
+    add = _add_sample if _compiled(compiled) else _add_sample.py_func
+    phi = _phi_tuple(objective)
+    num_labels = prop[0].size - 1
+    p_indptr, p_indices, p_data = prop
+    g = np.full(num_labels, _dphi.py_func(0.0, phi))
+    h = sp.csr_matrix((p_data, p_indices, p_indptr), shape=(num_labels, num_labels)) @ g
+    state = (np.zeros(num_labels), g, h)
+    work = _work(num_labels)
+    value = float(num_labels * _phi.py_func(0.0, phi))
+    for i in picks:
+        value += add(int(i), pool, prop, state, work, phi)
+    return GreedyState(picks.copy(), state[0], state[1], state[2], value)
+
+
+def _engine(engine: str, objective: Objective) -> str:
+    if engine not in ENGINES:
+        raise ValueError(f"engine must be one of {ENGINES}, got {engine!r}")
+    if engine == "auto":
+        return "lazy" if objective.is_concave else "scan"
+    if engine == "lazy" and not objective.is_concave:
+        warnings.warn(
+            f"phi={objective.phi} with b={objective.b} is not concave: gains can rise, so lazy "
+            "greedy is not exact; using the full scan instead.",
+            stacklevel=3,
+        )
+        return "scan"
+    return engine
+
+
+def _check_k_more(k_more: object, free: int) -> int:
+    if isinstance(k_more, bool) or not isinstance(k_more, (int, np.integer)):
+        raise TypeError(f"k_more must be an integer, got {type(k_more).__name__}: {k_more!r}")
+    if k_more < 1 or k_more > free:
+        raise ValueError(f"k_more = {k_more}: must be between 1 and the {free} rows not picked yet")
+    return int(k_more)
+
+
+def greedy_extend(
+    indptr: np.ndarray,
+    label_ids: np.ndarray,
+    weights: np.ndarray,
+    propagation: sp.spmatrix,
+    k_more: int,
+    state: GreedyState,
+    objective: Objective | None = None,
+    *,
+    gain: str = "gradient",
+    engine: str = "auto",
+    compiled: bool | None = None,
+    refresh_fraction: float = 0.05,
+    chunk_size: int = 10_000,
+    progress: bool | None = None,
+) -> tuple[GreedyResult, GreedyState]:
+    """Pick ``k_more`` rows not in ``state.picks``, greedily from ``state``'s ``x``.
+
+    The pool, P, ``objective`` and the options are those of
+    :func:`hf_mig.core.greedy.greedy_select`; the pool is the one ``state`` was built on with
+    any rows appended (same P and objective). ``k_more``: an integer in ``[1, rows not picked
+    yet]``. Returns the new picks (``GreedyResult``: indices, gains, E after each, with
+    ``initial_objective`` the state's E) and the state after them; ``state`` is left as it was.
+    """
+    objective = objective or Objective()
+    if gain not in GAIN_KINDS:
+        raise ValueError(f"gain must be one of {GAIN_KINDS}, got {gain!r}")
+    engine = _engine(engine, objective)
+    pool, prop = _validated(indptr, label_ids, weights, propagation, objective)
+    n = pool[2].size
+    num_labels = prop[0].size - 1
+    if state.x.shape != (num_labels,):
+        raise ValueError(
+            f"state covers {state.x.size} labels; the propagation matrix has {num_labels}"
+        )
+    if state.picks.size and state.picks.max() >= n:
+        raise ValueError(f"state picks row {int(state.picks.max())}; the pool has {n} rows")
+    k_more = _check_k_more(k_more, n - state.picks.size)
+    compiled = _compiled(compiled)
+
+    def fn(f):
+        return f if compiled else f.py_func
+
+    new = state.copy()
+    phi = _phi_tuple(objective)
+    exact = gain == "exact"
+    arrays = (new.x, new.g, new.h)
+    work = _work(num_labels)
+    istate = np.zeros(5, dtype=np.int64)
+    fstate = np.array([state.objective])
+    out = (np.empty(k_more, dtype=np.int64), np.empty(k_more), np.empty(k_more))
+    picked = np.zeros(n, dtype=np.bool_)
+    picked[state.picks] = True
+    if engine == "lazy":
+        heap = np.empty((n + ROOT, 2))
+        stamp = np.zeros(n, dtype=np.int64)
+        fill = fn(_fill_heap)
+        istate[_SIZE] = fill(heap, pool, prop, arrays, work, exact, phi, picked, stamp, 0)
+        istate[_EVALS] = istate[_SIZE]
+
+        def run(steps):
+            return fn(_lazy_steps)(
+                steps, pool, prop, arrays, work, exact, phi, heap, stamp, picked, istate,
+                fstate, out, float(refresh_fraction),
+            )  # fmt: skip
+    else:
+
+        def run(steps):
+            return fn(_scan_steps)(
+                steps, pool, prop, arrays, work, exact, phi, picked, istate, fstate, out
+            )
+
+    show = progress if progress is not None else n > 2_000_000
+    with tqdm(total=k_more, desc=f"MIG extend ({engine})", unit="pick", disable=not show) as bar:
+        done = 0
+        while done < k_more:
+            step = min(chunk_size if compiled else max(1, chunk_size // 10), k_more - done)
+            new_done = int(run(step))
+            bar.update(new_done - done)
+            done = new_done
+    new.picks = np.concatenate([state.picks, out[0]])
+    new.objective = float(fstate[0])
+    stats = {
+        "engine": engine,
+        "compiled": compiled,
+        "gain": gain,
+        "evaluations": int(istate[_EVALS]),
+        "refreshes": int(istate[_REFRESHES]),
+        "pool_size": n,
+        "num_labels": num_labels,
+        "already_picked": int(state.picks.size),
+    }
+    return GreedyResult(out[0], out[1], out[2], state.objective, stats), new
+
+
+def check_same_prefix(
+    old: PoolEncoding,
+    new: PoolEncoding,
+    *,
+    labels_column: str = "labels",
+    score_column: str = "score",
+) -> None:
+    """Raise :class:`PoolValidationError` unless ``new``'s first ``old.num_rows`` rows encode
+    exactly as ``old``'s rows (same labels in the vocabulary, same label occurrences, same
+    scores) over the same vocabulary; the message names the first row that differs and its
+    column."""
+    n_old = old.num_rows
+    if list(new.vocabulary) != list(old.vocabulary):
+        raise PoolValidationError("the two encodings use different vocabularies")
+    if new.num_rows < n_old:
+        raise PoolValidationError(
+            f"the pool has {new.num_rows} rows, fewer than the {n_old} the selection was made "
+            "from; it must be that pool with rows appended"
+        )
+    first = {
+        labels_column: _first_label_difference(old, new),
+        score_column: _first(old.scores != new.scores[:n_old]),
+    }
+    differ = {column: row for column, row in first.items() if row is not None}
+    if differ:
+        column, row = min(differ.items(), key=lambda item: item[1])
+        raise PoolValidationError(
+            f"row {row}: column {column!r} differs from the pool the selection was made from; "
+            f"the pool must be that pool, its first {n_old} rows unchanged, with rows appended "
+            "(run select on the new pool instead)"
+        )
+
+
+def _first(mask: np.ndarray) -> int | None:
+    hits = np.flatnonzero(mask)
+    return int(hits[0]) if hits.size else None
+
+
+def _first_label_difference(old: PoolEncoding, new: PoolEncoding) -> int | None:
+    """First of ``old``'s rows whose labels (or label occurrences) differ in ``new``."""
+    n_old = old.num_rows
+    changed = _first(old.label_counts() != new.label_counts()[:n_old])
+    if old.label_occurrences is not None and new.label_occurrences is not None:
+        occurrences = _first(old.label_occurrences != new.label_occurrences[:n_old])
+        if occurrences is not None and (changed is None or occurrences < changed):
+            changed = occurrences
+    # Up to the first row whose label count changed, both CSRs are aligned.
+    end = int(old.indptr[n_old if changed is None else changed])
+    position = _first(old.label_ids[:end] != new.label_ids[:end])
+    if position is None:
+        return changed
+    return int(np.searchsorted(old.indptr, position, side="right")) - 1
