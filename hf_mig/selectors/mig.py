@@ -23,13 +23,16 @@ from hf_mig.core.encoding import (
     unique_labels,
 )
 from hf_mig.core.greedy import GreedyResult, greedy_select
+from hf_mig.core.incremental import check_same_prefix, greedy_extend, replay_state
 from hf_mig.core.information import LabelInformation, PickExplanation, explain_picks
 from hf_mig.core.objective import Objective
+from hf_mig.core.quotas import Bound, group_codes, quota_bounds, quota_select
 from hf_mig.core.stochastic import check_epsilon, stochastic_select
 from hf_mig.core.summary import score_collapse
 from hf_mig.models.embedders import EmbedderLike, default_threshold, embedder_name
 from hf_mig.selectors.base import (
     BaseSelector,
+    as_dataset,
     check_bool,
     check_choice,
     check_int,
@@ -113,6 +116,14 @@ class MIGSelector(BaseSelector):
         (:func:`hf_mig.core.budget.budget_select`). A row costing more than the budget is never
         picked; phi must be concave and ``engine`` ``"auto"`` or ``"lazy"``.
     cost_column: the per-row cost read with ``budget`` (finite numbers ``> 0``).
+    quotas: when set, ``{group: (min, max)}`` bounds on how many picks come from each group of
+        ``quota_column`` (values compared as text): counts (ints), shares of ``k`` (floats in
+        [0, 1]) or ``None`` (no bound); a group left out is unbounded. The minimums are met
+        first, by a greedy among the groups still under their minimum, then the greedy goes on
+        among the groups under their maximum (:func:`hf_mig.core.quotas.quota_select`); with
+        ``budget`` a row must also fit the budget left. Quotas that cannot be met raise
+        ``ValueError`` before any work; ``engine`` must be ``"auto"`` or ``"lazy"``.
+    quota_column: the column holding each row's group, read with ``quotas``.
     progress: show progress bars (``None``: only for long steps).
 
     Degenerate inputs raise :class:`hf_mig.core.encoding.DegeneratePoolError` (a ``ValueError``)
@@ -158,6 +169,8 @@ class MIGSelector(BaseSelector):
     seed: int = 0
     budget: float | None = None
     cost_column: str = "num_tokens"
+    quotas: dict[str, tuple[Bound, Bound]] | None = None
+    quota_column: str = "source"
     progress: bool | None = None
 
     # ------------------------------------------------------------------ helpers
@@ -186,6 +199,8 @@ class MIGSelector(BaseSelector):
                     f"{dataset.column_names}. A budget needs a numeric cost per row (e.g. "
                     "token counts); set cost_column=..."
                 )
+        if self.quotas is not None:
+            self._quota_groups(dataset)
         check_bool("record_gains", self.record_gains)
         check_bool("overwrite_gain_columns", self.overwrite_gain_columns)
         check_int("explain", self.explain, minimum=0)
@@ -349,7 +364,9 @@ class MIGSelector(BaseSelector):
             encoding, graph.propagation_matrix(self.prop_weight), norm=self.norm
         )
         self._check_bounds(info)
-        if self.budget is not None:
+        if self.quotas is not None:
+            result = self._quota_select(dataset, encoding, info, k)
+        elif self.budget is not None:
             result = self._budget_select(dataset, encoding, info, k)
         elif self.engine == "stochastic":
             result = stochastic_select(
@@ -400,6 +417,47 @@ class MIGSelector(BaseSelector):
             self.objective,
             gain=self.gain,
             progress=self.progress,
+            cost_column=self.cost_column,
+        )
+
+    def _quota_groups(self, dataset: Dataset) -> list[object]:
+        """Each row's group in ``quota_column``, once ``quotas`` can be met (``ValueError``
+        saying why otherwise: see :func:`hf_mig.core.quotas.quota_bounds`)."""
+        check_choice("engine (with quotas)", self.engine, ("auto", "lazy"))
+        if self.quota_column not in dataset.column_names:
+            raise ValueError(
+                f"quota_column {self.quota_column!r} not found; the pool has columns "
+                f"{dataset.column_names}. Quotas need each row's group; set quota_column=..."
+            )
+        groups = arrow_columns(dataset, [self.quota_column]).column(0).to_pylist()
+        names, codes = group_codes(groups)
+        sizes = np.bincount(codes, minlength=len(names))
+        k, column = int(self.k), self.quota_column
+        quota_bounds(self.quotas, names, sizes, k, column, fill_k=self.budget is None)
+        return groups
+
+    def _quota_select(
+        self, dataset: Dataset, encoding: PoolEncoding, info: LabelInformation, k: int
+    ) -> GreedyResult:
+        costs = None
+        if self.budget is not None:
+            costs = read_scores(
+                dataset, self.cost_column, what="budgeted MIG selection", name_rows="column"
+            )
+        return quota_select(
+            encoding.indptr,
+            encoding.label_ids,
+            info.weights,
+            info.propagation,
+            k,
+            self._quota_groups(dataset),
+            self.quotas,
+            self.objective,
+            gain=self.gain,
+            budget=self.budget,
+            costs=costs,
+            progress=self.progress,
+            quota_column=self.quota_column,
             cost_column=self.cost_column,
         )
 
