@@ -89,6 +89,8 @@ def quota_bounds(
     sizes: Sequence[int],
     k: int,
     column: str = "group",
+    *,
+    fill_k: bool = True,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Per-group ``(lower, upper)`` counts of ``quotas`` over the groups ``names`` (with ``sizes``
     rows each); a group absent from ``quotas`` is unbounded (``0``, its size).
@@ -96,7 +98,8 @@ def quota_bounds(
     Each quota is ``(min, max)``: counts (ints), shares of ``k`` (floats in [0, 1]) or ``None``
     (no bound). ``ValueError`` says why when they cannot be met: an unknown group (listing the
     groups present in ``column``), a share outside [0, 1], ``min > max``, a minimum above the
-    group's rows, or minimums summing above ``k``.
+    group's rows, minimums summing above ``k``, or (``fill_k``: ``k`` picks are required)
+    maximums allowing fewer than ``k`` rows.
     """
     if not isinstance(quotas, Mapping):
         raise ValueError(f"quotas must map group names to (min, max), got {type(quotas).__name__}")
@@ -125,6 +128,8 @@ def quota_bounds(
         lower[g], upper[g] = lo, min(hi, int(upper[g]))
     if lower.sum() > k:
         raise ValueError(f"quotas: the minimums sum to {int(lower.sum())}, more than k={k}")
+    if fill_k and upper.sum() < k:
+        raise ValueError(f"quotas: the maximums allow {int(upper.sum())} rows, fewer than k={k}")
     return lower, upper
 
 
@@ -307,13 +312,9 @@ def quota_select(
                          f"{len(groups)}")  # fmt: skip
     k = check_k(k, n)
     names, group = group_codes(groups)
-    lower, upper = quota_bounds(quotas, names, np.bincount(group, minlength=len(names)), k,
-                                quota_column)  # fmt: skip
+    sizes = np.bincount(group, minlength=len(names))
+    lower, upper = quota_bounds(quotas, names, sizes, k, quota_column, fill_k=budget is None)
     if budget is None:
-        if upper.sum() < k:
-            raise ValueError(
-                f"quotas: the maximums allow {int(upper.sum())} rows, fewer than k={k}"
-            )
         costs, budget, scaleds = np.ones(n), math.inf, (False,)
     else:
         budget = check_budget(budget)

@@ -124,7 +124,7 @@ def test_constraints_never_violated(seed):
             lo = int(rng.integers(0, min(sizes[g], k // 3) + 1))
             quotas[str(g)] = (lo, int(rng.integers(lo, sizes[g] + 1)))
     lower, upper = quota_bounds(quotas, [str(g) for g in range(3) if sizes[g]],
-                                sizes[sizes > 0], k)  # fmt: skip
+                                sizes[sizes > 0], k, fill_k=False)  # fmt: skip
     with_budget = seed % 2 == 1
     costs = np.ceil(rng.lognormal(3, 1, size=n))
     budget = float(costs.sum()) if with_budget else None
@@ -202,3 +202,68 @@ def test_identity_propagation_sparse_input():
     indptr, ids, w, _ = disjoint_pool([3, 2, 1])
     r = quota_select(indptr, ids, w, sp.csr_matrix(np.eye(3)), 2, "abb", {"b": (2, 2)}, LINEAR)
     assert r.indices.tolist() == [1, 2]
+
+
+# ---------------------------------------------------------------------------- MIGSelector
+def quota_pool():
+    from datasets import Dataset
+
+    return Dataset.from_dict(
+        {
+            "labels": [["a"], ["b"], ["c"], ["a", "b"], ["c"], ["b"]],
+            "score": [10.0, 6.0, 5.0, 1.0, 4.0, 3.0],
+            "source": ["x", "x", "y", "y", "z", "z"],
+            "num_tokens": [5, 1, 1, 1, 1, 1],
+        }
+    )
+
+
+@pytest.fixture
+def graph():
+    from hf_mig import LabelGraph
+
+    return LabelGraph.from_edges(["a", "b", "c"], [], [], [])
+
+
+def test_selector_quotas(graph):
+    from hf_mig import MIGSelector
+
+    pool = quota_pool()
+    mig = MIGSelector(3, label_graph=graph, phi_a=1.0, phi_b=1.0,
+                      quotas={"x": (0, 1), "z": (2, 2)})  # fmt: skip
+    picks = mig.select_indices(pool).tolist()
+    assert picks[:2] == [4, 5] and picks[2] == 0  # z's minimum first, then x's best only
+    assert mig.result_.stats["quotas"]["z"]["picked"] == 2
+    mig = MIGSelector(6, label_graph=graph, quotas={"y": (0.3, None)}, budget=3)
+    picks = mig.select_indices(pool).tolist()
+    assert sum(pool["num_tokens"][i] for i in picks) <= 3
+    assert sum(pool["source"][i] == "y" for i in picks) >= 2  # ceil(0.3 * 6)
+
+
+def test_selector_without_quotas_unchanged(graph):
+    from hf_mig import MIGSelector
+
+    pool = quota_pool()
+    mig = MIGSelector(4, label_graph=graph)
+    assert mig.quotas is None and mig.quota_column == "source"
+    expected = MIGSelector(4, label_graph=graph).select_indices(pool.remove_columns("source"))
+    np.testing.assert_array_equal(mig.select_indices(pool), expected)
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        ({"quotas": {"w": (1, 2)}}, r"group 'w', .*its groups are \['x', 'y', 'z'\]"),
+        ({"quotas": {"x": (1, 2)}, "quota_column": "origin"}, "quota_column 'origin' not found"),
+        ({"quotas": {"x": (1, 2)}, "engine": "scan"}, "engine"),
+    ],
+)
+def test_selector_quota_errors_before_work(graph, monkeypatch, options, message):
+    from hf_mig import MIGSelector
+
+    def fail(*args, **kwargs):
+        raise AssertionError("encoded before checking the quotas")
+
+    monkeypatch.setattr(MIGSelector, "encode", fail)
+    with pytest.raises(ValueError, match=message):
+        MIGSelector(3, label_graph=graph, **options).select_indices(quota_pool())
