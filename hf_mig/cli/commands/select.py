@@ -48,6 +48,7 @@ OPTION_HELP = {
     "budget": "mig: most total cost (--cost-column, e.g. tokens) the picks may use; --num still "
     "caps the rows",
     "cost_column": "mig: per-row cost column read with --budget (default num_tokens)",
+    "quota_column": "mig: column holding each row's group, read with --quota (default source)",
 }
 
 
@@ -76,9 +77,19 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_selector_arguments(
         method_options,
         flags,
-        skip=("label_graph", "explain"),
+        skip=("label_graph", "explain", "quotas"),
         help=OPTION_HELP,
         defaults={"min_coverage": None},
+    )
+    method_options.add_argument(
+        "--quota",
+        dest="quotas",
+        action="append",
+        default=[],
+        metavar="NAME=MIN:MAX",
+        help="mig: picks from group NAME of --quota-column between MIN and MAX (repeatable): "
+        "counts, or shares of --num with a '.' (e.g. 0.25); an empty side is unbounded "
+        "(a=2: means at least 2); groups not named are unbounded. The minimums are met first",
     )
     remember_defaults(parser, flags)
     _add_report_arguments(parser)
@@ -138,6 +149,35 @@ def parse_options(items: Sequence[str]) -> dict:
         key, value = parse_pair(item, "--option")
         options[key.replace("-", "_")] = parse_value(value)
     return options
+
+
+def parse_quotas(items: Sequence[str]) -> dict | None:
+    """``["a=2:5", "b=:0.3"]`` -> ``{"a": (2, 5), "b": (None, 0.3)}``; ``None`` when empty."""
+    if not items:
+        return None
+    quotas: dict = {}
+    for item in items:
+        name, bounds = parse_pair(item, "--quota", form="NAME=MIN:MAX")
+        low, found, high = bounds.partition(":")
+        if not found or name in quotas:
+            why = "a second time" if found else "without MIN:MAX"
+            raise ValueError(f"--quota names group {name!r} {why}: {item!r}")
+        quotas[name] = (_quota_bound(low, item), _quota_bound(high, item))
+    return quotas
+
+
+def _quota_bound(text: str, item: str) -> int | float | None:
+    """One side of ``--quota``: empty -> ``None``, a count, or a share (with a ``.``)."""
+    text = text.strip()
+    if not text:
+        return None
+    try:
+        return float(text) if "." in text else int(text)
+    except ValueError:
+        raise ValueError(
+            f"--quota expects NAME=MIN:MAX with counts or shares (e.g. a=2:5, b=0.1:0.5), got "
+            f"{item!r}"
+        ) from None
 
 
 def load_prepared(args: argparse.Namespace, identity: dict | None = None) -> tuple[Any, Any]:
@@ -216,7 +256,9 @@ def _selector(args: argparse.Namespace, vocabulary: Any) -> Any:
     from hf_mig.cli.selector_flags import method_parameters, selector_options
     from hf_mig.selectors import get_selector
 
-    given = {"vocabulary": vocabulary}
+    given = {"vocabulary": vocabulary, "quotas": parse_quotas(getattr(args, "quotas", []))}
+    if given["quotas"] and "quotas" not in method_parameters(args.method):
+        raise ValueError(f"--quota applies to --method mig, not {args.method!r}")
     if args.graph and "label_graph" in method_parameters(args.method):
         given["label_graph"] = LabelGraph.load(args.graph)
     options = selector_options(args, args.method, given)
