@@ -10,8 +10,9 @@ picks so that it can be extended again.
 Rows are identified by position: row ``i`` of the grown pool must be row ``i`` of the pool the
 picks came from (:func:`check_same_prefix` checks that on two encodings). With no rows appended,
 ``greedy_extend`` by ``k_more`` after ``greedy_select(k)`` returns exactly picks ``k .. k +
-k_more - 1`` of ``greedy_select(k + k_more)`` (gradient gains; the state is bit for bit the same
-and lazy greedy's picks are the full scan's).
+k_more - 1`` of ``greedy_select(k + k_more)`` and their gains (gradient gains: the replayed
+``x``, ``phi'(x)`` and ``P phi'(x)`` are bit for bit the greedy's, and lazy greedy's picks are the
+full scan's); E agrees to rounding.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ import scipy.sparse as sp
 from tqdm.auto import tqdm
 
 from hf_mig.core._jit import HAVE_NUMBA
+from hf_mig.core._jit import njit as _njit
 from hf_mig.core.budget import _validated
 from hf_mig.core.encoding import PoolEncoding, PoolValidationError
 from hf_mig.core.greedy import (
@@ -34,7 +36,6 @@ from hf_mig.core.greedy import (
     GAIN_KINDS,
     ROOT,
     GreedyResult,
-    _add_sample,
     _dphi,
     _fill_heap,
     _lazy_steps,
@@ -79,6 +80,76 @@ def _work(num_labels: int) -> tuple:
     return (np.zeros(num_labels), np.zeros(num_labels, np.int64), np.zeros(num_labels, np.int8))
 
 
+@_njit
+def _replay(picks, pool, prop, state, work, phi):
+    """Add ``picks`` in order to the empty ``state``; return the change of E.
+
+    ``x`` is accumulated as :func:`hf_mig.core.greedy._add_sample` accumulates it, pick by pick,
+    so it is bit for bit the greedy's; ``g`` and ``h`` are then refreshed once where they
+    changed, with the same arithmetic, so they are too. E is summed per label (the greedy sums
+    it per pick: the two agree to rounding).
+    """
+    indptr, lab, w = pool
+    p_indptr, p_indices, p_data = prop
+    x, g, h = state
+    acc, touched, mark = work
+    changed = np.zeros(x.size, dtype=np.bool_)
+    for i in picks:
+        wi = w[i]
+        n = 0
+        for t in range(indptr[i], indptr[i + 1]):
+            for q in range(p_indptr[lab[t]], p_indptr[lab[t] + 1]):
+                j = p_indices[q]
+                if mark[j] == 0:
+                    mark[j] = 1
+                    touched[n] = j
+                    n += 1
+                acc[j] += wi * p_data[q]
+        for m in range(n):
+            j = touched[m]
+            x[j] = x[j] + acc[j]
+            acc[j] = 0.0
+            mark[j] = 0
+            changed[j] = True
+    delta = 0.0
+    for j in range(x.size):
+        if changed[j]:
+            delta += _phi(x[j], phi) - _phi(0.0, phi)
+            g[j] = _dphi(x[j], phi)
+    for lb in range(x.size):  # P's pattern is symmetric: h_l changed iff a neighbour's g did
+        hit = False
+        for r in range(p_indptr[lb], p_indptr[lb + 1]):
+            hit = hit or changed[p_indices[r]]
+        if hit:
+            s = 0.0
+            for r in range(p_indptr[lb], p_indptr[lb + 1]):
+                s += p_data[r] * g[p_indices[r]]
+            h[lb] = s
+    return delta
+
+
+def _check_picks(picks: object, n: int) -> np.ndarray:
+    picks = np.asarray(picks, dtype=np.int64)
+    if picks.ndim != 1 or (picks.size and (picks.min() < 0 or picks.max() >= n)):
+        raise ValueError(f"picks must be a 1-d array of row indices in [0, {n})")
+    if np.unique(picks).size != picks.size:
+        raise ValueError("picks must not repeat a row")
+    return picks
+
+
+def _replayed(pool, prop, picks, phi, compiled: bool) -> GreedyState:
+    """The state after ``picks`` (checked), built as ``greedy_select`` builds it."""
+    num_labels = prop[0].size - 1
+    p_indptr, p_indices, p_data = prop
+    g = np.full(num_labels, _dphi.py_func(0.0, phi))
+    h = sp.csr_matrix((p_data, p_indices, p_indptr), shape=(num_labels, num_labels)) @ g
+    state = (np.zeros(num_labels), g, h)
+    value = float(num_labels * _phi.py_func(0.0, phi))
+    replay = _replay if compiled else _replay.py_func
+    value += replay(picks, pool, prop, state, _work(num_labels), phi)
+    return GreedyState(picks.copy(), state[0], state[1], state[2], value)
+
+
 def replay_state(
     indptr: np.ndarray,
     label_ids: np.ndarray,
@@ -90,28 +161,13 @@ def replay_state(
     compiled: bool | None = None,
 ) -> GreedyState:
     """The state after adding ``picks`` in order to the empty selection, computed as
-    :func:`hf_mig.core.greedy.greedy_select` computes it (so bit for bit its state after those
-    picks). ``picks``: distinct row indices of the pool."""
+    :func:`hf_mig.core.greedy.greedy_select` computes it (``x``, ``g`` and ``h`` bit for bit its
+    state after those picks, ``objective`` to rounding), in ``O(|picks| * nnz(u_i) + nnz(P))``
+    with no gain evaluated. ``picks``: distinct row indices of the pool."""
     objective = objective or Objective()
     pool, prop = _validated(indptr, label_ids, weights, propagation, objective)
-    n = pool[2].size
-    picks = np.asarray(picks, dtype=np.int64)
-    if picks.ndim != 1 or (picks.size and (picks.min() < 0 or picks.max() >= n)):
-        raise ValueError(f"picks must be a 1-d array of row indices in [0, {n})")
-    if np.unique(picks).size != picks.size:
-        raise ValueError("picks must not repeat a row")
-    add = _add_sample if _compiled(compiled) else _add_sample.py_func
-    phi = _phi_tuple(objective)
-    num_labels = prop[0].size - 1
-    p_indptr, p_indices, p_data = prop
-    g = np.full(num_labels, _dphi.py_func(0.0, phi))
-    h = sp.csr_matrix((p_data, p_indices, p_indptr), shape=(num_labels, num_labels)) @ g
-    state = (np.zeros(num_labels), g, h)
-    work = _work(num_labels)
-    value = float(num_labels * _phi.py_func(0.0, phi))
-    for i in picks:
-        value += add(int(i), pool, prop, state, work, phi)
-    return GreedyState(picks.copy(), state[0], state[1], state[2], value)
+    picks = _check_picks(picks, pool[2].size)
+    return _replayed(pool, prop, picks, _phi_tuple(objective), _compiled(compiled))
 
 
 def _engine(engine: str, objective: Objective) -> str:
@@ -143,7 +199,7 @@ def greedy_extend(
     weights: np.ndarray,
     propagation: sp.spmatrix,
     k_more: int,
-    state: GreedyState,
+    start: GreedyState | np.ndarray,
     objective: Objective | None = None,
     *,
     gain: str = "gradient",
@@ -153,13 +209,15 @@ def greedy_extend(
     chunk_size: int = 10_000,
     progress: bool | None = None,
 ) -> tuple[GreedyResult, GreedyState]:
-    """Pick ``k_more`` rows not in ``state.picks``, greedily from ``state``'s ``x``.
+    """Pick ``k_more`` rows not picked yet, greedily from the coverage ``x`` of ``start``.
 
     The pool, P, ``objective`` and the options are those of
     :func:`hf_mig.core.greedy.greedy_select`; the pool is the one ``state`` was built on with
-    any rows appended (same P and objective). ``k_more``: an integer in ``[1, rows not picked
-    yet]``. Returns the new picks (``GreedyResult``: indices, gains, E after each, with
-    ``initial_objective`` the state's E) and the state after them; ``state`` is left as it was.
+    any rows appended (same P and objective). ``start``: a :class:`GreedyState` (left as it
+    was), or the rows picked so far, in pick order (replayed as :func:`replay_state` does).
+    ``k_more``: an integer in ``[1, rows not picked yet]``. Returns the new picks
+    (``GreedyResult``: indices, gains, E after each, with ``initial_objective`` the starting E)
+    and the state after them.
     """
     objective = objective or Objective()
     if gain not in GAIN_KINDS:
@@ -168,6 +226,12 @@ def greedy_extend(
     pool, prop = _validated(indptr, label_ids, weights, propagation, objective)
     n = pool[2].size
     num_labels = prop[0].size - 1
+    compiled = _compiled(compiled)
+    phi = _phi_tuple(objective)
+    if isinstance(start, GreedyState):
+        state = start
+    else:
+        state = _replayed(pool, prop, _check_picks(start, n), phi, compiled)
     if state.x.shape != (num_labels,):
         raise ValueError(
             f"state covers {state.x.size} labels; the propagation matrix has {num_labels}"
@@ -175,13 +239,11 @@ def greedy_extend(
     if state.picks.size and state.picks.max() >= n:
         raise ValueError(f"state picks row {int(state.picks.max())}; the pool has {n} rows")
     k_more = _check_k_more(k_more, n - state.picks.size)
-    compiled = _compiled(compiled)
 
     def fn(f):
         return f if compiled else f.py_func
 
     new = state.copy()
-    phi = _phi_tuple(objective)
     exact = gain == "exact"
     arrays = (new.x, new.g, new.h)
     work = _work(num_labels)

@@ -23,7 +23,7 @@ from hf_mig.core.encoding import (
     unique_labels,
 )
 from hf_mig.core.greedy import GreedyResult, greedy_select
-from hf_mig.core.incremental import check_same_prefix, greedy_extend, replay_state
+from hf_mig.core.incremental import check_same_prefix, greedy_extend
 from hf_mig.core.information import LabelInformation, PickExplanation, explain_picks
 from hf_mig.core.objective import Objective
 from hf_mig.core.quotas import Bound, group_codes, quota_bounds, quota_select
@@ -473,14 +473,15 @@ class MIGSelector(BaseSelector):
         over the same label graph (labels it does not know are ignored and counted in
         ``encoding_report_``). Returns the whole selection as :meth:`select` does and updates
         the fitted attributes, so ``extend`` can be called again. Selections made with a
-        ``budget`` or the ``"stochastic"`` engine cannot be extended: run :meth:`select`.
+        ``budget``, ``quotas`` or the ``"stochastic"`` engine cannot be extended: run
+        :meth:`select`.
         """
         pool = as_dataset(pool)
         if getattr(self, "result_", None) is None:
             raise RuntimeError("extend continues a selection: call select first")
-        if self.budget is not None or self.engine == "stochastic":
+        if self.budget is not None or self.quotas is not None or self.engine == "stochastic":
             raise ValueError(
-                "extend continues the greedy by rows; a selection made with a budget or "
+                "extend continues the greedy by rows; a selection made with a budget, quotas or "
                 f"engine={self.engine!r} cannot be extended: run select on the new pool"
             )
         old = self._encoding
@@ -498,14 +499,11 @@ class MIGSelector(BaseSelector):
         self._check_bounds(info)
         arrays = (encoding.indptr, encoding.label_ids, info.weights, info.propagation)
         cached = getattr(self, "_extend_state", None)
-        if cached is not None and cached[0] is self.result_:
-            state = cached[1]
-        else:
-            state = replay_state(*arrays, self.result_.indices, self.objective)
+        fresh = cached is not None and cached[0] is self.result_
         more, state = greedy_extend(
             *arrays,
             k_more,
-            state,
+            cached[1] if fresh else self.result_.indices,
             self.objective,
             gain=self.gain,
             engine=self.engine,
