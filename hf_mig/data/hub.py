@@ -266,6 +266,40 @@ def python_call(selector: Any, *, pool_name: str = "pool") -> str:
     return f"hf_mig.select({', '.join(head + args)})"
 
 
+def constraint_facts(
+    selector: Any, pool: Dataset, indices: Sequence[int] | np.ndarray
+) -> dict[str, Any] | None:
+    """The token budget and quotas ``selector`` ran under and what the picks used of them, or
+    ``None`` when it had neither (every row counted one towards ``k``)."""
+    budget = getattr(selector, "budget", None)
+    quotas = getattr(selector, "quotas", None)
+    if budget is None and not quotas:
+        return None
+    from hf_mig.core.encoding import arrow_columns
+
+    stats = dict(getattr(getattr(selector, "result_", None), "stats", None) or {})
+    columns = [selector.cost_column] if budget is not None else []
+    columns += [selector.quota_column] if quotas else []
+    table = arrow_columns(pool, columns).take(np.asarray(indices, dtype=np.int64))
+    out: dict[str, Any] = {}
+    if budget is not None:
+        costs = table.column(selector.cost_column).to_numpy()
+        out.update(
+            budget=budget,
+            cost_column=selector.cost_column,
+            cost_used=float(np.sum(costs, dtype=np.float64)),
+            greedy=stats.get("strategy"),
+        )
+    if quotas:
+        counts = table.column(selector.quota_column).value_counts().to_pylist()
+        out.update(
+            quota_column=selector.quota_column,
+            quotas={str(name): list(bounds) for name, bounds in quotas.items()},
+            picks_per_group={str(c["values"]): int(c["counts"]) for c in counts},
+        )
+    return out
+
+
 def selection_facts(
     pool: Dataset,
     indices: Sequence[int] | np.ndarray,
@@ -316,7 +350,9 @@ def selection_facts(
             },
             "summary": dict(summary),
             "label_graph": graph_stats,
-            "budget": None if budget is None else dict(budget),
+            "budget": (
+                constraint_facts(selector, pool, indices) if budget is None else dict(budget)
+            ),
             "reproduce": {
                 "command": command,
                 "python": python if python is not None else python_call(selector),

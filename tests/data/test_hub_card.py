@@ -501,6 +501,32 @@ def test_card_beside_the_output_states_pool_options_coverage_and_command(
     )
 
 
+def test_card_states_the_budget_and_quotas_and_what_the_picks_used(
+    demo_annotated, demo_graph, tmp_path
+):
+    rows = [json.loads(line) for line in demo_annotated.read_text().splitlines()]
+    for i, row in enumerate(rows):
+        row["num_tokens"] = 20 + (i * 37) % 400
+        row["source"] = ("self-instruct", "user-oriented")[i % 2]
+    pool = tmp_path / "pool.jsonl"
+    pool.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    out = tmp_path / "subset.jsonl"
+    extra = ("--budget", "3000", "--quota-column", "source", "--quota", "user-oriented=4:6")
+    assert cli.main(_select_args(pool, demo_graph, out, *extra)) == 0
+
+    text = card_path(out).read_text(encoding="utf-8")
+    budget = _card_facts(text)["budget"]
+    picked = [json.loads(line) for line in out.read_text().splitlines()]
+    used = sum(r["num_tokens"] for r in picked)
+    assert budget["budget"] == 3000 and budget["cost_column"] == "num_tokens"
+    assert budget["cost_used"] == used <= 3000
+    assert budget["quotas"] == {"user-oriented": [4, 6]}
+    per_group = {g: sum(r["source"] == g for r in picked) for g in {r["source"] for r in picked}}
+    assert budget["picks_per_group"] == per_group and 4 <= per_group["user-oriented"] <= 6
+    assert f"| cost_used | `{used}.0` |" in text or f"| cost_used | `{float(used)}` |" in text
+    assert "no per-label quotas" not in text
+
+
 def test_the_card_command_reproduces_the_selection(demo_annotated, demo_graph, tmp_path):
     first = tmp_path / "a"
     first.mkdir()
