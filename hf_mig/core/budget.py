@@ -24,19 +24,24 @@ import scipy.sparse as sp
 from tqdm.auto import tqdm
 
 from hf_mig.core._jit import HAVE_NUMBA
+from hf_mig.core._jit import njit as _njit
+from hf_mig.core._jit import njit_inline as _njit_inline
 from hf_mig.core.encoding import check_k
 from hf_mig.core.greedy import (
     _EVALS,
     _REFRESHES,
     _SIZE,
+    _STALE,
+    _STEP,
     GAIN_KINDS,
     ROOT,
     GreedyResult,
     _as_csr_parts,
-    _budget_lazy_steps,
-    _dphi,
-    _fill_budget_heap,
-    _phi,
+    _gain,
+    _heapify,
+    _initial_state,
+    _record,
+    _sift_down,
     information_bounds,
 )
 from hf_mig.core.objective import Objective
@@ -99,47 +104,147 @@ def _validated(indptr, label_ids, weights, propagation, objective):
     return (indptr, lab, w), prop
 
 
-def _run(scaled, model, limits, options):
-    """One budgeted lazy greedy (``scaled``: key gain / cost, else gain) -> GreedyResult."""
+# ---------------------------------------------------------------------------- kernels
+# The lazy engine of :mod:`hf_mig.core.greedy` under a budget and per-group caps: every row has a
+# cost ``costs[i] > 0`` and a group ``group[i]``. The heap key is the gain (``scaled=False``) or
+# gain / cost (``scaled=True``); both are non-increasing as S grows, so lazy evaluation stays
+# exact. Row i is allowed while it fits the budget left and ``count[group[i]] < cap[group[i]]``;
+# a row that is not allowed is dropped from the heap for the rest of the phase (the spent budget
+# and the counts only grow). ``fstate = [E, spent]``; ``knap = (costs, budget, scaled, last)``
+# with ``last[i]`` row i's latest gain; ``quota = (group, count, cap)``.
+@_njit_inline
+def _budget_key(gain, cost, scaled):
+    if scaled:
+        return -(gain / cost)
+    return -gain
+
+
+@_njit_inline
+def _allowed(i, fstate, knap, quota):
+    costs, budget, _, _ = knap
+    group, count, cap = quota
+    return fstate[1] + costs[i] <= budget and count[group[i]] < cap[group[i]]
+
+
+@_njit
+def _fill_quota_heap(heap, pool, prop, state, work, exact, phi, picked, stamp, t, fstate, knap,
+                     quota):  # fmt: skip
+    """Evaluate every unpicked allowed row, in index order, into the heap; -> size."""
+    costs, _, scaled, last = knap
+    pos = ROOT
+    for j in range(picked.size):
+        if not picked[j] and _allowed(j, fstate, knap, quota):
+            last[j] = _gain(j, pool, prop, state, work, exact, phi)
+            heap[pos, 0] = _budget_key(last[j], costs[j], scaled)
+            heap[pos, 1] = j
+            stamp[j] = t
+            pos += 1
+    _heapify(heap, pos)
+    return pos - ROOT
+
+
+@_njit
+def _pop_root(heap, size):
+    size -= 1
+    heap[ROOT, 0] = heap[ROOT + size, 0]
+    heap[ROOT, 1] = heap[ROOT + size, 1]
+    if size > 0:
+        _sift_down(heap, ROOT, ROOT + size)
+    return size
+
+
+@_njit
+def _quota_lazy_steps(steps, pool, prop, state, work, exact, phi, heap, stamp, picked, istate,
+                      fstate, out, refresh_limit, knap, quota):  # fmt: skip
+    """Run up to ``steps`` picks of the lazy greedy among allowed rows; stop when none is."""
+    costs, _, scaled, last = knap
+    group, count, _ = quota
+    for _ in range(steps):
+        size = istate[_SIZE]
+        t = istate[_STEP]
+        found = False
+        while size > 0:
+            i = np.int64(heap[ROOT, 1])
+            if not _allowed(i, fstate, knap, quota):  # not again in this phase: drop it
+                size = _pop_root(heap, size)
+                continue
+            if stamp[i] == t:  # evaluated at this step: its key is current, and maximal
+                found = True
+                break
+            last[i] = _gain(i, pool, prop, state, work, exact, phi)
+            heap[ROOT, 0] = _budget_key(last[i], costs[i], scaled)
+            stamp[i] = t
+            _sift_down(heap, ROOT, ROOT + size)
+            istate[_EVALS] += 1
+            istate[_STALE] += 1
+            if istate[_STALE] > refresh_limit * size:
+                size = _fill_quota_heap(heap, pool, prop, state, work, exact, phi, picked, stamp,
+                                        t, fstate, knap, quota)  # fmt: skip
+                istate[_EVALS] += size
+                istate[_STALE] = 0
+                istate[_REFRESHES] += 1
+        if not found:
+            istate[_SIZE] = 0
+            break
+        istate[_SIZE] = _pop_root(heap, size)
+        picked[i] = True
+        fstate[1] += costs[i]
+        count[group[i]] += 1
+        _record(i, last[i], pool, prop, state, work, phi, istate, fstate, out)
+    return istate[_STEP]
+
+
+# ---------------------------------------------------------------------------- driver
+def _run(scaled, model, limits, bounds, options, label="quotas"):
+    """One lazy greedy (``scaled``: key gain / cost, else gain) in two phases -> GreedyResult.
+
+    ``bounds = (group, lower, upper)``: the first phase picks among rows of groups under
+    ``lower`` until ``lower.sum()`` picks, the second among rows of groups under ``upper`` until
+    ``k`` picks; each stops early when no row is allowed. ``label`` names the progress bar.
+    """
     pool, prop, exact, phi = model
     k, costs, budget = limits
+    group, lower, upper = bounds
     compiled, refresh_fraction, chunk, show = options
     n = costs.size
-    num_labels = prop[0].size - 1
-    p_indptr, p_indices, p_data = prop
-    g = np.full(num_labels, _dphi.py_func(0.0, phi))
-    h = sp.csr_matrix((p_data, p_indices, p_indptr), shape=(num_labels, num_labels)) @ g
-    state = (np.zeros(num_labels), g, h)
-    work = (np.zeros(num_labels), np.zeros(num_labels, np.int64), np.zeros(num_labels, np.int8))
-    istate = np.zeros(5, dtype=np.int64)
-    initial = float(num_labels * _phi.py_func(0.0, phi))
-    fstate = np.array([initial, 0.0])
-    out = (np.empty(k, dtype=np.int64), np.empty(k), np.empty(k))
+    state, work, istate, fstate, out = _initial_state(prop, phi, k, spent=True)
+    initial = float(fstate[0])
     picked = np.zeros(n, dtype=np.bool_)
     heap = np.empty((n + ROOT, 2))
     stamp = np.zeros(n, dtype=np.int64)
     knap = (costs, budget, scaled, np.zeros(n))
-    fill = _fill_budget_heap if compiled else _fill_budget_heap.py_func
-    steps = _budget_lazy_steps if compiled else _budget_lazy_steps.py_func
-    istate[_SIZE] = fill(heap, pool, prop, state, work, exact, phi, picked, stamp, 0, fstate, knap)
-    istate[_EVALS] = istate[_SIZE]
+    count = np.zeros(lower.size, dtype=np.int64)
+    fill = _fill_quota_heap if compiled else _fill_quota_heap.py_func
+    steps = _quota_lazy_steps if compiled else _quota_lazy_steps.py_func
     name = STRATEGIES[0 if scaled else 1]
-    done = 0
-    with tqdm(total=budget, desc=f"MIG budget ({name})", unit="cost", disable=not show) as bar:
-        while done < k and istate[_SIZE] > 0:
-            step = min(chunk if compiled else max(1, chunk // 10), k - done)
-            done = int(
-                steps(step, pool, prop, state, work, exact, phi, heap, stamp, picked, istate,
-                      fstate, out, float(refresh_fraction), knap)
-            )  # fmt: skip
-            bar.update(fstate[1] - bar.n)
+    with tqdm(total=k, desc=f"MIG {label} ({name})", unit="pick", disable=not show) as bar:
+        for cap, stop in ((lower, int(lower.sum())), (upper, k)):
+            quota = (group, count, cap)
+            t = int(istate[_STEP])
+            istate[_SIZE] = fill(heap, pool, prop, state, work, exact, phi, picked, stamp, t,
+                                 fstate, knap, quota)  # fmt: skip
+            istate[_EVALS] += istate[_SIZE]
+            istate[_STALE] = 0
+            done = t
+            while done < stop and istate[_SIZE] > 0:
+                step = min(chunk if compiled else max(1, chunk // 10), stop - done)
+                done = int(
+                    steps(step, pool, prop, state, work, exact, phi, heap, stamp, picked, istate,
+                          fstate, out, float(refresh_fraction), knap, quota)
+                )  # fmt: skip
+                bar.update(done - bar.n)
+            if cap is lower:
+                met = bool((count >= lower).all())
     stats = {
         "strategy": name,
+        "minimums_met": met,
         "evaluations": int(istate[_EVALS]),
         "refreshes": int(istate[_REFRESHES]),
         "cost": float(fstate[1]),
         "objective": float(fstate[0]),
+        "group_counts": count.tolist(),
     }
+    done = int(istate[_STEP])
     return GreedyResult(out[0][:done], out[1][:done], out[2][:done], initial, stats)
 
 
@@ -198,7 +303,12 @@ def budget_select(
     show = progress if progress is not None else n > 2_000_000
     model = (pool, prop, gain == "exact", phi)
     options = (compiled, refresh_fraction, chunk_size, show)
-    runs = [_run(scaled, model, (k, costs, budget), options) for scaled in (True, False)]
+    one_group = np.zeros(n, dtype=np.int64)
+    bounds = (one_group, np.zeros(1, dtype=np.int64), np.array([k], dtype=np.int64))
+    runs = [
+        _run(scaled, model, (k, costs, budget), bounds, options, "budget")
+        for scaled in (True, False)
+    ]
     scaled_run, unit_run = runs
     best = unit_run if unit_run.stats["objective"] > scaled_run.stats["objective"] else scaled_run
     best.stats = {

@@ -330,6 +330,25 @@ def _as_csr_parts(propagation: sp.spmatrix):
     )
 
 
+def _initial_state(prop, phi, k, spent=False):
+    """The kernels' arrays for the empty selection, with room for ``k`` picks.
+
+    -> ``(state, work, istate, fstate, out)`` as described at the top of this module;
+    ``fstate = [E(empty)]``, or ``[E(empty), 0.0]`` with ``spent`` (the cost spent so far).
+    """
+    p_indptr, p_indices, p_data = prop
+    num_labels = p_indptr.size - 1
+    g = np.full(num_labels, _dphi.py_func(0.0, phi))
+    h = sp.csr_matrix((p_data, p_indices, p_indptr), shape=(num_labels, num_labels)) @ g
+    state = (np.zeros(num_labels), g, h)
+    work = (np.zeros(num_labels), np.zeros(num_labels, np.int64), np.zeros(num_labels, np.int8))
+    istate = np.zeros(5, dtype=np.int64)
+    initial = float(num_labels * _phi.py_func(0.0, phi))
+    fstate = np.array([initial, 0.0] if spent else [initial])
+    out = (np.empty(k, dtype=np.int64), np.empty(k), np.empty(k))
+    return state, work, istate, fstate, out
+
+
 def information_bounds(
     indptr: np.ndarray,
     label_ids: np.ndarray,
@@ -439,15 +458,8 @@ def greedy_select(
     exact = gain == "exact"
     pool = (indptr, lab, w)
     prop = (p_indptr, p_indices, p_data)
-    x = np.zeros(num_labels)
-    g = np.full(num_labels, _dphi.py_func(0.0, phi))
-    h = sp.csr_matrix((p_data, p_indices, p_indptr), shape=(num_labels, num_labels)) @ g
-    state = (x, g, h)
-    work = (np.zeros(num_labels), np.zeros(num_labels, np.int64), np.zeros(num_labels, np.int8))
-    istate = np.zeros(5, dtype=np.int64)
-    initial = float(num_labels * _phi.py_func(0.0, phi))
-    fstate = np.array([initial])
-    out = (np.empty(k, dtype=np.int64), np.empty(k), np.empty(k))
+    state, work, istate, fstate, out = _initial_state(prop, phi, k)
+    initial = float(fstate[0])
     picked = np.zeros(n, dtype=np.bool_)
 
     if engine == "lazy":
@@ -503,98 +515,3 @@ def greedy_select(
         "num_labels": num_labels,
     }
     return GreedyResult(out[0], out[1], out[2], initial, stats)
-
-
-# ---------------------------------------------------------------------------- budgeted engine
-# Knapsack variant of the lazy engine (driven by :mod:`hf_mig.core.budget`): every row has a
-# cost ``costs[i] > 0`` and the picks' total cost stays within ``budget``. The heap key is the
-# gain (``scaled=False``) or gain / cost (``scaled=True``); both are non-increasing as S grows,
-# so lazy evaluation stays exact. A row that no longer fits is dropped from the heap for good:
-# the spent budget only grows. ``fstate = [E, spent]``; ``knap = (costs, budget, scaled, last)``
-# with ``last[i]`` row i's latest gain.
-@_njit_inline
-def _budget_key(gain, cost, scaled):
-    if scaled:
-        return -(gain / cost)
-    return -gain
-
-
-@_njit
-def _fill_budget_heap(heap, pool, prop, state, work, exact, phi, picked, stamp, t, fstate, knap):
-    """Evaluate every unpicked row that still fits, in index order, into the heap; -> size."""
-    costs, budget, scaled, last = knap
-    pos = ROOT
-    spent = fstate[1]
-    for j in range(picked.size):
-        if not picked[j] and spent + costs[j] <= budget:
-            last[j] = _gain(j, pool, prop, state, work, exact, phi)
-            heap[pos, 0] = _budget_key(last[j], costs[j], scaled)
-            heap[pos, 1] = j
-            stamp[j] = t
-            pos += 1
-    _heapify(heap, pos)
-    return pos - ROOT
-
-
-@_njit
-def _budget_lazy_steps(
-    steps,
-    pool,
-    prop,
-    state,
-    work,
-    exact,
-    phi,
-    heap,
-    stamp,
-    picked,
-    istate,
-    fstate,
-    out,
-    refresh_limit,
-    knap,
-):
-    """Run up to ``steps`` picks of the budgeted lazy greedy; stop early when no row fits."""
-    costs, budget, scaled, last = knap
-    for _ in range(steps):
-        size = istate[_SIZE]
-        t = istate[_STEP]
-        found = False
-        while size > 0:
-            i = np.int64(heap[ROOT, 1])
-            if fstate[1] + costs[i] > budget:  # never fits again: drop it
-                size -= 1
-                heap[ROOT, 0] = heap[ROOT + size, 0]
-                heap[ROOT, 1] = heap[ROOT + size, 1]
-                if size > 0:
-                    _sift_down(heap, ROOT, ROOT + size)
-                continue
-            if stamp[i] == t:  # evaluated at this step: its key is current, and maximal
-                found = True
-                break
-            last[i] = _gain(i, pool, prop, state, work, exact, phi)
-            heap[ROOT, 0] = _budget_key(last[i], costs[i], scaled)
-            stamp[i] = t
-            _sift_down(heap, ROOT, ROOT + size)
-            istate[_EVALS] += 1
-            istate[_STALE] += 1
-            if istate[_STALE] > refresh_limit * size:
-                size = _fill_budget_heap(
-                    heap, pool, prop, state, work, exact, phi, picked, stamp, t, fstate, knap
-                )
-                istate[_EVALS] += size
-                istate[_STALE] = 0
-                istate[_REFRESHES] += 1
-        if not found:
-            istate[_SIZE] = 0
-            break
-        size -= 1
-        heap[ROOT, 0] = heap[ROOT + size, 0]
-        heap[ROOT, 1] = heap[ROOT + size, 1]
-        istate[_SIZE] = size
-        if size > 0:
-            _sift_down(heap, ROOT, ROOT + size)
-        picked[i] = True
-        fstate[1] += costs[i]
-        _record(i, last[i], pool, prop, state, work, phi, istate, fstate, out)
-    return istate[_STEP]

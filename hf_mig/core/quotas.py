@@ -22,30 +22,11 @@ from collections.abc import Mapping, Sequence
 
 import numpy as np
 import scipy.sparse as sp
-from tqdm.auto import tqdm
 
 from hf_mig.core._jit import HAVE_NUMBA
-from hf_mig.core._jit import njit as _njit
-from hf_mig.core._jit import njit_inline as _njit_inline
-from hf_mig.core.budget import STRATEGIES, _validated, check_budget, check_costs
+from hf_mig.core.budget import _run, _validated, check_budget, check_costs
 from hf_mig.core.encoding import check_k
-from hf_mig.core.greedy import (
-    _EVALS,
-    _REFRESHES,
-    _SIZE,
-    _STALE,
-    _STEP,
-    GAIN_KINDS,
-    ROOT,
-    GreedyResult,
-    _budget_key,
-    _dphi,
-    _gain,
-    _heapify,
-    _phi,
-    _record,
-    _sift_down,
-)
+from hf_mig.core.greedy import GAIN_KINDS, GreedyResult
 from hf_mig.core.objective import Objective
 
 __all__ = ["group_codes", "quota_bounds", "quota_select"]
@@ -131,141 +112,6 @@ def quota_bounds(
     if fill_k and upper.sum() < k:
         raise ValueError(f"quotas: the maximums allow {int(upper.sum())} rows, fewer than k={k}")
     return lower, upper
-
-
-# ---------------------------------------------------------------------------- kernels
-# As the budgeted lazy engine of :mod:`hf_mig.core.greedy`, with ``quota = (group, count, cap)``:
-# row i is allowed while ``count[group[i]] < cap[group[i]]`` and it fits the budget left.
-@_njit_inline
-def _allowed(i, fstate, knap, quota):
-    costs, budget, _, _ = knap
-    group, count, cap = quota
-    return fstate[1] + costs[i] <= budget and count[group[i]] < cap[group[i]]
-
-
-@_njit
-def _fill_quota_heap(heap, pool, prop, state, work, exact, phi, picked, stamp, t, fstate, knap,
-                     quota):  # fmt: skip
-    """Evaluate every unpicked allowed row, in index order, into the heap; -> size."""
-    costs, _, scaled, last = knap
-    pos = ROOT
-    for j in range(picked.size):
-        if not picked[j] and _allowed(j, fstate, knap, quota):
-            last[j] = _gain(j, pool, prop, state, work, exact, phi)
-            heap[pos, 0] = _budget_key(last[j], costs[j], scaled)
-            heap[pos, 1] = j
-            stamp[j] = t
-            pos += 1
-    _heapify(heap, pos)
-    return pos - ROOT
-
-
-@_njit
-def _pop_root(heap, size):
-    size -= 1
-    heap[ROOT, 0] = heap[ROOT + size, 0]
-    heap[ROOT, 1] = heap[ROOT + size, 1]
-    if size > 0:
-        _sift_down(heap, ROOT, ROOT + size)
-    return size
-
-
-@_njit
-def _quota_lazy_steps(steps, pool, prop, state, work, exact, phi, heap, stamp, picked, istate,
-                      fstate, out, refresh_limit, knap, quota):  # fmt: skip
-    """Run up to ``steps`` picks of the lazy greedy among allowed rows; stop when none is."""
-    costs, _, scaled, last = knap
-    group, count, _ = quota
-    for _ in range(steps):
-        size = istate[_SIZE]
-        t = istate[_STEP]
-        found = False
-        while size > 0:
-            i = np.int64(heap[ROOT, 1])
-            if not _allowed(i, fstate, knap, quota):  # not again in this phase: drop it
-                size = _pop_root(heap, size)
-                continue
-            if stamp[i] == t:  # evaluated at this step: its key is current, and maximal
-                found = True
-                break
-            last[i] = _gain(i, pool, prop, state, work, exact, phi)
-            heap[ROOT, 0] = _budget_key(last[i], costs[i], scaled)
-            stamp[i] = t
-            _sift_down(heap, ROOT, ROOT + size)
-            istate[_EVALS] += 1
-            istate[_STALE] += 1
-            if istate[_STALE] > refresh_limit * size:
-                size = _fill_quota_heap(heap, pool, prop, state, work, exact, phi, picked, stamp,
-                                        t, fstate, knap, quota)  # fmt: skip
-                istate[_EVALS] += size
-                istate[_STALE] = 0
-                istate[_REFRESHES] += 1
-        if not found:
-            istate[_SIZE] = 0
-            break
-        istate[_SIZE] = _pop_root(heap, size)
-        picked[i] = True
-        fstate[1] += costs[i]
-        count[group[i]] += 1
-        _record(i, last[i], pool, prop, state, work, phi, istate, fstate, out)
-    return istate[_STEP]
-
-
-# ---------------------------------------------------------------------------- driver
-def _run(scaled, model, limits, bounds, options):
-    """One two-phase lazy greedy (``scaled``: key gain / cost, else gain) -> GreedyResult."""
-    pool, prop, exact, phi = model
-    k, costs, budget = limits
-    group, lower, upper = bounds
-    compiled, refresh_fraction, chunk, show = options
-    n = costs.size
-    num_labels = prop[0].size - 1
-    p_indptr, p_indices, p_data = prop
-    g = np.full(num_labels, _dphi.py_func(0.0, phi))
-    h = sp.csr_matrix((p_data, p_indices, p_indptr), shape=(num_labels, num_labels)) @ g
-    state = (np.zeros(num_labels), g, h)
-    work = (np.zeros(num_labels), np.zeros(num_labels, np.int64), np.zeros(num_labels, np.int8))
-    istate = np.zeros(5, dtype=np.int64)
-    initial = float(num_labels * _phi.py_func(0.0, phi))
-    fstate = np.array([initial, 0.0])
-    out = (np.empty(k, dtype=np.int64), np.empty(k), np.empty(k))
-    picked = np.zeros(n, dtype=np.bool_)
-    heap = np.empty((n + ROOT, 2))
-    stamp = np.zeros(n, dtype=np.int64)
-    knap = (costs, budget, scaled, np.zeros(n))
-    count = np.zeros(lower.size, dtype=np.int64)
-    fill = _fill_quota_heap if compiled else _fill_quota_heap.py_func
-    steps = _quota_lazy_steps if compiled else _quota_lazy_steps.py_func
-    name = STRATEGIES[0 if scaled else 1]
-    with tqdm(total=k, desc=f"MIG quotas ({name})", unit="pick", disable=not show) as bar:
-        for cap, stop in ((lower, int(lower.sum())), (upper, k)):
-            quota = (group, count, cap)
-            t = int(istate[_STEP])
-            istate[_SIZE] = fill(heap, pool, prop, state, work, exact, phi, picked, stamp, t,
-                                 fstate, knap, quota)  # fmt: skip
-            istate[_EVALS] += istate[_SIZE]
-            istate[_STALE] = 0
-            done = t
-            while done < stop and istate[_SIZE] > 0:
-                step = min(chunk if compiled else max(1, chunk // 10), stop - done)
-                done = int(
-                    steps(step, pool, prop, state, work, exact, phi, heap, stamp, picked, istate,
-                          fstate, out, float(refresh_fraction), knap, quota)
-                )  # fmt: skip
-                bar.update(done - bar.n)
-            if cap is lower:
-                met = bool((count >= lower).all())
-    stats = {
-        "strategy": name,
-        "minimums_met": met,
-        "evaluations": int(istate[_EVALS]),
-        "refreshes": int(istate[_REFRESHES]),
-        "cost": float(fstate[1]),
-        "objective": float(fstate[0]),
-        "group_counts": count.tolist(),
-    }
-    done = int(istate[_STEP])
-    return GreedyResult(out[0][:done], out[1][:done], out[2][:done], initial, stats)
 
 
 def quota_select(

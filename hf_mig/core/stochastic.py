@@ -25,7 +25,15 @@ from hf_mig.core._jit import HAVE_NUMBA
 from hf_mig.core._jit import njit as _njit
 from hf_mig.core.budget import _validated
 from hf_mig.core.encoding import check_k
-from hf_mig.core.greedy import _EVALS, _STEP, GAIN_KINDS, GreedyResult, _dphi, _gain, _phi, _record
+from hf_mig.core.greedy import (
+    _EVALS,
+    _STEP,
+    GAIN_KINDS,
+    GreedyResult,
+    _gain,
+    _initial_state,
+    _record,
+)
 from hf_mig.core.objective import Objective
 
 __all__ = ["check_epsilon", "sample_size", "stochastic_select"]
@@ -129,14 +137,8 @@ def stochastic_select(
     s = sample_size(n, k, epsilon)
     phi = (objective.code, float(objective.a), float(objective.b), float(objective.alpha))
     num_labels = prop[0].size - 1
-    g = np.full(num_labels, _dphi.py_func(0.0, phi))
-    h = sp.csr_matrix((prop[2], prop[1], prop[0]), shape=(num_labels, num_labels)) @ g
-    state = (np.zeros(num_labels), g, h)
-    work = (np.zeros(num_labels), np.zeros(num_labels, np.int64), np.zeros(num_labels, np.int8))
-    istate = np.zeros(5, dtype=np.int64)
-    initial = float(num_labels * _phi.py_func(0.0, phi))
-    fstate = np.array([initial])
-    out = (np.empty(k, dtype=np.int64), np.empty(k), np.empty(k))
+    state, work, istate, fstate, out = _initial_state(prop, phi, k)
+    initial = float(fstate[0])
     rest = np.arange(n, dtype=np.int64)
     rng = np.random.default_rng(int(seed))
     steps_fn = _stochastic_steps if compiled else _stochastic_steps.py_func
