@@ -195,6 +195,17 @@ def _quota_lazy_steps(steps, pool, prop, state, work, exact, phi, heap, stamp, p
 
 
 # ---------------------------------------------------------------------------- driver
+def _lazy_setup(pool, prop, objective, gain, compiled, progress):
+    """``(model, (compiled, show))`` for :func:`_run`; ``compiled=None`` uses numba if installed."""
+    if compiled is None:
+        compiled = HAVE_NUMBA
+    if compiled and not HAVE_NUMBA:
+        raise ImportError("compiled=True needs numba: pip install numba")
+    phi = (objective.code, float(objective.a), float(objective.b), float(objective.alpha))
+    show = progress if progress is not None else pool[2].size > 2_000_000
+    return (pool, prop, gain == "exact", phi), (compiled, show)
+
+
 def _run(scaled, model, limits, bounds, options, label="quotas"):
     """One lazy greedy (``scaled``: key gain / cost, else gain) in two phases -> GreedyResult.
 
@@ -205,7 +216,7 @@ def _run(scaled, model, limits, bounds, options, label="quotas"):
     pool, prop, exact, phi = model
     k, costs, budget = limits
     group, lower, upper = bounds
-    compiled, refresh_fraction, chunk, show = options
+    compiled, show, refresh_fraction, chunk = options
     n = costs.size
     state, work, istate, fstate, out = _initial_state(prop, phi, k, spent=True)
     initial = float(fstate[0])
@@ -295,14 +306,9 @@ def budget_select(
     if n == 0 or costs[cheapest] > budget:
         where = f"; the cheapest, row {cheapest}, costs {costs[cheapest]:g}" if n else ""
         raise ValueError(f"no row fits budget={budget:g} (column {cost_column!r}){where}")
-    if compiled is None:
-        compiled = HAVE_NUMBA
-    if compiled and not HAVE_NUMBA:
-        raise ImportError("compiled=True needs numba: pip install numba")
-    phi = (objective.code, float(objective.a), float(objective.b), float(objective.alpha))
-    show = progress if progress is not None else n > 2_000_000
-    model = (pool, prop, gain == "exact", phi)
-    options = (compiled, refresh_fraction, chunk_size, show)
+    model, options = _lazy_setup(pool, prop, objective, gain, compiled, progress)
+    options = (*options, refresh_fraction, chunk_size)
+    compiled = options[0]
     one_group = np.zeros(n, dtype=np.int64)
     bounds = (one_group, np.zeros(1, dtype=np.int64), np.array([k], dtype=np.int64))
     runs = [

@@ -23,8 +23,7 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 import scipy.sparse as sp
 
-from hf_mig.core._jit import HAVE_NUMBA
-from hf_mig.core.budget import _run, _validated, check_budget, check_costs
+from hf_mig.core.budget import _lazy_setup, _run, _validated, check_budget, check_costs
 from hf_mig.core.encoding import check_k
 from hf_mig.core.greedy import GAIN_KINDS, GreedyResult
 from hf_mig.core.objective import Objective
@@ -167,14 +166,9 @@ def quota_select(
         costs = check_costs(costs, n, cost_column)
         scaleds = (True, False)
     pool, prop = _validated(indptr, label_ids, weights, propagation, objective)
-    if compiled is None:
-        compiled = HAVE_NUMBA
-    if compiled and not HAVE_NUMBA:
-        raise ImportError("compiled=True needs numba: pip install numba")
-    phi = (objective.code, float(objective.a), float(objective.b), float(objective.alpha))
-    show = progress if progress is not None else n > 2_000_000
-    model = (pool, prop, gain == "exact", phi)
-    options = (compiled, refresh_fraction, chunk_size, show)
+    model, options = _lazy_setup(pool, prop, objective, gain, compiled, progress)
+    options = (*options, refresh_fraction, chunk_size)
+    compiled = options[0]
     runs = [_run(s, model, (k, costs, budget), (group, lower, upper), options) for s in scaleds]
     valid = [r for r in runs if r.stats["minimums_met"]]
     if not valid:
