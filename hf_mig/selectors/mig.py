@@ -166,7 +166,7 @@ class MIGSelector(BaseSelector):
     explain: int = 0
     engine: str = "auto"
     epsilon: float = 0.01
-    seed: int = 0
+    seed: int = 42
     budget: float | None = None
     cost_column: str = "num_tokens"
     quotas: dict[str, tuple[Bound, Bound]] | None = None
@@ -368,31 +368,17 @@ class MIGSelector(BaseSelector):
             result = self._quota_select(dataset, encoding, info, k)
         elif self.budget is not None:
             result = self._budget_select(dataset, encoding, info, k)
-        elif self.engine == "stochastic":
-            result = stochastic_select(
-                encoding.indptr,
-                encoding.label_ids,
-                info.weights,
-                info.propagation,
-                k,
-                objective,
-                epsilon=self.epsilon,
-                seed=self.seed,
-                gain=self.gain,
-                progress=self.progress,
-            )
         else:
-            result = greedy_select(
-                encoding.indptr,
-                encoding.label_ids,
-                info.weights,
-                info.propagation,
-                k,
-                objective,
-                gain=self.gain,
-                engine=self.engine,
-                progress=self.progress,
-            )
+            arrays = (encoding.indptr, encoding.label_ids, info.weights, info.propagation, k)
+            if self.engine == "stochastic":
+                result = stochastic_select(
+                    *arrays, objective, epsilon=self.epsilon, seed=self.seed, gain=self.gain,
+                    progress=self.progress,
+                )
+            else:
+                result = greedy_select(
+                    *arrays, objective, gain=self.gain, engine=self.engine, progress=self.progress
+                )
         self.result_: GreedyResult = result
         self.label_graph_: LabelGraph = graph
         self.encoding_report_: dict = encoding.report
@@ -400,24 +386,19 @@ class MIGSelector(BaseSelector):
         self._encoding = encoding
         return result.indices
 
+    def _costs(self, dataset: Dataset) -> np.ndarray:
+        """The rows' costs in ``cost_column`` (errors name the first bad row)."""
+        return read_scores(
+            dataset, self.cost_column, what="budgeted MIG selection", name_rows="column"
+        )
+
     def _budget_select(
         self, dataset: Dataset, encoding: PoolEncoding, info: LabelInformation, k: int
     ) -> GreedyResult:
-        costs = read_scores(
-            dataset, self.cost_column, what="budgeted MIG selection", name_rows="column"
-        )
+        arrays = (encoding.indptr, encoding.label_ids, info.weights, info.propagation)
         return budget_select(
-            encoding.indptr,
-            encoding.label_ids,
-            info.weights,
-            info.propagation,
-            self.budget,
-            costs,
-            k,
-            self.objective,
-            gain=self.gain,
-            progress=self.progress,
-            cost_column=self.cost_column,
+            *arrays, self.budget, self._costs(dataset), k, self.objective, gain=self.gain,
+            progress=self.progress, cost_column=self.cost_column,
         )
 
     def _quota_groups(self, dataset: Dataset) -> list[object]:
@@ -439,26 +420,12 @@ class MIGSelector(BaseSelector):
     def _quota_select(
         self, dataset: Dataset, encoding: PoolEncoding, info: LabelInformation, k: int
     ) -> GreedyResult:
-        costs = None
-        if self.budget is not None:
-            costs = read_scores(
-                dataset, self.cost_column, what="budgeted MIG selection", name_rows="column"
-            )
+        costs = None if self.budget is None else self._costs(dataset)
+        arrays = (encoding.indptr, encoding.label_ids, info.weights, info.propagation)
         return quota_select(
-            encoding.indptr,
-            encoding.label_ids,
-            info.weights,
-            info.propagation,
-            k,
-            self._quota_groups(dataset),
-            self.quotas,
-            self.objective,
-            gain=self.gain,
-            budget=self.budget,
-            costs=costs,
-            progress=self.progress,
-            quota_column=self.quota_column,
-            cost_column=self.cost_column,
+            *arrays, k, self._quota_groups(dataset), self.quotas, self.objective,
+            gain=self.gain, budget=self.budget, costs=costs, progress=self.progress,
+            quota_column=self.quota_column, cost_column=self.cost_column,
         )
 
     def extend(self, pool: Dataset, k_more: int) -> Dataset:
