@@ -304,3 +304,40 @@ def minilm_tagged() -> Callable[[Path], Any]:
 def tagged_lima(minilm_tagged, data_dir) -> Any:
     """LIMA (1,029 rows, CC BY-NC-SA, from the shared folder) through :func:`minilm_tagged`."""
     return minilm_tagged(data_dir / "lima" / "lima.json")
+
+
+@pytest.fixture(scope="session")
+def make_selector_pool() -> Callable[..., Any]:
+    """``make(seed, n, vocabulary)``: a generated pool every selector can run on: ``id``,
+    ``labels`` (1-3 of ``vocabulary``), ``score`` in [1, 10], ``ifd`` in [0, 1], a unit
+    ``embedding`` (4 clusters in 8 dimensions) and a two-turn ``messages``."""
+
+    def make(seed: int, n: int, vocabulary: Sequence[str]) -> Any:
+        import numpy as np
+        from datasets import Dataset
+
+        rng = np.random.default_rng(seed)
+        centres = rng.standard_normal((4, 8))
+        vectors = centres[rng.integers(0, 4, n)] + 0.4 * rng.standard_normal((n, 8))
+        vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+        words = ["alpha", "beta", "gamma", "delta", "epsilon", "zeta", "eta", "theta", "iota"]
+        rows = []
+        for i in range(n):
+            labels = sorted(set(rng.choice(vocabulary, size=int(rng.integers(1, 4))).tolist()))
+            text = " ".join(rng.choice(words, size=int(rng.integers(5, 40))).tolist())
+            rows.append(
+                {
+                    "id": f"r{i:02d}",
+                    "labels": labels,
+                    "score": float(1 + rng.random() * 9),
+                    "ifd": float(rng.random()),
+                    "embedding": vectors[i].astype(np.float32).tolist(),
+                    "messages": [
+                        {"role": "user", "content": f"question {i}: {text}"},
+                        {"role": "assistant", "content": text[::-1]},
+                    ],
+                }
+            )
+        return Dataset.from_list(rows)
+
+    return make

@@ -41,30 +41,8 @@ OPTIONS: dict[str, dict] = {
 
 
 @pytest.fixture(scope="module")
-def pool() -> Dataset:
-    rng = np.random.default_rng(11)
-    centres = rng.standard_normal((4, 8))
-    vectors = centres[rng.integers(0, 4, N)] + 0.4 * rng.standard_normal((N, 8))
-    vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
-    words = ["alpha", "beta", "gamma", "delta", "epsilon", "zeta", "eta", "theta", "iota"]
-    rows = []
-    for i in range(N):
-        labels = sorted(set(rng.choice(VOCABULARY, size=int(rng.integers(1, 4))).tolist()))
-        text = " ".join(rng.choice(words, size=int(rng.integers(5, 40))).tolist())
-        rows.append(
-            {
-                "id": f"r{i:02d}",
-                "labels": labels,
-                "score": float(1 + rng.random() * 9),
-                "ifd": float(rng.random()),
-                "embedding": vectors[i].astype(np.float32).tolist(),
-                "messages": [
-                    {"role": "user", "content": f"question {i}: {text}"},
-                    {"role": "assistant", "content": text[::-1]},
-                ],
-            }
-        )
-    return Dataset.from_list(rows)
+def pool(make_selector_pool) -> Dataset:
+    return make_selector_pool(11, N, VOCABULARY)
 
 
 def make(name: str, k: int = K) -> BaseSelector:
