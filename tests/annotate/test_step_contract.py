@@ -29,6 +29,7 @@ from hf_mig.annotate.scorers import (
     LabelCountScorer,
     LengthScorer,
     RewardModelScorer,
+    TokenCounter,
 )
 from hf_mig.annotate.taggers import TAGGERS, EmbeddingTagger, InsTagTagger
 
@@ -104,6 +105,7 @@ CASES: dict[str, tuple[Callable[[dict[str, Any], int], MapStep], tuple[str, ...]
     "deita": (lambda m, v: _lm(DeitaScorer, reduce=("mean", "sum")[v])(m), ("model",)),
     "ifd": (lambda m, v: _lm(IFDScorer, padding_side=("left", "right")[v])(m), ("model",)),
     "reward": (lambda m, v: _lm(RewardModelScorer, max_length=(None, 64)[v])(m), ("reward",)),
+    "tokens": (lambda m, v: TokenCounter((None, m["model"])[v]), ("model",)),
     "embedding": (
         lambda m, v: EmbeddingTagger(VOCABULARY, threshold=0.2, top_m=(3, 2)[v], batch_size=4),
         (),

@@ -12,6 +12,7 @@ from hf_mig.annotate.scorers.deita import DeitaScorer, digit_token_ids
 from hf_mig.annotate.scorers.ifd import IFDScorer
 from hf_mig.annotate.scorers.reward import RewardModelScorer
 from hf_mig.annotate.scorers.simple import ConstantScorer, LabelCountScorer, LengthScorer
+from hf_mig.annotate.tokens import TokenCounter
 
 __all__ = [
     "SCORERS",
@@ -21,6 +22,7 @@ __all__ = [
     "LabelCountScorer",
     "LengthScorer",
     "RewardModelScorer",
+    "TokenCounter",
     "digit_token_ids",
     "get_scorer",
     "register_scorer",
