@@ -7,13 +7,15 @@
     hf-mig score pool.jsonl scored/ --scorer ifd --model openai-community/gpt2 --shard 3/16
     hf-mig score pool.jsonl scored.parquet --scorer reward --model my/reward-model
     hf-mig score pool.jsonl scored.jsonl --scorer length
+    hf-mig score pool.jsonl costed.jsonl --scorer tokens --tokenizer Qwen/Qwen2.5-7B
 
 Scorers (every one registered in :data:`hf_mig.annotate.scorers.SCORERS`, with the options its
 class declares): ``deita`` (``score``, ``deita_complexity``, ``deita_quality``, ``deita_error``,
 ``deita_truncated``), ``ifd`` (``ifd``, ``ifd_turns``, ``ifd_error``, ``ifd_truncated``; select on
 it with ``--score-column ifd``), ``reward`` (``reward``, ``score`` = sigmoid(reward),
-``reward_error``, ``reward_truncated``) and the model-free ``length``, ``constant`` and
-``label-count`` (``score``). Pools without a ``messages`` column are converted with
+``reward_error``, ``reward_truncated``), the model-free ``length``, ``constant`` and
+``label-count`` (``score``), and ``tokens`` (``num_tokens``, int64, for ``hf-mig select --budget``;
+``--tokenizer`` and ``--output-column``). Pools without a ``messages`` column are converted with
 :func:`hf_mig.data.conversations.with_messages` first.
 ``--shard I/N`` scores contiguous shard I of N into ``OUT/shard-I-of-N`` (skipped when already
 complete); join the shards with ``hf-mig merge OUT merged.jsonl``.
