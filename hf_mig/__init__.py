@@ -36,7 +36,7 @@ _compat.install()
 
 def select(
     dataset,
-    k: int,
+    k: int | None = None,
     *,
     method: str = "mig",
     push_to_hub: str | None = None,
@@ -45,6 +45,8 @@ def select(
     **options,
 ):
     """Select ``k`` rows of ``dataset`` with ``method`` (default MIG); returns a ``Dataset``.
+
+    ``k`` may be left out only where the method has another bound, as MIG's ``budget``.
 
     ``dataset``: a ``datasets.Dataset``, or a ``DatasetDict`` with exactly one split (what
     ``load_dataset(path)`` returns for one data file), which is used as that split. A

@@ -222,12 +222,18 @@ def init_arguments(selector: Any) -> dict[str, Any]:
     return out
 
 
+def _k(selector: Any) -> int | None:
+    """The selector's ``k`` as an ``int``, or ``None`` when it has none (a budget alone)."""
+    k = getattr(selector, "k", None)
+    return None if k is None else int(k)
+
+
 def selector_options(selector: Any) -> dict[str, Any]:
     """Every option of ``selector`` (``get_params()``), JSON-ready, long collections summarised,
     with ``method`` and ``k``."""
     params = {"method": getattr(type(selector), "method_name", type(selector).__name__)}
     params.update((name, _short(value)) for name, value in selector.get_params().items())
-    params.setdefault("k", int(selector.k))
+    params.setdefault("k", _k(selector))
     return _json_safe(params)
 
 
@@ -258,11 +264,11 @@ def python_call(selector: Any, *, pool_name: str = "pool") -> str:
     left at their defaults are omitted), else ``Class(K, ...).select(pool)``."""
     args = [f"{name}={_literal(value)}" for name, value in init_arguments(selector).items()]
     method = getattr(type(selector), "method_name", None)
-    k = int(selector.k)
+    k = [] if _k(selector) is None else [str(_k(selector))]
     if method is None:
-        inner = ", ".join([str(k), *args])
+        inner = ", ".join([*k, *args])
         return f"{type(selector).__name__}({inner}).select({pool_name})"
-    head = [pool_name, str(k)] + ([] if method == "mig" else [f"method={method!r}"])
+    head = [pool_name, *k] + ([] if method == "mig" else [f"method={method!r}"])
     return f"hf_mig.select({', '.join(head + args)})"
 
 
@@ -344,7 +350,7 @@ def selection_facts(
             "pool": dict(pool_info) if pool_info is not None else pool_identity(pool),
             "selection": {
                 "method": options.get("method"),
-                "k": int(selector.k),
+                "k": _k(selector),
                 "rows": len(indices),
                 "options": options,
             },

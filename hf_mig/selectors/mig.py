@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Collection
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import pyarrow as pa
@@ -17,6 +17,7 @@ from hf_mig.core.encoding import (
     DegeneratePoolError,
     PoolEncoding,
     arrow_columns,
+    check_k,
     describe_report,
     encode_pool,
     read_scores,
@@ -58,8 +59,8 @@ class MIGSelector(BaseSelector):
 
     Parameters
     ----------
-    k: number of rows to select (with ``budget``: the most rows to select; pass ``len(pool)``
-        for a budget alone).
+    k: number of rows to select. With ``budget``: the most rows to select, or ``None``
+        (default) for the budget alone; without a budget ``k`` is required.
     label_graph: a :class:`LabelGraph` or a path to one saved with ``LabelGraph.save``. When
         omitted, a graph over the pool's own labels is built with ``embedder`` and
         ``threshold``.
@@ -144,6 +145,7 @@ class MIGSelector(BaseSelector):
     plus ``rows_with_information``) and ``score_collapse_`` are available.
     """
 
+    k: int | None = field(default=None, kw_only=False)
     label_graph: LabelGraph | str | os.PathLike | None = None
     embedder: EmbedderLike | None = None
     threshold: float | None = None
@@ -311,7 +313,7 @@ class MIGSelector(BaseSelector):
                 f"{self.score_column!r}): every gain is 0 and MIG would return the first k rows "
                 "in file order. Score the pool first (hf-mig score), or check the score column."
             )
-        k = int(self.k)
+        k = self._k(encoding.num_rows)
         if self.budget is None and report["rows_with_information"] < k:
             logger.warning(
                 "MIG: only %d rows have a label in %s and a score above 0; the other %d of "
@@ -321,6 +323,21 @@ class MIGSelector(BaseSelector):
                 k - report["rows_with_information"],
                 k,
             )
+
+    def _check_k(self, dataset: Dataset) -> int:
+        return self._k(len(as_dataset(dataset)))
+
+    def _k(self, n: int) -> int:
+        """``k`` checked against a pool of ``n`` rows; ``n`` when ``k`` is ``None`` with a
+        budget (the budget alone binds)."""
+        if self.k is None:
+            if self.budget is None:
+                raise TypeError(
+                    "k must be an integer (the number of rows to select); it may be left out "
+                    "only with a budget"
+                )
+            return n
+        return check_k(self.k, n)
 
     def _min_coverage(self) -> float:
         return check_number("min_coverage", self.min_coverage, 0, 1, hint=" (0 disables the check)")
@@ -413,7 +430,7 @@ class MIGSelector(BaseSelector):
         groups = arrow_columns(dataset, [self.quota_column]).column(0).to_pylist()
         names, codes = group_codes(groups)
         sizes = np.bincount(codes, minlength=len(names))
-        k, column = int(self.k), self.quota_column
+        k, column = self._k(len(groups)), self.quota_column
         quota_bounds(self.quotas, names, sizes, k, column, fill_k=self.budget is None)
         return groups
 

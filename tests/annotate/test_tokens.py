@@ -97,10 +97,25 @@ def test_cli_counts_then_selects_under_a_budget(
     subset = tmp_path / "subset.jsonl"
     code, out, err = run_main(
         [
-            "select", counted, "--num", len(rows), "--out", subset, "--graph", demo_graph,
+            "select", counted, "--out", subset, "--graph", demo_graph,
             "--budget", budget, "--cost-column", "n",
         ]
     )  # fmt: skip
     assert code == 0, err
     picked = [json.loads(line) for line in subset.read_text().splitlines()]
     assert picked and sum(r["n"] for r in picked) <= budget
+    capped = tmp_path / "capped.jsonl"
+    code, out, err = run_main(
+        [
+            "select", counted, "--num", len(rows), "--out", capped, "--graph", demo_graph,
+            "--budget", budget, "--cost-column", "n",
+        ]
+    )  # fmt: skip
+    assert code == 0, err
+    assert capped.read_text() == subset.read_text()  # no --num: the budget alone binds
+
+
+def test_cli_needs_num_without_a_budget(run_main, demo_annotated: Path, tmp_path: Path):
+    code, out, err = run_main(["select", demo_annotated, "--out", tmp_path / "s.jsonl"])
+    assert code != 0 and "-k/--num is required" in err
+    assert not (tmp_path / "s.jsonl").exists()

@@ -184,6 +184,16 @@ def test_selector_budget(graph):
     assert MIGSelector(1, label_graph=graph, budget=10).select_indices(pool).size == 1
 
 
+def test_selector_budget_alone_needs_no_k(graph):
+    pool = budget_pool([10, 1, 1, 20])
+    alone = MIGSelector(label_graph=graph, phi_a=1.0, phi_b=1.0, budget=10)
+    assert alone.k is None
+    expected = MIGSelector(4, label_graph=graph, phi_a=1.0, phi_b=1.0, budget=10)
+    assert alone.select_indices(pool).tolist() == expected.select_indices(pool).tolist() == [1, 2]
+    with pytest.raises(TypeError, match="only with a budget"):
+        MIGSelector(label_graph=graph).select_indices(pool)
+
+
 def test_selector_without_budget_unchanged(graph):
     pool = budget_pool([10, 1, 1, 20])
     mig = MIGSelector(3, label_graph=graph)

@@ -527,6 +527,24 @@ def test_card_states_the_budget_and_quotas_and_what_the_picks_used(
     assert "no per-label quotas" not in text
 
 
+def test_a_budget_alone_card_reproduces_without_k(demo_annotated, demo_graph, tmp_path):
+    rows = [json.loads(line) for line in demo_annotated.read_text().splitlines()]
+    for i, row in enumerate(rows):
+        row["num_tokens"] = 20 + (i * 37) % 400
+    pool = tmp_path / "pool.jsonl"
+    pool.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    out = tmp_path / "subset.jsonl"
+    args = ["select", str(pool), "--graph", str(demo_graph), "--out", str(out)]
+    assert cli.main([*args, "--budget", "2000"]) == 0
+    facts = _card_facts(card_path(out).read_text(encoding="utf-8"))
+    assert facts["selection"]["k"] is None
+    assert "-k" not in shlex.split(facts["reproduce"]["command"])
+    assert facts["reproduce"]["python"].startswith("hf_mig.select(pool, label_graph=")
+    assert "budget=2000" in facts["reproduce"]["python"]
+    picked = [json.loads(line) for line in out.read_text().splitlines()]
+    assert sum(r["num_tokens"] for r in picked) <= 2000
+
+
 def test_the_card_command_reproduces_the_selection(demo_annotated, demo_graph, tmp_path):
     first = tmp_path / "a"
     first.mkdir()

@@ -45,8 +45,8 @@ OPTION_HELP = {
     "overwrite_gain_columns": "with --record-gains, replace mig_rank/mig_gain columns the pool "
     "already has",
     "min_coverage": "mig: least share of rows with a label in the graph (default 0.5; 0 disables)",
-    "budget": "mig: most total cost (--cost-column, e.g. tokens) the picks may use; --num still "
-    "caps the rows",
+    "budget": "mig: most total cost (--cost-column, e.g. tokens) the picks may use; --num, when "
+    "given, also caps the rows",
     "cost_column": "mig: per-row cost column read with --budget (default num_tokens)",
     "quota_column": "mig: column holding each row's group, read with --quota (default source)",
 }
@@ -55,7 +55,13 @@ OPTION_HELP = {
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """The pool, ``-k``, ``--out``, the method and its options, the label graph, the reports."""
     add_pool_arguments(parser)
-    parser.add_argument("--num", "-k", type=int, required=True, help="number of rows to select")
+    parser.add_argument(
+        "--num",
+        "-k",
+        type=int,
+        default=None,
+        help="number of rows to select (with --budget: the most rows; may be left out)",
+    )
     add_output_argument(parser, "output file (.jsonl/.json/.parquet/.csv) or folder", flag=True)
     parser.add_argument("--method", default="mig", help="selection method (see 'hf-mig methods')")
     parser.add_argument(
@@ -277,6 +283,8 @@ def run(args: argparse.Namespace) -> int:
     from hf_mig.data.io import atomic_output, save_dataset, write_text_atomic
 
     start = time.perf_counter()
+    if args.num is None and getattr(args, "budget", None) is None:
+        raise ValueError("-k/--num is required (it may be left out only with --budget)")
     token = _hub_token(args)
     check_outputs(select_outputs(args), args.overwrite)
     pool_info: dict = {}
