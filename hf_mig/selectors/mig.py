@@ -431,6 +431,18 @@ class MIGSelector(BaseSelector):
         names, codes = group_codes(groups)
         sizes = np.bincount(codes, minlength=len(names))
         k, column = self._k(len(groups)), self.quota_column
+        if self.k is None and isinstance(self.quotas, dict):
+            shares = [
+                f"{group}: {bound!r}"
+                for group, bounds in self.quotas.items()
+                for bound in (bounds if isinstance(bounds, (tuple, list)) else ())
+                if isinstance(bound, (float, np.floating))
+            ]
+            if shares:
+                raise ValueError(
+                    f"quotas given as shares of k ({', '.join(shares)}) need k; with a budget "
+                    "alone give the bounds as counts, or pass k"
+                )
         quota_bounds(self.quotas, names, sizes, k, column, fill_k=self.budget is None)
         return groups
 

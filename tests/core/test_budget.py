@@ -192,6 +192,13 @@ def test_selector_budget_alone_needs_no_k(graph):
     assert alone.select_indices(pool).tolist() == expected.select_indices(pool).tolist() == [1, 2]
     with pytest.raises(TypeError, match="only with a budget"):
         MIGSelector(label_graph=graph).select_indices(pool)
+    pool = pool.add_column("source", ["x", "y", "x", "y"])
+    shares = MIGSelector(label_graph=graph, budget=10, quotas={"x": (0.5, None)})
+    with pytest.raises(ValueError, match=r"shares of k \(x: 0.5\) need k"):
+        shares.select_indices(pool)
+    counts = MIGSelector(label_graph=graph, phi_a=1.0, phi_b=1.0, budget=10, quotas={"x": (1, 1)})
+    picks = counts.select_indices(pool).tolist()
+    assert sum(pool["source"][i] == "x" for i in picks) == 1
 
 
 def test_selector_without_budget_unchanged(graph):
