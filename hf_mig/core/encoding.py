@@ -136,9 +136,12 @@ def _is_number(value: object) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
-def non_numeric_error(col: pa.ChunkedArray | pa.Array, column: str, what: str) -> str:
+def non_numeric_error(
+    col: pa.ChunkedArray | pa.Array, column: str, what: str, *, first_row: int = 0
+) -> str:
     """Message for a ``column`` whose type is not numeric: the first row holding something
-    other than a number, or, when every value reads as a number, how to convert the column."""
+    other than a number (numbered from ``first_row``), or, when every value reads as a number,
+    how to convert the column."""
     values = _python_rows(col)
     if all(value is None for value in values):
         return f"column {column!r} must hold numbers ({what}, one per row), but every row is null"
@@ -155,7 +158,7 @@ def non_numeric_error(col: pa.ChunkedArray | pa.Array, column: str, what: str) -
             continue
         return (
             f"column {column!r} must hold numbers ({what}, one per row), got type "
-            f"{col.type}: row {row} holds {_describe_value(value)}"
+            f"{col.type}: row {first_row + row} holds {_describe_value(value)}"
         )
     return (
         f"column {column!r} must hold numbers (one per row), got type {col.type} whose values "
@@ -197,6 +200,7 @@ def read_scores(
     booleans: bool = True,
     what: str = "selection",
     name_rows: Literal["field", "column"] = "field",
+    first_row: int = 0,
 ) -> np.ndarray:
     """The numeric ``column`` of a table or dataset as float64, validated.
 
@@ -206,7 +210,9 @@ def read_scores(
     something else). Boolean columns read as 0/1 when ``booleans``, else they count as not
     numeric. A missing column raises naming the pool's columns; ``what`` names the caller.
     ``name_rows`` words a bad row as ``row 3, field 'score': score is null`` (``"field"``) or
-    ``row 3: column 'score' is null`` (``"column"``).
+    ``row 3: column 'score' is null`` (``"column"``). Rows are numbered from ``first_row`` (the
+    position of the table's first row in the pool, when the pool is read in batches; counts of
+    bad rows are then those of the batch).
     """
     names = source.column_names
     if column not in names:
@@ -219,9 +225,12 @@ def read_scores(
     kind = col.type
     numeric = pa.types.is_floating(kind) or pa.types.is_integer(kind)
     if not (numeric or (booleans and pa.types.is_boolean(kind))):
-        raise PoolValidationError(non_numeric_error(col, column, f"scores for {what}"))
+        raise PoolValidationError(
+            non_numeric_error(col, column, f"scores for {what}", first_row=first_row)
+        )
 
     def bad_row(row: int, value: str, expected: str) -> PoolValidationError:
+        row += first_row
         where = (
             f"row {row}, field {column!r}: score"
             if name_rows == "field"
@@ -249,10 +258,10 @@ def read_scores(
     return scores
 
 
-def _bad_label_row(col: pa.ChunkedArray, column: str) -> str:
+def _bad_label_row(col: pa.ChunkedArray, column: str, first_row: int = 0) -> str:
     """Where a label column of the wrong type goes wrong: the first row that is not a list of
-    strings, or the first label in it that is not a string."""
-    for row, value in enumerate(_python_rows(col)):
+    strings, or the first label in it that is not a string (rows numbered from ``first_row``)."""
+    for row, value in enumerate(_python_rows(col), start=first_row):
         if value is None:
             continue
         if not isinstance(value, list):
@@ -271,7 +280,14 @@ def _bad_label_row(col: pa.ChunkedArray, column: str) -> str:
     return f"column {column!r} must hold a list of label strings per row, got type {col.type}"
 
 
-def _list_column(table: pa.Table, column: str) -> pa.Array:
+def _is_text(kind: pa.DataType) -> bool:
+    """Strings, or dictionary-encoded strings (how Parquet readers can return labels)."""
+    if pa.types.is_dictionary(kind):
+        kind = kind.value_type
+    return pa.types.is_string(kind) or pa.types.is_large_string(kind)
+
+
+def _list_column(table: pa.Table, column: str, first_row: int = 0) -> pa.Array:
     col = _column(table, column)
     kind = col.type
     is_list = pa.types.is_list(kind) or pa.types.is_large_list(kind)
@@ -280,48 +296,208 @@ def _list_column(table: pa.Table, column: str) -> pa.Array:
         if int(pc.sum(pc.list_value_length(col)).as_py() or 0) == 0:
             col = col.cast(pa.list_(pa.string()))
             kind = col.type
-    if not is_list or not (
-        pa.types.is_string(kind.value_type) or pa.types.is_large_string(kind.value_type)
-    ):
-        raise PoolValidationError(_bad_label_row(col, column))
+    if not is_list or not _is_text(kind.value_type):
+        raise PoolValidationError(_bad_label_row(col, column, first_row))
     arr = col.combine_chunks() if col.num_chunks != 1 else col.chunk(0)
     if arr.null_count:
-        row = _first_row(np.asarray(arr.is_null()))
+        row = first_row + _first_row(np.asarray(arr.is_null()))
         raise PoolValidationError(
             f"row {row}: column {column!r} is null; expected a list of strings (use [] for none)"
         )
     return arr
 
 
-def _check_label_values(arr: pa.Array, column: str) -> tuple[pa.Array, np.ndarray]:
-    """Flattened labels of a list column and its per-row lengths; null, empty or
-    whitespace-only labels raise naming the row."""
+@dataclass
+class _Labels:
+    """A label column's occurrences: ``values`` (strings) and, when the column is dictionary
+    encoded, ``codes`` (each occurrence's position in ``values``; ``None``: occurrence ``j``
+    is ``values[j]``); ``lengths``: occurrences per row."""
+
+    values: pa.Array
+    codes: np.ndarray | None
+    lengths: np.ndarray
+
+    def per_occurrence(self, per_value: np.ndarray) -> np.ndarray:
+        return per_value if self.codes is None else per_value[self.codes]
+
+
+def _check_label_values(arr: pa.Array, column: str, first_row: int = 0) -> _Labels:
+    """The occurrences of a list column (see :class:`_Labels`); null, empty or
+    whitespace-only labels raise naming the row (numbered from ``first_row``)."""
     lengths = pc.list_value_length(arr).to_numpy(zero_copy_only=False).astype(np.int64)
     flat = pc.list_flatten(arr)
+    codes = None
+    if pa.types.is_dictionary(flat.type):
+        codes = flat.indices
+        values = flat.dictionary
+        nulls = np.asarray(codes.is_null()) if codes.null_count else None
+        codes = codes.fill_null(0).to_numpy(zero_copy_only=False)
+        if values.null_count:
+            value_nulls = np.asarray(values.is_null())[codes]
+            nulls = value_nulls if nulls is None else nulls | value_nulls
+    else:
+        values = flat
+        nulls = np.asarray(flat.is_null()) if flat.null_count else None
 
     def row_of(pos: int) -> int:
-        return int(np.searchsorted(np.cumsum(lengths), pos, side="right"))
+        return first_row + int(np.searchsorted(np.cumsum(lengths), pos, side="right"))
 
-    if flat.null_count:
-        row = row_of(_first_row(np.asarray(flat.is_null())))
-        raise PoolValidationError(f"row {row}: column {column!r} contains a null label")
-    blank = pc.equal(pc.utf8_trim_whitespace(flat), "")
-    if pc.any(blank).as_py():
-        pos = _first_row(np.asarray(blank))
-        count = int(pc.sum(blank).as_py())
+    if nulls is not None and nulls.any():
         raise PoolValidationError(
-            f"row {row_of(pos)}: column {column!r} contains the label {flat[pos].as_py()!r}, "
-            f"empty or only whitespace ({count} such labels in the pool); remove such labels "
-            "(a row without labels is [])"
+            f"row {row_of(_first_row(nulls))}: column {column!r} contains a null label"
         )
-    return flat, lengths
+    labels = _Labels(values, codes, lengths)
+    blank = pc.equal(pc.utf8_trim_whitespace(values), "").fill_null(False)
+    if pc.any(blank).as_py():
+        blank = labels.per_occurrence(np.asarray(blank))
+        if blank.any():
+            pos = _first_row(blank)
+            label = values[pos if codes is None else int(codes[pos])].as_py()
+            raise PoolValidationError(
+                f"row {row_of(pos)}: column {column!r} contains the label {label!r}, empty or "
+                f"only whitespace ({int(blank.sum())} such labels in the "
+                f"{'pool' if first_row == 0 and codes is None else 'batch'}); remove such "
+                "labels (a row without labels is [])"
+            )
+    return labels
+
+
+def distinct_labels(table: pa.Table, column: str, *, first_row: int = 0) -> list[str]:
+    """Distinct labels of a label column, in no particular order; null, empty or
+    whitespace-only labels raise naming the row (numbered from ``first_row``)."""
+    labels = _check_label_values(_list_column(table, column, first_row), column, first_row)
+    if labels.codes is None:
+        return pc.unique(labels.values).to_pylist()
+    used = np.unique(labels.codes)
+    return pc.unique(labels.values.take(pa.array(used))).to_pylist()
 
 
 def unique_labels(table: pa.Table, column: str) -> list[str]:
     """Sorted distinct labels of a label column (the reference's node order); null, empty or
     whitespace-only labels raise naming the row."""
-    flat, _ = _check_label_values(_list_column(table, column), column)
-    return sorted(pc.unique(flat).to_pylist())
+    return sorted(distinct_labels(table, column))
+
+
+@dataclass
+class BatchEncoding:
+    """Consecutive rows of a pool encoded against a vocabulary (see :func:`encode_batch`).
+
+    ``counts``: distinct vocabulary labels per row; ``label_ids``: each row's ids, sorted and
+    unique (int32), rows one after the other; ``occurrences``: vocabulary labels per row with
+    repeats; ``scores``: float64; ``tallies``: what :class:`EncodingTally` adds up;
+    ``outside``: the distinct labels outside the vocabulary, in order of first occurrence.
+    """
+
+    counts: np.ndarray
+    label_ids: np.ndarray
+    occurrences: np.ndarray
+    scores: np.ndarray
+    tallies: dict
+    outside: list[str]
+
+
+def vocabulary_array(vocabulary: Sequence[str]) -> pa.Array:
+    """The vocabulary as the Arrow string array :func:`encode_batch` looks labels up in."""
+    return pa.array(list(vocabulary), type=pa.string())
+
+
+def encode_batch(
+    table: pa.Table,
+    vocabulary: pa.Array,
+    *,
+    labels_column: str = "labels",
+    score_column: str = "score",
+    first_row: int = 0,
+) -> BatchEncoding:
+    """Encode the rows of ``table`` against ``vocabulary`` (:func:`vocabulary_array`), as
+    :func:`encode_pool` does; errors name rows counted from ``first_row``. Plain and
+    dictionary-encoded label strings give the same result."""
+    scores = read_scores(
+        table,
+        score_column,
+        nonnegative=True,
+        booleans=False,
+        what="MIG selection",
+        name_rows="column",
+        first_row=first_row,
+    )
+    arr = _list_column(table, labels_column, first_row)
+    n = len(arr)
+    labels = _check_label_values(arr, labels_column, first_row)
+    rows = np.repeat(np.arange(n, dtype=np.int64), labels.lengths)
+    value_ids = pc.index_in(labels.values.cast(pa.string()), value_set=vocabulary)
+    ids = labels.per_occurrence(value_ids.fill_null(-1).to_numpy(zero_copy_only=False))
+    unknown = ids < 0
+    tallies = {
+        "label_occurrences": int(ids.size),
+        "labels_outside_vocabulary": int(unknown.sum()),
+        "rows_with_labels_outside_vocabulary": 0,
+    }
+    outside: list[str] = []
+    if unknown.any():
+        if labels.codes is None:
+            outside = pc.unique(pc.filter(labels.values, pa.array(unknown))).to_pylist()
+        else:
+            codes = labels.codes[unknown]
+            _, first = np.unique(codes, return_index=True)
+            outside = labels.values.take(pa.array(codes[np.sort(first)])).to_pylist()
+        tallies["rows_with_labels_outside_vocabulary"] = int(np.unique(rows[unknown]).size)
+    known = ~unknown
+    counts = np.bincount(rows[known], minlength=n)
+    occurrences = counts.astype(np.int64)
+    indptr = np.zeros(n + 1, dtype=np.int64)
+    np.cumsum(counts, out=indptr[1:])
+    label_ids = ids[known].astype(np.int32)
+    kept = _sort_unique_rows(indptr, label_ids)
+    tallies["repeated_labels"] = int(label_ids.size - kept)
+    if kept != label_ids.size:
+        label_ids = label_ids[:kept].copy()
+    counts = np.diff(indptr)
+    tallies["rows_without_labels"] = int((counts == 0).sum())
+    return BatchEncoding(counts, label_ids, occurrences, scores, tallies, outside)
+
+
+class EncodingTally:
+    """Adds up the :class:`BatchEncoding` s of a pool into :attr:`PoolEncoding.report`."""
+
+    def __init__(self, vocabulary_size: int) -> None:
+        self.vocabulary_size = vocabulary_size
+        self.rows = 0
+        self.totals: dict[str, int] = {}
+        self.outside: dict[str, None] = {}  # distinct labels, in order of first occurrence
+
+    def add(self, batch: BatchEncoding) -> None:
+        self.rows += int(batch.scores.size)
+        for name, value in batch.tallies.items():
+            self.totals[name] = self.totals.get(name, 0) + value
+        self.outside.update(dict.fromkeys(batch.outside))
+
+    def report(self) -> dict:
+        """The report :func:`encode_pool` describes."""
+        n, totals = self.rows, self.totals
+        occurrences = totals.get("label_occurrences", 0)
+        report: dict = {
+            "rows": n,
+            "label_occurrences": occurrences,
+            "vocabulary_size": self.vocabulary_size,
+            "labels_outside_vocabulary": totals.get("labels_outside_vocabulary", 0),
+        }
+        if report["labels_outside_vocabulary"]:
+            report["distinct_labels_outside_vocabulary"] = len(self.outside)
+            report["examples_outside_vocabulary"] = list(self.outside)[:5]
+            report["rows_with_labels_outside_vocabulary"] = totals[
+                "rows_with_labels_outside_vocabulary"
+            ]
+        report["repeated_labels"] = totals.get("repeated_labels", 0)
+        report["rows_without_labels"] = totals.get("rows_without_labels", 0)
+        report["rows_with_labels"] = n - report["rows_without_labels"]
+        report["row_coverage"] = report["rows_with_labels"] / n if n else 0.0
+        report["occurrence_coverage"] = (
+            (occurrences - report["labels_outside_vocabulary"]) / occurrences
+            if occurrences
+            else 0.0
+        )
+        return report
 
 
 def encode_pool(
@@ -343,55 +519,15 @@ def encode_pool(
     ``occurrence_coverage`` (the share of label occurrences that are in the vocabulary; 0 when
     the pool has none).
     """
-    scores = read_scores(
-        table,
-        score_column,
-        nonnegative=True,
-        booleans=False,
-        what="MIG selection",
-        name_rows="column",
+    vocab = vocabulary_array(vocabulary)
+    batch = encode_batch(table, vocab, labels_column=labels_column, score_column=score_column)
+    tally = EncodingTally(len(vocab))
+    tally.add(batch)
+    indptr = np.zeros(batch.counts.size + 1, dtype=np.int64)
+    np.cumsum(batch.counts, out=indptr[1:])
+    return PoolEncoding(
+        indptr, batch.label_ids, batch.scores, list(vocabulary), tally.report(), batch.occurrences
     )
-    arr = _list_column(table, labels_column)
-    n = len(arr)
-    flat, lengths = _check_label_values(arr, labels_column)
-    rows = np.repeat(np.arange(n, dtype=np.int64), lengths)
-    vocab = pa.array(list(vocabulary), type=pa.string())
-    ids = pc.index_in(flat.cast(pa.string()), value_set=vocab)
-    known = np.asarray(ids.is_valid())
-    report: dict = {
-        "rows": n,
-        "label_occurrences": int(flat.length() if hasattr(flat, "length") else len(flat)),
-        "vocabulary_size": len(vocab),
-    }
-    unknown = ~known
-    report["labels_outside_vocabulary"] = int(unknown.sum())
-    if unknown.any():
-        unknown_values = pc.filter(flat, pa.array(unknown))
-        distinct = pc.unique(unknown_values)
-        report["distinct_labels_outside_vocabulary"] = len(distinct)
-        report["examples_outside_vocabulary"] = distinct.slice(0, 5).to_pylist()
-        report["rows_with_labels_outside_vocabulary"] = int(np.unique(rows[unknown]).size)
-    id_values = ids.fill_null(0).to_numpy(zero_copy_only=False).astype(np.int64)
-    rows_k = rows[known]
-    ids_k = id_values[known]
-    counts = np.bincount(rows_k, minlength=n)
-    row_occurrences = counts.astype(np.int64)
-    indptr = np.zeros(n + 1, dtype=np.int64)
-    np.cumsum(counts, out=indptr[1:])
-    label_ids = ids_k.astype(np.int32)
-    kept = _sort_unique_rows(indptr, label_ids)
-    report["repeated_labels"] = int(label_ids.size - kept)
-    if kept != label_ids.size:
-        counts = np.diff(indptr)
-        label_ids = label_ids[:kept].copy()
-    report["rows_without_labels"] = int((counts == 0).sum())
-    report["rows_with_labels"] = n - report["rows_without_labels"]
-    report["row_coverage"] = report["rows_with_labels"] / n if n else 0.0
-    occurrences = report["label_occurrences"]
-    report["occurrence_coverage"] = (
-        (occurrences - report["labels_outside_vocabulary"]) / occurrences if occurrences else 0.0
-    )
-    return PoolEncoding(indptr, label_ids, scores, list(vocabulary), report, row_occurrences)
 
 
 @njit
