@@ -367,22 +367,48 @@ def information_bounds(
     objective = objective or Objective()
     p = sp.csr_matrix(propagation, dtype=np.float64)
     w = np.asarray(weights, dtype=np.float64)
-    lab = np.asarray(label_ids, dtype=np.int64)
-    counts = np.diff(np.asarray(indptr, dtype=np.int64))
     num_labels = p.shape[0]
     with np.errstate(over="ignore", invalid="ignore"):
         col_max = float(np.asarray(p.sum(axis=0)).max()) if p.nnz else 0.0
         row_sums = np.asarray(p.sum(axis=1)).ravel()
         total = float(np.sum(w))
         coverage = total * col_max
-        per_row = np.bincount(
-            np.repeat(np.arange(w.size), counts), weights=row_sums[lab], minlength=w.size
-        )
         d0 = float(objective.derivative(0.0))
-        gain = float(np.max(w * per_row)) * d0 if w.size else 0.0
+        gain = _max_row_gain(indptr, label_ids, w, row_sums) * d0 if w.size else 0.0
         phi_max = float(objective.value(coverage))
         bound = num_labels * phi_max
     return {"weight_total": total, "coverage": coverage, "gain": gain, "objective": bound}
+
+
+def _max_row_gain(indptr, label_ids, w, row_sums, rows_per_chunk: int = 1 << 20) -> float:
+    """``max_i w_i * sum_{l in L_i} row_sums[l]``, a chunk of rows at a time (the label ids are
+    read in place, whatever their integer type)."""
+    best = -np.inf
+    for start in range(0, w.size, rows_per_chunk):
+        stop = min(w.size, start + rows_per_chunk)
+        span = np.asarray(indptr[start : stop + 1], dtype=np.int64)
+        ids = label_ids[span[0] : span[-1]]
+        rows = np.repeat(np.arange(stop - start), np.diff(span))
+        per_row = np.bincount(rows, weights=row_sums[ids], minlength=stop - start)
+        best = max(best, float(np.max(w[start:stop] * per_row)))
+    return best
+
+
+def _label_id_array(label_ids: np.ndarray) -> np.ndarray:
+    """The label ids as the kernels read them: int32 or int64 kept as they are (a memory-mapped
+    array is read in place), any other integer type as int64."""
+    lab = np.asarray(label_ids)
+    if lab.dtype not in (np.dtype(np.int32), np.dtype(np.int64)):
+        if lab.size and not np.issubdtype(lab.dtype, np.integer):
+            raise ValueError(f"label ids must be integers, got {lab.dtype}")
+        lab = lab.astype(np.int64)
+    return np.ascontiguousarray(lab)
+
+
+def stamp_array(n: int, k: int) -> np.ndarray:
+    """Zeros for the step at which each of ``n`` rows was last evaluated, over ``k`` steps:
+    int32 when every step number fits, else int64."""
+    return np.zeros(n, dtype=np.int32 if k < np.iinfo(np.int32).max else np.int64)
 
 
 def greedy_select(
@@ -404,6 +430,10 @@ def greedy_select(
 
     ``indptr``/``label_ids``: CSR of sample -> label ids (each label at most once per sample);
     ``weights``: per-sample weight ``>= 0``; ``propagation``: P (K x K, non-negative, CSR).
+    int64 ``indptr``, int32 or int64 ``label_ids`` and float64 ``weights`` (memory-mapped
+    ones included) are read in place, never copied; besides them the lazy engine holds
+    20 bytes per row (its heap, and the step at which each row was last evaluated) and one
+    flag per row.
     ``engine="auto"`` uses lazy greedy when phi is concave and the full scan otherwise (with a
     warning). ``compiled=None`` uses numba when installed.
     """
@@ -413,7 +443,7 @@ def greedy_select(
     if engine not in ENGINES:
         raise ValueError(f"engine must be one of {ENGINES}, got {engine!r}")
     indptr = np.ascontiguousarray(indptr, dtype=np.int64)
-    lab = np.ascontiguousarray(label_ids, dtype=np.int64)
+    lab = _label_id_array(label_ids)
     w = np.ascontiguousarray(weights, dtype=np.float64)
     n = w.size
     if indptr.shape != (n + 1,) or indptr[0] != 0 or indptr[-1] != lab.size:
@@ -464,7 +494,7 @@ def greedy_select(
 
     if engine == "lazy":
         heap = np.empty((n + ROOT, 2))
-        stamp = np.zeros(n, dtype=np.int64)
+        stamp = stamp_array(n, k)
         istate[_SIZE] = fn(_fill_heap)(heap, pool, prop, state, work, exact, phi, picked, stamp, 0)
         istate[_EVALS] = n
 
