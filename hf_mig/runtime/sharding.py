@@ -13,6 +13,14 @@ that name therefore always holds a complete shard: a re-run skips it, and an int
 leaves only a temporary folder ``.shard-I-of-N.hf-mig-tmp-HOST-PID-NS`` (removed by the next run
 of that shard on the same host once process PID has ended). Nothing else in ``OUT`` is ever
 removed or replaced: ``OUT`` may hold other files.
+
+Response caches. Shards may run on several hosts over a network file system, where one SQLite
+file must not be written from several hosts. Each shard therefore writes its own cache file,
+:func:`shard_cache_location` (``CACHE/responses.shard-I-of-N.sqlite`` for a cache folder,
+``NAME.shard-I-of-N.sqlite`` beside a ``NAME.sqlite`` file), and reads the base cache file
+read-only when it exists (:mod:`hf_mig.models.generation.cache`), so earlier results are still
+hits. ``hf-mig merge`` folds the shard files into the base cache
+(:func:`hf_mig.models.generation.cache.fold_caches`).
 """
 
 from __future__ import annotations
@@ -44,6 +52,7 @@ __all__ = [
     "parse_shard",
     "run_sharded",
     "shard_bounds",
+    "shard_cache_location",
     "shard_dataset",
     "shard_path",
     "verify_shard",
@@ -114,6 +123,21 @@ def shard_path(out: str | os.PathLike, index: int, num_shards: int) -> Path:
     """``OUT/shard-I-of-N``."""
     index, num_shards = parse_shard((index, num_shards))
     return Path(out) / f"shard-{index}-of-{num_shards}"
+
+
+def shard_cache_location(
+    cache: str | os.PathLike | None, shard: str | tuple[int, int] | None
+) -> str | None:
+    """The response cache a run writes: ``cache`` itself unsharded (``shard=None``), else the
+    shard's own file (:func:`hf_mig.models.generation.cache.shard_cache_path`), which reads
+    ``cache`` read-only; ``None`` (no cache) stays ``None``."""
+    if cache is None:
+        return None
+    if shard is None:
+        return str(cache)
+    from hf_mig.models.generation.cache import shard_cache_path
+
+    return str(shard_cache_path(cache, *parse_shard(shard)))
 
 
 def is_complete_shard(path: str | os.PathLike) -> bool:

@@ -12,6 +12,14 @@ missing or unfinished, or when the folder holds shards of several ``N`` (pick on
 its marker before anything is written; a mismatch names the shard folder and the file. OUT is
 written beside its final name and renamed, so a failed merge leaves no output; an existing OUT
 is refused unless ``--overwrite``.
+
+Response caches: each shard of ``hf-mig tag --shard I/N`` writes its own cache file
+(``SHARDS_DIR/_cache/responses.shard-I-of-N.sqlite`` by default). Once OUT is written, merge
+folds the files of the merged shards into the base cache (``SHARDS_DIR/_cache/responses.sqlite``;
+``--cache PATH`` when the shards were given ``--cache PATH``), so any later run with that cache,
+sharded or not, gets their responses back without asking again. The fold only adds results the
+base lacks (keyed by content: folding twice adds nothing), in one transaction; the shard files
+are kept (remove them once folded if you like). ``--no-fold-caches`` leaves the caches alone.
 """
 
 from __future__ import annotations
@@ -37,6 +45,21 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--num-shards", type=int, default=None, help="N, when the folder holds several splits"
     )
+    parser.add_argument(
+        "--cache",
+        default=None,
+        help="the response cache (folder or .sqlite file) the shards were given with --cache: "
+        f"its shard files are folded into it (default: SHARDS_DIR/{CACHE_FOLDER})",
+    )
+    parser.add_argument(
+        "--no-fold-caches",
+        action="store_true",
+        help="do not fold the shards' response cache files into the base cache",
+    )
+
+
+#: The cache folder ``hf-mig tag --shard`` uses inside the folder of shards by default.
+CACHE_FOLDER = "_cache"
 
 
 def merge_shards(shards_dir: str | Path, num_shards: int | None = None) -> Any:
@@ -52,7 +75,28 @@ def merge_shards(shards_dir: str | Path, num_shards: int | None = None) -> Any:
     """
     import datasets
 
-    from hf_mig.runtime.sharding import SHARD_MARKER, list_shards, shard_path, verify_shard
+    from hf_mig.runtime.sharding import SHARD_MARKER, verify_shard
+
+    ordered = complete_shards(shards_dir, num_shards)
+    for info in ordered:
+        verify_shard(info)
+    parts = []
+    for info in ordered:
+        part = datasets.load_from_disk(str(info.path))
+        if not isinstance(part, datasets.Dataset) or len(part) != info.rows:
+            found = len(part) if isinstance(part, datasets.Dataset) else type(part).__name__
+            raise ValueError(
+                f"{info.path}: holds {found} rows, its {SHARD_MARKER} says {info.rows}"
+            )
+        parts.append(part)
+    return datasets.concatenate_datasets(parts) if len(parts) > 1 else parts[0]
+
+
+def complete_shards(shards_dir: str | Path, num_shards: int | None = None) -> list[Any]:
+    """The :class:`~hf_mig.runtime.sharding.ShardInfo` of every shard of one split of
+    ``shards_dir``, in index order, after checking that they tile the pool (the errors of
+    :func:`merge_shards`, the file checks excepted)."""
+    from hf_mig.runtime.sharding import list_shards, shard_path
 
     root = Path(shards_dir)
     shards = list_shards(root)
@@ -95,28 +139,45 @@ def merge_shards(shards_dir: str | Path, num_shards: int | None = None) -> Any:
     sources = {info.source_rows for info in ordered}
     if len(sources) != 1 or expected != sources.pop():
         raise ValueError(f"{root}: the shards disagree on the pool's size; same pool?")
-    for info in ordered:
-        verify_shard(info)
-    parts = []
-    for info in ordered:
-        part = datasets.load_from_disk(str(info.path))
-        if not isinstance(part, datasets.Dataset) or len(part) != info.rows:
-            found = len(part) if isinstance(part, datasets.Dataset) else type(part).__name__
-            raise ValueError(
-                f"{info.path}: holds {found} rows, its {SHARD_MARKER} says {info.rows}"
-            )
-        parts.append(part)
-    return datasets.concatenate_datasets(parts) if len(parts) > 1 else parts[0]
+    return ordered
+
+
+def shard_caches(args: argparse.Namespace, num_shards: int) -> tuple[Path, list[Path]]:
+    """The base cache file and the cache files of the ``num_shards`` shards to fold into it
+    (none with ``--no-fold-caches``); ``ValueError`` when ``--cache`` names a cache without
+    any."""
+    from hf_mig.models.generation.cache import cache_file, shard_cache_files
+
+    base = cache_file(args.cache or Path(args.shards_dir) / CACHE_FOLDER)
+    if args.no_fold_caches:
+        return base, []
+    found = shard_cache_files(base, num_shards)
+    if args.cache and not found:
+        raise ValueError(
+            f"--cache {args.cache}: no shard cache files of {num_shards} shards beside {base} "
+            f"({base.stem}.shard-I-of-{num_shards}{base.suffix})"
+        )
+    return base, found
 
 
 def run(args: argparse.Namespace) -> int:
     """Run ``hf-mig merge``: OUT is checked first, every shard verified, then OUT written
-    atomically (an OUT that may not be written raises :class:`hf_mig.data.io.OutputExistsError`)."""
+    atomically (an OUT that may not be written raises :class:`hf_mig.data.io.OutputExistsError`),
+    then the shards' response caches folded into the base cache."""
     from hf_mig.data.io import check_output, save_dataset
+    from hf_mig.models.generation.cache import fold_caches
     from hf_mig.runtime.sharding import check_output_format
 
     out = check_output(check_output_format(args.out), overwrite=args.overwrite)
-    merged = merge_shards(args.shards_dir, args.num_shards)
+    num_shards = complete_shards(args.shards_dir, args.num_shards)[0].num_shards
+    base, caches = shard_caches(args, num_shards)
+    merged = merge_shards(args.shards_dir, num_shards)
     save_dataset(merged, out, overwrite=args.overwrite)
     print(f"merged the shards of {args.shards_dir}: wrote {len(merged):,} rows to {out}")
+    if caches:
+        added = fold_caches(base, caches)
+        print(
+            f"folded {len(caches)} shard response cache(s) into {base}: {added:,} new "
+            "response(s) (the shard files are kept)"
+        )
     return 0

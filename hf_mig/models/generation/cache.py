@@ -18,23 +18,46 @@ served name or another cache when the weights behind a name change.
 Only successes are stored, and only those the caller accepts (``accept=`` of
 :meth:`GenerationBackend.generate`, e.g. outputs that parse), so a re-run asks again for exactly
 the rest.
+
+Shard caches. Jobs on several hosts must not write one SQLite file (its locks and write-ahead
+log need one host). Shard ``I`` of ``N`` therefore writes its own file,
+:func:`shard_cache_path` (``responses.shard-I-of-N.sqlite`` beside ``responses.sqlite``), and a
+cache whose file is named so reads its *base* file (the same name without ``.shard-I-of-N``)
+read-only, without locks (SQLite's ``immutable`` mode), when it exists: earlier results stay
+hits and the base is never written by a shard. :func:`fold_caches` copies the shard files'
+results into the base afterwards (``hf-mig merge`` does it), keyed by content.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import os
+import re
 import sqlite3
 import threading
 import time
+import urllib.parse
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 from hf_mig.models.generation.results import GenerationResult
 
-__all__ = ["CACHE_FILE_NAME", "ResponseCache", "cache_key", "open_cache"]
+__all__ = [
+    "CACHE_FILE_NAME",
+    "ResponseCache",
+    "base_cache_file",
+    "cache_file",
+    "cache_key",
+    "fold_caches",
+    "open_cache",
+    "shard_cache_files",
+    "shard_cache_path",
+]
+
+logger = logging.getLogger(__name__)
 
 #: File name used when a cache is given as a folder.
 CACHE_FILE_NAME = "responses.sqlite"
@@ -49,6 +72,65 @@ CREATE TABLE IF NOT EXISTS responses (
     created REAL NOT NULL
 )
 """
+_COLUMNS = "key, model, response, created"
+#: ``NAME.shard-I-of-N.SUFFIX``: the file of one shard's cache.
+_SHARD_FILE = re.compile(r"^(?P<stem>.+)\.shard-(?P<i>\d+)-of-(?P<n>\d+)(?P<suffix>\.[^.]+)$")
+
+
+def cache_file(path: str | os.PathLike) -> Path:
+    """The database file a cache path names: ``path`` itself when it ends in ``.sqlite``,
+    ``.sqlite3`` or ``.db`` (and is not a folder), else ``path/responses.sqlite``."""
+    target = Path(path).expanduser()
+    if target.is_dir() or target.suffix.lower() not in SQLITE_SUFFIXES:
+        target = target / CACHE_FILE_NAME
+    return target
+
+
+def shard_cache_path(cache: str | os.PathLike, index: int, num_shards: int) -> Path:
+    """The file shard ``index`` of ``num_shards`` writes for cache ``cache`` (a folder or a
+    database file): ``NAME.shard-I-of-N.SUFFIX`` beside the base file ``NAME.SUFFIX``
+    (``cache/responses.shard-3-of-16.sqlite`` for a folder)."""
+    if not 0 <= index < num_shards:
+        raise ValueError(f"shard index must be in [0, {num_shards - 1}], got {index}")
+    base = cache_file(cache)
+    return base.with_name(f"{base.stem}.shard-{index}-of-{num_shards}{base.suffix}")
+
+
+def base_cache_file(path: str | os.PathLike) -> Path | None:
+    """The base file of a shard cache file (``NAME.SUFFIX`` for ``NAME.shard-I-of-N.SUFFIX``),
+    ``None`` for a file not named as a shard's."""
+    target = Path(path)
+    match = _SHARD_FILE.match(target.name)
+    if match is None or match["suffix"].lower() not in SQLITE_SUFFIXES:
+        return None
+    return target.with_name(match["stem"] + match["suffix"])
+
+
+def shard_cache_files(cache: str | os.PathLike, num_shards: int | None = None) -> list[Path]:
+    """The shard files beside base cache ``cache`` (of ``num_shards`` shards when given), in
+    ``(N, I)`` order."""
+    base = cache_file(cache)
+    found = []
+    if base.parent.is_dir():
+        for child in base.parent.iterdir():
+            match = _SHARD_FILE.match(child.name)
+            if (
+                match is not None
+                and child.is_file()
+                and base_cache_file(child) == base
+                and (num_shards is None or int(match["n"]) == num_shards)
+            ):
+                found.append((int(match["n"]), int(match["i"]), child))
+    return [path for _, _, path in sorted(found)]
+
+
+def _read_only(path: Path, timeout: float, locks: bool = False) -> sqlite3.Connection:
+    """A read-only connection to ``path``: without locks or shared memory (``immutable``), or
+    with them (``locks=True``: sees a write-ahead log left by a process that did not close)."""
+    uri = f"file:{urllib.parse.quote(str(path.resolve()))}?mode=ro"
+    if not locks:
+        uri += "&immutable=1"
+    return sqlite3.connect(uri, uri=True, timeout=timeout, isolation_level=None)
 
 
 def cache_key(
@@ -72,16 +154,19 @@ class ResponseCache:
             path is a folder that gets ``responses.sqlite`` inside. Folders are created.
         timeout: seconds to wait for another writer's lock before failing.
 
+    A file named as a shard's (:func:`shard_cache_path`) has a :attr:`base`: the base file,
+    read (never written) for the keys this file lacks when it exists; ``len`` counts this
+    file's results only.
+
     The object pickles as its path (each process opens its own connection; connections are also
     per thread), so it can travel to ``num_proc`` workers.
     """
 
     def __init__(self, path: str | os.PathLike, timeout: float = 60.0) -> None:
-        target = Path(path).expanduser()
-        if target.is_dir() or target.suffix.lower() not in SQLITE_SUFFIXES:
-            target = target / CACHE_FILE_NAME
+        target = cache_file(path)
         target.parent.mkdir(parents=True, exist_ok=True)
         self.path = target
+        self.base = base_cache_file(target)
         self.timeout = float(timeout)
         self._local = threading.local()
         self._conn()  # create the schema now, so errors surface early
@@ -95,23 +180,52 @@ class ResponseCache:
         conn.execute("PRAGMA synchronous=NORMAL")
         conn.execute(_SCHEMA)
         self._local.conn = conn
+        self._local.base = None  # a base connection of another process is not this one's
         self._local.pid = os.getpid()
         return conn
 
+    def _base_conn(self) -> sqlite3.Connection | None:
+        """This thread's read-only connection to :attr:`base` (``None``: no base file)."""
+        if self.base is None:
+            return None
+        conn = getattr(self._local, "base", None)
+        if conn is not None and getattr(self._local, "pid", None) == os.getpid():
+            return conn
+        self._conn()  # (re)sets the thread's pid
+        if not self.base.is_file():
+            return None
+        conn = self._local.base = _read_only(self.base, self.timeout)
+        return conn
+
+    def _lookup(self, keys: list[str]) -> dict[str, str]:
+        """``key -> stored response`` for ``keys``: this file's, then the base file's."""
+        found: dict[str, str] = {}
+        for conn in (self._conn(), self._base_conn()):
+            wanted = [k for k in keys if k not in found]
+            if conn is None or not wanted:
+                continue
+            try:
+                for start in range(0, len(wanted), 500):
+                    chunk = wanted[start : start + 500]
+                    marks = ",".join("?" * len(chunk))
+                    found.update(
+                        conn.execute(
+                            f"SELECT key, response FROM responses WHERE key IN ({marks})", chunk
+                        ).fetchall()
+                    )
+            except sqlite3.DatabaseError as err:
+                if conn is self._local.conn:
+                    raise
+                logger.warning("base cache %s unreadable (%s): not used", self.base, err)
+                self._local.base, self.base = None, None
+        return found
+
     def get_many(self, keys: Iterable[str]) -> dict[str, GenerationResult]:
         """The cached results among ``keys`` (missing keys are absent), marked ``cached=True``."""
-        keys = list(keys)
-        found: dict[str, GenerationResult] = {}
-        conn = self._conn()
-        for start in range(0, len(keys), 500):
-            chunk = keys[start : start + 500]
-            marks = ",".join("?" * len(chunk))
-            rows = conn.execute(
-                f"SELECT key, response FROM responses WHERE key IN ({marks})", chunk
-            ).fetchall()
-            for key, response in rows:
-                found[key] = GenerationResult.from_dict(json.loads(response), cached=True)
-        return found
+        return {
+            key: GenerationResult.from_dict(json.loads(response), cached=True)
+            for key, response in self._lookup(list(keys)).items()
+        }
 
     def get(self, key: str) -> GenerationResult | None:
         """The cached result for ``key`` or ``None``."""
@@ -144,16 +258,15 @@ class ResponseCache:
         return int(self._conn().execute("SELECT COUNT(*) FROM responses").fetchone()[0])
 
     def __contains__(self, key: object) -> bool:
-        if not isinstance(key, str):
-            return False
-        row = self._conn().execute("SELECT 1 FROM responses WHERE key = ?", (key,)).fetchone()
-        return row is not None
+        return isinstance(key, str) and key in self._lookup([key])
 
     def close(self) -> None:
-        """Close this thread's connection (others close when their thread or process ends)."""
-        conn = getattr(self._local, "conn", None)
-        if conn is not None and getattr(self._local, "pid", None) == os.getpid():
-            conn.close()
+        """Close this thread's connections (others close when their thread or process ends)."""
+        if getattr(self._local, "pid", None) == os.getpid():
+            for name in ("conn", "base"):
+                conn = getattr(self._local, name, None)
+                if conn is not None:
+                    conn.close()
         self._local = threading.local()
 
     def __getstate__(self) -> dict[str, Any]:
@@ -161,6 +274,7 @@ class ResponseCache:
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         self.path = Path(state["path"])
+        self.base = base_cache_file(self.path)
         self.timeout = state["timeout"]
         self._local = threading.local()
 
@@ -175,3 +289,68 @@ def open_cache(cache: Any) -> ResponseCache | None:
     if isinstance(cache, (str, os.PathLike)):
         return ResponseCache(cache)
     raise TypeError(f"cache must be None, a path or a ResponseCache, got {type(cache).__name__}")
+
+
+def _fold_into(conn: sqlite3.Connection, sources: Sequence[Path], timeout: float) -> int:
+    """Insert the rows of ``sources`` missing from ``conn``'s table, in one transaction; return
+    how many were added."""
+    before = conn.total_changes
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        for source in sources:
+            wal = source.with_name(source.name + "-wal")
+            reader = _read_only(source, timeout, locks=wal.exists())
+            try:
+                rows = reader.execute(f"SELECT {_COLUMNS} FROM responses")
+                while chunk := rows.fetchmany(1000):
+                    conn.executemany(
+                        f"INSERT OR IGNORE INTO responses ({_COLUMNS}) VALUES (?, ?, ?, ?)", chunk
+                    )
+            except sqlite3.DatabaseError as err:
+                raise ValueError(f"{source}: not a readable response cache: {err}") from err
+            finally:
+                reader.close()
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
+    conn.execute("COMMIT")
+    return conn.total_changes - before
+
+
+def fold_caches(
+    base: str | os.PathLike, sources: Iterable[str | os.PathLike], timeout: float = 60.0
+) -> int:
+    """Copy into base cache ``base`` every result of the cache files ``sources`` it lacks;
+    return how many results were added.
+
+    Keyed by the content keys (:func:`cache_key`): a key the base holds keeps its result, so a
+    second fold of the same files adds nothing. All sources go in one transaction (a failure
+    adds nothing); a base that does not exist is built beside its final name and renamed into
+    place. The sources are read only (an unreadable one raises ``ValueError`` naming it) and
+    never removed.
+    """
+    from hf_mig.data.atomic import atomic_output
+
+    target = cache_file(base)
+    files = [cache_file(s) for s in sources]
+    for source in files:
+        if not source.is_file():
+            raise FileNotFoundError(f"{source}: no such cache file")
+        if source.resolve() == target.resolve():
+            raise ValueError(f"{source}: a cache cannot be folded into itself")
+    if target.is_file():
+        cache = ResponseCache(target, timeout)
+        try:
+            added = _fold_into(cache._conn(), files, timeout)
+            cache._conn().execute("PRAGMA wal_checkpoint(TRUNCATE)")  # lock-free readers see all
+        finally:
+            cache.close()
+        return added
+    with atomic_output(target) as tmp:
+        conn = sqlite3.connect(str(tmp), timeout=timeout, isolation_level=None)
+        try:
+            conn.execute(_SCHEMA)
+            added = _fold_into(conn, files, timeout)
+        finally:
+            conn.close()
+    return added
