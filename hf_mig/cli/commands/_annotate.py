@@ -1,5 +1,7 @@
-"""What ``hf-mig tag`` and ``hf-mig score`` share: their pool, output, map and shard arguments,
-the checks made before any work, and the sharded ``Dataset.map`` run of an annotation step."""
+"""What ``hf-mig tag`` and ``hf-mig score`` share: their pool, output, map, shard and engine
+arguments, the checks made before any work, and the run of an annotation step: a sharded
+``Dataset.map`` (``--engine local``) or Ray Data actors (``--engine ray``,
+:func:`hf_mig.runtime.ray_data.map_on_ray`), which write the same output."""
 
 from __future__ import annotations
 
@@ -33,6 +35,47 @@ def add_run_arguments(parser: argparse.ArgumentParser, verb: str) -> None:
     )
     add_num_proc_argument(parser)
     parser.add_argument("--shard", default=None, metavar="I/N", help=f"{verb} shard I of N only")
+    add_engine_arguments(parser)
+
+
+def add_engine_arguments(parser: argparse.ArgumentParser) -> None:
+    """``--engine`` (``local``: ``Dataset.map``; ``ray``: Ray Data actors) and the Ray options
+    ``--ray-concurrency``, ``--num-gpus-per-worker``, ``--num-cpus-per-worker``,
+    ``--ray-address``."""
+    group = parser.add_argument_group("engine")
+    group.add_argument(
+        "--engine",
+        choices=("local", "ray"),
+        default="local",
+        help="local: Dataset.map in this process (default); ray: Ray Data actors, one model "
+        'each (pip install "hf-mig[ray]")',
+    )
+    group.add_argument(
+        "--ray-concurrency",
+        type=int,
+        default=1,
+        metavar="N",
+        help="ray: actors, each holding one copy of the model (default 1)",
+    )
+    group.add_argument(
+        "--num-gpus-per-worker",
+        type=float,
+        default=0.0,
+        metavar="G",
+        help="ray: GPUs of each actor (default 0; fractions share a GPU)",
+    )
+    group.add_argument(
+        "--num-cpus-per-worker",
+        type=float,
+        default=1.0,
+        metavar="C",
+        help="ray: CPUs of each actor (default 1)",
+    )
+    group.add_argument(
+        "--ray-address",
+        default=None,
+        help="ray: cluster address (default: $RAY_ADDRESS, else a new local Ray)",
+    )
 
 
 def check_run(args: argparse.Namespace, positive: Sequence[str]) -> None:
@@ -46,6 +89,17 @@ def check_run(args: argparse.Namespace, positive: Sequence[str]) -> None:
             raise ValueError(f"--{name.replace('_', '-')} must be >= 1, got {value}")
     if args.num_proc is not None and args.num_proc < 1:
         raise ValueError(f"--num-proc must be >= 1, got {args.num_proc}")
+    if args.engine == "ray":
+        from hf_mig.runtime.ray_data import import_ray
+
+        if args.num_proc is not None and args.num_proc > 1:
+            raise ValueError("--num-proc is for --engine local; with ray use --ray-concurrency")
+        if args.ray_concurrency < 1:
+            raise ValueError(f"--ray-concurrency must be >= 1, got {args.ray_concurrency}")
+        for flag in ("num_gpus_per_worker", "num_cpus_per_worker"):
+            if getattr(args, flag) < 0:
+                raise ValueError(f"--{flag.replace('_', '-')} must be >= 0")
+        import_ray()  # ImportError with the install line, before any work
     check_run_output(args.out, args.shard, overwrite=args.overwrite, inputs=[args.pool])
 
 
@@ -64,7 +118,26 @@ def run_step(
     load_from_cache_file: bool,
 ) -> Any:
     """Load the pool, give it a ``messages`` column and map ``step`` over it (batched), into OUT
-    or its ``--shard``; returns the :func:`hf_mig.runtime.sharding.run_sharded` result."""
+    or its ``--shard``, with ``--engine``; returns the
+    :func:`hf_mig.runtime.sharding.run_sharded` result."""
+    if args.engine == "ray":
+        from hf_mig.runtime.ray_data import map_on_ray
+
+        return map_on_ray(
+            step,
+            args.pool,
+            args.out,
+            concurrency=args.ray_concurrency,
+            num_gpus_per_worker=args.num_gpus_per_worker,
+            num_cpus_per_worker=args.num_cpus_per_worker,
+            batch_size=args.map_batch_size,
+            ray_address=args.ray_address,
+            shard=args.shard,
+            overwrite=args.overwrite,
+            split=args.split,
+            skip_bad_lines=args.skip_bad_lines,
+            messages_column=args.messages_column,
+        )
     from hf_mig.data.conversations import with_messages
     from hf_mig.data.io import load_pool
     from hf_mig.runtime.sharding import run_sharded

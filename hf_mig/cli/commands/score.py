@@ -8,6 +8,8 @@
     hf-mig score pool.jsonl scored.parquet --scorer reward --model my/reward-model
     hf-mig score pool.jsonl scored.jsonl --scorer length
     hf-mig score pool.jsonl costed.jsonl --scorer tokens --tokenizer Qwen/Qwen2.5-7B
+    hf-mig score pool.jsonl scored.parquet --scorer deita --engine ray --ray-concurrency 8 \
+        --num-gpus-per-worker 1
 
 Scorers (every one registered in :data:`hf_mig.annotate.scorers.SCORERS`, with the options its
 class declares): ``deita`` (``score``, ``deita_complexity``, ``deita_quality``, ``deita_error``,
@@ -23,6 +25,11 @@ complete); join the shards with ``hf-mig merge OUT merged.jsonl``.
 An existing OUT is refused before any work unless ``--overwrite`` (and a folder holding other
 files is never replaced); with ``--shard``, OUT may be an existing folder and ``--overwrite``
 redoes a complete shard.
+
+``--engine ray`` runs the scorer on Ray Data actors (:mod:`hf_mig.runtime.ray_data`):
+``--ray-concurrency`` actors, each with one copy of the model and ``--num-gpus-per-worker`` GPUs,
+on the Ray at ``--ray-address`` (default ``$RAY_ADDRESS``, else a new local Ray); the output is
+the local engine's, row for row (``--no-cache`` concerns the local engine's ``datasets`` cache).
 """
 
 from __future__ import annotations

@@ -6,6 +6,8 @@
         --base-url http://127.0.0.1:8000/v1 --concurrency 32
     hf-mig tag pool.jsonl tagged/ --backend transformers --model OFA-Sys/InsTagger --shard 3/16
     hf-mig tag pool.jsonl tagged.parquet --backend embedding
+    hf-mig tag pool.jsonl tagged.parquet --backend transformers --model OFA-Sys/InsTagger \
+        --engine ray --ray-concurrency 8 --num-gpus-per-worker 1
 
 Every tagger registered in :data:`hf_mig.annotate.taggers.TAGGERS` runs, with the options its
 class declares. Generative backends (``transformers``, ``vllm``, ``openai``) run
@@ -19,6 +21,12 @@ Generated responses are cached on disk (by default in ``OUT.cache/``, or ``OUT/_
 An existing OUT is refused before any work unless ``--overwrite`` (and a folder holding other
 files is never replaced); with ``--shard``, OUT may be an existing folder and ``--overwrite``
 redoes a complete shard.
+
+``--engine ray`` runs the tagger on Ray Data actors (:mod:`hf_mig.runtime.ray_data`; the same
+rules for OUT and ``--shard``): ``--ray-concurrency`` actors, each
+with one copy of the model and ``--num-gpus-per-worker`` GPUs, on the Ray at ``--ray-address``
+(default ``$RAY_ADDRESS``, else a new local Ray). The output is the local engine's, row for row;
+each actor writes its own response-cache file in the cache folder.
 """
 
 from __future__ import annotations
