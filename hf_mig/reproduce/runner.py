@@ -29,7 +29,7 @@ from typing import Any
 from hf_mig.reproduce.outputs import inspect_output
 from hf_mig.reproduce.plan import FINISHED, Plan, Step
 
-__all__ = ["RunSummary", "resolve_command", "run_plan"]
+__all__ = ["EXECUTORS", "RunSummary", "begin_step", "resolve_command", "run_plan"]
 
 
 @dataclass
@@ -177,17 +177,22 @@ def _prepare(
     return _Launch(step, head, command, argv, log, inputs)
 
 
-def _start(plan: Plan, launch: _Launch, env: dict[str, str] | None = None) -> subprocess.Popen:
-    """Mark ``launch``'s step as started and start its command (``env``: extra variables)."""
+def begin_step(plan: Plan, launch: _Launch) -> None:
+    """Mark ``launch``'s step as started: its output folders made, its marker started (its
+    outputs are now the plan's own), its clock started and its log begun with the command."""
     for out in launch.step.outputs:
         plan.path(out).parent.mkdir(parents=True, exist_ok=True)
     plan.start_marker(launch.step)
+    launch.start = time.perf_counter()
+    launch.log.write_text("$ " + " ".join(launch.command) + "\n", encoding="utf-8")
+
+
+def _start(plan: Plan, launch: _Launch, env: dict[str, str] | None = None) -> subprocess.Popen:
+    """Mark ``launch``'s step as started and start its command (``env``: extra variables)."""
+    begin_step(plan, launch)
     full = {**os.environ, **(env or {})}
     full.setdefault("PYTHONUNBUFFERED", "1")
-    launch.start = time.perf_counter()
-    launch.handle = open(launch.log, "w", encoding="utf-8")  # noqa: SIM115 (closed in _finish)
-    launch.handle.write("$ " + " ".join(launch.command) + "\n")
-    launch.handle.flush()
+    launch.handle = open(launch.log, "a", encoding="utf-8")  # noqa: SIM115 (closed in _finish)
     return subprocess.Popen(
         launch.argv, cwd=plan.workdir, stdout=launch.handle, stderr=subprocess.STDOUT, env=full
     )
@@ -197,7 +202,8 @@ def _finish(
     plan: Plan, launch: _Launch, code: int, summary: RunSummary, echo: Callable[[str], None]
 ) -> bool:
     """Record how ``launch``'s step ended (exit status ``code``); True when it succeeded."""
-    launch.handle.close()
+    if launch.handle is not None:
+        launch.handle.close()
     step, head, log = launch.step, launch.head, launch.log
     seconds = time.perf_counter() - launch.start
     unusable = []
@@ -219,6 +225,19 @@ def _finish(
     return True
 
 
+#: where :func:`run_plan` runs the steps
+EXECUTORS = ("local", "ray")
+
+
+def _check_run(jobs: int | None, gpus: int | None, executor: str) -> None:
+    if jobs is not None and (isinstance(jobs, bool) or not isinstance(jobs, int) or jobs < 1):
+        raise ValueError(f"jobs must be a positive integer, got {jobs!r}")
+    if gpus is not None and (isinstance(gpus, bool) or not isinstance(gpus, int) or gpus < 0):
+        raise ValueError(f"gpus must be a non-negative integer, got {gpus!r}")
+    if executor not in EXECUTORS:
+        raise ValueError(f"executor must be one of {', '.join(EXECUTORS)}, got {executor!r}")
+
+
 def run_plan(
     plan: Plan,
     *,
@@ -227,8 +246,9 @@ def run_plan(
     keep_going: bool = False,
     echo: Callable[[str], None] = print,
     preflight: bool = True,
-    jobs: int = 1,
+    jobs: int | None = 1,
     gpus: int | None = None,
+    executor: str = "local",
 ) -> RunSummary:
     """Run the steps of ``plan`` (only those of ``stages`` when given) and return a summary.
 
@@ -241,12 +261,11 @@ def run_plan(
 
     ``jobs`` > 1 runs up to that many steps at once, a step once the steps producing its inputs
     have finished, steps using GPUs sharing ``gpus`` devices (default: the visible CUDA
-    devices); see :mod:`hf_mig.reproduce.scheduler`.
+    devices); see :mod:`hf_mig.reproduce.scheduler`. ``executor="ray"`` runs each step as a Ray
+    task (:mod:`hf_mig.reproduce.ray_executor`) with the same order and GPU accounting over the
+    cluster's GPUs; there ``jobs=None`` (no limit but the cluster's resources) is the default.
     """
-    if isinstance(jobs, bool) or not isinstance(jobs, int) or jobs < 1:
-        raise ValueError(f"jobs must be a positive integer, got {jobs!r}")
-    if gpus is not None and (isinstance(gpus, bool) or not isinstance(gpus, int) or gpus < 0):
-        raise ValueError(f"gpus must be a non-negative integer, got {gpus!r}")
+    _check_run(jobs, gpus, executor)
     summary = RunSummary()
     if preflight:
         summary.missing = plan.preflight(stages, force)
@@ -264,19 +283,11 @@ def run_plan(
         head = f"[{n}/{len(selected)}] {step.id}"
         return _prepare(plan, step, head, summary, producer, logs, force, echo)
 
-    if jobs > 1:
-        from hf_mig.reproduce.scheduler import run_concurrently
+    def finish(launch: _Launch, code: int) -> bool:
+        return _finish(plan, launch, code, summary, echo)
 
-        run_concurrently(
-            plan,
-            selected,
-            prepare=prepare,
-            start=lambda launch, env: _start(plan, launch, env),
-            finish=lambda launch, code: _finish(plan, launch, code, summary, echo),
-            jobs=jobs,
-            gpus=gpus,
-            keep_going=keep_going,
-        )
+    if executor == "ray" or (jobs or 1) > 1:
+        _run_concurrently(plan, selected, prepare, finish, jobs, gpus, keep_going, executor)
         return summary
     for n, step in enumerate(selected, 1):
         launch = prepare(n, step)
@@ -284,7 +295,40 @@ def run_plan(
             if launch == "failed" and not keep_going:
                 break
             continue
-        code = _start(plan, launch).wait()
-        if not _finish(plan, launch, code, summary, echo) and not keep_going:
+        if not finish(launch, _start(plan, launch).wait()) and not keep_going:
             break
     return summary
+
+
+def _run_concurrently(
+    plan: Plan,
+    selected: list[Step],
+    prepare: Callable[[int, Step], _Launch | str],
+    finish: Callable[[_Launch, int], bool],
+    jobs: int | None,
+    gpus: int | None,
+    keep_going: bool,
+    executor: str,
+) -> None:
+    """:func:`~hf_mig.reproduce.scheduler.run_concurrently` on the named executor."""
+    from hf_mig.reproduce.scheduler import LocalExecutor, run_concurrently
+
+    if executor == "ray":
+        from hf_mig.reproduce.ray_executor import RayExecutor
+
+        chosen: Any = RayExecutor(plan.workdir, lambda launch: begin_step(plan, launch))
+    else:
+        chosen = LocalExecutor(lambda launch, env: _start(plan, launch, env))
+    try:
+        run_concurrently(
+            plan,
+            selected,
+            prepare=prepare,
+            finish=finish,
+            jobs=jobs or max(1, len(selected)),
+            gpus=gpus,
+            keep_going=keep_going,
+            executor=chosen,
+        )
+    finally:
+        getattr(chosen, "close", lambda: None)()

@@ -8,6 +8,10 @@ step when there are none) runs while no other GPU step does. What each step does
 and after it runs (markers, logs, skipping, conflicts) is the serial runner's
 (:func:`~hf_mig.reproduce.runner.run_plan`). A failed step blocks the steps that need its
 outputs; without ``keep_going`` no further step starts, and those running finish.
+
+Where a step runs is the executor's: :class:`LocalExecutor` starts it as a subprocess of this
+process on this machine's GPUs; :class:`~hf_mig.reproduce.ray_executor.RayExecutor` as a Ray task
+anywhere in a Ray cluster. The order, the limits and the GPU accounting above are the same.
 """
 
 from __future__ import annotations
@@ -15,11 +19,11 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, Protocol
 
 from hf_mig.reproduce.plan import Plan, Step
 
-__all__ = ["run_concurrently", "visible_gpus"]
+__all__ = ["Executor", "LocalExecutor", "run_concurrently", "visible_gpus"]
 
 #: seconds between looks at the running steps
 POLL_SECONDS = 0.05
@@ -73,25 +77,58 @@ class _Devices:
             self.free = sorted(self.free + taken)
 
 
+class Executor(Protocol):
+    """Where :func:`run_concurrently` runs the steps."""
+
+    def devices(self, gpus: int | None) -> _Devices:
+        """The GPU slots the steps share (``gpus``: how many, ``None``: all there are)."""
+        ...
+
+    def start(self, launch: Any, step: Step, env: dict[str, str]) -> Any:
+        """Start ``launch`` (``env``: the variables naming its devices, if any); return a
+        handle whose ``poll()`` is ``None`` while it runs, then its exit status."""
+        ...
+
+
+class LocalExecutor:
+    """Steps as subprocesses of this process: ``start(launch, env)`` starts one and returns its
+    :class:`subprocess.Popen`; the GPUs are the visible CUDA devices (:func:`visible_gpus`)."""
+
+    def __init__(self, start: Callable[[Any, dict[str, str]], Any]) -> None:
+        self._start = start
+
+    def devices(self, gpus: int | None) -> _Devices:
+        names = visible_gpus() if gpus is None else visible_gpus()[:gpus]
+        return _Devices(len(names) if gpus is None else gpus, names)
+
+    def start(self, launch: Any, step: Step, env: dict[str, str]) -> Any:
+        return self._start(launch, env)
+
+
 def run_concurrently(
     plan: Plan,
     steps: Sequence[Step],
     *,
     prepare: Callable[[int, Step], Any],
-    start: Callable[[Any, dict[str, str]], Any],
     finish: Callable[[Any, int], bool],
     jobs: int,
+    start: Callable[[Any, dict[str, str]], Any] | None = None,
     gpus: int | None = None,
     keep_going: bool = False,
+    executor: Executor | None = None,
 ) -> None:
     """Run ``steps`` (in plan order) up to ``jobs`` at once; see the module.
 
     ``prepare(n, step)`` returns a launch, or a string outcome when the step does not run
-    (``"failed"`` counts as a failure); ``start(launch, env)`` starts it and returns a
-    :class:`subprocess.Popen`; ``finish(launch, exit status)`` records it, True on success.
+    (``"failed"`` counts as a failure); ``executor`` starts it (default: a
+    :class:`LocalExecutor` around ``start(launch, env)``, which returns a
+    :class:`subprocess.Popen`); ``finish(launch, exit status)`` records it, True on success.
     """
-    names = visible_gpus() if gpus is None else visible_gpus()[:gpus]
-    devices = _Devices(len(names) if gpus is None else gpus, names)
+    if executor is None:
+        if start is None:
+            raise ValueError("run_concurrently needs start= or executor=")
+        executor = LocalExecutor(start)
+    devices = executor.devices(gpus)
     deps = plan.dependencies()
     number = {step.id: n for n, step in enumerate(steps, 1)}
     pending = list(steps)
@@ -113,7 +150,7 @@ def run_concurrently(
                 stop = launch == "failed" and not keep_going
                 continue
             taken, env = devices.take(step)
-            running[step.id] = (launch, start(launch, env), taken, step)
+            running[step.id] = (launch, executor.start(launch, step, env), taken, step)
         if stop:
             pending.clear()
         if not running:

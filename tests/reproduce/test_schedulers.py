@@ -1,11 +1,16 @@
-"""Scaling a plan out: Slurm export (``--export slurm DIR``) and concurrent steps (``--jobs``)."""
+"""Scaling a plan out: Slurm export (``--export slurm DIR``), concurrent steps (``--jobs``) and
+steps as Ray tasks (``--executor ray``)."""
 
 from __future__ import annotations
 
 import json
 import re
+import shutil
 import subprocess
+import sys
+import tempfile
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -167,18 +172,25 @@ def _outputs(workdir: Path) -> dict[str, str]:
     return {p.name: p.read_text() for p in sorted((workdir / "out").glob("*"))}
 
 
-def test_jobs_run_independent_steps_at_once_and_dependents_after(tmp_path):
+@pytest.fixture(scope="module")
+def serial_diamond(tmp_path_factory) -> tuple[Path, Any]:
+    """The diamond plan run once, one step after another: its work folder and summary."""
+    work = tmp_path_factory.mktemp("serial")
+    return work, run_plan(_diamond(work), echo=lambda _: None)
+
+
+def test_jobs_run_independent_steps_at_once_and_dependents_after(serial_diamond, tmp_path):
     lines: list[str] = []
-    serial = run_plan(_diamond(tmp_path / "serial"), echo=lambda _: None)
+    serial_dir, serial = serial_diamond
     both = run_plan(_diamond(tmp_path / "jobs"), jobs=2, echo=lines.append)
     assert serial.ok and both.ok and sorted(both.ran) == sorted(serial.ran) == list("abcde")
-    assert _outputs(tmp_path / "jobs") == _outputs(tmp_path / "serial")
+    assert _outputs(tmp_path / "jobs") == _outputs(serial_dir)
     stamps = _stamps(tmp_path / "jobs")
     b, c = stamps["b"], stamps["c"]
     assert max(b["start"], c["start"]) < min(b["end"], c["end"])  # they overlapped
     for producer, consumer in _plan_edges(_diamond(tmp_path / "jobs")):
         assert stamps[producer]["end"] <= stamps[consumer]["start"]
-    s = _stamps(tmp_path / "serial")
+    s = _stamps(serial_dir)
     assert not max(s["b"]["start"], s["c"]["start"]) < min(s["b"]["end"], s["c"]["end"])
     # same markers and logs: a re-run skips everything
     again = run_plan(_diamond(tmp_path / "jobs"), jobs=2, echo=lines.append)
@@ -253,3 +265,72 @@ def test_cli_checks_jobs(no_shared, tmp_path, run_main):
     argv = ["reproduce", "labels", "--scale", "tiny", "--workdir", tmp_path / "w"]
     code, _, stderr = run_main([*argv, "--jobs", "0"])
     assert code == 2 and "--jobs" in stderr
+
+
+# ------------------------------------------------------------------ --executor ray
+
+
+@pytest.fixture(scope="module")
+def ray_cluster(tmp_path_factory):
+    """A local two-CPU Ray instance for this module, with HOME (where Ray writes
+    ``.ray/auth_token``) pointed at a temporary folder; the real HOME gets nothing."""
+    ray = pytest.importorskip("ray")
+    home = Path.home()
+    before = sorted(p.name for p in home.iterdir())
+    fake_home = tmp_path_factory.mktemp("home")
+    temp = Path(tempfile.mkdtemp(prefix="ray", dir="/tmp"))  # short: Ray's socket paths
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("HOME", str(fake_home))
+        ray.init(num_cpus=2, include_dashboard=False, _temp_dir=str(temp), log_to_driver=False)
+        try:
+            yield ray
+        finally:
+            ray.shutdown()
+            shutil.rmtree(temp, ignore_errors=True)
+    assert sorted(p.name for p in home.iterdir()) == before
+    assert not (home / ".ray" / "auth_token").exists() or ".ray" in before
+
+
+def test_ray_runs_the_plan_as_the_serial_run_does(ray_cluster, serial_diamond, tmp_path):
+    serial_dir, serial = serial_diamond
+    lines: list[str] = []
+    on_ray = run_plan(_diamond(tmp_path / "ray"), executor="ray", jobs=None, echo=lines.append)
+    assert serial.ok and on_ray.ok, "\n".join(lines)
+    assert sorted(on_ray.ran) == sorted(serial.ran) == list("abcde")
+    assert _outputs(tmp_path / "ray") == _outputs(serial_dir)
+    stamps = _stamps(tmp_path / "ray")
+    for producer, consumer in _plan_edges(_diamond(tmp_path / "ray")):
+        assert stamps[producer]["end"] <= stamps[consumer]["start"]
+    b, c = stamps["b"], stamps["c"]
+    assert max(b["start"], c["start"]) < min(b["end"], c["end"])  # two CPUs: they overlapped
+    log = (tmp_path / "ray" / "logs" / "d.log").read_text()
+    assert log.startswith("$ python -c ")
+    # same markers: a re-run (local or on Ray) skips everything
+    again = run_plan(_diamond(tmp_path / "ray"), executor="ray", echo=lambda _: None)
+    assert again.skipped == list("abcde") and not again.ran
+    assert run_plan(_diamond(tmp_path / "ray"), echo=lambda _: None).skipped == list("abcde")
+
+
+def test_ray_keep_going_as_the_local_scheduler(ray_cluster, tmp_path):
+    lines: list[str] = []
+    plan = _diamond(tmp_path, fail_b=True)
+    summary = run_plan(plan, executor="ray", keep_going=True, echo=lines.append)
+    assert summary.failed == ["b"] and summary.blocked == ["d"]
+    assert sorted(summary.ran) == ["a", "c", "e"]
+    assert any("b: FAILED (exit status 3)" in line for line in lines)
+    stop = _diamond(tmp_path / "stop", fail_b=True)
+    stopped = run_plan(stop, executor="ray", echo=lambda _: None)
+    assert "b" in stopped.failed and "d" not in stopped.ran + stopped.blocked
+    assert not stopped.ok
+
+
+def test_executor_is_checked_and_ray_is_optional(tmp_path, monkeypatch, no_shared, run_main):
+    with pytest.raises(ValueError, match="executor"):
+        run_plan(_diamond(tmp_path), executor="dask")
+    monkeypatch.setitem(sys.modules, "ray", None)  # as when Ray is not installed
+    with pytest.raises(ImportError, match=r'pip install "hf-mig\[ray\]"'):
+        run_plan(_diamond(tmp_path), executor="ray", echo=lambda _: None)
+    argv = ["reproduce", "labels", "--scale", "tiny", "--workdir", tmp_path / "w"]
+    code, _, stderr = run_main([*argv, "--executor", "ray", "--stage", "vocab"])
+    assert code == 2 and 'pip install "hf-mig[ray]"' in stderr
+    assert not (tmp_path / "w" / ".reproduce").exists()

@@ -53,6 +53,10 @@ EPILOG = """experiments:
 
 stages (in order): annotate, vocab, graph, select, train, eval, compare, report
 
+Steps run one after another; --jobs N runs independent steps at once on this machine, and
+--executor ray runs each step as a Ray task on a cluster (its GPUs asked of Ray); --export slurm
+DIR writes the plan as sbatch jobs instead.
+
 Re-running the same command resumes: finished steps are skipped (markers in
 <workdir>/.reproduce/), an interrupted training continues from its last checkpoint, and a
 step whose command or input files' content changed runs again (hf-mig commands get
@@ -149,15 +153,24 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--jobs",
         type=int,
-        default=1,
-        help="steps run at once (default 1: one after another); a step starts once the steps "
-        "producing its inputs have finished",
+        default=None,
+        help="steps run at once (default: 1, one after another; with --executor ray, as many "
+        "as the cluster has resources for); a step starts once the steps producing its inputs "
+        "have finished",
     )
     parser.add_argument(
         "--gpus",
         type=int,
-        help="GPUs the steps that use GPUs share with --jobs (default: the visible CUDA "
-        "devices; 0: GPU steps run one at a time)",
+        help="GPUs the steps that use GPUs share (default: the visible CUDA devices, or the Ray "
+        "cluster's; 0: GPU steps run one at a time)",
+    )
+    parser.add_argument(
+        "--executor",
+        choices=["local", "ray"],
+        default="local",
+        help="where steps run: 'local' subprocesses, or 'ray': each step a Ray task asking for "
+        "its GPUs, on the cluster named by RAY_ADDRESS (else a local one); the work folder must "
+        'be on a file system every node sees. Needs pip install "hf-mig[ray]"',
     )
 
 
@@ -234,7 +247,7 @@ def run(args: argparse.Namespace) -> int:
                 file=sys.stderr,
             )
             return 2
-    if args.jobs < 1 or (args.gpus is not None and args.gpus < 0):
+    if (args.jobs is not None and args.jobs < 1) or (args.gpus is not None and args.gpus < 0):
         raise ValueError("--jobs must be >= 1 and --gpus >= 0")
     if args.export:
         return _export(plan, args, stages)
@@ -254,6 +267,14 @@ def run(args: argparse.Namespace) -> int:
             print(f"hf-mig reproduce: error: {problem}", file=sys.stderr)
         print("nothing was run", file=sys.stderr)
         return 2
+    if args.executor == "ray":
+        from hf_mig.reproduce.ray_executor import import_ray
+
+        try:
+            import_ray()
+        except ImportError as err:
+            print(f"hf-mig reproduce: error: {err}", file=sys.stderr)
+            return 2
     print(plan.render(stages or None), end="")
     print()
     summary = run_plan(
@@ -262,8 +283,9 @@ def run(args: argparse.Namespace) -> int:
         force=args.force,
         keep_going=args.keep_going,
         preflight=False,
-        jobs=args.jobs,
+        jobs=args.jobs if args.jobs is not None or args.executor == "ray" else 1,
         gpus=args.gpus,
+        executor=args.executor,
     )
     print(
         f"\n{len(summary.ran)} step(s) run, {len(summary.skipped)} skipped (finished earlier), "

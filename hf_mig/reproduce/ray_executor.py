@@ -1,0 +1,125 @@
+"""Steps of a plan as Ray tasks (``hf-mig reproduce ... --executor ray``).
+
+Each step is one Ray task that runs the step's command as a subprocess from the plan's work
+folder, asking Ray for the step's GPUs (``num_gpus``) and ``cpus_per_step`` CPUs; Ray places it
+on a node with them free and sets its ``CUDA_VISIBLE_DEVICES``. Which steps start when is
+:func:`~hf_mig.reproduce.scheduler.run_concurrently`'s, as with ``--jobs``: a step starts once
+the steps producing its inputs succeeded, and steps using GPUs share the cluster's GPUs; the
+markers, logs, skipping, resuming and ``keep_going`` are the local runner's. The driver (the
+``hf-mig reproduce`` process) writes the markers and the head of each log; the task appends
+the command's output to the log, so every node must see the work folder at the same path
+(a shared file system).
+
+Ray is optional (``pip install "hf-mig[ray]"``). The executor joins the cluster named by
+``RAY_ADDRESS`` (or starts a local one) unless Ray is already initialised, and leaves a cluster
+it started when it is closed.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from pathlib import Path
+from typing import Any
+
+from hf_mig.reproduce.plan import Step
+from hf_mig.reproduce.scheduler import _Devices
+
+__all__ = ["RayExecutor", "import_ray", "run_step_command"]
+
+#: exit status of a task whose command could not start or whose worker died
+FAILED_TO_RUN = 127
+
+
+def import_ray() -> Any:
+    """The ``ray`` module; ``ImportError`` saying how to install it when it is missing."""
+    try:
+        import ray
+    except ImportError as err:
+        raise ImportError(f'--executor ray needs Ray: pip install "hf-mig[ray]" ({err})') from err
+    return ray
+
+
+def run_step_command(command: list[str], cwd: str, log: str) -> int:
+    """Run a step's ``command`` from ``cwd``, appending its output to ``log``; return its exit
+    status (:data:`FAILED_TO_RUN` when the program is not there). The body of the Ray task."""
+    from hf_mig.reproduce.runner import resolve_command
+
+    env = {**os.environ, "PYTHONUNBUFFERED": os.environ.get("PYTHONUNBUFFERED", "1")}
+    with open(log, "a", encoding="utf-8") as handle:
+        try:
+            argv = resolve_command(command)
+        except FileNotFoundError as err:
+            handle.write(f"hf-mig reproduce: {err}\n")
+            return FAILED_TO_RUN
+        done = subprocess.run(argv, cwd=cwd, stdout=handle, stderr=subprocess.STDOUT, env=env)
+    return done.returncode
+
+
+class _RayTask:
+    """A submitted step: ``poll()`` is ``None`` while it runs, then its exit status."""
+
+    def __init__(self, ray: Any, ref: Any, log: Path) -> None:
+        self.ray, self.ref, self.log = ray, ref, log
+
+    def poll(self) -> int | None:
+        ready, _ = self.ray.wait([self.ref], timeout=0)
+        if not ready:
+            return None
+        try:
+            return int(self.ray.get(self.ref))
+        except self.ray.exceptions.RayError as err:  # the worker or node died
+            with open(self.log, "a", encoding="utf-8") as handle:
+                handle.write(f"hf-mig reproduce: the Ray task failed: {err}\n")
+            return FAILED_TO_RUN
+
+
+class RayExecutor:
+    """Run steps as Ray tasks (see the module).
+
+    ``workdir``: the plan's work folder (the tasks' current folder); ``begin(launch)``: what
+    the driver records as a step starts (its marker, the head of its log);
+    ``cpus_per_step``: Ray CPUs each task asks for.
+    """
+
+    def __init__(self, workdir: Path, begin: Any, cpus_per_step: float = 1.0) -> None:
+        if cpus_per_step <= 0:
+            raise ValueError(f"cpus_per_step must be > 0, got {cpus_per_step!r}")
+        self.ray = import_ray()
+        self.workdir = Path(workdir).resolve()
+        self.begin = begin
+        self.cpus_per_step = cpus_per_step
+        self.started = False
+        if not self.ray.is_initialized():
+            self.ray.init(address=os.environ.get("RAY_ADDRESS"))
+            self.started = True
+        self._task = self.ray.remote(run_step_command)
+
+    def _node_gpus(self) -> int:
+        """The most GPUs one living node has (a task runs on one node)."""
+        return max(
+            (int(n["Resources"].get("GPU", 0)) for n in self.ray.nodes() if n.get("Alive")),
+            default=0,
+        )
+
+    def devices(self, gpus: int | None) -> _Devices:
+        """The cluster's GPUs (``gpus`` when given): GPU steps share them as locally; with
+        none, GPU steps run one at a time."""
+        total = int(self.ray.cluster_resources().get("GPU", 0)) if gpus is None else gpus
+        return _Devices(total, [])
+
+    def start(self, launch: Any, step: Step, env: dict[str, str]) -> _RayTask:
+        """Record the step as started and submit its task, asking for its GPUs (at most one
+        node's)."""
+        self.begin(launch)
+        num_gpus = min(step.gpus, self._node_gpus()) if step.gpus > 0 else 0
+        ref = self._task.options(num_cpus=self.cpus_per_step, num_gpus=num_gpus).remote(
+            list(launch.command), str(self.workdir), str(launch.log.resolve())
+        )
+        return _RayTask(self.ray, ref, launch.log)
+
+    def close(self) -> None:
+        """Leave the cluster if this executor started it."""
+        if self.started:
+            self.ray.shutdown()
+            self.started = False
