@@ -79,9 +79,12 @@ import yaml
 
 from hf_mig.data.conversations import SHAPES
 from hf_mig.data.pool import POOL_FORMATS
+from hf_mig.train.constraints import check_constraints
+from hf_mig.train.legacy import NONE_WORDS, legacy_flags, refuse_sections
 
 __all__ = [
     "COLUMN_GROUPING",
+    "CONSTRAINT_FIELDS",
     "CONVERSATION_SHAPES",
     "DataConfig",
     "HfMigArguments",
@@ -112,7 +115,9 @@ CONVERSATION_SHAPES = ("auto", *SHAPES)
 @dataclass
 class SelectionSpec:
     """Which rows of the pool to train on: ``method`` (a name in ``hf_mig.SELECTORS``), ``k``
-    and the selector's options (``hf_mig.get_selector(method, k, **options)``)."""
+    and the selector's options (``hf_mig.get_selector(method, k, **options)``), among them a
+    token budget and per-group quotas (``budget``, ``cost_column``, ``quotas``,
+    ``quota_column``: see :mod:`hf_mig.train.constraints`)."""
 
     method: str = "mig"
     k: int = 0
@@ -125,6 +130,9 @@ class SelectionSpec:
             raise ValueError(f"selection_k must be an integer >= 1, got {self.k!r}")
         if not isinstance(self.options, dict):
             raise ValueError(f"selection_options must be a mapping, got {self.options!r}")
+        check_constraints(
+            self.options, k=self.k, method=self.method, name=lambda o: f"selection_options.{o}"
+        )
 
 
 @dataclass
@@ -207,29 +215,40 @@ POOL_FIELDS = (
 # --------------------------------------------------------------------------------------------
 # hf-mig's recipe fields
 
-_NONE_WORDS = ("", "null", "none", "~")
 _OPTIONAL_STRINGS = (
     "pool",
     "vocabulary",
     "eval_dataset_name",
     "selection_cache_dir",
+    "selection_cost_column",
+    "selection_quota_column",
     "chat_template_name",
     "tokenizer_pad_token",
     "generation_preview_prompts_file",
 )
 
 
-def _yaml_mapping(text: str) -> dict[str, Any]:
-    """``selection_options`` given as text: one YAML mapping (``{label_graph: g.npz}``)."""
+def _yaml_mapping(text: str, name: str = "selection_options") -> dict[str, Any]:
+    """A mapping field given as text (the command line): one YAML mapping
+    (``{label_graph: g.npz}``)."""
     try:
         value = yaml.safe_load(text) if text.strip() else {}
     except yaml.YAMLError as err:
-        raise ValueError(f"selection_options: not a YAML mapping: {err}") from None
+        raise ValueError(f"{name}: not a YAML mapping: {err}") from None
     if value is None:
         return {}
     if not isinstance(value, dict):
-        raise ValueError(f"selection_options must be a mapping, got {value!r}")
+        raise ValueError(f"{name} must be a mapping, got {value!r}")
     return value
+
+
+#: The recipe fields of a selection's budget and quotas, by selector option.
+CONSTRAINT_FIELDS = {
+    "budget": "selection_budget",
+    "cost_column": "selection_cost_column",
+    "quotas": "selection_quotas",
+    "quota_column": "selection_quota_column",
+}
 
 
 @dataclass
@@ -242,9 +261,17 @@ class HfMigArguments:
     ``pool_split``; ``pool_format`` (``auto`` | ``labels`` | ``mig-authors``); ``vocabulary``
     (labels file or ``hf-mig:instag``); ``score_reduce`` (``mean`` | ``sum``);
     ``labels_column`` / ``score_column``; ``selection_method`` / ``selection_k`` /
-    ``selection_options`` (``hf_mig.get_selector(method, k, **options)``; on the command line
-    the options are one YAML mapping, ``--selection_options '{label_graph: g.npz}'``; they are
-    not used without a pool); ``conversation_shape`` (``auto`` | ``messages`` |
+    ``selection_options`` (``hf_mig.get_selector(method, k, **options)``, e.g. ``engine``,
+    ``epsilon``, ``seed``; on the command line the options are one YAML mapping,
+    ``--selection_options '{label_graph: g.npz}'``; they are not used without a pool);
+    a token budget and per-group quotas (methods with those options: ``mig``):
+    ``selection_budget`` (the picks' total cost stays within it; ``selection_k`` still caps
+    the rows), ``selection_cost_column`` (the per-row cost, default ``num_tokens``, as
+    ``hf-mig score --scorer tokens`` writes it), ``selection_quotas`` (``{group: [min, max]}``:
+    counts as integers, shares of ``selection_k`` as numbers with a point, ``null`` for no
+    bound; on the command line one YAML mapping) and ``selection_quota_column`` (each row's
+    group, default ``source``); each may be given here or in ``selection_options``, not both;
+    ``conversation_shape`` (``auto`` | ``messages`` |
     ``conversations`` | ``alpaca`` | ``dialogs``); ``eval_size`` (rows split off the selection,
     seeded by ``SFTConfig.seed``) or ``eval_dataset_name`` / ``eval_dataset_split``;
     ``selection_cache_dir``; ``skip_bad_lines``.
@@ -277,6 +304,10 @@ class HfMigArguments:
     selection_method: str = "mig"
     selection_k: int | None = None
     selection_options: dict[str, Any] | str | None = None
+    selection_budget: float | None = None
+    selection_cost_column: str | None = None
+    selection_quotas: dict[str, Any] | str | None = None
+    selection_quota_column: str | None = None
     conversation_shape: str = "auto"
     eval_size: int = 0
     eval_dataset_name: str | None = None
@@ -301,7 +332,7 @@ class HfMigArguments:
     def __post_init__(self) -> None:
         for name in _OPTIONAL_STRINGS:
             value = getattr(self, name)
-            if isinstance(value, str) and value.strip().lower() in _NONE_WORDS:
+            if isinstance(value, str) and value.strip().lower() in NONE_WORDS:
                 setattr(self, name, None)
         options = self.selection_options
         if isinstance(options, str):
@@ -309,6 +340,7 @@ class HfMigArguments:
         if options is not None and not isinstance(options, dict):
             raise ValueError(f"selection_options must be a mapping, got {options!r}")
         self.selection_options = dict(options or {})
+        self._check_constraints()
         choices = {
             "pool_format": POOL_FORMATS,
             "score_reduce": SCORE_REDUCTIONS,
@@ -336,6 +368,37 @@ class HfMigArguments:
                 "label_loss_group_by: top_labels, clusters or a column name; "
                 f"got {self.label_loss_group_by!r}"
             )
+
+    def _check_constraints(self) -> None:
+        """Check the budget and quotas (the fields and those in ``selection_options``), each
+        error naming its field; store them as the selector takes them."""
+        if isinstance(self.selection_quotas, str):
+            self.selection_quotas = _yaml_mapping(self.selection_quotas, "selection_quotas") or None
+        k = self.selection_k
+        k = k if isinstance(k, int) and not isinstance(k, bool) and k >= 1 else None
+        method = self.selection_method
+        options = check_constraints(
+            self.selection_options, k=k, method=method, name=lambda o: f"selection_options.{o}"
+        )
+        fields = {o: getattr(self, f) for o, f in CONSTRAINT_FIELDS.items()}
+        given = check_constraints(fields, k=k, method=method, name=CONSTRAINT_FIELDS.get)
+        for option, name in CONSTRAINT_FIELDS.items():
+            if fields[option] is not None and options.get(option) is not None:
+                raise ValueError(f"give {name} or selection_options.{option}, not both")
+            setattr(self, name, given[option])
+        self.selection_options = options
+        merged = {**options, **{o: v for o, v in fields.items() if v is not None}}
+        for column, needs in (("cost_column", "budget"), ("quota_column", "quotas")):
+            if fields[column] is not None and merged.get(needs) is None:
+                raise ValueError(
+                    f"{CONSTRAINT_FIELDS[column]} is read with {CONSTRAINT_FIELDS[needs]}, "
+                    "which is not set"
+                )
+
+    def selection_constraints(self) -> dict[str, Any]:
+        """The budget and quotas given by their own fields, as selector options."""
+        return {o: getattr(self, f) for o, f in CONSTRAINT_FIELDS.items()
+                if getattr(self, f) is not None}  # fmt: skip
 
     @property
     def label_loss_column(self) -> str | None:
@@ -413,7 +476,7 @@ class Recipe:
             selection = SelectionSpec(
                 method=hf.selection_method,
                 k=hf.selection_k,  # type: ignore[arg-type]  # None is refused by validate()
-                options=dict(hf.selection_options or {}),
+                options={**(hf.selection_options or {}), **hf.selection_constraints()},
             )
         keep = (hf.label_loss_column,) if hf.label_loss and hf.label_loss_column else ()
         return DataConfig(
@@ -514,112 +577,6 @@ def _resolve_paths(values: dict[str, Any], bases: Sequence[Path]) -> None:
         }
 
 
-#: Keys of the nested recipe sections of hf-mig 0.x, with their flat names.
-_NESTED_KEYS: dict[str, str | None] = {
-    "model.name_or_path": "model_name_or_path",
-    "model.chat_template": "chat_template_name",
-    "model.pad_token": "tokenizer_pad_token",
-    "model.dtype": "dtype",
-    "model.attn_implementation": "attn_implementation",
-    "model.revision": "model_revision",
-    "model.trust_remote_code": "trust_remote_code",
-    "model.lora": "use_peft: true",
-    "model.lora.r": "lora_r",
-    "model.lora.alpha": "lora_alpha",
-    "model.lora.dropout": "lora_dropout",
-    "model.lora.target_modules": "lora_target_modules",
-    "data.dataset": "dataset_name",
-    "data.pool": "pool",
-    "data.split": "pool_split (or dataset_train_split for dataset_name)",
-    "data.pool_format": "pool_format",
-    "data.vocabulary": "vocabulary",
-    "data.score_reduce": "score_reduce",
-    "data.labels_column": "labels_column",
-    "data.score_column": "score_column",
-    "data.selection": None,
-    "data.selection.method": "selection_method",
-    "data.selection.k": "selection_k",
-    "data.selection.options": "selection_options",
-    "data.shape": "conversation_shape",
-    "data.eval_size": "eval_size",
-    "data.eval_dataset": "eval_dataset_name",
-    "data.eval_split": "eval_dataset_split",
-    "data.seed": "seed",
-    "data.cache_dir": "selection_cache_dir",
-    "data.skip_bad_lines": "skip_bad_lines",
-    "callbacks.selection_manifest": "selection_manifest",
-    "callbacks.label_loss.enabled": "label_loss",
-    "callbacks.generation_preview.enabled": "generation_preview",
-}
-for _name in ("group_by", "num_groups", "rows_per_group", "every_n_steps", "max_length"):
-    _NESTED_KEYS[f"callbacks.label_loss.{_name}"] = f"label_loss_{_name}"
-for _name in ("prompts", "prompts_file", "max_new_tokens", "at"):
-    _NESTED_KEYS[f"callbacks.generation_preview.{_name}"] = f"generation_preview_{_name}"
-_SECTIONS = ("model", "data", "callbacks")
-
-
-def _nested_keys(tree: Mapping[str, Any], prefix: str = "") -> list[str]:
-    out = []
-    for key, value in tree.items():
-        dotted = f"{prefix}{key}"
-        if isinstance(value, Mapping) and dotted != "data.selection.options":
-            out += _nested_keys(value, dotted + ".") or [dotted]
-        else:
-            out.append(dotted)
-    return out
-
-
-def _refuse_sections(raw: Mapping[str, Any], where: str) -> None:
-    """Name the flat key of every key of a nested ``model:``/``data:``/``callbacks:`` section."""
-    nested = {k: v for k, v in raw.items() if k in _SECTIONS and isinstance(v, Mapping)}
-    if not nested:
-        return
-    lines = []
-    for dotted in _nested_keys(nested):
-        flat = _NESTED_KEYS.get(dotted)
-        lines.append(f"  {dotted} -> {flat}" if flat else f"  {dotted} -> (no flat key)")
-    raise ValueError(
-        f"{where}: the sections {sorted(nested)} are nested; a recipe is flat, every key a field "
-        "of trl.SFTConfig, trl.ModelConfig, trl.ScriptArguments or "
-        "hf_mig.train.HfMigArguments (so TRL's parser reads it). Move the keys to the top level:\n"
-        + "\n".join(lines)
-    )
-
-
-def _legacy_flags(cli: Sequence[str]) -> list[str]:
-    """Rewrite dotted flags of the nested format (``--data.dataset X``) to their flat names.
-
-    ``--data.selection null`` (drop the selection) is dropped: without a pool no selection is
-    used. A dotted flag without a flat name raises ``ValueError`` naming it.
-    """
-    out: list[str] = []
-    items = list(cli)
-    i = 0
-    while i < len(items):
-        item = items[i]
-        name = item[2:].split("=", 1)[0] if item.startswith("--") else ""
-        if "." not in name or name.split(".", 1)[0] not in _SECTIONS:
-            out.append(item)
-            i += 1
-            continue
-        if "=" in item:
-            value, step = item.split("=", 1)[1], 1
-        elif i + 1 < len(items):
-            value, step = items[i + 1], 2
-        else:
-            raise ValueError(f"--{name} needs a value")
-        i += step
-        if name == "data.selection" and value.strip().lower() in _NONE_WORDS:
-            continue
-        flat = _NESTED_KEYS.get(name)
-        if flat is None or " " in flat or ":" in flat:
-            raise ValueError(
-                f"--{name}: recipes are flat now; see hf_mig.train.config for the field names"
-            )
-        out += [f"--{flat}", value]
-    return out
-
-
 def make_parser(prog: str | None = None, **kwargs: Any) -> Any:
     """``TrlParser((SFTConfig, ModelConfig, ScriptArguments, HfMigArguments))``, as TRL's SFT
     script builds its parser, with hf-mig's fields added."""
@@ -678,14 +635,14 @@ def load_recipe(
         base = path.parent
         if not isinstance(raw, dict):
             raise ValueError(f"{where}: expected a YAML mapping at the top level")
-    _refuse_sections(raw, where)
+    refuse_sections(raw, where)
     raw = _expand(raw)
     env = raw.pop("env", None) or {}
     if not isinstance(env, dict):
         raise ValueError(f"{where}: 'env' must be a mapping of environment variables")
     cwd = Path.cwd()
     _resolve_paths(raw, [base, cwd])
-    cli = _legacy_flags(list(overrides or []))
+    cli = legacy_flags(list(overrides or []))
     if not _checkpointing_given(raw, cli):
         # TRL's default (on), under the current name: the deprecated alias would warn
         raw["activation_checkpointing"] = True

@@ -9,13 +9,16 @@ trainer needs. With a pool and a selection spec:
    a saved dataset folder's files, read at every run: a pool rewritten in place is a new pool,
    whatever its size and modification time; the ``datasets`` fingerprint for a Hub dataset)
    and the *spec*
-   (method, k, options with every file option replaced by the SHA-256 of its content, pool
-   format, vocabulary, columns, hf-mig version): ``<cache_dir>/<key>/`` holds ``indices.npy``,
-   ``manifest.json`` and ``spec.json``;
+   (method, k, options with every file option replaced by the SHA-256 of its content, the
+   token budget and quotas among them, pool format, vocabulary, columns, hf-mig version):
+   ``<cache_dir>/<key>/`` holds ``indices.npy``, ``manifest.json`` and ``spec.json``;
 3. on a miss the selector runs and the folder is written atomically (temporary folder + rename);
    on a hit the indices are read back and the selector is not called (logged as ``selection
    cache hit``). Either way the manifest names the pool and options of *this* run, and
-   ``selection_cache`` (key, hit) says whether the selection was reused.
+   ``selection_cache`` (key, hit) says whether the selection was reused. A selection made with
+   a budget or quotas has them in the manifest's ``budget``
+   (:func:`hf_mig.data.hub.constraint_facts`: the budget, the cost column and the cost of the
+   picks; the quotas, their column and the picks per group), else ``None``.
 
 In multi-process runs the whole step runs on the global main process first (``accelerate``'s
 ``main_process_first``); the other ranks wait, then find the cache (on a shared file system) and
@@ -190,13 +193,23 @@ def _selector_options(config: DataConfig, vocabulary: list[str] | None) -> dict[
     return options
 
 
-def _load_cached(folder: Path, k: int, pool_rows: int) -> tuple[np.ndarray, dict] | None:
+def _load_cached(
+    folder: Path, k: int, pool_rows: int, *, budgeted: bool = False
+) -> tuple[np.ndarray, dict] | None:
+    """The cached indices and manifest, when they fit this pool: ``k`` distinct rows (between 1
+    and ``k`` when ``budgeted``: a budget may stop the picks early) and, when the manifest
+    records it, the SHA-256 of the indices."""
     try:
         indices = np.load(folder / "indices.npy", allow_pickle=False)
         manifest = json.loads((folder / "manifest.json").read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return None
-    if indices.ndim != 1 or len(indices) != k or (len(indices) and indices.max() >= pool_rows):
+    sized = 0 < len(indices) <= k if budgeted else len(indices) == k
+    ok = indices.ndim == 1 and sized and (not len(indices) or indices.max() < pool_rows)
+    recorded = manifest.get("indices_sha256") if isinstance(manifest, dict) else None
+    if ok and recorded is not None:
+        ok = hashlib.sha256(indices.astype(np.int64).tobytes()).hexdigest() == recorded
+    if not ok:
         logger.warning("selection cache %s does not match this pool; recomputing", folder)
         return None
     return indices.astype(np.int64), manifest
@@ -278,6 +291,7 @@ def load_prepared_pool(
 
 def _select(config: DataConfig) -> tuple[Any, np.ndarray, dict, Path, bool]:
     """Load and prepare the pool; return (prepared pool, indices, manifest, folder, hit)."""
+    from hf_mig.data.hub import constraint_facts
     from hf_mig.selectors import get_selector
     from hf_mig.train.callbacks import build_selection_manifest
 
@@ -290,7 +304,10 @@ def _select(config: DataConfig) -> tuple[Any, np.ndarray, dict, Path, bool]:
     spec = selection_spec(config)
     key = selection_key(fingerprint, spec)
     folder = root / key
-    cached = _load_cached(folder, sel.k, len(pool)) if folder.is_dir() else None
+    budgeted = sel.options.get("budget") is not None
+    cached = None
+    if folder.is_dir():
+        cached = _load_cached(folder, sel.k, len(pool), budgeted=budgeted)
     if cached is not None:
         indices, manifest = cached
         logger.info(
@@ -324,6 +341,7 @@ def _select(config: DataConfig) -> tuple[Any, np.ndarray, dict, Path, bool]:
             "selection_seconds": round(seconds, 3),
             "indices_sha256": hashlib.sha256(indices.tobytes()).hexdigest(),
             "pool_format": config.pool_format,
+            "budget": constraint_facts(selector, pool, indices),
         },
     )
     _write_cache(folder, indices, manifest, spec)
