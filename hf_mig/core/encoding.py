@@ -73,11 +73,12 @@ class PoolEncoding:
     def weights(self, norm: bool = False, *, distinct: bool = False) -> np.ndarray:
         """Per-sample weights: the score, or, when ``norm``, the score divided by
         :meth:`norm_counts` (label occurrences with repeats unless ``distinct``); 0 for a row
-        without a vocabulary label."""
+        without a vocabulary label. Read-only scores (e.g. memory-mapped) are returned as they
+        are when not ``norm``, writable ones copied."""
         if not norm:
-            return self.scores.copy()
+            return self.scores if not self.scores.flags.writeable else self.scores.copy()
         counts = self.norm_counts(distinct=distinct)
-        out = np.zeros_like(self.scores)
+        out = np.zeros(self.scores.shape, dtype=np.float64)
         has = (counts > 0) & (self.label_counts() > 0)
         out[has] = self.scores[has] / counts[has]
         return out

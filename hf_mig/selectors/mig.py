@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
-from collections.abc import Collection
+from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
 
 import numpy as np
 import pyarrow as pa
-from datasets import Dataset, Features
+from datasets import Dataset, Features, IterableDataset
 
 from hf_mig.annotate.graph import DEFAULT_MAX_EDGES, LabelGraph
 from hf_mig.core.budget import budget_select, check_budget
@@ -30,6 +31,12 @@ from hf_mig.core.objective import Objective
 from hf_mig.core.quotas import Bound, group_codes, quota_bounds, quota_select
 from hf_mig.core.stochastic import check_epsilon, stochastic_select
 from hf_mig.core.summary import score_collapse
+from hf_mig.data.streaming import (
+    StreamingPool,
+    pool_encoding,
+    pool_labels,
+    write_rows,
+)
 from hf_mig.models.embedders import EmbedderLike, default_threshold, embedder_name
 from hf_mig.selectors.base import (
     BaseSelector,
@@ -42,6 +49,23 @@ from hf_mig.selectors.base import (
 )
 
 logger = logging.getLogger(__name__)
+
+
+def _accepts_pool_on_disk(method):
+    """Wrap a pool method of :class:`MIGSelector`: a path (a Parquet file or folder) is passed
+    on as a :class:`StreamingPool`, anything else through :func:`as_dataset` (which refuses an
+    ``IterableDataset``: :meth:`MIGSelector.select_streaming` takes one explicitly)."""
+
+    @functools.wraps(method)
+    def wrapper(self, pool, *args, **kwargs):
+        if isinstance(pool, StreamingPool):
+            return method(self, pool, *args, **kwargs)
+        if isinstance(pool, (str, os.PathLike)):
+            return method(self, StreamingPool(pool), *args, **kwargs)
+        return method(self, as_dataset(pool, what="mig selection"), *args, **kwargs)
+
+    wrapper._resolves_dataset = True
+    return wrapper
 
 
 GAIN_COLUMNS = ("mig_rank", "mig_gain")
@@ -216,14 +240,17 @@ class MIGSelector(BaseSelector):
                 )
         return floor
 
-    def _graph_or_labels(self, table: pa.Table) -> tuple[LabelGraph | None, list[str]]:
+    def _graph_or_labels(
+        self, table: pa.Table | Callable[[], list[str]]
+    ) -> tuple[LabelGraph | None, list[str]]:
         """The given label graph (restricted to ``vocabulary``) and its labels, or ``None`` and
-        the pool's own labels when the graph has to be built."""
+        the pool's own labels (those of ``table``, or what ``table()`` returns) when the graph
+        has to be built."""
         graph = self.label_graph
         if isinstance(graph, (str, os.PathLike)):
             graph = LabelGraph.load(graph)
         if graph is None:
-            labels = unique_labels(table, self.labels_column)
+            labels = table() if callable(table) else unique_labels(table, self.labels_column)
             if self.vocabulary is not None:
                 allowed = set(self.vocabulary)
                 labels = [label for label in labels if label in allowed]
@@ -356,12 +383,31 @@ class MIGSelector(BaseSelector):
             )
 
     # ------------------------------------------------------------------ work
-    def select_indices(self, dataset: Dataset) -> np.ndarray:
-        """Row indices of the ``k`` picks, in pick order."""
+    @_accepts_pool_on_disk
+    def select_indices(self, dataset: Dataset | StreamingPool) -> np.ndarray:
+        """Row indices of the ``k`` picks, in pick order.
+
+        ``dataset``: a ``Dataset`` (or a ``DatasetDict`` with one split), or the path of a pool
+        read in batches without loading it, a Parquet file or a folder of Parquet files (see
+        :meth:`select_streaming`, which also reads a ``datasets.IterableDataset``).
+        """
+        if isinstance(dataset, StreamingPool):
+            return self.select_streaming(dataset)
         k = self._check_k(dataset)
-        objective = self.objective
         self._check_options(dataset)
         encoding, graph = self.encode(dataset)
+        return self._select_encoded(dataset, encoding, graph, k)
+
+    def _select_encoded(
+        self,
+        dataset: Dataset | StreamingPool,
+        encoding: PoolEncoding,
+        graph: LabelGraph,
+        k: int,
+        costs: np.ndarray | None = None,
+    ) -> np.ndarray:
+        """The selection from a checked encoding; sets the fitted attributes."""
+        objective = self.objective
         message = describe_report(encoding.report)
         if encoding.report.get("labels_outside_vocabulary") or encoding.report.get(
             "rows_without_labels"
@@ -384,7 +430,7 @@ class MIGSelector(BaseSelector):
         if self.quotas is not None:
             result = self._quota_select(dataset, encoding, info, k)
         elif self.budget is not None:
-            result = self._budget_select(dataset, encoding, info, k)
+            result = self._budget_select(dataset, encoding, info, k, costs)
         else:
             arrays = (encoding.indptr, encoding.label_ids, info.weights, info.propagation, k)
             if self.engine == "stochastic":
@@ -410,11 +456,17 @@ class MIGSelector(BaseSelector):
         )
 
     def _budget_select(
-        self, dataset: Dataset, encoding: PoolEncoding, info: LabelInformation, k: int
+        self,
+        dataset: Dataset,
+        encoding: PoolEncoding,
+        info: LabelInformation,
+        k: int,
+        costs: np.ndarray | None = None,
     ) -> GreedyResult:
         arrays = (encoding.indptr, encoding.label_ids, info.weights, info.propagation)
+        costs = self._costs(dataset) if costs is None else costs
         return budget_select(
-            *arrays, self.budget, self._costs(dataset), k, self.objective, gain=self.gain,
+            *arrays, self.budget, costs, k, self.objective, gain=self.gain,
             progress=self.progress, cost_column=self.cost_column,
         )
 
@@ -456,6 +508,85 @@ class MIGSelector(BaseSelector):
             gain=self.gain, budget=self.budget, costs=costs, progress=self.progress,
             quota_column=self.quota_column, cost_column=self.cost_column,
         )
+
+    # ------------------------------------------------------------------ pools on disk
+    def select_streaming(
+        self, pool: StreamingPool | str | os.PathLike | IterableDataset
+    ) -> np.ndarray:
+        """:meth:`select_indices` for a pool read in batches, never loaded whole.
+
+        ``pool``: a Parquet file, a folder of Parquet files (``*.parquet`` under it, in sorted
+        path order) or a ``datasets.IterableDataset``, or a :class:`StreamingPool` of one. The
+        label and score columns (and ``cost_column`` with a budget) are read in Arrow batches
+        and encoded into memory-mapped ``.npy`` files (:func:`hf_mig.data.streaming.pool_encoding`),
+        cached by content in ``$HF_MIG_CACHE/encodings`` (not with ``graph_cache=False``); when
+        no label graph is given, a first pass collects the pool's labels. The picks, the report
+        and every check are those of the same pool loaded as a ``Dataset``; errors name the
+        row's position in the whole pool. ``quotas`` need the pool in memory.
+        """
+        if not isinstance(pool, StreamingPool):
+            pool = StreamingPool(pool)
+        if self.quotas is not None:
+            raise ValueError(
+                "quotas read every row's group in memory: select with quotas from a loaded "
+                "Dataset; a pool on disk is selected without them"
+            )
+        k = self._k(pool.num_rows) if pool.num_rows is not None else None
+        self._check_options(pool)
+        pool.check_columns([self.labels_column, self.score_column])
+        cache = self.graph_cache is not False
+        graph, labels = self._graph_or_labels(
+            lambda: pool_labels(pool, self.labels_column, cache=cache, progress=self.progress)
+        )
+        encoding, costs = pool_encoding(
+            pool,
+            labels,
+            labels_column=self.labels_column,
+            score_column=self.score_column,
+            cost_column=self.cost_column if self.budget is not None else None,
+            cache=cache,
+            progress=self.progress,
+        )
+        self.check_encoding(encoding, given_graph=graph is not None)
+        if graph is None:
+            graph = self._build_graph(labels)
+        k = self._k(encoding.num_rows) if k is None else k
+        return self._select_encoded(pool, encoding, graph, k, costs)
+
+    def select_to_file(
+        self,
+        pool: Dataset | StreamingPool | str | os.PathLike | IterableDataset,
+        out: str | os.PathLike,
+        *,
+        overwrite: bool = False,
+    ) -> np.ndarray:
+        """Select from ``pool`` (a ``Dataset``, a Parquet file or folder, or an
+        ``IterableDataset``) and write the picked rows, in pick order, to ``out`` (any
+        format of :func:`hf_mig.data.io.save_dataset`: ``.parquet``, ``.jsonl``, ``.json``,
+        ``.csv`` or a folder), with the columns :meth:`rows` adds; return the picks.
+
+        A pool on disk (see :meth:`select_streaming`) is never loaded: a second pass gathers the
+        picked rows (:func:`hf_mig.data.streaming.write_rows`). ``out`` is checked before the
+        work, written beside itself and renamed; an existing ``out`` is refused unless
+        ``overwrite``.
+        """
+        from hf_mig.data.io import check_output, save_dataset
+
+        check_output(out, overwrite=overwrite)
+        if isinstance(pool, (str, os.PathLike, IterableDataset)):
+            pool = StreamingPool(pool)
+        if isinstance(pool, StreamingPool):
+            indices = self.select_streaming(pool)
+        else:
+            pool = as_dataset(pool, what="mig selection")
+            indices = self.select_indices(pool)
+        if isinstance(pool, StreamingPool):
+            write_rows(
+                pool, indices, out, overwrite=overwrite, finish=self.rows, progress=self.progress
+            )
+        else:
+            save_dataset(self.rows(pool, indices), out, overwrite=overwrite)
+        return indices
 
     def extend(self, pool: Dataset, k_more: int) -> Dataset:
         """Add ``k_more`` picks to the last selection, continuing its greedy over a grown pool.
