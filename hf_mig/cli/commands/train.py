@@ -4,6 +4,11 @@ The same as ``python -m hf_mig.train``: the recipe is parsed by TRL's ``TrlParse
 (:mod:`hf_mig.train.config`), every other ``--FIELD VALUE`` overrides one of its keys, and
 ``--export_trl_config DIR`` writes the selected rows and a config ``trl sft`` trains on instead
 of training (:mod:`hf_mig.train.export`).
+
+``--prepare_only`` computes the recipe's selection into its cache (``selection_cache_dir``, else
+``$HF_MIG_CACHE/selections``) and stops, loading no model: run it once before a multi-node
+launch, so that no rank computes the selection (every rank of every node must then see that
+cache folder, or have run the same command on its node).
 """
 
 from __future__ import annotations
@@ -38,16 +43,50 @@ PARSER_CLASS = _RecipeParser
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """``--config`` and ``--export_trl_config``; flags other than these override recipe
-    fields."""
+    """``--config``, ``--export_trl_config`` and ``--prepare_only``; flags other than these
+    override recipe fields."""
     add_recipe_arguments(parser)
+    parser.add_argument(
+        "--prepare_only",
+        action="store_true",
+        help="compute the recipe's selection into its cache and stop (no model is loaded): "
+        "run once before a multi-node launch",
+    )
     parser.set_defaults(overrides=[])
 
 
+def prepare(config: str, overrides: Sequence[str] = ()) -> Any:
+    """Load the training data of recipe ``config`` (with ``overrides``): its selection is
+    computed and cached, or found in the cache; returns the
+    :class:`~hf_mig.train.data.TrainingData`. The recipe's ``env:`` is exported first, as
+    training does."""
+    import os
+
+    from hf_mig.train import load_recipe, load_training_data
+
+    recipe = load_recipe(config, list(overrides))
+    os.environ.update(recipe.env)
+    return load_training_data(recipe.data)
+
+
 def run(args: argparse.Namespace) -> int:
-    """Run :func:`hf_mig.train.run_recipe` with the recipe and the overrides."""
+    """Run :func:`hf_mig.train.run_recipe` with the recipe and the overrides, or only compute
+    the selection (``--prepare_only``)."""
     from hf_mig.train import run_recipe
 
+    if args.prepare_only:
+        if args.export_trl_config:
+            raise ValueError("--prepare_only and --export_trl_config exclude each other")
+        data = prepare(args.config, args.overrides)
+        if data.cache_path is None:
+            print(f"the recipe trains on a ready dataset: {len(data.train):,} rows, no selection")
+        else:
+            how = "reused from the cache" if data.cache_hit else "computed"
+            print(
+                f"selection {how}: {data.cache_path} ({len(data.train):,} training rows); "
+                "every rank must see this folder"
+            )
+        return 0
     path = run_recipe(args.config, args.overrides, args.export_trl_config)
     if path is not None:
         print(f"wrote {path.parent}; train it with: trl sft --config {path}")
