@@ -74,6 +74,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--graph", help="label graph saved by 'hf-mig graph' / LabelGraph.save")
     add_label_graph_arguments(parser)
     parser.add_argument("--save-graph", help="also save the label graph built from the pool here")
+    parser.add_argument(
+        "--streaming",
+        action="store_true",
+        help="mig: read POOL (a Parquet file or a folder of them) in batches, never loading it: "
+        "labels and scores are encoded into memory-mapped files cached by content, and a "
+        "second pass writes the picks (pools larger than memory; the pool must hold the label "
+        "and score columns; no --quota, no dataset card)",
+    )
     flags = selector_flags()
     method_options = parser.add_argument_group(
         "options of the selection methods",
@@ -285,6 +293,8 @@ def run(args: argparse.Namespace) -> int:
     start = time.perf_counter()
     if args.num is None and getattr(args, "budget", None) is None:
         raise ValueError("-k/--num is required (it may be left out only with --budget)")
+    if getattr(args, "streaming", False):
+        return run_streaming(args, start)
     token = _hub_token(args)
     check_outputs(select_outputs(args), args.overwrite)
     pool_info: dict = {}
@@ -327,6 +337,71 @@ def run(args: argparse.Namespace) -> int:
     if args.card or args.push_to_hub:
         card = _selection_card(args, pool_info, pool, indices, selector, summary, token)
     return _write_card_and_push(args, subset, card, token)
+
+
+def _check_streaming(args: argparse.Namespace) -> None:
+    """Refuse, before any work, what ``--streaming`` cannot do."""
+    refused = {
+        "--method other than mig": args.method != "mig",
+        "--format mig-authors": args.pool_format == "mig-authors",
+        "--split": args.split != "train",
+        "--skip-bad-lines": bool(args.skip_bad_lines),
+        "--quota": bool(getattr(args, "quotas", None)),
+        "--push-to-hub": bool(args.push_to_hub),
+    }
+    given = [name for name, on in refused.items() if on]
+    if given:
+        raise ValueError(
+            f"--streaming reads a Parquet pool in batches with MIG; it does not take {given[0]} "
+            "(load the pool in memory instead: leave out --streaming)"
+        )
+
+
+def run_streaming(args: argparse.Namespace, start: float) -> int:
+    """``hf-mig select --streaming``: MIG over a Parquet pool that is never loaded whole."""
+    from hf_mig.data.io import atomic_output, write_text_atomic
+    from hf_mig.data.resources import load_vocabulary
+    from hf_mig.data.streaming import StreamingPool, write_rows
+
+    _check_streaming(args)
+    args.card = False
+    check_outputs(select_outputs(args), args.overwrite)
+    pool = StreamingPool(args.pool)
+    vocabulary = load_vocabulary(args.vocabulary) if args.vocabulary else None
+    selector = _selector(args, vocabulary)
+    explain = _check_explain(args, selector)
+    indices = selector.select_streaming(pool)
+    select_seconds = time.perf_counter() - start
+    write_rows(pool, indices, args.out, overwrite=args.overwrite, finish=selector.rows)
+    rows = selector.encoding_report_["rows"]
+    if args.indices_out:
+        record = {"positions": indices.tolist(), "pool_rows": rows, "method": args.method}
+        write_text_atomic(args.indices_out, json.dumps(record) + "\n", overwrite=args.overwrite)
+    if args.save_graph:
+        with atomic_output(args.save_graph, overwrite=args.overwrite) as tmp:
+            selector.label_graph_.save(tmp)
+    summary = {
+        "pool_rows": rows,
+        "selected_rows": int(indices.size),
+        "method": args.method,
+        "streaming": True,
+        "select_seconds": round(select_seconds, 3),
+        "seconds": round(time.perf_counter() - start, 3),
+        "lazy_greedy": selector.result_.stats,
+        "label_graph": {
+            k: v for k, v in selector.label_graph_.stats().items() if k != "degree_histogram"
+        },
+        "encoding": selector.encoding_report_,
+        "score_collapse": selector.score_collapse_,
+    }
+    print(f"selected {summary['selected_rows']:,} of {rows:,} rows (streaming; no dataset card)")
+    print(f"wrote {args.out} in {summary['seconds']:.1f} s")
+    if explain:
+        print(explain_table(selector.explanations(explain)))
+    if args.summary_json:
+        text = json.dumps(summary, indent=2, default=str) + "\n"
+        write_text_atomic(args.summary_json, text, overwrite=args.overwrite)
+    return 0
 
 
 def _check_explain(args: argparse.Namespace, selector: Any) -> int:
