@@ -38,6 +38,7 @@ from datasets import Dataset
 
 from hf_mig.core.objective import Objective
 from hf_mig.data.io import atomic_output, check_output, write_text_atomic
+from hf_mig.report.constraints import constraint_use, read_selection_facts
 from hf_mig.report.data import (
     FIRST_PICKS,
     GAIN_COLUMN,
@@ -68,6 +69,7 @@ __all__ = [
     "REPORT_FILES",
     "build_report",
     "compute_report_data",
+    "constraint_use",
     "coverage_curve",
     "detect_id_column",
     "effective_labels",
@@ -76,6 +78,7 @@ __all__ = [
     "infer_provenance",
     "information_vectors",
     "make_figures",
+    "read_selection_facts",
     "read_selection_file",
     "render_html",
     "resolve_selection",
@@ -102,6 +105,7 @@ def build_report(
     first_picks: int = FIRST_PICKS,
     gains: Mapping[str, Sequence[float]] | None = None,
     provenance: Mapping[str, Any] | None = None,
+    constraints: Mapping[str, Mapping[str, Any]] | None = None,
 ) -> Path:
     """Write ``report.html``, its PNG figures and ``report.json`` to ``out_dir``.
 
@@ -128,6 +132,14 @@ def build_report(
     (``provenance``, ``selections.<name>.first_picks`` / ``gains_from``, and the rows without a
     label: ``labels.pool_unlabelled_rows``, ``labels.by_selection.<name>.unlabelled_rows``).
 
+    ``constraints`` (``{name: the selection's facts}``: what :func:`read_selection_facts` reads
+    from the card ``hf-mig select`` writes, or a training run's selection manifest) adds, for
+    each selection made with a token budget or quotas, the "Budget and quotas" section: the
+    budget, its cost column, the picks' total cost and the share of the budget used; per group
+    of the quota column, the picks, the bounds as counts, the group's share of the selection and
+    of the pool (``report.json``: ``constraints.<name>``, see
+    :func:`hf_mig.report.constraints.constraint_use`). Selections without either get none.
+
     Every file is rendered first, then each is written beside its target and renamed
     (:func:`hf_mig.data.io.atomic_output`), the page last. An existing ``report.json`` or
     ``report.html`` (checked before any number is computed) or figure (checked before any file
@@ -150,6 +162,7 @@ def build_report(
         first_picks=first_picks,
         gains=gains,
         provenance=provenance,
+        constraints=constraints,
     )
     figures = make_figures(data, raw, indices)
     for fig in figures:

@@ -18,6 +18,7 @@ from datasets import Dataset
 
 from hf_mig.core.objective import Objective
 from hf_mig.core.summary import selection_summary
+from hf_mig.report.constraints import constraint_use
 from hf_mig.report.information import information_section, why_section
 from hf_mig.report.selections import detect_id_column, resolve_selection
 
@@ -251,10 +252,12 @@ def compute_report_data(
     first_picks: int = FIRST_PICKS,
     gains: Mapping[str, Sequence[float]] | None = None,
     provenance: Mapping[str, Any] | None = None,
+    constraints: Mapping[str, Mapping[str, Any]] | None = None,
 ) -> tuple[dict, dict[str, np.ndarray], dict]:
     """The numbers of the report; returns ``(data, indices by selection, raw arrays for plots)``.
 
-    ``first_picks`` (>= 0), ``gains`` and ``provenance`` are as for :func:`build_report`.
+    ``first_picks`` (>= 0), ``gains``, ``provenance`` and ``constraints`` are as for
+    :func:`build_report`.
     """
     if not selections:
         raise ValueError("no selections to report on")
@@ -276,6 +279,10 @@ def compute_report_data(
             data["selections"][name]["first_ids"] = [str(pool_ids[i]) for i in idx[:10]]
     else:
         ids_col = None
+
+    used = _constraints_section(pool, indices, constraints)
+    if used:
+        data["constraints"] = used
 
     # where the columns came from, and the gain of each pick when it is known
     data["provenance"] = _provenance_section(
@@ -346,6 +353,26 @@ def compute_report_data(
             label_graph, raw, list(indices), mig_result is not None
         )
     return data, indices, raw
+
+
+def _constraints_section(
+    pool: Dataset,
+    indices: dict[str, np.ndarray],
+    constraints: Mapping[str, Mapping[str, Any]] | None,
+) -> dict[str, dict]:
+    """``{selection: its budget and quota use}`` (:func:`constraint_use`) for the selections
+    whose facts record a budget or quotas."""
+    out = {}
+    for name, facts in (constraints or {}).items():
+        if str(name) not in indices:
+            raise ValueError(
+                f"constraints given for {name!r}, which is not a selection ({list(indices)})"
+            )
+        if facts:
+            section = constraint_use(pool, indices[str(name)], facts, name=str(name))
+            if section:
+                out[str(name)] = section
+    return out
 
 
 def _gain_kind(mig_result: Any) -> str:

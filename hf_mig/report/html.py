@@ -415,11 +415,77 @@ def _graph_section(graph: Any, data: dict, figs: dict[str, str], names: list[str
     ]
 
 
+def _number(value: Any) -> str:
+    """A count or cost with thousands separators (``1,986``; ``1,986.5``)."""
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)
+    return f"{value:,}" if isinstance(value, int) else f"{value:,.6g}"
+
+
+def _bound(count: int, given: Any) -> str:
+    """A quota bound as the count it is, with the share of k it came from."""
+    if given is None:
+        return "no bound"
+    return f"{count:,} ({given:g} of k)" if isinstance(given, float) else f"{count:,}"
+
+
+def _constraints_html(name: str, used: dict) -> list[str]:
+    parts = [f"<h3>{html.escape(name)}</h3>"]
+    budget = used.get("budget")
+    if budget:
+        over = "" if budget["within_budget"] else " (over the budget)"
+        rows = [
+            ["cost column", f"'{budget['cost_column']}'"],
+            ["budget", _number(budget["budget"])],
+            ["total cost of the picks", _number(budget["cost"]) + over],
+            ["share of the budget used", f"{100 * budget['share_used']:.1f}%"],
+        ]
+        if budget.get("greedy"):
+            rows.append(["greedy kept (the better by E(S))", str(budget["greedy"])])
+        parts.append(_table(["budget", "value"], rows, left=1))
+        parts.append(f'<p class="note">Costs read from {html.escape(budget["measured_on"])}.</p>')
+    quotas = used.get("quotas")
+    if quotas:
+        rows = [
+            [
+                g["group"],
+                f"{g['picks']:,}" + ("" if g["within"] else " (outside the bounds)"),
+                _bound(g["min"], g["min_given"]),
+                _bound(g["max"], g["max_given"]),
+                f"{100 * g['share_of_selection']:.1f}%",
+                f"{100 * g['share_of_pool']:.1f}% ({g['pool_rows']:,} rows)",
+            ]
+            for g in quotas["groups"]
+        ]
+        header = ["group", "picks", "min", "max", "share of the selection", "share of the pool"]
+        parts.append(_table(header, rows, left=1))
+        parts.append(
+            f"<p class=\"note\">Groups of column '{html.escape(quotas['column'])}'; bounds as "
+            f"counts of k = {quotas['k']:,} (shares of k rounded up for a minimum, down for a "
+            "maximum, as the selector counts them).</p>"
+        )
+    return parts
+
+
+def _constraints_section(
+    used: Any, data: dict, figs: dict[str, str], names: list[str]
+) -> list[str]:
+    parts = [
+        "<p>The selections made with a token budget or per-group quotas, and what their picks "
+        "use of them (from the selection's dataset card, measured on the pool's rows).</p>"
+    ]
+    for name in names:
+        if name in used:
+            parts += _constraints_html(name, used[name])
+    return parts
+
+
 #: The page's sections in order: ``(anchor, heading, key, builder)``; a section with a ``key``
 #: shows when the report's data has a non-empty value there, given to its builder.
 _SECTIONS: tuple[tuple[str, str, str | None, Section], ...] = (
     ("summary", "Summary", None, _summary_section),
     ("picks", "What was picked", None, _picks_section),
+    ("constraints", "Budget and quotas", "constraints", _constraints_section),
     ("labels", "Label coverage", "labels", _labels_section),
     ("information", "Information per label", "information", _information_section),
     ("trace", "MIG greedy trace", "mig_trace", _trace_section),

@@ -138,6 +138,7 @@ def run(args: argparse.Namespace) -> int:
     from hf_mig.report import (
         REPORT_FILES,
         build_report,
+        read_selection_facts,
         read_selection_file,
         resolve_selection,
         selection_gains,
@@ -159,6 +160,7 @@ def run(args: argparse.Namespace) -> int:
         if name in selections:
             raise ValueError(f"selection name {name!r} given twice")
         selections[name] = read_selection_file(path)
+    constraints = {name: read_selection_facts(path) for name, path in selections_in}
     pool = load_pool(args.pool, split=args.split)
     pool = prepare_pool(
         pool,
@@ -242,6 +244,7 @@ def run(args: argparse.Namespace) -> int:
         overwrite=args.overwrite,
         first_picks=args.first_picks,
         gains=gains,
+        constraints=constraints,
         provenance={
             "tagger": args.tagger,
             "scorer": args.scorer,
