@@ -38,7 +38,7 @@ from datasets import Dataset
 
 from hf_mig.core.objective import Objective
 from hf_mig.data.io import atomic_output, check_output, write_text_atomic
-from hf_mig.report.constraints import constraint_use, read_selection_facts
+from hf_mig.report.constraints import constraint_use
 from hf_mig.report.data import (
     FIRST_PICKS,
     GAIN_COLUMN,
@@ -59,7 +59,12 @@ from hf_mig.report.information import (
     gini,
     information_vectors,
 )
-from hf_mig.report.selections import detect_id_column, read_selection_file, resolve_selection
+from hf_mig.report.selections import (
+    detect_id_column,
+    read_selection_facts,
+    read_selection_file,
+    resolve_selection,
+)
 
 __all__ = [
     "FIRST_PICKS",

@@ -1,19 +1,18 @@
 """What a selection used of its token budget and quotas, for the report.
 
 How a selection was made is read from the facts ``hf-mig select`` writes in its dataset card
-(:func:`read_selection_facts`; :func:`hf_mig.data.hub.selection_facts`) or from a training run's
-selection manifest: ``selection.k`` and ``budget`` (``budget``, ``cost_column``; ``quotas``,
-``quota_column``; ``None`` when the selection had neither). The use itself is measured on the
-pool's rows (:func:`constraint_use`): the picks' total cost and their count per group.
+(:func:`hf_mig.report.selections.read_selection_facts` reads what
+:func:`hf_mig.data.hub.selection_facts` wrote) or from a training run's selection manifest:
+``selection.k`` and ``budget`` (``budget``, ``cost_column``; ``quotas``, ``quota_column``;
+``None`` when the selection had neither). The use itself is measured on the pool's rows
+(:func:`constraint_use`): the picks' total cost and their count per group.
 """
 
 from __future__ import annotations
 
-import json
 import math
 from collections import Counter
 from collections.abc import Mapping
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -21,35 +20,8 @@ from datasets import Dataset
 
 from hf_mig.core.encoding import read_scores
 from hf_mig.core.quotas import group_codes, quota_bounds
-from hf_mig.data.hub import card_path
 
-__all__ = ["FACTS_HEADING", "constraint_use", "read_selection_facts"]
-
-#: The heading of the JSON block of facts in a selection's dataset card.
-FACTS_HEADING = "## Selection facts (JSON)"
-
-
-def read_selection_facts(path: str | Path) -> dict[str, Any] | None:
-    """The facts of the dataset card ``hf-mig select`` wrote beside the selection ``path``
-    (``path`` + ``.README.md``), or ``None`` when there is no card (``--no-card``, a file of ids
-    or positions). A card whose facts block is missing or not JSON raises ``ValueError`` naming
-    the card."""
-    card = card_path(path)
-    if not card.is_file():
-        return None
-    text = card.read_text(encoding="utf-8")
-    _, found, rest = text.partition(FACTS_HEADING)
-    block = rest.split("```json", 1)[-1].split("```", 1)[0] if found else ""
-    try:
-        facts = json.loads(block)
-    except json.JSONDecodeError as err:
-        raise ValueError(
-            f"dataset card {card}: the '{FACTS_HEADING[3:]}' block is missing or not JSON "
-            f"({err.msg}); it is what 'hf-mig select' writes, do not edit it"
-        ) from None
-    if not isinstance(facts, dict) or not isinstance(facts.get("selection"), dict):
-        raise ValueError(f"dataset card {card}: the selection facts hold no 'selection'")
-    return facts
+__all__ = ["constraint_use"]
 
 
 def _k(facts: Mapping[str, Any], rows: int) -> int:
@@ -120,14 +92,15 @@ def constraint_use(
     """The budget and quotas a selection was made with and what its picks ``idx`` (rows of
     ``pool``) use of them; ``None`` when ``facts`` record neither.
 
-    ``facts``: the selection's facts (:func:`read_selection_facts`, or a training run's
-    selection manifest): ``selection.k`` and ``budget``. Returns ``{"budget": {cost_column,
-    budget, cost, share_used, within_budget, measured_on, greedy}, "quotas": {column, k,
-    groups: [{group, picks, min, max, min_given, max_given, within, share_of_selection,
-    pool_rows, share_of_pool}]}}`` with the parts the selection had: costs and groups are read
-    from ``pool`` (a cost column the pool lacks falls back to the cost the facts recorded), the
-    quotas' shares of ``k`` turned into counts as the selector did. ``ValueError`` (naming the
-    selection) when its quotas do not fit the pool.
+    ``facts``: the selection's facts (``read_selection_facts`` of
+    :mod:`hf_mig.report.selections`, or a training run's selection manifest): ``selection.k``
+    and ``budget``. Returns ``{"budget": {cost_column, budget, cost, share_used,
+    within_budget, measured_on, greedy}, "quotas": {column, k, groups: [{group, picks, min,
+    max, min_given, max_given, within, share_of_selection, pool_rows, share_of_pool}]}}`` with
+    the parts the selection had: costs and groups are read from ``pool`` (a cost column the
+    pool lacks falls back to the cost the facts recorded), the quotas' shares of ``k`` turned
+    into counts as the selector did. ``ValueError`` (naming the selection) when its quotas do
+    not fit the pool.
     """
     used = facts.get("budget")
     if not isinstance(used, Mapping) or not (used.get("budget") is not None or used.get("quotas")):

@@ -1,4 +1,5 @@
-"""Selections to report on: indices, ids, subsets and the files ``hf-mig select`` writes."""
+"""Selections to report on: indices, ids, subsets and the files ``hf-mig select`` writes (with
+the facts of their dataset cards)."""
 
 from __future__ import annotations
 
@@ -10,6 +11,11 @@ from typing import Any
 import numpy as np
 from datasets import Dataset
 
+from hf_mig.data.hub import card_path
+
+#: The heading of the JSON block of facts in a selection's dataset card.
+FACTS_HEADING = "## Selection facts (JSON)"
+
 
 # ---------------------------------------------------------------------------- selections
 def detect_id_column(dataset: Dataset) -> str | None:
@@ -18,6 +24,16 @@ def detect_id_column(dataset: Dataset) -> str | None:
         if name in dataset.column_names:
             return name
     return None
+
+
+def _json(text: str, where: str) -> Any:
+    """``json.loads(text)``; ``ValueError`` naming ``where`` and the place of the error."""
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as err:
+        raise ValueError(
+            f"{where}: invalid JSON ({err.msg} at line {err.lineno}, column {err.colno})"
+        ) from err
 
 
 def _is_int(value: Any) -> bool:
@@ -66,6 +82,28 @@ def _read_positions(path: Path, data: Mapping[str, Any], pool_rows: int | None) 
     return np.asarray(positions, dtype=np.int64)
 
 
+#: The heading of the JSON block of facts in a selection's dataset card.
+FACTS_HEADING = "## Selection facts (JSON)"
+
+
+def read_selection_facts(path: str | Path) -> dict[str, Any] | None:
+    """The facts of the dataset card ``hf-mig select`` wrote beside the selection ``path``
+    (``path`` + ``.README.md``), or ``None`` when there is no card (``--no-card``, a file of ids
+    or positions). A card whose facts block is missing or not JSON raises ``ValueError`` naming
+    the card."""
+    card = card_path(path)
+    if not card.is_file():
+        return None
+    text = card.read_text(encoding="utf-8")
+    _, found, rest = text.partition(FACTS_HEADING)
+    block = rest.split("```json", 1)[-1].split("```", 1)[0] if found else ""
+    where = f"dataset card {card}: the '{FACTS_HEADING[3:]}' block (what 'hf-mig select' writes)"
+    facts = _json(block, where)
+    if not isinstance(facts, dict) or not isinstance(facts.get("selection"), dict):
+        raise ValueError(f"dataset card {card}: the selection facts hold no 'selection'")
+    return facts
+
+
 def read_selection_file(
     path: str | Path, pool_rows: int | None = None
 ) -> Dataset | list[str] | np.ndarray:
@@ -87,13 +125,7 @@ def read_selection_file(
     if p.is_file() and p.suffix.lower() == ".json":
         text = p.read_text(encoding="utf-8").lstrip()
         if text.startswith(("[", "{")):
-            try:
-                data = json.loads(text)
-            except json.JSONDecodeError as err:
-                raise ValueError(
-                    f"selection {p}: invalid JSON ({err.msg} at line {err.lineno}, column "
-                    f"{err.colno})"
-                ) from err
+            data = _json(text, f"selection {p}")
             if isinstance(data, list) and all(not isinstance(x, dict) for x in data):
                 return [str(x) for x in data]
             if isinstance(data, dict) and "positions" in data:
