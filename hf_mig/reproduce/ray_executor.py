@@ -10,34 +10,27 @@ markers, logs, skipping, resuming and ``keep_going`` are the local runner's. The
 the command's output to the log, so every node must see the work folder at the same path
 (a shared file system).
 
-Ray is optional (``pip install "hf-mig[ray]"``). The executor joins the cluster named by
-``RAY_ADDRESS`` (or starts a local one) unless Ray is already initialised, and leaves a cluster
-it started when it is closed.
+Ray is optional (``pip install "hf-mig[ray]"``). :func:`ray_executor` joins the cluster named
+by ``RAY_ADDRESS`` (or starts a local one) unless Ray is already initialised, and leaves a
+cluster it started when the run ends (:func:`hf_mig.runtime.ray_data.ray_session`).
 """
 
 from __future__ import annotations
 
 import os
 import subprocess
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 from hf_mig.reproduce.plan import Step
 from hf_mig.reproduce.scheduler import _Devices
 
-__all__ = ["RayExecutor", "import_ray", "run_step_command"]
+__all__ = ["RayExecutor", "ray_executor", "run_step_command"]
 
 #: exit status of a task whose command could not start or whose worker died
 FAILED_TO_RUN = 127
-
-
-def import_ray() -> Any:
-    """The ``ray`` module; ``ImportError`` saying how to install it when it is missing."""
-    try:
-        import ray
-    except ImportError as err:
-        raise ImportError(f'--executor ray needs Ray: pip install "hf-mig[ray]" ({err})') from err
-    return ray
 
 
 def run_step_command(command: list[str], cwd: str, log: str) -> int:
@@ -77,23 +70,25 @@ class _RayTask:
 class RayExecutor:
     """Run steps as Ray tasks (see the module).
 
-    ``workdir``: the plan's work folder (the tasks' current folder); ``begin(launch)``: what
-    the driver records as a step starts (its marker, the head of its log);
-    ``cpus_per_step``: Ray CPUs each task asks for.
+    ``ray``: the connected ``ray`` module; ``workdir``: the plan's work folder (the tasks'
+    current folder); ``begin(launch)``: what the driver records as a step starts (its marker,
+    the head of its log); ``cpus_per_step``: Ray CPUs each task asks for.
     """
 
-    def __init__(self, workdir: Path, begin: Any, cpus_per_step: float = 1.0) -> None:
+    def __init__(
+        self,
+        ray: Any,
+        workdir: Path,
+        begin: Callable[[Any], None],
+        cpus_per_step: float = 1.0,
+    ) -> None:
         if cpus_per_step <= 0:
             raise ValueError(f"cpus_per_step must be > 0, got {cpus_per_step!r}")
-        self.ray = import_ray()
+        self.ray = ray
         self.workdir = Path(workdir).resolve()
         self.begin = begin
         self.cpus_per_step = cpus_per_step
-        self.started = False
-        if not self.ray.is_initialized():
-            self.ray.init(address=os.environ.get("RAY_ADDRESS"))
-            self.started = True
-        self._task = self.ray.remote(run_step_command)
+        self._task = ray.remote(run_step_command)
 
     def _node_gpus(self) -> int:
         """The most GPUs one living node has (a task runs on one node)."""
@@ -118,8 +113,14 @@ class RayExecutor:
         )
         return _RayTask(self.ray, ref, launch.log)
 
-    def close(self) -> None:
-        """Leave the cluster if this executor started it."""
-        if self.started:
-            self.ray.shutdown()
-            self.started = False
+
+@contextmanager
+def ray_executor(
+    workdir: Path, begin: Callable[[Any], None], cpus_per_step: float = 1.0
+) -> Iterator[RayExecutor]:
+    """``with ray_executor(workdir, begin) as executor:`` a :class:`RayExecutor` on a connected
+    Ray (``ImportError`` naming ``pip install "hf-mig[ray]"`` when Ray is missing)."""
+    from hf_mig.runtime.ray_data import ray_session
+
+    with ray_session() as ray:
+        yield RayExecutor(ray, workdir, begin, cpus_per_step)

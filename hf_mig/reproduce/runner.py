@@ -22,6 +22,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable, Sequence
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -314,12 +315,12 @@ def _run_concurrently(
     from hf_mig.reproduce.scheduler import LocalExecutor, run_concurrently
 
     if executor == "ray":
-        from hf_mig.reproduce.ray_executor import RayExecutor
+        from hf_mig.reproduce.ray_executor import ray_executor
 
-        chosen: Any = RayExecutor(plan.workdir, lambda launch: begin_step(plan, launch))
+        context: Any = ray_executor(plan.workdir, lambda launch: begin_step(plan, launch))
     else:
-        chosen = LocalExecutor(lambda launch, env: _start(plan, launch, env))
-    try:
+        context = nullcontext(LocalExecutor(lambda launch, env: _start(plan, launch, env)))
+    with context as chosen:
         run_concurrently(
             plan,
             selected,
@@ -330,5 +331,3 @@ def _run_concurrently(
             keep_going=keep_going,
             executor=chosen,
         )
-    finally:
-        getattr(chosen, "close", lambda: None)()

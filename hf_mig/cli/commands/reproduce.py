@@ -268,7 +268,7 @@ def run(args: argparse.Namespace) -> int:
         print("nothing was run", file=sys.stderr)
         return 2
     if args.executor == "ray":
-        from hf_mig.reproduce.ray_executor import import_ray
+        from hf_mig.runtime.ray_data import import_ray
 
         try:
             import_ray()
