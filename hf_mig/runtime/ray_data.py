@@ -307,7 +307,7 @@ def ray_map(
         fn_constructor_args=(step, str(parts_dir)),
         batch_size=batch_size,
         batch_format="pyarrow",
-        concurrency=concurrency,
+        compute=ray.data.ActorPoolStrategy(size=concurrency),
         num_gpus=num_gpus_per_worker or None,
         num_cpus=num_cpus_per_worker,
         zero_copy_batch=True,
