@@ -277,7 +277,8 @@ def ray_map(
     batch_size: int = 256,
     progress: bool = True,
 ) -> datasets.Dataset:
-    """``ds.map(step, batched=True, with_indices=True, batch_size=batch_size)`` run on Ray.
+    """``ds.map(step, batched=True, with_indices=True, batch_size=batch_size)`` run on Ray
+    (batches are cut smaller when that leaves an actor without rows).
 
     Needs a connected Ray (:class:`ray_session`). ``parts_dir`` is an empty folder (seen by
     every node) for the parquet parts; see the module docstring for how the work is spread and
@@ -300,6 +301,7 @@ def ray_map(
     if n == 0:
         return ds.map(step, batched=True, with_indices=True, batch_size=batch_size)
     ray = import_ray()
+    batch_size = min(batch_size, math.ceil(n / concurrency))  # every actor gets rows
     table = ds.with_format("arrow")[:]
     table = table.append_column(ROW_ID, pa.array(range(n), type=pa.int64()))
     mapped = ray.data.from_arrow(_blocks(table, batch_size, concurrency)).map_batches(
