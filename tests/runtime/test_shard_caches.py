@@ -190,3 +190,25 @@ def test_merge_options_for_caches(tmp_path, pool, capsys):
     assert not (tmp_path / "c" / "responses.sqlite").exists()
     assert main([*args, "--overwrite"]) == 0
     assert ResponseCache(tmp_path / "c").get("k").text == "v"
+
+
+def test_cli_shards_cache_in_their_own_files_and_merge_folds_them(tmp_path, pool, server, capsys):
+    out = tmp_path / "tagged"
+    common = ["--backend", "openai", "--model", "m", "--base-url", server.base_url,
+              "--max-retries", "0"]  # fmt: skip
+    for index in range(2):
+        assert main(["tag", str(pool), str(out), "--shard", f"{index}/2", *common]) == 0
+    assert server.requests == ROWS
+    cache_dir = out / "_cache"
+    assert sorted(p.name for p in cache_dir.glob("*.sqlite")) == [
+        "responses.shard-0-of-2.sqlite", "responses.shard-1-of-2.sqlite"
+    ]  # fmt: skip
+    assert main(["merge", str(out), str(tmp_path / "merged.jsonl")]) == 0
+    assert len(ResponseCache(cache_dir / "responses.sqlite")) == ROWS
+    server.reset()
+    again = tmp_path / "again"
+    for index in range(3):
+        spec = f"{index}/3"
+        args = ["tag", str(pool), str(again), "--shard", spec, "--cache", str(cache_dir)]
+        assert main([*args, *common]) == 0
+    assert server.requests == 0  # every shard of another cut read the folded base

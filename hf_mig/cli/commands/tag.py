@@ -14,9 +14,12 @@ class declares. Generative backends (``transformers``, ``vllm``, ``openai``) run
 :class:`InsTagTagger` and write ``labels``, ``instag_raw`` and ``instag_error``; ``embedding``
 runs :class:`EmbeddingTagger` (nearest InsTag labels, ``labels`` only). Pools without a
 ``messages`` column are converted with :func:`hf_mig.data.conversations.with_messages` first.
-Generated responses are cached on disk (by default in ``OUT.cache/``, or ``OUT/_cache/`` with
-``--shard``), so an interrupted run resumes without generating again; ``--shard I/N`` writes
-``OUT/shard-I-of-N`` and skips shards already complete.
+Generated responses are cached on disk (by default in ``OUT.cache/``), so an interrupted run
+resumes without generating again; ``--shard I/N`` writes ``OUT/shard-I-of-N``, skips shards
+already complete, and caches in its own file ``OUT/_cache/responses.shard-I-of-N.sqlite`` (with
+``--cache C.sqlite``: ``C.shard-I-of-N.sqlite``), reading the base cache
+``OUT/_cache/responses.sqlite`` (or ``C.sqlite``) read-only; ``hf-mig merge`` folds the shards'
+caches into the base.
 
 An existing OUT is refused before any work unless ``--overwrite`` (and a folder holding other
 files is never replaced); with ``--shard``, OUT may be an existing folder and ``--overwrite``
@@ -48,6 +51,7 @@ from hf_mig.cli.commands._annotate import (
     shard_prefix,
 )
 from hf_mig.models.generation.arguments import add_backend_arguments, backend_options
+from hf_mig.runtime.sharding import shard_cache_location
 
 logger = logging.getLogger(__name__)
 
@@ -124,7 +128,7 @@ def build_tagger(args: argparse.Namespace) -> Any:
     given = {
         "backend": lambda: args.backend,
         "backend_options": lambda: _backend_options(args),
-        "cache": lambda: _cache_location(args),
+        "cache": lambda: shard_cache_location(_cache_location(args), args.shard),
         "messages_column": lambda: "messages",
     }
     return cls(**step_arguments(cls, args, given, f"--backend {args.backend}"))
