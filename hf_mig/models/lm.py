@@ -10,7 +10,10 @@
 * :func:`load_pretrained`: ``(model, tokenizer)`` loaded once per process, keyed by the files'
   content identities (:mod:`hf_mig.models.identity`) as well as their names, so files replaced in
   place are loaded again; the model is on its device in ``eval`` mode. Scorers and the
-  transformers generation backend share this cache.
+  transformers generation backend share this cache. A causal model read from a GGUF file (with
+  its tokenizer from the same file) is dequantised once: a float32 ``transformers`` copy is kept
+  in ``cache_root()/gguf/<sha256 of the file>`` (:func:`converted_gguf_folder`) and read by later
+  loads in any process.
 """
 
 from __future__ import annotations
@@ -28,6 +31,7 @@ __all__ = [
     "DTYPES",
     "SMOLLM2_ALIASES",
     "clear_model_cache",
+    "converted_gguf_folder",
     "load_pretrained",
     "resolve_device",
     "resolve_dtype",
@@ -196,7 +200,69 @@ def load_pretrained(
     return _LOADED[key]
 
 
+def converted_gguf_folder(folder: str | os.PathLike, gguf_file: str) -> Path:
+    """Where :func:`load_pretrained` keeps a plain ``transformers`` copy of a GGUF model:
+    ``cache_root()/gguf/<sha256 of the GGUF file>`` (keyed by the file's bytes only)."""
+    from hf_mig.core.config import cache_root
+    from hf_mig.models.identity import file_digest
+
+    return cache_root() / "gguf" / file_digest(Path(folder) / gguf_file)
+
+
+def _is_converted(path: Path) -> bool:
+    return (path / "config.json").is_file() and (path / "tokenizer_config.json").is_file()
+
+
+def _save_converted(model: Any, tokenizer: Any, target: Path) -> None:
+    """Write the dequantised float32 ``model`` and its ``tokenizer`` to ``target`` through a
+    temporary sibling renamed into place (a concurrent writer's copy wins harmlessly); a cache
+    that cannot be written is logged and skipped."""
+    import shutil
+
+    from hf_mig.data.atomic import temp_sibling
+
+    tmp = temp_sibling(target)
+    # The weights are plain tensors once read from GGUF; the quantization marker only stops
+    # save_pretrained. It is put back afterwards: the model object is the one returned.
+    marker = model.config.__dict__.pop("quantization_config", None)
+    quantizer, model.hf_quantizer = getattr(model, "hf_quantizer", None), None
+    try:
+        tmp.parent.mkdir(parents=True, exist_ok=True)
+        model.save_pretrained(tmp)
+        tokenizer.save_pretrained(tmp)
+        os.replace(tmp, target)
+        logger.info("saved a transformers copy of the GGUF model in %s", target)
+    except OSError as err:
+        if not _is_converted(target):  # else another process renamed its copy in first
+            logger.warning("could not cache the converted GGUF model in %s: %s", target, err)
+    finally:
+        model.hf_quantizer = quantizer
+        if marker is not None:
+            model.config.quantization_config = marker
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
+
+
 def _load(key: tuple[Any, ...]) -> tuple[Any, Any]:
+    folder, gguf_file, tok_folder, tok_gguf, kind, dtype, device, trust_remote_code, _ = key
+    if gguf_file is None or kind != "causal" or (tok_folder, tok_gguf) != (folder, gguf_file):
+        return _from_pretrained(key)
+    # Reading a GGUF file dequantises every tensor (about 20 s for SmolLM2-135M); the float32
+    # result is kept once per file content and later loads read that copy.
+    target = converted_gguf_folder(folder, gguf_file)
+    if _is_converted(target):
+        local = str(target)
+        return _from_pretrained((local, None, local, None, *key[4:]))
+    model, tok = _from_pretrained((folder, gguf_file, folder, gguf_file, kind, "float32", "cpu",
+                                   trust_remote_code, ()))  # fmt: skip
+    _save_converted(model, tok, target)
+    import torch
+
+    model.to(device=device, dtype=getattr(torch, dtype))
+    return model, tok
+
+
+def _from_pretrained(key: tuple[Any, ...]) -> tuple[Any, Any]:
     import torch
     import transformers
 
