@@ -12,6 +12,11 @@ Engines, all returning the same picks in the same order (ties go to the lowest i
   bounds; only the top is re-evaluated. Exact because gains never rise (phi concave, u_i >= 0).
   When stale re-evaluations since the last refresh exceed ``refresh_fraction`` of the heap,
   every remaining gain is recomputed and the heap rebuilt.
+  With gradient gains and a pool larger than its candidate heap (``candidates`` rows, by
+  default ``max(16384, k // 2)``), the heap holds only the best rows of a full pass and the
+  best row left out bounds all the others (see ``_select_candidates``); a new pass is made
+  when the heap's best falls to that bound. The picks are the same; the heap is small, so a
+  pool of 100M rows needs no 1.6 GB heap.
 * ``"scan"``: every remaining gain evaluated at every step (required when phi is not concave).
 
 Gradient gains are sums of non-increasing terms, so they are non-increasing in floating point
@@ -40,6 +45,10 @@ from hf_mig.core.encoding import check_k
 from hf_mig.core.objective import Objective
 
 GAIN_KINDS = ("gradient", "exact")
+#: The candidate engine's heap holds max(CANDIDATES_MIN, k // CANDIDATES_PICKS_PER_ROW) rows;
+#: pools no larger use the plain lazy heap (measured best on 1M to 100M-row pools).
+CANDIDATES_MIN = 1 << 14
+CANDIDATES_PICKS_PER_ROW = 2
 ENGINES = ("auto", "lazy", "scan")
 
 # The kernels pass their arrays in small tuples:
@@ -302,6 +311,114 @@ def _scan_steps(steps, pool, prop, state, work, exact, phi, picked, istate, fsta
     return istate[_STEP]
 
 
+# ---------------------------------------------------------------------------- candidates
+# The candidate engine: lazy greedy over a heap of the best ``m`` rows only. A full pass
+# evaluates every row left, keeps the best ``m`` (gain first, lowest index on ties) in the heap
+# and remembers the best row left out, ``(T, iT)``. Gains only fall, so every row outside the
+# heap stays at or below ``(T, iT)``: the heap's top, once current, is the next pick while it
+# beats ``(T, iT)``; otherwise (or when the heap runs empty) the pass is repeated. The picks are
+# those of the full scan, as gradient gains never rise in floating point; it evaluates gradient
+# gains only (a literal call: a gain kind chosen at run time slows these loops several times).
+@_njit
+def _select_candidates(heap, pool, h, picked, stamp, t, m, bound):
+    """Evaluate every unpicked row; the best ``m`` go into ``heap`` as a max-heap (rows
+    ``(-gain, index)``, stamped ``t``), the best left out into ``bound = [T, iT]`` (``-inf``
+    when none); -> (heap size, rows evaluated)."""
+    size = 0
+    evaluated = 0
+    best_g = -np.inf
+    best_i = -1.0
+    for j in range(picked.size):
+        if picked[j]:
+            continue
+        evaluated += 1
+        g = _gradient_gain(j, pool, h)
+        # while filling, the heap is a min-heap of (gain, -index): its root is the worst row
+        if size < m:
+            heap[ROOT + size, 0] = g
+            heap[ROOT + size, 1] = -j
+            stamp[j] = t
+            size += 1
+            if size == m:
+                _heapify(heap, ROOT + size)
+            continue
+        out_g = g
+        out_i = float(j)
+        if _less(heap[ROOT, 0], heap[ROOT, 1], g, -j):  # the root is worse: swap it out
+            out_g = heap[ROOT, 0]
+            out_i = -heap[ROOT, 1]
+            heap[ROOT, 0] = g
+            heap[ROOT, 1] = -j
+            stamp[j] = t
+            _sift_down(heap, ROOT, ROOT + size)
+        if out_g > best_g or (out_g == best_g and out_i < best_i):
+            best_g = out_g
+            best_i = out_i
+    bound[0] = best_g
+    bound[1] = best_i
+    for pos in range(ROOT, ROOT + size):  # to the max-heap the lazy steps use
+        heap[pos, 0] = -heap[pos, 0]
+        heap[pos, 1] = -heap[pos, 1]
+    _heapify(heap, ROOT + size)
+    return size, evaluated
+
+
+@_njit
+def _candidate_steps(
+    steps,
+    pool,
+    prop,
+    state,
+    work,
+    phi,
+    heap,
+    stamp,
+    picked,
+    istate,
+    fstate,
+    out,
+    m,
+    bound,
+):
+    """Run up to ``steps`` picks of the candidate engine from the state held in the arrays."""
+    for _ in range(steps):
+        if istate[_STEP] >= picked.size:
+            break
+        t = istate[_STEP]
+        while True:
+            size = istate[_SIZE]
+            if size == 0:
+                size, evaluated = _select_candidates(
+                    heap, pool, state[2], picked, stamp, t, m, bound
+                )
+                istate[_SIZE] = size
+                istate[_EVALS] += evaluated
+                istate[_REFRESHES] += 1
+                continue
+            i = np.int64(heap[ROOT, 1])
+            if stamp[i] == t:  # current, and the best in the heap
+                g = -heap[ROOT, 0]
+                if g > bound[0] or (g == bound[0] and i < bound[1]):
+                    break
+                istate[_SIZE] = 0  # a row left out may be better: select again
+                continue
+            heap[ROOT, 0] = -_gradient_gain(i, pool, state[2])
+            stamp[i] = t
+            _sift_down(heap, ROOT, ROOT + size)
+            istate[_EVALS] += 1
+            istate[_STALE] += 1
+        gain = -heap[ROOT, 0]
+        size -= 1
+        heap[ROOT, 0] = heap[ROOT + size, 0]
+        heap[ROOT, 1] = heap[ROOT + size, 1]
+        istate[_SIZE] = size
+        if size > 0:
+            _sift_down(heap, ROOT, ROOT + size)
+        picked[i] = True
+        _record(i, gain, pool, prop, state, work, phi, istate, fstate, out)
+    return istate[_STEP]
+
+
 # ---------------------------------------------------------------------------- driver
 @dataclass
 class GreedyResult:
@@ -374,23 +491,24 @@ def information_bounds(
         total = float(np.sum(w))
         coverage = total * col_max
         d0 = float(objective.derivative(0.0))
-        gain = _max_row_gain(indptr, label_ids, w, row_sums) * d0 if w.size else 0.0
+        lab = _label_id_array(label_ids)
+        starts = np.asarray(indptr, dtype=np.int64)
+        gain = float(_max_row_gain(starts, lab, w, row_sums)) * d0 if w.size else 0.0
         phi_max = float(objective.value(coverage))
         bound = num_labels * phi_max
     return {"weight_total": total, "coverage": coverage, "gain": gain, "objective": bound}
 
 
-def _max_row_gain(indptr, label_ids, w, row_sums, rows_per_chunk: int = 1 << 20) -> float:
-    """``max_i w_i * sum_{l in L_i} row_sums[l]``, a chunk of rows at a time (the label ids are
-    read in place, whatever their integer type)."""
+@_njit
+def _max_row_gain(indptr, label_ids, w, row_sums):
+    """``max_i w_i * sum_{l in L_i} row_sums[l]`` (``-inf`` for no rows), reading the arrays in
+    place whatever their integer types."""
     best = -np.inf
-    for start in range(0, w.size, rows_per_chunk):
-        stop = min(w.size, start + rows_per_chunk)
-        span = np.asarray(indptr[start : stop + 1], dtype=np.int64)
-        ids = label_ids[span[0] : span[-1]]
-        rows = np.repeat(np.arange(stop - start), np.diff(span))
-        per_row = np.bincount(rows, weights=row_sums[ids], minlength=stop - start)
-        best = max(best, float(np.max(w[start:stop] * per_row)))
+    for i in range(w.size):
+        s = 0.0
+        for t in range(indptr[i], indptr[i + 1]):
+            s += row_sums[label_ids[t]]
+        best = max(best, w[i] * s)
     return best
 
 
@@ -411,6 +529,17 @@ def stamp_array(n: int, k: int) -> np.ndarray:
     return np.zeros(n, dtype=np.int32 if k < np.iinfo(np.int32).max else np.int64)
 
 
+def _candidate_count(n: int, k: int, candidates: int | None) -> int:
+    """Rows the candidate engine keeps in its heap (``candidates``, or a default from k)."""
+    if candidates is None:
+        return max(CANDIDATES_MIN, k // CANDIDATES_PICKS_PER_ROW)
+    if isinstance(candidates, bool) or not isinstance(candidates, (int, np.integer)):
+        raise TypeError(f"candidates must be an integer, got {candidates!r}")
+    if candidates < 1:
+        raise ValueError(f"candidates must be >= 1, got {candidates}")
+    return int(candidates)
+
+
 def greedy_select(
     indptr: np.ndarray,
     label_ids: np.ndarray,
@@ -425,15 +554,17 @@ def greedy_select(
     refresh_fraction: float = 0.05,
     chunk_size: int = 10_000,
     progress: bool | None = None,
+    candidates: int | None = None,
 ) -> GreedyResult:
     """Pick ``k`` samples greedily; see the module docstring for the model and the engines.
 
     ``indptr``/``label_ids``: CSR of sample -> label ids (each label at most once per sample);
     ``weights``: per-sample weight ``>= 0``; ``propagation``: P (K x K, non-negative, CSR).
     int64 ``indptr``, int32 or int64 ``label_ids`` and float64 ``weights`` (memory-mapped
-    ones included) are read in place, never copied; besides them the lazy engine holds
-    20 bytes per row (its heap, and the step at which each row was last evaluated) and one
-    flag per row.
+    ones included) are read in place, never copied; besides them the lazy engine holds, per
+    row, a flag and the step at which it was last evaluated (int32 while ``k`` fits), and a
+    heap of 16 bytes per row (per candidate with gradient gains: ``candidates`` rows, see the
+    module docstring; the picks do not depend on it).
     ``engine="auto"`` uses lazy greedy when phi is concave and the full scan otherwise (with a
     warning). ``compiled=None`` uses numba when installed.
     """
@@ -492,7 +623,30 @@ def greedy_select(
     initial = float(fstate[0])
     picked = np.zeros(n, dtype=np.bool_)
 
-    if engine == "lazy":
+    m = _candidate_count(n, k, candidates)
+    if engine == "lazy" and not exact and m < n:
+        heap = np.empty((m + ROOT, 2))
+        stamp = stamp_array(n, k)
+        bound = np.array([-np.inf, -1.0])
+
+        def run(steps):
+            return fn(_candidate_steps)(
+                steps,
+                pool,
+                prop,
+                state,
+                work,
+                phi,
+                heap,
+                stamp,
+                picked,
+                istate,
+                fstate,
+                out,
+                m,
+                bound,
+            )
+    elif engine == "lazy":
         heap = np.empty((n + ROOT, 2))
         stamp = stamp_array(n, k)
         istate[_SIZE] = fn(_fill_heap)(heap, pool, prop, state, work, exact, phi, picked, stamp, 0)

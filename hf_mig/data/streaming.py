@@ -37,7 +37,6 @@ __all__ = [
     "BATCH_ROWS",
     "StreamingPool",
     "encoding_cache_dir",
-    "is_streaming_source",
     "pool_encoding",
     "pool_labels",
     "write_rows",
@@ -48,12 +47,6 @@ logger = logging.getLogger(__name__)
 #: Rows read at once.
 BATCH_ROWS = 1 << 18
 _DIGEST = "xxh3_128"
-
-
-def is_streaming_source(source: Any) -> bool:
-    """Whether ``source`` is read in batches: a path (``str`` / ``os.PathLike``) or a
-    ``datasets.IterableDataset``."""
-    return isinstance(source, (str, os.PathLike, datasets.IterableDataset))
 
 
 def _parquet_files(path: Path) -> list[Path]:

@@ -178,3 +178,24 @@ def test_encode_batches_writes_meta_last_and_opens(tmp_path, shards):
     assert costs is None and encoding.num_rows == table.num_rows
     with pytest.raises(ValueError, match="encoded against 60 labels, not 3"):
         open_encoding(tmp_path, LABELS[:3])
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+@pytest.mark.parametrize("candidates", [1, 7, 60, 900])
+def test_candidate_heap_picks_what_the_full_scan_picks(seed, candidates):
+    """The lazy engine for large pools keeps only ``candidates`` rows in its heap; with exact
+    ties (duplicate rows, integer scores) its picks, gains and trace are the full scan's."""
+    from hf_mig import Objective, greedy_select
+    from tests.core.test_greedy import random_graph, random_pool
+
+    indptr, ids, scores = random_pool(1500, 40, seed)
+    p = random_graph(40, seed).propagation_matrix()
+    objective = Objective("pow", 1e-6, 0.8)
+    scan = greedy_select(indptr, ids, scores, p, 400, objective, engine="scan")
+    lazy = greedy_select(indptr, ids, scores, p, 400, objective, candidates=candidates)
+    assert lazy.indices.tolist() == scan.indices.tolist()
+    assert np.array_equal(lazy.gains, scan.gains)
+    assert np.array_equal(lazy.objective_trace, scan.objective_trace)
+    assert lazy.stats["refreshes"] >= 1 and lazy.stats["evaluations"] >= 1500
+    with pytest.raises(ValueError, match="candidates must be >= 1"):
+        greedy_select(indptr, ids, scores, p, 4, objective, candidates=0)
