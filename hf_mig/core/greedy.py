@@ -241,6 +241,30 @@ def _record(i, gain, pool, prop, state, work, phi, istate, fstate, out):
 
 
 # ---------------------------------------------------------------------------- engines
+@_njit_inline
+def _update_top(heap, key, stamp, t, istate):
+    """Give the heap's top its key re-evaluated at step ``t`` and restore the heap."""
+    stamp[np.int64(heap[ROOT, 1])] = t
+    heap[ROOT, 0] = key
+    _sift_down(heap, ROOT, ROOT + istate[_SIZE])
+    istate[_EVALS] += 1
+    istate[_STALE] += 1
+
+
+@_njit_inline
+def _pick_top(i, heap, pool, prop, state, work, phi, picked, istate, fstate, out):
+    """Pop the heap's top (row ``i``, its gain current) and add it to the selection."""
+    gain = -heap[ROOT, 0]
+    size = istate[_SIZE] - 1
+    heap[ROOT, 0] = heap[ROOT + size, 0]
+    heap[ROOT, 1] = heap[ROOT + size, 1]
+    istate[_SIZE] = size
+    if size > 0:
+        _sift_down(heap, ROOT, ROOT + size)
+    picked[i] = True
+    _record(i, gain, pool, prop, state, work, phi, istate, fstate, out)
+
+
 @_njit
 def _lazy_steps(
     steps,
@@ -268,25 +292,13 @@ def _lazy_steps(
             i = np.int64(heap[ROOT, 1])
             if stamp[i] == t:  # evaluated at this step: its gain is current, and maximal
                 break
-            heap[ROOT, 0] = -_gain(i, pool, prop, state, work, exact, phi)
-            stamp[i] = t
-            _sift_down(heap, ROOT, ROOT + size)
-            istate[_EVALS] += 1
-            istate[_STALE] += 1
+            _update_top(heap, -_gain(i, pool, prop, state, work, exact, phi), stamp, t, istate)
             if istate[_STALE] > refresh_limit * size:
                 _fill_heap(heap, pool, prop, state, work, exact, phi, picked, stamp, t)
                 istate[_EVALS] += size
                 istate[_STALE] = 0
                 istate[_REFRESHES] += 1
-        gain = -heap[ROOT, 0]
-        size -= 1
-        heap[ROOT, 0] = heap[ROOT + size, 0]
-        heap[ROOT, 1] = heap[ROOT + size, 1]
-        istate[_SIZE] = size
-        if size > 0:
-            _sift_down(heap, ROOT, ROOT + size)
-        picked[i] = True
-        _record(i, gain, pool, prop, state, work, phi, istate, fstate, out)
+        _pick_top(i, heap, pool, prop, state, work, phi, picked, istate, fstate, out)
     return istate[_STEP]
 
 
@@ -402,20 +414,8 @@ def _candidate_steps(
                     break
                 istate[_SIZE] = 0  # a row left out may be better: select again
                 continue
-            heap[ROOT, 0] = -_gradient_gain(i, pool, state[2])
-            stamp[i] = t
-            _sift_down(heap, ROOT, ROOT + size)
-            istate[_EVALS] += 1
-            istate[_STALE] += 1
-        gain = -heap[ROOT, 0]
-        size -= 1
-        heap[ROOT, 0] = heap[ROOT + size, 0]
-        heap[ROOT, 1] = heap[ROOT + size, 1]
-        istate[_SIZE] = size
-        if size > 0:
-            _sift_down(heap, ROOT, ROOT + size)
-        picked[i] = True
-        _record(i, gain, pool, prop, state, work, phi, istate, fstate, out)
+            _update_top(heap, -_gradient_gain(i, pool, state[2]), stamp, t, istate)
+        _pick_top(i, heap, pool, prop, state, work, phi, picked, istate, fstate, out)
     return istate[_STEP]
 
 
@@ -629,46 +629,20 @@ def greedy_select(
         stamp = stamp_array(n, k)
         bound = np.array([-np.inf, -1.0])
 
+        args = (pool, prop, state, work, phi, heap, stamp, picked, istate, fstate, out, m, bound)
+
         def run(steps):
-            return fn(_candidate_steps)(
-                steps,
-                pool,
-                prop,
-                state,
-                work,
-                phi,
-                heap,
-                stamp,
-                picked,
-                istate,
-                fstate,
-                out,
-                m,
-                bound,
-            )
+            return fn(_candidate_steps)(steps, *args)
     elif engine == "lazy":
         heap = np.empty((n + ROOT, 2))
         stamp = stamp_array(n, k)
         istate[_SIZE] = fn(_fill_heap)(heap, pool, prop, state, work, exact, phi, picked, stamp, 0)
         istate[_EVALS] = n
 
+        args = (pool, prop, state, work, exact, phi, heap, stamp, picked, istate, fstate, out)
+
         def run(steps):
-            return fn(_lazy_steps)(
-                steps,
-                pool,
-                prop,
-                state,
-                work,
-                exact,
-                phi,
-                heap,
-                stamp,
-                picked,
-                istate,
-                fstate,
-                out,
-                float(refresh_fraction),
-            )
+            return fn(_lazy_steps)(steps, *args, float(refresh_fraction))
     else:
 
         def run(steps):
