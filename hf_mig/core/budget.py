@@ -36,13 +36,13 @@ from hf_mig.core.greedy import (
     GAIN_KINDS,
     ROOT,
     GreedyResult,
-    _as_csr_parts,
     _gain,
     _heapify,
     _initial_state,
     _record,
     _sift_down,
-    information_bounds,
+    check_inputs,
+    stamp_array,
 )
 from hf_mig.core.objective import Objective
 
@@ -78,30 +78,6 @@ def check_costs(costs: object, n: int, column: str = "cost") -> np.ndarray:
             f"({int(bad.sum())} rows affected)"
         )
     return c
-
-
-def _validated(indptr, label_ids, weights, propagation, objective):
-    """The pool and P as the kernels take them, checked as ``greedy_select`` checks them."""
-    indptr = np.ascontiguousarray(indptr, dtype=np.int64)
-    lab = np.ascontiguousarray(label_ids, dtype=np.int64)
-    w = np.ascontiguousarray(weights, dtype=np.float64)
-    if indptr.shape != (w.size + 1,) or indptr[0] != 0 or indptr[-1] != lab.size:
-        raise ValueError(
-            "indptr must have len(weights) + 1 entries, start at 0, end at len(label_ids)"
-        )
-    if not np.isfinite(w).all() or (w < 0).any():
-        raise ValueError("weights must be finite and >= 0")
-    prop = _as_csr_parts(propagation)
-    num_labels = prop[0].size - 1
-    if lab.size and (lab.min() < 0 or lab.max() >= num_labels):
-        raise ValueError(f"label ids must lie in [0, {num_labels})")
-    bounds = information_bounds(indptr, lab, w, propagation, objective)
-    if not all(math.isfinite(v) for v in bounds.values()):
-        raise ValueError(
-            f"weights up to {w.max():.6g} (total {bounds['weight_total']:.6g}) overflow float64 "
-            "in the objective; rescale the weights, e.g. divide them by their maximum"
-        )
-    return (indptr, lab, w), prop
 
 
 # ---------------------------------------------------------------------------- kernels
@@ -222,7 +198,7 @@ def _run(scaled, model, limits, bounds, options, label="quotas"):
     initial = float(fstate[0])
     picked = np.zeros(n, dtype=np.bool_)
     heap = np.empty((n + ROOT, 2))
-    stamp = np.zeros(n, dtype=np.int64)
+    stamp = stamp_array(n, k)
     knap = (costs, budget, scaled, np.zeros(n))
     count = np.zeros(lower.size, dtype=np.int64)
     fill = _fill_quota_heap if compiled else _fill_quota_heap.py_func
@@ -298,7 +274,7 @@ def budget_select(
             "so budgeted selection has no guarantee; use a concave phi (e.g. pow with b <= 1)"
         )
     budget = check_budget(budget)
-    pool, prop = _validated(indptr, label_ids, weights, propagation, objective)
+    pool, prop = check_inputs(indptr, label_ids, weights, propagation, objective)
     n = pool[2].size
     costs = check_costs(costs, n, cost_column)
     k = n if k is None else check_k(k, n)

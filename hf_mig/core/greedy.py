@@ -512,6 +512,41 @@ def _max_row_gain(indptr, label_ids, w, row_sums):
     return best
 
 
+def check_inputs(
+    indptr: np.ndarray,
+    label_ids: np.ndarray,
+    weights: np.ndarray,
+    propagation: sp.spmatrix,
+    objective: Objective,
+) -> tuple[tuple, tuple]:
+    """``(pool, prop)`` as the kernels take them (see the top of this module), once the CSR is
+    consistent, the weights finite and ``>= 0``, the label ids within P and the objective
+    within float64 (:func:`information_bounds`); ``ValueError`` saying which otherwise.
+    int64 ``indptr``, int32/int64 ``label_ids`` and float64 ``weights`` are used in place."""
+    indptr = np.ascontiguousarray(indptr, dtype=np.int64)
+    lab = _label_id_array(label_ids)
+    w = np.ascontiguousarray(weights, dtype=np.float64)
+    if indptr.shape != (w.size + 1,) or indptr[0] != 0 or indptr[-1] != lab.size:
+        raise ValueError(
+            "indptr must have len(weights) + 1 entries, start at 0, end at len(label_ids)"
+        )
+    if not np.isfinite(w).all() or (w < 0).any():
+        raise ValueError("weights must be finite and >= 0")
+    prop = _as_csr_parts(propagation)
+    num_labels = prop[0].size - 1
+    if lab.size and (lab.min() < 0 or lab.max() >= num_labels):
+        raise ValueError(f"label ids must lie in [0, {num_labels})")
+    bounds = information_bounds(indptr, lab, w, propagation, objective)
+    if not all(math.isfinite(v) for v in bounds.values()):
+        raise ValueError(
+            f"weights up to {w.max():.6g} (total {bounds['weight_total']:.6g}) overflow "
+            f"float64 in the objective (bounds: coverage {bounds['coverage']:.3g}, gain "
+            f"{bounds['gain']:.3g}, E {bounds['objective']:.3g}); rescale the weights, e.g. "
+            "divide them by their maximum"
+        )
+    return (indptr, lab, w), prop
+
+
 def _label_id_array(label_ids: np.ndarray) -> np.ndarray:
     """The label ids as the kernels read them: int32 or int64 kept as they are (a memory-mapped
     array is read in place), any other integer type as int64."""
@@ -573,30 +608,10 @@ def greedy_select(
         raise ValueError(f"gain must be one of {GAIN_KINDS}, got {gain!r}")
     if engine not in ENGINES:
         raise ValueError(f"engine must be one of {ENGINES}, got {engine!r}")
-    indptr = np.ascontiguousarray(indptr, dtype=np.int64)
-    lab = _label_id_array(label_ids)
-    w = np.ascontiguousarray(weights, dtype=np.float64)
-    n = w.size
-    if indptr.shape != (n + 1,) or indptr[0] != 0 or indptr[-1] != lab.size:
-        raise ValueError(
-            "indptr must have len(weights) + 1 entries, start at 0, end at len(label_ids)"
-        )
-    if not np.isfinite(w).all() or (w < 0).any():
-        raise ValueError("weights must be finite and >= 0")
+    pool, prop = check_inputs(indptr, label_ids, weights, propagation, objective)
+    n = pool[2].size
     k = check_k(k, n)
-    p_indptr, p_indices, p_data = _as_csr_parts(propagation)
-    num_labels = p_indptr.size - 1
-    if lab.size and (lab.min() < 0 or lab.max() >= num_labels):
-        raise ValueError(f"label ids must lie in [0, {num_labels})")
-
-    bounds = information_bounds(indptr, lab, w, propagation, objective)
-    if not all(math.isfinite(v) for v in bounds.values()):
-        raise ValueError(
-            f"weights up to {w.max():.6g} (total {bounds['weight_total']:.6g}) overflow "
-            f"float64 in the objective (bounds: coverage {bounds['coverage']:.3g}, gain "
-            f"{bounds['gain']:.3g}, E {bounds['objective']:.3g}); rescale the weights, e.g. "
-            "divide them by their maximum"
-        )
+    num_labels = prop[0].size - 1
 
     if engine == "auto":
         engine = "lazy" if objective.is_concave else "scan"
@@ -617,8 +632,6 @@ def greedy_select(
 
     phi = (objective.code, float(objective.a), float(objective.b), float(objective.alpha))
     exact = gain == "exact"
-    pool = (indptr, lab, w)
-    prop = (p_indptr, p_indices, p_data)
     state, work, istate, fstate, out = _initial_state(prop, phi, k)
     initial = float(fstate[0])
     picked = np.zeros(n, dtype=np.bool_)

@@ -26,7 +26,6 @@ from tqdm.auto import tqdm
 
 from hf_mig.core._jit import HAVE_NUMBA
 from hf_mig.core._jit import njit as _njit
-from hf_mig.core.budget import _validated
 from hf_mig.core.encoding import PoolEncoding, PoolValidationError
 from hf_mig.core.greedy import (
     _EVALS,
@@ -41,6 +40,7 @@ from hf_mig.core.greedy import (
     _lazy_steps,
     _phi,
     _scan_steps,
+    check_inputs,
 )
 from hf_mig.core.objective import Objective
 
@@ -165,7 +165,7 @@ def replay_state(
     state after those picks, ``objective`` to rounding), in ``O(|picks| * nnz(u_i) + nnz(P))``
     with no gain evaluated. ``picks``: distinct row indices of the pool."""
     objective = objective or Objective()
-    pool, prop = _validated(indptr, label_ids, weights, propagation, objective)
+    pool, prop = check_inputs(indptr, label_ids, weights, propagation, objective)
     picks = _check_picks(picks, pool[2].size)
     return _replayed(pool, prop, picks, _phi_tuple(objective), _compiled(compiled))
 
@@ -223,7 +223,7 @@ def greedy_extend(
     if gain not in GAIN_KINDS:
         raise ValueError(f"gain must be one of {GAIN_KINDS}, got {gain!r}")
     engine = _engine(engine, objective)
-    pool, prop = _validated(indptr, label_ids, weights, propagation, objective)
+    pool, prop = check_inputs(indptr, label_ids, weights, propagation, objective)
     n = pool[2].size
     num_labels = prop[0].size - 1
     compiled = _compiled(compiled)

@@ -23,9 +23,9 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 import scipy.sparse as sp
 
-from hf_mig.core.budget import _lazy_setup, _run, _validated, check_budget, check_costs
+from hf_mig.core.budget import _lazy_setup, _run, check_budget, check_costs
 from hf_mig.core.encoding import check_k
-from hf_mig.core.greedy import GAIN_KINDS, GreedyResult
+from hf_mig.core.greedy import GAIN_KINDS, GreedyResult, check_inputs
 from hf_mig.core.objective import Objective
 
 __all__ = ["group_codes", "quota_bounds", "quota_select"]
@@ -165,7 +165,7 @@ def quota_select(
         budget = check_budget(budget)
         costs = check_costs(costs, n, cost_column)
         scaleds = (True, False)
-    pool, prop = _validated(indptr, label_ids, weights, propagation, objective)
+    pool, prop = check_inputs(indptr, label_ids, weights, propagation, objective)
     model, options = _lazy_setup(pool, prop, objective, gain, compiled, progress)
     options = (*options, refresh_fraction, chunk_size)
     compiled = options[0]

@@ -23,7 +23,6 @@ from tqdm.auto import tqdm
 
 from hf_mig.core._jit import HAVE_NUMBA
 from hf_mig.core._jit import njit as _njit
-from hf_mig.core.budget import _validated
 from hf_mig.core.encoding import check_k
 from hf_mig.core.greedy import (
     _EVALS,
@@ -33,6 +32,7 @@ from hf_mig.core.greedy import (
     _gain,
     _initial_state,
     _record,
+    check_inputs,
 )
 from hf_mig.core.objective import Objective
 
@@ -127,7 +127,7 @@ def stochastic_select(
     epsilon = check_epsilon(epsilon)
     if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
         raise ValueError(f"seed must be an integer >= 0, got {seed!r}")
-    pool, prop = _validated(indptr, label_ids, weights, propagation, objective)
+    pool, prop = check_inputs(indptr, label_ids, weights, propagation, objective)
     n = pool[2].size
     k = check_k(k, n)
     if compiled is None:
