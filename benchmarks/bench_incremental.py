@@ -10,7 +10,10 @@ appended, drawn with the same seed so the first ``--n`` rows are the old pool) w
 graph. The old selection is :func:`hf_mig.greedy_select` with ``--k`` on the old rows; then
 
 - ``extend``: :func:`hf_mig.core.incremental.greedy_extend` by ``--more`` from those picks
-  over the grown pool (their ``x(S)`` replayed, then the lazy greedy goes on);
+  over the grown pool, with the frontier the old selection left (their ``x(S)`` replayed, the
+  old rows' gain bounds reused, only the appended rows evaluated, then the lazy greedy goes on),
+  as ``MIGSelector.extend`` runs it;
+- ``extend_replay``: the same without the frontier (every row evaluated again);
 - ``full``: :func:`hf_mig.greedy_select` with ``k + more`` on the grown pool.
 
 Both report wall time and peak memory (see :func:`benchmarks.bench_select.measure`), after a
@@ -46,10 +49,17 @@ def run(n: int, grow: float, k: int, more: int, seed: int) -> dict[str, Any]:
     old = (indptr[: n + 1], ids[: indptr[n]], scores[:n], prop)
     first, first_m = measure(lambda: greedy_select(*old, k, progress=False))
     greedy_extend(*union, 1, first.indices[:10], progress=False)  # load extend's kernels
+    greedy_extend(*union, 1, first.indices, progress=False, frontier=first.frontier)
 
     (added, state), extend_m = measure(
+        lambda: greedy_extend(
+            *union, more, first.indices, progress=False, frontier=first.frontier
+        )
+    )
+    (replayed, _), replay_m = measure(
         lambda: greedy_extend(*union, more, first.indices, progress=False)
     )
+    assert replayed.indices.tolist() == added.indices.tolist()
     full, full_m = measure(lambda: greedy_select(*union, k + more, progress=False))
     e_extend, e_full = state.objective, float(full.objective_trace[-1])
     return {
@@ -60,6 +70,7 @@ def run(n: int, grow: float, k: int, more: int, seed: int) -> dict[str, Any]:
         "warmup_s": warm,
         "old_select": first_m,
         "extend": {**extend_m, "evaluations": added.stats["evaluations"]},
+        "extend_replay": {**replay_m, "evaluations": replayed.stats["evaluations"]},
         "full": {**full_m, "evaluations": full.stats["evaluations"]},
         "time_ratio": extend_m["seconds"] / full_m["seconds"],
         "E_old": float(first.objective_trace[-1]),
@@ -83,9 +94,10 @@ def main(argv: list[str] | None = None) -> int:
     print(
         f"pool {res['rows_old']:,} -> {res['rows_union']:,} rows; k={res['k']:,} + {res['more']:,}"
     )
-    for name in ("old_select", "extend", "full"):
+    for name in ("old_select", "extend", "extend_replay", "full"):
         m = res[name]
-        print(f"  {name:<10} {m['seconds']:8.3f} s  peak +{m['rss_peak_mb']:8.1f} MB")
+        evals = f"  {m['evaluations']:>10,} gain evaluations" if "evaluations" in m else ""
+        print(f"  {name:<13} {m['seconds']:8.3f} s  peak +{m['rss_peak_mb']:8.1f} MB{evals}")
     print(f"  extend / full time: {res['time_ratio']:.1%} (target <= 10%)")
     print(
         f"  E: old {res['E_old']:.6g}, extend {res['E_extend']:.6g}, full {res['E_full']:.6g}; "

@@ -53,6 +53,10 @@ class PoolEncoding:
     vocabulary: list[str]
     report: dict = field(default_factory=dict)
     label_occurrences: np.ndarray | None = None
+    #: the columns encoded and the report's running totals (set by :func:`encode_pool`), which
+    #: let :func:`encode_appended` encode only rows appended to them
+    source: pa.Table | None = field(default=None, repr=False, compare=False)
+    tally: EncodingTally | None = field(default=None, repr=False, compare=False)
 
     @property
     def num_rows(self) -> int:
@@ -467,6 +471,12 @@ class EncodingTally:
         self.totals: dict[str, int] = {}
         self.outside: dict[str, None] = {}  # distinct labels, in order of first occurrence
 
+    def copy(self) -> EncodingTally:
+        """A tally that adds up independently of this one."""
+        other = EncodingTally(self.vocabulary_size)
+        other.rows, other.totals, other.outside = self.rows, dict(self.totals), dict(self.outside)
+        return other
+
     def add(self, batch: BatchEncoding) -> None:
         self.rows += int(batch.scores.size)
         for name, value in batch.tallies.items():
@@ -527,7 +537,63 @@ def encode_pool(
     indptr = np.zeros(batch.counts.size + 1, dtype=np.int64)
     np.cumsum(batch.counts, out=indptr[1:])
     return PoolEncoding(
-        indptr, batch.label_ids, batch.scores, list(vocabulary), tally.report(), batch.occurrences
+        indptr,
+        batch.label_ids,
+        batch.scores,
+        list(vocabulary),
+        tally.report(),
+        batch.occurrences,
+        source=table,
+        tally=tally,
+    )
+
+
+def encode_appended(
+    old: PoolEncoding,
+    table: pa.Table,
+    *,
+    labels_column: str = "labels",
+    score_column: str = "score",
+) -> PoolEncoding | None:
+    """The encoding of ``table`` when its first ``old.num_rows`` rows are the columns ``old``
+    was encoded from (``old.source``, compared as Arrow data): ``old``'s rows reused and only
+    the rows after them encoded (errors name rows of ``table``), the report over all rows, as
+    :func:`encode_pool` of ``table`` gives. ``None`` when ``old`` has no source or the first
+    rows differ: encode ``table`` whole."""
+    n_old = old.num_rows
+    if old.source is None or old.tally is None or table.num_rows < n_old:
+        return None
+    columns = [labels_column, score_column]
+    if old.source.column_names != columns or not table.select(columns).slice(0, n_old).equals(
+        old.source
+    ):
+        return None
+    vocab = vocabulary_array(old.vocabulary)
+    batch = encode_batch(
+        table.slice(n_old),
+        vocab,
+        labels_column=labels_column,
+        score_column=score_column,
+        first_row=n_old,
+    )
+    tally = old.tally.copy()
+    tally.add(batch)
+    indptr = np.empty(n_old + batch.counts.size + 1, dtype=np.int64)
+    indptr[: n_old + 1] = old.indptr
+    np.cumsum(batch.counts, out=indptr[n_old + 1 :])
+    indptr[n_old + 1 :] += old.indptr[-1]
+    occurrences = None
+    if old.label_occurrences is not None:
+        occurrences = np.concatenate([old.label_occurrences, batch.occurrences])
+    return PoolEncoding(
+        indptr,
+        np.concatenate([old.label_ids, batch.label_ids]),
+        np.concatenate([old.scores, batch.scores]),
+        list(old.vocabulary),
+        tally.report(),
+        occurrences,
+        source=table.select(columns),
+        tally=tally,
     )
 
 

@@ -421,14 +421,50 @@ def _candidate_steps(
 
 # ---------------------------------------------------------------------------- driver
 @dataclass
+class Frontier:
+    """Where a lazy greedy stopped: its state and upper bounds on the gains of the rows not
+    picked, so that a continuation neither replays the picks nor evaluates the rows it has seen.
+
+    ``entries``: rows ``(-bound, index)`` (a gain cannot exceed its bound); ``bound``: ``(T,
+    iT)``, which bounds every unpicked row of the first ``rows`` that is not in ``entries``
+    (``(-inf, -1)`` when ``entries`` holds them all); ``gain``: the gain kind of the bounds;
+    ``picks``: how many rows were picked; ``x``, ``g``, ``h``, ``objective``: the state after
+    them (see :class:`hf_mig.core.incremental.GreedyState`). The arrays are only read.
+    """
+
+    entries: np.ndarray
+    bound: tuple[float, float]
+    rows: int
+    gain: str
+    picks: int
+    x: np.ndarray
+    g: np.ndarray
+    h: np.ndarray
+    objective: float
+
+
+@dataclass
 class GreedyResult:
-    """Picks in order, the gain of each pick when it was made, and E after each pick."""
+    """Picks in order, the gain of each pick when it was made, and E after each pick;
+    ``frontier`` (lazy engines) the bounds a continuation starts from
+    (:func:`hf_mig.core.incremental.greedy_extend`)."""
 
     indices: np.ndarray
     gains: np.ndarray
     objective_trace: np.ndarray
     initial_objective: float
     stats: dict = field(default_factory=dict)
+    frontier: Frontier | None = None
+
+
+def heap_frontier(heap, size, bound, n: int, gain: str, picks: int, state, fstate) -> Frontier:
+    """The :class:`Frontier` of a lazy engine over ``n`` rows: its heap's ``size`` live rows (a
+    view), its candidate ``bound`` (``None``: the heap holds every unpicked row), and the number
+    of ``picks``, ``state = (x, g, h)`` and E (``fstate[0]``) it stopped at."""
+    far = (-np.inf, -1.0) if bound is None else (float(bound[0]), float(bound[1]))
+    x, g, h = state
+    live = heap[ROOT : ROOT + int(size)]
+    return Frontier(live, far, n, gain, int(picks), x, g, h, float(fstate[0]))
 
 
 def _as_csr_parts(propagation: sp.spmatrix):
@@ -637,6 +673,7 @@ def greedy_select(
     picked = np.zeros(n, dtype=np.bool_)
 
     m = _candidate_count(n, k, candidates)
+    bound = None
     if engine == "lazy" and not exact and m < n:
         heap = np.empty((m + ROOT, 2))
         stamp = stamp_array(n, k)
@@ -685,4 +722,7 @@ def greedy_select(
         "pool_size": n,
         "num_labels": num_labels,
     }
-    return GreedyResult(out[0], out[1], out[2], initial, stats)
+    frontier = None
+    if engine == "lazy":
+        frontier = heap_frontier(heap, istate[_SIZE], bound, n, gain, k, state, fstate)
+    return GreedyResult(out[0], out[1], out[2], initial, stats, frontier)

@@ -31,16 +31,24 @@ from hf_mig.core.greedy import (
     _EVALS,
     _REFRESHES,
     _SIZE,
+    _STEP,
     ENGINES,
     GAIN_KINDS,
     ROOT,
+    Frontier,
     GreedyResult,
+    _candidate_count,
+    _candidate_steps,
     _dphi,
     _fill_heap,
+    _gain,
+    _heapify,
     _lazy_steps,
     _phi,
     _scan_steps,
     check_inputs,
+    heap_frontier,
+    stamp_array,
 )
 from hf_mig.core.objective import Objective
 
@@ -50,17 +58,26 @@ __all__ = ["GreedyState", "check_same_prefix", "greedy_extend", "replay_state"]
 @dataclass
 class GreedyState:
     """A greedy's position: ``picks`` in order, ``x`` (coverage per label), ``g = phi'(x)``,
-    ``h = P g`` and ``objective`` (E of the picks)."""
+    ``h = P g``, ``objective`` (E of the picks) and, after a lazy run, its ``frontier`` (see
+    :class:`hf_mig.core.greedy.Frontier`)."""
 
     picks: np.ndarray
     x: np.ndarray
     g: np.ndarray
     h: np.ndarray
     objective: float
+    frontier: Frontier | None = None
 
     def copy(self) -> GreedyState:
+        """A copy whose arrays can change without changing this state (the frontier, which is
+        only read, is shared)."""
         return GreedyState(
-            self.picks.copy(), self.x.copy(), self.g.copy(), self.h.copy(), self.objective
+            self.picks.copy(),
+            self.x.copy(),
+            self.g.copy(),
+            self.h.copy(),
+            self.objective,
+            self.frontier,
         )
 
 
@@ -193,6 +210,124 @@ def _check_k_more(k_more: object, free: int) -> int:
     return int(k_more)
 
 
+def _check_frontier(frontier: Frontier | None, n: int, gain: str, picks: int) -> Frontier | None:
+    """``frontier`` once it can continue ``picks`` picks over ``n`` rows with ``gain`` gains."""
+    if frontier is None:
+        return None
+    if not isinstance(frontier, Frontier):
+        raise TypeError(f"frontier must be a Frontier, got {type(frontier).__name__}")
+    if frontier.gain != gain:
+        raise ValueError(f"the frontier holds {frontier.gain} gains; this run uses {gain} gains")
+    if frontier.rows > n:
+        raise ValueError(f"the frontier covers {frontier.rows} rows; the pool has {n}")
+    if frontier.picks != picks:
+        raise ValueError(
+            f"the frontier was left after {frontier.picks} picks; the selection has {picks}"
+        )
+    return frontier
+
+
+#: A seeded candidate heap keeps every row given while they are at most this many times its
+#: size (no sort; a larger heap costs a little more per pick); beyond, the best rows only.
+SEED_ALL = 8
+
+
+@_njit
+def _evaluate_rows(first, pool, prop, state, work, exact, phi, gains):
+    """``gains[r]``: the gain of row ``first + r`` at ``state``."""
+    for r in range(gains.size):
+        gains[r] = _gain(first + r, pool, prop, state, work, exact, phi)
+
+
+def _seeded_heap(frontier, model, picked, capacity, compiled):
+    """A heap seeded from ``frontier`` (its rows' bounds, stale) and the rows appended since
+    (evaluated now, fresh at step 0), keeping the best ``capacity`` (``None``: all; all as well
+    while they are no more than ``SEED_ALL`` times ``capacity``).
+
+    -> ``(heap, stamp, size, bound, evaluated)``; ``bound`` is ``[T, iT]`` over the rows left
+    out (the frontier's own included), ``[-inf, -1]`` when none is."""
+    pool, prop, state, work, exact, phi = model
+    n = picked.size
+    gains = np.empty(n - frontier.rows)
+    evaluate = _evaluate_rows if compiled else _evaluate_rows.py_func
+    evaluate(frontier.rows, pool, prop, state, work, exact, phi, gains)
+    old = frontier.entries
+    keys = np.concatenate([-old[:, 0], gains])
+    rows = np.concatenate([old[:, 1], np.arange(frontier.rows, n, dtype=np.float64)])
+    fresh = np.arange(keys.size) >= old.shape[0]
+    bound = np.array(frontier.bound, dtype=np.float64)
+    if capacity is not None and keys.size > SEED_ALL * capacity:
+        order = np.lexsort((rows, -keys))  # best first, lowest index on ties
+        out = order[capacity]
+        if keys[out] > bound[0] or (keys[out] == bound[0] and rows[out] < bound[1]):
+            bound[:] = (keys[out], rows[out])
+        keep = order[:capacity]
+        keys, rows, fresh = keys[keep], rows[keep], fresh[keep]
+    size = keys.size
+    heap = np.empty((max(size, capacity or 0, 1) + ROOT, 2))
+    heap[ROOT : ROOT + size, 0] = -keys
+    heap[ROOT : ROOT + size, 1] = rows
+    (_heapify if compiled else _heapify.py_func)(heap, ROOT + size)
+    stamp = stamp_array(n, n)
+    stamp[rows.astype(np.int64)] = np.where(fresh, 0, -1)  # 0: this run's first step
+    return heap, stamp, size, bound, gains.size
+
+
+def _extend_engine(engine, model, frontier, picked, limits, istate, fstate, out, compiled):
+    """The step function of ``engine`` over the arrays given, and a function giving the
+    frontier it leaves (``None`` for the scan); ``istate`` counts the evaluations made here."""
+    pool, prop, state, work, exact, phi = model
+    k_more, candidates, refresh = limits
+    n = picked.size
+    done = int(picked.sum())
+
+    def left(heap, bound):
+        size, picks = istate[_SIZE], done + istate[_STEP]
+        return heap_frontier(heap, size, bound, n, gain, picks, state, fstate)
+
+    def fn(f):
+        return f if compiled else f.py_func
+
+    if engine != "lazy":
+
+        def scan(steps):
+            return fn(_scan_steps)(
+                steps, pool, prop, state, work, exact, phi, picked, istate, fstate, out
+            )
+
+        return scan, lambda: None
+    m = _candidate_count(n, k_more, candidates)
+    gain = "exact" if exact else "gradient"
+    if not exact and m < n:  # the candidate engine
+        if frontier is None:
+            heap, stamp, bound = np.empty((m + ROOT, 2)), stamp_array(n, k_more), None
+            size, evaluated = 0, 0
+        else:
+            heap, stamp, size, bound, evaluated = _seeded_heap(frontier, model, picked, m, compiled)
+        if bound is None:
+            bound = np.array([-np.inf, -1.0])
+        istate[_SIZE], istate[_EVALS] = size, evaluated
+        args = (pool, prop, state, work, phi, heap, stamp, picked, istate, fstate, out, m, bound)
+
+        def candidates(steps):
+            return fn(_candidate_steps)(steps, *args)
+
+        return candidates, lambda: left(heap, bound)
+    if frontier is not None and frontier.bound[0] == -np.inf:
+        heap, stamp, size, _, evaluated = _seeded_heap(frontier, model, picked, None, compiled)
+    else:
+        heap, stamp = np.empty((n + ROOT, 2)), stamp_array(n, n)
+        size = fn(_fill_heap)(heap, pool, prop, state, work, exact, phi, picked, stamp, 0)
+        evaluated = size
+    istate[_SIZE], istate[_EVALS] = size, evaluated
+    args = (pool, prop, state, work, exact, phi, heap, stamp, picked, istate, fstate, out)
+
+    def lazy(steps):
+        return fn(_lazy_steps)(steps, *args, float(refresh))
+
+    return lazy, lambda: left(heap, None)
+
+
 def greedy_extend(
     indptr: np.ndarray,
     label_ids: np.ndarray,
@@ -208,6 +343,8 @@ def greedy_extend(
     refresh_fraction: float = 0.05,
     chunk_size: int = 10_000,
     progress: bool | None = None,
+    frontier: Frontier | None = None,
+    candidates: int | None = None,
 ) -> tuple[GreedyResult, GreedyState]:
     """Pick ``k_more`` rows not picked yet, greedily from the coverage ``x`` of ``start``.
 
@@ -218,6 +355,13 @@ def greedy_extend(
     ``k_more``: an integer in ``[1, rows not picked yet]``. Returns the new picks
     (``GreedyResult``: indices, gains, E after each, with ``initial_objective`` the starting E)
     and the state after them.
+
+    ``frontier``: the bounds left by the lazy run that reached ``start`` (``GreedyResult.frontier``
+    of the ``greedy_select`` or ``greedy_extend`` whose picks ``start`` holds; by default a
+    ``GreedyState``'s own). With it, the lazy engines evaluate only the appended rows up front
+    (the rows seen before keep their bounds, which gains never exceed), instead of every row;
+    the picks are the same. It must come from the same pool prefix, P, objective and ``gain``.
+    ``candidates``: the candidate engine's heap size, as in ``greedy_select``.
     """
     objective = objective or Objective()
     if gain not in GAIN_KINDS:
@@ -230,8 +374,15 @@ def greedy_extend(
     phi = _phi_tuple(objective)
     if isinstance(start, GreedyState):
         state = start
+        frontier = state.frontier if frontier is None else frontier
     else:
-        state = _replayed(pool, prop, _check_picks(start, n), phi, compiled)
+        picks = _check_picks(start, n)
+        if frontier is None:
+            state = _replayed(pool, prop, picks, phi, compiled)
+        else:  # the state the run stopped at: no replay
+            f = _check_frontier(frontier, n, gain, picks.size)
+            state = GreedyState(picks, f.x, f.g, f.h, f.objective, f)
+    _check_frontier(frontier, n, gain, state.picks.size)
     if state.x.shape != (num_labels,):
         raise ValueError(
             f"state covers {state.x.size} labels; the propagation matrix has {num_labels}"
@@ -239,38 +390,17 @@ def greedy_extend(
     if state.picks.size and state.picks.max() >= n:
         raise ValueError(f"state picks row {int(state.picks.max())}; the pool has {n} rows")
     k_more = _check_k_more(k_more, n - state.picks.size)
-
-    def fn(f):
-        return f if compiled else f.py_func
-
     new = state.copy()
-    exact = gain == "exact"
-    arrays = (new.x, new.g, new.h)
-    work = _work(num_labels)
+    model = (pool, prop, (new.x, new.g, new.h), _work(num_labels), gain == "exact", phi)
     istate = np.zeros(5, dtype=np.int64)
     fstate = np.array([state.objective])
     out = (np.empty(k_more, dtype=np.int64), np.empty(k_more), np.empty(k_more))
     picked = np.zeros(n, dtype=np.bool_)
     picked[state.picks] = True
-    if engine == "lazy":
-        heap = np.empty((n + ROOT, 2))
-        stamp = np.zeros(n, dtype=np.int64)
-        fill = fn(_fill_heap)
-        istate[_SIZE] = fill(heap, pool, prop, arrays, work, exact, phi, picked, stamp, 0)
-        istate[_EVALS] = istate[_SIZE]
-
-        def run(steps):
-            return fn(_lazy_steps)(
-                steps, pool, prop, arrays, work, exact, phi, heap, stamp, picked, istate,
-                fstate, out, float(refresh_fraction),
-            )  # fmt: skip
-    else:
-
-        def run(steps):
-            return fn(_scan_steps)(
-                steps, pool, prop, arrays, work, exact, phi, picked, istate, fstate, out
-            )
-
+    limits = (k_more, candidates, refresh_fraction)
+    run, finish = _extend_engine(
+        engine, model, frontier, picked, limits, istate, fstate, out, compiled
+    )
     show = progress if progress is not None else n > 2_000_000
     with tqdm(total=k_more, desc=f"MIG extend ({engine})", unit="pick", disable=not show) as bar:
         done = 0
@@ -281,6 +411,7 @@ def greedy_extend(
             done = new_done
     new.picks = np.concatenate([state.picks, out[0]])
     new.objective = float(fstate[0])
+    new.frontier = finish()
     stats = {
         "engine": engine,
         "compiled": compiled,

@@ -20,6 +20,7 @@ from hf_mig.core.encoding import (
     arrow_columns,
     check_k,
     describe_report,
+    encode_appended,
     encode_pool,
     read_scores,
     unique_labels,
@@ -598,8 +599,10 @@ class MIGSelector(BaseSelector):
         the rows not picked yet) more are picked among all the others, old and new, by the
         same greedy from the current ``x(S)`` (:func:`hf_mig.core.incremental.greedy_extend`),
         over the same label graph (labels it does not know are ignored and counted in
-        ``encoding_report_``). Returns the whole selection as :meth:`select` does and updates
-        the fitted attributes, so ``extend`` can be called again. Selections made with a
+        ``encoding_report_``). The lazy engines start from the bounds the last run left
+        (``result_.frontier``), so only the appended rows are evaluated up front. Returns the
+        whole selection as :meth:`select` does and updates the fitted attributes, so ``extend``
+        can be called again. Selections made with a
         ``budget``, ``quotas`` or the ``"stochastic"`` engine cannot be extended: run
         :meth:`select`.
         """
@@ -613,38 +616,36 @@ class MIGSelector(BaseSelector):
             )
         old = self._encoding
         table = arrow_columns(pool, [self.labels_column, self.score_column])
-        encoding = encode_pool(
-            table, old.vocabulary, labels_column=self.labels_column, score_column=self.score_column
-        )
-        check_same_prefix(
-            old, encoding, labels_column=self.labels_column, score_column=self.score_column
-        )
+        columns = {"labels_column": self.labels_column, "score_column": self.score_column}
+        encoding = encode_appended(old, table, **columns)
+        if encoding is None:  # the first rows are not the same data: compare them row by row
+            encoding = encode_pool(table, old.vocabulary, **columns)
+            check_same_prefix(old, encoding, **columns)
         self.check_encoding(encoding, given_graph=self.label_graph is not None)
         info = LabelInformation.build(
             encoding, self.label_graph_.propagation_matrix(self.prop_weight), norm=self.norm
         )
         self._check_bounds(info)
         arrays = (encoding.indptr, encoding.label_ids, info.weights, info.propagation)
-        cached = getattr(self, "_extend_state", None)
-        fresh = cached is not None and cached[0] is self.result_
+        before = self.result_
         more, state = greedy_extend(
             *arrays,
             k_more,
-            cached[1] if fresh else self.result_.indices,
+            before.indices,
             self.objective,
             gain=self.gain,
             engine=self.engine,
             progress=self.progress,
+            frontier=before.frontier,
         )
-        before = self.result_
         self.result_ = GreedyResult(
             state.picks,
             np.concatenate([before.gains, more.gains]),
             np.concatenate([before.objective_trace, more.objective_trace]),
             before.initial_objective,
             {**more.stats, "extended_from": int(before.indices.size)},
+            state.frontier,
         )
-        self._extend_state = (self.result_, state)
         self._encoding = encoding
         self.encoding_report_ = encoding.report
         return self.rows(pool, self.result_.indices)

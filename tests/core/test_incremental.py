@@ -60,6 +60,58 @@ def test_extend_without_new_rows_continues_the_greedy_exactly(compiled, objectiv
     assert again.indices.tolist() == longer.indices[-5:].tolist()
 
 
+@pytest.mark.parametrize("compiled", [True, False])
+@pytest.mark.parametrize("candidates", [None, 40, 7])
+@pytest.mark.parametrize("grow", [0, 100])
+def test_a_frontier_gives_the_picks_of_evaluating_every_row(compiled, candidates, grow):
+    """Seeded with the bounds the first run left (candidate heap or full heap), the extension
+    picks what the full scan picks, evaluating only the appended rows up front."""
+    n_old, k, k_more = 500, 40, 30
+    arrays = _arrays(n_old + grow, 50, 3)
+    options = {"compiled": compiled, "candidates": candidates}
+    old = greedy_select(*_head(arrays, n_old), k, **options)
+    assert old.frontier is not None and old.frontier.rows == n_old
+    assert old.frontier.entries.shape[0] <= (candidates or n_old)
+    scan, _ = greedy_extend(*arrays, k_more, old.indices, engine="scan", compiled=compiled)
+    seeded, after = greedy_extend(*arrays, k_more, old.indices, frontier=old.frontier, **options)
+    assert seeded.indices.tolist() == scan.indices.tolist()
+    np.testing.assert_array_equal(seeded.gains, scan.gains)
+    if grow == 0:
+        full = greedy_select(*arrays, k + k_more, compiled=compiled)
+        assert seeded.indices.tolist() == full.indices[k:].tolist()
+    if candidates is None:
+        unseeded, _ = greedy_extend(*arrays, k_more, old.indices, compiled=compiled)
+        assert seeded.indices.tolist() == unseeded.indices.tolist()
+        assert seeded.stats["evaluations"] <= unseeded.stats["evaluations"]
+    # the state carries its own frontier on
+    again, _ = greedy_extend(*arrays, 10, after, **options)
+    scan_again, _ = greedy_extend(*arrays, 10, after.picks, engine="scan", compiled=compiled)
+    assert again.indices.tolist() == scan_again.indices.tolist()
+
+
+def test_a_frontier_with_exact_gains():
+    arrays = _arrays(600, 50, 4)
+    old = greedy_select(*_head(arrays, 500), 40, gain="exact")
+    seeded, _ = greedy_extend(*arrays, 30, old.indices, gain="exact", frontier=old.frontier)
+    unseeded, _ = greedy_extend(*arrays, 30, old.indices, gain="exact")
+    assert seeded.indices.tolist() == unseeded.indices.tolist()
+    assert seeded.stats["evaluations"] < unseeded.stats["evaluations"]
+
+
+def test_a_frontier_must_match_the_run():
+    arrays = _arrays(300, 40, 5)
+    old = greedy_select(*arrays, 20)
+    with pytest.raises(ValueError, match="gradient gains; this run uses exact"):
+        greedy_extend(*arrays, 5, old.indices, gain="exact", frontier=old.frontier)
+    with pytest.raises(ValueError, match="covers 300 rows; the pool has 200"):
+        greedy_extend(*_head(arrays, 200), 5, old.indices[old.indices < 200],
+                      frontier=old.frontier)  # fmt: skip
+    with pytest.raises(ValueError, match="left after 20 picks; the selection has 10"):
+        greedy_extend(*arrays, 5, old.indices[:10], frontier=old.frontier)
+    with pytest.raises(TypeError, match="frontier must be a Frontier"):
+        greedy_extend(*arrays, 5, old.indices, frontier=old.indices)
+
+
 def test_extend_by_scan_matches_lazy():
     arrays = _arrays(200, 30, 2)
     state = replay_state(*arrays, greedy_select(*arrays, 10).indices)
@@ -169,3 +221,72 @@ def test_selector_extend_refuses_a_changed_pool(pools):
         budgeted = MIGSelector(10, label_graph=graph, budget=10.0, cost_column="score")
         budgeted.select(old)
         budgeted.extend(union, 5)
+
+
+# ---------------------------------------------------------------------------- appended rows
+def _labelled_table(rows):
+    import pyarrow as pa
+
+    labels = pa.array([r[0] for r in rows], type=pa.list_(pa.string()))
+    return pa.table({"labels": labels, "score": pa.array([float(r[1]) for r in rows])})
+
+
+APPEND_ROWS = [
+    (["a", "b"], 1),
+    (["a", "a", "zz"], 2),  # a repeat and a label outside the vocabulary
+    ([], 3),
+    (["c"], 0),
+    (["b", "yy", "c", "b"], 5),
+    (["zz"], 1),
+    (["a"], 4),
+]
+
+
+@pytest.mark.parametrize("n_old", [0, 1, 3, 6, 7])
+def test_encoding_appended_rows_equals_encoding_the_whole(n_old):
+    from hf_mig.core.encoding import encode_appended, encode_pool
+
+    vocab = ["a", "b", "c"]
+    union = _labelled_table(APPEND_ROWS)
+    old = encode_pool(union.slice(0, n_old), vocab)
+    grown = encode_appended(old, union)
+    whole = encode_pool(union, vocab)
+    for name in ("indptr", "label_ids", "scores", "label_occurrences"):
+        np.testing.assert_array_equal(getattr(grown, name), getattr(whole, name))
+    assert grown.report == whole.report
+    again = encode_appended(grown, union)  # nothing appended
+    np.testing.assert_array_equal(again.label_ids, whole.label_ids)
+
+
+def test_encoding_appended_rows_needs_the_same_first_rows():
+    from hf_mig.core.encoding import encode_appended, encode_pool
+
+    vocab = ["a", "b", "c"]
+    union = _labelled_table(APPEND_ROWS)
+    old = encode_pool(union.slice(0, 4), vocab)
+    changed = _labelled_table([APPEND_ROWS[0], (["a"], 2), *APPEND_ROWS[2:]])
+    assert encode_appended(old, changed) is None
+    assert encode_appended(old, union.slice(0, 3)) is None
+    bad_tail = _labelled_table([*APPEND_ROWS, (["a", " "], 1)])
+    with pytest.raises(PoolValidationError, match="row 7"):
+        encode_appended(old, bad_tail)
+
+
+def test_selector_extend_encodes_only_the_appended_rows(pools, monkeypatch):
+    import hf_mig.selectors.mig as mig_module
+
+    graph, old, union = pools
+    reference = MIGSelector(25, label_graph=graph)
+    reference.select(old)
+    with monkeypatch.context() as patch:  # encoded whole and compared row by row
+        patch.setattr(mig_module, "encode_appended", lambda *args, **kwargs: None)
+        expected = reference.extend(union, 15)["row"]
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("the whole pool was encoded again")
+
+    sel = MIGSelector(25, label_graph=graph)
+    sel.select(old)
+    monkeypatch.setattr(mig_module, "encode_pool", refuse)
+    assert sel.extend(union, 15)["row"] == expected
+    assert sel.encoding_report_ == reference.encoding_report_
