@@ -16,7 +16,12 @@ graph. The old selection is :func:`hf_mig.greedy_select` with ``--k`` on the old
 - ``extend_replay``: the same without the frontier (every row evaluated again);
 - ``full``: :func:`hf_mig.greedy_select` with ``k + more`` on the grown pool.
 
-Both report wall time and peak memory (see :func:`benchmarks.bench_select.measure`), after a
+and, through the selector on the same pool as a ``datasets.Dataset`` (the old pool a separate
+copy, so the first rows are compared as data), ``selector_extend``: ``MIGSelector.extend`` by
+``--more`` after ``select`` with ``--k`` (encoding only the appended rows), against
+``selector_full``: ``MIGSelector(k + more).select_indices`` on the grown pool.
+
+All report wall time and peak memory (see :func:`benchmarks.bench_select.measure`), after a
 warm-up call that loads numba's code; the summary gives extend's time as a share of the full
 run's and the relative gap between their final E(S).
 """
@@ -81,6 +86,26 @@ def run(n: int, grow: float, k: int, more: int, seed: int) -> dict[str, Any]:
     }
 
 
+def run_selector(n: int, grow: float, k: int, more: int, seed: int) -> dict[str, Any]:
+    """``MIGSelector.extend`` against a fresh ``MIGSelector.select_indices`` on the grown pool."""
+    from benchmarks.synthetic import make_pool_dataset
+    from hf_mig import MIGSelector
+
+    graph = make_label_graph(TULU_K_LABELS, seed)
+    union = make_pool_dataset(n + int(round(grow * n)), seed=seed)
+    old = union.select(range(n)).flatten_indices()
+    sel = MIGSelector(k, label_graph=graph, progress=False)
+    sel.select_indices(old)
+    _, extend_m = measure(lambda: sel.extend(union, more))
+    fresh = MIGSelector(k + more, label_graph=graph, progress=False)
+    _, full_m = measure(lambda: fresh.select_indices(union))
+    return {
+        "selector_extend": extend_m,
+        "selector_full": full_m,
+        "selector_time_ratio": extend_m["seconds"] / full_m["seconds"],
+    }
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--n", type=int, default=200_000, help="rows of the old pool")
@@ -91,14 +116,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--json", type=Path, help="also write the results here")
     args = parser.parse_args(argv)
     res = run(args.n, args.grow, args.k, args.more, args.seed)
+    res.update(run_selector(args.n, args.grow, args.k, args.more, args.seed))
     print(
         f"pool {res['rows_old']:,} -> {res['rows_union']:,} rows; k={res['k']:,} + {res['more']:,}"
     )
-    for name in ("old_select", "extend", "extend_replay", "full"):
+    names = ("old_select", "extend", "extend_replay", "full", "selector_extend", "selector_full")
+    for name in names:
         m = res[name]
         evals = f"  {m['evaluations']:>10,} gain evaluations" if "evaluations" in m else ""
         print(f"  {name:<13} {m['seconds']:8.3f} s  peak +{m['rss_peak_mb']:8.1f} MB{evals}")
     print(f"  extend / full time: {res['time_ratio']:.1%} (target <= 10%)")
+    print(f"  selector extend / full time: {res['selector_time_ratio']:.1%}")
     print(
         f"  E: old {res['E_old']:.6g}, extend {res['E_extend']:.6g}, full {res['E_full']:.6g}; "
         f"gap {res['objective_gap']:.4%}; new picks from appended rows: "
