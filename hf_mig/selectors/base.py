@@ -87,7 +87,9 @@ def as_dataset(dataset: Dataset | DatasetDict, *, what: str = "selection") -> Da
             f"{what}: got a streaming {type(dataset).__name__}; accepted: {accepted}. Selection "
             "needs the pool's length and random access to its rows: load it without "
             "streaming=True, or materialise it first (Dataset.from_generator or "
-            "Dataset.from_list(list(ds)))."
+            "Dataset.from_list(list(ds))). MIG also selects from a pool larger than memory "
+            "without loading it: MIGSelector.select_streaming(ds) or select_to_file(ds, out), "
+            "or a Parquet path given to select_indices."
         )
     hint = ""
     module = type(dataset).__module__.split(".")[0]
