@@ -452,7 +452,8 @@ def test_cli_tag_shards_and_resume(tmp_path, pool_file, server, capsys):
     whole = [json.loads(line) for line in whole_out.read_text().splitlines()]
     assert merged["labels"] == [r["labels"] for r in whole]
     assert merged["instag_error"] == [r["instag_error"] for r in whole]
-    assert (out / "_cache" / "responses.sqlite").is_file()
+    caches = sorted(p.name for p in (out / "_cache").glob("*.sqlite"))
+    assert caches == ["responses.shard-0-of-2.sqlite", "responses.shard-1-of-2.sqlite"]
 
 
 def test_cli_tag_bad_arguments(tmp_path, pool_file, server, capsys):

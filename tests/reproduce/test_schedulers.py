@@ -5,14 +5,13 @@ from __future__ import annotations
 
 import json
 import re
-import shutil
 import subprocess
 import sys
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import pytest
+from ray_local import local_ray
 
 from hf_mig.data.errors import OutputExistsError
 from hf_mig.reproduce import (
@@ -271,24 +270,11 @@ def test_cli_checks_jobs(no_shared, tmp_path, run_main):
 
 
 @pytest.fixture(scope="module")
-def ray_cluster(tmp_path_factory):
-    """A local two-CPU Ray instance for this module, with HOME (where Ray writes
-    ``.ray/auth_token``) pointed at a temporary folder; the real HOME gets nothing."""
+def ray_cluster():
+    """A local two-CPU Ray for this module (:func:`ray_local.local_ray`)."""
     ray = pytest.importorskip("ray")
-    home = Path.home()
-    before = sorted(p.name for p in home.iterdir())
-    fake_home = tmp_path_factory.mktemp("home")
-    temp = Path(tempfile.mkdtemp(prefix="ray", dir="/tmp"))  # short: Ray's socket paths
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("HOME", str(fake_home))
-        ray.init(num_cpus=2, include_dashboard=False, _temp_dir=str(temp), log_to_driver=False)
-        try:
-            yield ray
-        finally:
-            ray.shutdown()
-            shutil.rmtree(temp, ignore_errors=True)
-    assert sorted(p.name for p in home.iterdir()) == before
-    assert not (home / ".ray" / "auth_token").exists() or ".ray" in before
+    with local_ray():
+        yield ray
 
 
 def test_ray_runs_the_plan_as_the_serial_run_does(ray_cluster, serial_diamond, tmp_path):

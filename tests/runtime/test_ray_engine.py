@@ -7,10 +7,8 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import sqlite3
 import sys
-import tempfile
 from pathlib import Path
 
 import datasets
@@ -19,6 +17,7 @@ import pytest
 ray = pytest.importorskip("ray")
 
 from openai_server import OpenAIServer  # noqa: E402
+from ray_local import local_ray  # noqa: E402
 
 from hf_mig.annotate.scorers import DeitaScorer, LengthScorer  # noqa: E402
 from hf_mig.annotate.taggers import InsTagTagger  # noqa: E402
@@ -47,34 +46,10 @@ class DyingOnceScorer(LengthScorer):
 
 @pytest.fixture(scope="module", autouse=True)
 def ray_cluster():
-    """One local Ray for the module: 2 CPUs, no dashboard, its files under a temporary folder,
-    ``HOME`` a temporary folder (Ray writes ``~/.ray/auth_token``) and this module's folders on
+    """One local Ray for the module (:func:`ray_local.local_ray`), with this module's folders on
     the workers' ``PYTHONPATH`` (they import it for :class:`DyingOnceScorer`)."""
-    real_ray_dir = Path.home() / ".ray"
-    before = sorted(real_ray_dir.rglob("*")) if real_ray_dir.exists() else None
-    root = Path(tempfile.mkdtemp(prefix="hfmig-ray-", dir="/tmp"))  # short: Ray's socket paths
-    patch = pytest.MonkeyPatch()
-    patch.setenv("HOME", str(root / "home"))
-    path = os.pathsep.join(
-        p for p in (str(HERE), str(HERE.parent), os.environ.get("PYTHONPATH")) if p
-    )
-    patch.setenv("PYTHONPATH", path)
-    patch.delenv("RAY_ADDRESS", raising=False)
-    ray.init(
-        num_cpus=2,
-        include_dashboard=False,
-        _temp_dir=str(root / "ray"),
-        log_to_driver=False,
-        configure_logging=False,
-    )
-    try:
+    with local_ray([str(HERE), str(HERE.parent)]):
         yield
-    finally:
-        ray.shutdown()
-        patch.undo()
-        shutil.rmtree(root, ignore_errors=True)
-    after = sorted(real_ray_dir.rglob("*")) if real_ray_dir.exists() else None
-    assert after == before, f"the tests wrote into {real_ray_dir}"
 
 
 def write_pool(path: Path, rows: list[dict]) -> Path:
