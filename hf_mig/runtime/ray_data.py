@@ -8,7 +8,8 @@
     map_on_ray(get_scorer("deita", model="smollm2"), "pool.jsonl", "scored.parquet",
                concurrency=4, num_gpus_per_worker=1)
 
-``hf-mig tag|score POOL OUT --engine ray --concurrency N --num-gpus-per-worker G`` runs the same.
+``hf-mig tag|score POOL OUT --engine ray --ray-concurrency N --num-gpus-per-worker G`` runs the
+same.
 
 How it runs (:func:`ray_map`):
 
