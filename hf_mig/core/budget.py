@@ -274,7 +274,7 @@ def budget_select(
             "so budgeted selection has no guarantee; use a concave phi (e.g. pow with b <= 1)"
         )
     budget = check_budget(budget)
-    pool, prop = check_inputs(indptr, label_ids, weights, propagation, objective)
+    pool, prop, _ = check_inputs(indptr, label_ids, weights, propagation, objective)
     n = pool[2].size
     costs = check_costs(costs, n, cost_column)
     k = n if k is None else check_k(k, n)

@@ -429,7 +429,8 @@ class Frontier:
     iT)``, which bounds every unpicked row of the first ``rows`` that is not in ``entries``
     (``(-inf, -1)`` when ``entries`` holds them all); ``gain``: the gain kind of the bounds;
     ``picks``: how many rows were picked; ``x``, ``g``, ``h``, ``objective``: the state after
-    them (see :class:`hf_mig.core.incremental.GreedyState`). The arrays are only read.
+    them (see :class:`hf_mig.core.incremental.GreedyState`); ``row_gain``: the overflow check's
+    bound over the first ``rows`` rows (:func:`information_bounds`). The arrays are only read.
     """
 
     entries: np.ndarray
@@ -441,6 +442,7 @@ class Frontier:
     g: np.ndarray
     h: np.ndarray
     objective: float
+    row_gain: float = math.nan
 
 
 @dataclass
@@ -457,14 +459,15 @@ class GreedyResult:
     frontier: Frontier | None = None
 
 
-def heap_frontier(heap, size, bound, n: int, gain: str, picks: int, state, fstate) -> Frontier:
+def heap_frontier(heap, size, bound, n, gain, picks, state, fstate, row_gain) -> Frontier:
     """The :class:`Frontier` of a lazy engine over ``n`` rows: its heap's ``size`` live rows (a
-    view), its candidate ``bound`` (``None``: the heap holds every unpicked row), and the number
-    of ``picks``, ``state = (x, g, h)`` and E (``fstate[0]``) it stopped at."""
+    view), its candidate ``bound`` (``None``: the heap holds every unpicked row), the number of
+    ``picks``, ``state = (x, g, h)`` and E (``fstate[0]``) it stopped at, and the pool's
+    ``row_gain`` (:func:`information_bounds`)."""
     far = (-np.inf, -1.0) if bound is None else (float(bound[0]), float(bound[1]))
     x, g, h = state
     live = heap[ROOT : ROOT + int(size)]
-    return Frontier(live, far, n, gain, int(picks), x, g, h, float(fstate[0]))
+    return Frontier(live, far, n, gain, int(picks), x, g, h, float(fstate[0]), float(row_gain))
 
 
 def _as_csr_parts(propagation: sp.spmatrix):
@@ -508,19 +511,24 @@ def information_bounds(
     weights: np.ndarray,
     propagation: sp.spmatrix,
     objective: Objective | None = None,
+    *,
+    known: tuple[int, float] | None = None,
 ) -> dict[str, float]:
     """Upper bounds of what the greedy computes, to check that float64 holds it.
 
     ``weight_total`` is the sum of the weights; ``coverage`` bounds every entry of ``x`` (that
     total times the largest column sum of P), ``gain`` every gradient gain
-    (``w_i * phi'(0) * sum over L_i of P's row sums``) and ``objective`` E(S)
-    (``K * phi(coverage)``; exact gains are differences of such terms).
+    (``w_i * phi'(0) * sum over L_i of P's row sums``; ``row_gain`` is that largest ``w_i *
+    sum`` before ``phi'(0)``) and ``objective`` E(S) (``K * phi(coverage)``; exact gains are
+    differences of such terms). ``known = (rows, row_gain)``: the ``row_gain`` of the first
+    ``rows`` rows, already computed (a :class:`Frontier`'s); only the other rows are read for it.
     A bound that is not finite means the objective can overflow: rescale the weights.
     """
     objective = objective or Objective()
     p = sp.csr_matrix(propagation, dtype=np.float64)
     w = np.asarray(weights, dtype=np.float64)
     num_labels = p.shape[0]
+    first, row_gain = known if known is not None else (0, -np.inf)
     with np.errstate(over="ignore", invalid="ignore"):
         col_max = float(np.asarray(p.sum(axis=0)).max()) if p.nnz else 0.0
         row_sums = np.asarray(p.sum(axis=1)).ravel()
@@ -528,11 +536,18 @@ def information_bounds(
         coverage = total * col_max
         d0 = float(objective.derivative(0.0))
         lab = _label_id_array(label_ids)
-        starts = np.asarray(indptr, dtype=np.int64)
-        gain = float(_max_row_gain(starts, lab, w, row_sums)) * d0 if w.size else 0.0
+        starts = np.asarray(indptr, dtype=np.int64)[first:]
+        row_gain = max(float(row_gain), float(_max_row_gain(starts, lab, w[first:], row_sums)))
+        gain = row_gain * d0 if w.size else 0.0
         phi_max = float(objective.value(coverage))
         bound = num_labels * phi_max
-    return {"weight_total": total, "coverage": coverage, "gain": gain, "objective": bound}
+    return {
+        "weight_total": total,
+        "coverage": coverage,
+        "gain": gain,
+        "row_gain": row_gain,
+        "objective": bound,
+    }
 
 
 @_njit
@@ -554,11 +569,14 @@ def check_inputs(
     weights: np.ndarray,
     propagation: sp.spmatrix,
     objective: Objective,
-) -> tuple[tuple, tuple]:
-    """``(pool, prop)`` as the kernels take them (see the top of this module), once the CSR is
-    consistent, the weights finite and ``>= 0``, the label ids within P and the objective
-    within float64 (:func:`information_bounds`); ``ValueError`` saying which otherwise.
-    int64 ``indptr``, int32/int64 ``label_ids`` and float64 ``weights`` are used in place."""
+    *,
+    known: tuple[int, float] | None = None,
+) -> tuple[tuple, tuple, dict[str, float]]:
+    """``(pool, prop, bounds)``: the pool and P as the kernels take them (see the top of this
+    module) and :func:`information_bounds` (``known`` as there), once the CSR is consistent,
+    the weights finite and ``>= 0``, the label ids within P and the objective within float64;
+    ``ValueError`` saying which otherwise. int64 ``indptr``, int32/int64 ``label_ids`` and
+    float64 ``weights`` are used in place."""
     indptr = np.ascontiguousarray(indptr, dtype=np.int64)
     lab = _label_id_array(label_ids)
     w = np.ascontiguousarray(weights, dtype=np.float64)
@@ -572,7 +590,7 @@ def check_inputs(
     num_labels = prop[0].size - 1
     if lab.size and (lab.min() < 0 or lab.max() >= num_labels):
         raise ValueError(f"label ids must lie in [0, {num_labels})")
-    bounds = information_bounds(indptr, lab, w, propagation, objective)
+    bounds = information_bounds(indptr, lab, w, propagation, objective, known=known)
     if not all(math.isfinite(v) for v in bounds.values()):
         raise ValueError(
             f"weights up to {w.max():.6g} (total {bounds['weight_total']:.6g}) overflow "
@@ -580,7 +598,7 @@ def check_inputs(
             f"{bounds['gain']:.3g}, E {bounds['objective']:.3g}); rescale the weights, e.g. "
             "divide them by their maximum"
         )
-    return (indptr, lab, w), prop
+    return (indptr, lab, w), prop, bounds
 
 
 def _label_id_array(label_ids: np.ndarray) -> np.ndarray:
@@ -644,7 +662,7 @@ def greedy_select(
         raise ValueError(f"gain must be one of {GAIN_KINDS}, got {gain!r}")
     if engine not in ENGINES:
         raise ValueError(f"engine must be one of {ENGINES}, got {engine!r}")
-    pool, prop = check_inputs(indptr, label_ids, weights, propagation, objective)
+    pool, prop, limits = check_inputs(indptr, label_ids, weights, propagation, objective)
     n = pool[2].size
     k = check_k(k, n)
     num_labels = prop[0].size - 1
@@ -724,5 +742,7 @@ def greedy_select(
     }
     frontier = None
     if engine == "lazy":
-        frontier = heap_frontier(heap, istate[_SIZE], bound, n, gain, k, state, fstate)
+        frontier = heap_frontier(
+            heap, istate[_SIZE], bound, n, gain, k, state, fstate, limits["row_gain"]
+        )
     return GreedyResult(out[0], out[1], out[2], initial, stats, frontier)

@@ -145,13 +145,18 @@ def _replay(picks, pool, prop, state, work, phi):
     return delta
 
 
-def _check_picks(picks: object, n: int) -> np.ndarray:
+def _check_picks(picks: object, n: int, *, repeats: bool = True) -> np.ndarray:
+    """``picks`` as int64 once they are row indices in ``[0, n)`` (and distinct, unless
+    ``repeats=False`` leaves that to the caller)."""
     picks = np.asarray(picks, dtype=np.int64)
     if picks.ndim != 1 or (picks.size and (picks.min() < 0 or picks.max() >= n)):
         raise ValueError(f"picks must be a 1-d array of row indices in [0, {n})")
-    if np.unique(picks).size != picks.size:
-        raise ValueError("picks must not repeat a row")
+    if repeats and np.unique(picks).size != picks.size:
+        raise ValueError(_REPEATED)
     return picks
+
+
+_REPEATED = "picks must not repeat a row"
 
 
 def _replayed(pool, prop, picks, phi, compiled: bool) -> GreedyState:
@@ -182,7 +187,7 @@ def replay_state(
     state after those picks, ``objective`` to rounding), in ``O(|picks| * nnz(u_i) + nnz(P))``
     with no gain evaluated. ``picks``: distinct row indices of the pool."""
     objective = objective or Objective()
-    pool, prop = check_inputs(indptr, label_ids, weights, propagation, objective)
+    pool, prop, _ = check_inputs(indptr, label_ids, weights, propagation, objective)
     picks = _check_picks(picks, pool[2].size)
     return _replayed(pool, prop, picks, _phi_tuple(objective), _compiled(compiled))
 
@@ -277,13 +282,13 @@ def _extend_engine(engine, model, frontier, picked, limits, istate, fstate, out,
     """The step function of ``engine`` over the arrays given, and a function giving the
     frontier it leaves (``None`` for the scan); ``istate`` counts the evaluations made here."""
     pool, prop, state, work, exact, phi = model
-    k_more, candidates, refresh = limits
+    k_more, candidates, refresh, row_gain = limits
     n = picked.size
     done = int(picked.sum())
 
     def left(heap, bound):
         size, picks = istate[_SIZE], done + istate[_STEP]
-        return heap_frontier(heap, size, bound, n, gain, picks, state, fstate)
+        return heap_frontier(heap, size, bound, n, gain, picks, state, fstate, row_gain)
 
     def fn(f):
         return f if compiled else f.py_func
@@ -367,16 +372,22 @@ def greedy_extend(
     if gain not in GAIN_KINDS:
         raise ValueError(f"gain must be one of {GAIN_KINDS}, got {gain!r}")
     engine = _engine(engine, objective)
-    pool, prop = check_inputs(indptr, label_ids, weights, propagation, objective)
+    if isinstance(start, GreedyState) and frontier is None:
+        frontier = start.frontier
+    known = None  # the frontier's pool prefix was checked by the run that left it
+    if isinstance(frontier, Frontier) and np.isfinite(frontier.row_gain):
+        known = (frontier.rows, frontier.row_gain)
+    pool, prop, limits = check_inputs(
+        indptr, label_ids, weights, propagation, objective, known=known
+    )
     n = pool[2].size
     num_labels = prop[0].size - 1
     compiled = _compiled(compiled)
     phi = _phi_tuple(objective)
     if isinstance(start, GreedyState):
         state = start
-        frontier = state.frontier if frontier is None else frontier
     else:
-        picks = _check_picks(start, n)
+        picks = _check_picks(start, n, repeats=frontier is None)
         if frontier is None:
             state = _replayed(pool, prop, picks, phi, compiled)
         else:  # the state the run stopped at: no replay
@@ -397,9 +408,11 @@ def greedy_extend(
     out = (np.empty(k_more, dtype=np.int64), np.empty(k_more), np.empty(k_more))
     picked = np.zeros(n, dtype=np.bool_)
     picked[state.picks] = True
-    limits = (k_more, candidates, refresh_fraction)
+    if np.count_nonzero(picked) != state.picks.size:
+        raise ValueError(_REPEATED)
+    sizes = (k_more, candidates, refresh_fraction, limits["row_gain"])
     run, finish = _extend_engine(
-        engine, model, frontier, picked, limits, istate, fstate, out, compiled
+        engine, model, frontier, picked, sizes, istate, fstate, out, compiled
     )
     show = progress if progress is not None else n > 2_000_000
     with tqdm(total=k_more, desc=f"MIG extend ({engine})", unit="pick", disable=not show) as bar:

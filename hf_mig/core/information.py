@@ -78,12 +78,14 @@ class LabelInformation:
     def num_labels(self) -> int:
         return len(self.encoding.vocabulary)
 
-    def bounds(self, objective: Objective | None = None) -> dict[str, float]:
+    def bounds(
+        self, objective: Objective | None = None, *, known: tuple[int, float] | None = None
+    ) -> dict[str, float]:
         """Upper bounds of what the greedy computes (see
-        :func:`hf_mig.core.greedy.information_bounds`)."""
+        :func:`hf_mig.core.greedy.information_bounds`, which ``known`` goes to)."""
         enc = self.encoding
         return information_bounds(
-            enc.indptr, enc.label_ids, self.weights, self.propagation, objective
+            enc.indptr, enc.label_ids, self.weights, self.propagation, objective, known=known
         )
 
     @functools.cached_property

@@ -165,7 +165,7 @@ def quota_select(
         budget = check_budget(budget)
         costs = check_costs(costs, n, cost_column)
         scaleds = (True, False)
-    pool, prop = check_inputs(indptr, label_ids, weights, propagation, objective)
+    pool, prop, _ = check_inputs(indptr, label_ids, weights, propagation, objective)
     model, options = _lazy_setup(pool, prop, objective, gain, compiled, progress)
     options = (*options, refresh_fraction, chunk_size)
     compiled = options[0]
@@ -181,8 +181,11 @@ def quota_select(
         "engine": "lazy",
         "compiled": bool(compiled),
         "gain": gain,
-        **({"strategy": best.stats["strategy"], "budget": budget, "cost": best.stats["cost"]}
-           if len(scaleds) > 1 else {}),  # fmt: skip
+        **(
+            {"strategy": best.stats["strategy"], "budget": budget, "cost": best.stats["cost"]}
+            if len(scaleds) > 1
+            else {}
+        ),  # fmt: skip
         "quotas": {
             name: {"min": int(lo), "max": int(hi), "picked": int(c)}
             for name, lo, hi, c in zip(names, lower, upper, best.stats["group_counts"])

@@ -127,7 +127,7 @@ def stochastic_select(
     epsilon = check_epsilon(epsilon)
     if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
         raise ValueError(f"seed must be an integer >= 0, got {seed!r}")
-    pool, prop = check_inputs(indptr, label_ids, weights, propagation, objective)
+    pool, prop, _ = check_inputs(indptr, label_ids, weights, propagation, objective)
     n = pool[2].size
     k = check_k(k, n)
     if compiled is None:

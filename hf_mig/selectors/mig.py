@@ -25,7 +25,7 @@ from hf_mig.core.encoding import (
     read_scores,
     unique_labels,
 )
-from hf_mig.core.greedy import GreedyResult, greedy_select
+from hf_mig.core.greedy import Frontier, GreedyResult, greedy_select
 from hf_mig.core.incremental import check_same_prefix, greedy_extend
 from hf_mig.core.information import LabelInformation, PickExplanation, explain_picks
 from hf_mig.core.objective import Objective
@@ -370,8 +370,13 @@ class MIGSelector(BaseSelector):
     def _min_coverage(self) -> float:
         return check_number("min_coverage", self.min_coverage, 0, 1, hint=" (0 disables the check)")
 
-    def _check_bounds(self, info: LabelInformation) -> None:
-        bounds = info.bounds(self.objective)
+    def _check_bounds(self, info: LabelInformation, frontier: Frontier | None = None) -> None:
+        """Refuse scores that overflow the objective; the rows ``frontier`` covers (a run over
+        the same first rows) are not read again."""
+        known = None
+        if frontier is not None and np.isfinite(frontier.row_gain):
+            known = (frontier.rows, frontier.row_gain)
+        bounds = info.bounds(self.objective, known=known)
         encoding = info.encoding
         if not all(np.isfinite(v) for v in bounds.values()):
             top = int(np.argmax(encoding.scores))
@@ -625,9 +630,9 @@ class MIGSelector(BaseSelector):
         info = LabelInformation.build(
             encoding, self.label_graph_.propagation_matrix(self.prop_weight), norm=self.norm
         )
-        self._check_bounds(info)
-        arrays = (encoding.indptr, encoding.label_ids, info.weights, info.propagation)
         before = self.result_
+        self._check_bounds(info, before.frontier)
+        arrays = (encoding.indptr, encoding.label_ids, info.weights, info.propagation)
         more, state = greedy_extend(
             *arrays,
             k_more,

@@ -108,8 +108,24 @@ def test_a_frontier_must_match_the_run():
                       frontier=old.frontier)  # fmt: skip
     with pytest.raises(ValueError, match="left after 20 picks; the selection has 10"):
         greedy_extend(*arrays, 5, old.indices[:10], frontier=old.frontier)
+    twice = np.concatenate([old.indices[:-1], old.indices[:1]])
+    with pytest.raises(ValueError, match="must not repeat"):
+        greedy_extend(*arrays, 5, twice, frontier=old.frontier)
     with pytest.raises(TypeError, match="frontier must be a Frontier"):
         greedy_extend(*arrays, 5, old.indices, frontier=old.indices)
+
+
+def test_a_frontier_still_checks_the_appended_rows_for_overflow():
+    indptr, ids, scores, prop = _arrays(300, 40, 6)
+    old = greedy_select(indptr[:251], ids[: indptr[250]], scores[:250], prop, 20)
+    counts = np.diff(indptr)
+    row = 250 + int(np.argmax(counts[250:]))  # an appended row with the most labels
+    huge = scores.copy()
+    huge[row] = 1e307  # its gain bound overflows, the coverage bound does not
+    with pytest.raises(ValueError, match="overflow float64"):
+        greedy_extend(indptr, ids, huge, prop, 5, old.indices, frontier=old.frontier)
+    grown, _ = greedy_extend(indptr, ids, scores, prop, 5, old.indices, frontier=old.frontier)
+    assert grown.indices.size == 5
 
 
 def test_extend_by_scan_matches_lazy():
