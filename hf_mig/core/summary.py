@@ -55,7 +55,8 @@ def _score_values(scores) -> np.ndarray:
     elif not isinstance(scores, np.ndarray):
         scores = [np.nan if value is None else value for value in scores]
     values = np.asarray(scores, dtype=np.float64).ravel()
-    return values[np.isfinite(values)]
+    finite = np.isfinite(values)
+    return values if finite.all() else values[finite]
 
 
 def score_collapse(
@@ -92,6 +93,9 @@ def score_collapse(
     tol = float(rtol) * max(abs(low), abs(high))
     at_min = int(np.count_nonzero(values <= low + tol))
     at_max = int(np.count_nonzero(values >= high - tol))
+    single = high - low <= tol
+    if not single and max(at_min, at_max) / n < bound_share:
+        return None  # fine: the distinct values (a sort of every score) are not needed
     info = {
         "rows": n,
         "min": low,
@@ -104,7 +108,7 @@ def score_collapse(
         "bound_share": float(bound_share),
         "rtol": float(rtol),
     }
-    if high - low <= tol:
+    if single:
         info["reason"] = "single_value"
         info["message"] = (
             f"all {n:,} scores are {low:.6g}"
@@ -112,8 +116,6 @@ def score_collapse(
             + ": the scores cannot rank the rows; check the scorer"
         )
         return info
-    if max(at_min, at_max) / n < bound_share:
-        return None
     side = "minimum" if at_min >= at_max else "maximum"
     count, value = (at_min, low) if side == "minimum" else (at_max, high)
     info["reason"] = f"at_{side}"
