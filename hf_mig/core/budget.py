@@ -42,6 +42,7 @@ from hf_mig.core.greedy import (
     _record,
     _sift_down,
     check_inputs,
+    chunk_steps,
     stamp_array,
 )
 from hf_mig.core.objective import Objective
@@ -214,7 +215,7 @@ def _run(scaled, model, limits, bounds, options, label="quotas"):
             istate[_STALE] = 0
             done = t
             while done < stop and istate[_SIZE] > 0:
-                step = min(chunk if compiled else max(1, chunk // 10), stop - done)
+                step = min(chunk_steps(chunk, compiled), stop - done)
                 done = int(
                     steps(step, pool, prop, state, work, exact, phi, heap, stamp, picked, istate,
                           fstate, out, float(refresh_fraction), knap, quota)

@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import math
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -629,6 +630,23 @@ def _candidate_count(n: int, k: int, candidates: int | None) -> int:
     return int(candidates)
 
 
+def chunk_steps(chunk_size: int, compiled: bool) -> int:
+    """Picks per kernel call: ``chunk_size`` compiled, a tenth of it in plain Python (so the
+    progress bar moves)."""
+    return chunk_size if compiled else max(1, chunk_size // 10)
+
+
+def run_in_chunks(run: Callable[[int], int], total: int, desc: str, show: bool, steps: int) -> None:
+    """Call ``run(n)`` (which makes up to ``n`` picks and returns the picks made so far) until
+    ``total`` picks are made, ``steps`` at a time, with a progress bar."""
+    with tqdm(total=total, desc=desc, unit="pick", disable=not show) as bar:
+        done = 0
+        while done < total:
+            new_done = int(run(min(steps, total - done)))
+            bar.update(new_done - done)
+            done = new_done
+
+
 def greedy_select(
     indptr: np.ndarray,
     label_ids: np.ndarray,
@@ -723,13 +741,7 @@ def greedy_select(
         if progress is not None
         else (k * (1 if engine == "lazy" else n)) > 5e9 or n > 2_000_000
     )
-    with tqdm(total=k, desc=f"MIG greedy ({engine})", unit="pick", disable=not show) as bar:
-        done = 0
-        while done < k:
-            step = min(chunk_size if compiled else max(1, chunk_size // 10), k - done)
-            new_done = int(run(step))
-            bar.update(new_done - done)
-            done = new_done
+    run_in_chunks(run, k, f"MIG greedy ({engine})", show, chunk_steps(chunk_size, compiled))
 
     stats = {
         "engine": engine,

@@ -22,7 +22,6 @@ from dataclasses import dataclass
 
 import numpy as np
 import scipy.sparse as sp
-from tqdm.auto import tqdm
 
 from hf_mig.core._jit import HAVE_NUMBA
 from hf_mig.core._jit import njit as _njit
@@ -47,7 +46,9 @@ from hf_mig.core.greedy import (
     _phi,
     _scan_steps,
     check_inputs,
+    chunk_steps,
     heap_frontier,
+    run_in_chunks,
     stamp_array,
 )
 from hf_mig.core.objective import Objective
@@ -415,13 +416,8 @@ def greedy_extend(
         engine, model, frontier, picked, sizes, istate, fstate, out, compiled
     )
     show = progress if progress is not None else n > 2_000_000
-    with tqdm(total=k_more, desc=f"MIG extend ({engine})", unit="pick", disable=not show) as bar:
-        done = 0
-        while done < k_more:
-            step = min(chunk_size if compiled else max(1, chunk_size // 10), k_more - done)
-            new_done = int(run(step))
-            bar.update(new_done - done)
-            done = new_done
+    steps = chunk_steps(chunk_size, compiled)
+    run_in_chunks(run, k_more, f"MIG extend ({engine})", show, steps)
     new.picks = np.concatenate([state.picks, out[0]])
     new.objective = float(fstate[0])
     new.frontier = finish()

@@ -33,6 +33,7 @@ from hf_mig.core.greedy import (
     _initial_state,
     _record,
     check_inputs,
+    chunk_steps,
 )
 from hf_mig.core.objective import Objective
 
@@ -146,7 +147,7 @@ def stochastic_select(
     done = 0
     with tqdm(total=k, desc="MIG greedy (stochastic)", unit="pick", disable=not show) as bar:
         while done < k:
-            step = min(chunk_size if compiled else max(1, chunk_size // 10), k - done)
+            step = min(chunk_steps(chunk_size, compiled), k - done)
             draws = int(np.minimum(s, n - np.arange(done, done + step)).sum())
             uniforms = rng.random(draws)
             new_done = int(
