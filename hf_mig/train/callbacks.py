@@ -166,7 +166,7 @@ def build_selection_manifest(
     subset: Any,
     *,
     method: str,
-    k: int,
+    k: int | None,
     options: Mapping[str, Any] | None = None,
     selector: Any = None,
     pool_source: str | None = None,
@@ -209,7 +209,7 @@ def build_selection_manifest(
         },
         "selection": {
             "method": method,
-            "k": int(k),
+            "k": None if k is None else int(k),
             "options": dict(options or {}),
             "params": params,
         },
@@ -245,7 +245,9 @@ def manifest_markdown(manifest: Mapping[str, Any]) -> str:
     ]
     if sel:
         lines.append(f"| method | `{sel.get('method')}` |")
-        lines.append(f"| k | {sel.get('k'):,} |" if isinstance(sel.get("k"), int) else "| k | ? |")
+        k = sel.get("k")
+        shown = f"{k:,}" if isinstance(k, int) else "?"
+        lines.append(f"| k | {'none (the budget binds)' if k is None else shown} |")
         options = json.dumps(sel.get("options") or {}, sort_keys=True)
         lines.append(f"| options | `{options}` |")
     if graph:

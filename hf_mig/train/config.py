@@ -115,21 +115,28 @@ CONVERSATION_SHAPES = ("auto", *SHAPES)
 @dataclass
 class SelectionSpec:
     """Which rows of the pool to train on: ``method`` (a name in ``hf_mig.SELECTORS``), ``k``
-    and the selector's options (``hf_mig.get_selector(method, k, **options)``), among them a
-    token budget and per-group quotas (``budget``, ``cost_column``, ``quotas``,
-    ``quota_column``: see :mod:`hf_mig.train.constraints`)."""
+    (``None`` with a ``budget`` alone) and the selector's options
+    (``hf_mig.get_selector(method, k, **options)``), among them a token budget and per-group
+    quotas (``budget``, ``cost_column``, ``quotas``, ``quota_column``: see
+    :mod:`hf_mig.train.constraints`)."""
 
     method: str = "mig"
-    k: int = 0
+    k: int | None = 0
     options: dict[str, Any] = field(default_factory=dict)
 
     def validate(self) -> None:
         if not isinstance(self.method, str) or not self.method:
             raise ValueError(f"selection_method must be a method name, got {self.method!r}")
-        if isinstance(self.k, bool) or not isinstance(self.k, int) or self.k < 1:
-            raise ValueError(f"selection_k must be an integer >= 1, got {self.k!r}")
         if not isinstance(self.options, dict):
             raise ValueError(f"selection_options must be a mapping, got {self.options!r}")
+        budget_alone = self.k is None and self.options.get("budget") is not None
+        if not budget_alone and (
+            isinstance(self.k, bool) or not isinstance(self.k, int) or self.k < 1
+        ):
+            raise ValueError(
+                f"selection_k must be an integer >= 1, got {self.k!r} (it may be left out only "
+                "with selection_budget)"
+            )
         check_constraints(
             self.options, k=self.k, method=self.method, name=lambda o: f"selection_options.{o}"
         )
@@ -265,8 +272,8 @@ class HfMigArguments:
     ``epsilon``, ``seed``; on the command line the options are one YAML mapping,
     ``--selection_options '{label_graph: g.npz}'``; they are not used without a pool);
     a token budget and per-group quotas (methods with those options: ``mig``):
-    ``selection_budget`` (the picks' total cost stays within it; ``selection_k`` still caps
-    the rows), ``selection_cost_column`` (the per-row cost, default ``num_tokens``, as
+    ``selection_budget`` (the picks' total cost stays within it; ``selection_k``, when given,
+    still caps the rows), ``selection_cost_column`` (the per-row cost, default ``num_tokens``, as
     ``hf-mig score --scorer tokens`` writes it), ``selection_quotas`` (``{group: [min, max]}``:
     counts as integers, shares of ``selection_k`` as numbers with a point, ``null`` for no
     bound; on the command line one YAML mapping) and ``selection_quota_column`` (each row's
@@ -388,6 +395,18 @@ class HfMigArguments:
             setattr(self, name, given[option])
         self.selection_options = options
         merged = {**options, **{o: v for o, v in fields.items() if v is not None}}
+        if self.selection_k is None and merged.get("quotas"):
+            shares = [
+                g for g, b in merged["quotas"].items() if any(isinstance(x, float) for x in b)
+            ]
+            if shares:
+                field_name = (
+                    "selection_quotas" if given.get("quotas") else "selection_options.quotas"
+                )
+                raise ValueError(
+                    f"{field_name}.{shares[0]}: a share of selection_k needs selection_k; with "
+                    "selection_budget alone give the bounds as counts"
+                )
         for column, needs in (("cost_column", "budget"), ("quota_column", "quotas")):
             if fields[column] is not None and merged.get(needs) is None:
                 raise ValueError(
@@ -475,7 +494,7 @@ class Recipe:
         if hf.pool is not None:
             selection = SelectionSpec(
                 method=hf.selection_method,
-                k=hf.selection_k,  # type: ignore[arg-type]  # None is refused by validate()
+                k=hf.selection_k,  # None: the budget alone binds (else refused by validate())
                 options={**(hf.selection_options or {}), **hf.selection_constraints()},
             )
         keep = (hf.label_loss_column,) if hf.label_loss and hf.label_loss_column else ()

@@ -151,7 +151,7 @@ def selection_spec(config: DataConfig) -> dict[str, Any]:
         vocabulary = {"file_sha256": file_fingerprint(_vocabulary_file(config.vocabulary))}
     return {
         "method": sel.method,
-        "k": int(sel.k),
+        "k": None if sel.k is None else int(sel.k),
         "options": {str(k): _describe_option(str(k), v) for k, v in sorted(sel.options.items())},
         "split": config.split,
         "pool_format": config.pool_format,
@@ -194,17 +194,18 @@ def _selector_options(config: DataConfig, vocabulary: list[str] | None) -> dict[
 
 
 def _load_cached(
-    folder: Path, k: int, pool_rows: int, *, budgeted: bool = False
+    folder: Path, k: int | None, pool_rows: int, *, budgeted: bool = False
 ) -> tuple[np.ndarray, dict] | None:
     """The cached indices and manifest, when they fit this pool: ``k`` distinct rows (between 1
-    and ``k`` when ``budgeted``: a budget may stop the picks early) and, when the manifest
-    records it, the SHA-256 of the indices."""
+    and ``k``, or the pool's rows when ``k`` is ``None``, when ``budgeted``: a budget may stop
+    the picks early) and, when the manifest records it, the SHA-256 of the indices."""
     try:
         indices = np.load(folder / "indices.npy", allow_pickle=False)
         manifest = json.loads((folder / "manifest.json").read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return None
-    sized = 0 < len(indices) <= k if budgeted else len(indices) == k
+    most = pool_rows if k is None else k
+    sized = 0 < len(indices) <= most if budgeted else len(indices) == k
     ok = indices.ndim == 1 and sized and (not len(indices) or indices.max() < pool_rows)
     recorded = manifest.get("indices_sha256") if isinstance(manifest, dict) else None
     if ok and recorded is not None:
@@ -311,7 +312,7 @@ def _select(config: DataConfig) -> tuple[Any, np.ndarray, dict, Path, bool]:
     if cached is not None:
         indices, manifest = cached
         logger.info(
-            "selection cache hit: reusing %s (%s, k=%d; pool %s, %s) [rank %d]",
+            "selection cache hit: reusing %s (%s, k=%s; pool %s, %s) [rank %d]",
             folder,
             sel.method,
             sel.k,
@@ -347,7 +348,7 @@ def _select(config: DataConfig) -> tuple[Any, np.ndarray, dict, Path, bool]:
     _write_cache(folder, indices, manifest, spec)
     manifest = _this_run(manifest, config, fingerprint, len(pool), False)
     logger.info(
-        "selection computed: %s k=%d of %d rows in %.1f s -> %s [rank %d]",
+        "selection computed: %s k=%s of %d rows in %.1f s -> %s [rank %d]",
         sel.method,
         sel.k,
         len(pool),

@@ -104,6 +104,22 @@ def test_the_commented_example_selects_within_its_budget_and_quotas(
     assert facts["quotas"] == {SEED: [16, 0.5], USER: [0.25, None]}
 
 
+def test_a_budget_alone_needs_no_selection_k(token_pool, demo_graph, tmp_path):
+    alone = {"selection_k": None, "selection_budget": 3000, "selection_quotas": {SEED: [5, None]}}
+    recipe = load_recipe(_tiny(token_pool, tmp_path, **alone))
+    assert recipe.data.selection.k is None
+    data = load_training_data(recipe.data)
+    picks = _picks(data)
+    costs = load_pool(str(token_pool))["num_tokens"]
+    assert sum(costs[i] for i in picks) <= 3000 and len(picks) > 0
+    _, pool, _ = load_prepared_pool(recipe.data)
+    direct = MIGSelector(label_graph=str(demo_graph), budget=3000, quotas={SEED: (5, None)})
+    assert picks.tolist() == direct.select_indices(pool).tolist()
+    assert data.manifest["selection"]["k"] is None
+    again = load_training_data(load_recipe(_tiny(token_pool, tmp_path, **alone)).data)
+    assert again.cache_hit and _picks(again).tolist() == picks.tolist()
+
+
 def _data(flags: list[str]):
     return load_training_data(load_recipe(TINY, flags).data)
 
@@ -199,6 +215,12 @@ CASES = [  # (recipe keys, command-line flags, what the error says)
         "selection_options.quotas.code: max must be a count >= 0",
     ),
     ({"selection_options": {"budget": 0}}, [], "selection_options.budget: budget must be"),
+    ({"selection_k": None}, [], "it may be left out only with selection_budget"),
+    (
+        {"selection_k": None, "selection_budget": 9, Q: {"math": [0.5, None]}},
+        [],
+        "selection_quotas.math: a share of selection_k needs selection_k",
+    ),
     (
         {"selection_method": "random", "selection_budget": 5},
         [],
