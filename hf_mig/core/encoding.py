@@ -548,6 +548,27 @@ def encode_pool(
     )
 
 
+def _same_memory(a: pa.Table, b: pa.Table) -> bool:
+    """Whether two tables are views of the same Arrow memory (same types, chunks, offsets and
+    buffers), which makes them equal without reading them (``concatenate_datasets`` keeps the
+    first dataset's chunks)."""
+    if a.schema != b.schema:
+        return False
+    for x_col, y_col in zip(a.columns, b.columns, strict=True):
+        if x_col.num_chunks != y_col.num_chunks:
+            return False
+        for x, y in zip(x_col.chunks, y_col.chunks, strict=True):
+            if x.offset != y.offset or len(x) != len(y):
+                return False
+            bx, by = x.buffers(), y.buffers()
+            if len(bx) != len(by):
+                return False
+            for p, q in zip(bx, by, strict=True):
+                if (p is None) != (q is None) or (p is not None and p.address != q.address):
+                    return False
+    return True
+
+
 def encode_appended(
     old: PoolEncoding,
     table: pa.Table,
@@ -564,8 +585,9 @@ def encode_appended(
     if old.source is None or old.tally is None or table.num_rows < n_old:
         return None
     columns = [labels_column, score_column]
-    if old.source.column_names != columns or not table.select(columns).slice(0, n_old).equals(
-        old.source
+    prefix = table.select(columns).slice(0, n_old)
+    if old.source.column_names != columns or not (
+        _same_memory(prefix, old.source) or prefix.equals(old.source)
     ):
         return None
     vocab = vocabulary_array(old.vocabulary)

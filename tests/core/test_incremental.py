@@ -272,6 +272,8 @@ def test_encoding_appended_rows_equals_encoding_the_whole(n_old):
     assert grown.report == whole.report
     again = encode_appended(grown, union)  # nothing appended
     np.testing.assert_array_equal(again.label_ids, whole.label_ids)
+    copy = _labelled_table(APPEND_ROWS)  # the same data in other memory: compared by value
+    np.testing.assert_array_equal(encode_appended(old, copy).label_ids, whole.label_ids)
 
 
 def test_encoding_appended_rows_needs_the_same_first_rows():
@@ -306,3 +308,15 @@ def test_selector_extend_encodes_only_the_appended_rows(pools, monkeypatch):
     monkeypatch.setattr(mig_module, "encode_pool", refuse)
     assert sel.extend(union, 15)["row"] == expected
     assert sel.encoding_report_ == reference.encoding_report_
+
+
+def test_views_of_the_same_memory_are_told_apart_from_copies():
+    import pyarrow as pa
+
+    from hf_mig.core.encoding import _same_memory
+
+    table = _labelled_table(APPEND_ROWS)
+    grown = pa.concat_tables([table, _labelled_table(APPEND_ROWS[:2])])
+    assert _same_memory(grown.slice(0, table.num_rows), table)
+    assert not _same_memory(_labelled_table(APPEND_ROWS), table)  # equal values, other memory
+    assert not _same_memory(grown.slice(1, table.num_rows), table)
