@@ -373,8 +373,8 @@ def greedy_extend(
     if gain not in GAIN_KINDS:
         raise ValueError(f"gain must be one of {GAIN_KINDS}, got {gain!r}")
     engine = _engine(engine, objective)
-    if isinstance(start, GreedyState) and frontier is None:
-        frontier = start.frontier
+    if isinstance(start, GreedyState) and frontier is None and start.frontier is not None:
+        frontier = start.frontier if start.frontier.gain == gain else None
     known = None  # the frontier's pool prefix was checked by the run that left it
     if isinstance(frontier, Frontier) and np.isfinite(frontier.row_gain):
         known = (frontier.rows, frontier.row_gain)

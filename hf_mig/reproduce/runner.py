@@ -247,7 +247,7 @@ def run_plan(
     keep_going: bool = False,
     echo: Callable[[str], None] = print,
     preflight: bool = True,
-    jobs: int | None = 1,
+    jobs: int | None = None,
     gpus: int | None = None,
     executor: str = "local",
 ) -> RunSummary:
@@ -260,11 +260,12 @@ def run_plan(
     the steps' external inputs are checked first; if any is missing, the summary lists it in
     ``missing`` and no step runs (nothing is written).
 
-    ``jobs`` > 1 runs up to that many steps at once, a step once the steps producing its inputs
-    have finished, steps using GPUs sharing ``gpus`` devices (default: the visible CUDA
-    devices); see :mod:`hf_mig.reproduce.scheduler`. ``executor="ray"`` runs each step as a Ray
-    task (:mod:`hf_mig.reproduce.ray_executor`) with the same order and GPU accounting over the
-    cluster's GPUs; there ``jobs=None`` (no limit but the cluster's resources) is the default.
+    ``jobs`` > 1 runs up to that many steps at once (default ``None``: one at a time), a step
+    once the steps producing its inputs have finished, steps using GPUs sharing ``gpus``
+    devices (default: the visible CUDA devices); see :mod:`hf_mig.reproduce.scheduler`.
+    ``executor="ray"`` runs each step as a Ray task (:mod:`hf_mig.reproduce.ray_executor`) with
+    the same order and GPU accounting over the cluster's GPUs; there ``jobs=None`` means no
+    limit but the cluster's resources.
     """
     _check_run(jobs, gpus, executor)
     summary = RunSummary()

@@ -38,12 +38,13 @@ The parquet parts live in a temporary folder beside OUT (or ``work_dir``), remov
 on a cluster of several machines it must be on a file system every node sees.
 
 **Response caches.** A step whose configuration names a response cache (the generative
-:class:`~hf_mig.annotate.taggers.instag.InsTagTagger`) gets one SQLite file per actor: actor
-slot ``k`` (claimed with a lock file, so a restarted actor takes a free slot and the slots stay
-``0..concurrency-1`` across runs) writes ``<cache>.actor-<k>.sqlite`` beside the configured
-file, after copying into it the entries it lacks from the other cache files of that folder, so
-a re-run is served from what any actor (or a local run) stored. No SQLite file is written by
-two actors.
+:class:`~hf_mig.annotate.taggers.instag.InsTagTagger`) gets one SQLite file per actor,
+``NAME.actor-RUN-K.SUFFIX`` beside the configured file ``NAME.SUFFIX``
+(:func:`hf_mig.models.generation.cache.worker_cache_path`): each actor writes only its own file
+and reads the configured file (and, for a shard's file, the base cache behind it) read-only, so
+no SQLite file is written by two processes. When the run has finished, the driver folds the
+actors' files into the configured file (:func:`~hf_mig.models.generation.cache.fold_caches`)
+and removes them: the next run, local or on Ray, finds every response there.
 
 Ray is optional (``pip install "hf-mig[ray]"``); it is imported when a run starts.
 """
@@ -53,7 +54,7 @@ from __future__ import annotations
 import logging
 import math
 import os
-import sqlite3
+import uuid
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
@@ -137,8 +138,8 @@ class StepActor:
     ids (for the driver's progress bar).
     """
 
-    def __init__(self, step: MapStep, parts_dir: str) -> None:
-        self.step = _with_actor_cache(step)
+    def __init__(self, step: MapStep, parts_dir: str, run_tag: str) -> None:
+        self.step = _with_actor_cache(step, run_tag)
         self.parts_dir = Path(parts_dir)
 
     def __call__(self, batch: pa.Table) -> pa.Table:
@@ -156,64 +157,40 @@ class StepActor:
         return pa.table({ROW_ID: ids})
 
 
-def _with_actor_cache(step: MapStep) -> MapStep:
+def _with_actor_cache(step: MapStep, run_tag: str) -> MapStep:
     """``step``, or a copy writing its own response-cache file when its configuration names one
     (see the module docstring); the copy is made through the step's pickled configuration."""
+    from hf_mig.models.generation.cache import worker_cache_path
+
     cache = step.config.get("cache")
     if not isinstance(cache, str) or not cache:
         return step
-    own = _claim_cache_slot(Path(cache))
+    own = worker_cache_path(cache, f"{run_tag}-{uuid.uuid4().hex[:12]}")
     state = step.__getstate__()
     state["config"] = {**state["config"], "cache": str(own)}
     copy = type(step).__new__(type(step))
     copy.__setstate__(state)
+    logger.info("this actor writes the response cache %s", own)
     return copy
 
 
-_SLOT_LOCKS: list[Any] = []  # open lock files: a slot is held while this process lives
+def _fold_actor_caches(step: MapStep, run_tag: str) -> None:
+    """Fold the response-cache files the actors of run ``run_tag`` wrote into the step's
+    configured cache file, then remove them (and their SQLite side files)."""
+    from hf_mig.models.generation.cache import cache_file, fold_caches
 
-
-def _claim_cache_slot(cache: Path) -> Path:
-    """The first free ``<stem>.actor-<k>.sqlite`` beside ``cache``, locked for this process and
-    filled with the entries of the folder's other cache files that it lacks."""
-    import fcntl
-
-    from hf_mig.models.generation.cache import ResponseCache
-
-    cache.parent.mkdir(parents=True, exist_ok=True)
-    stem = cache.name.split(".actor-")[0].rsplit(".", 1)[0]
-    k = 0
-    while True:
-        own = cache.parent / f"{stem}.actor-{k}.sqlite"
-        handle = open(f"{own}.lock", "a")  # noqa: SIM115 - held open with its lock
-        try:
-            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError:
-            handle.close()
-            k += 1
-            continue
-        _SLOT_LOCKS.append(handle)
-        break
-    ResponseCache(own).close()  # the schema
-    others = [p for p in sorted(cache.parent.glob("*.sqlite")) if p != own]
-    conn = sqlite3.connect(str(own), timeout=60.0)
-    try:
-        for other in others:
-            try:
-                conn.execute("ATTACH DATABASE ? AS other", (f"file:{other}?mode=ro",))
-            except sqlite3.Error:
-                conn.execute("ATTACH DATABASE ? AS other", (str(other),))
-            try:
-                with conn:
-                    conn.execute("INSERT OR IGNORE INTO responses SELECT * FROM other.responses")
-            except sqlite3.Error as err:
-                logger.warning("response cache %s not read: %s", other, err)
-            finally:
-                conn.execute("DETACH DATABASE other")
-    finally:
-        conn.close()
-    logger.info("this actor writes the response cache %s", own)
-    return own
+    cache = step.config.get("cache")
+    if not isinstance(cache, str) or not cache:
+        return
+    target = cache_file(cache)
+    files = sorted(target.parent.glob(f"{target.stem}.actor-{run_tag}-*{target.suffix}"))
+    if not files:
+        return
+    added = fold_caches(target, files)
+    logger.info("folded %d actor response caches into %s (%d new)", len(files), target, added)
+    for path in files:
+        for each in (path, *(path.with_name(path.name + s) for s in ("-wal", "-shm"))):
+            each.unlink(missing_ok=True)
 
 
 # --------------------------------------------------------------------------------------
@@ -305,9 +282,10 @@ def ray_map(
     batch_size = min(batch_size, math.ceil(n / concurrency))  # every actor gets rows
     table = ds.with_format("arrow")[:]
     table = table.append_column(ROW_ID, pa.array(range(n), type=pa.int64()))
+    run_tag = uuid.uuid4().hex[:12]
     mapped = ray.data.from_arrow(_blocks(table, batch_size, concurrency)).map_batches(
         StepActor,
-        fn_constructor_args=(step, str(parts_dir)),
+        fn_constructor_args=(step, str(parts_dir), run_tag),
         batch_size=batch_size,
         batch_format="pyarrow",
         compute=ray.data.ActorPoolStrategy(size=concurrency),
@@ -324,6 +302,7 @@ def ray_map(
                 bar.update(done.num_rows)
     finally:
         context.enable_progress_bars = shown
+        _fold_actor_caches(step, run_tag)  # also after a failure: the responses are kept
     return _with_outputs(ds, _read_parts(Path(parts_dir), n))
 
 

@@ -453,7 +453,14 @@ class MIGSelector(BaseSelector):
         self.encoding_report_: dict = encoding.report
         self.score_collapse_: dict | None = collapse
         self._encoding = encoding
+        self._frontier_settings = self._greedy_settings()
         return result.indices
+
+    def _greedy_settings(self) -> tuple:
+        """What ``result_.frontier`` depends on besides the pool: a frontier left under other
+        settings is not reused by :meth:`extend`."""
+        graph = getattr(self, "label_graph_", None)
+        return (self.objective, self.gain, self.norm, self.prop_weight, id(graph))
 
     def _costs(self, dataset: Dataset) -> np.ndarray:
         """The rows' costs in ``cost_column`` (errors name the first bad row)."""
@@ -631,7 +638,9 @@ class MIGSelector(BaseSelector):
             encoding, self.label_graph_.propagation_matrix(self.prop_weight), norm=self.norm
         )
         before = self.result_
-        self._check_bounds(info, before.frontier)
+        same = getattr(self, "_frontier_settings", None) == self._greedy_settings()
+        frontier = before.frontier if same else None  # else the picks are replayed
+        self._check_bounds(info, frontier)
         arrays = (encoding.indptr, encoding.label_ids, info.weights, info.propagation)
         more, state = greedy_extend(
             *arrays,
@@ -641,7 +650,7 @@ class MIGSelector(BaseSelector):
             gain=self.gain,
             engine=self.engine,
             progress=self.progress,
-            frontier=before.frontier,
+            frontier=frontier,
         )
         self.result_ = GreedyResult(
             state.picks,
@@ -653,6 +662,7 @@ class MIGSelector(BaseSelector):
         )
         self._encoding = encoding
         self.encoding_report_ = encoding.report
+        self._frontier_settings = self._greedy_settings()
         return self.rows(pool, self.result_.indices)
 
     @property

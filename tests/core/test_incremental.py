@@ -320,3 +320,24 @@ def test_views_of_the_same_memory_are_told_apart_from_copies():
     assert _same_memory(grown.slice(0, table.num_rows), table)
     assert not _same_memory(_labelled_table(APPEND_ROWS), table)  # equal values, other memory
     assert not _same_memory(grown.slice(1, table.num_rows), table)
+
+
+def test_extend_after_set_params_replays_instead_of_reusing_the_frontier(pools):
+    from hf_mig.core.information import LabelInformation
+
+    graph, old, union = pools
+    sel = MIGSelector(20, label_graph=graph)
+    sel.select(old)
+    first = sel.result_.indices.tolist()
+    sel.set_params(phi_b=0.5, gain="exact", prop_weight=0.5)
+    out = sel.extend(union, 10)["row"]
+    assert out[:20] == [old["row"][i] for i in first]
+    info = LabelInformation.build(sel._encoding, graph.propagation_matrix(0.5), norm=False)
+    arrays = (sel._encoding.indptr, sel._encoding.label_ids, info.weights, info.propagation)
+    replayed, _ = greedy_extend(*arrays, 10, np.array(first), sel.objective, gain="exact")
+    assert sel.result_.indices[20:].tolist() == replayed.indices.tolist()
+    # a GreedyState left by gradient gains continues with exact gains by its state alone
+    arrays = _arrays(300, 40, 7)
+    _, state = greedy_extend(*arrays, 5, greedy_select(*arrays, 10).indices)
+    more, _ = greedy_extend(*arrays, 5, state, gain="exact")
+    assert more.indices.size == 5

@@ -212,3 +212,21 @@ def test_cli_shards_cache_in_their_own_files_and_merge_folds_them(tmp_path, pool
         args = ["tag", str(pool), str(again), "--shard", spec, "--cache", str(cache_dir)]
         assert main([*args, *common]) == 0
     assert server.requests == 0  # every shard of another cut read the folded base
+
+
+def test_a_worker_of_a_shard_reads_the_shard_file_then_the_base(tmp_path):
+    from hf_mig.models.generation.cache import worker_cache_path
+
+    base = tmp_path / "responses.sqlite"
+    shard = shard_cache_path(base, 0, 2)
+    for path, key in ((base, "a"), (shard, "b")):  # written by runs that have ended
+        writer = ResponseCache(path)
+        writer.put_many([(key, _result(key.upper()))])
+        writer.close()
+    worker = ResponseCache(worker_cache_path(shard, "run1-0"))
+    assert worker.path.name == "responses.shard-0-of-2.actor-run1-0.sqlite"
+    assert worker.bases == [shard, base]
+    assert worker.get("a").text == "A" and worker.get("b").text == "B" and len(worker) == 0
+    assert shard_cache_files(base) == [shard]  # a worker's file is not a shard's
+    with pytest.raises(ValueError, match="worker tag"):
+        worker_cache_path(base, "Bad Tag")

@@ -283,7 +283,7 @@ def run(args: argparse.Namespace) -> int:
         force=args.force,
         keep_going=args.keep_going,
         preflight=False,
-        jobs=args.jobs if args.jobs is not None or args.executor == "ray" else 1,
+        jobs=args.jobs,
         gpus=args.gpus,
         executor=args.executor,
     )

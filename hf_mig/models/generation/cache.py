@@ -75,6 +75,10 @@ CREATE TABLE IF NOT EXISTS responses (
 _COLUMNS = "key, model, response, created"
 #: ``NAME.shard-I-of-N.SUFFIX``: the file of one shard's cache.
 _SHARD_FILE = re.compile(r"^(?P<stem>.+)\.shard-(?P<i>\d+)-of-(?P<n>\d+)(?P<suffix>\.[^.]+)$")
+#: ``NAME.actor-TAG.SUFFIX``: the file one worker of a run writes (:func:`worker_cache_path`).
+_WORKER_FILE = re.compile(r"^(?P<stem>.+)\.actor-(?P<tag>[0-9a-z-]+)(?P<suffix>\.[^.]+)$")
+#: Most bases a cache file reads through (a worker's shard file, then the shard's base).
+_MAX_BASES = 4
 
 
 def cache_file(path: str | os.PathLike) -> Path:
@@ -96,14 +100,27 @@ def shard_cache_path(cache: str | os.PathLike, index: int, num_shards: int) -> P
     return base.with_name(f"{base.stem}.shard-{index}-of-{num_shards}{base.suffix}")
 
 
+def worker_cache_path(cache: str | os.PathLike, tag: str) -> Path:
+    """The file one worker writes for cache ``cache`` (a folder or a database file):
+    ``NAME.actor-TAG.SUFFIX`` beside ``NAME.SUFFIX``, which it reads (never writes) as its base;
+    ``tag``: lowercase letters, digits and ``-``."""
+    base = cache_file(cache)
+    path = base.with_name(f"{base.stem}.actor-{tag}{base.suffix}")
+    if _WORKER_FILE.match(path.name) is None or base_cache_file(path) != base:
+        raise ValueError(f"a worker tag is lowercase letters, digits and '-', got {tag!r}")
+    return path
+
+
 def base_cache_file(path: str | os.PathLike) -> Path | None:
-    """The base file of a shard cache file (``NAME.SUFFIX`` for ``NAME.shard-I-of-N.SUFFIX``),
-    ``None`` for a file not named as a shard's."""
+    """The base file of a shard's or a worker's cache file (``NAME.SUFFIX`` for
+    ``NAME.shard-I-of-N.SUFFIX`` or ``NAME.actor-TAG.SUFFIX``), ``None`` for a file named as
+    neither."""
     target = Path(path)
-    match = _SHARD_FILE.match(target.name)
-    if match is None or match["suffix"].lower() not in SQLITE_SUFFIXES:
-        return None
-    return target.with_name(match["stem"] + match["suffix"])
+    for pattern in (_SHARD_FILE, _WORKER_FILE):
+        match = pattern.match(target.name)
+        if match is not None and match["suffix"].lower() in SQLITE_SUFFIXES:
+            return target.with_name(match["stem"] + match["suffix"])
+    return None
 
 
 def shard_cache_files(cache: str | os.PathLike, num_shards: int | None = None) -> list[Path]:
@@ -154,9 +171,10 @@ class ResponseCache:
             path is a folder that gets ``responses.sqlite`` inside. Folders are created.
         timeout: seconds to wait for another writer's lock before failing.
 
-    A file named as a shard's (:func:`shard_cache_path`) has a :attr:`base`: the base file,
-    read (never written) for the keys this file lacks when it exists; ``len`` counts this
-    file's results only.
+    A file named as a shard's (:func:`shard_cache_path`) or a worker's
+    (:func:`worker_cache_path`) has a :attr:`base`: the base file, read (never written) for the
+    keys this file lacks when it exists, and so on through the base's own base (a worker of a
+    shard reads the shard's file, then the base cache); ``len`` counts this file's results only.
 
     The object pickles as its path (each process opens its own connection; connections are also
     per thread), so it can travel to ``num_proc`` workers.
@@ -165,11 +183,20 @@ class ResponseCache:
     def __init__(self, path: str | os.PathLike, timeout: float = 60.0) -> None:
         target = cache_file(path)
         target.parent.mkdir(parents=True, exist_ok=True)
-        self.path = target
-        self.base = base_cache_file(target)
+        self._set_path(target)
         self.timeout = float(timeout)
         self._local = threading.local()
         self._conn()  # create the schema now, so errors surface early
+
+    def _set_path(self, target: Path) -> None:
+        """This file and the chain of bases it reads through."""
+        self.path = target
+        self.base = base_cache_file(target)
+        self.bases: list[Path] = []
+        base = self.base
+        while base is not None and len(self.bases) < _MAX_BASES:
+            self.bases.append(base)
+            base = base_cache_file(base)
 
     def _conn(self) -> sqlite3.Connection:
         conn = getattr(self._local, "conn", None)
@@ -184,26 +211,26 @@ class ResponseCache:
         self._local.pid = os.getpid()
         return conn
 
-    def _base_conn(self) -> sqlite3.Connection | None:
-        """This thread's read-only connection to :attr:`base` (``None``: no base file)."""
-        if self.base is None:
-            return None
-        conn = getattr(self._local, "base", None)
-        if conn is not None and getattr(self._local, "pid", None) == os.getpid():
-            return conn
-        self._conn()  # (re)sets the thread's pid
-        if not self.base.is_file():
-            return None
-        conn = self._local.base = _read_only(self.base, self.timeout)
-        return conn
+    def _base_conns(self) -> list[sqlite3.Connection]:
+        """This thread's read-only connections to the :attr:`bases` that exist, nearest first."""
+        if not self.bases:
+            return []
+        self._conn()  # (re)sets the thread's pid and forgets another process's connections
+        opened = self._local.base
+        if opened is None:
+            opened = self._local.base = {}
+        for path in self.bases:
+            if path not in opened and path.is_file():
+                opened[path] = _read_only(path, self.timeout)
+        return [opened[path] for path in self.bases if path in opened]
 
     def _lookup(self, keys: list[str]) -> dict[str, str]:
-        """``key -> stored response`` for ``keys``: this file's, then the base file's."""
+        """``key -> stored response`` for ``keys``: this file's, then its bases'."""
         found: dict[str, str] = {}
-        for conn in (self._conn(), self._base_conn()):
+        for conn in (self._conn(), *self._base_conns()):
             wanted = [k for k in keys if k not in found]
-            if conn is None or not wanted:
-                continue
+            if not wanted:
+                break
             try:
                 for start in range(0, len(wanted), 500):
                     chunk = wanted[start : start + 500]
@@ -216,8 +243,12 @@ class ResponseCache:
             except sqlite3.DatabaseError as err:
                 if conn is self._local.conn:
                     raise
-                logger.warning("base cache %s unreadable (%s): not used", self.base, err)
-                self._local.base, self.base = None, None
+                path = next(p for p, c in self._local.base.items() if c is conn)
+                logger.warning("base cache %s unreadable (%s): not used", path, err)
+                conn.close()
+                del self._local.base[path]
+                self.bases = [p for p in self.bases if p != path]
+                self.base = self.bases[0] if self.bases else None
         return found
 
     def get_many(self, keys: Iterable[str]) -> dict[str, GenerationResult]:
@@ -263,18 +294,18 @@ class ResponseCache:
     def close(self) -> None:
         """Close this thread's connections (others close when their thread or process ends)."""
         if getattr(self._local, "pid", None) == os.getpid():
-            for name in ("conn", "base"):
-                conn = getattr(self._local, name, None)
-                if conn is not None:
-                    conn.close()
+            conn = getattr(self._local, "conn", None)
+            bases = getattr(self._local, "base", None) or {}
+            for each in [conn, *bases.values()]:
+                if each is not None:
+                    each.close()
         self._local = threading.local()
 
     def __getstate__(self) -> dict[str, Any]:
         return {"path": str(self.path), "timeout": self.timeout}
 
     def __setstate__(self, state: dict[str, Any]) -> None:
-        self.path = Path(state["path"])
-        self.base = base_cache_file(self.path)
+        self._set_path(Path(state["path"]))
         self.timeout = state["timeout"]
         self._local = threading.local()
 
