@@ -3,8 +3,8 @@
 Run from the repository root::
 
     python -m benchmarks.bench_disk_select /tmp/mig100m              # 100M rows, 1M picks
-    python -m benchmarks.bench_disk_select /tmp/mig1m --rows 1000000 --k 10000 \\
-        --subset-rows 200000 --subset-k 2000                          # smoke test, ~1 minute
+    python -m benchmarks.bench_disk_select /tmp/mig2m --rows 2000000 --k 10000 \\
+        --subset-rows 1000000 --subset-k 2000                         # smoke test, ~1 minute
 
 The pool is generated once into ``FOLDER/shards`` (1M-row Parquet files; reused when the
 generation parameters match): a ``labels`` column (``list<string>``, 1 to 5 labels per row
@@ -18,7 +18,8 @@ memory-mapped files the stage touched):
 - ``select``: ``MIGSelector(k).select_indices(FOLDER/shards)``, the encoding cached (checks,
   bounds, lazy greedy);
 - ``write``: :func:`hf_mig.data.streaming.write_rows` of the picks to Parquet (second pass);
-- on the first ``--subset-rows`` rows (``FOLDER/subset``, links to the first shards): the
+- on the first ``--subset-rows`` rows (a multiple of 1M; ``FOLDER/subset``, links to the
+  first shards): the
   in-memory path (``pyarrow`` table -> ``Dataset`` -> ``select_indices``) against the disk path
   from an empty cache; the picks must be identical (the benchmark exits non-zero otherwise).
 
@@ -72,7 +73,12 @@ def generate(folder: Path, rows: int, k_labels: int) -> Path:
     stamp = shards / "params.json"
     if stamp.is_file() and json.loads(stamp.read_text()) == params:
         return shards
-    shutil.rmtree(shards, ignore_errors=True)
+    if shards.exists():
+        if not stamp.is_file():
+            raise SystemExit(
+                f"{shards} exists and was not written by this benchmark: give a new FOLDER"
+            )
+        shutil.rmtree(shards)  # an earlier pool of this benchmark, with other parameters
     shards.mkdir(parents=True)
     names = pa.array(label_names(k_labels), type=pa.string())
     p = label_frequencies(k_labels, _SEED)
@@ -94,10 +100,20 @@ def generate(folder: Path, rows: int, k_labels: int) -> Path:
 def subset(folder: Path, shards: Path, rows: int) -> Path:
     """``folder/subset``: links to the shards holding the first ``rows`` rows."""
     out = folder / "subset"
-    shutil.rmtree(out, ignore_errors=True)
+    marker = folder / "subset.json"  # beside: the folder holds only the pool's files
+    if out.exists():
+        if not marker.is_file():
+            raise SystemExit(
+                f"{out} exists and was not written by this benchmark: give a new FOLDER"
+            )
+        shutil.rmtree(out)
+        marker.unlink()
+    if rows % SHARD_ROWS:
+        raise SystemExit(f"--subset-rows must be a multiple of {SHARD_ROWS:,} (whole shards)")
     out.mkdir()
     for f in sorted(shards.glob("*.parquet"))[: max(1, rows // SHARD_ROWS)]:
         os.symlink(f, out / f.name)
+    marker.write_text(json.dumps({"rows": rows}))
     return out
 
 

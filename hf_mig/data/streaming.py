@@ -166,13 +166,16 @@ class StreamingPool:
 
     def content_key(self) -> str | None:
         """Digest of the Parquet files' bytes in reading order (``None`` for an iterable
-        dataset: it has no files to hash)."""
+        dataset: it has no files to hash); the files are read once per object."""
         if not self.files:
             return None
-        digest = xxhash.xxh3_128()
-        for file in self.files:
-            digest.update(file_digest(file, _DIGEST).encode() + b"\0")
-        return digest.hexdigest()
+        known = getattr(self, "_content_key", None)
+        if known is None:
+            digest = xxhash.xxh3_128()
+            for file in self.files:
+                digest.update(file_digest(file, _DIGEST).encode() + b"\0")
+            known = self._content_key = digest.hexdigest()
+        return known
 
 
 def encoding_cache_dir(cache: bool | str | os.PathLike = True) -> Path | None:
