@@ -93,6 +93,10 @@ class HubPushError(RuntimeError):
         self.cause = cause
 
 
+#: The heading of the JSON block of facts in a selection's dataset card.
+FACTS_HEADING = "## Selection facts (JSON)"
+
+
 # --------------------------------------------------------------------------------------
 # checks that run before the work
 
@@ -467,7 +471,7 @@ def _card_body(facts: Mapping[str, Any], title: str) -> str:
         "The same pool (same content: the SHA-256 above for a file) and the same options give "
         "the same rows in the same order.",
         "",
-        "## Selection facts (JSON)",
+        FACTS_HEADING,
         "",
         "```json",
         json.dumps(facts, indent=2, sort_keys=True),

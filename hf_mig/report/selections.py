@@ -11,10 +11,7 @@ from typing import Any
 import numpy as np
 from datasets import Dataset
 
-from hf_mig.data.hub import card_path
-
-#: The heading of the JSON block of facts in a selection's dataset card.
-FACTS_HEADING = "## Selection facts (JSON)"
+from hf_mig.data.hub import FACTS_HEADING, card_path
 
 
 # ---------------------------------------------------------------------------- selections
@@ -80,10 +77,6 @@ def _read_positions(path: Path, data: Mapping[str, Any], pool_rows: int | None) 
             )
         first[x] = i
     return np.asarray(positions, dtype=np.int64)
-
-
-#: The heading of the JSON block of facts in a selection's dataset card.
-FACTS_HEADING = "## Selection facts (JSON)"
 
 
 def read_selection_facts(path: str | Path) -> dict[str, Any] | None:
