@@ -12,8 +12,8 @@
   place are loaded again; the model is on its device in ``eval`` mode. Scorers and the
   transformers generation backend share this cache. A causal model read from a GGUF file (with
   its tokenizer from the same file) is dequantised once: a float32 ``transformers`` copy is kept
-  in ``cache_root()/gguf/<sha256 of the file>`` (:func:`converted_gguf_folder`) and read by later
-  loads in any process.
+  in ``cache_root()/gguf/<sha256 of the file>-transformers-<version>``
+  (:func:`converted_gguf_folder`) and read by later loads in any process.
 """
 
 from __future__ import annotations
@@ -202,11 +202,15 @@ def load_pretrained(
 
 def converted_gguf_folder(folder: str | os.PathLike, gguf_file: str) -> Path:
     """Where :func:`load_pretrained` keeps a plain ``transformers`` copy of a GGUF model:
-    ``cache_root()/gguf/<sha256 of the GGUF file>`` (keyed by the file's bytes only)."""
+    ``cache_root()/gguf/<sha256 of the GGUF file>-transformers-<version>``, keyed by the file's
+    bytes and the ``transformers`` release whose GGUF reader made the copy."""
+    import transformers
+
     from hf_mig.core.config import cache_root
     from hf_mig.models.identity import file_digest
 
-    return cache_root() / "gguf" / file_digest(Path(folder) / gguf_file)
+    digest = file_digest(Path(folder) / gguf_file)
+    return cache_root() / "gguf" / f"{digest}-transformers-{transformers.__version__}"
 
 
 def _is_converted(path: Path) -> bool:

@@ -152,8 +152,13 @@ def test_cache_is_keyed_by_content_not_path(shards, tmp_path):
     # another vocabulary or another column -> another entry
     pool_encoding(StreamingPool(copy), LABELS[:10], cache=cache)
     assert len(list(cache.iterdir())) == 3
-    # no cache: nothing written there
-    pool_encoding(StreamingPool(folder), LABELS, cache=False)
+    # no cache: the encoding is made in a temporary folder under $HF_MIG_CACHE, removed after
+    scratch = tmp_path / "hf-mig-cache"
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("HF_MIG_CACHE", str(scratch))
+        uncached, _ = pool_encoding(StreamingPool(folder), LABELS, cache=False)
+    np.testing.assert_array_equal(uncached.label_ids, first.label_ids)
+    assert [p for p in scratch.rglob("*") if p.is_file()] == []
     assert len(list(cache.iterdir())) == 3
 
 
