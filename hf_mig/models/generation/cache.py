@@ -358,7 +358,8 @@ def fold_caches(
     second fold of the same files adds nothing. All sources go in one transaction (a failure
     adds nothing); a base that does not exist is built beside its final name and renamed into
     place. The sources are read only (an unreadable one raises ``ValueError`` naming it) and
-    never removed.
+    never removed. An existing base is written in place, in one SQLite transaction: shards read
+    it without locks (:func:`shard_cache_path`), so fold once no shard of it is running.
     """
     from hf_mig.data.atomic import atomic_output
 
