@@ -113,7 +113,8 @@ def test_sbatch_script_computes_the_selection_then_launches_each_node(tmp_path):
         "hf-mig": RECORDER.format(python=sys.executable),
         "accelerate": RECORDER.format(python=sys.executable),
         "srun": SRUN,
-        "scontrol": "#!/bin/bash\nprintf 'gpu-a\\ngpu-b\\n'\n",
+        # a long host list: a reader that stops after the first line would end it with SIGPIPE
+        "scontrol": "#!/bin/bash\nprintf 'gpu-a\\ngpu-b\\n'\nseq -f gpu-%g 100000\n",
     }.items():
         (bin_dir / name).write_text(text)
         (bin_dir / name).chmod(0o755)
