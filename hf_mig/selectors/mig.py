@@ -458,9 +458,15 @@ class MIGSelector(BaseSelector):
 
     def _greedy_settings(self) -> tuple:
         """What ``result_.frontier`` depends on besides the pool: a frontier left under other
-        settings is not reused by :meth:`extend`."""
+        settings is not reused by :meth:`extend`. The graph is held, not its ``id``, so that a
+        copied or unpickled selector (whose graph is copied with it) still matches."""
         graph = getattr(self, "label_graph_", None)
-        return (self.objective, self.gain, self.norm, self.prop_weight, id(graph))
+        return (self.objective, self.gain, self.norm, self.prop_weight, graph)
+
+    def _same_greedy_settings(self) -> bool:
+        """Whether ``result_.frontier`` was left under this selector's current settings."""
+        then, now = getattr(self, "_frontier_settings", None), self._greedy_settings()
+        return then is not None and then[:-1] == now[:-1] and then[-1] is now[-1]
 
     def _costs(self, dataset: Dataset) -> np.ndarray:
         """The rows' costs in ``cost_column`` (errors name the first bad row)."""
@@ -638,8 +644,7 @@ class MIGSelector(BaseSelector):
             encoding, self.label_graph_.propagation_matrix(self.prop_weight), norm=self.norm
         )
         before = self.result_
-        same = getattr(self, "_frontier_settings", None) == self._greedy_settings()
-        frontier = before.frontier if same else None  # else the picks are replayed
+        frontier = before.frontier if self._same_greedy_settings() else None  # else: replay
         self._check_bounds(info, frontier)
         arrays = (encoding.indptr, encoding.label_ids, info.weights, info.propagation)
         more, state = greedy_extend(

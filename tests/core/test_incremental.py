@@ -341,3 +341,26 @@ def test_extend_after_set_params_replays_instead_of_reusing_the_frontier(pools):
     _, state = greedy_extend(*arrays, 5, greedy_select(*arrays, 10).indices)
     more, _ = greedy_extend(*arrays, 5, state, gain="exact")
     assert more.indices.size == 5
+
+
+@pytest.mark.parametrize("copy_selector", ["deepcopy", "pickle"])
+def test_a_copied_selector_extends_from_its_frontier(pools, monkeypatch, copy_selector):
+    import copy
+    import pickle
+
+    import hf_mig.core.incremental as incremental
+
+    graph, old, union = pools
+    sel = MIGSelector(20, label_graph=graph)
+    sel.select(old)
+    expected = copy.deepcopy(sel).extend(union, 10)["row"]
+    twin = copy.deepcopy(sel) if copy_selector == "deepcopy" else pickle.loads(pickle.dumps(sel))
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("the picks were replayed instead of continuing from the frontier")
+
+    monkeypatch.setattr(incremental, "_replayed", refuse)
+    assert twin.extend(union, 10)["row"] == expected
+    twin.label_graph_ = copy.deepcopy(graph)  # another graph object: its frontier is not reused
+    with pytest.raises(AssertionError, match="replayed"):
+        twin.extend(union, 5)
