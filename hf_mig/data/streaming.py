@@ -1,7 +1,9 @@
 """Pools read in Arrow batches, never whole: Parquet files or a ``datasets.IterableDataset``.
 
 :class:`StreamingPool` gives a pool's column names, its size when the files say it, its batches
-(a few columns at a time) and a content key. :func:`pool_encoding` encodes the label and score
+(a few columns at a time) and a content key. A folder is read as ``datasets.load_dataset``
+reads it (:func:`hf_mig.data.io.load_pool`): the same files of the same split, in the same
+order, with the same column types. :func:`pool_encoding` encodes the label and score
 columns into memory-mapped ``.npy`` files (:mod:`hf_mig.core.disk_csr`) cached by content: the
 key holds the Parquet files' bytes (their :func:`~hf_mig.data.fingerprint.file_digest`, in
 reading order), the vocabulary and the column names, never a path or a modification time, so
@@ -24,12 +26,14 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import xxhash
+from datasets.data_files import EmptyDatasetError
+from datasets.table import table_cast
 from tqdm.auto import tqdm
 
 from hf_mig.core.config import cache_root
 from hf_mig.core.disk_csr import FORMAT_VERSION, META_FILE, encode_batches, open_encoding
-from hf_mig.core.encoding import PoolEncoding, distinct_labels
-from hf_mig.data.atomic import TMP_MARK, remove_path, rename_or_keep, temp_sibling
+from hf_mig.core.encoding import DegeneratePoolError, PoolEncoding, distinct_labels
+from hf_mig.data.atomic import remove_path, rename_or_keep, temp_sibling
 from hf_mig.data.atomic import temporary_folder as _temporary_folder
 from hf_mig.data.fingerprint import file_digest
 
@@ -47,40 +51,134 @@ logger = logging.getLogger(__name__)
 #: Rows read at once.
 BATCH_ROWS = 1 << 18
 _DIGEST = "xxh3_128"
+_NOTHING = "there is nothing to select"
 
 
-def _parquet_files(path: Path) -> list[Path]:
+def _split_files(path: Path, split: str) -> tuple[list[Path], pa.Schema]:
+    """The Parquet files that ``datasets.load_dataset(path, split=split)`` reads, in its order
+    (a single file: itself, whatever ``split``), and the Arrow schema it casts them to."""
     if path.is_file():
-        return [path]
+        return [path], datasets.Features.from_arrow_schema(pq.read_schema(path)).arrow_schema
     if not path.is_dir():
         raise FileNotFoundError(f"{path}: no such Parquet file or folder")
-    files = sorted(
-        p
-        for p in path.rglob("*.parquet")
-        if p.is_file() and not any(TMP_MARK in part for part in p.relative_to(path).parts)
-    )
-    if not files:
-        raise ValueError(f"{path}: the folder holds no .parquet file")
-    return files
+    try:
+        builder = datasets.load_dataset_builder(str(path))
+    except EmptyDatasetError as err:
+        raise ValueError(f"{path}: the folder holds no .parquet file") from err
+    found = {str(name): list(files) for name, files in (builder.config.data_files or {}).items()}
+    if split not in found:
+        raise ValueError(
+            f"{path}: no split {split!r} in this folder; datasets finds the splits {list(found)}"
+        )
+    files = [Path(f) for f in found[split]]
+    other = [f for f in files if f.suffix.lower() != ".parquet"]
+    if other or not files:
+        raise ValueError(
+            f"{path}: split {split!r} is read from {other[0] if other else 'no file'}, not from "
+            "Parquet files; streaming selection reads Parquet files (.parquet): convert the pool "
+            "first (e.g. hf-mig convert, or Dataset.to_parquet), or load it in memory"
+        )
+    features = builder.info.features  # else the first file of the first split, as datasets
+    if features is None:
+        first = next(iter(found.values()))[0]
+        features = datasets.Features.from_arrow_schema(pq.read_schema(first))
+    return files, features.arrow_schema
+
+
+def _exact_cast(src: pa.DataType, dst: pa.DataType) -> bool:
+    """Whether every ``src`` value becomes the same value of type ``dst`` (an integer beyond
+    float64's exact range raises on the cast, in memory as here, rather than change)."""
+    t = pa.types
+    if src.equals(dst) or t.is_null(src):
+        return True
+    if t.is_integer(src) and t.is_integer(dst):
+        return dst.bit_width > src.bit_width and not (
+            t.is_signed_integer(src) and t.is_unsigned_integer(dst)
+        )
+    if t.is_integer(src) and t.is_floating(dst):
+        return dst.bit_width == 64 or (dst.bit_width == 32 and src.bit_width <= 16)
+    if t.is_floating(src) and t.is_floating(dst):
+        return dst.bit_width >= src.bit_width
+    kind = _kind(src)
+    if kind is None or kind != _kind(dst):
+        return False
+    if kind == "list":
+        return _exact_cast(src.value_type, dst.value_type)
+    if kind == "struct":
+        names = {src.field(i).name for i in range(src.num_fields)}
+        if names != {dst.field(i).name for i in range(dst.num_fields)}:
+            return False
+        return all(_exact_cast(src.field(n).type, dst.field(n).type) for n in names)
+    return True  # text or bytes, of either offset width
+
+
+def _kind(kind: pa.DataType) -> str | None:
+    t = pa.types
+    if t.is_string(kind) or t.is_large_string(kind):
+        return "text"
+    if t.is_binary(kind) or t.is_large_binary(kind):
+        return "bytes"
+    if t.is_list(kind) or t.is_large_list(kind):
+        return "list"
+    return "struct" if t.is_struct(kind) else None
+
+
+def _columns_to_cast(file: Path, schema: pa.Schema, target: pa.Schema, first: Path) -> list[str]:
+    """The columns of ``file`` whose type differs from ``target``'s but casts to it exactly;
+    other columns, or another type, raise naming the file, the column and both types."""
+    if sorted(schema.names) != sorted(target.names):
+        raise ValueError(
+            f"{file}: columns {schema.names} differ from those of {first} ({target.names}); "
+            "every Parquet file of a pool has the same columns"
+        )
+    cast = []
+    for name in target.names:
+        src, dst = schema.field(name).type, target.field(name).type
+        if src.equals(dst):
+            continue
+        if not _exact_cast(src, dst):
+            raise ValueError(
+                f"{file}: column {name!r} is {src}, but the pool reads it as {dst} (its type in "
+                f"{first}); datasets casts every file to that type and not every {src} value "
+                f"fits: write the column as {dst} in every file"
+            )
+        cast.append(name)
+    return cast
 
 
 class StreamingPool:
-    """A pool read in batches: a Parquet file, a folder of them (``*.parquet`` under it, in
-    sorted path order, rows numbered across files) or a ``datasets.IterableDataset`` (rows in
-    its iteration order, which must be the same on every pass: do not shuffle it).
+    """A pool read in batches: a Parquet file, a folder of them or a
+    ``datasets.IterableDataset`` (rows in its iteration order, which must be the same on every
+    pass: do not shuffle it).
 
-    ``column_names`` (``None`` when an iterable dataset does not know them), ``num_rows``
-    (``None`` for an iterable dataset), :meth:`batches`, :meth:`content_key`.
+    A folder is read as ``datasets.load_dataset(folder, split=split)`` reads it (and so
+    :func:`hf_mig.data.io.load_pool`): the files of ``split`` (default ``"train"``; files and
+    folders named ``train``, ``test``, ... make the splits, a folder without such names is one
+    ``train`` split), in datasets' order, rows numbered across files; a missing split raises
+    naming the splits found. Every file is read with the column types of the first file (of the
+    first split, or the features of the folder's dataset card), as datasets casts them: a file
+    whose column has another type that does not convert exactly (``double`` where the first
+    file has ``int64``, ...) raises naming the file, the column and both types before any row
+    is read. ``split`` is not used for a single file or an iterable dataset.
+
+    ``column_names`` (a list: a pool without rows raises
+    :class:`~hf_mig.core.encoding.DegeneratePoolError` here), ``num_rows`` (``None`` for an
+    iterable dataset), ``schema`` (the Arrow schema rows are read with; ``None`` for an
+    iterable dataset), :meth:`batches`, :meth:`content_key`.
     """
 
-    def __init__(self, source: str | os.PathLike | datasets.IterableDataset) -> None:
+    def __init__(
+        self, source: str | os.PathLike | datasets.IterableDataset, split: str = "train"
+    ) -> None:
         self.source = source
+        self.split = split
         self.files: list[Path] = []
+        self.schema: pa.Schema | None = None
         if isinstance(source, datasets.IterableDataset):
-            self.column_names = source.column_names
-            if self.column_names is None:  # features unknown: read them off the first rows
-                first = next(iter(source.with_format("arrow").iter(batch_size=1)), None)
-                self.column_names = None if first is None else first.column_names
+            first = next(iter(source.with_format("arrow").iter(batch_size=1)), None)
+            if first is None:
+                raise DegeneratePoolError(f"the pool has no rows: {_NOTHING} (the stream is empty)")
+            self.column_names: list[str] = list(source.column_names or first.column_names)
             self.num_rows: int | None = None
             return
         if not isinstance(source, (str, os.PathLike)):
@@ -94,19 +192,16 @@ class StreamingPool:
                 f"{path}: streaming selection reads Parquet files (.parquet); convert the pool "
                 "first (e.g. hf-mig convert, or Dataset.to_parquet), or load it in memory"
             )
-        self.files = _parquet_files(path)
+        self.files, self.schema = _split_files(path, split)
         metas = [pq.read_metadata(f) for f in self.files]
-        schema = pq.read_schema(self.files[0])
-        self.schema = schema
-        self.column_names = list(schema.names)
-        for file, meta in zip(self.files, metas):
-            names = meta.schema.to_arrow_schema().names
-            if names != self.column_names:
-                raise ValueError(
-                    f"{file}: columns {names} differ from those of {self.files[0]} "
-                    f"({self.column_names}); every Parquet file of a pool has the same columns"
-                )
+        self._cast = [
+            _columns_to_cast(f, m.schema.to_arrow_schema(), self.schema, self.files[0])
+            for f, m in zip(self.files, metas)
+        ]
+        self.column_names = list(self.schema.names)
         self.num_rows = sum(meta.num_rows for meta in metas)
+        if not self.num_rows:
+            raise DegeneratePoolError(f"{path}: the pool has no rows: {_NOTHING}")
 
     def __repr__(self) -> str:
         if self.files:
@@ -131,18 +226,27 @@ class StreamingPool:
         dictionary: Sequence[str] = (),
     ) -> Iterator[pa.Table]:
         """The pool's rows in order, ``batch_size`` at a time, as Arrow tables of ``columns``
-        (``None``: all). List-of-string ``dictionary`` columns of Parquet files are read
-        dictionary-encoded (the labels of a row are then looked up once per file chunk)."""
+        (``None``: all, in the pool's column order and with its schema). Columns are read with
+        the pool's types (see the class). List-of-string ``dictionary`` columns of Parquet files
+        are read dictionary-encoded (the labels of a row are then looked up once per file
+        chunk)."""
         if not self.files:
             ds = self.source
             if columns is not None:
                 ds = ds.select_columns(list(columns))
             yield from ds.with_format("arrow").iter(batch_size=batch_size)
             return
-        for file in self.files:
-            pf = pq.ParquetFile(file, read_dictionary=self._leaf_paths(file, dictionary))
-            for batch in pf.iter_batches(batch_size=batch_size, columns=columns):
-                yield pa.Table.from_batches([batch])
+        names = list(columns) if columns is not None else self.column_names
+        for file, cast in zip(self.files, self._cast):
+            cast = [name for name in cast if name in names]
+            read = [name for name in dictionary if name not in cast]
+            pf = pq.ParquetFile(file, read_dictionary=self._leaf_paths(file, read))
+            for batch in pf.iter_batches(batch_size=batch_size, columns=names):
+                table = pa.Table.from_batches([batch]).select(names)
+                for name in cast:  # datasets' own cast, as load_dataset applies it
+                    one = table_cast(table.select([name]), pa.schema([self.schema.field(name)]))
+                    table = table.set_column(names.index(name), name, one.column(0))
+                yield table.replace_schema_metadata(self.schema.metadata)
 
     @staticmethod
     def _leaf_paths(file: Path, columns: Sequence[str]) -> list[str] | None:

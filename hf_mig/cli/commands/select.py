@@ -344,7 +344,6 @@ def _check_streaming(args: argparse.Namespace) -> None:
     refused = {
         "--method other than mig": args.method != "mig",
         "--format mig-authors": args.pool_format == "mig-authors",
-        "--split": args.split != "train",
         "--skip-bad-lines": bool(args.skip_bad_lines),
         "--quota": bool(getattr(args, "quotas", None)),
         "--push-to-hub": bool(args.push_to_hub),
@@ -366,7 +365,7 @@ def run_streaming(args: argparse.Namespace, start: float) -> int:
     _check_streaming(args)
     args.card = False
     check_outputs(select_outputs(args), args.overwrite)
-    pool = StreamingPool(args.pool)
+    pool = StreamingPool(args.pool, split=args.split)
     vocabulary = load_vocabulary(args.vocabulary) if args.vocabulary else None
     selector = _selector(args, vocabulary)
     explain = _check_explain(args, selector)
