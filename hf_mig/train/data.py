@@ -10,8 +10,12 @@ trainer needs. With a pool and a selection spec:
    whatever its size and modification time; the ``datasets`` fingerprint for a Hub dataset)
    and the *spec*
    (method, k, options with every file option replaced by the SHA-256 of its content, the
-   token budget and quotas among them, pool format, vocabulary, columns, hf-mig version):
-   ``<cache_dir>/<key>/`` holds ``indices.npy``, ``manifest.json`` and ``spec.json``;
+   token budget and quotas among them, pool format, vocabulary, columns, hf-mig version; a
+   label graph or array option enters by the hash of its content):
+   ``<cache_dir>/<key>/`` holds ``indices.npy``, ``manifest.json`` and ``spec.json``. An option
+   whose content cannot be hashed (a function, an embedder object) leaves the selection
+   uncached: it is computed, the reason is logged (``selection cache not used``), nothing is
+   read from or written to the cache;
 3. on a miss the selector runs and the folder is written atomically (temporary folder + rename);
    on a hit the indices are read back and the selector is not called (logged as ``selection
    cache hit``). Either way the manifest names the pool and options of *this* run, and
@@ -57,6 +61,7 @@ logger = logging.getLogger(__name__)
 __all__ = [
     "BUNDLED_VOCABULARY",
     "TrainingData",
+    "UncacheableOptionError",
     "file_fingerprint",
     "load_prepared_pool",
     "load_training_data",
@@ -75,7 +80,8 @@ class TrainingData:
     ``train_rows`` / ``eval_rows``: the same rows with the labels column, ``pool_index`` and the
     config's ``keep_columns`` kept (for the callbacks). ``manifest``: the selection manifest.
     ``cache_path`` / ``cache_hit``: the selection's cache folder and whether it was reused
-    (``None`` for a ready subset).
+    (``None`` for a ready subset; ``cache_path`` ``None`` and ``cache_hit`` ``False`` for a
+    selection not cached because an option's content cannot be hashed).
     """
 
     train: Any
@@ -105,18 +111,50 @@ def pool_fingerprint(source: str, dataset: Any) -> str:
     return f"datasets:{getattr(dataset, '_fingerprint', None)}"
 
 
+class UncacheableOptionError(TypeError):
+    """A selection option has a value whose content cannot be hashed into the cache key (a
+    function, an embedder object, ...): the selection is then computed and not cached."""
+
+
+def _array_digest(array: np.ndarray) -> dict[str, str]:
+    head = json.dumps([array.dtype.str, list(array.shape)]).encode()
+    data = np.ascontiguousarray(array).tobytes()
+    return {"array_sha256": hashlib.sha256(head + b"\0" + data).hexdigest()}
+
+
 def _describe_option(key: str, value: Any) -> Any:
+    """``value`` as JSON that changes whenever its content does: files by the SHA-256 of their
+    bytes, a label graph by :meth:`~hf_mig.annotate.graph.LabelGraph.fingerprint`, arrays by
+    the SHA-256 of their dtype, shape and values, sets sorted. Any other object raises
+    :class:`UncacheableOptionError` naming ``key``."""
+    from hf_mig.annotate.graph import LabelGraph
+
     if isinstance(value, (str, os.PathLike)) and key in PATH_OPTIONS:
         p = Path(value).expanduser()
         if p.exists():
             return {"file_sha256": file_fingerprint(p)}
+    if isinstance(value, LabelGraph):
+        return {"label_graph": value.fingerprint()}
     if isinstance(value, Mapping):
         return {str(k): _describe_option(str(k), v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
         return [_describe_option(key, v) for v in value]
+    if isinstance(value, (set, frozenset)):
+        items = [_describe_option(key, v) for v in value]
+        return sorted(items, key=lambda item: json.dumps(item, sort_keys=True))
+    if isinstance(value, np.ndarray) and value.dtype.kind in "biufcSU":
+        return _array_digest(value)
+    if isinstance(value, np.generic) and value.dtype.kind in "biufU":
+        return value.item()
     if isinstance(value, (str, int, float, bool)) or value is None:
         return value
-    return repr(value)
+    if isinstance(value, os.PathLike):
+        return os.fspath(value)
+    raise UncacheableOptionError(
+        f"selection option {key!r} is a {type(value).__name__} ({value!r:.80}), whose content "
+        "cannot be part of the selection cache key; pass a file path, a LabelGraph, an array "
+        "or plain values to have the selection cached"
+    )
 
 
 #: ``data.vocabulary`` value naming the InsTag vocabulary shipped with hf-mig (4,531 tags).
@@ -141,7 +179,10 @@ def selection_spec(config: DataConfig) -> dict[str, Any]:
     """The JSON-ready spec that, with the pool fingerprint, keys the selection cache.
 
     File-valued options (``label_graph``, ``vocabulary``, ...) and ``data.vocabulary`` enter by
-    content hash, not by path, so moving a file keeps the cache and editing it invalidates it.
+    content hash, not by path, so moving a file keeps the cache and editing it invalidates it;
+    a :class:`~hf_mig.annotate.graph.LabelGraph` or an array option enters by the hash of its
+    content. An option whose content cannot be hashed (a function, an embedder object) raises
+    :class:`UncacheableOptionError` naming it.
     """
     sel = config.selection
     if sel is None:
@@ -290,8 +331,22 @@ def load_prepared_pool(
     return raw, pool, vocabulary
 
 
-def _select(config: DataConfig) -> tuple[Any, np.ndarray, dict, Path, bool]:
-    """Load and prepare the pool; return (prepared pool, indices, manifest, folder, hit)."""
+def _cache_entry(
+    config: DataConfig, fingerprint: str
+) -> tuple[dict[str, Any], Path] | tuple[None, None]:
+    """The spec and cache folder of this selection, or ``(None, None)`` when an option's
+    content cannot be hashed (logged: the selection is then computed and not cached)."""
+    try:
+        spec = selection_spec(config)
+    except UncacheableOptionError as err:
+        logger.warning("selection cache not used: %s [rank %d]", err, _rank())
+        return None, None
+    return spec, selections_dir(config.cache_dir) / selection_key(fingerprint, spec)
+
+
+def _select(config: DataConfig) -> tuple[Any, np.ndarray, dict, Path | None, bool]:
+    """Load and prepare the pool; return (prepared pool, indices, manifest, folder, hit);
+    ``folder`` is ``None`` when the selection is not cached (:func:`_cache_entry`)."""
     from hf_mig.data.hub import constraint_facts
     from hf_mig.selectors import get_selector
     from hf_mig.train.callbacks import build_selection_manifest
@@ -300,14 +355,11 @@ def _select(config: DataConfig) -> tuple[Any, np.ndarray, dict, Path, bool]:
     assert sel is not None and config.pool is not None
     raw, pool, vocabulary = load_prepared_pool(config)
     _check_columns(pool, config)
-    root = selections_dir(config.cache_dir)
     fingerprint = pool_fingerprint(config.pool, raw)
-    spec = selection_spec(config)
-    key = selection_key(fingerprint, spec)
-    folder = root / key
+    spec, folder = _cache_entry(config, fingerprint)
     budgeted = sel.options.get("budget") is not None
     cached = None
-    if folder.is_dir():
+    if folder is not None and folder.is_dir():
         cached = _load_cached(folder, sel.k, len(pool), budgeted=budgeted)
     if cached is not None:
         indices, manifest = cached
@@ -338,14 +390,15 @@ def _select(config: DataConfig) -> tuple[Any, np.ndarray, dict, Path, bool]:
         labels_column=config.labels_column,
         score_column=config.score_column,
         extra={
-            "cache_key": key,
+            "cache_key": None if folder is None else folder.name,
             "selection_seconds": round(seconds, 3),
             "indices_sha256": hashlib.sha256(indices.tobytes()).hexdigest(),
             "pool_format": config.pool_format,
             "budget": constraint_facts(selector, pool, indices),
         },
     )
-    _write_cache(folder, indices, manifest, spec)
+    if folder is not None and spec is not None:
+        _write_cache(folder, indices, manifest, spec)
     manifest = _this_run(manifest, config, fingerprint, len(pool), False)
     logger.info(
         "selection computed: %s k=%s of %d rows in %.1f s -> %s [rank %d]",
@@ -353,7 +406,7 @@ def _select(config: DataConfig) -> tuple[Any, np.ndarray, dict, Path, bool]:
         sel.k,
         len(pool),
         seconds,
-        folder,
+        "not cached" if folder is None else folder,
         _rank(),
     )
     return pool, indices, manifest, folder, False
