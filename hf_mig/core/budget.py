@@ -47,7 +47,7 @@ from hf_mig.core.greedy import (
 )
 from hf_mig.core.objective import Objective
 
-__all__ = ["STRATEGIES", "budget_select", "check_budget", "check_costs"]
+__all__ = ["STRATEGIES", "budget_select", "check_budget", "check_costs", "check_some_row_fits"]
 
 #: The two greedies :func:`budget_select` runs, in the order it prefers them on a tie.
 STRATEGIES = ("cost_scaled", "unit")
@@ -75,10 +75,27 @@ def check_costs(costs: object, n: int, column: str = "cost") -> np.ndarray:
     if bad.any():
         row = int(np.flatnonzero(bad)[0])
         raise ValueError(
-            f"row {row}: column {column!r} is {c[row]!r}; expected a finite cost > 0 "
+            f"row {row}: column {column!r} is {float(c[row])!r}; expected a finite cost > 0 "
             f"({int(bad.sum())} rows affected)"
         )
     return c
+
+
+def check_some_row_fits(
+    costs: np.ndarray, budget: float, column: str = "cost", allowed: np.ndarray | None = None
+) -> None:
+    """``ValueError`` naming the cheapest row when no row (of those ``allowed``, a boolean mask)
+    costs at most ``budget``."""
+    candidates = np.flatnonzero(allowed) if allowed is not None else np.arange(costs.size)
+    if candidates.size:
+        cheapest = int(candidates[np.argmin(costs[candidates])])
+        if costs[cheapest] <= budget:
+            return
+        where = f"; the cheapest, row {cheapest}, costs {float(costs[cheapest]):g}"
+    else:
+        where = ""
+    among = " among the rows the quotas allow" if allowed is not None else ""
+    raise ValueError(f"no row{among} fits budget={budget:g} (column {column!r}){where}")
 
 
 # ---------------------------------------------------------------------------- kernels
@@ -279,10 +296,7 @@ def budget_select(
     n = pool[2].size
     costs = check_costs(costs, n, cost_column)
     k = n if k is None else check_k(k, n)
-    cheapest = int(np.argmin(costs)) if n else -1
-    if n == 0 or costs[cheapest] > budget:
-        where = f"; the cheapest, row {cheapest}, costs {costs[cheapest]:g}" if n else ""
-        raise ValueError(f"no row fits budget={budget:g} (column {cost_column!r}){where}")
+    check_some_row_fits(costs, budget, cost_column)
     model, options = _lazy_setup(pool, prop, objective, gain, compiled, progress)
     options = (*options, refresh_fraction, chunk_size)
     compiled = options[0]

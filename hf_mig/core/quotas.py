@@ -23,7 +23,7 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 import scipy.sparse as sp
 
-from hf_mig.core.budget import _lazy_setup, _run, check_budget, check_costs
+from hf_mig.core.budget import _lazy_setup, _run, check_budget, check_costs, check_some_row_fits
 from hf_mig.core.encoding import check_k
 from hf_mig.core.greedy import GAIN_KINDS, GreedyResult, check_inputs
 from hf_mig.core.objective import Objective
@@ -34,8 +34,18 @@ Bound = int | float | None
 
 
 # ---------------------------------------------------------------------------- validation
-def group_codes(values: Sequence[object]) -> tuple[list[str], np.ndarray]:
-    """The groups present (as text, sorted) and each row's group index into them."""
+def group_codes(values: Sequence[object], column: str = "group") -> tuple[list[str], np.ndarray]:
+    """The groups present (as text, sorted) and each row's group index into them.
+
+    A null group is refused (``ValueError`` naming the first such row and the ``column``), so
+    that it is never counted with a group whose text is ``"None"``."""
+    missing = next((row for row, v in enumerate(values) if v is None), None)
+    if missing is not None:
+        count = sum(v is None for v in values)
+        raise ValueError(
+            f"row {missing}: column {column!r} is null; every row needs a group for quotas "
+            f"({count} rows affected)"
+        )
     text = np.asarray([str(v) for v in values], dtype=object)
     names, codes = np.unique(text, return_inverse=True)
     return [str(name) for name in names], np.ascontiguousarray(codes, dtype=np.int64)
@@ -156,7 +166,7 @@ def quota_select(
         raise ValueError(f"column {quota_column!r}: expected {n} groups (one per row), got "
                          f"{len(groups)}")  # fmt: skip
     k = check_k(k, n)
-    names, group = group_codes(groups)
+    names, group = group_codes(groups, quota_column)
     sizes = np.bincount(group, minlength=len(names))
     lower, upper = quota_bounds(quotas, names, sizes, k, quota_column, fill_k=budget is None)
     if budget is None:
@@ -164,13 +174,14 @@ def quota_select(
     else:
         budget = check_budget(budget)
         costs = check_costs(costs, n, cost_column)
+        check_some_row_fits(costs, budget, cost_column, allowed=upper[group] > 0)
         scaleds = (True, False)
     pool, prop, _ = check_inputs(indptr, label_ids, weights, propagation, objective)
     model, options = _lazy_setup(pool, prop, objective, gain, compiled, progress)
     options = (*options, refresh_fraction, chunk_size)
     compiled = options[0]
     runs = [_run(s, model, (k, costs, budget), (group, lower, upper), options) for s in scaleds]
-    valid = [r for r in runs if r.stats["minimums_met"]]
+    valid = [r for r in runs if r.stats["minimums_met"] and r.indices.size]
     if not valid:
         raise ValueError(
             f"quotas: no greedy met every minimum within budget={budget:g} (column "

@@ -13,7 +13,7 @@ import pyarrow as pa
 from datasets import Dataset, Features, IterableDataset
 
 from hf_mig.annotate.graph import DEFAULT_MAX_EDGES, LabelGraph
-from hf_mig.core.budget import budget_select, check_budget
+from hf_mig.core.budget import budget_select, check_budget, check_costs, check_some_row_fits
 from hf_mig.core.encoding import (
     DegeneratePoolError,
     PoolEncoding,
@@ -217,10 +217,13 @@ class MIGSelector(BaseSelector):
                 "graph_cache must be True (the hf-mig cache), False (no cache) or a folder, got "
                 f"{cache!r}"
             )
+        if isinstance(dataset, Dataset) and len(dataset) == 0:
+            raise DegeneratePoolError("the pool has no rows: there is nothing to select")
+        columns = dataset.column_names or []  # None: a stream with no rows to tell them
         if self.budget is not None:
             check_budget(self.budget)
             check_choice("engine (with a budget)", self.engine, ("auto", "lazy"))
-            if self.cost_column not in dataset.column_names:
+            if dataset.column_names is not None and self.cost_column not in columns:
                 raise ValueError(
                     f"cost_column {self.cost_column!r} not found; the pool has columns "
                     f"{dataset.column_names}. A budget needs a numeric cost per row (e.g. "
@@ -232,7 +235,7 @@ class MIGSelector(BaseSelector):
         check_bool("overwrite_gain_columns", self.overwrite_gain_columns)
         check_int("explain", self.explain, minimum=0)
         if not self.overwrite_gain_columns:
-            taken = [c for c in self._gain_columns() if c in dataset.column_names]
+            taken = [c for c in self._gain_columns() if c in columns]
             if taken:
                 raise ValueError(
                     f"{self._gain_option()} would replace the pool's existing column(s) "
@@ -307,6 +310,8 @@ class MIGSelector(BaseSelector):
         column = self.labels_column
         floor = self._min_coverage()
         n = encoding.num_rows
+        if n == 0:
+            raise DegeneratePoolError("the pool has no rows: there is nothing to select")
         where = "the label graph" if given_graph else "the vocabulary"
         outside = report.get("examples_outside_vocabulary") or []
         examples = f" (pool labels not in it, e.g. {outside[:3]})" if outside else ""
@@ -401,8 +406,9 @@ class MIGSelector(BaseSelector):
             return self.select_streaming(dataset)
         k = self._check_k(dataset)
         self._check_options(dataset)
+        costs = self._checked_costs(dataset) if self.budget is not None else None
         encoding, graph = self.encode(dataset)
-        return self._select_encoded(dataset, encoding, graph, k)
+        return self._select_encoded(dataset, encoding, graph, k, costs)
 
     def _select_encoded(
         self,
@@ -434,7 +440,7 @@ class MIGSelector(BaseSelector):
         )
         self._check_bounds(info)
         if self.quotas is not None:
-            result = self._quota_select(dataset, encoding, info, k)
+            result = self._quota_select(dataset, encoding, info, k, costs)
         elif self.budget is not None:
             result = self._budget_select(dataset, encoding, info, k, costs)
         else:
@@ -474,6 +480,24 @@ class MIGSelector(BaseSelector):
             dataset, self.cost_column, what="budgeted MIG selection", name_rows="column"
         )
 
+    def _checked_costs(self, dataset: Dataset, costs: np.ndarray | None = None) -> np.ndarray:
+        """The rows' costs (``costs``, else read from ``dataset``) once each is finite and
+        ``> 0`` and some row the quotas allow fits the budget, so that bad costs are found
+        before the encoding and the label graph are built."""
+        costs = self._costs(dataset) if costs is None else costs
+        costs = check_costs(costs, len(costs), self.cost_column)
+        allowed = None
+        if self.quotas is not None:
+            groups = self._quota_groups(dataset)
+            names, codes = group_codes(groups, self.quota_column)
+            sizes = np.bincount(codes, minlength=len(names))
+            _, upper = quota_bounds(
+                self.quotas, names, sizes, self._k(len(groups)), self.quota_column, fill_k=False
+            )
+            allowed = upper[codes] > 0
+        check_some_row_fits(costs, self.budget, self.cost_column, allowed=allowed)
+        return costs
+
     def _budget_select(
         self,
         dataset: Dataset,
@@ -499,7 +523,7 @@ class MIGSelector(BaseSelector):
                 f"{dataset.column_names}. Quotas need each row's group; set quota_column=..."
             )
         groups = arrow_columns(dataset, [self.quota_column]).column(0).to_pylist()
-        names, codes = group_codes(groups)
+        names, codes = group_codes(groups, self.quota_column)
         sizes = np.bincount(codes, minlength=len(names))
         k, column = self._k(len(groups)), self.quota_column
         if self.k is None and isinstance(self.quotas, dict):
@@ -518,9 +542,15 @@ class MIGSelector(BaseSelector):
         return groups
 
     def _quota_select(
-        self, dataset: Dataset, encoding: PoolEncoding, info: LabelInformation, k: int
+        self,
+        dataset: Dataset,
+        encoding: PoolEncoding,
+        info: LabelInformation,
+        k: int,
+        costs: np.ndarray | None = None,
     ) -> GreedyResult:
-        costs = None if self.budget is None else self._costs(dataset)
+        if self.budget is not None and costs is None:
+            costs = self._costs(dataset)
         arrays = (encoding.indptr, encoding.label_ids, info.weights, info.propagation)
         return quota_select(
             *arrays, k, self._quota_groups(dataset), self.quotas, self.objective,
@@ -550,7 +580,12 @@ class MIGSelector(BaseSelector):
                 "quotas read every row's group in memory: select with quotas from a loaded "
                 "Dataset; a pool on disk is selected without them"
             )
-        k = self._k(pool.num_rows) if pool.num_rows is not None else None
+        if pool.num_rows is not None:
+            k = self._k(pool.num_rows)
+        else:  # the size is known after the encoding pass: check all but the upper bound now
+            k = None
+            if self.k is not None or self.budget is None:
+                self._k(np.iinfo(np.int64).max)
         self._check_options(pool)
         pool.check_columns([self.labels_column, self.score_column])
         cache = self.graph_cache is not False
@@ -567,9 +602,11 @@ class MIGSelector(BaseSelector):
             progress=self.progress,
         )
         self.check_encoding(encoding, given_graph=graph is not None)
+        if costs is not None:
+            costs = self._checked_costs(pool, costs)
+        k = self._k(encoding.num_rows) if k is None else k
         if graph is None:
             graph = self._build_graph(labels)
-        k = self._k(encoding.num_rows) if k is None else k
         return self._select_encoded(pool, encoding, graph, k, costs)
 
     def select_to_file(

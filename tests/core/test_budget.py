@@ -222,3 +222,62 @@ def test_selector_missing_cost_column(graph):
         MIGSelector(2, label_graph=graph, budget=10).select_indices(pool)
     with pytest.raises(ValueError, match=r"budget must be"):
         MIGSelector(2, label_graph=graph, budget=-1).select_indices(budget_pool([1, 1, 1, 1]))
+
+
+def counting_embedder(calls):
+    def embed(texts):
+        calls.append(len(texts))
+        return np.random.default_rng(0).normal(size=(len(texts), 8))
+
+    return embed
+
+
+@pytest.mark.parametrize("costs, budget, message", [
+    ([10, 1, float("nan"), 20], 10, r"row 2: column 'num_tokens' is nan"),
+    ([10, 3, 4, 20], 2, r"no row fits budget=2 \(column 'num_tokens'\); the cheapest, row 1"),
+])  # fmt: skip
+def test_costs_are_checked_before_the_label_graph_is_built(costs, budget, message):
+    from datasets import IterableDataset
+
+    calls = []
+    options = {"embedder": counting_embedder(calls), "threshold": 0.9, "graph_cache": False}
+    pool = budget_pool(costs)
+    with pytest.raises(ValueError, match=message):
+        MIGSelector(2, budget=budget, **options).select_indices(pool)
+    stream = IterableDataset.from_generator(lambda: iter(pool))
+    with pytest.raises(ValueError, match=message):
+        MIGSelector(2, budget=budget, **options).select_streaming(stream)
+    assert calls == []  # the embedder never ran
+    assert MIGSelector(2, budget=100, **options).select_indices(budget_pool([10, 3, 4, 20])).size
+    assert calls  # and it does run once the costs are fine
+
+
+def test_a_stream_checks_k_before_reading_and_refuses_an_empty_pool(graph):
+    from datasets import IterableDataset
+
+    from hf_mig.core.encoding import DegeneratePoolError
+
+    read = []  # rows read from the stream
+
+    def rows():
+        for row in budget_pool([1, 2, 3, 4]):
+            read.append(1)
+            yield row
+
+    for k, error in ((0, ValueError), ("5", TypeError)):
+        with pytest.raises(error, match="k must be"):
+            MIGSelector(k, label_graph=graph).select_streaming(IterableDataset.from_generator(rows))
+    with pytest.raises(TypeError, match="only with a budget"):
+        MIGSelector(label_graph=graph).select_streaming(IterableDataset.from_generator(rows))
+    assert len(read) <= 3  # at most the first row of each stream, for its columns: no pass
+
+    def nothing():
+        yield from ()
+
+    empty = IterableDataset.from_generator(nothing)
+    for options in ({"k": 2}, {"budget": 10.0}, {"budget": 10.0, "record_gains": True}):
+        with pytest.raises(DegeneratePoolError, match="the pool has no rows"):
+            MIGSelector(label_graph=graph, **options).select_streaming(empty)
+    nothing_in_memory = budget_pool([1, 2, 3, 4]).select([])
+    with pytest.raises(DegeneratePoolError, match="the pool has no rows"):
+        MIGSelector(label_graph=graph, budget=10.0).select_indices(nothing_in_memory)

@@ -267,3 +267,27 @@ def test_selector_quota_errors_before_work(graph, monkeypatch, options, message)
     monkeypatch.setattr(MIGSelector, "encode", fail)
     with pytest.raises(ValueError, match=message):
         MIGSelector(3, label_graph=graph, **options).select_indices(quota_pool())
+
+
+def test_a_budget_no_allowed_row_fits_is_refused():
+    from hf_mig.core.budget import budget_select
+
+    indptr, ids, w, p = disjoint_pool([2, 5, 3, 4])
+    groups, costs = ["a", "a", "b", "b"], [3.0, 3.0, 1.0, 1.0]
+    cases = [(0.5, {"a": (0, 5)}, 2), (0.5, {"a": (None, 5)}, 2), (2, {"b": (0, 0)}, 0)]
+    for budget, quotas, cheapest in cases:
+        message = rf"no row among the rows the quotas allow fits budget={budget:g} .*row {cheapest}"
+        with pytest.raises(ValueError, match=message):
+            quota_select(indptr, ids, w, p, 2, groups, quotas, budget=budget, costs=costs)
+    # the same budget with every row allowed picks the cheap rows
+    r = quota_select(indptr, ids, w, p, 4, groups, {"a": (0, None)}, budget=2, costs=costs)
+    assert sorted(r.indices.tolist()) == [2, 3]
+    with pytest.raises(ValueError, match=r"no row fits budget=0.5"):
+        budget_select(indptr, ids, w, p, 0.5, costs)
+
+
+def test_a_null_group_is_refused_not_merged_with_the_text_none():
+    indptr, ids, w, p = disjoint_pool([2, 5, 3, 4])
+    with pytest.raises(ValueError, match=r"row 1: column 'source' is null; .*\(2 rows affected\)"):
+        quota_select(indptr, ids, w, p, 2, ["None", None, "b", None], {"b": (1, None)},
+                     quota_column="source")  # fmt: skip
