@@ -301,8 +301,10 @@ def train(
         "training rows: %d (eval: %s); selection cache: %s%s",
         len(data.train),
         "none" if data.eval is None else len(data.eval),
-        data.cache_path,
-        {True: " (hit: selection reused)", False: " (filled now)"}.get(data.cache_hit, ""),
+        "not used" if data.cache_path is None else data.cache_path,
+        {True: " (hit: selection reused)", False: " (filled now)"}.get(data.cache_hit, "")
+        if data.cache_path is not None
+        else "",
     )
 
     args.model_init_kwargs = _model_init_kwargs(recipe, args)

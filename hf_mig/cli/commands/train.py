@@ -78,8 +78,13 @@ def run(args: argparse.Namespace) -> int:
         if args.export_trl_config:
             raise ValueError("--prepare_only and --export_trl_config exclude each other")
         data = prepare(args.config, args.overrides)
-        if data.cache_path is None:
+        if data.cache_hit is None:
             print(f"the recipe trains on a ready dataset: {len(data.train):,} rows, no selection")
+        elif data.cache_path is None:
+            print(
+                f"selection computed, not cached ({len(data.train):,} training rows): an option "
+                "has no content identity, so each rank selects again"
+            )
         else:
             how = "reused from the cache" if data.cache_hit else "computed"
             print(
