@@ -10,6 +10,11 @@ markers, logs, skipping, resuming and ``keep_going`` are the local runner's. The
 the command's output to the log, so every node must see the work folder at the same path
 (a shared file system).
 
+A task is never retried (``max_retries=0``, where Ray's default retries a task whose worker
+died): a second copy of a step would write the same outputs as a first one that may still be
+running elsewhere. A step whose worker or node dies fails (exit status :data:`FAILED_TO_RUN`,
+the reason in its log); a later run starts it again (a training step from its last checkpoint).
+
 Ray is optional (``pip install "hf-mig[ray]"``). :func:`ray_executor` joins the cluster named
 by ``RAY_ADDRESS`` (or starts a local one) unless Ray is already initialised, and leaves a
 cluster it started when the run ends (:func:`hf_mig.runtime.ray_data.ray_session`).
@@ -88,7 +93,7 @@ class RayExecutor:
         self.workdir = Path(workdir).resolve()
         self.begin = begin
         self.cpus_per_step = cpus_per_step
-        self._task = ray.remote(run_step_command)
+        self._task = ray.remote(max_retries=0)(run_step_command)  # see the module
 
     def _node_gpus(self) -> int:
         """The most GPUs one living node has (a task runs on one node)."""

@@ -3,9 +3,11 @@
 A step starts once every step producing its inputs (:meth:`Plan.dependencies`, among the steps
 being run) has finished, never more than ``jobs`` at once, in plan order among those ready.
 Steps that use GPUs share ``gpus`` devices: together they never ask for more, and each gets its
-own devices through ``CUDA_VISIBLE_DEVICES``; a step asking for more than there are (or any GPU
-step when there are none) runs while no other GPU step does. What each step does before, while
-and after it runs (markers, logs, skipping, conflicts) is the serial runner's
+own devices through ``CUDA_VISIBLE_DEVICES``. Locally, ``gpus`` above the visible CUDA
+devices (:func:`visible_gpus`) and a step asking for more than ``gpus`` are refused before any
+step starts (``ValueError`` naming them); with ``gpus=0`` (or, by default, no visible device)
+GPU steps run one at a time, each seeing the devices of this process. What each step does
+before, while and after it runs (markers, logs, skipping, conflicts) is the serial runner's
 (:func:`~hf_mig.reproduce.runner.run_plan`). A failed step blocks the steps that need its
 outputs; without ``keep_going`` no further step starts, and those running finish.
 
@@ -58,6 +60,19 @@ class _Devices:
         """Whether ``step`` may start now."""
         return step.gpus <= 0 or self.busy == 0 or step.gpus <= len(self.free)
 
+    def check(self, steps: Sequence[Step]) -> None:
+        """``ValueError`` naming the first of ``steps`` asking for more than the named devices
+        (nothing to check when no device is named: GPU steps then run one at a time)."""
+        if not self.names:
+            return
+        for step in steps:
+            if step.gpus > self.total:
+                raise ValueError(
+                    f"step {step.id} needs {step.gpus} GPUs, but the steps share "
+                    f"{self.total} ({', '.join(self.names)}): give it more with --gpus, or run "
+                    "it alone (--jobs 1, or --stage to leave it out)"
+                )
+
     def take(self, step: Step) -> tuple[list[int], dict[str, str]]:
         """Reserve ``step``'s devices: their slots and the environment naming them."""
         if step.gpus <= 0:
@@ -98,8 +113,19 @@ class LocalExecutor:
         self._start = start
 
     def devices(self, gpus: int | None) -> _Devices:
-        names = visible_gpus() if gpus is None else visible_gpus()[:gpus]
-        return _Devices(len(names) if gpus is None else gpus, names)
+        """The visible CUDA devices (the first ``gpus`` of them); ``ValueError`` when ``gpus``
+        is more than there are."""
+        names = visible_gpus()
+        if gpus is None:
+            return _Devices(len(names), names)
+        if gpus > len(names):
+            seen = f"{len(names)} ({', '.join(names)})" if names else "none"
+            raise ValueError(
+                f"--gpus {gpus}: this process sees {seen} of the CUDA devices (torch's count, "
+                "within CUDA_VISIBLE_DEVICES): give at most that many, or --gpus 0 to run the "
+                "GPU steps one at a time"
+            )
+        return _Devices(gpus, names[:gpus])
 
     def start(self, launch: Any, step: Step, env: dict[str, str]) -> Any:
         return self._start(launch, env)
@@ -129,6 +155,7 @@ def run_concurrently(
             raise ValueError("run_concurrently needs start= or executor=")
         executor = LocalExecutor(start)
     devices = executor.devices(gpus)
+    devices.check(steps)
     deps = plan.dependencies()
     number = {step.id: n for n, step in enumerate(steps, 1)}
     pending = list(steps)

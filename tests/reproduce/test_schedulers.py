@@ -22,8 +22,9 @@ from hf_mig.reproduce import (
     Step,
     build_plan,
     run_plan,
+    scheduler,
 )
-from hf_mig.reproduce.slurm import STEP_TAG, export_slurm, time_limit
+from hf_mig.reproduce.slurm import SKIPPED_TAG, STEP_TAG, export_slurm, time_limit
 
 SUBMIT = re.compile(
     r"^J(\d+)=\$\(sbatch --parsable(?: --dependency=afterok:(\S+))? (\S+\.sbatch) \|"
@@ -125,6 +126,126 @@ def test_cli_export(no_shared, tmp_path, run_main):
     assert run_main([*argv, "--export", "pbs", tmp_path / "pbs"])[0] == 2
 
 
+def _sbatch_arguments(line: str) -> list[str]:
+    """The arguments sbatch reads from one ``#SBATCH`` line, split as Slurm does: at whitespace
+    outside quotes (``"`` or ``'``), a backslash taking the next character as it is, an unquoted
+    ``#`` ending the line."""
+    args: list[str] = []
+    current: list[str] | None = None
+    quote = ""
+    chars = iter(line)
+    for char in chars:
+        if char == "\\":
+            current = (current or []) + [next(chars, "")]
+        elif quote:
+            if char == quote:
+                quote = ""
+            else:
+                current = (current or []) + [char]
+        elif char in "\"'":
+            quote, current = char, current or []
+        elif char == "#":
+            break
+        elif char.isspace():
+            if current is not None:
+                args.append("".join(current))
+            current = None
+        else:
+            current = (current or []) + [char]
+    if current is not None:
+        args.append("".join(current))
+    return args
+
+
+def _slurm_file_name(pattern: str, job_id: int) -> str:
+    """A Slurm file name pattern with ``%j`` (the job id) and ``%%`` expanded (a pattern with a
+    backslash: taken as it is, ``\\\\`` as one backslash)."""
+    if "\\" in pattern:
+        return re.sub(r"\\(.)", r"\1", pattern)
+    return re.sub(r"%(.)", lambda m: {"j": str(job_id), "%": "%"}[m.group(1)], pattern)
+
+
+def _sbatch_options(script: Path) -> dict[str, str]:
+    options = {}
+    for line in script.read_text().splitlines():
+        if line.startswith("#SBATCH"):
+            for arg in _sbatch_arguments(line[len("#SBATCH") :]):
+                name, _, value = arg.partition("=")
+                options[name] = value
+    return options
+
+
+@pytest.mark.parametrize("folder", ['my work#1 "q" 100%', "back\\slash"])
+def test_sbatch_output_path_survives_spaces_hashes_quotes_and_percents(folder, tmp_path):
+    plan = Plan("t", "tiny", "T", tmp_path / folder / "wd", [_step("a", [], gpus=1, hours=1)])
+    script = export_slurm(plan, tmp_path / "slurm")[0]
+    options = _sbatch_options(script)
+    assert options["--time"] == time_limit(1) and options["--gres"] == "gpu:1"
+    log = _slurm_file_name(options["--output"], 1234)
+    logs = plan.workdir.resolve() / "logs" / "slurm"
+    assert log == str(logs / ("a.log" if "\\" in folder else "a-1234.log"))
+    _bash_n(script)
+
+
+def _two_stages(workdir: Path) -> Plan:
+    """a -> b (stage annotate), a -> c, b -> d (stage select), e independent (select)."""
+    steps = [_step("a", []), _step("b", ["out/a.txt"]), _step("c", ["out/a.txt"])]
+    steps += [_step("d", ["out/b.txt"]), _step("e", [])]
+    for step in steps[:2]:
+        step.stage = "annotate"
+    return Plan("demo", "tiny", "two stages", workdir, steps)
+
+
+def test_export_leaves_out_finished_steps_and_their_edges(tmp_path):
+    plan = _two_stages(tmp_path / "w")
+    assert run_plan(plan, stages=["annotate"], echo=lambda _: None).ran == ["a", "b"]
+    written = export_slurm(plan, tmp_path / "slurm")
+    ids = [next(ln[len(STEP_TAG) :] for ln in p.read_text().splitlines() if ln.startswith(STEP_TAG))
+           for p in written[:-1]]  # fmt: skip
+    assert ids == ["c", "d", "e"]
+    assert _submitted_edges(tmp_path / "slurm") == set()  # their producers have finished
+    submit = (tmp_path / "slurm" / "submit.sh").read_text()
+    assert [ln[len(SKIPPED_TAG) :] for ln in submit.splitlines() if ln.startswith(SKIPPED_TAG)] == [
+        "a", "b"
+    ]  # fmt: skip
+    for path in written:
+        _bash_n(path)
+    shown = subprocess.run(  # submit.sh says what it left out (sbatch: a stand-in)
+        ["bash", str(tmp_path / "slurm" / "submit.sh")], capture_output=True, text=True,
+        env={"PATH": f"{_stand_in(tmp_path, 'sbatch', 'echo 7')}:/usr/bin:/bin"},
+    )  # fmt: skip
+    assert shown.returncode == 0, shown.stderr
+    assert shown.stdout.splitlines()[0] == "skipped as finished: a, b"
+    with pytest.raises(ValueError, match="nothing to submit"):
+        export_slurm(plan, tmp_path / "none", stages=["annotate"])
+    assert not (tmp_path / "none").exists()
+    # b's input changed since it ran: b runs again (and d after it), a stays finished
+    (tmp_path / "w" / "out" / "a.txt").write_text("changed")
+    export_slurm(plan, tmp_path / "slurm", overwrite=True)
+    assert _submitted_edges(tmp_path / "slurm") == {("b", "d")}
+    assert f"{SKIPPED_TAG}a\n" in (tmp_path / "slurm" / "submit.sh").read_text()
+
+
+def test_export_overwrites_only_what_the_plan_made(tmp_path):
+    outs = {n: f"out/{n}.jsonl" for n in "xy"}
+    steps = [
+        Step(n, "select", n, ["hf-mig", "select", "in.jsonl", o], [o]) for n, o in outs.items()
+    ]
+    plan = Plan("demo", "tiny", "overwrite", tmp_path / "w", steps)
+    plan.start_marker(steps[0])  # x started in an earlier run and stopped: its outputs are ours
+    x, y = export_slurm(plan, tmp_path / "slurm")[:2]
+    assert x.read_text().rstrip("\n").endswith(steps[0].shell() + " --overwrite")
+    assert y.read_text().rstrip("\n").endswith(steps[1].shell())
+
+
+def _stand_in(tmp_path: Path, name: str, body: str) -> Path:
+    folder = tmp_path / "bin"
+    folder.mkdir(exist_ok=True)
+    (folder / name).write_text(f"#!/bin/bash\n{body}\n")
+    (folder / name).chmod(0o755)
+    return folder
+
+
 # ------------------------------------------------------------------ --jobs
 
 
@@ -209,12 +330,13 @@ def test_jobs_never_more_than_n_at_once(tmp_path):
         assert len(at_once) <= 2
 
 
-def test_gpu_steps_share_the_gpus(tmp_path):
+def test_gpu_steps_share_the_gpus(tmp_path, monkeypatch):
     """With --gpus 0, GPU steps run one at a time even with free job slots."""
     plan = _diamond(tmp_path, gpus=1)
     assert run_plan(plan, jobs=3, gpus=0, echo=lambda _: None).ok
     b, c = _stamps(tmp_path)["b"], _stamps(tmp_path)["c"]
     assert not max(b["start"], c["start"]) < min(b["end"], c["end"])
+    monkeypatch.setattr(scheduler, "visible_gpus", lambda: ["0", "1"])  # a machine with 2 GPUs
     plan = _diamond(tmp_path / "two", gpus=1)
     assert run_plan(plan, jobs=3, gpus=2, echo=lambda _: None).ok
     b, c = _stamps(tmp_path / "two")["b"], _stamps(tmp_path / "two")["c"]
@@ -258,6 +380,68 @@ def test_gpu_steps_get_their_own_devices():
     assert devices.fits(big)  # more than there are: alone among GPU steps
     assert devices.take(big) == ([0, 1, 2], {})
     assert not devices.fits(one)
+
+
+class _Stop(Exception):
+    """Raised by the stand-in start once the steps a test expects have started."""
+
+
+class _Running:
+    """A stand-in process that runs until the test ends."""
+
+    def poll(self) -> None:
+        return None
+
+
+def _start_until(count: int, started: list) -> Any:
+    """A ``start(launch, env)`` recording what started, stopping the run at the ``count``-th."""
+
+    def start(launch: Step, env: dict[str, str]) -> _Running:
+        started.append((launch.id, env))
+        if len(started) == count:
+            raise _Stop
+        return _Running()
+
+    return start
+
+
+def _concurrently(steps: list[Step], started: list, **kw) -> None:
+    plan = Plan("demo", "tiny", "gpus", Path("/nonexistent"), steps)
+    scheduler.run_concurrently(plan, steps, prepare=lambda n, s: s, finish=lambda s, c: True,
+                               start=_start_until(len(steps), started), **kw)  # fmt: skip
+
+
+def test_gpu_steps_at_once_each_name_their_own_devices(monkeypatch):
+    monkeypatch.setattr(scheduler, "visible_gpus", lambda: ["3", "5"])
+    started: list = []
+    steps = [Step(f"s{i}", "train", "t", ["python"], [f"o{i}"], gpus=1) for i in range(2)]
+    with pytest.raises(_Stop):
+        _concurrently(steps, started, jobs=4, gpus=2)
+    assert started == [("s0", {"CUDA_VISIBLE_DEVICES": "3"}), ("s1", {"CUDA_VISIBLE_DEVICES": "5"})]
+
+
+@pytest.mark.parametrize("visible", [["0", "1"], []])
+def test_more_gpus_than_visible_are_refused_before_any_step(monkeypatch, visible):
+    monkeypatch.setattr(scheduler, "visible_gpus", lambda: visible)
+    started: list = []
+    steps = [Step(f"s{i}", "train", "t", ["python"], [f"o{i}"], gpus=1) for i in range(4)]
+    with pytest.raises(ValueError, match=f"--gpus 4: this process sees {len(visible) or 'none'}"):
+        _concurrently(steps, started, jobs=4, gpus=4)
+    assert not started
+
+
+def test_a_step_needing_more_gpus_than_shared_is_refused_before_any_step(monkeypatch, tmp_path):
+    monkeypatch.setattr(scheduler, "visible_gpus", lambda: ["0", "1"])
+    started: list = []
+    steps = [Step("small", "train", "t", ["python"], ["o1"], gpus=1)]
+    steps.append(Step("big", "train", "t", ["python"], ["o2"], gpus=4))
+    with pytest.raises(ValueError, match="step big needs 4 GPUs, but the steps share 2"):
+        _concurrently(steps, started, jobs=2)
+    assert not started
+    plan = _diamond(tmp_path, gpus=3)  # through run_plan: nothing is written but the log folder
+    with pytest.raises(ValueError, match="step b needs 3 GPUs"):
+        run_plan(plan, jobs=2, echo=lambda _: None)
+    assert not (tmp_path / ".reproduce").exists()
 
 
 def test_cli_checks_jobs(no_shared, tmp_path, run_main):
@@ -320,3 +504,22 @@ def test_executor_is_checked_and_ray_is_optional(tmp_path, monkeypatch, no_share
     code, _, stderr = run_main([*argv, "--executor", "ray", "--stage", "vocab"])
     assert code == 2 and 'pip install "hf-mig[ray]"' in stderr
     assert not (tmp_path / "w" / ".reproduce").exists()
+
+
+KILL_PARENT = """
+import os, pathlib, signal, sys
+with open(sys.argv[1], "a") as fh:
+    fh.write("started\\n")
+os.kill(os.getppid(), signal.SIGKILL)  # the Ray worker running this step dies
+"""
+
+
+def test_ray_never_starts_a_second_copy_of_a_step_whose_worker_died(ray_cluster, tmp_path):
+    starts = tmp_path / "starts.txt"
+    step = Step("k", "train", "k", ["python", "-c", KILL_PARENT, str(starts)], ["out/k.txt"])
+    lines: list[str] = []
+    summary = run_plan(Plan("demo", "tiny", "k", tmp_path / "w", [step]), executor="ray",
+                       echo=lines.append)  # fmt: skip
+    assert summary.failed == ["k"], "\n".join(lines)
+    assert starts.read_text() == "started\n"  # one copy only, though its worker died
+    assert "the Ray task failed" in (tmp_path / "w" / "logs" / "k.log").read_text()
