@@ -194,3 +194,16 @@ def selector_options(
         elif name in defaults and getattr(args, name) != defaults[name]:
             options[name] = getattr(args, name)
     return options
+
+
+def flags_not_taken(args: argparse.Namespace, method: str) -> list[SelectorFlag]:
+    """The selector flags set on the command line (value not the default) that ``method``'s
+    selector does not take, in parser order."""
+    defaults = getattr(args, DEFAULTS_DEST, {})
+    taken = set(method_parameters(method))
+    flags = {flag.name: flag for flag in selector_flags()}
+    return [
+        flags[name]
+        for name, default in defaults.items()
+        if name in flags and name not in taken and getattr(args, name, default) != default
+    ]

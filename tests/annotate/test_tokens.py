@@ -119,3 +119,16 @@ def test_cli_needs_num_without_a_budget(run_main, demo_annotated: Path, tmp_path
     code, out, err = run_main(["select", demo_annotated, "--out", tmp_path / "s.jsonl"])
     assert code != 0 and "-k/--num is required" in err
     assert not (tmp_path / "s.jsonl").exists()
+
+
+def test_cli_refuses_a_budget_the_method_would_ignore(
+    run_main, demo_annotated: Path, tmp_path: Path
+):
+    out = tmp_path / "s.jsonl"
+    argv = ["select", demo_annotated, "-k", "5", "--out", out, "--method", "score"]
+    code, _, err = run_main([*argv, "--budget", "100", "--cost-column", "score"])
+    assert code != 0 and not out.exists()
+    assert "--budget applies to --method mig, not 'score'" in err
+    assert "--cost-column applies to --method mig, not 'score'" in err
+    code, _, err = run_main(argv)
+    assert code == 0 and out.exists(), err

@@ -283,6 +283,24 @@ def _selector(args: argparse.Namespace, vocabulary: Any) -> Any:
         raise ValueError(f"method {args.method!r}: {err}") from err
 
 
+def _check_method_flags(args: argparse.Namespace) -> None:
+    """Refuse, before any work, selector flags set on the command line that ``--method`` does
+    not take (they would be ignored)."""
+    from hf_mig.cli.selector_flags import flags_not_taken
+    from hf_mig.selectors import SELECTORS
+
+    ignored = flags_not_taken(args, args.method) if args.method in SELECTORS else []
+    if ignored:
+        raise ValueError(
+            "; ".join(
+                f"{flag.option} applies to --method {' or '.join(flag.methods)}, not "
+                f"{args.method!r}"
+                for flag in ignored
+            )
+            + ": drop the flag or pick a method that takes it"
+        )
+
+
 def run(args: argparse.Namespace) -> int:
     """Run ``hf-mig select``: 0, or 3 when only the Hub upload failed."""
     import numpy as np
@@ -293,6 +311,7 @@ def run(args: argparse.Namespace) -> int:
     start = time.perf_counter()
     if args.num is None and getattr(args, "budget", None) is None:
         raise ValueError("-k/--num is required (it may be left out only with --budget)")
+    _check_method_flags(args)
     if getattr(args, "streaming", False):
         return run_streaming(args, start)
     token = _hub_token(args)
