@@ -564,8 +564,9 @@ class MIGSelector(BaseSelector):
     ) -> np.ndarray:
         """:meth:`select_indices` for a pool read in batches, never loaded whole.
 
-        ``pool``: a Parquet file, a folder of Parquet files (``*.parquet`` under it, in sorted
-        path order) or a ``datasets.IterableDataset``, or a :class:`StreamingPool` of one. The
+        ``pool``: a Parquet file, a folder of Parquet files (its ``train`` split,
+        read as ``datasets.load_dataset`` reads it; ``StreamingPool(folder, split=...)`` for
+        another split) or a ``datasets.IterableDataset``, or a :class:`StreamingPool` of one. The
         label and score columns (and ``cost_column`` with a budget) are read in Arrow batches
         and encoded into memory-mapped ``.npy`` files (:func:`hf_mig.data.streaming.pool_encoding`),
         cached by content in ``$HF_MIG_CACHE/encodings`` (not with ``graph_cache=False``); when
