@@ -47,7 +47,14 @@ from hf_mig.core.greedy import (
 )
 from hf_mig.core.objective import Objective
 
-__all__ = ["STRATEGIES", "budget_select", "check_budget", "check_costs", "check_some_row_fits"]
+__all__ = [
+    "STRATEGIES",
+    "budget_select",
+    "check_budget",
+    "check_costs",
+    "check_some_row_fits",
+    "total_cost",
+]
 
 #: The two greedies :func:`budget_select` runs, in the order it prefers them on a tie.
 STRATEGIES = ("cost_scaled", "unit")
@@ -79,6 +86,14 @@ def check_costs(costs: object, n: int, column: str = "cost") -> np.ndarray:
             f"({int(bad.sum())} rows affected)"
         )
     return c
+
+
+def total_cost(costs: np.ndarray) -> float:
+    """The cost of picks given in pick order, added one at a time as the greedy adds them, so
+    that ``total_cost(costs[picks]) <= budget`` holds exactly when the greedy kept within it
+    (a pairwise ``sum`` can differ in the last bit)."""
+    c = np.asarray(costs, dtype=np.float64)
+    return float(np.cumsum(c)[-1]) if c.size else 0.0
 
 
 def check_some_row_fits(

@@ -285,6 +285,7 @@ def constraint_facts(
     quotas = getattr(selector, "quotas", None)
     if budget is None and not quotas:
         return None
+    from hf_mig.core.budget import total_cost
     from hf_mig.core.encoding import arrow_columns
 
     stats = dict(getattr(getattr(selector, "result_", None), "stats", None) or {})
@@ -297,7 +298,7 @@ def constraint_facts(
         out.update(
             budget=budget,
             cost_column=selector.cost_column,
-            cost_used=float(np.sum(costs, dtype=np.float64)),
+            cost_used=total_cost(costs),
             greedy=stats.get("strategy"),
         )
     if quotas:

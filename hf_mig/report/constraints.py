@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 from datasets import Dataset
 
+from hf_mig.core.budget import total_cost
 from hf_mig.core.encoding import read_scores
 from hf_mig.core.quotas import group_codes, quota_bounds
 
@@ -34,7 +35,7 @@ def _budget_use(pool: Dataset, idx: np.ndarray, used: Mapping[str, Any]) -> dict
     budget = float(used["budget"])
     if column in pool.column_names:
         costs = read_scores(pool, column, what="budget report", name_rows="column")
-        cost, measured = float(costs[idx].sum()), "the pool's rows"
+        cost, measured = total_cost(costs[idx]), "the pool's rows"
     else:  # the pool at hand lacks the column: what the selection recorded
         cost, measured = float(used.get("cost_used") or math.nan), "the selection's card"
     return {

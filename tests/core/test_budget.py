@@ -281,3 +281,21 @@ def test_a_stream_checks_k_before_reading_and_refuses_an_empty_pool(graph):
     nothing_in_memory = budget_pool([1, 2, 3, 4]).select([])
     with pytest.raises(DegeneratePoolError, match="the pool has no rows"):
         MIGSelector(label_graph=graph, budget=10.0).select_indices(nothing_in_memory)
+
+
+def test_total_cost_is_the_greedys_own_sum():
+    """Reports recompute the picks' cost with total_cost: it must equal the cost the greedy
+    kept within the budget to the last bit, which a pairwise sum does not always do."""
+    from hf_mig.core.budget import total_cost
+
+    differs = 0
+    for seed in range(40):
+        rng = np.random.default_rng(seed)
+        indptr, ids, w = random_pool(60, 12, seed)
+        p = random_graph(12, seed).propagation_matrix(1.0)
+        costs = rng.uniform(0.1, 1.0, w.size)
+        r = budget_select(indptr, ids, w, p, 9.7, costs)
+        assert total_cost(costs[r.indices]) == r.stats["cost"] <= 9.7
+        differs += float(np.sum(costs[r.indices])) != r.stats["cost"]
+    assert differs  # the pairwise sum would have disagreed in some of these runs
+    assert total_cost(np.array([])) == 0.0
