@@ -548,6 +548,19 @@ def encode_pool(
     )
 
 
+def _offsets(array: pa.Array) -> list[int]:
+    """The offsets of ``array`` and of its nested child arrays (lists' values, structs'
+    fields), which say where in the shared buffers each level's data starts."""
+    out = [array.offset]
+    kind = array.type
+    if pa.types.is_list(kind) or pa.types.is_large_list(kind) or pa.types.is_fixed_size_list(kind):
+        out += _offsets(array.values)
+    elif pa.types.is_struct(kind):
+        for i in range(kind.num_fields):
+            out += _offsets(array.field(i))
+    return out
+
+
 def _same_memory(a: pa.Table, b: pa.Table) -> bool:
     """Whether two tables are views of the same Arrow memory (same types, chunks, offsets and
     buffers), which makes them equal without reading them (``concatenate_datasets`` keeps the
@@ -558,7 +571,7 @@ def _same_memory(a: pa.Table, b: pa.Table) -> bool:
         if x_col.num_chunks != y_col.num_chunks:
             return False
         for x, y in zip(x_col.chunks, y_col.chunks, strict=True):
-            if x.offset != y.offset or len(x) != len(y):
+            if _offsets(x) != _offsets(y) or len(x) != len(y):
                 return False
             bx, by = x.buffers(), y.buffers()
             if len(bx) != len(by):

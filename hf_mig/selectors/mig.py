@@ -460,6 +460,7 @@ class MIGSelector(BaseSelector):
         self.score_collapse_: dict | None = collapse
         self._encoding = encoding
         self._frontier_settings = self._greedy_settings()
+        self._label_graph_option = self.label_graph
         return result.indices
 
     def _greedy_settings(self) -> tuple:
@@ -669,6 +670,14 @@ class MIGSelector(BaseSelector):
             raise ValueError(
                 "extend continues the greedy by rows; a selection made with a budget, quotas or "
                 f"engine={self.engine!r} cannot be extended: run select on the new pool"
+            )
+        given = getattr(self, "_label_graph_option", self.label_graph)
+        now = self.label_graph
+        paths = all(isinstance(g, (str, os.PathLike)) for g in (given, now))
+        if not (given is now or (paths and os.fspath(given) == os.fspath(now))):
+            raise ValueError(
+                "label_graph was changed since the selection: extend continues over the graph "
+                "of the selection it extends (label_graph_); run select with the new graph"
             )
         old = self._encoding
         table = arrow_columns(pool, [self.labels_column, self.score_column])

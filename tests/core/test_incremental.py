@@ -364,3 +364,21 @@ def test_a_copied_selector_extends_from_its_frontier(pools, monkeypatch, copy_se
     twin.label_graph_ = copy.deepcopy(graph)  # another graph object: its frontier is not reused
     with pytest.raises(AssertionError, match="replayed"):
         twin.extend(union, 5)
+
+
+def test_extend_refuses_a_label_graph_changed_since_the_selection(pools, tmp_path):
+    import copy
+
+    graph, old, union = pools
+    sel = MIGSelector(20, label_graph=graph)
+    sel.select(old)
+    sel.set_params(label_graph=copy.deepcopy(graph))
+    with pytest.raises(ValueError, match="label_graph was changed since the selection"):
+        sel.extend(union, 5)
+    sel.set_params(label_graph=graph)  # back to the graph it selected with
+    assert sel.extend(union, 5).num_rows == 25
+    graph.save(tmp_path / "g.npz")
+    by_path = MIGSelector(20, label_graph=str(tmp_path / "g.npz"))
+    by_path.select(old)
+    by_path.set_params(label_graph=tmp_path / "g.npz")  # the same file, named another way
+    assert by_path.extend(union, 5).num_rows == 25
