@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -548,17 +548,21 @@ def encode_pool(
     )
 
 
-def _offsets(array: pa.Array) -> list[int]:
-    """The offsets of ``array`` and of its nested child arrays (lists' values, structs'
-    fields), which say where in the shared buffers each level's data starts."""
-    out = [array.offset]
-    kind = array.type
+def _nested_offsets(kind: pa.DataType) -> Callable[[pa.Array], list[int]] | None:
+    """For arrays of type ``kind``, a function giving the offsets of their nested child arrays
+    (lists' values, structs' fields), which say where in the shared buffers each level starts;
+    ``None`` for a type without children."""
     if pa.types.is_list(kind) or pa.types.is_large_list(kind) or pa.types.is_fixed_size_list(kind):
-        out += _offsets(array.values)
-    elif pa.types.is_struct(kind):
-        for i in range(kind.num_fields):
-            out += _offsets(array.field(i))
-    return out
+        inner = _nested_offsets(kind.value_type)
+        return lambda a: [a.values.offset, *(inner(a.values) if inner else ())]
+    if pa.types.is_struct(kind):
+        fields = [(i, _nested_offsets(kind.field(i).type)) for i in range(kind.num_fields)]
+        return lambda a: [
+            o
+            for i, inner in fields
+            for o in (a.field(i).offset, *(inner(a.field(i)) if inner else ()))
+        ]
+    return None
 
 
 def _same_memory(a: pa.Table, b: pa.Table) -> bool:
@@ -570,8 +574,9 @@ def _same_memory(a: pa.Table, b: pa.Table) -> bool:
     for x_col, y_col in zip(a.columns, b.columns, strict=True):
         if x_col.num_chunks != y_col.num_chunks:
             return False
+        nested = _nested_offsets(x_col.type)
         for x, y in zip(x_col.chunks, y_col.chunks, strict=True):
-            if _offsets(x) != _offsets(y) or len(x) != len(y):
+            if x.offset != y.offset or len(x) != len(y):
                 return False
             bx, by = x.buffers(), y.buffers()
             if len(bx) != len(by):
@@ -579,6 +584,8 @@ def _same_memory(a: pa.Table, b: pa.Table) -> bool:
             for p, q in zip(bx, by, strict=True):
                 if (p is None) != (q is None) or (p is not None and p.address != q.address):
                     return False
+            if nested is not None and nested(x) != nested(y):
+                return False
     return True
 
 

@@ -332,9 +332,21 @@ def _scan_steps(steps, pool, prop, state, work, exact, phi, picked, istate, fsta
 # beats ``(T, iT)``; otherwise (or when the heap runs empty) the pass is repeated. The picks are
 # those of the full scan, as gradient gains never rise in floating point; it evaluates gradient
 # gains only (a literal call: a gain kind chosen at run time slows these loops several times).
+# Every gain it evaluates is also written to ``ub`` (float32, rounded up: an upper bound of the
+# row's gain from then on), which a continuation (:mod:`hf_mig.core.incremental`) starts from.
+@_njit_inline
+def _up32(g):
+    """``g`` as a float32 no smaller than ``g``."""
+    v = np.float32(g)
+    if v < g:
+        v = np.nextafter(v, np.float32(np.inf))
+    return v
+
+
 @_njit
-def _select_candidates(heap, pool, h, picked, stamp, t, m, bound):
-    """Evaluate every unpicked row; the best ``m`` go into ``heap`` as a max-heap (rows
+def _select_candidates(heap, pool, h, picked, stamp, t, m, bound, ub, known):
+    """Evaluate every unpicked row from ``known`` on (rows before it take their bound in ``ub``
+    as their key and stay stale, stamp -1); the best ``m`` go into ``heap`` as a max-heap (rows
     ``(-gain, index)``, stamped ``t``), the best left out into ``bound = [T, iT]`` (``-inf``
     when none); -> (heap size, rows evaluated)."""
     size = 0
@@ -344,13 +356,19 @@ def _select_candidates(heap, pool, h, picked, stamp, t, m, bound):
     for j in range(picked.size):
         if picked[j]:
             continue
-        evaluated += 1
-        g = _gradient_gain(j, pool, h)
+        if j < known:
+            g = np.float64(ub[j])
+            st = -1
+        else:
+            evaluated += 1
+            g = _gradient_gain(j, pool, h)
+            ub[j] = _up32(g)
+            st = t
         # while filling, the heap is a min-heap of (gain, -index): its root is the worst row
         if size < m:
             heap[ROOT + size, 0] = g
             heap[ROOT + size, 1] = -j
-            stamp[j] = t
+            stamp[j] = st
             size += 1
             if size == m:
                 _heapify(heap, ROOT + size)
@@ -362,7 +380,7 @@ def _select_candidates(heap, pool, h, picked, stamp, t, m, bound):
             out_i = -heap[ROOT, 1]
             heap[ROOT, 0] = g
             heap[ROOT, 1] = -j
-            stamp[j] = t
+            stamp[j] = st
             _sift_down(heap, ROOT, ROOT + size)
         if out_g > best_g or (out_g == best_g and out_i < best_i):
             best_g = out_g
@@ -392,6 +410,7 @@ def _candidate_steps(
     out,
     m,
     bound,
+    ub,
 ):
     """Run up to ``steps`` picks of the candidate engine from the state held in the arrays."""
     for _ in range(steps):
@@ -402,7 +421,7 @@ def _candidate_steps(
             size = istate[_SIZE]
             if size == 0:
                 size, evaluated = _select_candidates(
-                    heap, pool, state[2], picked, stamp, t, m, bound
+                    heap, pool, state[2], picked, stamp, t, m, bound, ub, 0
                 )
                 istate[_SIZE] = size
                 istate[_EVALS] += evaluated
@@ -415,7 +434,9 @@ def _candidate_steps(
                     break
                 istate[_SIZE] = 0  # a row left out may be better: select again
                 continue
-            _update_top(heap, -_gradient_gain(i, pool, state[2]), stamp, t, istate)
+            g = _gradient_gain(i, pool, state[2])
+            ub[i] = _up32(g)
+            _update_top(heap, -g, stamp, t, istate)
         _pick_top(i, heap, pool, prop, state, work, phi, picked, istate, fstate, out)
     return istate[_STEP]
 
@@ -431,7 +452,10 @@ class Frontier:
     (``(-inf, -1)`` when ``entries`` holds them all); ``gain``: the gain kind of the bounds;
     ``picks``: how many rows were picked; ``x``, ``g``, ``h``, ``objective``: the state after
     them (see :class:`hf_mig.core.incremental.GreedyState`); ``row_gain``: the overflow check's
-    bound over the first ``rows`` rows (:func:`information_bounds`). The arrays are only read.
+    bound over the first ``rows`` rows (:func:`information_bounds`); ``row_bounds`` (the
+    candidate engine's): for each of the first ``rows`` rows, a float32 upper bound of its gain
+    (its latest evaluation, rounded up; ``inf`` if never evaluated), with which a continuation
+    picks its first candidates without a pass over the pool. The arrays are only read.
     """
 
     entries: np.ndarray
@@ -444,6 +468,7 @@ class Frontier:
     h: np.ndarray
     objective: float
     row_gain: float = math.nan
+    row_bounds: np.ndarray | None = None
 
 
 @dataclass
@@ -460,15 +485,19 @@ class GreedyResult:
     frontier: Frontier | None = None
 
 
-def heap_frontier(heap, size, bound, n, gain, picks, state, fstate, row_gain) -> Frontier:
+def heap_frontier(
+    heap, size, bound, n, gain, picks, state, fstate, row_gain, row_bounds=None
+) -> Frontier:
     """The :class:`Frontier` of a lazy engine over ``n`` rows: its heap's ``size`` live rows (a
     view), its candidate ``bound`` (``None``: the heap holds every unpicked row), the number of
-    ``picks``, ``state = (x, g, h)`` and E (``fstate[0]``) it stopped at, and the pool's
-    ``row_gain`` (:func:`information_bounds`)."""
+    ``picks``, ``state = (x, g, h)`` and E (``fstate[0]``) it stopped at, the pool's
+    ``row_gain`` (:func:`information_bounds`) and the candidate engine's ``row_bounds``."""
     far = (-np.inf, -1.0) if bound is None else (float(bound[0]), float(bound[1]))
     x, g, h = state
     live = heap[ROOT : ROOT + int(size)]
-    return Frontier(live, far, n, gain, int(picks), x, g, h, float(fstate[0]), float(row_gain))
+    return Frontier(
+        live, far, n, gain, int(picks), x, g, h, float(fstate[0]), float(row_gain), row_bounds
+    )
 
 
 def _as_csr_parts(propagation: sp.spmatrix):
@@ -577,7 +606,8 @@ def check_inputs(
     module) and :func:`information_bounds` (``known`` as there), once the CSR is consistent,
     the weights finite and ``>= 0``, the label ids within P and the objective within float64;
     ``ValueError`` saying which otherwise. int64 ``indptr``, int32/int64 ``label_ids`` and
-    float64 ``weights`` are used in place."""
+    float64 ``weights`` are used in place. With ``known``, the weights and label ids of its
+    first ``rows`` rows, checked by the run that computed its ``row_gain``, are not read again."""
     indptr = np.ascontiguousarray(indptr, dtype=np.int64)
     lab = _label_id_array(label_ids)
     w = np.ascontiguousarray(weights, dtype=np.float64)
@@ -585,11 +615,13 @@ def check_inputs(
         raise ValueError(
             "indptr must have len(weights) + 1 entries, start at 0, end at len(label_ids)"
         )
-    if not np.isfinite(w).all() or (w < 0).any():
+    first = min(known[0], w.size) if known is not None else 0
+    new_w, new_lab = w[first:], lab[indptr[first] :]
+    if not np.isfinite(new_w).all() or (new_w < 0).any():
         raise ValueError("weights must be finite and >= 0")
     prop = _as_csr_parts(propagation)
     num_labels = prop[0].size - 1
-    if lab.size and (lab.min() < 0 or lab.max() >= num_labels):
+    if new_lab.size and (new_lab.min() < 0 or new_lab.max() >= num_labels):
         raise ValueError(f"label ids must lie in [0, {num_labels})")
     bounds = information_bounds(indptr, lab, w, propagation, objective, known=known)
     if not all(math.isfinite(v) for v in bounds.values()):
@@ -671,7 +703,8 @@ def greedy_select(
     ones included) are read in place, never copied; besides them the lazy engine holds, per
     row, a flag and the step at which it was last evaluated (int32 while ``k`` fits), and a
     heap of 16 bytes per row (per candidate with gradient gains: ``candidates`` rows, see the
-    module docstring; the picks do not depend on it).
+    module docstring; the picks do not depend on it, and the candidate engine keeps a float32
+    bound per row instead, for :func:`hf_mig.core.incremental.greedy_extend`).
     ``engine="auto"`` uses lazy greedy when phi is concave and the full scan otherwise (with a
     warning). ``compiled=None`` uses numba when installed.
     """
@@ -709,13 +742,15 @@ def greedy_select(
     picked = np.zeros(n, dtype=np.bool_)
 
     m = _candidate_count(n, k, candidates)
-    bound = None
+    bound = ub = None
     if engine == "lazy" and not exact and m < n:
         heap = np.empty((m + ROOT, 2))
         stamp = stamp_array(n, k)
         bound = np.array([-np.inf, -1.0])
+        ub = np.full(n, np.inf, dtype=np.float32)
 
         args = (pool, prop, state, work, phi, heap, stamp, picked, istate, fstate, out, m, bound)
+        args = (*args, ub)
 
         def run(steps):
             return fn(_candidate_steps)(steps, *args)
@@ -755,6 +790,6 @@ def greedy_select(
     frontier = None
     if engine == "lazy":
         frontier = heap_frontier(
-            heap, istate[_SIZE], bound, n, gain, k, state, fstate, limits["row_gain"]
+            heap, istate[_SIZE], bound, n, gain, k, state, fstate, limits["row_gain"], ub
         )
     return GreedyResult(out[0], out[1], out[2], initial, stats, frontier)

@@ -45,6 +45,7 @@ from hf_mig.core.greedy import (
     _lazy_steps,
     _phi,
     _scan_steps,
+    _select_candidates,
     check_inputs,
     chunk_steps,
     heap_frontier,
@@ -287,9 +288,9 @@ def _extend_engine(engine, model, frontier, picked, limits, istate, fstate, out,
     n = picked.size
     done = int(picked.sum())
 
-    def left(heap, bound):
+    def left(heap, bound, ub=None):
         size, picks = istate[_SIZE], done + istate[_STEP]
-        return heap_frontier(heap, size, bound, n, gain, picks, state, fstate, row_gain)
+        return heap_frontier(heap, size, bound, n, gain, picks, state, fstate, row_gain, ub)
 
     def fn(f):
         return f if compiled else f.py_func
@@ -305,20 +306,28 @@ def _extend_engine(engine, model, frontier, picked, limits, istate, fstate, out,
     m = _candidate_count(n, k_more, candidates)
     gain = "exact" if exact else "gradient"
     if not exact and m < n:  # the candidate engine
-        if frontier is None:
+        ub = np.full(n, np.inf, dtype=np.float32)
+        if frontier is not None and frontier.row_bounds is not None:
+            heap, stamp, bound = np.empty((m + ROOT, 2)), stamp_array(n, k_more), np.empty(2)
+            ub[: frontier.rows] = frontier.row_bounds
+            size, evaluated = fn(_select_candidates)(
+                heap, pool, state[2], picked, stamp, 0, m, bound, ub, frontier.rows
+            )
+        elif frontier is not None:
+            heap, stamp, size, bound, evaluated = _seeded_heap(frontier, model, picked, m, compiled)
+        else:
             heap, stamp, bound = np.empty((m + ROOT, 2)), stamp_array(n, k_more), None
             size, evaluated = 0, 0
-        else:
-            heap, stamp, size, bound, evaluated = _seeded_heap(frontier, model, picked, m, compiled)
         if bound is None:
             bound = np.array([-np.inf, -1.0])
         istate[_SIZE], istate[_EVALS] = size, evaluated
         args = (pool, prop, state, work, phi, heap, stamp, picked, istate, fstate, out, m, bound)
+        args = (*args, ub)
 
         def candidates(steps):
             return fn(_candidate_steps)(steps, *args)
 
-        return candidates, lambda: left(heap, bound)
+        return candidates, lambda: left(heap, bound, ub)
     if frontier is not None and frontier.bound[0] == -np.inf:
         heap, stamp, size, _, evaluated = _seeded_heap(frontier, model, picked, None, compiled)
     else:

@@ -382,3 +382,33 @@ def test_extend_refuses_a_label_graph_changed_since_the_selection(pools, tmp_pat
     by_path.select(old)
     by_path.set_params(label_graph=tmp_path / "g.npz")  # the same file, named another way
     assert by_path.extend(union, 5).num_rows == 25
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_row_bounds_bound_every_gain_and_seed_the_next_candidates(seed):
+    """The candidate engine leaves a float32 bound per row (rounded up) that no later gain
+    exceeds; a continuation seeded from them picks what the full scan picks."""
+    rng = np.random.default_rng(seed)
+    n_old, grow, k, k_more = 400, 60, 30, 40
+    indptr, ids, _, prop = _arrays(n_old + grow, 40, seed)
+    scores = rng.random(n_old + grow) * 5  # no ties: bounds rounded to float32 matter
+    arrays = (indptr, ids, scores, prop)
+    old = greedy_select(*_head(arrays, n_old), k, candidates=25)
+    bounds = old.frontier.row_bounds
+    assert bounds.dtype == np.float32 and bounds.shape == (n_old,)
+    state = replay_state(*_head(arrays, n_old), old.indices)
+    dense = np.zeros((n_old, prop.shape[0]))
+    for i in range(n_old):
+        dense[i, ids[indptr[i] : indptr[i + 1]]] = scores[i]
+    gains = dense @ (prop @ state.g)  # u_i . phi'(x) at the end of the run
+    free = np.ones(n_old, dtype=bool)
+    free[old.indices] = False
+    assert (gains[free] <= bounds[free]).all()
+    scan, _ = greedy_extend(*arrays, k_more, old.indices, engine="scan")
+    for compiled in (True, False):
+        seeded, after = greedy_extend(
+            *arrays, k_more, old.indices, frontier=old.frontier, candidates=25, compiled=compiled
+        )
+        assert seeded.indices.tolist() == scan.indices.tolist()
+        np.testing.assert_array_equal(seeded.gains, scan.gains)
+        assert after.frontier.row_bounds.shape == (n_old + grow,)
