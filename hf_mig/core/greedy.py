@@ -325,6 +325,9 @@ def _scan_steps(steps, pool, prop, state, work, exact, phi, picked, istate, fsta
 
 
 # ---------------------------------------------------------------------------- candidates
+#: No rows to offer first (:func:`_select_candidates` over the whole pool).
+NO_ROWS = np.empty(0, dtype=np.int64)
+
 # The candidate engine: lazy greedy over a heap of the best ``m`` rows only. A full pass
 # evaluates every row left, keeps the best ``m`` (gain first, lowest index on ties) in the heap
 # and remembers the best row left out, ``(T, iT)``. Gains only fall, so every row outside the
@@ -343,27 +346,52 @@ def _up32(g):
     return v
 
 
+@_njit_inline
+def _to_max_heap(heap, size):
+    """The min-heap of ``(gain, -index)`` a pass fills as the max-heap of ``(-gain, index)``
+    the steps use."""
+    for pos in range(ROOT, ROOT + size):
+        heap[pos, 0] = -heap[pos, 0]
+        heap[pos, 1] = -heap[pos, 1]
+    _heapify(heap, ROOT + size)
+
+
 @_njit
-def _select_candidates(heap, pool, h, picked, stamp, t, m, bound, ub, known):
-    """Evaluate every unpicked row from ``known`` on (rows before it take their bound in ``ub``
-    as their key and stay stale, stamp -1); the best ``m`` go into ``heap`` as a max-heap (rows
-    ``(-gain, index)``, stamped ``t``), the best left out into ``bound = [T, iT]`` (``-inf``
-    when none); -> (heap size, rows evaluated)."""
+def _select_candidates(heap, pool, h, picked, stamp, t, m, bound, ub, known, first):
+    """Evaluate every unpicked row from ``known`` on (stamped ``t``; rows before it take their
+    bound in ``ub`` as their key and stay stale, stamp -1); the best ``m`` go into ``heap`` as
+    a max-heap (rows ``(-gain, index)``), the best left out into ``bound = [T, iT]`` (``-inf``
+    when none); -> (heap size, rows evaluated). The rows ``first`` (below ``known``: a previous
+    heap's, whose bounds are the highest) are offered before the others, so that few rows
+    displace one; which rows are kept does not depend on the order."""
     size = 0
     evaluated = 0
     best_g = -np.inf
     best_i = -1.0
-    for j in range(picked.size):
-        if picked[j]:
-            continue
-        if j < known:
+    offered = np.zeros(known, dtype=np.bool_)
+    lead = first.size
+    for r in range(lead + picked.size):
+        if r < lead:
+            j = first[r]
+            if j >= known or picked[j] or offered[j]:
+                continue
+            offered[j] = True
             g = np.float64(ub[j])
             st = -1
         else:
-            evaluated += 1
-            g = _gradient_gain(j, pool, h)
-            ub[j] = _up32(g)
-            st = t
+            j = r - lead
+            if picked[j]:
+                continue
+            if j < known:
+                if offered[j]:
+                    continue
+                g = np.float64(ub[j])
+                st = -1
+            else:
+                evaluated += 1
+                g = _gradient_gain(j, pool, h)
+                ub[j] = _up32(g)
+                st = t
         # while filling, the heap is a min-heap of (gain, -index): its root is the worst row
         if size < m:
             heap[ROOT + size, 0] = g
@@ -387,10 +415,7 @@ def _select_candidates(heap, pool, h, picked, stamp, t, m, bound, ub, known):
             best_i = out_i
     bound[0] = best_g
     bound[1] = best_i
-    for pos in range(ROOT, ROOT + size):  # to the max-heap the lazy steps use
-        heap[pos, 0] = -heap[pos, 0]
-        heap[pos, 1] = -heap[pos, 1]
-    _heapify(heap, ROOT + size)
+    _to_max_heap(heap, size)
     return size, evaluated
 
 
@@ -421,7 +446,7 @@ def _candidate_steps(
             size = istate[_SIZE]
             if size == 0:
                 size, evaluated = _select_candidates(
-                    heap, pool, state[2], picked, stamp, t, m, bound, ub, 0
+                    heap, pool, state[2], picked, stamp, t, m, bound, ub, 0, NO_ROWS
                 )
                 istate[_SIZE] = size
                 istate[_EVALS] += evaluated

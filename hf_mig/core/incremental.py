@@ -310,8 +310,9 @@ def _extend_engine(engine, model, frontier, picked, limits, istate, fstate, out,
         if frontier is not None and frontier.row_bounds is not None:
             heap, stamp, bound = np.empty((m + ROOT, 2)), stamp_array(n, k_more), np.empty(2)
             ub[: frontier.rows] = frontier.row_bounds
+            first = frontier.entries[:, 1].astype(np.int64)
             size, evaluated = fn(_select_candidates)(
-                heap, pool, state[2], picked, stamp, 0, m, bound, ub, frontier.rows
+                heap, pool, state[2], picked, stamp, 0, m, bound, ub, frontier.rows, first
             )
         elif frontier is not None:
             heap, stamp, size, bound, evaluated = _seeded_heap(frontier, model, picked, m, compiled)
