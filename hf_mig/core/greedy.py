@@ -335,15 +335,17 @@ NO_ROWS = np.empty(0, dtype=np.int64)
 # beats ``(T, iT)``; otherwise (or when the heap runs empty) the pass is repeated. The picks are
 # those of the full scan, as gradient gains never rise in floating point; it evaluates gradient
 # gains only (a literal call: a gain kind chosen at run time slows these loops several times).
-# Every gain it evaluates is also written to ``ub`` (float32, rounded up: an upper bound of the
-# row's gain from then on), which a continuation (:mod:`hf_mig.core.incremental`) starts from.
+# Every gain it evaluates is also stored in ``ub`` as float32 (a plain store, rounded to
+# nearest); :func:`_bound32` widens such a value into an upper bound of the row's gain from
+# then on, which a continuation (:mod:`hf_mig.core.incremental`) starts from.
+_F32_SLACK = 1.0 + 2.0**-22  # > the relative rounding of float32 (2**-24), with room for ours
+_F32_TINY = 2e-45  # > the absolute rounding of float32 near zero (subnormals: 1.4e-45)
+
+
 @_njit_inline
-def _up32(g):
-    """``g`` as a float32 no smaller than ``g``."""
-    v = np.float32(g)
-    if v < g:
-        v = np.nextafter(v, np.float32(np.inf))
-    return v
+def _bound32(stored):
+    """An upper bound of the gain ``g`` whose float32 rounding is ``stored`` (``g >= 0``)."""
+    return np.float64(stored) * _F32_SLACK + _F32_TINY
 
 
 @_njit_inline
@@ -376,7 +378,7 @@ def _select_candidates(heap, pool, h, picked, stamp, t, m, bound, ub, known, fir
             if j >= known or picked[j] or offered[j]:
                 continue
             offered[j] = True
-            g = np.float64(ub[j])
+            g = _bound32(ub[j])
             st = -1
         else:
             j = r - lead
@@ -385,12 +387,12 @@ def _select_candidates(heap, pool, h, picked, stamp, t, m, bound, ub, known, fir
             if j < known:
                 if offered[j]:
                     continue
-                g = np.float64(ub[j])
+                g = _bound32(ub[j])
                 st = -1
             else:
                 evaluated += 1
                 g = _gradient_gain(j, pool, h)
-                ub[j] = _up32(g)
+                ub[j] = g
                 st = t
         # while filling, the heap is a min-heap of (gain, -index): its root is the worst row
         if size < m:
@@ -460,7 +462,7 @@ def _candidate_steps(
                 istate[_SIZE] = 0  # a row left out may be better: select again
                 continue
             g = _gradient_gain(i, pool, state[2])
-            ub[i] = _up32(g)
+            ub[i] = g
             _update_top(heap, -g, stamp, t, istate)
         _pick_top(i, heap, pool, prop, state, work, phi, picked, istate, fstate, out)
     return istate[_STEP]
@@ -478,9 +480,10 @@ class Frontier:
     ``picks``: how many rows were picked; ``x``, ``g``, ``h``, ``objective``: the state after
     them (see :class:`hf_mig.core.incremental.GreedyState`); ``row_gain``: the overflow check's
     bound over the first ``rows`` rows (:func:`information_bounds`); ``row_bounds`` (the
-    candidate engine's): for each of the first ``rows`` rows, a float32 upper bound of its gain
-    (its latest evaluation, rounded up; ``inf`` if never evaluated), with which a continuation
-    picks its first candidates without a pass over the pool. The arrays are only read.
+    candidate engine's): for each of the first ``rows`` rows, its latest gain evaluated, as
+    float32 (``inf`` if never evaluated; :meth:`gain_bounds` widens them into upper bounds of
+    the gains from then on), with which a continuation picks its first candidates without a
+    pass over the pool. The arrays are only read.
     """
 
     entries: np.ndarray
@@ -494,6 +497,12 @@ class Frontier:
     objective: float
     row_gain: float = math.nan
     row_bounds: np.ndarray | None = None
+
+    def gain_bounds(self) -> np.ndarray | None:
+        """``row_bounds`` as float64 upper bounds of the rows' gains (``None`` without them)."""
+        if self.row_bounds is None:
+            return None
+        return self.row_bounds.astype(np.float64) * _F32_SLACK + _F32_TINY
 
 
 @dataclass

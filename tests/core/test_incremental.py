@@ -386,7 +386,7 @@ def test_extend_refuses_a_label_graph_changed_since_the_selection(pools, tmp_pat
 
 @pytest.mark.parametrize("seed", range(6))
 def test_row_bounds_bound_every_gain_and_seed_the_next_candidates(seed):
-    """The candidate engine leaves a float32 bound per row (rounded up) that no later gain
+    """The candidate engine leaves a float32 gain per row whose widened bound no later gain
     exceeds; a continuation seeded from them picks what the full scan picks."""
     rng = np.random.default_rng(seed)
     n_old, grow, k, k_more = 400, 60, 30, 40
@@ -403,7 +403,9 @@ def test_row_bounds_bound_every_gain_and_seed_the_next_candidates(seed):
     gains = dense @ (prop @ state.g)  # u_i . phi'(x) at the end of the run
     free = np.ones(n_old, dtype=bool)
     free[old.indices] = False
-    assert (gains[free] <= bounds[free]).all()
+    widened = old.frontier.gain_bounds()
+    assert (gains[free] <= widened[free]).all()
+    assert (widened >= bounds).all() and np.allclose(widened, bounds, rtol=1e-6)
     scan, _ = greedy_extend(*arrays, k_more, old.indices, engine="scan")
     for compiled in (True, False):
         seeded, after = greedy_extend(
