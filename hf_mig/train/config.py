@@ -618,54 +618,48 @@ def _plain(value: Any) -> Any:
     return value.value if isinstance(value, Enum) else value
 
 
-# --------------------------------------------------------------------------------------------
-# public API
+def _read_source(
+    source: str | os.PathLike | Mapping[str, Any],
+) -> tuple[dict[str, Any], Path | None, Path, str]:
+    """Read a recipe's top-level mapping.
 
-
-def load_recipe(
-    source: str | os.PathLike | Mapping[str, Any], overrides: Sequence[str] | None = None
-) -> Recipe:
-    """Read a recipe (a YAML path or an already-loaded mapping) and apply ``overrides``
-    (command-line flags, ``["--output_dir", "runs/x", "--selection_k", "1000"]``).
-
-    Parsing is ``TrlParser``'s (:func:`make_parser`): the file's keys become the parser's
-    defaults and ``overrides`` are parsed over them. Raises ``ValueError`` for unknown keys or
-    flags (naming them), values of the wrong type, nested ``model:``/``data:``/``callbacks:``
-    sections (naming the flat key of each of their keys), a data source that is neither a
-    ``pool`` with ``selection_k >= 1`` nor a ``dataset_name`` (or both), TRL script settings
-    hf-mig does not read (``dataset_config``, ``dataset_test_split``, ``dataset_streaming``) and
-    a missing ``model_name_or_path``. ``FileNotFoundError`` when the YAML file does not exist.
-    No model or data is loaded.
+    Returns ``(raw, path, base, where)``: the mapping (a copy when ``source`` is one), the
+    resolved file (``None`` for a mapping), the folder relative paths are resolved against
+    first (the file's folder, else the current directory) and the name errors start with.
+    Raises ``FileNotFoundError`` for a missing file and ``ValueError`` for invalid YAML or a
+    top level that is not a mapping.
     """
-    path: Path | None = None
-    where = "recipe"
     if isinstance(source, Mapping):
-        raw: Any = dict(source)
-        base = Path.cwd()
-    else:
-        path = Path(source).expanduser().resolve()
-        if not path.is_file():
-            raise FileNotFoundError(f"recipe {source}: no such file")
-        where = f"recipe {path}"
-        try:
-            raw = yaml.safe_load(path.read_text(encoding="utf-8"))
-        except yaml.YAMLError as err:
-            raise ValueError(f"{where}: not valid YAML: {err}") from None
-        base = path.parent
-        if not isinstance(raw, dict):
-            raise ValueError(f"{where}: expected a YAML mapping at the top level")
-    refuse_sections(raw, where)
-    raw = _expand(raw)
+        return dict(source), None, Path.cwd(), "recipe"
+    path = Path(source).expanduser().resolve()
+    if not path.is_file():
+        raise FileNotFoundError(f"recipe {source}: no such file")
+    where = f"recipe {path}"
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as err:
+        raise ValueError(f"{where}: not valid YAML: {err}") from None
+    if not isinstance(raw, dict):
+        raise ValueError(f"{where}: expected a YAML mapping at the top level")
+    return raw, path, path.parent, where
+
+
+def _pop_env(raw: dict[str, Any], where: str) -> dict[str, Any]:
+    """Remove and return the recipe's ``env:`` mapping (empty when absent); ``ValueError``
+    when it is not a mapping."""
     env = raw.pop("env", None) or {}
     if not isinstance(env, dict):
         raise ValueError(f"{where}: 'env' must be a mapping of environment variables")
-    cwd = Path.cwd()
-    _resolve_paths(raw, [base, cwd])
-    cli = legacy_flags(list(overrides or []))
-    if not _checkpointing_given(raw, cli):
-        # TRL's default (on), under the current name: the deprecated alias would warn
-        raw["activation_checkpointing"] = True
+    return env
 
+
+def _parse_values(raw: dict[str, Any], cli: list[str], where: str) -> dict[str, Any]:
+    """Parse ``cli`` over the recipe's keys ``raw`` with :func:`make_parser`.
+
+    Returns every field's value (enums as their plain values, ``selection_options`` given on
+    the command line read as a YAML mapping, command-line paths resolved against the current
+    directory). ``ValueError`` names unknown keys, unknown flags and values of the wrong type.
+    """
     parser = make_parser(exit_on_error=False)
     unknown = parser.set_defaults_with_config(**raw)
     if unknown:
@@ -686,8 +680,36 @@ def load_recipe(
     values = {k: _plain(v) for k, v in vars(namespace).items()}
     if isinstance(values.get("selection_options"), str):  # given on the command line
         values["selection_options"] = _yaml_mapping(values["selection_options"])
-    _resolve_paths(values, [cwd])  # command-line paths; resolved file values are unchanged
+    _resolve_paths(values, [Path.cwd()])  # command-line paths; resolved file values unchanged
+    return values
 
+
+#: TRL script settings hf-mig's launcher does not read, with what to use instead.
+_UNREAD_SCRIPT_SETTINGS = (
+    ("dataset_config", "name the configuration's files in dataset_name"),
+    ("dataset_test_split", "use eval_dataset_name / eval_dataset_split or eval_size"),
+    ("dataset_streaming", "hf-mig reads the whole dataset"),
+)
+
+
+def _check_model_and_script(model: Any, script: Any, where: str) -> None:
+    """``ValueError`` for a missing ``model_name_or_path``, an unknown ``dtype`` or a TRL
+    script setting left from its default that hf-mig does not read."""
+    if not model.model_name_or_path:
+        raise ValueError(f"{where}: model_name_or_path is required")
+    if model.dtype not in ("auto", "bfloat16", "float16", "float32", None):
+        raise ValueError(f"dtype: auto, bfloat16, float16 or float32, got {model.dtype!r}")
+    defaults = type(script)()
+    for name, hint in _UNREAD_SCRIPT_SETTINGS:
+        if getattr(script, name) != getattr(defaults, name):
+            raise ValueError(f"{where}: {name} is not read by hf-mig's launcher ({hint})")
+
+
+def _build_recipe(
+    values: Mapping[str, Any], env: Mapping[str, Any], path: Path | None, where: str
+) -> Recipe:
+    """The :class:`Recipe` of parsed field ``values``, each dataclass given its own fields;
+    checked as :func:`load_recipe` documents (``ValueError`` starting with ``where``)."""
     sft, model_cls, script_cls = _trl_classes()
 
     def pick(cls: type) -> dict[str, Any]:
@@ -699,18 +721,7 @@ def load_recipe(
         hf = HfMigArguments(**pick(HfMigArguments))
     except (TypeError, ValueError) as err:
         raise ValueError(f"{where}: {err}") from None
-    if not model.model_name_or_path:
-        raise ValueError(f"{where}: model_name_or_path is required")
-    if model.dtype not in ("auto", "bfloat16", "float16", "float32", None):
-        raise ValueError(f"dtype: auto, bfloat16, float16 or float32, got {model.dtype!r}")
-    defaults = script_cls()
-    for name, hint in (
-        ("dataset_config", "name the configuration's files in dataset_name"),
-        ("dataset_test_split", "use eval_dataset_name / eval_dataset_split or eval_size"),
-        ("dataset_streaming", "hf-mig reads the whole dataset"),
-    ):
-        if getattr(script, name) != getattr(defaults, name):
-            raise ValueError(f"{where}: {name} is not read by hf-mig's launcher ({hint})")
+    _check_model_and_script(model, script, where)
     recipe = Recipe(
         training=pick(sft),
         model=model,
@@ -729,3 +740,35 @@ def load_recipe(
             "chat_template_path, not both"
         )
     return recipe
+
+
+# --------------------------------------------------------------------------------------------
+# public API
+
+
+def load_recipe(
+    source: str | os.PathLike | Mapping[str, Any], overrides: Sequence[str] | None = None
+) -> Recipe:
+    """Read a recipe (a YAML path or an already-loaded mapping) and apply ``overrides``
+    (command-line flags, ``["--output_dir", "runs/x", "--selection_k", "1000"]``).
+
+    Parsing is ``TrlParser``'s (:func:`make_parser`): the file's keys become the parser's
+    defaults and ``overrides`` are parsed over them. Raises ``ValueError`` for unknown keys or
+    flags (naming them), values of the wrong type, nested ``model:``/``data:``/``callbacks:``
+    sections (naming the flat key of each of their keys), a data source that is neither a
+    ``pool`` with ``selection_k >= 1`` nor a ``dataset_name`` (or both), TRL script settings
+    hf-mig does not read (``dataset_config``, ``dataset_test_split``, ``dataset_streaming``) and
+    a missing ``model_name_or_path``. ``FileNotFoundError`` when the YAML file does not exist.
+    No model or data is loaded.
+    """
+    raw, path, base, where = _read_source(source)
+    refuse_sections(raw, where)
+    raw = _expand(raw)
+    env = _pop_env(raw, where)
+    _resolve_paths(raw, [base, Path.cwd()])
+    cli = legacy_flags(list(overrides or []))
+    if not _checkpointing_given(raw, cli):
+        # TRL's default (on), under the current name: the deprecated alias would warn
+        raw["activation_checkpointing"] = True
+    values = _parse_values(raw, cli, where)
+    return _build_recipe(values, env, path, where)
