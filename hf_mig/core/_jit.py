@@ -24,3 +24,13 @@ except ImportError:  # pragma: no cover - exercised without numba
         return fn
 
     njit_inline = njit
+
+
+def resolve_compiled(compiled: bool | None) -> bool:
+    """Whether to run the compiled kernels: ``None`` when numba is installed; ``True`` needs it
+    (``ImportError`` otherwise)."""
+    if compiled is None:
+        return HAVE_NUMBA
+    if compiled and not HAVE_NUMBA:
+        raise ImportError("compiled=True needs numba: pip install numba")
+    return bool(compiled)

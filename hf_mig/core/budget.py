@@ -23,9 +23,9 @@ import numpy as np
 import scipy.sparse as sp
 from tqdm.auto import tqdm
 
-from hf_mig.core._jit import HAVE_NUMBA
 from hf_mig.core._jit import njit as _njit
 from hf_mig.core._jit import njit_inline as _njit_inline
+from hf_mig.core._jit import resolve_compiled
 from hf_mig.core.encoding import check_k
 from hf_mig.core.greedy import (
     _EVALS,
@@ -206,11 +206,8 @@ def _quota_lazy_steps(steps, pool, prop, state, work, exact, phi, heap, stamp, p
 # ---------------------------------------------------------------------------- driver
 def _lazy_setup(pool, prop, objective, gain, compiled, progress):
     """``(model, (compiled, show))`` for :func:`_run`; ``compiled=None`` uses numba if installed."""
-    if compiled is None:
-        compiled = HAVE_NUMBA
-    if compiled and not HAVE_NUMBA:
-        raise ImportError("compiled=True needs numba: pip install numba")
-    phi = (objective.code, float(objective.a), float(objective.b), float(objective.alpha))
+    compiled = resolve_compiled(compiled)
+    phi = objective.kernel_args
     show = progress if progress is not None else pool[2].size > 2_000_000
     return (pool, prop, gain == "exact", phi), (compiled, show)
 

@@ -39,7 +39,7 @@ import numpy as np
 import scipy.sparse as sp
 from tqdm.auto import tqdm
 
-from hf_mig.core._jit import HAVE_NUMBA
+from hf_mig.core._jit import HAVE_NUMBA, resolve_compiled  # noqa: F401 (HAVE_NUMBA: public)
 from hf_mig.core._jit import njit as _njit
 from hf_mig.core._jit import njit_inline as _njit_inline
 from hf_mig.core.encoding import check_k
@@ -713,6 +713,63 @@ def run_in_chunks(run: Callable[[int], int], total: int, desc: str, show: bool, 
             done = new_done
 
 
+def resolve_engine(engine: str, objective: Objective) -> str:
+    """``engine`` once it is one of ``ENGINES``, with ``"auto"`` resolved: lazy greedy when phi
+    is concave, else the full scan, which also replaces ``"lazy"`` (with a warning) when phi is
+    not concave."""
+    if engine not in ENGINES:
+        raise ValueError(f"engine must be one of {ENGINES}, got {engine!r}")
+    if engine == "auto":
+        return "lazy" if objective.is_concave else "scan"
+    if engine == "lazy" and not objective.is_concave:
+        warnings.warn(
+            f"phi={objective.phi} with b={objective.b} is not concave: gains can rise, so lazy "
+            "greedy is not exact; using the full scan instead.",
+            stacklevel=3,
+        )
+        return "scan"
+    return engine
+
+
+def _greedy_runner(engine, model, arrays, k, m, refresh_fraction, compiled):
+    """``(run, leave)`` for a greedy from the empty selection: ``run(steps)`` makes up to
+    ``steps`` picks with ``engine`` (the candidate engine when lazy with gradient gains and
+    ``m`` < the pool's rows) and returns the picks made so far; ``leave(gain, row_gain)`` gives
+    the lazy engines' :class:`Frontier`. ``model = (pool, prop, state, work, exact, phi)``,
+    ``arrays = (picked, istate, fstate, out)``."""
+    pool, prop, state, work, exact, phi = model
+    picked, istate, fstate, out = arrays
+    n = picked.size
+
+    def fn(f):
+        return f if compiled else f.py_func
+
+    def leave_with(heap, bound=None, ub=None):
+        def leave(gain, row_gain):
+            size = istate[_SIZE]
+            return heap_frontier(heap, size, bound, n, gain, k, state, fstate, row_gain, ub)
+
+        return leave
+
+    if engine == "lazy" and not exact and m < n:
+        heap = np.empty((m + ROOT, 2))
+        bound = np.array([-np.inf, -1.0])
+        ub = np.full(n, np.inf, dtype=np.float32)
+        args = (pool, prop, state, work, phi, heap, stamp_array(n, k), picked, istate, fstate)
+        args = (*args, out, m, bound, ub)
+        return lambda steps: fn(_candidate_steps)(steps, *args), leave_with(heap, bound, ub)
+    if engine == "lazy":
+        heap = np.empty((n + ROOT, 2))
+        stamp = stamp_array(n, k)
+        istate[_SIZE] = fn(_fill_heap)(heap, pool, prop, state, work, exact, phi, picked, stamp, 0)
+        istate[_EVALS] = n
+        args = (pool, prop, state, work, exact, phi, heap, stamp, picked, istate, fstate, out)
+        args = (*args, float(refresh_fraction))
+        return lambda steps: fn(_lazy_steps)(steps, *args), leave_with(heap)
+    args = (pool, prop, state, work, exact, phi, picked, istate, fstate, out)
+    return lambda steps: fn(_scan_steps)(steps, *args), None
+
+
 def greedy_select(
     indptr: np.ndarray,
     label_ids: np.ndarray,
@@ -750,68 +807,21 @@ def greedy_select(
     pool, prop, limits = check_inputs(indptr, label_ids, weights, propagation, objective)
     n = pool[2].size
     k = check_k(k, n)
-    num_labels = prop[0].size - 1
-
-    if engine == "auto":
-        engine = "lazy" if objective.is_concave else "scan"
-    if engine == "lazy" and not objective.is_concave:
-        warnings.warn(
-            f"phi={objective.phi} with b={objective.b} is not concave: gains can rise, so lazy "
-            "greedy is not exact; using the full scan instead.",
-            stacklevel=2,
-        )
-        engine = "scan"
-    if compiled is None:
-        compiled = HAVE_NUMBA
-    if compiled and not HAVE_NUMBA:
-        raise ImportError("compiled=True needs numba: pip install numba")
-
-    def fn(f):
-        return f if compiled else f.py_func
-
-    phi = (objective.code, float(objective.a), float(objective.b), float(objective.alpha))
-    exact = gain == "exact"
+    engine = resolve_engine(engine, objective)
+    compiled = resolve_compiled(compiled)
+    phi = objective.kernel_args
     state, work, istate, fstate, out = _initial_state(prop, phi, k)
     initial = float(fstate[0])
-    picked = np.zeros(n, dtype=np.bool_)
-
+    model = (pool, prop, state, work, gain == "exact", phi)
+    arrays = (np.zeros(n, dtype=np.bool_), istate, fstate, out)
     m = _candidate_count(n, k, candidates)
-    bound = ub = None
-    if engine == "lazy" and not exact and m < n:
-        heap = np.empty((m + ROOT, 2))
-        stamp = stamp_array(n, k)
-        bound = np.array([-np.inf, -1.0])
-        ub = np.full(n, np.inf, dtype=np.float32)
-
-        args = (pool, prop, state, work, phi, heap, stamp, picked, istate, fstate, out, m, bound)
-        args = (*args, ub)
-
-        def run(steps):
-            return fn(_candidate_steps)(steps, *args)
-    elif engine == "lazy":
-        heap = np.empty((n + ROOT, 2))
-        stamp = stamp_array(n, k)
-        istate[_SIZE] = fn(_fill_heap)(heap, pool, prop, state, work, exact, phi, picked, stamp, 0)
-        istate[_EVALS] = n
-
-        args = (pool, prop, state, work, exact, phi, heap, stamp, picked, istate, fstate, out)
-
-        def run(steps):
-            return fn(_lazy_steps)(steps, *args, float(refresh_fraction))
-    else:
-
-        def run(steps):
-            return fn(_scan_steps)(
-                steps, pool, prop, state, work, exact, phi, picked, istate, fstate, out
-            )
-
+    run, leave = _greedy_runner(engine, model, arrays, k, m, refresh_fraction, compiled)
     show = (
         progress
         if progress is not None
         else (k * (1 if engine == "lazy" else n)) > 5e9 or n > 2_000_000
     )
     run_in_chunks(run, k, f"MIG greedy ({engine})", show, chunk_steps(chunk_size, compiled))
-
     stats = {
         "engine": engine,
         "compiled": bool(compiled),
@@ -819,11 +829,7 @@ def greedy_select(
         "evaluations": int(istate[_EVALS]),
         "refreshes": int(istate[_REFRESHES]),
         "pool_size": n,
-        "num_labels": num_labels,
+        "num_labels": prop[0].size - 1,
     }
-    frontier = None
-    if engine == "lazy":
-        frontier = heap_frontier(
-            heap, istate[_SIZE], bound, n, gain, k, state, fstate, limits["row_gain"], ub
-        )
+    frontier = leave(gain, limits["row_gain"]) if engine == "lazy" else None
     return GreedyResult(out[0], out[1], out[2], initial, stats, frontier)

@@ -17,21 +17,19 @@ full scan's); E agrees to rounding.
 
 from __future__ import annotations
 
-import warnings
 from dataclasses import dataclass
 
 import numpy as np
 import scipy.sparse as sp
 
-from hf_mig.core._jit import HAVE_NUMBA
 from hf_mig.core._jit import njit as _njit
+from hf_mig.core._jit import resolve_compiled
 from hf_mig.core.encoding import PoolEncoding, PoolValidationError
 from hf_mig.core.greedy import (
     _EVALS,
     _REFRESHES,
     _SIZE,
     _STEP,
-    ENGINES,
     GAIN_KINDS,
     ROOT,
     Frontier,
@@ -49,6 +47,7 @@ from hf_mig.core.greedy import (
     check_inputs,
     chunk_steps,
     heap_frontier,
+    resolve_engine,
     run_in_chunks,
     stamp_array,
 )
@@ -81,18 +80,6 @@ class GreedyState:
             self.objective,
             self.frontier,
         )
-
-
-def _phi_tuple(objective: Objective) -> tuple:
-    return (objective.code, float(objective.a), float(objective.b), float(objective.alpha))
-
-
-def _compiled(compiled: bool | None) -> bool:
-    if compiled is None:
-        return HAVE_NUMBA
-    if compiled and not HAVE_NUMBA:
-        raise ImportError("compiled=True needs numba: pip install numba")
-    return bool(compiled)
 
 
 def _work(num_labels: int) -> tuple:
@@ -191,22 +178,7 @@ def replay_state(
     objective = objective or Objective()
     pool, prop, _ = check_inputs(indptr, label_ids, weights, propagation, objective)
     picks = _check_picks(picks, pool[2].size)
-    return _replayed(pool, prop, picks, _phi_tuple(objective), _compiled(compiled))
-
-
-def _engine(engine: str, objective: Objective) -> str:
-    if engine not in ENGINES:
-        raise ValueError(f"engine must be one of {ENGINES}, got {engine!r}")
-    if engine == "auto":
-        return "lazy" if objective.is_concave else "scan"
-    if engine == "lazy" and not objective.is_concave:
-        warnings.warn(
-            f"phi={objective.phi} with b={objective.b} is not concave: gains can rise, so lazy "
-            "greedy is not exact; using the full scan instead.",
-            stacklevel=3,
-        )
-        return "scan"
-    return engine
+    return _replayed(pool, prop, picks, objective.kernel_args, resolve_compiled(compiled))
 
 
 def _check_k_more(k_more: object, free: int) -> int:
@@ -382,7 +354,7 @@ def greedy_extend(
     objective = objective or Objective()
     if gain not in GAIN_KINDS:
         raise ValueError(f"gain must be one of {GAIN_KINDS}, got {gain!r}")
-    engine = _engine(engine, objective)
+    engine = resolve_engine(engine, objective)
     if isinstance(start, GreedyState) and frontier is None and start.frontier is not None:
         frontier = start.frontier if start.frontier.gain == gain else None
     known = None  # the frontier's pool prefix was checked by the run that left it
@@ -393,8 +365,8 @@ def greedy_extend(
     )
     n = pool[2].size
     num_labels = prop[0].size - 1
-    compiled = _compiled(compiled)
-    phi = _phi_tuple(objective)
+    compiled = resolve_compiled(compiled)
+    phi = objective.kernel_args
     if isinstance(start, GreedyState):
         state = start
     else:

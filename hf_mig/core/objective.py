@@ -52,6 +52,11 @@ class Objective:
     def is_concave(self) -> bool:
         return self.phi == "exp" or self.b <= 1.0
 
+    @property
+    def kernel_args(self) -> tuple[int, float, float, float]:
+        """``(code, a, b, alpha)``: phi as the compiled kernels take it."""
+        return (self.code, float(self.a), float(self.b), float(self.alpha))
+
     def value(self, x: np.ndarray) -> np.ndarray:
         x = np.asarray(x, dtype=np.float64)
         if self.phi == "pow":

@@ -21,8 +21,8 @@ import numpy as np
 import scipy.sparse as sp
 from tqdm.auto import tqdm
 
-from hf_mig.core._jit import HAVE_NUMBA
 from hf_mig.core._jit import njit as _njit
+from hf_mig.core._jit import resolve_compiled
 from hf_mig.core.encoding import check_k
 from hf_mig.core.greedy import (
     _EVALS,
@@ -131,12 +131,9 @@ def stochastic_select(
     pool, prop, _ = check_inputs(indptr, label_ids, weights, propagation, objective)
     n = pool[2].size
     k = check_k(k, n)
-    if compiled is None:
-        compiled = HAVE_NUMBA
-    if compiled and not HAVE_NUMBA:
-        raise ImportError("compiled=True needs numba: pip install numba")
+    compiled = resolve_compiled(compiled)
     s = sample_size(n, k, epsilon)
-    phi = (objective.code, float(objective.a), float(objective.b), float(objective.alpha))
+    phi = objective.kernel_args
     num_labels = prop[0].size - 1
     state, work, istate, fstate, out = _initial_state(prop, phi, k)
     initial = float(fstate[0])
