@@ -316,6 +316,30 @@ def _extend_engine(engine, model, frontier, picked, limits, istate, fstate, out,
     return lazy, lambda: left(heap, None)
 
 
+def _starting_state(start, frontier, pool, prop, gain, phi, compiled) -> GreedyState:
+    """The state :func:`greedy_extend` starts from: ``start`` itself, the state ``frontier``
+    holds after the picks ``start`` (no replay), or those picks replayed; checked against the
+    pool (rows), P (labels) and the frontier (gain kind, rows, pick count)."""
+    n, num_labels = pool[2].size, prop[0].size - 1
+    if isinstance(start, GreedyState):
+        state = start
+    else:
+        picks = _check_picks(start, n, repeats=frontier is None)
+        if frontier is None:
+            state = _replayed(pool, prop, picks, phi, compiled)
+        else:  # the state the run stopped at: no replay
+            f = _check_frontier(frontier, n, gain, picks.size)
+            state = GreedyState(picks, f.x, f.g, f.h, f.objective, f)
+    _check_frontier(frontier, n, gain, state.picks.size)
+    if state.x.shape != (num_labels,):
+        raise ValueError(
+            f"state covers {state.x.size} labels; the propagation matrix has {num_labels}"
+        )
+    if state.picks.size and state.picks.max() >= n:
+        raise ValueError(f"state picks row {int(state.picks.max())}; the pool has {n} rows")
+    return state
+
+
 def greedy_extend(
     indptr: np.ndarray,
     label_ids: np.ndarray,
@@ -367,22 +391,7 @@ def greedy_extend(
     num_labels = prop[0].size - 1
     compiled = resolve_compiled(compiled)
     phi = objective.kernel_args
-    if isinstance(start, GreedyState):
-        state = start
-    else:
-        picks = _check_picks(start, n, repeats=frontier is None)
-        if frontier is None:
-            state = _replayed(pool, prop, picks, phi, compiled)
-        else:  # the state the run stopped at: no replay
-            f = _check_frontier(frontier, n, gain, picks.size)
-            state = GreedyState(picks, f.x, f.g, f.h, f.objective, f)
-    _check_frontier(frontier, n, gain, state.picks.size)
-    if state.x.shape != (num_labels,):
-        raise ValueError(
-            f"state covers {state.x.size} labels; the propagation matrix has {num_labels}"
-        )
-    if state.picks.size and state.picks.max() >= n:
-        raise ValueError(f"state picks row {int(state.picks.max())}; the pool has {n} rows")
+    state = _starting_state(start, frontier, pool, prop, gain, phi, compiled)
     k_more = _check_k_more(k_more, n - state.picks.size)
     new = state.copy()
     model = (pool, prop, (new.x, new.g, new.h), _work(num_labels), gain == "exact", phi)
