@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from hf_mig.reproduce.costs import forward_hours, generation_hours, train_hours
-from hf_mig.reproduce.experiments import EXPERIMENTS, SCALES, PoolSpec, Run, Scale
+from hf_mig.reproduce.experiments import EXPERIMENTS, SCALES, Experiment, PoolSpec, Run, Scale
 from hf_mig.reproduce.paper import METHODS, RELEASED, model_by_slug
 from hf_mig.reproduce.plan import STAGES, Plan, Step
 from hf_mig.reproduce.preflight import Need
@@ -574,6 +574,115 @@ class _Builder:
         )  # fmt: skip
 
 
+def _base_slugs(b: _Builder, exp: Experiment, experiment: str) -> list[str]:
+    """The base models' slugs the plan trains: the scale's own at the tiny scale (noting an
+    ignored ``--base``), every paper base for ``--base all`` (``ValueError`` unless the
+    experiment has several bases), else the one ``--base`` names."""
+    sc, opts = b.scale, b.opts
+    if sc.name == "tiny":
+        if opts.base not in (*sc.bases, "llama-3.1-8b"):
+            b.note(f"--base {opts.base} ignored at the tiny scale: the base is {TINY_MODEL}")
+        return list(sc.bases)
+    if opts.base == "all":
+        if not exp.multi_base:
+            raise ValueError(f"--base all applies to table1, not {experiment}")
+        return list(sc.bases)
+    return [model_by_slug(opts.base).slug]
+
+
+def _planned_runs(b: _Builder, exp: Experiment, bases: list[str], experiment: str) -> list[Run]:
+    """The experiment's rows for ``bases``, less those whose pool cannot be had (each noted)
+    and, with ``--methods``, those of other methods (``ValueError`` naming a method the
+    experiment lacks)."""
+    sc, methods = b.scale, b.opts.methods
+    runs = exp.rows(sc, bases)
+    for pool in dict.fromkeys(sc.pools[r.pool] for r in runs):
+        why = b.missing_pool(pool)
+        if why:
+            b.note(why)
+            runs = [r for r in runs if r.pool != pool.key]
+    if methods:
+        known = {r.method for r in runs}
+        unknown = sorted(set(methods) - known)
+        if unknown:
+            raise ValueError(
+                f"--methods {unknown} not in {experiment}; its methods: {sorted(known)}"
+            )
+        runs = [r for r in runs if r.method in methods]
+    return runs
+
+
+def _add_runs(b: _Builder, runs: list[Run]) -> tuple[list[str], dict[str, dict[str, str]]]:
+    """Add each run's selection, training and benchmark steps.
+
+    Returns the benchmark result files and, by pool key, each selecting method's title (its
+    first part) mapped to its selected rows' file, for the selection reports.
+    """
+    results: list[str] = []
+    selections: dict[str, dict[str, str]] = {}
+    for run in runs:
+        pool = b.scale.pools[run.pool]
+        data, inputs = b.selection(run, pool)
+        if run.method != "full" and inputs:
+            name = run.title.split(" [")[0].split(" / ")[0]
+            selections.setdefault(pool.key, {}).setdefault(name, data)
+        model_dir = b.train(run, pool, data, inputs)
+        results += b.evaluate(run, model_dir)
+    return results, selections
+
+
+def _add_compare(
+    b: _Builder, name: str, results: list[str], paper_table: str, runs: list[Run]
+) -> None:
+    """Add the comparison table ``tables/NAME`` over ``results`` (none when there are none),
+    beside ``paper_table`` when there is one, each run shown by its title."""
+    if not results:
+        return
+    table = f"tables/{name}"
+    cmd = ["python", "-m", "hf_mig.eval.compare", *results, "--md", f"{table}.md", "--csv",
+           f"{table}.csv", "--png", f"{table}.png"]  # fmt: skip
+    if paper_table:
+        cmd += ["--paper-table", paper_table]
+    cmd += ["--rename", *(f"{run.key}={run.title}" for run in runs)]
+    b.add(Step(f"compare/{name}", "compare", "the comparison table, ours beside the paper's",
+               cmd, [f"{table}.md", f"{table}.csv"], results))  # fmt: skip
+
+
+def _add_reports(b: _Builder, name: str, selections: dict[str, dict[str, str]], base: str) -> None:
+    """Add one selection report per pool in ``selections`` (``reports/NAME``, with a folder
+    per pool when there are several), measured on the pool's default label graph."""
+    sc = b.scale
+    for pool_key, chosen in selections.items():
+        pool = sc.pools[pool_key]
+        annotated = b.annotated(pool, base)
+        # information is measured on the pool's default graph, whatever variant a row used
+        graph = b.graph(pool, annotated, b.vocabulary(pool, annotated, None), sc.threshold)
+        out = f"reports/{name}" + ("" if len(selections) == 1 else f"/{pool_key}")
+        cmd = ["hf-mig", "report", annotated, "--out", out, "--graph", graph]
+        inputs = [annotated, graph]
+        for title, path in chosen.items():
+            label = title.replace(" = ", " ").replace("=", "-")  # NAME=FILE splits at the first =
+            positions = path.removesuffix(".jsonl") + ".indices.json"  # pools without ids too
+            cmd += ["--selection", f"{label}={positions}"]
+            inputs.append(positions)
+        step_id = out.replace("reports/", "report/", 1)
+        b.add(Step(step_id, "report", f"selection report on {pool.title}", cmd,
+                   [f"{out}/report.html"], inputs))  # fmt: skip
+
+
+def _plan_title(exp: Experiment, sc: Scale, runs: list[Run], bases: list[str]) -> str:
+    """The experiment's title, naming the tiny scale's model and pools, or the one paper base
+    of an experiment that has several."""
+    title = exp.title
+    if sc.name == "tiny":
+        used = dict.fromkeys(sc.pools[r.pool] for r in runs)
+        pools = ", ".join(f"{p.title} ({p.n_rows} rows)" for p in used)
+        title += f"; tiny CPU scale: {TINY_MODEL} on {pools}"
+    if sc.name == "paper" and len(bases) == 1 and exp.multi_base:
+        title += f", base {bases[0]}"
+    return title
+
+
 def build_plan(experiment: str, scale: str = "paper", options: PlanOptions | None = None) -> Plan:
     """The plan of ``experiment`` at ``scale`` (``paper`` or ``tiny``).
 
@@ -589,40 +698,9 @@ def build_plan(experiment: str, scale: str = "paper", options: PlanOptions | Non
     opts = dataclasses.replace(opts, workdir=Path(opts.workdir).expanduser().resolve())
     exp, sc = EXPERIMENTS[experiment], SCALES[scale]
     b = _Builder(sc, opts)
-    if sc.name == "tiny":
-        bases = list(sc.bases)
-        if opts.base not in (*sc.bases, "llama-3.1-8b"):
-            b.note(f"--base {opts.base} ignored at the tiny scale: the base is {TINY_MODEL}")
-    elif opts.base == "all":
-        if not exp.multi_base:
-            raise ValueError(f"--base all applies to table1, not {experiment}")
-        bases = list(sc.bases)
-    else:
-        bases = [model_by_slug(opts.base).slug]
-    runs = exp.rows(sc, bases)
-    for pool in dict.fromkeys(sc.pools[r.pool] for r in runs):
-        why = b.missing_pool(pool)
-        if why:
-            b.note(why)
-            runs = [r for r in runs if r.pool != pool.key]
-    if opts.methods:
-        known = {r.method for r in runs}
-        unknown = sorted(set(opts.methods) - known)
-        if unknown:
-            raise ValueError(
-                f"--methods {unknown} not in {experiment}; its methods: {sorted(known)}"
-            )
-        runs = [r for r in runs if r.method in opts.methods]
-    results: list[str] = []
-    selections: dict[str, dict[str, str]] = {}
-    for run in runs:
-        pool = sc.pools[run.pool]
-        data, inputs = b.selection(run, pool)
-        if run.method != "full" and inputs:
-            name = run.title.split(" [")[0].split(" / ")[0]
-            selections.setdefault(pool.key, {}).setdefault(name, data)
-        model_dir = b.train(run, pool, data, inputs)
-        results += b.evaluate(run, model_dir)
+    bases = _base_slugs(b, exp, experiment)
+    runs = _planned_runs(b, exp, bases, experiment)
+    results, selections = _add_runs(b, runs)
     paper_table = exp.paper_table.format(base=bases[0] if sc.name == "paper" else "llama-3.1-8b")
     if sc.name == "tiny":
         b.note(
@@ -632,47 +710,17 @@ def build_plan(experiment: str, scale: str = "paper", options: PlanOptions | Non
     name = experiment
     if sc.name == "paper" and exp.multi_base:
         name += f"-{opts.base}"
-    table = f"tables/{name}"
-    if results:
-        cmd = ["python", "-m", "hf_mig.eval.compare", *results, "--md", f"{table}.md", "--csv",
-               f"{table}.csv", "--png", f"{table}.png"]  # fmt: skip
-        if paper_table:
-            cmd += ["--paper-table", paper_table]
-        cmd += ["--rename", *(f"{run.key}={run.title}" for run in runs)]
-        b.add(Step(f"compare/{name}", "compare", "the comparison table, ours beside the paper's",
-                   cmd, [f"{table}.md", f"{table}.csv"], results))  # fmt: skip
-    for pool_key, chosen in selections.items():
-        pool = sc.pools[pool_key]
-        annotated = b.annotated(pool, bases[0])
-        # information is measured on the pool's default graph, whatever variant a row used
-        graph = b.graph(pool, annotated, b.vocabulary(pool, annotated, None), sc.threshold)
-        out = f"reports/{name}" + ("" if len(selections) == 1 else f"/{pool_key}")
-        cmd = ["hf-mig", "report", annotated, "--out", out, "--graph", graph]
-        inputs = [annotated, graph]
-        for title, path in chosen.items():
-            label = title.replace(" = ", " ").replace("=", "-")  # NAME=FILE splits at the first =
-            positions = path.removesuffix(".jsonl") + ".indices.json"  # pools without ids too
-            cmd += ["--selection", f"{label}={positions}"]
-            inputs.append(positions)
-        step_id = out.replace("reports/", "report/", 1)
-        b.add(Step(step_id, "report", f"selection report on {pool.title}", cmd,
-                   [f"{out}/report.html"], inputs))  # fmt: skip
-    title = exp.title
-    if sc.name == "tiny":
-        used = dict.fromkeys(sc.pools[r.pool] for r in runs)
-        pools = ", ".join(f"{p.title} ({p.n_rows} rows)" for p in used)
-        title += f"; tiny CPU scale: {TINY_MODEL} on {pools}"
-    if sc.name == "paper" and len(bases) == 1 and exp.multi_base:
-        title += f", base {bases[0]}"
+    _add_compare(b, name, results, paper_table, runs)
+    _add_reports(b, name, selections, bases[0])
     return Plan(
         experiment=experiment,
         scale=scale,
-        title=title,
+        title=_plan_title(exp, sc, runs, bases),
         workdir=opts.workdir,
         steps=sorted(b.steps.values(), key=lambda s: STAGES.index(s.stage)),
         notes=b.notes,
         blockers=b.blockers,
-        table=f"{table}.md",
+        table=f"tables/{name}.md",
         report=f"reports/{name}",
         paper_table=paper_table,
     )
