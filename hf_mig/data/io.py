@@ -194,6 +194,67 @@ def _load_with_datasets(
     return dataset
 
 
+def _file_builder(path: Path) -> str:
+    """The kind of reader for a local data file (a value of :data:`DATA_FILE_BUILDERS`);
+    ``ValueError`` naming the supported extensions for any other file."""
+    builder = DATA_FILE_BUILDERS.get(path.suffix.lower())
+    if builder is None:
+        raise ValueError(
+            f"{path}: unsupported file extension {path.suffix!r}; "
+            f"supported: {sorted(DATA_FILE_BUILDERS)} or a dataset folder"
+        )
+    return builder
+
+
+def _load_data_file(path: Path, builder: str, kwargs: dict[str, Any]) -> datasets.Dataset:
+    """A local data file read by ``datasets``' ``builder`` (``parquet``) as one split, cached
+    by the file's content hash; :class:`PoolFormatError` when it holds no rows."""
+    dataset = _load_with_datasets(
+        path,
+        f"{builder}-{file_digest(path, 'xxh3_128')}",
+        (builder,),
+        {"data_files": str(path), "split": "train", **kwargs},
+    )
+    if dataset.num_rows == 0:
+        raise PoolFormatError(path, None, "the file holds no rows")
+    return dataset
+
+
+def _load_folder(path: Path, split: str, kwargs: dict[str, Any]) -> datasets.Dataset:
+    """A local folder: one written by ``save_to_disk`` through ``load_from_disk`` (its
+    ``split`` for a ``DatasetDict``, ``ValueError`` naming the splits when it lacks it), any
+    other through ``datasets.load_dataset``, cached by the folder's content hash."""
+    if any((path / marker).is_file() for marker in _SAVED_MARKERS):
+        loaded = datasets.load_from_disk(str(path), **kwargs)
+        if isinstance(loaded, datasets.DatasetDict):
+            if split not in loaded:
+                raise ValueError(
+                    f"{path}: no split {split!r} in this DatasetDict; splits: {list(loaded)}"
+                )
+            return loaded[split]
+        return loaded
+    return _load_with_datasets(
+        path,
+        f"folder-{file_fingerprint(path, 'xxh3_128').partition(':')[2]}",
+        (str(path),),
+        {"split": split, **kwargs},
+    )
+
+
+def _load_from_hub(
+    source: str | os.PathLike, split: str, kwargs: dict[str, Any]
+) -> datasets.Dataset:
+    """``split`` of the Hub dataset ``source``; ``FileNotFoundError`` (chained to the cause)
+    when it cannot be loaded."""
+    try:
+        return datasets.load_dataset(str(source), split=split, **kwargs)
+    except (OSError, DatasetNotFoundError) as err:
+        raise FileNotFoundError(
+            f"{str(source)!r} is not a local file or folder, and loading it as a Hub dataset "
+            f"failed: {type(err).__name__}: {err}"
+        ) from err
+
+
 # --------------------------------------------------------------------------------------
 # public API
 
@@ -252,50 +313,16 @@ def load_pool(
     local file with an unsupported extension or a missing split.
     """
     path = Path(source).expanduser()
-    suffix = path.suffix.lower()
     if path.is_file():
-        builder = DATA_FILE_BUILDERS.get(suffix)
-        if builder is None:
-            raise ValueError(
-                f"{path}: unsupported file extension {path.suffix!r}; "
-                f"supported: {sorted(DATA_FILE_BUILDERS)} or a dataset folder"
-            )
+        builder = _file_builder(path)
         if builder in ("json", "csv"):
             return _load_text_file(path, builder, skip_bad_lines, kwargs)
-        dataset = _load_with_datasets(
-            path,
-            f"{builder}-{file_digest(path, 'xxh3_128')}",
-            (builder,),
-            {"data_files": str(path), "split": "train", **kwargs},
-        )
-        if dataset.num_rows == 0:
-            raise PoolFormatError(path, None, "the file holds no rows")
-        return dataset
+        return _load_data_file(path, builder, kwargs)
     if path.is_dir():
-        if any((path / marker).is_file() for marker in _SAVED_MARKERS):
-            loaded = datasets.load_from_disk(str(path), **kwargs)
-            if isinstance(loaded, datasets.DatasetDict):
-                if split not in loaded:
-                    raise ValueError(
-                        f"{path}: no split {split!r} in this DatasetDict; splits: {list(loaded)}"
-                    )
-                return loaded[split]
-            return loaded
-        return _load_with_datasets(
-            path,
-            f"folder-{file_fingerprint(path, 'xxh3_128').partition(':')[2]}",
-            (str(path),),
-            {"split": split, **kwargs},
-        )
-    if suffix in DATA_FILE_BUILDERS:
+        return _load_folder(path, split, kwargs)
+    if path.suffix.lower() in DATA_FILE_BUILDERS:
         raise FileNotFoundError(f"{path}: no such file")
-    try:
-        return datasets.load_dataset(str(source), split=split, **kwargs)
-    except (OSError, DatasetNotFoundError) as err:
-        raise FileNotFoundError(
-            f"{str(source)!r} is not a local file or folder, and loading it as a Hub dataset "
-            f"failed: {type(err).__name__}: {err}"
-        ) from err
+    return _load_from_hub(source, split, kwargs)
 
 
 def save_dataset(
