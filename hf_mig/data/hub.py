@@ -384,18 +384,29 @@ def _cell(value: Any) -> str:
     return "`" + text.replace("|", "\\|").replace("`", "'") + "`"
 
 
-def _card_body(facts: Mapping[str, Any], title: str) -> str:
-    pool = facts["pool"]
-    sel = facts["selection"]
-    summary = facts.get("summary") or {}
+def _value_rows(values: Mapping[str, Any]) -> list[str]:
+    """One Markdown table row ``| name | `value` |`` per item of ``values``."""
+    return [f"| {name} | {_cell(value)} |" for name, value in values.items()]
+
+
+def _intro_lines(facts: Mapping[str, Any], title: str) -> list[str]:
+    """The card's heading and the sentence saying what was selected from what."""
+    pool, sel = facts["pool"], facts["selection"]
     source = pool.get("source")
-    lines = [
+    return [
         f"# {title}",
         "",
         f"{sel['rows']:,} rows selected from "
         + (f"`{source}`" if source else "a `datasets.Dataset`")
         + f" ({pool['rows']:,} rows) with the `{sel['method']}` method of "
         f"[hf-mig](https://pypi.org/project/hf-mig/) {facts['hf_mig_version']}.",
+    ]
+
+
+def _pool_lines(pool: Mapping[str, Any]) -> list[str]:
+    """The ``## Pool`` section: source, rows, fingerprint and, for a file, its SHA-256."""
+    source = pool.get("source")
+    lines = [
         "",
         "## Pool",
         "",
@@ -407,15 +418,21 @@ def _card_body(facts: Mapping[str, Any], title: str) -> str:
     ]
     if pool.get("sha256"):
         lines.append(f"| SHA-256 of the pool file | {_cell(pool['sha256'])} |")
-    lines += [
-        "",
-        "## Method and options",
-        "",
-        "| option | value |",
-        "|---|---|",
-    ]
-    lines += [f"| {name} | {_cell(value)} |" for name, value in sel["options"].items()]
-    lines += ["", "## Selection", "", "| | selected | pool |", "|---|---|---|"]
+    return lines
+
+
+def _options_lines(sel: Mapping[str, Any]) -> list[str]:
+    """The ``## Method and options`` section: one table row per selector option."""
+    header = ["", "## Method and options", "", "| option | value |", "|---|---|"]
+    return [*header, *_value_rows(sel["options"])]
+
+
+def _selection_table(
+    sel: Mapping[str, Any], pool: Mapping[str, Any], summary: Mapping[str, Any]
+) -> list[str]:
+    """The ``## Selection`` heading and its table, selected beside pool: rows, and the labels
+    and mean score where ``summary`` has them."""
+    lines = ["", "## Selection", "", "| | selected | pool |", "|---|---|---|"]
     lines.append(f"| rows | {summary.get('selected_rows', sel['rows']):,} | {pool['rows']:,} |")
     if "pool_labels" in summary:
         lines.append(
@@ -431,6 +448,13 @@ def _card_body(facts: Mapping[str, Any], title: str) -> str:
             f"| mean score | {summary['selected_mean_score']:.4g} | "
             f"{summary['pool_mean_score']:.4g} |"
         )
+    return lines
+
+
+def _selection_notes(summary: Mapping[str, Any], graph: Mapping[str, Any] | None) -> list[str]:
+    """The paragraphs under the selection table: a score-collapse warning, the columns not
+    summarised and why, the label graph's size."""
+    lines: list[str] = []
     collapse = summary.get("score_collapse")
     if collapse:
         lines += [
@@ -440,7 +464,6 @@ def _card_body(facts: Mapping[str, Any], title: str) -> str:
         ]
     for column, why in (summary.get("not_summarised") or {}).items():
         lines += ["", f"Column `{column}` not summarised: {why}."]
-    graph = facts.get("label_graph")
     if graph:
         lines += [
             "",
@@ -449,15 +472,22 @@ def _card_body(facts: Mapping[str, Any], title: str) -> str:
             + (f", threshold {graph['threshold']}" if graph.get("threshold") is not None else "")
             + ".",
         ]
-    lines += ["", "## Budget and quotas", ""]
-    budget = facts.get("budget")
+    return lines
+
+
+def _budget_lines(budget: Mapping[str, Any] | None, k: int) -> list[str]:
+    """The ``## Budget and quotas`` section: a table of ``budget``, or the sentence saying every
+    row counted one towards ``k``."""
+    lines = ["", "## Budget and quotas", ""]
     if budget:
-        lines += ["| | |", "|---|---|"]
-        lines += [f"| {name} | {_cell(value)} |" for name, value in budget.items()]
-    else:
-        lines.append(f"None: every row counts one towards k = {sel['k']:,}; no per-label quotas.")
-    lines += ["", "## Reproduce", ""]
-    reproduce = facts.get("reproduce") or {}
+        return [*lines, "| | |", "|---|---|", *_value_rows(budget)]
+    return [*lines, f"None: every row counts one towards k = {k:,}; no per-label quotas."]
+
+
+def _reproduce_lines(reproduce: Mapping[str, Any], source: str | None) -> list[str]:
+    """The ``## Reproduce`` section's code blocks: the command line and the Python call (loading
+    ``source`` first when the pool came from one), each when given."""
+    lines = ["", "## Reproduce", ""]
     if reproduce.get("command"):
         lines += ["Command line:", "", "```bash", reproduce["command"], "```", ""]
     if reproduce.get("python"):
@@ -468,7 +498,13 @@ def _card_body(facts: Mapping[str, Any], title: str) -> str:
         lines += [f"subset = {call}", "```", ""]
         if "<" in call:
             lines += [_OBJECT_NOTE, ""]
-    lines += [
+    return lines
+
+
+def _facts_lines(facts: Mapping[str, Any]) -> list[str]:
+    """The closing determinism sentence and ``facts`` as a JSON block under
+    :data:`FACTS_HEADING`."""
+    return [
         "The same pool (same content: the SHA-256 above for a file) and the same options give "
         "the same rows in the same order.",
         "",
@@ -478,6 +514,23 @@ def _card_body(facts: Mapping[str, Any], title: str) -> str:
         json.dumps(facts, indent=2, sort_keys=True),
         "```",
         "",
+    ]
+
+
+def _card_body(facts: Mapping[str, Any], title: str) -> str:
+    """The Markdown of a selection card under its YAML header: heading, pool, options,
+    selection, budget, how to reproduce it, and ``facts`` as JSON."""
+    pool, sel = facts["pool"], facts["selection"]
+    summary = facts.get("summary") or {}
+    lines = [
+        *_intro_lines(facts, title),
+        *_pool_lines(pool),
+        *_options_lines(sel),
+        *_selection_table(sel, pool, summary),
+        *_selection_notes(summary, facts.get("label_graph")),
+        *_budget_lines(facts.get("budget"), sel["k"]),
+        *_reproduce_lines(facts.get("reproduce") or {}, pool.get("source")),
+        *_facts_lines(facts),
     ]
     return "\n".join(lines)
 
