@@ -59,8 +59,18 @@ def coverage_curve(row_labels: Sequence[Sequence[str]], indices: Sequence[int]) 
     return out
 
 
+def _first_present(pool: Dataset, columns: Sequence[str]) -> str | None:
+    """The first of ``columns`` the pool has, or ``None``."""
+    return next((c for c in columns if c in pool.column_names), None)
+
+
 def _histogram(values: Sequence[float], edges: np.ndarray) -> list[int]:
     return np.histogram(np.asarray(values, dtype=float), bins=edges)[0].astype(int).tolist()
+
+
+def _distribution(values: Sequence[float], edges: np.ndarray) -> dict:
+    """:func:`_describe` of ``values`` with their ``histogram`` over ``edges``."""
+    return {**_describe(values), "histogram": _histogram(values, edges)}
 
 
 def _describe(values: Sequence[float]) -> dict:
@@ -201,8 +211,8 @@ def _first_picks(
 ) -> list[dict]:
     """The first ``n`` picks of one selection: position, id, request, labels, score, gain."""
     rows = pool.select(idx[:n].tolist()) if n > 0 and len(idx) else pool.select([])
-    conv_col = next((c for c in CONVERSATION_COLUMNS if c in pool.column_names), None)
-    text_col = next((c for c in TEXT_COLUMNS if c in pool.column_names), None)
+    conv_col = _first_present(pool, CONVERSATION_COLUMNS)
+    text_col = _first_present(pool, TEXT_COLUMNS)
     out = []
     for rank in range(len(rows)):
         row = rows[rank]
@@ -259,10 +269,7 @@ def compute_report_data(
     ``first_picks`` (>= 0), ``gains``, ``provenance`` and ``constraints`` are as for
     :func:`build_report`.
     """
-    if not selections:
-        raise ValueError("no selections to report on")
-    if not isinstance(first_picks, int) or isinstance(first_picks, bool) or first_picks < 0:
-        raise ValueError(f"first_picks must be an integer >= 0, got {first_picks!r}")
+    _check_request(selections, first_picks)
     indices = {
         str(name): resolve_selection(pool, sel, id_column=id_column, name=str(name))
         for name, sel in selections.items()
@@ -272,87 +279,148 @@ def compute_report_data(
         "selections": {name: {"rows": int(len(idx))} for name, idx in indices.items()},
     }
     raw: dict[str, Any] = {}
-    ids_col = id_column or detect_id_column(pool)
-    if ids_col and ids_col in pool.column_names:
-        pool_ids = pool[ids_col]
-        for name, idx in indices.items():
-            data["selections"][name]["first_ids"] = [str(pool_ids[i]) for i in idx[:10]]
-    else:
-        ids_col = None
-
+    ids_col = _add_first_ids(data, pool, indices, id_column)
     used = _constraints_section(pool, indices, constraints)
     if used:
         data["constraints"] = used
-
-    # where the columns came from, and the gain of each pick when it is known
     data["provenance"] = _provenance_section(
         pool, indices, labels_column, score_column, label_graph, provenance
     )
     known = _known_gains(selections, indices, mig_result, gains)
+    columns = {"labels_column": labels_column, "score_column": score_column}
+    _add_first_picks(data, pool, indices, known, first_picks, id_column=ids_col, **columns)
+    summaries = {name: selection_summary(pool, idx, **columns) for name, idx in indices.items()}
+    encoding = {"label_graph": label_graph, "prop_weight": prop_weight, "norm": norm, **columns}
+    label_sets = _add_label_sections(
+        data,
+        raw,
+        pool,
+        indices,
+        summaries,
+        known,
+        objective=objective or Objective(),
+        mig_result=mig_result,
+        first_picks=first_picks,
+        encoding=encoding,
+    )
+    if mig_result is not None:
+        data["mig_trace"] = _trace_section(mig_result)
+    _add_column_sections(data, raw, pool, indices, summaries, score_column)
+    data["overlap"] = _overlap_section(indices, label_sets or {})
+    if label_graph is not None and label_sets is not None:
+        data["label_graph"] = _neighbourhoods(
+            label_graph, raw, list(indices), mig_result is not None
+        )
+    return data, indices, raw
+
+
+def _check_request(selections: Mapping[str, Any], first_picks: Any) -> None:
+    """``ValueError`` unless there is a selection and ``first_picks`` is an integer >= 0."""
+    if not selections:
+        raise ValueError("no selections to report on")
+    if not isinstance(first_picks, int) or isinstance(first_picks, bool) or first_picks < 0:
+        raise ValueError(f"first_picks must be an integer >= 0, got {first_picks!r}")
+
+
+def _add_first_ids(
+    data: dict, pool: Dataset, indices: dict[str, np.ndarray], id_column: str | None
+) -> str | None:
+    """Adds each selection's first 10 ids (``selections.<name>.first_ids``) when the pool has
+    ``id_column`` (else the column :func:`detect_id_column` finds); returns that column, or
+    ``None`` when the pool has no id column."""
+    ids_col = id_column or detect_id_column(pool)
+    if not ids_col or ids_col not in pool.column_names:
+        return None
+    pool_ids = pool[ids_col]
+    for name, idx in indices.items():
+        data["selections"][name]["first_ids"] = [str(pool_ids[i]) for i in idx[:10]]
+    return ids_col
+
+
+def _add_first_picks(
+    data: dict,
+    pool: Dataset,
+    indices: dict[str, np.ndarray],
+    known: dict[str, tuple[np.ndarray, str]],
+    n: int,
+    *,
+    labels_column: str,
+    score_column: str,
+    id_column: str | None,
+) -> None:
+    """Adds, per selection, where its gains come from (``gains_from``, ``None`` when unknown)
+    and its first ``n`` picks (``first_picks``, see :func:`_first_picks`)."""
     for name, idx in indices.items():
         values, source = known.get(name, (None, None))
         data["selections"][name]["gains_from"] = source
         data["selections"][name]["first_picks"] = _first_picks(
             pool,
             idx,
-            first_picks,
+            n,
             labels_column=labels_column,
             score_column=score_column,
-            id_column=ids_col,
+            id_column=id_column,
             gains=values,
         )
 
-    summaries = {
-        name: selection_summary(pool, idx, labels_column=labels_column, score_column=score_column)
-        for name, idx in indices.items()
-    }
-    row_labels = _row_labels(pool, labels_column)
-    label_sets: dict[str, set[str]] = {}
-    if row_labels is not None:
-        data["labels"] = _labels_section(row_labels, indices, summaries, raw)
-        label_sets = {name: set(c) for name, c in raw["sel_counts"].items()}
-        data["information"], raw["information"] = information_section(
+
+def _add_label_sections(
+    data: dict,
+    raw: dict,
+    pool: Dataset,
+    indices: dict[str, np.ndarray],
+    summaries: dict[str, dict],
+    known: dict[str, tuple[np.ndarray, str]],
+    *,
+    objective: Objective,
+    mig_result: Any,
+    first_picks: int,
+    encoding: dict[str, Any],
+) -> dict[str, set[str]] | None:
+    """Adds the ``labels`` and ``information`` sections and, with a label graph, why the first
+    ``first_picks`` picks of the selections with ``known`` gains were picked
+    (``selections.<name>.why``). ``encoding`` holds the keyword arguments of
+    :func:`hf_mig.report.information.information_vectors`. Returns the labels each selection
+    covers, or ``None`` (and adds nothing) when the pool has no labels column."""
+    row_labels = _row_labels(pool, encoding["labels_column"])
+    if row_labels is None:
+        return None
+    data["labels"] = _labels_section(row_labels, indices, summaries, raw)
+    data["information"], raw["information"] = information_section(
+        pool, indices, objective=objective, mig_result=mig_result, **encoding
+    )
+    if encoding["label_graph"] is not None and known:
+        why = why_section(
             pool,
-            indices,
-            label_graph=label_graph,
-            labels_column=labels_column,
-            score_column=score_column,
-            prop_weight=prop_weight,
-            norm=norm,
-            objective=objective or Objective(),
-            mig_result=mig_result,
+            {name: indices[name] for name in known},
+            objective=objective,
+            gain=_gain_kind(mig_result),
+            first=first_picks,
+            **encoding,
         )
-        if label_graph is not None and known:
-            why = why_section(
-                pool,
-                {name: indices[name] for name in known},
-                objective=objective or Objective(),
-                gain=_gain_kind(mig_result),
-                first=first_picks,
-                label_graph=label_graph,
-                labels_column=labels_column,
-                score_column=score_column,
-                prop_weight=prop_weight,
-                norm=norm,
-            )
-            for name, section in why.items():
-                data["selections"][name]["why"] = section
-    if mig_result is not None:
-        data["mig_trace"] = _trace_section(mig_result)
+        for name, section in why.items():
+            data["selections"][name]["why"] = section
+    return {name: set(c) for name, c in raw["sel_counts"].items()}
+
+
+def _add_column_sections(
+    data: dict,
+    raw: dict,
+    pool: Dataset,
+    indices: dict[str, np.ndarray],
+    summaries: dict[str, dict],
+    score_column: str,
+) -> None:
+    """Adds the ``scores``, ``conversations`` and ``sources`` sections, each when the pool has
+    its column (the first of :data:`CONVERSATION_COLUMNS` / :data:`SOURCE_COLUMNS` present)."""
     if score_column in pool.column_names:
         data["scores"] = _scores_section(pool, score_column, indices, summaries, raw)
-    conv_col = next((c for c in CONVERSATION_COLUMNS if c in pool.column_names), None)
+    conv_col = _first_present(pool, CONVERSATION_COLUMNS)
     if conv_col is not None:
         data["conversations"] = _conversations_section(pool, conv_col, indices, raw)
-    src_col = next((c for c in SOURCE_COLUMNS if c in pool.column_names), None)
+    src_col = _first_present(pool, SOURCE_COLUMNS)
     if src_col is not None:
         data["sources"] = _sources_section(pool, src_col, indices)
-    data["overlap"] = _overlap_section(indices, label_sets)
-    if label_graph is not None and row_labels is not None:
-        data["label_graph"] = _neighbourhoods(
-            label_graph, raw, list(indices), mig_result is not None
-        )
-    return data, indices, raw
 
 
 def _constraints_section(
@@ -533,11 +601,8 @@ def _scores_section(
         "column": score_column,
         "collapse": next(iter(summaries.values())).get("score_collapse"),
         "bin_edges": edges.tolist(),
-        "pool": {**_describe(finite), "histogram": _histogram(finite, edges)},
-        "by_selection": {
-            name: {**_describe(scores[idx]), "histogram": _histogram(scores[idx], edges)}
-            for name, idx in indices.items()
-        },
+        "pool": _distribution(finite, edges),
+        "by_selection": {name: _distribution(scores[idx], edges) for name, idx in indices.items()},
     }
 
 
@@ -554,8 +619,8 @@ def _conversations_section(
 
     def described(t: np.ndarray, c: np.ndarray) -> dict:
         return {
-            "user_turns": {**_describe(t), "histogram": _histogram(t, t_edges)},
-            "characters": {**_describe(c), "histogram": _histogram(c, c_edges)},
+            "user_turns": _distribution(t, t_edges),
+            "characters": _distribution(c, c_edges),
         }
 
     raw["turns"], raw["chars"] = turns, chars
