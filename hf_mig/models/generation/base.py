@@ -208,6 +208,30 @@ def validate_conversation(conversation: Any) -> list[dict[str, Any]] | str:
     return out
 
 
+def _check_conversations(
+    conversations: Sequence[Conversation],
+) -> tuple[list[list[dict[str, Any]] | None], list[GenerationResult | None]]:
+    """Validate each conversation (:func:`validate_conversation`).
+
+    Returns ``(checked, results)``, both one entry per conversation: the plain messages of a
+    valid one (else ``None``) and the failure result of an invalid one (else ``None``).
+    ``TypeError`` when ``conversations`` is a string or a mapping rather than a list.
+    """
+    if isinstance(conversations, (str, bytes, Mapping)):
+        raise TypeError("conversations must be a list of conversations (lists of messages)")
+    conversations = list(conversations)
+    n = len(conversations)
+    results: list[GenerationResult | None] = [None] * n
+    checked: list[list[dict[str, Any]] | None] = [None] * n
+    for i, conversation in enumerate(conversations):
+        valid = validate_conversation(conversation)
+        if isinstance(valid, str):
+            results[i] = GenerationResult.failure(f"invalid conversation: {valid}")
+        else:
+            checked[i] = valid
+    return checked, results
+
+
 @dataclass
 class BackendStats:
     """Counters over the life of one backend object (in this process)."""
@@ -298,80 +322,105 @@ class BaseBackend(ABC):
             top_logprobs=top_logprobs,
             seed=seed,
         )
-        if isinstance(conversations, (str, bytes, Mapping)):
-            raise TypeError("conversations must be a list of conversations (lists of messages)")
-        conversations = list(conversations)
-        n = len(conversations)
-        results: list[GenerationResult | None] = [None] * n
-        checked: list[list[dict[str, Any]] | None] = [None] * n
-        for i, conversation in enumerate(conversations):
-            valid = validate_conversation(conversation)
-            if isinstance(valid, str):
-                results[i] = GenerationResult.failure(f"invalid conversation: {valid}")
-            else:
-                checked[i] = valid
-
-        keys: dict[int, str] = {}
-        if self.cache is not None:
-            described = self.describe()
-            for i, messages in enumerate(checked):
-                if messages is not None:
-                    keys[i] = cache_key(described, params.to_dict(), messages)
-            hits = self.cache.get_many(list(set(keys.values())))
-            served = rejected = 0
-            for i, key in keys.items():
-                hit = hits.get(key)
-                if hit is None:
-                    continue
-                if accept is not None and not accept(hit.text or ""):
-                    rejected += 1
-                    continue
-                results[i] = hit
-                served += 1
-            self.stats.cache_hits += served
-            if served or rejected:
-                logger.info(
-                    "%s(%s): %d of %d results served from the response cache %s%s",
-                    type(self).__name__,
-                    self.model,
-                    served,
-                    n,
-                    self.cache.path,
-                    f" ({rejected} cached results failed the caller's check: asked again)"
-                    if rejected
-                    else "",
-                )
-
-        todo = [i for i in range(n) if results[i] is None]
+        checked, results = _check_conversations(conversations)
+        keys = self._serve_cached(checked, params, results, accept)
+        todo = [i for i in range(len(results)) if results[i] is None]
         if todo:
+            self._generate_missing(todo, checked, params, results, keys, accept)
+        return self._finish_call(results, len(todo))
 
-            def on_result(position: int, result: GenerationResult) -> None:
-                # Each success is stored at once (~0.1 ms in SQLite's WAL mode), so a killed run
-                # keeps everything it had generated.
-                row = todo[position]
-                results[row] = result
-                if (
-                    self.cache is not None
-                    and result.error is None
-                    and row in keys
-                    and (accept is None or accept(result.text or ""))
-                ):
-                    self.cache.put_many([(keys[row], result)], model=self.model)
+    def _serve_cached(
+        self,
+        checked: list[list[dict[str, Any]] | None],
+        params: GenerationParams,
+        results: list[GenerationResult | None],
+        accept: Callable[[str], bool] | None,
+    ) -> dict[int, str]:
+        """Fill ``results`` from the response cache for the valid conversations in ``checked``
+        whose cached text ``accept`` takes, and log how many were served.
 
-            missed: list[Any] = [checked[i] for i in todo]  # valid: the invalid have results
-            returned = self._generate(GenerationCall(missed, params, on_result))
-            if len(returned) != len(todo):
-                raise RuntimeError(
-                    f"{type(self).__name__} returned {len(returned)} results for "
-                    f"{len(todo)} conversations"
-                )
-            for position, result in enumerate(returned):
-                if results[todo[position]] is None:
-                    on_result(position, result)
+        Returns each valid conversation's cache key by position (empty without a cache).
+        """
+        keys: dict[int, str] = {}
+        if self.cache is None:
+            return keys
+        described = self.describe()
+        for i, messages in enumerate(checked):
+            if messages is not None:
+                keys[i] = cache_key(described, params.to_dict(), messages)
+        hits = self.cache.get_many(list(set(keys.values())))
+        served = rejected = 0
+        for i, key in keys.items():
+            hit = hits.get(key)
+            if hit is None:
+                continue
+            if accept is not None and not accept(hit.text or ""):
+                rejected += 1
+                continue
+            results[i] = hit
+            served += 1
+        self.stats.cache_hits += served
+        if served or rejected:
+            logger.info(
+                "%s(%s): %d of %d results served from the response cache %s%s",
+                type(self).__name__,
+                self.model,
+                served,
+                len(results),
+                self.cache.path,
+                f" ({rejected} cached results failed the caller's check: asked again)"
+                if rejected
+                else "",
+            )
+        return keys
 
+    def _generate_missing(
+        self,
+        todo: list[int],
+        checked: list[list[dict[str, Any]] | None],
+        params: GenerationParams,
+        results: list[GenerationResult | None],
+        keys: Mapping[int, str],
+        accept: Callable[[str], bool] | None,
+    ) -> None:
+        """Run :meth:`_generate` on the conversations at positions ``todo`` and put each result
+        in ``results``; a success that ``accept`` takes is stored in the response cache under
+        ``keys`` as soon as it is final. ``RuntimeError`` when the backend returns another
+        number of results than it was given conversations."""
+
+        def on_result(position: int, result: GenerationResult) -> None:
+            # Each success is stored at once (~0.1 ms in SQLite's WAL mode), so a killed run
+            # keeps everything it had generated.
+            row = todo[position]
+            results[row] = result
+            if (
+                self.cache is not None
+                and result.error is None
+                and row in keys
+                and (accept is None or accept(result.text or ""))
+            ):
+                self.cache.put_many([(keys[row], result)], model=self.model)
+
+        missed: list[Any] = [checked[i] for i in todo]  # valid: the invalid have results
+        returned = self._generate(GenerationCall(missed, params, on_result))
+        if len(returned) != len(todo):
+            raise RuntimeError(
+                f"{type(self).__name__} returned {len(returned)} results for "
+                f"{len(todo)} conversations"
+            )
+        for position, result in enumerate(returned):
+            if results[todo[position]] is None:
+                on_result(position, result)
+
+    def _finish_call(
+        self, results: list[GenerationResult | None], generated: int
+    ) -> list[GenerationResult]:
+        """The call's final results; counts the call (``generated`` of them asked of the
+        backend) in :attr:`stats` and logs a warning when any failed."""
         out = finished(results)
+        n = len(results)
         self.stats.conversations += n
-        self.stats.generated += len(todo)
+        self.stats.generated += generated
         failed = [r.error for r in out if r.error is not None]
         for message in failed:
             self.stats.record_error(message)
