@@ -151,8 +151,7 @@ def build_report(
     is written) raises :class:`hf_mig.data.io.OutputExistsError` unless ``overwrite=True``.
     """
     out = Path(out_dir)
-    for name in REPORT_FILES:
-        check_output(out / name, overwrite=overwrite)
+    _check_outputs(out, REPORT_FILES, overwrite)
     data, indices, raw = compute_report_data(
         pool,
         selections,
@@ -170,10 +169,21 @@ def build_report(
         constraints=constraints,
     )
     figures = make_figures(data, raw, indices)
-    for fig in figures:
-        check_output(out / fig["file"], overwrite=overwrite)
+    _check_outputs(out, [fig["file"] for fig in figures], overwrite)
     data["figures"] = [{k: f[k] for k in ("file", "title", "caption")} for f in figures]
-    # everything is rendered before the first file is written
+    return _write_report(out, data, figures, title, overwrite)
+
+
+def _check_outputs(out: Path, names: Sequence[str], overwrite: bool) -> None:
+    """:func:`hf_mig.data.io.check_output` of each of ``names`` in ``out``: raises
+    :class:`hf_mig.data.io.OutputExistsError` for one that exists unless ``overwrite``."""
+    for name in names:
+        check_output(out / name, overwrite=overwrite)
+
+
+def _write_report(out: Path, data: dict, figures: list[dict], title: str, overwrite: bool) -> Path:
+    """Renders ``report.json`` and ``report.html`` from ``data`` and ``figures``, then writes
+    each figure's PNG, the JSON and, last, the page, each atomically; returns the page's path."""
     report_json = json.dumps(data, indent=1, ensure_ascii=False) + "\n"
     report_html = render_html(data, figures, title)
     for fig in figures:

@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import argparse
 import time
+from pathlib import Path
 from typing import Any
 
 from hf_mig.cli.options import (
@@ -103,8 +104,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def parse_selection(item: str) -> tuple[str, str]:
     """``NAME=FILE`` -> ``(NAME, FILE)``; a bare ``FILE`` is named after its stem."""
-    from pathlib import Path
-
     name, sep, path = item.partition("=")
     if not sep:
         return Path(item).stem, item
@@ -127,122 +126,32 @@ def parse_method(item: str) -> tuple[str, int]:
 
 def run(args: argparse.Namespace) -> int:
     """Run ``hf-mig report``."""
-    from pathlib import Path
-
-    import numpy as np
-
     from hf_mig.annotate.graph import LabelGraph
     from hf_mig.core.objective import Objective
-    from hf_mig.data.io import check_output, load_pool
-    from hf_mig.data.pool import prepare_pool
-    from hf_mig.report import (
-        REPORT_FILES,
-        build_report,
-        read_selection_facts,
-        read_selection_file,
-        resolve_selection,
-        selection_gains,
-    )
-    from hf_mig.selectors import get_selector
+    from hf_mig.data.io import check_output
+    from hf_mig.report import REPORT_FILES
 
-    if not args.selection and not args.method:
-        raise ValueError("nothing to report on: give --selection NAME=FILE and/or --method NAME:K")
-    if args.first_picks < 0:
-        raise ValueError(f"--first-picks must be >= 0, got {args.first_picks}")
-    selections_in = [parse_selection(s) for s in args.selection]
-    methods = [parse_method(m) for m in args.method]
+    selections_in, methods = _parse_requests(args)
     for name in REPORT_FILES:
         check_output(Path(args.out) / name, overwrite=args.overwrite)
     start = time.perf_counter()
     # every selection file is read (and checked) before the pool, then matched to it
-    selections: dict[str, Any] = {}
-    for name, path in selections_in:
-        if name in selections:
-            raise ValueError(f"selection name {name!r} given twice")
-        selections[name] = read_selection_file(path)
-    constraints = {name: read_selection_facts(path) for name, path in selections_in}
-    pool = load_pool(args.pool, split=args.split)
-    pool = prepare_pool(
-        pool,
-        args.pool_format,
-        labels_column=args.labels_column,
-        score_column=args.score_column,
-        strict=any(name == "mig" for name, _ in methods),
-    )
-    gains: dict[str, Any] = {}
-    described: dict[str, str] = {}
-    for name, path in selections_in:
-        if isinstance(selections[name], np.ndarray):  # positions: written for this pool?
-            selections[name] = read_selection_file(path, pool_rows=len(pool))
-        described[name] = f"file {path}"
-        picked_gains = selection_gains(selections[name])
-        if picked_gains is not None:
-            gains[name] = picked_gains
-        try:
-            selections[name] = resolve_selection(
-                pool, selections[name], id_column=args.id_column, name=name
-            )
-        except ValueError as err:
-            raise ValueError(f"{path}: {err}") from err
+    selections, constraints = _read_selection_files(selections_in)
+    pool = _load_report_pool(args, methods)
+    gains, described = _match_selection_files(pool, selections_in, selections, args.id_column)
     graph = LabelGraph.load(args.graph) if args.graph else None
     graph_source = f"file {args.graph}" if args.graph else None
     objective = Objective(args.phi, args.phi_a, args.phi_b, args.phi_alpha)
-
-    mig_result = None
-    for method, k in methods:
-        name = method if method not in selections else f"{method}-{k}"
-        if name in selections:
-            raise ValueError(f"selection name {name!r} given twice")
-        if method == "mig":
-            options: dict[str, Any] = dict(
-                label_graph=graph,
-                labels_column=args.labels_column,
-                score_column=args.score_column,
-                phi=args.phi,
-                phi_a=args.phi_a,
-                phi_b=args.phi_b,
-                phi_alpha=args.phi_alpha,
-                prop_weight=args.prop_weight,
-                norm=args.norm,
-            )
-        else:
-            accepted = method_parameters(method)
-            common = dict(
-                seed=args.seed,
-                labels_column=args.labels_column,
-                score_column=args.score_column,
-            )
-            options = {key: v for key, v in common.items() if key in accepted}
-        selector = get_selector(method, k, **options)
-        selections[name] = selector.select_indices(pool)
-        shown = {key: v for key, v in options.items() if key not in ("label_graph",)}
-        described[name] = (
-            f"--method {method}:{k}, selected now ("
-            + ", ".join(f"{key}={v}" for key, v in shown.items())
-            + ")"
-        )
-        if method == "mig" and mig_result is None:
-            mig_result = selector.result_
-            # the graph MIG built from the pool when none was given: the report measures the
-            # information (and draws neighbourhoods) on the same graph
-            if graph is None:
-                graph = selector.label_graph_
-                graph_source = f"built by --method {method}:{k} from the pool's labels"
-    page = build_report(
+    mig_result, graph, graph_source = _select_now(
+        pool, methods, selections, described, args, graph, graph_source
+    )
+    page = _write_report(
+        args,
         pool,
         selections,
-        args.out,
-        labels_column=args.labels_column,
-        score_column=args.score_column,
-        id_column=args.id_column,
         label_graph=graph,
         mig_result=mig_result,
-        prop_weight=args.prop_weight,
-        norm=args.norm,
         objective=objective,
-        title=args.title,
-        overwrite=args.overwrite,
-        first_picks=args.first_picks,
         gains=gains,
         constraints=constraints,
         provenance={
@@ -254,3 +163,160 @@ def run(args: argparse.Namespace) -> int:
     )
     print(f"report of {', '.join(selections)} -> {page} ({time.perf_counter() - start:.1f}s)")
     return 0
+
+
+def _parse_requests(
+    args: argparse.Namespace,
+) -> tuple[list[tuple[str, str]], list[tuple[str, int]]]:
+    """The ``--selection`` files as ``(NAME, FILE)`` and the ``--method`` runs as ``(NAME, K)``;
+    ``ValueError`` when there is neither or ``--first-picks`` is negative."""
+    if not args.selection and not args.method:
+        raise ValueError("nothing to report on: give --selection NAME=FILE and/or --method NAME:K")
+    if args.first_picks < 0:
+        raise ValueError(f"--first-picks must be >= 0, got {args.first_picks}")
+    return [parse_selection(s) for s in args.selection], [parse_method(m) for m in args.method]
+
+
+def _claim_name(selections: dict[str, Any], name: str) -> None:
+    """``ValueError`` when ``name`` already names a selection."""
+    if name in selections:
+        raise ValueError(f"selection name {name!r} given twice")
+
+
+def _read_selection_files(
+    selections_in: list[tuple[str, str]],
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Each ``(NAME, FILE)`` read as :func:`hf_mig.report.read_selection_file` reads it, by
+    name, and the facts its card records (:func:`hf_mig.report.read_selection_facts`), by name;
+    ``ValueError`` for a name given twice."""
+    from hf_mig.report import read_selection_facts, read_selection_file
+
+    selections: dict[str, Any] = {}
+    for name, path in selections_in:
+        _claim_name(selections, name)
+        selections[name] = read_selection_file(path)
+    constraints = {name: read_selection_facts(path) for name, path in selections_in}
+    return selections, constraints
+
+
+def _load_report_pool(args: argparse.Namespace, methods: list[tuple[str, int]]) -> Any:
+    """The pool in its ``--pool-format``, checked strictly when ``mig`` is run on it now."""
+    from hf_mig.data.io import load_pool
+    from hf_mig.data.pool import prepare_pool
+
+    pool = load_pool(args.pool, split=args.split)
+    return prepare_pool(
+        pool,
+        args.pool_format,
+        labels_column=args.labels_column,
+        score_column=args.score_column,
+        strict=any(name == "mig" for name, _ in methods),
+    )
+
+
+def _match_selection_files(
+    pool: Any,
+    selections_in: list[tuple[str, str]],
+    selections: dict[str, Any],
+    id_column: str | None,
+) -> tuple[dict[str, Any], dict[str, str]]:
+    """Replaces each file's selection in ``selections`` by its rows of ``pool`` (a positions
+    file is read again, checked against the pool's length); returns the gains the files
+    record, by name, and how each selection was made (``file PATH``). A selection that does
+    not match the pool raises ``ValueError`` naming its file."""
+    import numpy as np
+
+    from hf_mig.report import read_selection_file, resolve_selection, selection_gains
+
+    gains: dict[str, Any] = {}
+    described: dict[str, str] = {}
+    for name, path in selections_in:
+        if isinstance(selections[name], np.ndarray):  # positions: written for this pool?
+            selections[name] = read_selection_file(path, pool_rows=len(pool))
+        described[name] = f"file {path}"
+        picked_gains = selection_gains(selections[name])
+        if picked_gains is not None:
+            gains[name] = picked_gains
+        try:
+            selections[name] = resolve_selection(
+                pool, selections[name], id_column=id_column, name=name
+            )
+        except ValueError as err:
+            raise ValueError(f"{path}: {err}") from err
+    return gains, described
+
+
+def _method_options(method: str, args: argparse.Namespace, graph: Any) -> dict[str, Any]:
+    """The options ``--method METHOD`` selects with: for ``mig`` the graph, the columns and
+    the MIG options; for another method the seed and columns it accepts."""
+    if method == "mig":
+        return dict(
+            label_graph=graph,
+            labels_column=args.labels_column,
+            score_column=args.score_column,
+            **{key: getattr(args, key) for key in MIG_OPTIONS if key != "seed"},
+        )
+    accepted = method_parameters(method)
+    common = dict(seed=args.seed, labels_column=args.labels_column, score_column=args.score_column)
+    return {key: v for key, v in common.items() if key in accepted}
+
+
+def _select_now(
+    pool: Any,
+    methods: list[tuple[str, int]],
+    selections: dict[str, Any],
+    described: dict[str, str],
+    args: argparse.Namespace,
+    graph: Any,
+    graph_source: str | None,
+) -> tuple[Any, Any, str | None]:
+    """Runs each ``--method NAME:K`` on ``pool``, adding its picks to ``selections`` (named
+    ``NAME``, or ``NAME-K`` when ``NAME`` is taken) and how it was made to ``described``.
+    Returns the first ``mig`` run's result (or ``None``) and the graph the report measures
+    with and its source: ``graph``, or, when that is ``None``, the graph the first ``mig`` run
+    built from the pool (which later ``mig`` runs then select with)."""
+    from hf_mig.selectors import get_selector
+
+    mig_result = None
+    for method, k in methods:
+        name = method if method not in selections else f"{method}-{k}"
+        _claim_name(selections, name)
+        options = _method_options(method, args, graph)
+        selector = get_selector(method, k, **options)
+        selections[name] = selector.select_indices(pool)
+        shown = {key: v for key, v in options.items() if key not in ("label_graph",)}
+        described[name] = (
+            f"--method {method}:{k}, selected now ("
+            + ", ".join(f"{key}={v}" for key, v in shown.items())
+            + ")"
+        )
+        if method == "mig" and mig_result is None:
+            mig_result = selector.result_
+            if graph is None:
+                graph = selector.label_graph_
+                graph_source = f"built by --method {method}:{k} from the pool's labels"
+    return mig_result, graph, graph_source
+
+
+def _write_report(
+    args: argparse.Namespace, pool: Any, selections: dict[str, Any], **measured: Any
+) -> Path:
+    """:func:`hf_mig.report.build_report` into ``--out`` with the command's columns, MIG
+    options, title, ``--first-picks`` and ``--overwrite``, and ``measured`` (the graph, the MIG
+    run, the objective, gains, constraints and provenance); returns the page's path."""
+    from hf_mig.report import build_report
+
+    return build_report(
+        pool,
+        selections,
+        args.out,
+        labels_column=args.labels_column,
+        score_column=args.score_column,
+        id_column=args.id_column,
+        prop_weight=args.prop_weight,
+        norm=args.norm,
+        title=args.title,
+        overwrite=args.overwrite,
+        first_picks=args.first_picks,
+        **measured,
+    )
