@@ -42,9 +42,13 @@ on a cluster of several machines it must be on a file system every node sees.
 ``NAME.actor-RUN-K.SUFFIX`` beside the configured file ``NAME.SUFFIX``
 (:func:`hf_mig.models.generation.cache.worker_cache_path`): each actor writes only its own file
 and reads the configured file (and, for a shard's file, the base cache behind it) read-only, so
-no SQLite file is written by two processes. When the run has finished, the driver folds the
-actors' files into the configured file (:func:`~hf_mig.models.generation.cache.fold_caches`)
-and removes them: the next run, local or on Ray, finds every response there.
+no SQLite file is written by two processes. When the run has finished (or failed), the driver
+folds the actors' files into the configured file
+(:func:`~hf_mig.models.generation.cache.fold_caches`) and removes them: the next run, local or
+on Ray, finds every response there. Files of that cache left by an earlier run whose driver was
+killed before folding are folded in when a run starts, so its actors read them too; they are
+kept (another run may still be writing them): remove them once no run uses the cache (``hf-mig
+merge`` folds them too).
 
 Ray is optional (``pip install "hf-mig[ray]"``); it is imported when a run starts.
 """
@@ -176,14 +180,15 @@ def _with_actor_cache(step: MapStep, run_tag: str) -> MapStep:
 
 def _fold_actor_caches(step: MapStep, run_tag: str) -> None:
     """Fold the response-cache files the actors of run ``run_tag`` wrote into the step's
-    configured cache file, then remove them (and their SQLite side files)."""
-    from hf_mig.models.generation.cache import cache_file, fold_caches
+    configured cache file, then remove them (and their SQLite side files); nothing is removed
+    when the fold fails."""
+    from hf_mig.models.generation.cache import cache_file, fold_caches, worker_cache_files
 
     cache = step.config.get("cache")
     if not isinstance(cache, str) or not cache:
         return
     target = cache_file(cache)
-    files = sorted(target.parent.glob(f"{target.stem}.actor-{run_tag}-*{target.suffix}"))
+    files = worker_cache_files([target], run_tag)
     if not files:
         return
     added = fold_caches(target, files)
@@ -191,6 +196,41 @@ def _fold_actor_caches(step: MapStep, run_tag: str) -> None:
     for path in files:
         for each in (path, *(path.with_name(path.name + s) for s in ("-wal", "-shm"))):
             each.unlink(missing_ok=True)
+
+
+def _fold_leftover_caches(step: MapStep) -> int:
+    """Fold into the step's configured cache file the actor files of that cache that earlier
+    runs left (a driver killed before its fold), keeping them; return how many responses were
+    added. A file that cannot be read is named in a warning and skipped."""
+    from hf_mig.models.generation.cache import cache_file, fold_caches, worker_cache_files
+
+    cache = step.config.get("cache")
+    if not isinstance(cache, str) or not cache:
+        return 0
+    target = cache_file(cache)
+    added = 0
+    for path in worker_cache_files([target]):
+        try:
+            added += fold_caches(target, [path])
+        except (ValueError, FileNotFoundError) as err:  # unreadable, or folded meanwhile
+            logger.warning("leftover actor response cache not folded: %s", err)
+    if added:
+        logger.info("folded %d responses of earlier runs' actor caches into %s", added, target)
+    return added
+
+
+def _end_run(step: MapStep, run_tag: str, failed: bool) -> None:
+    """Fold run ``run_tag``'s actor caches (:func:`_fold_actor_caches`). After a failed run an
+    error of the fold is logged, not raised: the run's own error is the one the caller sees."""
+    try:
+        _fold_actor_caches(step, run_tag)
+    except Exception:
+        if not failed:
+            raise
+        logger.exception(
+            "the run failed, and folding its actors' response caches failed too (their files "
+            "are kept, and the next run folds them)"
+        )
 
 
 # --------------------------------------------------------------------------------------
@@ -283,6 +323,7 @@ def ray_map(
     table = ds.with_format("arrow")[:]
     table = table.append_column(ROW_ID, pa.array(range(n), type=pa.int64()))
     run_tag = uuid.uuid4().hex[:12]
+    _fold_leftover_caches(step)
     mapped = ray.data.from_arrow(_blocks(table, batch_size, concurrency)).map_batches(
         StepActor,
         fn_constructor_args=(step, str(parts_dir), run_tag),
@@ -300,9 +341,12 @@ def ray_map(
                   disable=not progress) as bar:  # fmt: skip
             for done in mapped.iter_batches(batch_size=None, batch_format="pyarrow"):
                 bar.update(done.num_rows)
-    finally:
+    except BaseException:
         context.enable_progress_bars = shown
-        _fold_actor_caches(step, run_tag)  # also after a failure: the responses are kept
+        _end_run(step, run_tag, failed=True)  # the responses are kept
+        raise
+    context.enable_progress_bars = shown
+    _end_run(step, run_tag, failed=False)
     return _with_outputs(ds, _read_parts(Path(parts_dir), n))
 
 

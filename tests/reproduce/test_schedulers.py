@@ -387,10 +387,14 @@ class _Stop(Exception):
 
 
 class _Running:
-    """A stand-in process that runs until the test ends."""
+    """A stand-in process that runs for 20 looks at it (a second), then exits 0."""
 
-    def poll(self) -> None:
-        return None
+    def __init__(self) -> None:
+        self.looks = 0
+
+    def poll(self) -> int | None:
+        self.looks += 1
+        return 0 if self.looks > 20 else None
 
 
 def _start_until(count: int, started: list) -> Any:

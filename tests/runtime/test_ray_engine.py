@@ -24,6 +24,7 @@ from hf_mig.annotate.taggers import InsTagTagger  # noqa: E402
 from hf_mig.cli.main import main  # noqa: E402
 from hf_mig.data.conversations import with_messages  # noqa: E402
 from hf_mig.data.io import load_pool  # noqa: E402
+from hf_mig.models.generation.cache import fold_caches, worker_cache_path  # noqa: E402
 from hf_mig.runtime import ray_data  # noqa: E402
 from hf_mig.runtime.ray_data import ROW_ID, map_on_ray  # noqa: E402
 
@@ -42,6 +43,13 @@ class DyingOnceScorer(LengthScorer):
             marker.write_text(str(os.getpid()), encoding="utf-8")
             os._exit(1)
         return super().__call__(batch, *args)
+
+
+class FailingScorer(LengthScorer):
+    """LengthScorer that raises on every batch."""
+
+    def __call__(self, batch, *args):
+        raise ValueError("this scorer always fails")
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -177,6 +185,40 @@ def test_instag_tagger_matches_local_with_a_cache_per_actor(tmp_path):
         assert server.requests - asked == first - 14  # only the two failed rows asked again
     errors = want["instag_error"]
     assert errors[-2].startswith("unparsable output") and "generation failed" in errors[-1]
+
+
+def test_actor_files_a_killed_driver_left_are_read_by_the_next_run(tmp_path):
+    pool = write_pool(tmp_path / "pool.jsonl", alpaca_rows(8))
+    cache = tmp_path / "resp[v2].sqlite"  # not a glob pattern: matched by name
+    with OpenAIServer(instag_answer) as server:
+        options = {"base_url": server.base_url, "max_retries": 0, "progress": False}
+
+        def tagger(**kwargs):
+            return InsTagTagger("openai", "tagger-model", backend_options=options, **kwargs)
+
+        earlier = tmp_path / "earlier.sqlite"  # a run killed with its driver: actor file left
+        want = local_run(tagger(cache=earlier), pool)
+        leftover = worker_cache_path(cache, "dead0-0")
+        assert fold_caches(leftover, [earlier]) == 8 and server.requests == 8
+        run = map_on_ray(tagger(cache=str(cache)), pool, tmp_path / "tagged.parquet",
+                         concurrency=2, batch_size=4, progress=False)  # fmt: skip
+        assert_same(load_pool(run.path), want)
+        assert server.requests == 8  # every response came from the leftover file
+    assert len(entries(cache)) == 8
+    left = sorted(p.name for p in tmp_path.glob("resp?v2?.actor-*.sqlite"))
+    assert left == [leftover.name]  # this run's actor files folded and removed; the old kept
+
+
+def test_a_failed_run_raises_its_own_error_when_the_fold_fails_too(tmp_path, monkeypatch):
+    def broken_fold(step, run_tag):
+        raise RuntimeError("the fold failed")
+
+    monkeypatch.setattr(ray_data, "_fold_actor_caches", broken_fold)
+    ds = with_messages(load_pool(write_pool(tmp_path / "pool.jsonl", alpaca_rows(4))))
+    with pytest.raises(Exception) as raised:
+        ray_data.ray_map(FailingScorer(), ds, tmp_path, batch_size=2, progress=False)
+    assert "this scorer always fails" in str(raised.value)
+    assert "the fold failed" not in str(raised.value)
 
 
 def test_a_killed_worker_is_retried_and_no_row_is_lost_or_doubled(tmp_path, pool_file):

@@ -19,7 +19,10 @@ folds the files of the merged shards into the base cache (``SHARDS_DIR/_cache/re
 ``--cache PATH`` when the shards were given ``--cache PATH``), so any later run with that cache,
 sharded or not, gets their responses back without asking again. The fold only adds results the
 base lacks (keyed by content: folding twice adds nothing), in one transaction; the shard files
-are kept (remove them once folded if you like). ``--no-fold-caches`` leaves the caches alone.
+are kept (remove them once folded if you like). Files that Ray actors of a shard (or of a run on
+the base cache) wrote and that their run did not fold, because its driver was killed
+(``NAME.actor-TAG.sqlite`` beside the shard files), are folded as well, and kept.
+``--no-fold-caches`` leaves the caches alone.
 """
 
 from __future__ import annotations
@@ -143,15 +146,21 @@ def complete_shards(shards_dir: str | Path, num_shards: int | None = None) -> li
 
 
 def shard_caches(args: argparse.Namespace, num_shards: int) -> tuple[Path, list[Path]]:
-    """The base cache file and the cache files of the ``num_shards`` shards to fold into it
-    (none with ``--no-fold-caches``); ``ValueError`` when ``--cache`` names a cache without
-    any."""
-    from hf_mig.models.generation.cache import cache_file, shard_cache_files
+    """The base cache file and the cache files to fold into it (none with
+    ``--no-fold-caches``): those of the ``num_shards`` shards, then the Ray actors' files of
+    those shards and of the base; ``ValueError`` when ``--cache`` names a cache without any."""
+    from hf_mig.models.generation.cache import (
+        cache_file,
+        shard_cache_files,
+        shard_cache_path,
+        worker_cache_files,
+    )
 
     base = cache_file(args.cache or Path(args.shards_dir) / CACHE_FOLDER)
     if args.no_fold_caches:
         return base, []
-    found = shard_cache_files(base, num_shards)
+    shards = [shard_cache_path(base, i, num_shards) for i in range(num_shards)]
+    found = shard_cache_files(base, num_shards) + worker_cache_files([base, *shards])
     if args.cache and not found:
         raise ValueError(
             f"--cache {args.cache}: no shard cache files of {num_shards} shards beside {base} "
@@ -165,7 +174,7 @@ def run(args: argparse.Namespace) -> int:
     atomically (an OUT that may not be written raises :class:`hf_mig.data.io.OutputExistsError`),
     then the shards' response caches folded into the base cache."""
     from hf_mig.data.io import check_output, save_dataset
-    from hf_mig.models.generation.cache import fold_caches
+    from hf_mig.models.generation.cache import fold_caches, shard_cache_files
     from hf_mig.runtime.sharding import check_output_format
 
     out = check_output(check_output_format(args.out), overwrite=args.overwrite)
@@ -176,8 +185,10 @@ def run(args: argparse.Namespace) -> int:
     print(f"merged the shards of {args.shards_dir}: wrote {len(merged):,} rows to {out}")
     if caches:
         added = fold_caches(base, caches)
+        actors = len(set(caches) - set(shard_cache_files(base, num_shards)))
+        left = f", {actors} of them left by Ray actors" if actors else ""
         print(
-            f"folded {len(caches)} shard response cache(s) into {base}: {added:,} new "
+            f"folded {len(caches)} shard response cache(s) into {base}{left}: {added:,} new "
             "response(s) (the shard files are kept)"
         )
     return 0

@@ -23,9 +23,10 @@ Shard caches. Jobs on several hosts must not write one SQLite file (its locks an
 log need one host). Shard ``I`` of ``N`` therefore writes its own file,
 :func:`shard_cache_path` (``responses.shard-I-of-N.sqlite`` beside ``responses.sqlite``), and a
 cache whose file is named so reads its *base* file (the same name without ``.shard-I-of-N``)
-read-only, without locks (SQLite's ``immutable`` mode), when it exists: earlier results stay
-hits and the base is never written by a shard. :func:`fold_caches` copies the shard files'
-results into the base afterwards (``hf-mig merge`` does it), keyed by content.
+read-only when it exists: without locks (SQLite's ``immutable`` mode), or with them when a
+write-ahead log (``NAME-wal``) is beside it, left by a writer that did not close; earlier
+results stay hits and the base is never written by a shard. :func:`fold_caches` copies the
+shard files' results into the base afterwards (``hf-mig merge`` does it), keyed by content.
 """
 
 from __future__ import annotations
@@ -55,6 +56,8 @@ __all__ = [
     "open_cache",
     "shard_cache_files",
     "shard_cache_path",
+    "worker_cache_files",
+    "worker_cache_path",
 ]
 
 logger = logging.getLogger(__name__)
@@ -141,6 +144,29 @@ def shard_cache_files(cache: str | os.PathLike, num_shards: int | None = None) -
     return [path for _, _, path in sorted(found)]
 
 
+def worker_cache_files(
+    caches: Iterable[str | os.PathLike], run_tag: str | None = None
+) -> list[Path]:
+    """The worker files (:func:`worker_cache_path`) of the cache files ``caches`` (whose base is
+    exactly one of them, names matched as they are, not as glob patterns), sorted; with
+    ``run_tag``, only those whose tag is ``RUN_TAG-...``."""
+    wanted = {cache_file(c) for c in caches}
+    found = set()
+    for folder in {w.parent for w in wanted}:
+        if not folder.is_dir():
+            continue
+        for child in folder.iterdir():
+            match = _WORKER_FILE.match(child.name)
+            if (
+                match is not None
+                and child.is_file()
+                and base_cache_file(child) in wanted
+                and (run_tag is None or match["tag"].startswith(f"{run_tag}-"))
+            ):
+                found.add(child)
+    return sorted(found)
+
+
 def _read_only(path: Path, timeout: float, locks: bool = False) -> sqlite3.Connection:
     """A read-only connection to ``path``: without locks or shared memory (``immutable``), or
     with them (``locks=True``: sees a write-ahead log left by a process that did not close)."""
@@ -148,6 +174,11 @@ def _read_only(path: Path, timeout: float, locks: bool = False) -> sqlite3.Conne
     if not locks:
         uri += "&immutable=1"
     return sqlite3.connect(uri, uri=True, timeout=timeout, isolation_level=None)
+
+
+def _has_wal(path: Path) -> bool:
+    """Whether a write-ahead log is beside database ``path`` (rows may still be only there)."""
+    return path.with_name(path.name + "-wal").exists()
 
 
 def cache_key(
@@ -221,7 +252,7 @@ class ResponseCache:
             opened = self._local.base = {}
         for path in self.bases:
             if path not in opened and path.is_file():
-                opened[path] = _read_only(path, self.timeout)
+                opened[path] = _read_only(path, self.timeout, locks=_has_wal(path))
         return [opened[path] for path in self.bases if path in opened]
 
     def _lookup(self, keys: list[str]) -> dict[str, str]:
@@ -329,8 +360,7 @@ def _fold_into(conn: sqlite3.Connection, sources: Sequence[Path], timeout: float
     conn.execute("BEGIN IMMEDIATE")
     try:
         for source in sources:
-            wal = source.with_name(source.name + "-wal")
-            reader = _read_only(source, timeout, locks=wal.exists())
+            reader = _read_only(source, timeout, locks=_has_wal(source))
             try:
                 rows = reader.execute(f"SELECT {_COLUMNS} FROM responses")
                 while chunk := rows.fetchmany(1000):
