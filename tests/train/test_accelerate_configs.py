@@ -105,29 +105,38 @@ for node in 0 1; do SLURM_NODEID=$node "$@" || exit $?; done
 """
 
 
-def test_sbatch_script_computes_the_selection_then_launches_each_node(tmp_path):
-    assert subprocess.run(["bash", "-n", str(SBATCH)]).returncode == 0
+def _run_sbatch(tmp_path: Path, srun: str = SRUN, **env: str) -> subprocess.CompletedProcess:
+    """The sbatch script run by bash as Slurm would on the first node, with stand-ins for
+    ``hf-mig``, ``accelerate`` (recording their calls in ``calls.jsonl``), ``srun`` and
+    ``scontrol``."""
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir()
     for name, text in {
         "hf-mig": RECORDER.format(python=sys.executable),
         "accelerate": RECORDER.format(python=sys.executable),
-        "srun": SRUN,
+        "srun": srun,
         # a long host list: a reader that stops after the first line would end it with SIGPIPE
         "scontrol": "#!/bin/bash\nprintf 'gpu-a\\ngpu-b\\n'\nseq -f gpu-%g 100000\n",
     }.items():
         (bin_dir / name).write_text(text)
         (bin_dir / name).chmod(0o755)
     record = tmp_path / "calls.jsonl"
-    env = {
+    full = {
         **os.environ, "PATH": f"{bin_dir}:{os.environ['PATH']}", "RECORD": str(record),
         "SLURM_JOB_NODELIST": "gpu-[a-b]", "SLURM_NNODES": "2", "SLURM_SUBMIT_DIR": str(tmp_path),
     }  # fmt: skip
-    env.pop("HF_MIG_CACHE", None)
-    done = subprocess.run(
+    full.pop("HF_MIG_CACHE", None)
+    full.pop("SLURM_CPUS_PER_TASK", None)
+    return subprocess.run(
         ["bash", str(SBATCH), RECIPE, "--output_dir", "runs/x"],
-        cwd=REPO, env=env, capture_output=True, text=True,
+        cwd=REPO, env={**full, **env}, capture_output=True, text=True,
     )  # fmt: skip
+
+
+def test_sbatch_script_computes_the_selection_then_launches_each_node(tmp_path):
+    assert subprocess.run(["bash", "-n", str(SBATCH)]).returncode == 0
+    record = tmp_path / "calls.jsonl"
+    done = _run_sbatch(tmp_path, SLURM_CPUS_PER_TASK="64")
     assert done.returncode == 0, done.stderr
     calls = [json.loads(line) for line in record.read_text().splitlines()]
     assert [c["program"] for c in calls] == ["hf-mig", "accelerate", "accelerate"]
@@ -143,6 +152,18 @@ def test_sbatch_script_computes_the_selection_then_launches_each_node(tmp_path):
         assert args.training_script_args == [
             "--config", RECIPE, "--gradient_accumulation_steps", "4", "--output_dir", "runs/x"
         ]  # fmt: skip
+
+
+def test_srun_is_given_the_jobs_cpus_per_task(tmp_path):
+    """Since Slurm 22.05 srun does not inherit --cpus-per-task from the job."""
+    srun = '#!/bin/bash\nprintf "%s\\n" "$@" > "$RECORD.srun"\n'
+    for cpus, want in [("64", ["--cpus-per-task=64"]), (None, [])]:  # None: outside Slurm
+        folder = tmp_path / str(cpus)
+        folder.mkdir()
+        env = {"SLURM_CPUS_PER_TASK": cpus} if cpus else {}
+        assert _run_sbatch(folder, srun, **env).returncode == 0
+        options = (folder / "calls.jsonl.srun").read_text().splitlines()
+        assert options[: options.index("bash")] == ["--kill-on-bad-exit=1", *want]
 
 
 def test_prepare_only_computes_the_selection_once(tmp_path, run_main, hf_mig_cache):
