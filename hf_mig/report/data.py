@@ -305,7 +305,7 @@ def compute_report_data(
     )
     if mig_result is not None:
         data["mig_trace"] = _trace_section(mig_result)
-    _add_column_sections(data, raw, pool, indices, summaries, score_column)
+    data.update(_column_sections(pool, indices, summaries, score_column, raw))
     data["overlap"] = _overlap_section(indices, label_sets or {})
     if label_graph is not None and label_sets is not None:
         data["label_graph"] = _neighbourhoods(
@@ -403,24 +403,26 @@ def _add_label_sections(
     return {name: set(c) for name, c in raw["sel_counts"].items()}
 
 
-def _add_column_sections(
-    data: dict,
-    raw: dict,
+def _column_sections(
     pool: Dataset,
     indices: dict[str, np.ndarray],
     summaries: dict[str, dict],
     score_column: str,
-) -> None:
-    """Adds the ``scores``, ``conversations`` and ``sources`` sections, each when the pool has
-    its column (the first of :data:`CONVERSATION_COLUMNS` / :data:`SOURCE_COLUMNS` present)."""
+    raw: dict,
+) -> dict[str, dict]:
+    """The ``scores``, ``conversations`` and ``sources`` sections, in that order, each when the
+    pool has its column (the first of :data:`CONVERSATION_COLUMNS` / :data:`SOURCE_COLUMNS`
+    present); their per-row values go to ``raw``."""
+    sections = {}
     if score_column in pool.column_names:
-        data["scores"] = _scores_section(pool, score_column, indices, summaries, raw)
+        sections["scores"] = _scores_section(pool, score_column, indices, summaries, raw)
     conv_col = _first_present(pool, CONVERSATION_COLUMNS)
     if conv_col is not None:
-        data["conversations"] = _conversations_section(pool, conv_col, indices, raw)
+        sections["conversations"] = _conversations_section(pool, conv_col, indices, raw)
     src_col = _first_present(pool, SOURCE_COLUMNS)
     if src_col is not None:
-        data["sources"] = _sources_section(pool, src_col, indices)
+        sections["sources"] = _sources_section(pool, src_col, indices)
+    return sections
 
 
 def _constraints_section(
