@@ -68,7 +68,6 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import os
-import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import Enum
@@ -81,6 +80,7 @@ from hf_mig.data.conversations import SHAPES
 from hf_mig.data.pool import POOL_FORMATS
 from hf_mig.train.constraints import check_constraints
 from hf_mig.train.legacy import NONE_WORDS, legacy_flags, refuse_sections
+from hf_mig.train.recipe_values import PATH_OPTIONS, expand_env, resolve_paths
 
 __all__ = [
     "COLUMN_GROUPING",
@@ -529,72 +529,6 @@ class Recipe:
 # --------------------------------------------------------------------------------------------
 # parsing helpers
 
-_ENV = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
-
-
-def _expand(value: Any) -> Any:
-    """Expand ``${VAR}`` / ``${VAR:-default}`` in every string of a YAML value."""
-    if isinstance(value, str):
-
-        def repl(match: re.Match) -> str:
-            name, default = match.group(1), match.group(2)
-            if name in os.environ:
-                return os.environ[name]
-            if default is not None:
-                return default
-            raise ValueError(f"environment variable {name!r} is not set (used as ${{{name}}})")
-
-        return _ENV.sub(repl, value)
-    if isinstance(value, dict):
-        return {k: _expand(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_expand(v) for v in value]
-    return value
-
-
-#: Fields holding paths, resolved against the recipe folder (see the module docstring).
-_PATH_FIELDS = (
-    "model_name_or_path",
-    "dataset_name",
-    "pool",
-    "vocabulary",
-    "eval_dataset_name",
-    "selection_cache_dir",
-    "chat_template_name",
-    "generation_preview_prompts_file",
-)
-#: Selector options holding paths (resolved like the data paths).
-PATH_OPTIONS = ("label_graph", "vocabulary", "embeddings", "embedding_path")
-
-
-def _resolve_path(value: Any, bases: Sequence[Path]) -> Any:
-    from hf_mig.data.resources import bundled_path, is_bundled_id
-
-    if is_bundled_id(value):  # hf-mig:demo-annotated, hf-mig:demo-graph, ...
-        return str(bundled_path(value))
-    if not isinstance(value, str) or not value or ":" in value.split("/")[0]:
-        return value
-    path = Path(value).expanduser()
-    if path.is_absolute():
-        return str(path)
-    for base in bases:
-        candidate = base / path
-        if candidate.exists():
-            return str(candidate.resolve())
-    return value
-
-
-def _resolve_paths(values: dict[str, Any], bases: Sequence[Path]) -> None:
-    """Resolve the path fields of a flat mapping (and the file-valued selection options)."""
-    for key in _PATH_FIELDS:
-        if key in values:
-            values[key] = _resolve_path(values[key], bases)
-    options = values.get("selection_options")
-    if isinstance(options, dict):
-        values["selection_options"] = {
-            k: _resolve_path(v, bases) if k in PATH_OPTIONS else v for k, v in options.items()
-        }
-
 
 def make_parser(prog: str | None = None, **kwargs: Any) -> Any:
     """``TrlParser((SFTConfig, ModelConfig, ScriptArguments, HfMigArguments))``, as TRL's SFT
@@ -680,7 +614,7 @@ def _parse_values(raw: dict[str, Any], cli: list[str], where: str) -> dict[str, 
     values = {k: _plain(v) for k, v in vars(namespace).items()}
     if isinstance(values.get("selection_options"), str):  # given on the command line
         values["selection_options"] = _yaml_mapping(values["selection_options"])
-    _resolve_paths(values, [Path.cwd()])  # command-line paths; resolved file values unchanged
+    resolve_paths(values, [Path.cwd()])  # command-line paths; resolved file values unchanged
     return values
 
 
@@ -763,9 +697,9 @@ def load_recipe(
     """
     raw, path, base, where = _read_source(source)
     refuse_sections(raw, where)
-    raw = _expand(raw)
+    raw = expand_env(raw)
     env = _pop_env(raw, where)
-    _resolve_paths(raw, [base, Path.cwd()])
+    resolve_paths(raw, [base, Path.cwd()])
     cli = legacy_flags(list(overrides or []))
     if not _checkpointing_given(raw, cli):
         # TRL's default (on), under the current name: the deprecated alias would warn
