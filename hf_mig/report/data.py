@@ -270,10 +270,7 @@ def compute_report_data(
     :func:`build_report`.
     """
     _check_request(selections, first_picks)
-    indices = {
-        str(name): resolve_selection(pool, sel, id_column=id_column, name=str(name))
-        for name, sel in selections.items()
-    }
+    indices = _resolve_selections(pool, selections, id_column)
     data: dict[str, Any] = {
         "pool": {"rows": len(pool), "columns": list(pool.column_names)},
         "selections": {name: {"rows": int(len(idx))} for name, idx in indices.items()},
@@ -320,6 +317,17 @@ def _check_request(selections: Mapping[str, Any], first_picks: Any) -> None:
         raise ValueError("no selections to report on")
     if not isinstance(first_picks, int) or isinstance(first_picks, bool) or first_picks < 0:
         raise ValueError(f"first_picks must be an integer >= 0, got {first_picks!r}")
+
+
+def _resolve_selections(
+    pool: Dataset, selections: Mapping[str, Any], id_column: str | None
+) -> dict[str, np.ndarray]:
+    """Each selection as its rows of ``pool`` in pick order (:func:`resolve_selection`), by
+    name (as a string)."""
+    return {
+        str(name): resolve_selection(pool, sel, id_column=id_column, name=str(name))
+        for name, sel in selections.items()
+    }
 
 
 def _add_first_ids(
