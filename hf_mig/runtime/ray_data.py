@@ -166,10 +166,10 @@ def _with_actor_cache(step: MapStep, run_tag: str) -> MapStep:
     (see the module docstring); the copy is made through the step's pickled configuration."""
     from hf_mig.models.generation.cache import worker_cache_path
 
-    cache = step.config.get("cache")
-    if not isinstance(cache, str) or not cache:
+    target = _configured_cache(step)
+    if target is None:
         return step
-    own = worker_cache_path(cache, f"{run_tag}-{uuid.uuid4().hex[:12]}")
+    own = worker_cache_path(target, f"{run_tag}-{uuid.uuid4().hex[:12]}")
     state = step.__getstate__()
     state["config"] = {**state["config"], "cache": str(own)}
     copy = type(step).__new__(type(step))
@@ -178,16 +178,23 @@ def _with_actor_cache(step: MapStep, run_tag: str) -> MapStep:
     return copy
 
 
+def _configured_cache(step: MapStep) -> Path | None:
+    """The response-cache file ``step``'s configuration names, if any."""
+    from hf_mig.models.generation.cache import cache_file
+
+    cache = step.config.get("cache")
+    return cache_file(cache) if isinstance(cache, str) and cache else None
+
+
 def _fold_actor_caches(step: MapStep, run_tag: str) -> None:
     """Fold the response-cache files the actors of run ``run_tag`` wrote into the step's
     configured cache file, then remove them (and their SQLite side files); nothing is removed
     when the fold fails."""
-    from hf_mig.models.generation.cache import cache_file, fold_caches, worker_cache_files
+    from hf_mig.models.generation.cache import fold_caches, worker_cache_files
 
-    cache = step.config.get("cache")
-    if not isinstance(cache, str) or not cache:
+    target = _configured_cache(step)
+    if target is None:
         return
-    target = cache_file(cache)
     files = worker_cache_files([target], run_tag)
     if not files:
         return
@@ -202,12 +209,11 @@ def _fold_leftover_caches(step: MapStep) -> int:
     """Fold into the step's configured cache file the actor files of that cache that earlier
     runs left (a driver killed before its fold), keeping them; return how many responses were
     added. A file that cannot be read is named in a warning and skipped."""
-    from hf_mig.models.generation.cache import cache_file, fold_caches, worker_cache_files
+    from hf_mig.models.generation.cache import fold_caches, worker_cache_files
 
-    cache = step.config.get("cache")
-    if not isinstance(cache, str) or not cache:
+    target = _configured_cache(step)
+    if target is None:
         return 0
-    target = cache_file(cache)
     added = 0
     for path in worker_cache_files([target]):
         try:
