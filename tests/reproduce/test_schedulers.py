@@ -527,3 +527,18 @@ def test_ray_never_starts_a_second_copy_of_a_step_whose_worker_died(ray_cluster,
     assert summary.failed == ["k"], "\n".join(lines)
     assert starts.read_text() == "started\n"  # one copy only, though its worker died
     assert "the Ray task failed" in (tmp_path / "w" / "logs" / "k.log").read_text()
+
+
+def test_cli_export_names_the_finished_steps_it_leaves_out(no_shared, tmp_path, run_main):
+    from hf_mig.reproduce import PlanOptions, build_plan
+
+    argv = ["reproduce", "labels", "--scale", "tiny", "--workdir", tmp_path / "w"]
+    plan = build_plan("labels", "tiny", PlanOptions(workdir=tmp_path / "w"))
+    first = plan.steps[0]
+    for output in first.outputs:  # the first step's outputs are there: it has finished
+        plan.path(output).parent.mkdir(parents=True, exist_ok=True)
+        plan.path(output).write_text('{"instruction": "made earlier", "labels": ["a"]}\n')
+    assert plan.checks()[first.id].state == "exists"
+    code, stdout, stderr = run_main([*argv, "--export", "slurm", tmp_path / "slurm"])
+    assert code == 0, stderr
+    assert f"finished, no job: {first.id}\n" in stdout

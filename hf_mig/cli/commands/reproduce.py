@@ -215,7 +215,7 @@ def _options(args: argparse.Namespace) -> Any:
 
 def _export(plan: Any, args: argparse.Namespace, stages: list[str]) -> int:
     """``--export FORMAT DIR``: write the plan's steps as batch jobs."""
-    from hf_mig.reproduce.slurm import export_slurm
+    from hf_mig.reproduce.slurm import SKIPPED_TAG, export_slurm
 
     kind, folder = args.export
     if kind != "slurm":
@@ -223,6 +223,10 @@ def _export(plan: Any, args: argparse.Namespace, stages: list[str]) -> int:
     for blocker in plan.blockers:
         print(f"hf-mig reproduce: warning: {blocker}", file=sys.stderr)
     written = export_slurm(plan, folder, stages=stages or None, overwrite=args.overwrite)
+    submit = Path(written[-1]).read_text(encoding="utf-8").splitlines()
+    finished = [line[len(SKIPPED_TAG) :] for line in submit if line.startswith(SKIPPED_TAG)]
+    if finished:
+        print(f"finished, no job: {', '.join(finished)}")
     print(
         f"{len(written) - 1} sbatch script(s) and {written[-1]} written; submit with: "
         f"bash {written[-1]}"
