@@ -196,11 +196,14 @@ def selector_options(
     return options
 
 
-def flags_not_taken(args: argparse.Namespace, method: str) -> list[SelectorFlag]:
+def flags_not_taken(
+    args: argparse.Namespace, method: str, skip: Collection[str] = ()
+) -> list[SelectorFlag]:
     """The selector flags set on the command line (value not the default) that ``method``'s
-    selector does not take, in parser order."""
+    selector does not take, in parser order; ``skip``: options the command reads itself
+    whatever the method (how the pool is read)."""
     defaults = getattr(args, DEFAULTS_DEST, {})
-    taken = set(method_parameters(method))
+    taken = set(method_parameters(method)) | set(skip)
     flags = {flag.name: flag for flag in selector_flags()}
     return [
         flags[name]

@@ -340,6 +340,14 @@ NO_ROWS = np.empty(0, dtype=np.int64)
 # then on, which a continuation (:mod:`hf_mig.core.incremental`) starts from.
 _F32_SLACK = 1.0 + 2.0**-22  # > the relative rounding of float32 (2**-24), with room for ours
 _F32_TINY = 2e-45  # > the absolute rounding of float32 near zero (subnormals: 1.4e-45)
+_F32_MAX = float(np.finfo(np.float32).max)
+
+
+@_njit_inline
+def _as32(g):
+    """``g`` for a float32 store: beyond float32's range, ``inf`` (which still bounds it) with
+    no overflow warning in plain Python."""
+    return g if g <= _F32_MAX else np.inf
 
 
 @_njit_inline
@@ -392,7 +400,7 @@ def _select_candidates(heap, pool, h, picked, stamp, t, m, bound, ub, known, fir
             else:
                 evaluated += 1
                 g = _gradient_gain(j, pool, h)
-                ub[j] = g
+                ub[j] = _as32(g)
                 st = t
         # while filling, the heap is a min-heap of (gain, -index): its root is the worst row
         if size < m:
@@ -462,7 +470,7 @@ def _candidate_steps(
                 istate[_SIZE] = 0  # a row left out may be better: select again
                 continue
             g = _gradient_gain(i, pool, state[2])
-            ub[i] = g
+            ub[i] = _as32(g)
             _update_top(heap, -g, stamp, t, istate)
         _pick_top(i, heap, pool, prop, state, work, phi, picked, istate, fstate, out)
     return istate[_STEP]

@@ -381,6 +381,8 @@ def greedy_extend(
     engine = resolve_engine(engine, objective)
     if isinstance(start, GreedyState) and frontier is None and start.frontier is not None:
         frontier = start.frontier if start.frontier.gain == gain else None
+    if frontier is not None:  # before its rows are trusted as checked: its type, gain, size
+        _check_frontier(frontier, np.asarray(weights).size, gain, getattr(frontier, "picks", 0))
     known = None  # the frontier's pool prefix was checked by the run that left it
     if isinstance(frontier, Frontier) and np.isfinite(frontier.row_gain):
         known = (frontier.rows, frontier.row_gain)

@@ -91,6 +91,8 @@ def _exact_cast(src: pa.DataType, dst: pa.DataType) -> bool:
     t = pa.types
     if src.equals(dst) or t.is_null(src):
         return True
+    if t.is_dictionary(src):  # read as its values (datasets' features hold the value type)
+        return _exact_cast(src.value_type, dst)
     if t.is_integer(src) and t.is_integer(dst):
         return dst.bit_width > src.bit_width and not (
             t.is_signed_integer(src) and t.is_unsigned_integer(dst)

@@ -289,7 +289,9 @@ def run_plan(
         return _finish(plan, launch, code, summary, echo)
 
     if executor == "ray" or (jobs or 1) > 1:
-        _run_concurrently(plan, selected, prepare, finish, jobs, gpus, keep_going, executor)
+        states = {} if force else plan.status()
+        runs = [s for s in selected if states.get(s.id) not in FINISHED]
+        _run_concurrently(plan, selected, runs, prepare, finish, (jobs, gpus), keep_going, executor)
         return summary
     for n, step in enumerate(selected, 1):
         launch = prepare(n, step)
@@ -305,14 +307,16 @@ def run_plan(
 def _run_concurrently(
     plan: Plan,
     selected: list[Step],
+    runs: list[Step],
     prepare: Callable[[int, Step], _Launch | str],
     finish: Callable[[_Launch, int], bool],
-    jobs: int | None,
-    gpus: int | None,
+    limits: tuple[int | None, int | None],
     keep_going: bool,
     executor: str,
 ) -> None:
-    """:func:`~hf_mig.reproduce.scheduler.run_concurrently` on the named executor."""
+    """:func:`~hf_mig.reproduce.scheduler.run_concurrently` on the named executor; ``runs``:
+    the steps of ``selected`` expected to run, ``limits = (jobs, gpus)``."""
+    jobs, gpus = limits
     from hf_mig.reproduce.scheduler import LocalExecutor, run_concurrently
 
     if executor == "ray":
@@ -331,4 +335,5 @@ def _run_concurrently(
             gpus=gpus,
             keep_going=keep_going,
             executor=chosen,
+            runs=runs,
         )

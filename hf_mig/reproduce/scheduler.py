@@ -142,8 +142,12 @@ def run_concurrently(
     gpus: int | None = None,
     keep_going: bool = False,
     executor: Executor | None = None,
+    runs: Sequence[Step] | None = None,
 ) -> None:
     """Run ``steps`` (in plan order) up to ``jobs`` at once; see the module.
+
+    ``runs``: the steps expected to run (default: all of ``steps``; finished ones that
+    ``prepare`` will skip can be left out), whose GPU needs are checked before any starts.
 
     ``prepare(n, step)`` returns a launch, or a string outcome when the step does not run
     (``"failed"`` counts as a failure); ``executor`` starts it (default: a
@@ -155,7 +159,7 @@ def run_concurrently(
             raise ValueError("run_concurrently needs start= or executor=")
         executor = LocalExecutor(start)
     devices = executor.devices(gpus)
-    devices.check(steps)
+    devices.check(steps if runs is None else runs)
     deps = plan.dependencies()
     number = {step.id: n for n, step in enumerate(steps, 1)}
     pending = list(steps)

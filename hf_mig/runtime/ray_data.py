@@ -58,6 +58,7 @@ from __future__ import annotations
 import logging
 import math
 import os
+import sqlite3
 import uuid
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
@@ -218,7 +219,8 @@ def _fold_leftover_caches(step: MapStep) -> int:
     for path in worker_cache_files([target]):
         try:
             added += fold_caches(target, [path])
-        except (ValueError, FileNotFoundError) as err:  # unreadable, or folded meanwhile
+        except (ValueError, FileNotFoundError, sqlite3.Error) as err:  # unreadable, folded
+            # meanwhile, or the cache busy with another run: the next run folds it
             logger.warning("leftover actor response cache not folded: %s", err)
     if added:
         logger.info("folded %d responses of earlier runs' actor caches into %s", added, target)

@@ -358,7 +358,10 @@ class MIGSelector(BaseSelector):
             )
 
     def _check_k(self, dataset: Dataset) -> int:
-        return self._k(len(as_dataset(dataset)))
+        n = len(as_dataset(dataset))
+        if n == 0:
+            raise DegeneratePoolError("the pool has no rows: there is nothing to select")
+        return self._k(n)
 
     def _k(self, n: int) -> int:
         """``k`` checked against a pool of ``n`` rows; ``n`` when ``k`` is ``None`` with a

@@ -132,3 +132,10 @@ def test_cli_refuses_a_budget_the_method_would_ignore(
     assert "--cost-column applies to --method mig, not 'score'" in err
     code, _, err = run_main(argv)
     assert code == 0 and out.exists(), err
+    # how the pool is read applies to every method
+    renamed = tmp_path / "renamed.jsonl"
+    rows = [json.loads(line) for line in Path(demo_annotated).read_text().splitlines()]
+    renamed.write_text("".join(json.dumps({**r, "q": r["score"]}) + "\n" for r in rows[:50]))
+    argv = ["select", renamed, "-k", "5", "--out", tmp_path / "r.jsonl", "--method", "random"]
+    code, _, err = run_main([*argv, "--score-column", "q", "--labels-column", "labels"])
+    assert code == 0, err

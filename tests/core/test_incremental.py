@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+import scipy.sparse as sp
 from datasets import Dataset, concatenate_datasets
 
 from hf_mig import LabelGraph, MIGSelector, Objective, greedy_select
@@ -414,3 +415,17 @@ def test_row_bounds_bound_every_gain_and_seed_the_next_candidates(seed):
         assert seeded.indices.tolist() == scan.indices.tolist()
         np.testing.assert_array_equal(seeded.gains, scan.gains)
         assert after.frontier.row_bounds.shape == (n_old + grow,)
+
+
+@pytest.mark.filterwarnings("error")
+@pytest.mark.parametrize("compiled", [True, False])
+def test_gains_beyond_float32_are_kept_as_infinite_bounds(compiled):
+    """Gains above float32's range (float64 holds them) are kept as ``inf``, which still bounds
+    them, without an overflow warning; the continuation picks what the scan picks."""
+    indptr, ids, prop = np.arange(5), np.arange(4), sp.identity(4, format="csr")
+    w = np.array([1e39, 2e39, 5e38, 3e39])
+    old = greedy_select(indptr, ids, w, prop, 1, compiled=compiled, candidates=1)
+    assert np.isinf(old.frontier.row_bounds[[0, 1]]).all()
+    more, _ = greedy_extend(indptr, ids, w, prop, 2, old.indices, frontier=old.frontier,
+                            compiled=compiled, candidates=1)  # fmt: skip
+    assert old.indices.tolist() + more.indices.tolist() == [3, 1, 0]

@@ -191,3 +191,20 @@ def test_the_features_of_the_dataset_card_set_the_types(tmp_path):
     assert pool.schema.field("score").type == pa.float64()
     expected = [{"labels": ["label 01"], "score": 1.0}, {"labels": ["label 02"], "score": 2.5}]
     assert all_rows(pool) == load_pool(folder).to_list() == expected
+
+
+def test_dictionary_encoded_columns_are_read_as_their_values(tmp_path):
+    table = make_table(seed=12, rows=40)
+    source = pa.array([("web", "books")[i % 2] for i in range(40)]).dictionary_encode()
+    table = table.append_column("source", source)  # a pandas categorical, as Parquet keeps it
+    folder = tmp_path / "pool"
+    folder.mkdir()
+    pq.write_table(table, folder / "part-0.parquet")
+    memory = load_pool(folder)
+    pool = StreamingPool(folder)
+    assert all_rows(pool) == memory.to_list()
+    disk_out, memory_out = tmp_path / "disk.jsonl", tmp_path / "memory.jsonl"
+    picks = MIGSelector(10, label_graph=GRAPH).select_to_file(folder, disk_out)
+    in_memory = MIGSelector(10, label_graph=GRAPH).select_to_file(memory, memory_out)
+    assert np.array_equal(in_memory, picks)
+    assert disk_out.read_bytes() == memory_out.read_bytes()

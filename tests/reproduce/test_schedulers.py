@@ -542,3 +542,22 @@ def test_cli_export_names_the_finished_steps_it_leaves_out(no_shared, tmp_path, 
     code, stdout, stderr = run_main([*argv, "--export", "slurm", tmp_path / "slurm"])
     assert code == 0, stderr
     assert f"finished, no job: {first.id}\n" in stdout
+
+
+def test_a_finished_step_needing_more_gpus_than_shared_does_not_stop_the_run(monkeypatch, tmp_path):
+    monkeypatch.setattr(scheduler, "visible_gpus", lambda: ["0"])  # a machine with 1 GPU
+    (tmp_path / "model.txt").write_text("trained elsewhere\n")
+    write = "import sys; open(sys.argv[2], 'w').write(open(sys.argv[1]).read())"
+    steps = [
+        Step("train/big", "train", "train", [sys.executable, "-c", write, "x", "model.txt"],
+             ["model.txt"], gpus=8),
+        Step("eval/small", "eval", "eval", [sys.executable, "-c", write, "model.txt", "eval.txt"],
+             ["eval.txt"], inputs=["model.txt"], gpus=1),
+    ]  # fmt: skip
+    plan = Plan("demo", "tiny", "gpus", tmp_path, steps)
+    assert plan.status() == {"train/big": "exists", "eval/small": "todo"}
+    summary = run_plan(plan, jobs=2, preflight=False, echo=lambda _: None)
+    assert summary.ran == ["eval/small"]
+    assert (tmp_path / "eval.txt").read_text() == "trained elsewhere\n"
+    with pytest.raises(ValueError, match="step train/big needs 8 GPUs"):  # forced, it would run
+        run_plan(plan, jobs=2, preflight=False, force=True, echo=lambda _: None)

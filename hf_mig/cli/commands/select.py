@@ -288,8 +288,10 @@ def _check_method_flags(args: argparse.Namespace) -> None:
     not take (they would be ignored)."""
     from hf_mig.cli.selector_flags import flags_not_taken
     from hf_mig.selectors import SELECTORS
+    from hf_mig.train.config import POOL_FIELDS
 
-    ignored = flags_not_taken(args, args.method) if args.method in SELECTORS else []
+    known = args.method in SELECTORS
+    ignored = flags_not_taken(args, args.method, skip=POOL_FIELDS) if known else []
     if ignored:
         raise ValueError(
             "; ".join(
