@@ -490,15 +490,7 @@ class MIGSelector(BaseSelector):
         before the encoding and the label graph are built."""
         costs = self._costs(dataset) if costs is None else costs
         costs = check_costs(costs, len(costs), self.cost_column)
-        allowed = None
-        if self.quotas is not None:
-            groups = self._quota_groups(dataset)
-            names, codes = group_codes(groups, self.quota_column)
-            sizes = np.bincount(codes, minlength=len(names))
-            _, upper = quota_bounds(
-                self.quotas, names, sizes, self._k(len(groups)), self.quota_column, fill_k=False
-            )
-            allowed = upper[codes] > 0
+        allowed = None if self.quotas is None else self._quota_groups(dataset)[1]
         check_some_row_fits(costs, self.budget, self.cost_column, allowed=allowed)
         return costs
 
@@ -517,9 +509,10 @@ class MIGSelector(BaseSelector):
             progress=self.progress, cost_column=self.cost_column,
         )
 
-    def _quota_groups(self, dataset: Dataset) -> list[object]:
-        """Each row's group in ``quota_column``, once ``quotas`` can be met (``ValueError``
-        saying why otherwise: see :func:`hf_mig.core.quotas.quota_bounds`)."""
+    def _quota_groups(self, dataset: Dataset) -> tuple[list[object], np.ndarray]:
+        """Each row's group in ``quota_column`` and whether the quotas allow picking it (its
+        group's maximum is above 0), once ``quotas`` can be met (``ValueError`` saying why
+        otherwise: see :func:`hf_mig.core.quotas.quota_bounds`)."""
         check_choice("engine (with quotas)", self.engine, ("auto", "lazy"))
         if self.quota_column not in dataset.column_names:
             raise ValueError(
@@ -542,8 +535,8 @@ class MIGSelector(BaseSelector):
                     f"quotas given as shares of k ({', '.join(shares)}) need k; with a budget "
                     "alone give the bounds as counts, or pass k"
                 )
-        quota_bounds(self.quotas, names, sizes, k, column, fill_k=self.budget is None)
-        return groups
+        _, upper = quota_bounds(self.quotas, names, sizes, k, column, fill_k=self.budget is None)
+        return groups, upper[codes] > 0
 
     def _quota_select(
         self,
@@ -557,7 +550,7 @@ class MIGSelector(BaseSelector):
             costs = self._costs(dataset)
         arrays = (encoding.indptr, encoding.label_ids, info.weights, info.propagation)
         return quota_select(
-            *arrays, k, self._quota_groups(dataset), self.quotas, self.objective,
+            *arrays, k, self._quota_groups(dataset)[0], self.quotas, self.objective,
             gain=self.gain, budget=self.budget, costs=costs, progress=self.progress,
             quota_column=self.quota_column, cost_column=self.cost_column,
         )
