@@ -543,7 +543,7 @@ def encode_pool(
         list(vocabulary),
         tally.report(),
         batch.occurrences,
-        source=table,
+        source=table.select([labels_column, score_column]),
         tally=tally,
     )
 

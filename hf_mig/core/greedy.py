@@ -489,8 +489,8 @@ class Frontier:
     them (see :class:`hf_mig.core.incremental.GreedyState`); ``row_gain``: the overflow check's
     bound over the first ``rows`` rows (:func:`information_bounds`); ``row_bounds`` (the
     candidate engine's): for each of the first ``rows`` rows, its latest gain evaluated, as
-    float32 (``inf`` if never evaluated; :meth:`gain_bounds` widens them into upper bounds of
-    the gains from then on), with which a continuation picks its first candidates without a
+    float32 (``inf`` if never evaluated; the kernels widen them into upper bounds of the gains
+    from then on), with which a continuation picks its first candidates without a
     pass over the pool. The arrays are only read.
     """
 
@@ -505,12 +505,6 @@ class Frontier:
     objective: float
     row_gain: float = math.nan
     row_bounds: np.ndarray | None = None
-
-    def gain_bounds(self) -> np.ndarray | None:
-        """``row_bounds`` as float64 upper bounds of the rows' gains (``None`` without them)."""
-        if self.row_bounds is None:
-            return None
-        return self.row_bounds.astype(np.float64) * _F32_SLACK + _F32_TINY
 
 
 @dataclass

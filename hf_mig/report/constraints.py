@@ -11,7 +11,6 @@ How a selection was made is read from the facts ``hf-mig select`` writes in its 
 from __future__ import annotations
 
 import math
-from collections import Counter
 from collections.abc import Mapping
 from typing import Any
 
@@ -19,7 +18,7 @@ import numpy as np
 from datasets import Dataset
 
 from hf_mig.core.budget import total_cost
-from hf_mig.core.encoding import read_scores
+from hf_mig.core.encoding import arrow_columns, read_scores
 from hf_mig.core.quotas import group_codes, quota_bounds
 
 __all__ = ["constraint_use"]
@@ -59,27 +58,27 @@ def _quota_use(
             f"selection {name!r} was made with quotas on column {column!r}, which the pool does "
             f"not have (columns: {pool.column_names})"
         )
-    values = [str(v) for v in pool[column]]
-    names, codes = group_codes(values)
+    values = arrow_columns(pool, [column]).column(0).to_pylist()
+    names, codes = group_codes(values, column)
     sizes = np.bincount(codes, minlength=len(names))
     try:
         lower, upper = quota_bounds(quotas, names, sizes, k, column, fill_k=False)
     except ValueError as err:
         raise ValueError(f"selection {name!r}: its quotas do not fit this pool: {err}") from None
-    picked = Counter(values[i] for i in idx)
+    picked = np.bincount(codes[idx], minlength=len(names))
     groups = []
     for g, group in enumerate(names):
         given = quotas.get(group, (None, None))
         groups.append(
             {
                 "group": group,
-                "picks": int(picked[group]),
+                "picks": int(picked[g]),
                 "min": int(lower[g]),
                 "max": int(upper[g]),
                 "min_given": given[0],
                 "max_given": given[1],
-                "within": bool(lower[g] <= picked[group] <= upper[g]),
-                "share_of_selection": picked[group] / len(idx) if len(idx) else 0.0,
+                "within": bool(lower[g] <= picked[g] <= upper[g]),
+                "share_of_selection": float(picked[g] / len(idx)) if len(idx) else 0.0,
                 "pool_rows": int(sizes[g]),
                 "share_of_pool": float(sizes[g] / len(pool)),
             }

@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import json
 import shlex
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -267,12 +267,20 @@ class Plan:
             return StepCheck("exists", detail, foreign)
         return need or legacy or StepCheck("done")
 
-    def preflight(self, stages: Sequence[str] | None = None, force: bool = False) -> list[str]:
+    def preflight(
+        self,
+        stages: Sequence[str] | None = None,
+        force: bool = False,
+        states: Mapping[str, str] | None = None,
+    ) -> list[str]:
         """What the steps that would run (those of ``stages``; finished ones only with
         ``force``) need from outside the work folder and is missing: one line each, naming it,
         a step that reads it and the way round (:func:`~hf_mig.reproduce.preflight.check_needs`).
-        Empty when everything is there."""
-        states = self.status() if not force else {}
+        Empty when everything is there. ``states``: :meth:`status`, when already computed."""
+        if force:
+            states = {}
+        elif states is None:
+            states = self.status()
         pairs = [
             (step.id, need)
             for step in self.steps

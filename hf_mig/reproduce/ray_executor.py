@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import os
 import subprocess
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -36,6 +36,25 @@ __all__ = ["RayExecutor", "ray_executor", "run_step_command"]
 
 #: exit status of a task whose command could not start or whose worker died
 FAILED_TO_RUN = 127
+
+
+class _ClusterDevices(_Devices):
+    """The cluster's GPU slots; a task runs on one node, so no step may ask for more GPUs than
+    the largest living node has (``node_gpus``)."""
+
+    def __init__(self, total: int, node_gpus: int) -> None:
+        super().__init__(total, [])
+        self.node_gpus = node_gpus
+
+    def check(self, steps: Sequence[Step]) -> None:
+        """``ValueError`` naming the first of ``steps`` that no node could run."""
+        for step in steps:
+            if step.gpus > self.node_gpus:
+                raise ValueError(
+                    f"step {step.id} needs {step.gpus} GPUs, but the largest node of the Ray "
+                    f"cluster has {self.node_gpus}: add a node with {step.gpus} GPUs, or run "
+                    "the step elsewhere (--stage to leave it out)"
+                )
 
 
 def run_step_command(command: list[str], cwd: str, log: str) -> int:
@@ -103,16 +122,15 @@ class RayExecutor:
         )
 
     def devices(self, gpus: int | None) -> _Devices:
-        """The cluster's GPUs (``gpus`` when given): GPU steps share them as locally; with
-        none, GPU steps run one at a time."""
+        """The cluster's GPUs (``gpus`` when given): GPU steps share them as locally (with none
+        counted, one at a time); a step needing more than one node has is refused."""
         total = int(self.ray.cluster_resources().get("GPU", 0)) if gpus is None else gpus
-        return _Devices(total, [])
+        return _ClusterDevices(total, self._node_gpus())
 
     def start(self, launch: Any, step: Step, env: dict[str, str]) -> _RayTask:
-        """Record the step as started and submit its task, asking for its GPUs (at most one
-        node's)."""
+        """Record the step as started and submit its task, asking for its GPUs."""
         self.begin(launch)
-        num_gpus = min(step.gpus, self._node_gpus()) if step.gpus > 0 else 0
+        num_gpus = max(step.gpus, 0)
         ref = self._task.options(num_cpus=self.cpus_per_step, num_gpus=num_gpus).remote(
             list(launch.command), str(self.workdir), str(launch.log.resolve())
         )

@@ -269,8 +269,10 @@ def run_plan(
     """
     _check_run(jobs, gpus, executor)
     summary = RunSummary()
+    concurrent = executor == "ray" or (jobs or 1) > 1
+    states = {} if force or not (preflight or concurrent) else plan.status()  # one pass
     if preflight:
-        summary.missing = plan.preflight(stages, force)
+        summary.missing = plan.preflight(stages, force, states)
         for problem in summary.missing:
             echo(f"cannot start: {problem}")
         if summary.missing:
@@ -288,8 +290,7 @@ def run_plan(
     def finish(launch: _Launch, code: int) -> bool:
         return _finish(plan, launch, code, summary, echo)
 
-    if executor == "ray" or (jobs or 1) > 1:
-        states = {} if force else plan.status()
+    if concurrent:
         runs = [s for s in selected if states.get(s.id) not in FINISHED]
         _run_concurrently(plan, selected, runs, prepare, finish, (jobs, gpus), keep_going, executor)
         return summary

@@ -217,8 +217,6 @@ class MIGSelector(BaseSelector):
                 "graph_cache must be True (the hf-mig cache), False (no cache) or a folder, got "
                 f"{cache!r}"
             )
-        if isinstance(dataset, Dataset) and len(dataset) == 0:
-            raise DegeneratePoolError("the pool has no rows: there is nothing to select")
         columns = dataset.column_names or []  # None: a stream with no rows to tell them
         if self.budget is not None:
             check_budget(self.budget)

@@ -97,9 +97,14 @@ def test_dictionary_encoded_labels_give_the_same_batch(shards):
     assert plain.tallies == coded.tallies and plain.outside == coded.outside
 
 
-def test_pool_labels_are_the_sorted_distinct_labels(shards, tmp_path):
+def test_pool_labels_are_the_sorted_distinct_labels(shards, tmp_path, monkeypatch):
     table, folder = shards
     assert pool_labels(StreamingPool(folder), cache=tmp_path) == unique_labels(table, "labels")
+
+    def unread(*args, **kwargs):
+        raise AssertionError("the files were read again: the cached labels were not used")
+
+    monkeypatch.setattr(StreamingPool, "batches", unread)
     assert pool_labels(StreamingPool(folder), cache=tmp_path) == unique_labels(table, "labels")
 
 

@@ -128,3 +128,18 @@ def test_a_card_without_its_facts_is_refused_before_the_pool_is_read(tmp_path, r
     )
     assert code != 0 and str(card) in err and "Selection facts (JSON)" in err
     assert not (tmp_path / "r").exists()
+
+
+def test_a_null_group_is_refused_not_counted_as_the_text_none():
+    import numpy as np
+    import pytest
+    from datasets import Dataset
+
+    from hf_mig.report.constraints import constraint_use
+
+    facts = {"selection": {"k": 2}, "budget": {"quotas": {"a": [0, 2]}, "quota_column": "source"}}
+    pool = Dataset.from_dict({"source": ["a", None, "a", "None"]})
+    with pytest.raises(ValueError, match=r"row 1: column 'source' is null"):
+        constraint_use(pool, np.array([0, 3]), facts)
+    counted = constraint_use(pool.select([0, 2, 3]), np.array([0, 2]), facts)
+    assert {g["group"]: g["picks"] for g in counted["quotas"]["groups"]} == {"None": 1, "a": 1}

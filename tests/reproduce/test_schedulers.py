@@ -561,3 +561,34 @@ def test_a_finished_step_needing_more_gpus_than_shared_does_not_stop_the_run(mon
     assert (tmp_path / "eval.txt").read_text() == "trained elsewhere\n"
     with pytest.raises(ValueError, match="step train/big needs 8 GPUs"):  # forced, it would run
         run_plan(plan, jobs=2, preflight=False, force=True, echo=lambda _: None)
+
+
+class _FakeRay:
+    """What RayExecutor reads of Ray: its nodes' GPUs and task submission (never run here)."""
+
+    def __init__(self, node_gpus: list[int]) -> None:
+        self._nodes = [{"Alive": True, "Resources": {"GPU": g}} for g in node_gpus]
+
+    def nodes(self) -> list[dict]:
+        return self._nodes
+
+    def cluster_resources(self) -> dict:
+        return {"GPU": sum(n["Resources"]["GPU"] for n in self._nodes)}
+
+    def remote(self, **options):
+        return lambda fn: fn
+
+
+@pytest.mark.parametrize("node_gpus", [[4, 4], []])
+def test_ray_refuses_a_step_larger_than_any_node(node_gpus, tmp_path):
+    from hf_mig.reproduce.ray_executor import RayExecutor
+
+    executor = RayExecutor(_FakeRay(node_gpus), tmp_path, begin=lambda launch: None)
+    devices = executor.devices(None)
+    small = Step("eval", "eval", "t", ["python"], ["o1"], gpus=max(node_gpus, default=0))
+    big = Step("train", "train", "t", ["python"], ["o2"], gpus=8)
+    devices.check([small])  # fits one node
+    largest = max(node_gpus, default=0)
+    message = rf"step train needs 8 GPUs, but the largest node of the Ray cluster has {largest}"
+    with pytest.raises(ValueError, match=message):
+        devices.check([small, big])
