@@ -21,6 +21,7 @@ import math
 from collections.abc import Mapping, Sequence
 
 import numpy as np
+import pyarrow as pa
 import scipy.sparse as sp
 
 from hf_mig.core.budget import _lazy_setup, _run, check_budget, check_costs, check_some_row_fits
@@ -34,18 +35,42 @@ Bound = int | float | None
 
 
 # ---------------------------------------------------------------------------- validation
-def group_codes(values: Sequence[object], column: str = "group") -> tuple[list[str], np.ndarray]:
+def group_codes(
+    values: Sequence[object] | pa.Array | pa.ChunkedArray, column: str = "group"
+) -> tuple[list[str], np.ndarray]:
     """The groups present (as text, sorted) and each row's group index into them.
 
-    A null group is refused (``ValueError`` naming the first such row and the ``column``), so
-    that it is never counted with a group whose text is ``"None"``."""
-    missing = next((row for row, v in enumerate(values) if v is None), None)
-    if missing is not None:
-        count = sum(v is None for v in values)
+    ``values``: one group per row, a sequence or an Arrow array (a column of strings is coded
+    in Arrow, without a Python object per row). A null group is refused (``ValueError`` naming
+    the first such row and the ``column``), so that it is never counted with a group whose text
+    is ``"None"``."""
+    if isinstance(values, (pa.Array, pa.ChunkedArray)):
+        column_values = values
+    else:
+        try:
+            column_values = pa.array(values)
+        except (pa.ArrowInvalid, pa.ArrowTypeError):  # mixed types: read as text below
+            column_values = None
+    if column_values is not None and column_values.null_count:
+        nulls = np.asarray(column_values.is_null().to_numpy(zero_copy_only=False))
         raise ValueError(
-            f"row {missing}: column {column!r} is null; every row needs a group for quotas "
-            f"({count} rows affected)"
+            f"row {int(np.argmax(nulls))}: column {column!r} is null; every row needs a group "
+            f"for quotas ({int(nulls.sum())} rows affected)"
         )
+    if column_values is not None and (
+        pa.types.is_string(column_values.type) or pa.types.is_large_string(column_values.type)
+    ):
+        if isinstance(column_values, pa.ChunkedArray):
+            column_values = column_values.combine_chunks()
+        coded = column_values.dictionary_encode()
+        found = coded.dictionary.to_pylist()
+        order = sorted(range(len(found)), key=found.__getitem__)
+        rank = np.empty(len(found), dtype=np.int64)
+        rank[order] = np.arange(len(found))
+        codes = rank[coded.indices.to_numpy(zero_copy_only=False)]
+        return [found[i] for i in order], np.ascontiguousarray(codes, dtype=np.int64)
+    if column_values is not None:
+        values = column_values.to_pylist()
     text = np.asarray([str(v) for v in values], dtype=object)
     names, codes = np.unique(text, return_inverse=True)
     return [str(name) for name in names], np.ascontiguousarray(codes, dtype=np.int64)
@@ -129,7 +154,7 @@ def quota_select(
     weights: np.ndarray,
     propagation: sp.spmatrix,
     k: int,
-    groups: Sequence[object],
+    groups: Sequence[object] | pa.Array | pa.ChunkedArray,
     quotas: Mapping[str, tuple[Bound, Bound]],
     objective: Objective | None = None,
     *,

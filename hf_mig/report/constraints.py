@@ -58,7 +58,7 @@ def _quota_use(
             f"selection {name!r} was made with quotas on column {column!r}, which the pool does "
             f"not have (columns: {pool.column_names})"
         )
-    values = arrow_columns(pool, [column]).column(0).to_pylist()
+    values = arrow_columns(pool, [column]).column(0)
     names, codes = group_codes(values, column)
     sizes = np.bincount(codes, minlength=len(names))
     try:

@@ -507,7 +507,7 @@ class MIGSelector(BaseSelector):
             progress=self.progress, cost_column=self.cost_column,
         )
 
-    def _quota_groups(self, dataset: Dataset) -> tuple[list[object], np.ndarray]:
+    def _quota_groups(self, dataset: Dataset) -> tuple[pa.ChunkedArray, np.ndarray]:
         """Each row's group in ``quota_column`` and whether the quotas allow picking it (its
         group's maximum is above 0), once ``quotas`` can be met (``ValueError`` saying why
         otherwise: see :func:`hf_mig.core.quotas.quota_bounds`)."""
@@ -517,7 +517,7 @@ class MIGSelector(BaseSelector):
                 f"quota_column {self.quota_column!r} not found; the pool has columns "
                 f"{dataset.column_names}. Quotas need each row's group; set quota_column=..."
             )
-        groups = arrow_columns(dataset, [self.quota_column]).column(0).to_pylist()
+        groups = arrow_columns(dataset, [self.quota_column]).column(0)
         names, codes = group_codes(groups, self.quota_column)
         sizes = np.bincount(codes, minlength=len(names))
         k, column = self._k(len(groups)), self.quota_column

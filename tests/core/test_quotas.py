@@ -291,3 +291,22 @@ def test_a_null_group_is_refused_not_merged_with_the_text_none():
     with pytest.raises(ValueError, match=r"row 1: column 'source' is null; .*\(2 rows affected\)"):
         quota_select(indptr, ids, w, p, 2, ["None", None, "b", None], {"b": (1, None)},
                      quota_column="source")  # fmt: skip
+
+
+def test_group_codes_of_an_arrow_column_equal_those_of_its_values():
+    import pyarrow as pa
+
+    from hf_mig.core.quotas import group_codes
+
+    values = ["web", "é", "Zoo", "web", "e", "books", "é"]
+    column = pa.chunked_array([pa.array(values[:3]), pa.array(values[3:])])
+    names, codes = group_codes(values)
+    assert names == sorted(set(values)) and [names[c] for c in codes] == values
+    arrow_names, arrow_codes = group_codes(column)
+    assert arrow_names == names and arrow_codes.tolist() == codes.tolist()
+    large = group_codes(pa.array(values, pa.large_string()))
+    assert large[0] == names and large[1].tolist() == codes.tolist()
+    numbers = group_codes([3, 1, 3])  # not text: compared as their text
+    assert numbers[0] == ["1", "3"] and numbers[1].tolist() == [1, 0, 1]
+    with pytest.raises(ValueError, match=r"row 2: column 'src' is null.*\(1 rows affected\)"):
+        group_codes(pa.array(["a", "b", None]), "src")
