@@ -308,7 +308,7 @@ def run(args: argparse.Namespace) -> int:
     import numpy as np
 
     from hf_mig.core.summary import format_summary, selection_summary
-    from hf_mig.data.io import atomic_output, save_dataset, write_text_atomic
+    from hf_mig.data.io import save_dataset
 
     start = time.perf_counter()
     if args.num is None and getattr(args, "budget", None) is None:
@@ -327,33 +327,21 @@ def run(args: argparse.Namespace) -> int:
     select_seconds = time.perf_counter() - select_start
     subset = selector.rows(pool, indices)
     save_dataset(subset, args.out, overwrite=args.overwrite)
-    if args.indices_out:
-        record = {"positions": indices.tolist(), "pool_rows": len(pool), "method": args.method}
-        write_text_atomic(args.indices_out, json.dumps(record) + "\n", overwrite=args.overwrite)
-    if args.save_graph and getattr(selector, "label_graph_", None) is not None:
-        with atomic_output(args.save_graph, overwrite=args.overwrite) as tmp:
-            selector.label_graph_.save(tmp)
+    _write_side_outputs(args, selector, indices, len(pool))
     summary = selection_summary(
         pool, indices, labels_column=args.labels_column, score_column=args.score_column
     )
     summary["method"] = args.method
     summary["select_seconds"] = round(select_seconds, 3)
     summary["seconds"] = round(time.perf_counter() - start, 3)
-    if hasattr(selector, "result_"):
-        summary["lazy_greedy"] = selector.result_.stats
-        summary["label_graph"] = {
-            k: v for k, v in selector.label_graph_.stats().items() if k != "degree_histogram"
-        }
-        summary["encoding"] = selector.encoding_report_
+    summary.update(_greedy_facts(selector))
     print(format_summary(summary))
-    print(f"wrote {args.out} in {summary['seconds']:.1f} s")
+    explained = ""
     if explain:
         from hf_mig.report.selections import detect_id_column
 
-        print(explain_table(selector.explanations(explain), pool, detect_id_column(pool)))
-    if args.summary_json:
-        text = json.dumps(summary, indent=2, default=str) + "\n"
-        write_text_atomic(args.summary_json, text, overwrite=args.overwrite)
+        explained = explain_table(selector.explanations(explain), pool, detect_id_column(pool))
+    _report(args, summary, explained)
     card = None
     if args.card or args.push_to_hub:
         card = _selection_card(args, pool_info, pool, indices, selector, summary, token)
@@ -379,7 +367,6 @@ def _check_streaming(args: argparse.Namespace) -> None:
 
 def run_streaming(args: argparse.Namespace, start: float) -> int:
     """``hf-mig select --streaming``: MIG over a Parquet pool that is never loaded whole."""
-    from hf_mig.data.io import atomic_output, write_text_atomic
     from hf_mig.data.resources import load_vocabulary
     from hf_mig.data.streaming import StreamingPool, write_rows
 
@@ -390,16 +377,12 @@ def run_streaming(args: argparse.Namespace, start: float) -> int:
     vocabulary = load_vocabulary(args.vocabulary) if args.vocabulary else None
     selector = _selector(args, vocabulary)
     explain = _check_explain(args, selector)
+    select_start = time.perf_counter()
     indices = selector.select_streaming(pool)
-    select_seconds = time.perf_counter() - start
+    select_seconds = time.perf_counter() - select_start
     write_rows(pool, indices, args.out, overwrite=args.overwrite, finish=selector.rows)
     rows = selector.encoding_report_["rows"]
-    if args.indices_out:
-        record = {"positions": indices.tolist(), "pool_rows": rows, "method": args.method}
-        write_text_atomic(args.indices_out, json.dumps(record) + "\n", overwrite=args.overwrite)
-    if args.save_graph:
-        with atomic_output(args.save_graph, overwrite=args.overwrite) as tmp:
-            selector.label_graph_.save(tmp)
+    _write_side_outputs(args, selector, indices, rows)
     summary = {
         "pool_rows": rows,
         "selected_rows": int(indices.size),
@@ -407,21 +390,51 @@ def run_streaming(args: argparse.Namespace, start: float) -> int:
         "streaming": True,
         "select_seconds": round(select_seconds, 3),
         "seconds": round(time.perf_counter() - start, 3),
-        "lazy_greedy": selector.result_.stats,
-        "label_graph": {
-            k: v for k, v in selector.label_graph_.stats().items() if k != "degree_histogram"
-        },
-        "encoding": selector.encoding_report_,
+        **_greedy_facts(selector),
         "score_collapse": selector.score_collapse_,
     }
     print(f"selected {summary['selected_rows']:,} of {rows:,} rows (streaming; no dataset card)")
+    _report(args, summary, explain_table(selector.explanations(explain)) if explain else "")
+    return 0
+
+
+def _write_side_outputs(args: argparse.Namespace, selector: Any, indices: Any, rows: int) -> None:
+    """``--indices-out`` (the picks' positions among the pool's ``rows``) and ``--save-graph``
+    (the label graph the selector used, when it has one), each written beside and renamed."""
+    from hf_mig.data.io import atomic_output, write_text_atomic
+
+    if args.indices_out:
+        record = {"positions": indices.tolist(), "pool_rows": rows, "method": args.method}
+        write_text_atomic(args.indices_out, json.dumps(record) + "\n", overwrite=args.overwrite)
+    if args.save_graph and getattr(selector, "label_graph_", None) is not None:
+        with atomic_output(args.save_graph, overwrite=args.overwrite) as tmp:
+            selector.label_graph_.save(tmp)
+
+
+def _greedy_facts(selector: Any) -> dict[str, Any]:
+    """What a MIG run adds to the summary (the greedy's stats, the graph's, the encoding
+    report); nothing for methods without a greedy."""
+    if not hasattr(selector, "result_"):
+        return {}
+    graph = selector.label_graph_.stats()
+    return {
+        "lazy_greedy": selector.result_.stats,
+        "label_graph": {k: v for k, v in graph.items() if k != "degree_histogram"},
+        "encoding": selector.encoding_report_,
+    }
+
+
+def _report(args: argparse.Namespace, summary: dict, explained: str) -> None:
+    """Print where the selection went, the ``--explain`` table when there is one, and write
+    ``--summary-json``."""
+    from hf_mig.data.io import write_text_atomic
+
     print(f"wrote {args.out} in {summary['seconds']:.1f} s")
-    if explain:
-        print(explain_table(selector.explanations(explain)))
+    if explained:
+        print(explained)
     if args.summary_json:
         text = json.dumps(summary, indent=2, default=str) + "\n"
         write_text_atomic(args.summary_json, text, overwrite=args.overwrite)
-    return 0
 
 
 def _check_explain(args: argparse.Namespace, selector: Any) -> int:
