@@ -41,10 +41,10 @@ from hf_mig.core.greedy import (
     _initial_state,
     _record,
     _sift_down,
-    check_inputs,
     chunk_steps,
     stamp_array,
 )
+from hf_mig.core.inputs import check_inputs
 from hf_mig.core.objective import Objective
 
 __all__ = [

@@ -43,6 +43,7 @@ from hf_mig.core._jit import HAVE_NUMBA, resolve_compiled  # noqa: F401 (HAVE_NU
 from hf_mig.core._jit import njit as _njit
 from hf_mig.core._jit import njit_inline as _njit_inline
 from hf_mig.core.encoding import check_k
+from hf_mig.core.inputs import check_inputs
 from hf_mig.core.objective import Objective
 
 GAIN_KINDS = ("gradient", "exact")
@@ -487,7 +488,7 @@ class Frontier:
     (``(-inf, -1)`` when ``entries`` holds them all); ``gain``: the gain kind of the bounds;
     ``picks``: how many rows were picked; ``x``, ``g``, ``h``, ``objective``: the state after
     them (see :class:`hf_mig.core.incremental.GreedyState`); ``row_gain``: the overflow check's
-    bound over the first ``rows`` rows (:func:`information_bounds`); ``row_bounds`` (the
+    bound over the first ``rows`` rows (:func:`~hf_mig.core.inputs.information_bounds`); ``row_bounds`` (the
     candidate engine's): for each of the first ``rows`` rows, its latest gain evaluated, as
     float32 (``inf`` if never evaluated; the kernels widen them into upper bounds of the gains
     from then on), with which a continuation picks its first candidates without a
@@ -527,28 +528,12 @@ def heap_frontier(
     """The :class:`Frontier` of a lazy engine over ``n`` rows: its heap's ``size`` live rows (a
     view), its candidate ``bound`` (``None``: the heap holds every unpicked row), the number of
     ``picks``, ``state = (x, g, h)`` and E (``fstate[0]``) it stopped at, the pool's
-    ``row_gain`` (:func:`information_bounds`) and the candidate engine's ``row_bounds``."""
+    ``row_gain`` (:func:`~hf_mig.core.inputs.information_bounds`) and the candidate engine's ``row_bounds``."""
     far = (-np.inf, -1.0) if bound is None else (float(bound[0]), float(bound[1]))
     x, g, h = state
     live = heap[ROOT : ROOT + int(size)]
     return Frontier(
         live, far, n, gain, int(picks), x, g, h, float(fstate[0]), float(row_gain), row_bounds
-    )
-
-
-def _as_csr_parts(propagation: sp.spmatrix):
-    p = sp.csr_matrix(propagation, dtype=np.float64)
-    if p.shape[0] != p.shape[1]:
-        raise ValueError(f"propagation matrix must be square, got {p.shape}")
-    p = p.copy()
-    p.eliminate_zeros()
-    p.sort_indices()
-    if p.nnz and (p.data < 0).any():
-        raise ValueError("propagation matrix has negative entries; gains could rise")
-    return (
-        np.ascontiguousarray(p.indptr, dtype=np.int64),
-        np.ascontiguousarray(p.indices, dtype=np.int64),
-        np.ascontiguousarray(p.data, dtype=np.float64),
     )
 
 
@@ -569,116 +554,6 @@ def _initial_state(prop, phi, k, spent=False):
     fstate = np.array([initial, 0.0] if spent else [initial])
     out = (np.empty(k, dtype=np.int64), np.empty(k), np.empty(k))
     return state, work, istate, fstate, out
-
-
-def information_bounds(
-    indptr: np.ndarray,
-    label_ids: np.ndarray,
-    weights: np.ndarray,
-    propagation: sp.spmatrix,
-    objective: Objective | None = None,
-    *,
-    known: tuple[int, float] | None = None,
-) -> dict[str, float]:
-    """Upper bounds of what the greedy computes, to check that float64 holds it.
-
-    ``weight_total`` is the sum of the weights; ``coverage`` bounds every entry of ``x`` (that
-    total times the largest column sum of P), ``gain`` every gradient gain
-    (``w_i * phi'(0) * sum over L_i of P's row sums``; ``row_gain`` is that largest ``w_i *
-    sum`` before ``phi'(0)``) and ``objective`` E(S) (``K * phi(coverage)``; exact gains are
-    differences of such terms). ``known = (rows, row_gain)``: the ``row_gain`` of the first
-    ``rows`` rows, already computed (a :class:`Frontier`'s); only the other rows are read for it.
-    A bound that is not finite means the objective can overflow: rescale the weights.
-    """
-    objective = objective or Objective()
-    p = sp.csr_matrix(propagation, dtype=np.float64)
-    w = np.asarray(weights, dtype=np.float64)
-    num_labels = p.shape[0]
-    first, row_gain = known if known is not None else (0, -np.inf)
-    with np.errstate(over="ignore", invalid="ignore"):
-        col_max = float(np.asarray(p.sum(axis=0)).max()) if p.nnz else 0.0
-        row_sums = np.asarray(p.sum(axis=1)).ravel()
-        total = float(np.sum(w))
-        coverage = total * col_max
-        d0 = float(objective.derivative(0.0))
-        lab = _label_id_array(label_ids)
-        starts = np.asarray(indptr, dtype=np.int64)[first:]
-        row_gain = max(float(row_gain), float(_max_row_gain(starts, lab, w[first:], row_sums)))
-        gain = row_gain * d0 if w.size else 0.0
-        phi_max = float(objective.value(coverage))
-        bound = num_labels * phi_max
-    return {
-        "weight_total": total,
-        "coverage": coverage,
-        "gain": gain,
-        "row_gain": row_gain,
-        "objective": bound,
-    }
-
-
-@_njit
-def _max_row_gain(indptr, label_ids, w, row_sums):
-    """``max_i w_i * sum_{l in L_i} row_sums[l]`` (``-inf`` for no rows), reading the arrays in
-    place whatever their integer types."""
-    best = -np.inf
-    for i in range(w.size):
-        s = 0.0
-        for t in range(indptr[i], indptr[i + 1]):
-            s += row_sums[label_ids[t]]
-        best = max(best, w[i] * s)
-    return best
-
-
-def check_inputs(
-    indptr: np.ndarray,
-    label_ids: np.ndarray,
-    weights: np.ndarray,
-    propagation: sp.spmatrix,
-    objective: Objective,
-    *,
-    known: tuple[int, float] | None = None,
-) -> tuple[tuple, tuple, dict[str, float]]:
-    """``(pool, prop, bounds)``: the pool and P as the kernels take them (see the top of this
-    module) and :func:`information_bounds` (``known`` as there), once the CSR is consistent,
-    the weights finite and ``>= 0``, the label ids within P and the objective within float64;
-    ``ValueError`` saying which otherwise. int64 ``indptr``, int32/int64 ``label_ids`` and
-    float64 ``weights`` are used in place. With ``known``, the weights and label ids of its
-    first ``rows`` rows, checked by the run that computed its ``row_gain``, are not read again."""
-    indptr = np.ascontiguousarray(indptr, dtype=np.int64)
-    lab = _label_id_array(label_ids)
-    w = np.ascontiguousarray(weights, dtype=np.float64)
-    if indptr.shape != (w.size + 1,) or indptr[0] != 0 or indptr[-1] != lab.size:
-        raise ValueError(
-            "indptr must have len(weights) + 1 entries, start at 0, end at len(label_ids)"
-        )
-    first = min(known[0], w.size) if known is not None else 0
-    new_w, new_lab = w[first:], lab[indptr[first] :]
-    if not np.isfinite(new_w).all() or (new_w < 0).any():
-        raise ValueError("weights must be finite and >= 0")
-    prop = _as_csr_parts(propagation)
-    num_labels = prop[0].size - 1
-    if new_lab.size and (new_lab.min() < 0 or new_lab.max() >= num_labels):
-        raise ValueError(f"label ids must lie in [0, {num_labels})")
-    bounds = information_bounds(indptr, lab, w, propagation, objective, known=known)
-    if not all(math.isfinite(v) for v in bounds.values()):
-        raise ValueError(
-            f"weights up to {w.max():.6g} (total {bounds['weight_total']:.6g}) overflow "
-            f"float64 in the objective (bounds: coverage {bounds['coverage']:.3g}, gain "
-            f"{bounds['gain']:.3g}, E {bounds['objective']:.3g}); rescale the weights, e.g. "
-            "divide them by their maximum"
-        )
-    return (indptr, lab, w), prop, bounds
-
-
-def _label_id_array(label_ids: np.ndarray) -> np.ndarray:
-    """The label ids as the kernels read them: int32 or int64 kept as they are (a memory-mapped
-    array is read in place), any other integer type as int64."""
-    lab = np.asarray(label_ids)
-    if lab.dtype not in (np.dtype(np.int32), np.dtype(np.int64)):
-        if lab.size and not np.issubdtype(lab.dtype, np.integer):
-            raise ValueError(f"label ids must be integers, got {lab.dtype}")
-        lab = lab.astype(np.int64)
-    return np.ascontiguousarray(lab)
 
 
 def stamp_array(n: int, k: int) -> np.ndarray:

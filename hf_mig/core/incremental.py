@@ -44,13 +44,13 @@ from hf_mig.core.greedy import (
     _phi,
     _scan_steps,
     _select_candidates,
-    check_inputs,
     chunk_steps,
     heap_frontier,
     resolve_engine,
     run_in_chunks,
     stamp_array,
 )
+from hf_mig.core.inputs import check_inputs
 from hf_mig.core.objective import Objective
 
 __all__ = ["GreedyState", "check_same_prefix", "greedy_extend", "replay_state"]

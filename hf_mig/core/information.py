@@ -23,7 +23,8 @@ import numpy as np
 import scipy.sparse as sp
 
 from hf_mig.core.encoding import PoolEncoding
-from hf_mig.core.greedy import GAIN_KINDS, information_bounds
+from hf_mig.core.greedy import GAIN_KINDS
+from hf_mig.core.inputs import information_bounds
 from hf_mig.core.objective import Objective
 
 __all__ = [
@@ -82,7 +83,7 @@ class LabelInformation:
         self, objective: Objective | None = None, *, known: tuple[int, float] | None = None
     ) -> dict[str, float]:
         """Upper bounds of what the greedy computes (see
-        :func:`hf_mig.core.greedy.information_bounds`, which ``known`` goes to)."""
+        :func:`hf_mig.core.inputs.information_bounds`, which ``known`` goes to)."""
         enc = self.encoding
         return information_bounds(
             enc.indptr, enc.label_ids, self.weights, self.propagation, objective, known=known

@@ -26,7 +26,8 @@ import scipy.sparse as sp
 
 from hf_mig.core.budget import _lazy_setup, _run, check_budget, check_costs, check_some_row_fits
 from hf_mig.core.encoding import check_k
-from hf_mig.core.greedy import GAIN_KINDS, GreedyResult, check_inputs
+from hf_mig.core.greedy import GAIN_KINDS, GreedyResult
+from hf_mig.core.inputs import check_inputs
 from hf_mig.core.objective import Objective
 
 __all__ = ["group_codes", "quota_bounds", "quota_select"]

@@ -32,9 +32,9 @@ from hf_mig.core.greedy import (
     _gain,
     _initial_state,
     _record,
-    check_inputs,
     chunk_steps,
 )
+from hf_mig.core.inputs import check_inputs
 from hf_mig.core.objective import Objective
 
 __all__ = ["check_epsilon", "sample_size", "stochastic_select"]

@@ -18,7 +18,7 @@ from hf_mig.core.encoding import (
     unique_labels,
     vocabulary_array,
 )
-from hf_mig.core.greedy import _label_id_array
+from hf_mig.core.inputs import _label_id_array
 from hf_mig.data.streaming import StreamingPool, pool_encoding, pool_labels
 
 LABELS = [f"label {i:02d}" for i in range(60)]
