@@ -488,11 +488,11 @@ class Frontier:
     (``(-inf, -1)`` when ``entries`` holds them all); ``gain``: the gain kind of the bounds;
     ``picks``: how many rows were picked; ``x``, ``g``, ``h``, ``objective``: the state after
     them (see :class:`hf_mig.core.incremental.GreedyState`); ``row_gain``: the overflow check's
-    bound over the first ``rows`` rows (:func:`~hf_mig.core.inputs.information_bounds`); ``row_bounds`` (the
-    candidate engine's): for each of the first ``rows`` rows, its latest gain evaluated, as
-    float32 (``inf`` if never evaluated; the kernels widen them into upper bounds of the gains
-    from then on), with which a continuation picks its first candidates without a
-    pass over the pool. The arrays are only read.
+    bound over the first ``rows`` rows (:func:`~hf_mig.core.inputs.information_bounds`);
+    ``row_bounds`` (the candidate engine's): for each of the first ``rows`` rows, its latest
+    gain evaluated, as float32 (``inf`` if never evaluated; the kernels widen them into upper
+    bounds of the gains from then on), from which a continuation picks its first candidates
+    without evaluating the pool again. The arrays are only read.
     """
 
     entries: np.ndarray
@@ -528,7 +528,8 @@ def heap_frontier(
     """The :class:`Frontier` of a lazy engine over ``n`` rows: its heap's ``size`` live rows (a
     view), its candidate ``bound`` (``None``: the heap holds every unpicked row), the number of
     ``picks``, ``state = (x, g, h)`` and E (``fstate[0]``) it stopped at, the pool's
-    ``row_gain`` (:func:`~hf_mig.core.inputs.information_bounds`) and the candidate engine's ``row_bounds``."""
+    ``row_gain`` (:func:`~hf_mig.core.inputs.information_bounds`) and the candidate engine's
+    ``row_bounds``."""
     far = (-np.inf, -1.0) if bound is None else (float(bound[0]), float(bound[1]))
     x, g, h = state
     live = heap[ROOT : ROOT + int(size)]
