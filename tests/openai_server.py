@@ -62,6 +62,16 @@ def echo_responder(body: dict[str, Any]) -> str:
     return "echo: " + _MARKER.sub("", last_user_message(body)).strip()
 
 
+def instag_responder(body: dict[str, Any]) -> str:
+    """An InsTag tagger's answer: up to three long words of the last message as tags (JSON), or
+    text without JSON when the message says ``MALFORMED``."""
+    query = body["messages"][-1]["content"]
+    if "MALFORMED" in query:
+        return "no json here"
+    words = [w for w in query.split() if w.isalpha() and len(w) > 5][:3]
+    return json.dumps([{"tag": w.title(), "explanation": "x"} for w in words])
+
+
 def tokens_of(text: str) -> list[str]:
     """The server's tokenisation: runs of non-spaces with their leading whitespace."""
     return _TOKEN.findall(text)

@@ -17,6 +17,7 @@ import pytest
 ray = pytest.importorskip("ray")
 
 from openai_server import OpenAIServer  # noqa: E402
+from openai_server import instag_responder as instag_answer  # noqa: E402
 from ray_local import local_ray  # noqa: E402
 
 from hf_mig.annotate.scorers import DeitaScorer, LengthScorer  # noqa: E402
@@ -139,14 +140,6 @@ def test_deita_scorer_on_a_tiny_model_matches_local(tmp_path, tiny_llama_path):
             assert a == pytest.approx(b, abs=1e-6)
     assert got["deita_error"][3] == "no user turn to score" and got["score"][3] is None
     assert sum(e is None for e in got["deita_error"]) == 10
-
-
-def instag_answer(body: dict) -> str:
-    query = body["messages"][-1]["content"]
-    if "MALFORMED" in query:
-        return "no json here"
-    words = [w for w in query.split() if w.isalpha() and len(w) > 5][:3]
-    return json.dumps([{"tag": w.title(), "explanation": "x"} for w in words])
 
 
 def entries(path: Path) -> set[str]:

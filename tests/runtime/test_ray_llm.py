@@ -5,11 +5,11 @@ processor itself needs vLLM and a GPU and is not run here."""
 
 from __future__ import annotations
 
-import json
 import math
 
 import pytest
 from openai_server import OpenAIServer
+from openai_server import instag_responder as instag_answer
 
 from hf_mig.annotate.scorers import DeitaScorer
 from hf_mig.annotate.taggers import InsTagTagger
@@ -39,14 +39,6 @@ BATCH = {
         conversation("Write a budget spreadsheet", "Columns: ...") + conversation("and taxes?"),
     ]
 }
-
-
-def instag_answer(body: dict) -> str:
-    query = body["messages"][-1]["content"]
-    if "MALFORMED" in query:
-        return "no json here"
-    words = [w for w in query.split() if w.isalpha() and len(w) > 5][:3]
-    return json.dumps([{"tag": w.title(), "explanation": "x"} for w in words])
 
 
 def test_instag_requests_and_columns_match_the_local_tagger():
